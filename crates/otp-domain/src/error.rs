@@ -1,0 +1,85 @@
+//! One error enum per operation. Adapters convert their own errors into
+//! [`StoreError`] or [`DeliveryError`](crate::ports::DeliveryError) at their
+//! boundary and keep the cause as `#[source]`.
+
+use crate::ports::DeliveryError;
+
+/// A value from a request did not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("invalid phone: {0}")]
+    Phone(&'static str),
+    #[error("invalid email: {0}")]
+    Email(&'static str),
+    #[error("invalid chat_id: {0}")]
+    ChatId(&'static str),
+    #[error("invalid password: {0}")]
+    Code(&'static str),
+    #[error("lifetime must be between {min} and {max} seconds")]
+    Lifetime { min: u32, max: u32 },
+}
+
+/// The store could not be reached or answered something unreadable.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend is down or timed out; the request may succeed later.
+    #[error("store unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The backend answered, but with data this version cannot read.
+    #[error("store data corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Why a send was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error(transparent)]
+    Invalid(#[from] ParseError),
+    #[error("the message must contain {{password}} when no password is given")]
+    MessageWithoutCode,
+    #[error("the {field} is longer than {max} characters")]
+    TooLong { field: &'static str, max: usize },
+    #[error("the subject must be a single line")]
+    MultilineSubject,
+    #[error("too many sends; retry after {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("delivery failed")]
+    Delivery(#[source] DeliveryError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a check did not approve.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error("wrong password; {attempts_left} attempts left")]
+    Mismatch { attempts_left: u32 },
+    #[error("no active password for this destination")]
+    NotFound,
+    #[error("too many failed attempts; request a new password")]
+    Locked,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why the Telegram bot could not hand a pairing code to a chat.
+#[derive(Debug, thiserror::Error)]
+pub enum PairError {
+    #[error("too many codes requested by this chat; retry after {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("could not find a free pairing code")]
+    Exhausted,
+    #[error("delivery failed")]
+    Delivery(#[source] DeliveryError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a pairing code could not be traded for a chat id.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("no active pairing for this password")]
+    NotFound,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}

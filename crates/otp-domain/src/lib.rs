@@ -1,0 +1,41 @@
+//! The OTP rules of otpd: newtypes, policies, the canonical service and the
+//! port traits that adapters implement. This crate does no IO.
+//!
+//! # Layout
+//! - [`types`]: parsed newtypes (`Phone`, `Email`, `ChatId`, `Code`, `Lifetime`),
+//!   `Channel` and the `Destination` they make up.
+//! - [`ports`]: the traits adapters implement (`CodeStore`, `Sender`, `Clock`,
+//!   `CodeGenerator`) and the records they exchange.
+//! - [`codes`]: the CSPRNG code generator and the pairing alphabet.
+//! - [`digest`]: keyed hashing of codes, so no store ever holds a code.
+//! - [`state`]: the pure check / rate-limit state machine, shared by the
+//!   in-process stores (Redis re-implements it in Lua).
+//! - [`service`]: `OtpService`, the one place that owns every rule.
+//! - [`template`]: `{password}` / `{lifetime}` message templating.
+//! - [`error`]: one error enum per operation.
+//! - `contract` (feature `contract`): the behaviour every `CodeStore` must
+//!   show, as one suite that each store crate runs against its store.
+//! - [`memory`]: an in-memory `CodeStore`, for tests and as the reference
+//!   implementation of the port's contract.
+
+pub mod codes;
+#[cfg(any(test, feature = "contract"))]
+pub mod contract;
+pub mod digest;
+pub mod error;
+pub mod memory;
+pub mod ports;
+pub mod service;
+pub mod state;
+pub mod template;
+pub mod types;
+
+pub use codes::RandomCodes;
+pub use digest::{CodeDigest, CodeHasher};
+pub use error::{CheckError, PairError, ParseError, SendError, StoreError, TargetError};
+pub use ports::{
+    CheckOutcome, Clock, CodeGenerator, CodeRecord, CodeStore, DeliveryError, OutgoingMessage,
+    PairingOutcome, PutOutcome, RateBucket, Sender, SystemClock, Timestamp,
+};
+pub use service::{CheckRequest, OtpService, Policy, SendReceipt, SendRequest, Senders};
+pub use types::{Channel, ChatId, Code, Destination, Email, Lifetime, Phone};

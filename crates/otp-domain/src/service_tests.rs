@@ -1,0 +1,467 @@
+//! Unit tests of the rules, against mockall mocks of every port and a
+//! fixed clock.
+
+use std::sync::{Arc, Mutex};
+
+use mockall::predicate::{always, eq};
+
+use super::*;
+use crate::digest::CodeDigest;
+use crate::error::StoreError;
+use crate::ports::{DeliveryError, MockClock, MockCodeGenerator, MockCodeStore, MockSender};
+use crate::types::{Email, Phone};
+
+const NOW: u64 = 1_700_000_000_000;
+const SECRET: &[u8] = b"test-secret";
+
+fn phone() -> Phone {
+    Phone::parse("77011234567").expect("valid phone")
+}
+
+fn code(s: &str) -> Code {
+    Code::parse(s).expect("valid code")
+}
+
+fn fixed_clock() -> Arc<MockClock> {
+    let mut clock = MockClock::new();
+    clock.expect_now().return_const(NOW);
+    Arc::new(clock)
+}
+
+fn generator(numeric: &'static str, pairing: Vec<&'static str>) -> Arc<MockCodeGenerator> {
+    let mut g = MockCodeGenerator::new();
+    g.expect_numeric()
+        .with(eq(6))
+        .returning(move |_| code(numeric));
+    let queue = Mutex::new(pairing.into_iter());
+    g.expect_pairing().returning(move || {
+        let next = queue
+            .lock()
+            .expect("lock")
+            .next()
+            .expect("no more pairing codes");
+        code(next)
+    });
+    Arc::new(g)
+}
+
+/// A sender that records every message and answers with `fail`.
+fn recording_sender(fail: bool) -> (Arc<MockSender>, Arc<Mutex<Vec<OutgoingMessage>>>) {
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let log = sent.clone();
+    let mut s = MockSender::new();
+    s.expect_send().returning(move |m| {
+        log.lock().expect("lock").push(m.clone());
+        if fail {
+            Err(DeliveryError {
+                provider: "mock".into(),
+                reason: "refused".into(),
+                transient: false,
+                source: None,
+            })
+        } else {
+            Ok(())
+        }
+    });
+    (Arc::new(s), sent)
+}
+
+/// A sender that must never be called.
+fn silent_sender() -> Arc<MockSender> {
+    Arc::new(MockSender::new())
+}
+
+fn senders_with(channel: Channel, sender: Arc<MockSender>) -> Senders {
+    let pick = |c: Channel| -> Arc<dyn Sender> {
+        if c == channel {
+            sender.clone()
+        } else {
+            silent_sender()
+        }
+    };
+    Senders {
+        sms: pick(Channel::Sms),
+        call: pick(Channel::Call),
+        email: pick(Channel::Email),
+        telegram: pick(Channel::Telegram),
+    }
+}
+
+fn service(store: MockCodeStore, senders: Senders, codes: Arc<MockCodeGenerator>) -> OtpService {
+    OtpService::new(
+        Arc::new(store),
+        senders,
+        fixed_clock(),
+        codes,
+        CodeHasher::new(SECRET.to_vec()),
+        Policy::default(),
+    )
+}
+
+fn sms_request(
+    password: Option<&str>,
+    lifetime: Option<i64>,
+    message: Option<&str>,
+) -> SendRequest {
+    SendRequest {
+        destination: Destination::Sms(phone()),
+        password: password.map(code),
+        lifetime,
+        message: message.map(str::to_owned),
+        subject: None,
+    }
+}
+
+#[tokio::test]
+async fn send_stores_only_the_digest_and_delivers_the_rendered_message() {
+    let hasher = CodeHasher::new(SECRET.to_vec());
+    let expected = CodeRecord {
+        digest: hasher.code("sms:+77011234567", &code("482910")),
+        expires_at: NOW + 300_000,
+        attempts: 0,
+        max_attempts: 5,
+    };
+    let mut store = MockCodeStore::new();
+    store
+        .expect_put_code()
+        .withf(move |key, record, buckets, now| {
+            key == "sms:+77011234567"
+                && *record == expected
+                && *now == NOW
+                && buckets
+                    == [
+                        RateBucket {
+                            key: "cooldown:sms:+77011234567".into(),
+                            limit: 1,
+                            window_ms: 30_000,
+                        },
+                        RateBucket {
+                            key: "sends:sms:+77011234567".into(),
+                            limit: 5,
+                            window_ms: 600_000,
+                        },
+                    ]
+        })
+        .times(1)
+        .returning(|_, _, _, _| Ok(PutOutcome::Stored));
+    let (sender, sent) = recording_sender(false);
+    let svc = service(
+        store,
+        senders_with(Channel::Sms, sender),
+        generator("482910", vec![]),
+    );
+
+    let receipt = svc.send(sms_request(None, None, None)).await.expect("send");
+
+    assert_eq!(receipt.channel, Channel::Sms);
+    assert_eq!(receipt.lifetime.secs(), 300);
+    assert_eq!(receipt.expires_at, NOW + 300_000);
+    let sent = sent.lock().expect("lock");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].destination, Destination::Sms(phone()));
+    assert_eq!(
+        sent[0].body,
+        "Your code is 482910. It expires in 300 seconds."
+    );
+}
+
+#[tokio::test]
+async fn send_uses_the_callers_password_and_message_verbatim() {
+    let mut store = MockCodeStore::new();
+    store
+        .expect_put_code()
+        .times(1)
+        .returning(|_, _, _, _| Ok(PutOutcome::Stored));
+    let (sender, sent) = recording_sender(false);
+    // The generator must not be asked: the caller gave a password.
+    let svc = service(
+        store,
+        senders_with(Channel::Sms, sender),
+        Arc::new(MockCodeGenerator::new()),
+    );
+
+    svc.send(sms_request(
+        Some("12345"),
+        Some(300),
+        Some("Your OTP is 12345"),
+    ))
+    .await
+    .expect("send");
+
+    assert_eq!(sent.lock().expect("lock")[0].body, "Your OTP is 12345");
+}
+
+#[tokio::test]
+async fn send_refuses_a_generated_code_that_the_message_would_not_show() {
+    let svc = service(
+        MockCodeStore::new(),
+        senders_with(Channel::Sms, silent_sender()),
+        generator("482910", vec![]),
+    );
+    let err = svc
+        .send(sms_request(None, None, Some("Hello")))
+        .await
+        .expect_err("must refuse");
+    assert!(matches!(err, SendError::MessageWithoutCode), "{err:?}");
+}
+
+#[tokio::test]
+async fn send_refuses_a_lifetime_out_of_bounds_and_stores_nothing() {
+    for lifetime in [0, 29, 86_401, -1] {
+        let svc = service(
+            MockCodeStore::new(),
+            senders_with(Channel::Sms, silent_sender()),
+            generator("482910", vec![]),
+        );
+        let err = svc
+            .send(sms_request(Some("12345"), Some(lifetime), None))
+            .await
+            .expect_err("must refuse");
+        assert!(matches!(err, SendError::Invalid(_)), "{lifetime}: {err:?}");
+    }
+}
+
+#[tokio::test]
+async fn rate_limited_send_delivers_nothing_and_says_when_to_retry() {
+    let mut store = MockCodeStore::new();
+    store.expect_put_code().returning(|_, _, _, _| {
+        Ok(PutOutcome::RateLimited {
+            retry_after_ms: 12_001,
+        })
+    });
+    let svc = service(
+        store,
+        senders_with(Channel::Sms, silent_sender()),
+        generator("482910", vec![]),
+    );
+    let err = svc
+        .send(sms_request(None, None, None))
+        .await
+        .expect_err("limited");
+    assert!(
+        matches!(
+            err,
+            SendError::RateLimited {
+                retry_after_secs: 13
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn failed_delivery_removes_the_new_code() {
+    let hasher = CodeHasher::new(SECRET.to_vec());
+    let digest = hasher.code("sms:+77011234567", &code("482910"));
+    let mut store = MockCodeStore::new();
+    store
+        .expect_put_code()
+        .returning(|_, _, _, _| Ok(PutOutcome::Stored));
+    store
+        .expect_discard_code()
+        .with(eq("sms:+77011234567"), eq(digest))
+        .times(1)
+        .returning(|_, _| Ok(()));
+    let (sender, _) = recording_sender(true);
+    let svc = service(
+        store,
+        senders_with(Channel::Sms, sender),
+        generator("482910", vec![]),
+    );
+    let err = svc
+        .send(sms_request(None, None, None))
+        .await
+        .expect_err("fails");
+    assert!(matches!(err, SendError::Delivery(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn email_subject_is_rendered_and_must_be_one_line() {
+    let mut store = MockCodeStore::new();
+    store
+        .expect_put_code()
+        .times(1)
+        .returning(|_, _, _, _| Ok(PutOutcome::Stored));
+    let (sender, sent) = recording_sender(false);
+    let svc = service(
+        store,
+        senders_with(Channel::Email, sender),
+        generator("482910", vec![]),
+    );
+    let email = Email::parse("foobar@example.com").expect("valid");
+    let request = |subject: &str| SendRequest {
+        destination: Destination::Email(email.clone()),
+        password: None,
+        lifetime: None,
+        message: Some("Code: {password}".into()),
+        subject: Some(subject.into()),
+    };
+
+    let err = svc
+        .send(request("Hi\r\nBcc: victim@example.com"))
+        .await
+        .expect_err("refused");
+    assert!(matches!(err, SendError::MultilineSubject), "{err:?}");
+
+    svc.send(request("Code {password} inside"))
+        .await
+        .expect("send");
+    let sent = sent.lock().expect("lock");
+    assert_eq!(sent[0].subject.as_deref(), Some("Code 482910 inside"));
+    assert_eq!(sent[0].body, "Code: 482910");
+}
+
+#[tokio::test]
+async fn check_maps_every_store_outcome() {
+    let hasher = CodeHasher::new(SECRET.to_vec());
+    let digest = hasher.code("call:+77011234567", &code("12345"));
+    let cases = [
+        (CheckOutcome::Approved, "approved"),
+        (CheckOutcome::Mismatch { attempts_left: 3 }, "mismatch3"),
+        (CheckOutcome::Locked, "locked"),
+        (CheckOutcome::NotFound, "notfound"),
+    ];
+    for (outcome, name) in cases {
+        let mut store = MockCodeStore::new();
+        store
+            .expect_check_code()
+            .with(eq("call:+77011234567"), eq(digest), eq(NOW))
+            .times(1)
+            .returning(move |_, _, _| Ok(outcome));
+        let svc = service(
+            store,
+            senders_with(Channel::Call, silent_sender()),
+            generator("0000", vec![]),
+        );
+        let got = svc
+            .check(CheckRequest {
+                destination: Destination::Call(phone()),
+                password: code("12345"),
+            })
+            .await;
+        let label = match got {
+            Ok(()) => "approved".to_owned(),
+            Err(CheckError::Mismatch { attempts_left }) => format!("mismatch{attempts_left}"),
+            Err(CheckError::Locked) => "locked".into(),
+            Err(CheckError::NotFound) => "notfound".into(),
+            Err(CheckError::Store(e)) => format!("store {e}"),
+        };
+        assert_eq!(label, name);
+    }
+}
+
+#[tokio::test]
+async fn store_outage_is_reported_not_swallowed() {
+    let mut store = MockCodeStore::new();
+    store
+        .expect_check_code()
+        .returning(|_, _, _| Err(StoreError::Unavailable("connection refused".into())));
+    let svc = service(
+        store,
+        senders_with(Channel::Sms, silent_sender()),
+        generator("0000", vec![]),
+    );
+    let got = svc
+        .check(CheckRequest {
+            destination: Destination::Sms(phone()),
+            password: code("12345"),
+        })
+        .await;
+    assert!(matches!(got, Err(CheckError::Store(_))), "{got:?}");
+}
+
+#[tokio::test]
+async fn pairing_retries_a_colliding_code_and_sends_the_free_one() {
+    let chat = ChatId::from_i64(555).expect("valid");
+    let hasher = CodeHasher::new(SECRET.to_vec());
+    let taken = hasher.pairing(&code("AAAAAAAA"));
+    let free = hasher.pairing(&code("BBBBBBBB"));
+    let mut store = MockCodeStore::new();
+    store
+        .expect_put_pairing()
+        .with(eq(chat), eq(taken), eq(NOW + 300_000), always(), eq(NOW))
+        .times(1)
+        .returning(|_, _, _, _, _| Ok(PairingOutcome::Collision));
+    store
+        .expect_put_pairing()
+        .with(eq(chat), eq(free), eq(NOW + 300_000), always(), eq(NOW))
+        .times(1)
+        .returning(|_, _, _, _, _| Ok(PairingOutcome::Stored));
+    let (sender, sent) = recording_sender(false);
+    let svc = service(
+        store,
+        senders_with(Channel::Telegram, sender),
+        generator("0000", vec!["AAAAAAAA", "BBBBBBBB"]),
+    );
+
+    svc.start_pairing(chat).await.expect("pairing");
+
+    let sent = sent.lock().expect("lock");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].destination, Destination::Telegram(chat));
+    assert_eq!(
+        sent[0].body,
+        "Your code is BBBBBBBB. Enter it in the app within 300 seconds."
+    );
+}
+
+#[tokio::test]
+async fn failed_pairing_delivery_removes_the_pairing() {
+    let chat = ChatId::from_i64(555).expect("valid");
+    let digest = CodeHasher::new(SECRET.to_vec()).pairing(&code("CCCCCCCC"));
+    let mut store = MockCodeStore::new();
+    store
+        .expect_put_pairing()
+        .returning(|_, _, _, _, _| Ok(PairingOutcome::Stored));
+    store
+        .expect_discard_pairing()
+        .with(eq(digest))
+        .times(1)
+        .returning(|_| Ok(()));
+    let (sender, _) = recording_sender(true);
+    let svc = service(
+        store,
+        senders_with(Channel::Telegram, sender),
+        generator("0000", vec!["CCCCCCCC"]),
+    );
+    let got = svc.start_pairing(chat).await;
+    assert!(matches!(got, Err(PairError::Delivery(_))), "{got:?}");
+}
+
+#[tokio::test]
+async fn redeem_normalizes_what_the_user_typed() {
+    let chat = ChatId::from_i64(777).expect("valid");
+    let digest: CodeDigest = CodeHasher::new(SECRET.to_vec()).pairing(&code("AB0C1DEF"));
+    let mut store = MockCodeStore::new();
+    store
+        .expect_take_pairing()
+        .with(eq(digest), eq(NOW))
+        .times(1)
+        .returning(move |_, _| Ok(Some(chat)));
+    let svc = service(
+        store,
+        senders_with(Channel::Telegram, silent_sender()),
+        generator("0000", vec![]),
+    );
+    assert_eq!(
+        svc.redeem_pairing("ab-oc ldef").await.expect("redeem"),
+        chat
+    );
+    // Malformed input never reaches the store.
+    let got = svc.redeem_pairing("short").await;
+    assert!(matches!(got, Err(TargetError::NotFound)), "{got:?}");
+}
+
+#[test]
+fn default_policy_is_valid_and_bad_ones_name_the_setting() {
+    assert_eq!(Policy::default().validate(), Ok(()));
+    let mut p = Policy::default();
+    p.templates.sms = "no code here".into();
+    assert_eq!(
+        p.validate(),
+        Err("the sms template must contain {password}".to_owned())
+    );
+    let mut p = Policy::default();
+    p.lifetime_default = 5;
+    assert!(p.validate().is_err());
+}

@@ -1,0 +1,406 @@
+//! Parsed newtypes. Each has a private field and a `parse` that returns a
+//! typed [`ParseError`]; nothing downstream re-checks a value of these types.
+
+use std::fmt;
+
+use crate::error::ParseError;
+
+/// The four delivery channels. SMS and voice share the phone destination
+/// type but keep separate codes, as the seed API checks them separately.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Channel {
+    Sms,
+    Call,
+    Email,
+    Telegram,
+}
+
+impl Channel {
+    pub const ALL: [Channel; 4] = [
+        Channel::Sms,
+        Channel::Call,
+        Channel::Email,
+        Channel::Telegram,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Sms => "sms",
+            Channel::Call => "call",
+            Channel::Email => "email",
+            Channel::Telegram => "telegram",
+        }
+    }
+}
+
+impl fmt::Display for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A phone number in E.164 form, always stored with the leading `+`.
+///
+/// The seed sends digits only (`77011234567`); that and `+77011234567`
+/// parse to the same value. Spaces, dashes, dots and parentheses are
+/// ignored, as people type them.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Phone(String);
+
+impl Phone {
+    pub fn parse(input: &str) -> Result<Self, ParseError> {
+        let trimmed = input.trim();
+        let rest = trimmed.strip_prefix('+').unwrap_or(trimmed);
+        let mut digits = String::with_capacity(rest.len() + 1);
+        digits.push('+');
+        for c in rest.chars() {
+            match c {
+                '0'..='9' => digits.push(c),
+                ' ' | '-' | '.' | '(' | ')' => {}
+                _ => {
+                    return Err(ParseError::Phone(
+                        "a phone may hold only digits and an optional leading +",
+                    ))
+                }
+            }
+        }
+        let count = digits.len() - 1;
+        if !(7..=15).contains(&count) {
+            return Err(ParseError::Phone(
+                "a phone must have 7 to 15 digits (E.164)",
+            ));
+        }
+        if digits.as_bytes().get(1) == Some(&b'0') {
+            return Err(ParseError::Phone(
+                "a phone must start with its country code, not 0",
+            ));
+        }
+        Ok(Phone(digits))
+    }
+
+    /// The E.164 form, with `+`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// For logs: `+7701***4567`.
+    pub fn masked(&self) -> String {
+        mask_middle(&self.0, 5, 4)
+    }
+}
+
+impl fmt::Debug for Phone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Phone({})", self.masked())
+    }
+}
+
+/// An email address, validated to the practical subset providers accept
+/// and lower-cased, so `Foo@Example.com` and `foo@example.com` share a code.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(input: &str) -> Result<Self, ParseError> {
+        let s = input.trim().to_ascii_lowercase();
+        if s.is_empty() || s.len() > 254 {
+            return Err(ParseError::Email("an email must be 1 to 254 characters"));
+        }
+        let (local, domain) = s
+            .rsplit_once('@')
+            .ok_or(ParseError::Email("an email needs an @"))?;
+        let local_ok = !local.is_empty()
+            && local.len() <= 64
+            && !local.starts_with('.')
+            && !local.ends_with('.')
+            && !local.contains("..")
+            && local
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~.-".contains(c));
+        if !local_ok {
+            return Err(ParseError::Email(
+                "the part before @ is not a valid mailbox",
+            ));
+        }
+        let labels: Vec<&str> = domain.split('.').collect();
+        let domain_ok = labels.len() >= 2
+            && labels.iter().all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+                    && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            });
+        if !domain_ok {
+            return Err(ParseError::Email("the part after @ is not a valid domain"));
+        }
+        Ok(Email(s))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// For logs: `f***@example.com`.
+    pub fn masked(&self) -> String {
+        match self.0.split_once('@') {
+            Some((local, domain)) => {
+                let first: String = local.chars().take(1).collect();
+                format!("{first}***@{domain}")
+            }
+            None => "***".to_owned(),
+        }
+    }
+}
+
+impl fmt::Debug for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Email({})", self.masked())
+    }
+}
+
+/// A Telegram chat id: a non-zero integer, negative for groups.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ChatId(i64);
+
+impl ChatId {
+    pub fn parse(input: &str) -> Result<Self, ParseError> {
+        let n: i64 = input
+            .trim()
+            .parse()
+            .map_err(|_| ParseError::ChatId("a chat_id must be an integer"))?;
+        Self::from_i64(n)
+    }
+
+    pub fn from_i64(n: i64) -> Result<Self, ParseError> {
+        if n == 0 {
+            return Err(ParseError::ChatId("a chat_id cannot be 0"));
+        }
+        Ok(ChatId(n))
+    }
+
+    pub fn get(self) -> i64 {
+        self.0
+    }
+
+    /// Private chats have positive ids; groups and channels negative ones.
+    pub fn is_private(self) -> bool {
+        self.0 > 0
+    }
+
+    pub fn masked(self) -> String {
+        mask_middle(&self.0.to_string(), 2, 2)
+    }
+}
+
+impl fmt::Debug for ChatId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ChatId({})", self.masked())
+    }
+}
+
+/// A one-time code as the user types it: 4 to 12 printable ASCII
+/// characters without spaces. Its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Code(String);
+
+impl Code {
+    pub const MIN_LEN: usize = 4;
+    pub const MAX_LEN: usize = 12;
+
+    pub fn parse(input: &str) -> Result<Self, ParseError> {
+        let s = input;
+        if !(Self::MIN_LEN..=Self::MAX_LEN).contains(&s.len()) {
+            return Err(ParseError::Code("a password must be 4 to 12 characters"));
+        }
+        if !s.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+            return Err(ParseError::Code(
+                "a password may hold only printable ASCII without spaces",
+            ));
+        }
+        Ok(Code(s.to_owned()))
+    }
+
+    /// The code itself, for hashing and for the outgoing message only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Code(***)")
+    }
+}
+
+/// How long a code stays checkable, in seconds, inside the policy's bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetime(u32);
+
+impl Lifetime {
+    pub fn parse(secs: i64, min: u32, max: u32) -> Result<Self, ParseError> {
+        if secs < i64::from(min) || secs > i64::from(max) {
+            return Err(ParseError::Lifetime { min, max });
+        }
+        // In range of u32 because max is a u32.
+        Ok(Lifetime(
+            u32::try_from(secs).map_err(|_| ParseError::Lifetime { min, max })?,
+        ))
+    }
+
+    pub fn secs(self) -> u32 {
+        self.0
+    }
+
+    pub fn millis(self) -> u64 {
+        u64::from(self.0) * 1000
+    }
+}
+
+/// Where a code goes. The variant names the channel, so a phone can never
+/// be sent an email.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Destination {
+    Sms(Phone),
+    Call(Phone),
+    Email(Email),
+    Telegram(ChatId),
+}
+
+impl Destination {
+    pub fn channel(&self) -> Channel {
+        match self {
+            Destination::Sms(_) => Channel::Sms,
+            Destination::Call(_) => Channel::Call,
+            Destination::Email(_) => Channel::Email,
+            Destination::Telegram(_) => Channel::Telegram,
+        }
+    }
+
+    /// The address the provider needs: E.164 phone, email or chat id.
+    pub fn address(&self) -> String {
+        match self {
+            Destination::Sms(p) | Destination::Call(p) => p.as_str().to_owned(),
+            Destination::Email(e) => e.as_str().to_owned(),
+            Destination::Telegram(c) => c.get().to_string(),
+        }
+    }
+
+    /// The store key of this destination's code: `sms:+77011234567`.
+    pub fn key(&self) -> String {
+        format!("{}:{}", self.channel(), self.address())
+    }
+
+    /// The destination with its middle hidden, for logs.
+    pub fn masked(&self) -> String {
+        match self {
+            Destination::Sms(p) | Destination::Call(p) => p.masked(),
+            Destination::Email(e) => e.masked(),
+            Destination::Telegram(c) => c.masked(),
+        }
+    }
+}
+
+fn mask_middle(s: &str, head: usize, tail: usize) -> String {
+    let chars: Vec<char> = s.chars().collect();
+    if chars.len() <= head + tail {
+        return "***".to_owned();
+    }
+    let start: String = chars[..head].iter().collect();
+    let end: String = chars[chars.len() - tail..].iter().collect();
+    format!("{start}***{end}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_digits_and_e164_are_the_same_phone() {
+        assert_eq!(
+            Phone::parse("77011234567").ok(),
+            Phone::parse("+7 701 123-45-67").ok()
+        );
+        assert_eq!(
+            Phone::parse("77011234567").map(|p| p.as_str().to_owned()),
+            Ok("+77011234567".to_owned())
+        );
+    }
+
+    #[test]
+    fn bad_phones_are_refused() {
+        for bad in [
+            "",
+            "abc",
+            "+",
+            "123",
+            "+0123456789",
+            "7701123456789012",
+            "7701x234567",
+        ] {
+            assert!(Phone::parse(bad).is_err(), "{bad} should fail");
+        }
+    }
+
+    #[test]
+    fn phone_is_masked_in_logs() {
+        let p = Phone::parse("77011234567").expect("valid");
+        assert_eq!(p.masked(), "+7701***4567");
+        assert_eq!(format!("{p:?}"), "Phone(+7701***4567)");
+    }
+
+    #[test]
+    fn emails_are_validated_and_lowercased() {
+        let e = Email::parse(" FooBar@Example.com ").expect("valid");
+        assert_eq!(e.as_str(), "foobar@example.com");
+        assert_eq!(e.masked(), "f***@example.com");
+        for bad in [
+            "",
+            "foo",
+            "foo@",
+            "@example.com",
+            "foo@example",
+            "foo@-example.com",
+            "fo o@example.com",
+            "foo@example.com\r\nBcc: x@y.z",
+            "a..b@example.com",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad:?} should fail");
+        }
+    }
+
+    #[test]
+    fn chat_ids_are_integers_and_groups_are_negative() {
+        assert_eq!(ChatId::parse("1234567890").map(ChatId::get), Ok(1234567890));
+        let group = ChatId::parse("-100123").expect("valid");
+        assert!(!group.is_private());
+        assert!(ChatId::parse("abc").is_err());
+        assert!(ChatId::parse("0").is_err());
+    }
+
+    #[test]
+    fn codes_are_printable_ascii_of_bounded_length() {
+        assert!(Code::parse("12345").is_ok());
+        assert!(Code::parse("AB7K-92Q").is_ok());
+        for bad in ["123", "1234567890123", "12 34", "12\u{e9}45", "1234\n"] {
+            assert!(Code::parse(bad).is_err(), "{bad:?} should fail");
+        }
+        let c = Code::parse("12345").expect("valid");
+        assert!(!format!("{c:?}").contains("12345"));
+    }
+
+    #[test]
+    fn lifetime_respects_bounds() {
+        assert_eq!(Lifetime::parse(300, 30, 86400).map(Lifetime::secs), Ok(300));
+        assert!(Lifetime::parse(0, 30, 86400).is_err());
+        assert!(Lifetime::parse(86401, 30, 86400).is_err());
+        assert!(Lifetime::parse(-5, 30, 86400).is_err());
+    }
+
+    #[test]
+    fn destination_key_names_channel_and_address() {
+        let p = Phone::parse("77011234567").expect("valid");
+        assert_eq!(Destination::Sms(p.clone()).key(), "sms:+77011234567");
+        assert_eq!(Destination::Call(p).key(), "call:+77011234567");
+    }
+}

@@ -461,7 +461,9 @@ fn default_policy_is_valid_and_bad_ones_name_the_setting() {
         p.validate(),
         Err("the sms template must contain {password}".to_owned())
     );
-    let mut p = Policy::default();
-    p.lifetime_default = 5;
+    let p = Policy {
+        lifetime_default: 5,
+        ..Policy::default()
+    };
     assert!(p.validate().is_err());
 }

@@ -1,1 +1,365 @@
-//! stub
+//! The embedded, persistent [`CodeStore`] of otpd, on redb: one file,
+//! no server, survives restarts. The default store on a single machine.
+//!
+//! # Layout
+//! - [`EmbeddedStore`]: opens the file and implements the port. Each port
+//!   call is one redb write transaction (redb serialises writers), run on
+//!   the blocking pool, so every rule of the port is atomic.
+//! - `codec`: the fixed-size binary records kept in the tables.
+//!
+//! Commits are durable (fsync) by default, so a crash after an answer
+//! never loses the code that answer promised.
+
+mod codec;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use otp_domain::digest::CodeDigest;
+use otp_domain::ports::{
+    CheckOutcome, CodeRecord, CodeStore, PairingOutcome, PutOutcome, RateBucket, Timestamp,
+};
+use otp_domain::state::{self, CheckStep};
+use otp_domain::{ChatId, StoreError};
+use redb::{Database, ReadableTable, Table, TableDefinition, WriteTransaction};
+
+use codec::{BucketValue, PairingValue};
+
+const CODES: TableDefinition<&str, &[u8]> = TableDefinition::new("codes");
+const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
+const PAIRINGS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("pairings");
+const CHAT_PAIRING: TableDefinition<i64, &[u8]> = TableDefinition::new("chat_pairing");
+
+/// Errors of this adapter, converted to [`StoreError`] at the port.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbeddedError {
+    #[error("cannot open the store file {path}")]
+    Open {
+        path: String,
+        #[source]
+        source: redb::DatabaseError,
+    },
+    #[error("store transaction failed")]
+    Redb(#[source] redb::Error),
+    #[error("store worker failed")]
+    Join(#[source] tokio::task::JoinError),
+    #[error("unreadable record: {0}")]
+    Corrupt(&'static str),
+}
+
+impl<E: Into<redb::Error>> From<E> for EmbeddedError {
+    fn from(e: E) -> Self {
+        EmbeddedError::Redb(e.into())
+    }
+}
+
+impl From<EmbeddedError> for StoreError {
+    fn from(e: EmbeddedError) -> Self {
+        match e {
+            EmbeddedError::Corrupt(what) => StoreError::Corrupt(what.to_owned()),
+            other => StoreError::Unavailable(Box::new(other)),
+        }
+    }
+}
+
+/// A redb file holding codes, rate buckets and pairings.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store file, creating its folder.
+    ///
+    /// # Errors
+    /// When the folder cannot be made, or the file is unreadable or
+    /// already open in another process.
+    pub fn open(path: &Path) -> Result<Self, EmbeddedError> {
+        let open_err = |source| EmbeddedError::Open {
+            path: path.display().to_string(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| open_err(redb::DatabaseError::Storage(e.into())))?;
+        }
+        let db = Database::create(path).map_err(open_err)?;
+        // Create the tables up front, so readers never meet a missing one.
+        let txn = db.begin_write()?;
+        txn.open_table(CODES)?;
+        txn.open_table(BUCKETS)?;
+        txn.open_table(PAIRINGS)?;
+        txn.open_table(CHAT_PAIRING)?;
+        txn.commit()?;
+        Ok(EmbeddedStore { db: Arc::new(db) })
+    }
+
+    /// Runs `f` in one write transaction on the blocking pool and commits
+    /// it when `f` succeeds.
+    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&WriteTransaction) -> Result<T, EmbeddedError> + Send + 'static,
+    {
+        let db = self.db.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let txn = db.begin_write()?;
+            let value = f(&txn)?;
+            txn.commit()?;
+            Ok::<T, EmbeddedError>(value)
+        })
+        .await
+        .map_err(EmbeddedError::Join)?;
+        Ok(result?)
+    }
+
+    /// Deletes every expired code, bucket and pairing. The server calls it
+    /// periodically; correctness never depends on it, only file size.
+    ///
+    /// # Errors
+    /// When the transaction fails.
+    pub async fn sweep_expired(&self, now: Timestamp) -> Result<usize, StoreError> {
+        self.write(move |txn| {
+            let mut removed = 0;
+            {
+                let mut codes = txn.open_table(CODES)?;
+                removed += codes
+                    .extract_if(|_, v| {
+                        codec::decode_record(v).map_or(true, |r| r.expires_at <= now)
+                    })?
+                    .count();
+            }
+            {
+                let mut buckets = txn.open_table(BUCKETS)?;
+                removed += buckets
+                    .extract_if(|_, v| {
+                        BucketValue::decode(v).map_or(true, |b| b.expires_at <= now)
+                    })?
+                    .count();
+            }
+            let mut pairings = txn.open_table(PAIRINGS)?;
+            let mut chats = txn.open_table(CHAT_PAIRING)?;
+            let expired: Vec<(Vec<u8>, i64)> = pairings
+                .iter()?
+                .filter_map(Result::ok)
+                .filter_map(|(k, v)| {
+                    let p = PairingValue::decode(v.value()).ok()?;
+                    (p.expires_at <= now).then(|| (k.value().to_vec(), p.chat))
+                })
+                .collect();
+            for (digest, chat) in expired {
+                remove_pairing(&mut pairings, &mut chats, &digest, chat)?;
+                removed += 1;
+            }
+            Ok(removed)
+        })
+        .await
+    }
+}
+
+/// Counts one hit in each bucket, all or nothing, inside `txn`.
+fn hit_buckets(
+    txn: &WriteTransaction,
+    buckets: &[RateBucket],
+    now: Timestamp,
+) -> Result<Result<(), u64>, EmbeddedError> {
+    let mut table = txn.open_table(BUCKETS)?;
+    let mut current = Vec::with_capacity(buckets.len());
+    for b in buckets {
+        let state = match table.get(b.key.as_str())? {
+            Some(v) => Some(BucketValue::decode(v.value())?.state),
+            None => None,
+        };
+        current.push(state);
+    }
+    let next = match state::hit_buckets(buckets, &current, now) {
+        Ok(next) => next,
+        Err(retry_after) => return Ok(Err(retry_after)),
+    };
+    for (b, s) in buckets.iter().zip(next) {
+        let value = BucketValue {
+            state: s,
+            expires_at: s.expires_at(b),
+        };
+        table.insert(b.key.as_str(), value.encode().as_slice())?;
+    }
+    Ok(Ok(()))
+}
+
+fn remove_pairing(
+    pairings: &mut Table<&[u8], &[u8]>,
+    chats: &mut Table<i64, &[u8]>,
+    digest: &[u8],
+    chat: i64,
+) -> Result<(), EmbeddedError> {
+    pairings.remove(digest)?;
+    let owned = chats.get(chat)?.is_some_and(|v| v.value() == digest);
+    if owned {
+        chats.remove(chat)?;
+    }
+    Ok(())
+}
+
+fn to_chat(n: i64) -> Result<ChatId, EmbeddedError> {
+    ChatId::from_i64(n).map_err(|_| EmbeddedError::Corrupt("chat id 0 in a pairing"))
+}
+
+#[async_trait]
+impl CodeStore for EmbeddedStore {
+    async fn put_code(
+        &self,
+        key: &str,
+        record: CodeRecord,
+        buckets: &[RateBucket],
+        now: Timestamp,
+    ) -> Result<PutOutcome, StoreError> {
+        let key = key.to_owned();
+        let buckets = buckets.to_vec();
+        self.write(move |txn| {
+            if let Err(retry_after_ms) = hit_buckets(txn, &buckets, now)? {
+                return Ok(PutOutcome::RateLimited { retry_after_ms });
+            }
+            let mut codes = txn.open_table(CODES)?;
+            codes.insert(key.as_str(), codec::encode_record(&record).as_slice())?;
+            Ok(PutOutcome::Stored)
+        })
+        .await
+    }
+
+    async fn discard_code(&self, key: &str, digest: &CodeDigest) -> Result<(), StoreError> {
+        let key = key.to_owned();
+        let digest = *digest;
+        self.write(move |txn| {
+            let mut codes = txn.open_table(CODES)?;
+            let same = match codes.get(key.as_str())? {
+                Some(v) => codec::decode_record(v.value())?.digest.ct_eq(&digest),
+                None => false,
+            };
+            if same {
+                codes.remove(key.as_str())?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn check_code(
+        &self,
+        key: &str,
+        digest: &CodeDigest,
+        now: Timestamp,
+    ) -> Result<CheckOutcome, StoreError> {
+        let key = key.to_owned();
+        let digest = *digest;
+        self.write(move |txn| {
+            let mut codes = txn.open_table(CODES)?;
+            let record = match codes.get(key.as_str())? {
+                Some(v) => Some(codec::decode_record(v.value())?),
+                None => None,
+            };
+            let (outcome, step) = state::check(record.as_ref(), &digest, now);
+            match step {
+                CheckStep::Delete => {
+                    codes.remove(key.as_str())?;
+                }
+                CheckStep::Update(r) => {
+                    codes.insert(key.as_str(), codec::encode_record(&r).as_slice())?;
+                }
+                CheckStep::Keep => {}
+            }
+            Ok(outcome)
+        })
+        .await
+    }
+
+    async fn put_pairing(
+        &self,
+        chat: ChatId,
+        digest: &CodeDigest,
+        expires_at: Timestamp,
+        buckets: &[RateBucket],
+        now: Timestamp,
+    ) -> Result<PairingOutcome, StoreError> {
+        let digest = *digest;
+        let buckets = buckets.to_vec();
+        self.write(move |txn| {
+            let mut pairings = txn.open_table(PAIRINGS)?;
+            let mut chats = txn.open_table(CHAT_PAIRING)?;
+            let key = digest.as_bytes().as_slice();
+            if let Some(v) = pairings.get(key)? {
+                let p = PairingValue::decode(v.value())?;
+                if p.chat != chat.get() && now < p.expires_at {
+                    return Ok(PairingOutcome::Collision);
+                }
+            }
+            if let Err(retry_after_ms) = hit_buckets(txn, &buckets, now)? {
+                return Ok(PairingOutcome::RateLimited { retry_after_ms });
+            }
+            let old = chats.get(chat.get())?.map(|v| v.value().to_vec());
+            if let Some(old) = old {
+                pairings.remove(old.as_slice())?;
+            }
+            let value = PairingValue {
+                chat: chat.get(),
+                expires_at,
+            };
+            pairings.insert(key, value.encode().as_slice())?;
+            chats.insert(chat.get(), key)?;
+            Ok(PairingOutcome::Stored)
+        })
+        .await
+    }
+
+    async fn discard_pairing(&self, digest: &CodeDigest) -> Result<(), StoreError> {
+        let digest = *digest;
+        self.write(move |txn| {
+            let mut pairings = txn.open_table(PAIRINGS)?;
+            let mut chats = txn.open_table(CHAT_PAIRING)?;
+            let key = digest.as_bytes().as_slice();
+            let chat = match pairings.get(key)? {
+                Some(v) => PairingValue::decode(v.value())?.chat,
+                None => return Ok(()),
+            };
+            remove_pairing(&mut pairings, &mut chats, key, chat)
+        })
+        .await
+    }
+
+    async fn take_pairing(
+        &self,
+        digest: &CodeDigest,
+        now: Timestamp,
+    ) -> Result<Option<ChatId>, StoreError> {
+        let digest = *digest;
+        self.write(move |txn| {
+            let mut pairings = txn.open_table(PAIRINGS)?;
+            let mut chats = txn.open_table(CHAT_PAIRING)?;
+            let key = digest.as_bytes().as_slice();
+            let value = match pairings.get(key)? {
+                Some(v) => PairingValue::decode(v.value())?,
+                None => return Ok(None),
+            };
+            remove_pairing(&mut pairings, &mut chats, key, value.chat)?;
+            if now < value.expires_at {
+                Ok(Some(to_chat(value.chat)?))
+            } else {
+                Ok(None)
+            }
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            use redb::ReadableDatabase;
+            let txn = db.begin_read()?;
+            txn.open_table(CODES)?;
+            Ok::<(), EmbeddedError>(())
+        })
+        .await
+        .map_err(EmbeddedError::Join)??;
+        Ok(())
+    }
+}

@@ -268,6 +268,20 @@ pub enum Destination {
 }
 
 impl Destination {
+    /// Parses the address a request gave for `channel`: a phone for SMS
+    /// and voice, an email, or a Telegram chat id.
+    ///
+    /// # Errors
+    /// The [`ParseError`] of the address type.
+    pub fn parse(channel: Channel, address: &str) -> Result<Self, ParseError> {
+        Ok(match channel {
+            Channel::Sms => Destination::Sms(Phone::parse(address)?),
+            Channel::Call => Destination::Call(Phone::parse(address)?),
+            Channel::Email => Destination::Email(Email::parse(address)?),
+            Channel::Telegram => Destination::Telegram(ChatId::parse(address)?),
+        })
+    }
+
     pub fn channel(&self) -> Channel {
         match self {
             Destination::Sms(_) => Channel::Sms,
@@ -395,6 +409,15 @@ mod tests {
         assert!(Lifetime::parse(0, 30, 86400).is_err());
         assert!(Lifetime::parse(86401, 30, 86400).is_err());
         assert!(Lifetime::parse(-5, 30, 86400).is_err());
+    }
+
+    #[test]
+    fn destination_parses_the_address_of_its_channel() {
+        let d = Destination::parse(Channel::Call, "77011234567").expect("valid");
+        assert_eq!(d.channel(), Channel::Call);
+        assert_eq!(d.address(), "+77011234567");
+        assert!(Destination::parse(Channel::Email, "77011234567").is_err());
+        assert!(Destination::parse(Channel::Telegram, "foo@example.com").is_err());
     }
 
     #[test]

@@ -1,1 +1,113 @@
-fn main() {}
+//! The `otpd` binary: `otpd` (serve) and `otpd openapi` (print the spec).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use otp_server::config::Config;
+use otp_server::startup::{app_state, load_secret, spawn_sweeper, Application, Ports};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "otpd",
+    version,
+    about = "Self-hosted one-time-password service"
+)]
+struct Cli {
+    /// A TOML file layered over the built-in defaults.
+    #[arg(long, env = "OTP_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Print the OpenAPI spec as YAML.
+    Openapi,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::Openapi) = cli.command {
+        print!("{}", otp_server::api::api_service().spec_yaml());
+        return ExitCode::SUCCESS;
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("otpd: {}", otp_server::error::chain(&e));
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("otpd: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{}", otp_server::error::chain(e.as_ref()));
+            eprintln!("otpd: {}", otp_server::error::chain(e.as_ref()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let ports = Ports::from_config(&config)?;
+    let secret = load_secret(&config)?;
+    let state = app_state(&config, &ports, secret);
+    let app = Application::bind(&config, state).await?;
+    let addr = app.local_addr();
+    if !config.auth_enabled() && !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "Basic auth is OFF and otpd listens beyond loopback: anyone who reaches it can send and check codes. Set HTTP_AUTH_USERNAME and HTTP_AUTH_PASSWORD.");
+    }
+    if let Some(store) = ports.embedded.clone() {
+        spawn_sweeper(store, ports.clock.clone());
+    }
+    tracing::info!(%addr, store = ?config.store.kind, "otpd listening; docs at http://{addr}/docs");
+    app.run_until(shutdown_signal()).await?;
+    tracing::info!("otpd stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal received; draining in-flight requests");
+}

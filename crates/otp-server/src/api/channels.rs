@@ -1,0 +1,115 @@
+//! The send and check operations of the four channels. They differ only
+//! in paths, body types and the address field, so one macro generates
+//! them and every handler calls the generic path in `otp`.
+
+use std::sync::Arc;
+
+use otp_domain::Channel;
+use poem::web::Data;
+use poem_openapi::param::Query;
+use poem_openapi::payload::Json;
+use poem_openapi::OpenApi;
+
+use super::auth::ApiAuth;
+use super::otp::{
+    self, ChatIdField, CheckParts, EmailCheck, EmailSend, PhoneCheck, PhoneSend, TelegramCheck,
+    TelegramSend,
+};
+use super::responses::{CheckResponse, SendResponse};
+use super::{ApiTags, AppState};
+
+macro_rules! channel_api {
+    (
+        $api:ident, $tag:tt, $channel:expr,
+        send: $send_path:tt, $send_id:tt, $send_doc:tt, $send_body:ty,
+        check: $check_path:tt, $check_id:tt, $check_query_id:tt, $check_body:ty,
+        field: $field:ident: $field_ty:ty
+    ) => {
+        pub struct $api;
+
+        #[OpenApi(tag = $tag)]
+        impl $api {
+            #[doc = $send_doc]
+            #[oai(path = $send_path, method = "post", operation_id = $send_id)]
+            async fn send(
+                &self,
+                auth: ApiAuth,
+                state: Data<&Arc<AppState>>,
+                body: Json<$send_body>,
+            ) -> SendResponse {
+                otp::send(&state, &auth, $channel, body.0.into()).await
+            }
+
+            /// Check a password (JSON body). The legacy form, GET with the
+            /// same JSON body, is accepted too and behaves the same.
+            #[oai(path = $check_path, method = "post", operation_id = $check_id)]
+            async fn check(
+                &self,
+                auth: ApiAuth,
+                state: Data<&Arc<AppState>>,
+                body: Json<$check_body>,
+            ) -> CheckResponse {
+                otp::check(&state, &auth, $channel, body.0.into()).await
+            }
+
+            /// Check a password (query parameters).
+            #[oai(path = $check_path, method = "get", operation_id = $check_query_id)]
+            async fn check_query(
+                &self,
+                auth: ApiAuth,
+                state: Data<&Arc<AppState>>,
+                $field: Query<$field_ty>,
+                password: Query<String>,
+            ) -> CheckResponse {
+                let parts: CheckParts = <$check_body>::from_query($field.0, password.0).into();
+                otp::check(&state, &auth, $channel, parts).await
+            }
+        }
+    };
+}
+
+impl PhoneCheck {
+    fn from_query(phone: String, password: String) -> Self {
+        PhoneCheck { phone, password }
+    }
+}
+
+impl EmailCheck {
+    fn from_query(email: String, password: String) -> Self {
+        EmailCheck { email, password }
+    }
+}
+
+impl TelegramCheck {
+    fn from_query(chat_id: ChatIdField, password: String) -> Self {
+        TelegramCheck { chat_id, password }
+    }
+}
+
+channel_api!(
+    SmsApi, "ApiTags::Sms", Channel::Sms,
+    send: "/sms", "sms_send", "Send a code by SMS.", PhoneSend,
+    check: "/sms/check", "sms_check", "sms_check_query", PhoneCheck,
+    field: phone: String
+);
+
+channel_api!(
+    CallApi, "ApiTags::Call", Channel::Call,
+    send: "/call", "call_send", "Send a code by a robotic voice call.", PhoneSend,
+    check: "/call/check", "call_check", "call_check_query", PhoneCheck,
+    field: phone: String
+);
+
+channel_api!(
+    EmailApi, "ApiTags::Email", Channel::Email,
+    send: "/email", "email_send", "Send a code by email.", EmailSend,
+    check: "/email/check", "email_check", "email_check_query", EmailCheck,
+    field: email: String
+);
+
+channel_api!(
+    TelegramApi, "ApiTags::Telegram", Channel::Telegram,
+    send: "/telegram", "telegram_send", "Send a code to a Telegram chat.", TelegramSend,
+    check: "/telegram/check", "telegram_check", "telegram_check_query", TelegramCheck,
+    field: chat_id: ChatIdField
+);

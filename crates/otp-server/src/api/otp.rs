@@ -1,0 +1,290 @@
+//! The one generic path behind all four channels: request bodies, their
+//! conversion into domain requests, and the send and check flows.
+
+use std::borrow::Cow;
+use std::time::{Duration, UNIX_EPOCH};
+
+use otp_domain::service::{CheckRequest, SendRequest};
+use otp_domain::{Channel, Code, Destination, ParseError};
+use poem_openapi::payload::Json;
+use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
+use poem_openapi::types::{
+    ParseError as TypeParseError, ParseFromJSON, ParseFromParameter, ParseResult, ToJSON, Type,
+};
+use poem_openapi::Object;
+use serde_json::Value;
+
+use super::auth::ApiAuth;
+use super::responses::{
+    unauthorized_body, Approved, CheckResponse, ErrorBody, SendResponse, Sent, WWW_AUTHENTICATE,
+};
+use super::AppState;
+
+/// A Telegram chat id as the seed sends it (`"1234567890"`), also
+/// accepted as a JSON integer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatIdField(pub String);
+
+impl Type for ChatIdField {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = Self;
+    type RawElementValueType = Self;
+
+    fn name() -> Cow<'static, str> {
+        "chat_id".into()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        let mut schema = MetaSchema::new("string");
+        schema.description = Some(
+            "Telegram chat id: an integer, negative for groups. A JSON string (as the seed sends it) or a JSON integer.",
+        );
+        schema.example = Some(Value::String("1234567890".into()));
+        MetaSchemaRef::Inline(Box::new(schema))
+    }
+
+    fn as_raw_value(&self) -> Option<&Self> {
+        Some(self)
+    }
+
+    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Self> + 'a> {
+        Box::new(self.as_raw_value().into_iter())
+    }
+}
+
+impl ParseFromJSON for ChatIdField {
+    fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+        match value {
+            Some(Value::String(s)) => Ok(ChatIdField(s)),
+            Some(Value::Number(n)) if n.is_i64() => Ok(ChatIdField(n.to_string())),
+            other => Err(TypeParseError::expected_type(other.unwrap_or_default())),
+        }
+    }
+}
+
+impl ParseFromParameter for ChatIdField {
+    fn parse_from_parameter(value: &str) -> ParseResult<Self> {
+        Ok(ChatIdField(value.to_owned()))
+    }
+}
+
+impl ToJSON for ChatIdField {
+    fn to_json(&self) -> Option<Value> {
+        Some(Value::String(self.0.clone()))
+    }
+}
+
+/// `POST /sms` and `POST /call`.
+#[derive(Debug, Object)]
+pub struct PhoneSend {
+    /// Phone number, E.164 (`+77011234567`) or digits only (`77011234567`).
+    pub phone: String,
+    /// The code to send, 4 to 12 printable ASCII characters; generated
+    /// (digits) when absent.
+    pub password: Option<String>,
+    /// Seconds the code stays valid (default 300, bounds in config).
+    pub lifetime: Option<i64>,
+    /// Text to send; `{password}` and `{lifetime}` are filled in. Default
+    /// from config. Must contain `{password}` when no password is given.
+    pub message: Option<String>,
+}
+
+/// `POST /email`.
+#[derive(Debug, Object)]
+pub struct EmailSend {
+    /// Email address.
+    pub email: String,
+    /// The code to send; generated when absent.
+    pub password: Option<String>,
+    /// Seconds the code stays valid.
+    pub lifetime: Option<i64>,
+    /// Subject line; placeholders are filled in. One line.
+    pub subject: Option<String>,
+    /// Body text; placeholders are filled in.
+    pub text: Option<String>,
+}
+
+/// `POST /telegram`.
+#[derive(Debug, Object)]
+pub struct TelegramSend {
+    pub chat_id: ChatIdField,
+    /// The code to send; generated when absent.
+    pub password: Option<String>,
+    /// Seconds the code stays valid.
+    pub lifetime: Option<i64>,
+    /// Text to send; placeholders are filled in.
+    pub message: Option<String>,
+}
+
+/// `POST /sms/check` and `POST /call/check`.
+#[derive(Debug, Object)]
+pub struct PhoneCheck {
+    pub phone: String,
+    /// What the user typed.
+    pub password: String,
+}
+
+/// `POST /email/check`.
+#[derive(Debug, Object)]
+pub struct EmailCheck {
+    pub email: String,
+    /// What the user typed.
+    pub password: String,
+}
+
+/// `POST /telegram/check`.
+#[derive(Debug, Object)]
+pub struct TelegramCheck {
+    pub chat_id: ChatIdField,
+    /// What the user typed.
+    pub password: String,
+}
+
+/// A send body, whatever the channel.
+pub struct SendParts {
+    pub address: String,
+    pub password: Option<String>,
+    pub lifetime: Option<i64>,
+    pub message: Option<String>,
+    pub subject: Option<String>,
+}
+
+impl From<PhoneSend> for SendParts {
+    fn from(b: PhoneSend) -> Self {
+        SendParts {
+            address: b.phone,
+            password: b.password,
+            lifetime: b.lifetime,
+            message: b.message,
+            subject: None,
+        }
+    }
+}
+
+impl From<EmailSend> for SendParts {
+    fn from(b: EmailSend) -> Self {
+        SendParts {
+            address: b.email,
+            password: b.password,
+            lifetime: b.lifetime,
+            message: b.text,
+            subject: b.subject,
+        }
+    }
+}
+
+impl From<TelegramSend> for SendParts {
+    fn from(b: TelegramSend) -> Self {
+        SendParts {
+            address: b.chat_id.0,
+            password: b.password,
+            lifetime: b.lifetime,
+            message: b.message,
+            subject: None,
+        }
+    }
+}
+
+/// A check body, whatever the channel: (address, password).
+pub struct CheckParts(pub String, pub String);
+
+impl From<PhoneCheck> for CheckParts {
+    fn from(b: PhoneCheck) -> Self {
+        CheckParts(b.phone, b.password)
+    }
+}
+
+impl From<EmailCheck> for CheckParts {
+    fn from(b: EmailCheck) -> Self {
+        CheckParts(b.email, b.password)
+    }
+}
+
+impl From<TelegramCheck> for CheckParts {
+    fn from(b: TelegramCheck) -> Self {
+        CheckParts(b.chat_id.0, b.password)
+    }
+}
+
+fn send_request(channel: Channel, parts: SendParts) -> Result<SendRequest, ParseError> {
+    Ok(SendRequest {
+        destination: Destination::parse(channel, &parts.address)?,
+        password: parts.password.as_deref().map(Code::parse).transpose()?,
+        lifetime: parts.lifetime,
+        message: parts.message,
+        subject: parts.subject,
+    })
+}
+
+fn rfc3339(millis: u64) -> String {
+    let at = UNIX_EPOCH + Duration::from_millis(millis);
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
+/// Sends a code on `channel`.
+pub async fn send(
+    state: &AppState,
+    auth: &ApiAuth,
+    channel: Channel,
+    parts: SendParts,
+) -> SendResponse {
+    if !auth.permitted(state) {
+        return SendResponse::Unauthorized(unauthorized_body(), WWW_AUTHENTICATE.into());
+    }
+    let request = match send_request(channel, parts) {
+        Ok(r) => r,
+        Err(e) => {
+            return SendResponse::BadRequest(ErrorBody::json("invalid_request", e.to_string()))
+        }
+    };
+    let destination = request.destination.masked();
+    match state.otp.send(request).await {
+        Ok(receipt) => {
+            tracing::info!(%channel, %destination, lifetime = receipt.lifetime.secs(), "code sent");
+            SendResponse::Sent(Json(Sent {
+                status: "sent".into(),
+                channel: channel.to_string(),
+                lifetime: receipt.lifetime.secs(),
+                expires_at: rfc3339(receipt.expires_at),
+            }))
+        }
+        Err(e) => {
+            crate::error::log_send_error(channel, &destination, &e);
+            e.into()
+        }
+    }
+}
+
+/// Checks a code on `channel`.
+pub async fn check(
+    state: &AppState,
+    auth: &ApiAuth,
+    channel: Channel,
+    parts: CheckParts,
+) -> CheckResponse {
+    if !auth.permitted(state) {
+        return CheckResponse::Unauthorized(unauthorized_body(), WWW_AUTHENTICATE.into());
+    }
+    let CheckParts(address, password) = parts;
+    let request = match (
+        Destination::parse(channel, &address),
+        Code::parse(&password),
+    ) {
+        (Ok(destination), Ok(password)) => CheckRequest {
+            destination,
+            password,
+        },
+        (Err(e), _) | (_, Err(e)) => {
+            return CheckResponse::BadRequest(ErrorBody::json("invalid_request", e.to_string()))
+        }
+    };
+    let destination = request.destination.masked();
+    let result = state.otp.check(request).await;
+    crate::error::log_check_result(channel, &destination, &result);
+    match result {
+        Ok(()) => CheckResponse::Approved(Json(Approved {
+            status: "approved".into(),
+        })),
+        Err(e) => e.into(),
+    }
+}

@@ -1,0 +1,192 @@
+//! Responses. Each kind of operation has its own `ApiResponse`, so every
+//! status it can answer is in the spec; every error is an [`ErrorBody`].
+//! The mapping from domain errors lives in `crate::error`.
+
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object};
+
+/// The JSON body of every error.
+#[derive(Debug, Clone, Object)]
+pub struct ErrorBody {
+    /// Stable machine-readable code, e.g. `wrong_password`.
+    pub error: String,
+    /// Human-readable explanation.
+    pub message: String,
+    /// Checks left before the code locks (`wrong_password` only).
+    #[oai(skip_serializing_if_is_none)]
+    pub attempts_left: Option<u32>,
+    /// Seconds to wait before retrying (`rate_limited` only); also in the
+    /// `Retry-After` header.
+    #[oai(skip_serializing_if_is_none)]
+    pub retry_after: Option<u64>,
+}
+
+impl ErrorBody {
+    pub fn new(error: &str, message: impl Into<String>) -> Self {
+        ErrorBody {
+            error: error.to_owned(),
+            message: message.into(),
+            attempts_left: None,
+            retry_after: None,
+        }
+    }
+
+    pub fn json(error: &str, message: impl Into<String>) -> Json<ErrorBody> {
+        Json(Self::new(error, message))
+    }
+}
+
+pub const WWW_AUTHENTICATE: &str = "Basic realm=\"otpd\"";
+
+pub fn unauthorized_body() -> Json<ErrorBody> {
+    ErrorBody::json("unauthorized", "missing or wrong credentials")
+}
+
+fn invalid_request(err: &poem::Error) -> Json<ErrorBody> {
+    ErrorBody::json("invalid_request", err.to_string())
+}
+
+/// A code was sent.
+#[derive(Debug, Object)]
+pub struct Sent {
+    /// Always `sent`.
+    pub status: String,
+    /// `sms`, `call`, `email` or `telegram`.
+    pub channel: String,
+    /// Seconds the code stays valid.
+    pub lifetime: u32,
+    /// When the code expires (RFC 3339, UTC).
+    pub expires_at: String,
+}
+
+#[derive(Debug, ApiResponse)]
+#[oai(bad_request_handler = "send_bad_request")]
+pub enum SendResponse {
+    /// The code was stored and handed to the provider. The password is
+    /// never echoed.
+    #[oai(status = 200)]
+    Sent(Json<Sent>),
+    /// Malformed JSON, a missing field or an invalid value
+    /// (`invalid_request`).
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// Basic auth is on and the credentials are missing or wrong
+    /// (`unauthorized`).
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    /// Too many sends to this destination (`rate_limited`); see
+    /// `Retry-After`.
+    #[oai(status = 429)]
+    RateLimited(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
+    /// The provider refused or could not be reached (`delivery_failed`).
+    /// The new code was discarded; an older code for this destination was
+    /// already replaced.
+    #[oai(status = 502)]
+    DeliveryFailed(Json<ErrorBody>),
+    /// The store cannot be reached (`store_unavailable`).
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
+fn send_bad_request(err: poem::Error) -> SendResponse {
+    SendResponse::BadRequest(invalid_request(&err))
+}
+
+/// The check approved the password.
+#[derive(Debug, Object)]
+pub struct Approved {
+    /// Always `approved`.
+    pub status: String,
+}
+
+#[derive(Debug, ApiResponse)]
+#[oai(bad_request_handler = "check_bad_request")]
+pub enum CheckResponse {
+    /// The password is right. The code is used up: a second check gets 404.
+    #[oai(status = 200)]
+    Approved(Json<Approved>),
+    /// Malformed request or invalid field (`invalid_request`).
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// Basic auth is on and the credentials are missing or wrong
+    /// (`unauthorized`).
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    /// No active code: never sent, expired or already used (`not_found`).
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// Wrong password (`wrong_password`); `attempts_left` says how many
+    /// checks remain before the code locks.
+    #[oai(status = 422)]
+    WrongPassword(Json<ErrorBody>),
+    /// The code is locked after too many wrong passwords
+    /// (`too_many_attempts`); even the right one is refused until a new
+    /// send.
+    #[oai(status = 429)]
+    Locked(Json<ErrorBody>),
+    /// The store cannot be reached (`store_unavailable`).
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
+fn check_bad_request(err: poem::Error) -> CheckResponse {
+    CheckResponse::BadRequest(invalid_request(&err))
+}
+
+/// The chat a pairing code was sent to.
+#[derive(Debug, Object)]
+pub struct Target {
+    /// The Telegram chat id; use it with `POST /telegram`.
+    pub chat_id: i64,
+}
+
+#[derive(Debug, ApiResponse)]
+#[oai(bad_request_handler = "target_bad_request")]
+pub enum TargetResponse {
+    /// The code was valid; it is used up now.
+    #[oai(status = 200)]
+    Found(Json<Target>),
+    /// Malformed request (`invalid_request`).
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// Basic auth is on and the credentials are missing or wrong
+    /// (`unauthorized`).
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    /// Unknown, expired or already used code (`not_found`).
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// The store cannot be reached (`store_unavailable`).
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
+fn target_bad_request(err: poem::Error) -> TargetResponse {
+    TargetResponse::BadRequest(invalid_request(&err))
+}
+
+/// Acknowledgement of a webhook call.
+#[derive(Debug, Object)]
+pub struct Ack {
+    pub ok: bool,
+}
+
+#[derive(Debug, ApiResponse)]
+#[oai(bad_request_handler = "webhook_bad_request")]
+pub enum WebhookResponse {
+    /// Accepted, whether or not the update started a pairing (updates
+    /// from groups, bots or without text are ignored), so Telegram does
+    /// not retry.
+    #[oai(status = 200)]
+    Accepted(Json<Ack>),
+    /// The body is not a Telegram `Update` (`invalid_request`).
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// The secret token header is missing or wrong (`unauthorized`).
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>),
+}
+
+fn webhook_bad_request(err: poem::Error) -> WebhookResponse {
+    WebhookResponse::BadRequest(invalid_request(&err))
+}

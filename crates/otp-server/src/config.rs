@@ -1,0 +1,387 @@
+//! Configuration, layered with figment:
+//! 1. the built-in defaults (`config/default.toml`, compiled in);
+//! 2. the file given by `--config` or `OTP_CONFIG`;
+//! 3. `OTP_` env vars, split on `__` (`OTP_SERVER__LISTEN`);
+//! 4. the seed image's plain env vars (`HTTP_AUTH_USERNAME`, …).
+//!
+//! Unknown keys are errors. String keys from the environment are taken
+//! verbatim, so a secret like `0123` keeps its leading zero.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::value::Value;
+use figment::Figment;
+use otp_domain::service::{Policy, Templates};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// The built-in defaults.
+pub const DEFAULT_TOML: &str = include_str!("../../../config/default.toml");
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub auth: AuthConfig,
+    pub security: SecurityConfig,
+    pub otp: OtpConfig,
+    pub limits: LimitsConfig,
+    pub templates: TemplatesConfig,
+    pub sms: ChannelConfig,
+    pub call: ChannelConfig,
+    pub email: ChannelConfig,
+    pub telegram: TelegramConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub body_limit: usize,
+    pub shutdown_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StoreKind {
+    Embedded,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    pub kind: StoreKind,
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    pub username: String,
+    pub password: SecretString,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityConfig {
+    pub secret: SecretString,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtpConfig {
+    pub code_length: usize,
+    pub max_attempts: u32,
+    pub lifetime_default: u32,
+    pub lifetime_min: u32,
+    pub lifetime_max: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub cooldown_secs: u64,
+    pub sends_per_window: u32,
+    pub send_window_secs: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplatesConfig {
+    pub sms: String,
+    pub call: String,
+    pub email_subject: String,
+    pub email_text: String,
+    pub telegram: String,
+    pub pairing: String,
+}
+
+/// Which provider delivers a channel's messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProviderKind {
+    /// Development sink: prints messages to stdout.
+    Log,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelConfig {
+    pub provider: ProviderKind,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelegramConfig {
+    pub provider: ProviderKind,
+    pub webhook_secret: SecretString,
+    pub pairing_lifetime: u32,
+}
+
+/// Keys whose values are strings. From the environment they are taken
+/// verbatim instead of being parsed as TOML-ish values.
+fn is_string_key(key: &str) -> bool {
+    const KEYS: &[&str] = &[
+        "server.listen",
+        "store.kind",
+        "store.path",
+        "auth.username",
+        "auth.password",
+        "security.secret",
+        "telegram.webhook_secret",
+        "sms.provider",
+        "call.provider",
+        "email.provider",
+        "telegram.provider",
+    ];
+    KEYS.contains(&key) || key.starts_with("templates.")
+}
+
+/// The seed image's plain env vars and the keys they set.
+const SEED_ENV: &[(&str, &str)] = &[
+    ("HTTP_AUTH_USERNAME", "auth.username"),
+    ("HTTP_AUTH_PASSWORD", "auth.password"),
+    ("TELEGRAM_WEBHOOK_SECRET", "telegram.webhook_secret"),
+];
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error(transparent)]
+    Figment(#[from] Box<figment::Error>),
+    #[error("invalid config: {key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+impl Config {
+    /// Loads every layer from the process environment.
+    ///
+    /// # Errors
+    /// A missing file, an unknown key, a bad value (the message names the
+    /// key) or a failed cross-key check.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::from_figment(Self::figment(file)?)
+    }
+
+    /// The layered figment, before extraction.
+    ///
+    /// # Errors
+    /// A config file that does not exist.
+    pub fn figment(file: Option<&Path>) -> Result<Figment, ConfigError> {
+        let mut fig = Figment::from(Toml::string(DEFAULT_TOML));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::MissingFile(path.to_owned()));
+            }
+            fig = fig.merge(Toml::file(path));
+        }
+        let env = Env::prefixed("OTP_").split("__");
+        for (key, raw) in env.iter() {
+            if key.as_str() == "config" {
+                continue; // OTP_CONFIG names the file, it is no key.
+            }
+            let value = if is_string_key(key.as_str()) {
+                Value::from(raw)
+            } else {
+                raw.parse::<Value>()
+                    .unwrap_or_else(|_| Value::from(String::new()))
+            };
+            fig = fig.merge(Serialized::default(key.as_str(), value));
+        }
+        for (var, key) in SEED_ENV {
+            if let Ok(value) = std::env::var(var) {
+                if !value.is_empty() {
+                    fig = fig.merge(Serialized::default(key, value));
+                }
+            }
+        }
+        Ok(fig)
+    }
+
+    /// Extracts and validates.
+    ///
+    /// # Errors
+    /// As [`Config::load`].
+    pub fn from_figment(fig: Figment) -> Result<Config, ConfigError> {
+        let config: Config = fig.extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let user_set = !self.auth.username.is_empty();
+        let pass_set = !self.auth.password.expose_secret().is_empty();
+        if user_set != pass_set {
+            return Err(ConfigError::Invalid {
+                key: "auth",
+                message: "set both auth.username and auth.password (HTTP_AUTH_USERNAME, HTTP_AUTH_PASSWORD), or neither".into(),
+            });
+        }
+        if self.server.body_limit < 256 {
+            return Err(ConfigError::Invalid {
+                key: "server.body_limit",
+                message: "must be at least 256 bytes".into(),
+            });
+        }
+        self.policy()
+            .validate()
+            .map_err(|message| ConfigError::Invalid {
+                key: "otp/limits/templates",
+                message,
+            })
+    }
+
+    /// Whether Basic auth is on.
+    pub fn auth_enabled(&self) -> bool {
+        !self.auth.username.is_empty()
+    }
+
+    /// The domain policy this config describes.
+    pub fn policy(&self) -> Policy {
+        let t = &self.templates;
+        Policy {
+            lifetime_default: self.otp.lifetime_default,
+            lifetime_min: self.otp.lifetime_min,
+            lifetime_max: self.otp.lifetime_max,
+            code_length: self.otp.code_length,
+            max_attempts: self.otp.max_attempts,
+            cooldown_secs: self.limits.cooldown_secs,
+            sends_per_window: self.limits.sends_per_window,
+            send_window_secs: self.limits.send_window_secs,
+            pairing_lifetime: self.telegram.pairing_lifetime,
+            templates: Templates {
+                sms: t.sms.clone(),
+                call: t.call.clone(),
+                email_subject: t.email_subject.clone(),
+                email_text: t.email_text.clone(),
+                telegram: t.telegram.clone(),
+                pairing: t.pairing.clone(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+// figment's Jail closures return figment::Error, which is large; fine in tests.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    fn load_in_jail(jail: &mut Jail) -> Result<Config, ConfigError> {
+        let _ = jail;
+        Config::load(None)
+    }
+
+    #[test]
+    fn defaults_load_and_are_the_documented_ones() {
+        Jail::expect_with(|jail| {
+            let c = load_in_jail(jail).map_err(|e| e.to_string())?;
+            assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+            assert_eq!(c.store.kind, StoreKind::Embedded);
+            assert_eq!(c.store.path, PathBuf::from("data/otpd.redb"));
+            assert!(!c.auth_enabled());
+            assert_eq!(c.otp.max_attempts, 5);
+            assert_eq!(c.sms.provider, ProviderKind::Log);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn seed_env_secrets_stay_strings_with_leading_zeros() {
+        Jail::expect_with(|jail| {
+            jail.set_env("HTTP_AUTH_USERNAME", "0042");
+            jail.set_env("HTTP_AUTH_PASSWORD", "0123");
+            jail.set_env("TELEGRAM_WEBHOOK_SECRET", "+4912345678");
+            let c = load_in_jail(jail).map_err(|e| e.to_string())?;
+            assert!(c.auth_enabled());
+            assert_eq!(c.auth.username, "0042");
+            assert_eq!(c.auth.password.expose_secret(), "0123");
+            assert_eq!(c.telegram.webhook_secret.expose_secret(), "+4912345678");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn otp_env_vars_split_on_double_underscore_and_keep_strings() {
+        Jail::expect_with(|jail| {
+            jail.set_env("OTP_SERVER__LISTEN", "0.0.0.0:9000");
+            jail.set_env("OTP_STORE__PATH", "/tmp/x.redb");
+            jail.set_env("OTP_OTP__MAX_ATTEMPTS", "3");
+            jail.set_env("OTP_AUTH__USERNAME", "007");
+            jail.set_env("OTP_AUTH__PASSWORD", "0123");
+            let c = load_in_jail(jail).map_err(|e| e.to_string())?;
+            assert_eq!(c.server.listen.to_string(), "0.0.0.0:9000");
+            assert_eq!(c.store.path, PathBuf::from("/tmp/x.redb"));
+            assert_eq!(c.otp.max_attempts, 3);
+            assert_eq!(c.auth.username, "007");
+            assert_eq!(c.auth.password.expose_secret(), "0123");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn file_layer_overrides_defaults_and_env_overrides_file() {
+        Jail::expect_with(|jail| {
+            jail.create_file("otpd.toml", "[otp]\nmax_attempts = 7\ncode_length = 8\n")?;
+            jail.set_env("OTP_OTP__CODE_LENGTH", "4");
+            let c = Config::load(Some(Path::new("otpd.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(c.otp.max_attempts, 7);
+            assert_eq!(c.otp.code_length, 4);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        Jail::expect_with(|jail| {
+            jail.set_env("OTP_REDIS_URL", "redis://x");
+            let err = load_in_jail(jail).map(|_| ()).expect_err("unknown key");
+            assert!(err.to_string().contains("redis_url"), "{err}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("OTP_OTP__MAX_ATTEMPTS", "many");
+            let err = load_in_jail(jail).map(|_| ()).expect_err("bad value");
+            assert!(err.to_string().contains("max_attempts"), "{err}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("OTP_SERVER__LISTEN", "not-an-address");
+            let err = load_in_jail(jail).map(|_| ()).expect_err("bad value");
+            assert!(err.to_string().contains("listen"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn half_configured_auth_is_refused() {
+        Jail::expect_with(|jail| {
+            jail.set_env("HTTP_AUTH_USERNAME", "admin");
+            let err = load_in_jail(jail).map(|_| ()).expect_err("half auth");
+            assert!(err.to_string().contains("auth"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_template_without_password_is_refused() {
+        Jail::expect_with(|jail| {
+            jail.set_env("OTP_TEMPLATES__SMS", "Hello");
+            let err = load_in_jail(jail).map(|_| ()).expect_err("bad template");
+            assert!(err.to_string().contains("sms template"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn missing_config_file_is_an_error() {
+        let err = Config::load(Some(Path::new("/nonexistent/otpd.toml"))).map(|_| ());
+        assert!(matches!(err, Err(ConfigError::MissingFile(_))));
+    }
+}

@@ -1,0 +1,114 @@
+//! The one place where domain errors become HTTP responses and log lines.
+//! Internal causes are logged with their chain; clients get a stable
+//! `{error, message}` body that never carries internals or secrets.
+
+use otp_domain::{Channel, CheckError, SendError, StoreError, TargetError};
+
+use crate::api::responses::{CheckResponse, ErrorBody, SendResponse, TargetResponse};
+
+/// An error and its sources, joined for one log field.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+fn store_unavailable() -> poem_openapi::payload::Json<ErrorBody> {
+    ErrorBody::json(
+        "store_unavailable",
+        "the store cannot be reached; retry later",
+    )
+}
+
+impl From<SendError> for SendResponse {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::Invalid(_)
+            | SendError::MessageWithoutCode
+            | SendError::TooLong { .. }
+            | SendError::MultilineSubject => {
+                SendResponse::BadRequest(ErrorBody::json("invalid_request", e.to_string()))
+            }
+            SendError::RateLimited { retry_after_secs } => {
+                let mut body = ErrorBody::new("rate_limited", e.to_string());
+                body.retry_after = Some(retry_after_secs);
+                SendResponse::RateLimited(poem_openapi::payload::Json(body), retry_after_secs)
+            }
+            SendError::Delivery(_) => SendResponse::DeliveryFailed(ErrorBody::json(
+                "delivery_failed",
+                "the provider did not accept the message; no code was issued",
+            )),
+            SendError::Store(_) => SendResponse::Unavailable(store_unavailable()),
+        }
+    }
+}
+
+impl From<CheckError> for CheckResponse {
+    fn from(e: CheckError) -> Self {
+        match e {
+            CheckError::Mismatch { attempts_left } => {
+                let mut body = ErrorBody::new("wrong_password", e.to_string());
+                body.attempts_left = Some(attempts_left);
+                CheckResponse::WrongPassword(poem_openapi::payload::Json(body))
+            }
+            CheckError::NotFound => {
+                CheckResponse::NotFound(ErrorBody::json("not_found", e.to_string()))
+            }
+            CheckError::Locked => {
+                CheckResponse::Locked(ErrorBody::json("too_many_attempts", e.to_string()))
+            }
+            CheckError::Store(_) => CheckResponse::Unavailable(store_unavailable()),
+        }
+    }
+}
+
+impl From<TargetError> for TargetResponse {
+    fn from(e: TargetError) -> Self {
+        match e {
+            TargetError::NotFound => {
+                TargetResponse::NotFound(ErrorBody::json("not_found", e.to_string()))
+            }
+            TargetError::Store(s) => {
+                log_store_error(&s);
+                TargetResponse::Unavailable(store_unavailable())
+            }
+        }
+    }
+}
+
+fn log_store_error(e: &StoreError) {
+    tracing::error!(error = %chain(e), "store error");
+}
+
+/// Logs a failed send with its cause; destinations come masked.
+pub fn log_send_error(channel: Channel, destination: &str, e: &SendError) {
+    match e {
+        SendError::Delivery(d) => tracing::error!(
+            %channel, %destination, provider = %d.provider, reason = %chain(d),
+            "delivery failed; the new code was discarded"
+        ),
+        SendError::Store(s) => {
+            tracing::error!(%channel, %destination, error = %chain(s), "store error on send")
+        }
+        SendError::RateLimited { retry_after_secs } => {
+            tracing::warn!(%channel, %destination, retry_after_secs, "send rate-limited")
+        }
+        other => tracing::info!(%channel, %destination, reason = %other, "send refused"),
+    }
+}
+
+/// Logs a check's outcome; never the password.
+pub fn log_check_result(channel: Channel, destination: &str, result: &Result<(), CheckError>) {
+    match result {
+        Ok(()) => tracing::info!(%channel, %destination, "check approved"),
+        Err(CheckError::Store(s)) => {
+            tracing::error!(%channel, %destination, error = %chain(s), "store error on check")
+        }
+        Err(e) => tracing::info!(%channel, %destination, outcome = %e, "check refused"),
+    }
+}

@@ -1,0 +1,18 @@
+//! otpd's server: the poem-openapi API, figment config and the wiring of
+//! ports to adapters chosen by config.
+//!
+//! # Layout
+//! - [`config`]: layered configuration and its validation.
+//! - [`api`]: the operations, security schemes and responses.
+//! - [`error`]: domain errors → HTTP responses and log lines, in one place.
+//! - [`http`]: middleware (legacy GET-with-body checks, size limit, access
+//!   log, JSON errors for unknown routes).
+//! - [`sinks`]: the `log` development sender.
+//! - [`startup`]: building adapters from config and running the server.
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod sinks;
+pub mod startup;

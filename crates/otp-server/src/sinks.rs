@@ -1,0 +1,34 @@
+//! The `log` development sink: prints each outgoing message, code
+//! included, as one JSON line on stdout instead of delivering it. Logs go
+//! to stderr and never carry codes; this sink is the one deliberate
+//! exception, for local development, and otpd warns loudly at start
+//! whenever a channel uses it.
+
+use std::io::Write;
+
+use async_trait::async_trait;
+use otp_domain::ports::{DeliveryError, OutgoingMessage, Sender};
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LogSink;
+
+#[async_trait]
+impl Sender for LogSink {
+    async fn send(&self, m: &OutgoingMessage) -> Result<(), DeliveryError> {
+        let line = serde_json::json!({
+            "dev_sink": m.destination.channel().as_str(),
+            "to": m.destination.address(),
+            "subject": m.subject,
+            "body": m.body,
+        });
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{line}")
+            .and_then(|()| out.flush())
+            .map_err(|e| DeliveryError {
+                provider: "log".into(),
+                reason: "cannot write to stdout".into(),
+                transient: false,
+                source: Some(Box::new(e)),
+            })
+    }
+}

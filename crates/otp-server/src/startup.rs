@@ -1,0 +1,268 @@
+//! Wiring: adapters from config, the route tree, and the server loop.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use otp_domain::ports::{Clock, CodeGenerator, CodeStore, Sender, SystemClock};
+use otp_domain::{CodeHasher, OtpService, RandomCodes, Senders};
+use otp_store_embedded::EmbeddedStore;
+use poem::listener::TcpAcceptor;
+use poem::middleware::CatchPanic;
+use poem::{Endpoint, EndpointExt, Route, Server};
+use secrecy::ExposeSecret;
+
+use crate::api::auth::Credentials;
+use crate::api::{api_service, AppState};
+use crate::config::{Config, ProviderKind, StoreKind};
+use crate::sinks::LogSink;
+
+/// The adapters behind the ports. Tests build their own (mocks, fakes);
+/// the binary builds them from config with [`Ports::from_config`].
+pub struct Ports {
+    pub store: Arc<dyn CodeStore>,
+    pub senders: Senders,
+    pub clock: Arc<dyn Clock>,
+    pub codes: Arc<dyn CodeGenerator>,
+    /// The embedded store, when used, for the periodic sweep.
+    pub embedded: Option<EmbeddedStore>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot open the embedded store")]
+    Store(#[from] otp_store_embedded::EmbeddedError),
+    #[error("security.secret: {0}")]
+    Secret(String),
+    #[error("security.secret: cannot read or create {path}")]
+    SecretFile {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot listen on {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn sender(kind: ProviderKind, channel: &str) -> Arc<dyn Sender> {
+    match kind {
+        ProviderKind::Log => {
+            tracing::warn!(
+                channel,
+                "{channel} uses the `log` dev sink: messages, codes included, are printed to stdout and NOT delivered. Never use it in production."
+            );
+            Arc::new(LogSink)
+        }
+    }
+}
+
+impl Ports {
+    /// Opens the store and builds the senders the config names.
+    ///
+    /// # Errors
+    /// When the store cannot be opened.
+    pub fn from_config(config: &Config) -> Result<Ports, StartupError> {
+        let (store, embedded): (Arc<dyn CodeStore>, _) = match config.store.kind {
+            StoreKind::Embedded => {
+                let store = EmbeddedStore::open(&config.store.path)?;
+                (Arc::new(store.clone()), Some(store))
+            }
+        };
+        Ok(Ports {
+            store,
+            senders: Senders {
+                sms: sender(config.sms.provider, "sms"),
+                call: sender(config.call.provider, "call"),
+                email: sender(config.email.provider, "email"),
+                telegram: sender(config.telegram.provider, "telegram"),
+            },
+            clock: Arc::new(SystemClock),
+            codes: Arc::new(RandomCodes),
+            embedded,
+        })
+    }
+}
+
+/// The HMAC key: `security.secret` when set, else (embedded store) the
+/// `secret` file beside the store file, generated on first start.
+///
+/// # Errors
+/// A configured secret that is too short, or an unreadable secret file.
+pub fn load_secret(config: &Config) -> Result<Vec<u8>, StartupError> {
+    let configured = config.security.secret.expose_secret();
+    if !configured.is_empty() {
+        if configured.len() < 16 {
+            return Err(StartupError::Secret(
+                "must be at least 16 characters; use 32 random bytes, e.g. `openssl rand -hex 32`"
+                    .into(),
+            ));
+        }
+        return Ok(configured.as_bytes().to_vec());
+    }
+    let dir = config
+        .store
+        .path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    secret_file(&dir.join("secret"))
+}
+
+fn secret_file(path: &Path) -> Result<Vec<u8>, StartupError> {
+    let err = |source| StartupError::SecretFile {
+        path: path.to_owned(),
+        source,
+    };
+    match std::fs::read_to_string(path) {
+        Ok(s) if s.trim().len() >= 32 => return Ok(s.trim().as_bytes().to_vec()),
+        Ok(_) => {
+            return Err(StartupError::Secret(format!(
+                "{} is shorter than 32 characters",
+                path.display()
+            )))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err(e)),
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    let mut bytes = [0u8; 32];
+    rand::fill(&mut bytes);
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    write_private(path, &hex).map_err(err)?;
+    tracing::info!(path = %path.display(), "generated a new server secret");
+    Ok(hex.into_bytes())
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, contents: &str) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, contents: &str) -> io::Result<()> {
+    std::fs::write(path, contents)
+}
+
+/// The shared state handlers see.
+pub fn app_state(config: &Config, ports: &Ports, secret: Vec<u8>) -> Arc<AppState> {
+    let credentials = config
+        .auth_enabled()
+        .then(|| Credentials::new(&config.auth.username, config.auth.password.expose_secret()));
+    let webhook = config.telegram.webhook_secret.expose_secret();
+    let webhook_secret = (!webhook.is_empty()).then(|| Credentials::new("", webhook));
+    Arc::new(AppState {
+        otp: OtpService::new(
+            ports.store.clone(),
+            ports.senders.clone(),
+            ports.clock.clone(),
+            ports.codes.clone(),
+            CodeHasher::new(secret),
+            config.policy(),
+        ),
+        credentials,
+        webhook_secret,
+    })
+}
+
+/// The whole route tree with its middleware.
+pub fn routes(state: Arc<AppState>, body_limit: usize) -> impl Endpoint {
+    let api = api_service();
+    let spec_json = api.spec_endpoint();
+    let spec_yaml = api.spec_endpoint_yaml();
+    let docs = api.swagger_ui();
+    Route::new()
+        .at("/openapi.json", spec_json)
+        .at("/openapi.yaml", spec_yaml)
+        .nest("/docs", docs)
+        .nest("/", api)
+        .data(state)
+        .around(move |ep, req| crate::http::legacy_json(ep, req, body_limit))
+        .with(CatchPanic::new())
+        .catch_all_error(crate::http::json_errors)
+        .around(crate::http::access_log)
+}
+
+/// A bound, not yet running server.
+pub struct Application {
+    listener: tokio::net::TcpListener,
+    addr: SocketAddr,
+    state: Arc<AppState>,
+    body_limit: usize,
+    shutdown_timeout: Duration,
+}
+
+impl Application {
+    /// Binds `config.server.listen` (port 0 picks a free port).
+    ///
+    /// # Errors
+    /// When the address cannot be bound.
+    pub async fn bind(config: &Config, state: Arc<AppState>) -> Result<Self, StartupError> {
+        let addr = config.server.listen;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartupError::Bind { addr, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind { addr, source })?;
+        Ok(Application {
+            listener,
+            addr,
+            state,
+            body_limit: config.server.body_limit,
+            shutdown_timeout: Duration::from_secs(config.server.shutdown_timeout_secs),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until `signal` completes, then lets in-flight requests
+    /// finish (up to the shutdown timeout).
+    ///
+    /// # Errors
+    /// IO errors of the listener.
+    pub async fn run_until(self, signal: impl Future<Output = ()> + Send) -> io::Result<()> {
+        let acceptor = TcpAcceptor::from_tokio(self.listener)?;
+        Server::new_with_acceptor(acceptor)
+            .run_with_graceful_shutdown(
+                routes(self.state, self.body_limit),
+                signal,
+                Some(self.shutdown_timeout),
+            )
+            .await
+    }
+}
+
+/// Deletes expired entries of the embedded store every minute, so its
+/// file does not grow with codes nobody checked.
+pub fn spawn_sweeper(store: EmbeddedStore, clock: Arc<dyn Clock>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            match store.sweep_expired(clock.now()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(removed = n, "swept expired entries"),
+                Err(e) => tracing::warn!(error = %crate::error::chain(&e), "sweep failed"),
+            }
+        }
+    })
+}

@@ -1,0 +1,246 @@
+use serde_json::json;
+
+use crate::helpers::{error_code, TestApp, GENERATED};
+
+#[tokio::test]
+async fn seed_requests_work_verbatim_on_all_four_channels() {
+    let app = TestApp::spawn().await;
+    let cases = [
+        (
+            "/sms",
+            "/sms/check",
+            json!({"phone": "77011234567", "password": "12345", "lifetime": 300, "message": "Your OTP is 12345"}),
+            json!({"phone": "77011234567", "password": "12345"}),
+            ("sms", "+77011234567", None),
+        ),
+        (
+            "/call",
+            "/call/check",
+            json!({"phone": "77011234567", "password": "12345", "lifetime": 300, "message": "Your OTP is 12345"}),
+            json!({"phone": "77011234567", "password": "12345"}),
+            ("call", "+77011234567", None),
+        ),
+        (
+            "/email",
+            "/email/check",
+            json!({"email": "foobar@example.com", "password": "12345", "lifetime": 300, "subject": "Hello", "text": "Your OTP is 12345"}),
+            json!({"email": "foobar@example.com", "password": "12345"}),
+            ("email", "foobar@example.com", Some("Hello".to_owned())),
+        ),
+        (
+            "/telegram",
+            "/telegram/check",
+            json!({"chat_id": "1234567890", "password": "12345", "lifetime": 300, "message": "Your OTP is 12345"}),
+            json!({"chat_id": "1234567890", "password": "12345"}),
+            ("telegram", "1234567890", None),
+        ),
+    ];
+    for (i, (send, check, body, check_body, (channel, address, subject))) in
+        cases.into_iter().enumerate()
+    {
+        let (status, sent) = app.post(send, body).await;
+        assert_eq!(status, 200, "{send}: {sent}");
+        assert_eq!(sent["status"], "sent");
+        assert_eq!(sent["channel"], channel);
+        assert_eq!(sent["lifetime"], 300);
+        assert!(
+            sent["expires_at"]
+                .as_str()
+                .is_some_and(|s| s.ends_with('Z')),
+            "{sent}"
+        );
+        assert!(
+            !sent.to_string().contains("12345"),
+            "the password is never echoed: {sent}"
+        );
+        assert_eq!(
+            app.sent()[i],
+            (
+                channel.to_owned(),
+                address.to_owned(),
+                subject,
+                "Your OTP is 12345".to_owned()
+            )
+        );
+        // The seed's check: GET with a JSON body (here without a JSON
+        // content type, as `curl -d` sends it).
+        let (status, approved) = app.get_with_body(check, check_body.clone(), false).await;
+        assert_eq!(status, 200, "{check}: {approved}");
+        assert_eq!(approved, json!({"status": "approved"}));
+        let (status, again) = app.get_with_body(check, check_body, true).await;
+        assert_eq!(status, 404, "{check} is single-use: {again}");
+        assert_eq!(error_code(&again), "not_found");
+    }
+}
+
+#[tokio::test]
+async fn generated_code_fills_the_default_template() {
+    let app = TestApp::spawn().await;
+    let (status, _) = app.send_sms("+7 701 123 45 67").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        app.sent(),
+        vec![(
+            "sms".to_owned(),
+            "+77011234567".to_owned(),
+            None,
+            format!("Your code is {GENERATED}. It expires in 300 seconds.")
+        )]
+    );
+    // Digits-only and E.164 are the same number.
+    let (status, body) = app.check_sms("77011234567", GENERATED).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn email_defaults_and_placeholders_are_rendered() {
+    let app = TestApp::spawn().await;
+    let (status, _) = app
+        .post(
+            "/email",
+            json!({"email": "Foo@Example.com", "subject": "Code {password}", "lifetime": 600}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        app.sent(),
+        vec![(
+            "email".to_owned(),
+            "foo@example.com".to_owned(),
+            Some(format!("Code {GENERATED}")),
+            format!("Your code is {GENERATED}. It expires in 600 seconds.")
+        )]
+    );
+}
+
+#[tokio::test]
+async fn five_wrong_checks_lock_the_code_even_for_the_right_password() {
+    let app = TestApp::spawn().await;
+    app.send_sms("77011234567").await;
+    for left in (0..5).rev() {
+        let (status, body) = app.check_sms("77011234567", "000000").await;
+        assert_eq!(status, 422, "{body}");
+        assert_eq!(error_code(&body), "wrong_password");
+        assert_eq!(body["attempts_left"], left);
+    }
+    let (status, body) = app.check_sms("77011234567", GENERATED).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(error_code(&body), "too_many_attempts");
+}
+
+#[tokio::test]
+async fn right_password_is_approved_once_then_not_found() {
+    let app = TestApp::spawn().await;
+    app.send_sms("77011234567").await;
+    let (status, _) = app.check_sms("77011234567", GENERATED).await;
+    assert_eq!(status, 200);
+    let (status, body) = app.check_sms("77011234567", GENERATED).await;
+    assert_eq!(status, 404);
+    assert_eq!(error_code(&body), "not_found");
+}
+
+#[tokio::test]
+async fn a_code_expires_after_its_lifetime() {
+    let app = TestApp::spawn().await;
+    app.post(
+        "/sms",
+        json!({"phone": "77011234567", "password": "5555", "lifetime": 60}),
+    )
+    .await;
+    app.advance_secs(60);
+    let (status, body) = app.check_sms("77011234567", "5555").await;
+    assert_eq!(status, 404, "{body}");
+}
+
+#[tokio::test]
+async fn a_new_send_replaces_the_old_code() {
+    let app = TestApp::spawn().await;
+    app.post("/sms", json!({"phone": "77011234567", "password": "1111"}))
+        .await;
+    app.post("/sms", json!({"phone": "77011234567", "password": "2222"}))
+        .await;
+    let (status, _) = app.check_sms("77011234567", "1111").await;
+    assert_eq!(status, 422);
+    let (status, _) = app.check_sms("77011234567", "2222").await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn sms_and_call_codes_are_separate() {
+    let app = TestApp::spawn().await;
+    app.post("/sms", json!({"phone": "77011234567", "password": "1111"}))
+        .await;
+    let (status, _) = app
+        .post(
+            "/call/check",
+            json!({"phone": "77011234567", "password": "1111"}),
+        )
+        .await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn checks_accept_query_parameters() {
+    let app = TestApp::spawn().await;
+    app.post(
+        "/email",
+        json!({"email": "a@example.com", "password": "9876"}),
+    )
+    .await;
+    let (status, body) = app
+        .get("/email/check?email=a%40example.com&password=9876")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    app.post("/telegram", json!({"chat_id": -100200, "password": "9876"}))
+        .await;
+    let (status, body) = app
+        .get("/telegram/check?chat_id=-100200&password=9876")
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn cooldown_refuses_a_quick_resend_with_retry_after() {
+    let app = TestApp::spawn_with(crate::helpers::Options {
+        toml: "",
+        ..Default::default()
+    })
+    .await;
+    let (status, _) = app.send_sms("77011234567").await;
+    assert_eq!(status, 200);
+    app.advance_secs(10);
+    let r = app
+        .client
+        .post(format!("{}/sms", app.base))
+        .json(&json!({"phone": "77011234567"}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status().as_u16(), 429);
+    assert_eq!(
+        r.headers().get("retry-after").and_then(|v| v.to_str().ok()),
+        Some("20")
+    );
+    let (_, body) = crate::helpers::read(r).await;
+    assert_eq!(error_code(&body), "rate_limited");
+    assert_eq!(body["retry_after"], 20);
+    assert_eq!(app.sent().len(), 1, "a refused send delivers nothing");
+    app.advance_secs(20);
+    let (status, _) = app.send_sms("77011234567").await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn at_most_five_sends_per_window_to_one_destination() {
+    let app = TestApp::spawn().await;
+    for _ in 0..5 {
+        let (status, _) = app.send_sms("77011234567").await;
+        assert_eq!(status, 200);
+    }
+    let (status, body) = app.send_sms("77011234567").await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["retry_after"], 600);
+    // Another destination is not affected.
+    let (status, _) = app.send_sms("77011234568").await;
+    assert_eq!(status, 200);
+}

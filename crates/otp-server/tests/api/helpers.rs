@@ -1,0 +1,218 @@
+//! `TestApp`: the real app on port 0 with mocked adapters swapped in
+//! through `Ports`: mockall senders that record what they were asked to
+//! deliver, a fixed-code generator, a clock the test moves, and the
+//! in-memory store (or a mocked one for failure cases).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use figment::providers::{Format, Toml};
+use figment::Figment;
+use otp_domain::memory::InMemoryStore;
+use otp_domain::ports::{
+    Clock, CodeStore, DeliveryError, MockCodeGenerator, MockSender, OutgoingMessage,
+};
+use otp_domain::{Code, Senders};
+use otp_server::config::{Config, DEFAULT_TOML};
+use otp_server::startup::{app_state, Application, Ports};
+use serde_json::Value;
+
+pub const START: u64 = 1_800_000_000_000;
+pub const GENERATED: &str = "482910";
+pub const PAIRING: &str = "K7Q2M9XD";
+
+/// A clock that moves only when the test says so.
+pub struct TestClock(AtomicU64);
+
+impl Clock for TestClock {
+    fn now(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+pub type Outbox = Arc<Mutex<Vec<OutgoingMessage>>>;
+
+/// A mocked sender that records every message; fails when `fail` is set.
+fn recording_sender(outbox: Outbox, fail: bool) -> Arc<MockSender> {
+    let mut s = MockSender::new();
+    s.expect_send().returning(move |m| {
+        outbox.lock().expect("outbox lock").push(m.clone());
+        if fail {
+            Err(DeliveryError {
+                provider: "mock".into(),
+                reason: "HTTP 503 from mock".into(),
+                transient: true,
+                source: None,
+            })
+        } else {
+            Ok(())
+        }
+    });
+    Arc::new(s)
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub outbox: Outbox,
+    pub clock: Arc<TestClock>,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+pub struct Options {
+    /// TOML layered over the defaults.
+    pub toml: &'static str,
+    /// Senders fail every delivery.
+    pub failing_senders: bool,
+    /// Replaces the in-memory store.
+    pub store: Option<Arc<dyn CodeStore>>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            // No cooldown by default, so tests can send twice in a row;
+            // tests of the limits turn it back on.
+            toml: "[limits]\ncooldown_secs = 0\n",
+            failing_senders: false,
+            store: None,
+        }
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(Options::default()).await
+    }
+
+    pub async fn spawn_with(options: Options) -> TestApp {
+        let figment = Figment::from(Toml::string(DEFAULT_TOML))
+            .merge(Toml::string("[server]\nlisten = \"127.0.0.1:0\"\n"))
+            .merge(Toml::string(options.toml));
+        let config = Config::from_figment(figment).expect("test config");
+        let outbox: Outbox = Arc::default();
+        let sender = recording_sender(outbox.clone(), options.failing_senders);
+        let mut codes = MockCodeGenerator::new();
+        codes
+            .expect_numeric()
+            .returning(|_| Code::parse(GENERATED).expect("valid"));
+        codes
+            .expect_pairing()
+            .returning(|| Code::parse(PAIRING).expect("valid"));
+        let clock = Arc::new(TestClock(AtomicU64::new(START)));
+        let ports = Ports {
+            store: options
+                .store
+                .unwrap_or_else(|| Arc::new(InMemoryStore::new())),
+            senders: Senders {
+                sms: sender.clone(),
+                call: sender.clone(),
+                email: sender.clone(),
+                telegram: sender,
+            },
+            clock: clock.clone(),
+            codes: Arc::new(codes),
+            embedded: None,
+        };
+        let state = app_state(&config, &ports, b"api-test-secret-0123456789".to_vec());
+        let app = Application::bind(&config, state).await.expect("bind");
+        let base = format!("http://{}", app.local_addr());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(app.run_until(async {
+            let _ = rx.await;
+        }));
+        TestApp {
+            base,
+            client: reqwest::Client::new(),
+            outbox,
+            clock,
+            _shutdown: tx,
+        }
+    }
+
+    pub fn advance_secs(&self, secs: u64) {
+        self.clock.0.fetch_add(secs * 1000, Ordering::SeqCst);
+    }
+
+    /// The messages the senders were asked to deliver, as
+    /// (channel, address, subject, body).
+    pub fn sent(&self) -> Vec<(String, String, Option<String>, String)> {
+        self.outbox
+            .lock()
+            .expect("outbox lock")
+            .iter()
+            .map(|m| {
+                (
+                    m.destination.channel().to_string(),
+                    m.destination.address(),
+                    m.subject.clone(),
+                    m.body.clone(),
+                )
+            })
+            .collect()
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        read(r).await
+    }
+
+    /// The seed's form: GET with a JSON body, with or without a JSON
+    /// content type.
+    pub async fn get_with_body(&self, path: &str, body: Value, json_type: bool) -> (u16, Value) {
+        let mut req = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .body(body.to_string());
+        if json_type {
+            req = req.header("content-type", "application/json");
+        }
+        read(req.send().await.expect("request")).await
+    }
+
+    pub async fn get(&self, path_and_query: &str) -> (u16, Value) {
+        let r = self
+            .client
+            .get(format!("{}{path_and_query}", self.base))
+            .send()
+            .await
+            .expect("request");
+        read(r).await
+    }
+
+    pub async fn send_sms(&self, phone: &str) -> (u16, Value) {
+        self.post("/sms", serde_json::json!({ "phone": phone }))
+            .await
+    }
+
+    pub async fn check_sms(&self, phone: &str, password: &str) -> (u16, Value) {
+        self.post(
+            "/sms/check",
+            serde_json::json!({ "phone": phone, "password": password }),
+        )
+        .await
+    }
+}
+
+pub async fn read(r: reqwest::Response) -> (u16, Value) {
+    let status = r.status().as_u16();
+    let text = r.text().await.expect("body");
+    let value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("status {status}: body is not JSON ({e}): {text:?}"));
+    (status, value)
+}
+
+/// Asserts the stable error body and returns its `error` code.
+pub fn error_code(body: &Value) -> &str {
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "error body without message: {body}"
+    );
+    body["error"].as_str().expect("error code")
+}

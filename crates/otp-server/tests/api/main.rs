@@ -1,0 +1,8 @@
+//! API tests: the real app on port 0 with mocked adapters.
+
+mod auth;
+mod channels;
+mod errors;
+mod helpers;
+mod spec;
+mod telegram;

@@ -1,0 +1,25 @@
+# Multi-stage build: compile in the Rust image, run in a slim Debian
+# image as a non-root user.
+FROM rust:1-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked -p otp-server
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --home /var/lib/otpd otpd \
+ && mkdir -p /var/lib/otpd /etc/otpd \
+ && chown otpd /var/lib/otpd
+COPY --from=build /src/target/release/otpd /usr/local/bin/otpd
+COPY config/ /etc/otpd/
+USER otpd
+WORKDIR /var/lib/otpd
+# In a container otpd must listen beyond loopback; set HTTP_AUTH_USERNAME
+# and HTTP_AUTH_PASSWORD (otpd warns when auth is off) and put TLS in front.
+ENV OTP_SERVER__LISTEN=0.0.0.0:8080 \
+    OTP_STORE__PATH=/var/lib/otpd/otpd.redb
+VOLUME ["/var/lib/otpd"]
+EXPOSE 8080
+ENTRYPOINT ["/usr/local/bin/otpd"]

@@ -1,0 +1,222 @@
+//! End-to-end: the real `otpd` binary, on the embedded store, with the
+//! dev sink, spoken to over raw TCP.
+
+mod support;
+
+use std::process::Command;
+
+use serde_json::json;
+use support::{http_raw, Otpd, OTPD};
+
+const JSON: (&str, &str) = ("Content-Type", "application/json");
+
+#[test]
+fn a_code_survives_a_restart_and_is_approved_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let otpd = Otpd::start(dir.path(), &[]);
+    let (status, body) = otpd.request(
+        "POST",
+        "/sms",
+        &[JSON],
+        r#"{"phone": "77011234567", "password": "12345", "lifetime": 300, "message": "Your OTP is 12345"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let exit = otpd.stop();
+    assert!(exit.success(), "SIGTERM is a clean exit: {exit}");
+
+    let otpd = Otpd::start(dir.path(), &[]);
+    let check = r#"{"phone": "77011234567", "password": "12345"}"#;
+    let (status, body) = otpd.request("GET", "/sms/check", &[], check);
+    assert_eq!((status, body), (200, json!({"status": "approved"})));
+    let (status, _) = otpd.request("GET", "/sms/check", &[], check);
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn seed_get_checks_with_a_body_work_with_and_without_content_type() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let otpd = Otpd::start(dir.path(), &[]);
+    for (i, headers) in [
+        vec![],
+        vec![JSON],
+        vec![("Content-Type", "application/x-www-form-urlencoded")],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let email = format!("user{i}@example.com");
+        let send = format!(
+            r#"{{"email": "{email}", "password": "12345", "lifetime": 300, "subject": "Hello", "text": "Your OTP is 12345"}}"#
+        );
+        let (status, body) = otpd.request("POST", "/email", &headers, &send);
+        assert_eq!(status, 200, "{body}");
+        let check = format!(r#"{{"email": "{email}", "password": "12345"}}"#);
+        let (status, body) = otpd.request("GET", "/email/check", &headers, &check);
+        assert_eq!(
+            (status, body),
+            (200, json!({"status": "approved"})),
+            "headers {headers:?}"
+        );
+    }
+    let sink = otpd.outbox();
+    assert_eq!(sink.len(), 3);
+    assert_eq!(sink[0]["to"], "user0@example.com");
+    assert_eq!(sink[0]["subject"], "Hello");
+    assert_eq!(sink[0]["body"], "Your OTP is 12345");
+}
+
+#[test]
+fn the_bot_flow_works_through_the_dev_sink() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let otpd = Otpd::start(dir.path(), &[("TELEGRAM_WEBHOOK_SECRET", "0042-secret")]);
+    let update = r#"{"update_id": 10, "message": {"message_id": 1, "date": 0, "chat": {"id": 5150, "type": "private"}, "from": {"id": 5150, "is_bot": false, "first_name": "A"}, "text": "hello"}}"#;
+    let (status, _) = otpd.request("POST", "/telegram/webhook", &[JSON], update);
+    assert_eq!(status, 401, "the secret is required when configured");
+    let (status, _) = otpd.request(
+        "POST",
+        "/telegram/webhook",
+        &[JSON, ("X-Telegram-Bot-Api-Secret-Token", "0042-secret")],
+        update,
+    );
+    assert_eq!(status, 200);
+    let sink = otpd.outbox();
+    assert_eq!(sink.len(), 1, "one reply to the chat: {sink:?}");
+    assert_eq!(sink[0]["to"], "5150");
+    let text = sink[0]["body"].as_str().expect("body");
+    let code = text
+        .split_whitespace()
+        .nth(3)
+        .map(|w| w.trim_end_matches('.'))
+        .expect("code in the reply");
+    assert_eq!(code.len(), 8, "{text}");
+    let (status, body) = otpd.request(
+        "GET",
+        "/target",
+        &[],
+        &format!(r#"{{"password": "{code}"}}"#),
+    );
+    assert_eq!((status, body), (200, json!({"chat_id": 5150})));
+}
+
+#[test]
+fn seed_auth_env_vars_turn_basic_auth_on_and_keep_leading_zeros() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let otpd = Otpd::start(
+        dir.path(),
+        &[
+            ("HTTP_AUTH_USERNAME", "admin"),
+            ("HTTP_AUTH_PASSWORD", "0123"),
+        ],
+    );
+    let body = r#"{"phone": "77011234567", "password": "12345"}"#;
+    let (status, _) = otpd.request("POST", "/sms", &[JSON], body);
+    assert_eq!(status, 401);
+    // admin:0123
+    let (status, _) = otpd.request(
+        "POST",
+        "/sms",
+        &[JSON, ("Authorization", "Basic YWRtaW46MDEyMw==")],
+        body,
+    );
+    assert_eq!(status, 200);
+    let (status, _) = otpd.request("GET", "/healthz", &[], "");
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn unknown_routes_and_bad_input_get_json_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let otpd = Otpd::start(dir.path(), &[]);
+    for (method, path, body, want) in [
+        ("GET", "/nope", "", 404),
+        ("PUT", "/sms", "", 405),
+        ("POST", "/sms", "{not json", 400),
+        ("POST", "/sms", r#"{"password": "1234"}"#, 400),
+        ("POST", "/sms", r#"{"phone": "12"}"#, 400),
+        (
+            "POST",
+            "/sms",
+            r#"{"phone": "77011234567", "lifetime": 0}"#,
+            400,
+        ),
+    ] {
+        let (status, body) = otpd.request(method, path, &[JSON], body);
+        assert_eq!(status, want, "{method} {path}: {body}");
+        assert!(
+            body["error"].is_string() && body["message"].is_string(),
+            "{body}"
+        );
+    }
+}
+
+#[test]
+fn store_holds_no_plaintext_code_and_the_secret_file_is_private() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let otpd = Otpd::start(dir.path(), &[]);
+    let (status, _) = otpd.request(
+        "POST",
+        "/sms",
+        &[JSON],
+        r#"{"phone": "77011234567", "password": "Zq7xK93w"}"#,
+    );
+    assert_eq!(status, 200);
+    assert!(otpd.stop().success());
+    let data = std::fs::read(dir.path().join("data/otpd.redb")).expect("store file");
+    assert!(
+        !data.windows(8).any(|w| w == b"Zq7xK93w"),
+        "the code must not be in the store file"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("data/secret"))
+            .expect("secret file")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
+
+#[test]
+fn a_bad_config_value_exits_non_zero_naming_the_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(OTPD)
+        .current_dir(dir.path())
+        .env_clear()
+        .env("OTP_OTP__MAX_ATTEMPTS", "lots")
+        .output()
+        .expect("run otpd");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("max_attempts"), "{stderr}");
+}
+
+#[test]
+fn otpd_openapi_prints_the_committed_spec() {
+    let out = Command::new(OTPD)
+        .arg("openapi")
+        .output()
+        .expect("run otpd openapi");
+    assert!(out.status.success());
+    let committed = include_str!("../../openapi/openapi.yaml");
+    assert!(
+        String::from_utf8_lossy(&out.stdout) == committed,
+        "openapi/openapi.yaml is stale: run `cargo run -q -- openapi > openapi/openapi.yaml`"
+    );
+}
+
+#[test]
+fn docs_and_specs_are_served() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let otpd = Otpd::start(dir.path(), &[]);
+    let (status, html) = http_raw(otpd.addr, "GET", "/docs", &[], "");
+    assert_eq!(status, 200);
+    assert!(html.to_lowercase().contains("swagger"), "swagger ui page");
+    let (status, spec) = otpd.request("GET", "/openapi.json", &[], "");
+    assert_eq!(status, 200);
+    assert!(spec["paths"]["/sms/check"]["get"].is_object());
+    assert!(
+        otpd.stderr_text().contains("dev sink"),
+        "the log sink is announced loudly"
+    );
+}

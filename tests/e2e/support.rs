@@ -1,0 +1,218 @@
+//! Runs the real `otpd` binary and talks raw HTTP/1.1 to it over TCP, so
+//! the requests are exactly what is written here (GET with a body
+//! included), with no client library in between.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const OTPD: &str = env!("CARGO_BIN_EXE_otpd");
+
+/// A running otpd. Killed on drop.
+pub struct Otpd {
+    child: Child,
+    pub addr: SocketAddr,
+    /// Lines otpd printed on stdout (the dev sink's messages).
+    pub stdout: Arc<Mutex<Vec<String>>>,
+    /// Lines otpd logged on stderr.
+    pub stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Otpd {
+    /// Starts otpd with a fresh environment plus `env`, in `dir`, and
+    /// waits until it listens (it binds port 0 and logs the address).
+    pub fn start(dir: &Path, env: &[(&str, &str)]) -> Otpd {
+        let mut cmd = Command::new(OTPD);
+        cmd.current_dir(dir)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .env("OTP_SERVER__LISTEN", "127.0.0.1:0")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn otpd");
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = channel::<SocketAddr>();
+        let out = BufReader::new(child.stdout.take().expect("stdout"));
+        let lines = stdout.clone();
+        std::thread::spawn(move || {
+            for line in out.lines().map_while(Result::ok) {
+                lines.lock().expect("lock").push(line);
+            }
+        });
+        let err = BufReader::new(child.stderr.take().expect("stderr"));
+        let lines = stderr.clone();
+        std::thread::spawn(move || {
+            for line in err.lines().map_while(Result::ok) {
+                if let Some(addr) = line
+                    .split("addr=")
+                    .nth(1)
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .and_then(|a| a.parse().ok())
+                {
+                    let _ = tx.send(addr);
+                }
+                lines.lock().expect("lock").push(line);
+            }
+        });
+        let addr = wait_for_addr(&rx, &mut child, &stderr);
+        Otpd {
+            child,
+            addr,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let killed = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(killed.success());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "otpd did not stop after SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, Value) {
+        http(self.addr, method, path, headers, body)
+    }
+
+    /// The dev sink's messages so far, parsed.
+    pub fn outbox(&self) -> Vec<Value> {
+        self.stdout
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    pub fn stderr_text(&self) -> String {
+        self.stderr.lock().expect("lock").join("\n")
+    }
+}
+
+impl Drop for Otpd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_for_addr(
+    rx: &Receiver<SocketAddr>,
+    child: &mut Child,
+    stderr: &Arc<Mutex<Vec<String>>>,
+) -> SocketAddr {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(addr) = rx.recv_timeout(Duration::from_millis(100)) {
+            return addr;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "otpd exited with {status} before listening:\n{}",
+                stderr.lock().expect("lock").join("\n")
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "otpd did not start listening in 20 s"
+        );
+    }
+}
+
+/// One HTTP/1.1 request with `Connection: close`; returns the status and
+/// the JSON body.
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, Value) {
+    let (status, text) = http_raw(addr, method, path, headers, body);
+    let json = serde_json::from_str(&text).unwrap_or_else(|e| {
+        panic!("{method} {path}: status {status}, body not JSON ({e}): {text:?}")
+    });
+    (status, json)
+}
+
+pub fn http_raw(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    stream.write_all(req.as_bytes()).expect("write");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read");
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, rest) = text.split_once("\r\n\r\n").expect("HTTP response");
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status code");
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(rest)
+    } else {
+        rest.to_owned()
+    };
+    (status, body)
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}

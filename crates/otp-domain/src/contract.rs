@@ -11,7 +11,10 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::digest::CodeDigest;
-use crate::ports::{CheckOutcome, CodeRecord, CodeStore, PairingOutcome, PutOutcome, RateBucket};
+use crate::ports::{
+    CheckOutcome, CodeRecord, CodeStore, HitOutcome, PairingOutcome, PutOutcome, RateBucket,
+    TakeOutcome,
+};
 use crate::types::ChatId;
 
 const NOW: u64 = 1_800_000_000_000;
@@ -81,6 +84,14 @@ async fn check(store: &dyn CodeStore, key: &str, d: CodeDigest, now: u64) -> Che
     }
 }
 
+async fn take(store: &dyn CodeStore, d: &CodeDigest, now: u64) -> Option<ChatId> {
+    match store.take_pairing(d, None, now).await {
+        Ok(TakeOutcome::Found(chat)) => Some(chat),
+        Ok(TakeOutcome::NotFound) => None,
+        other => panic!("take_pairing without a bucket answered {other:?}"),
+    }
+}
+
 /// Runs every contract test against `store`.
 pub async fn run_all(store: Arc<dyn CodeStore>) {
     let s = store.as_ref();
@@ -92,6 +103,8 @@ pub async fn run_all(store: Arc<dyn CodeStore>) {
     discard_removes_only_the_same_code(s).await;
     pairing_is_traded_once_and_replaced_per_chat(s).await;
     pairing_digests_are_unique_among_active_pairings(s).await;
+    failed_pairing_lookups_are_counted_and_limited(s).await;
+    a_single_bucket_counts_until_full(s).await;
     concurrent_correct_checks_approve_exactly_once(store.clone()).await;
     ping_answers(s).await;
 }
@@ -236,17 +249,17 @@ pub async fn pairing_is_traded_once_and_replaced_per_chat(s: &dyn CodeStore) {
     assert_eq!(put(d1, NOW + 1_000).await, PairingOutcome::Stored);
     assert_eq!(put(d2, NOW + 1_000).await, PairingOutcome::Stored);
     // The chat's newer pairing replaced the older one.
-    assert_eq!(s.take_pairing(&d1, NOW).await.expect("take"), None);
-    assert_eq!(s.take_pairing(&d2, NOW).await.expect("take"), Some(c));
-    assert_eq!(s.take_pairing(&d2, NOW).await.expect("take"), None);
+    assert_eq!(take(s, &d1, NOW).await, None);
+    assert_eq!(take(s, &d2, NOW).await, Some(c));
+    assert_eq!(take(s, &d2, NOW).await, None);
     // Expired pairings are gone.
     assert_eq!(put(d3, NOW + 1_000).await, PairingOutcome::Stored);
-    assert_eq!(s.take_pairing(&d3, NOW + 1_000).await.expect("take"), None);
+    assert_eq!(take(s, &d3, NOW + 1_000).await, None);
     // A discarded pairing cannot be taken.
     let d4 = unique_digest();
     assert_eq!(put(d4, NOW + 1_000).await, PairingOutcome::Stored);
     s.discard_pairing(&d4).await.expect("discard");
-    assert_eq!(s.take_pairing(&d4, NOW).await.expect("take"), None);
+    assert_eq!(take(s, &d4, NOW).await, None);
     // Pairings count in buckets like sends.
     let b = [RateBucket {
         key: unique("pair-bucket"),
@@ -269,7 +282,7 @@ pub async fn pairing_is_traded_once_and_replaced_per_chat(s: &dyn CodeStore) {
             retry_after_ms: 990
         }
     );
-    assert_eq!(s.take_pairing(&d5, NOW).await.expect("take"), Some(c));
+    assert_eq!(take(s, &d5, NOW).await, Some(c));
 }
 
 pub async fn pairing_digests_are_unique_among_active_pairings(s: &dyn CodeStore) {
@@ -287,7 +300,77 @@ pub async fn pairing_digests_are_unique_among_active_pairings(s: &dyn CodeStore)
             .expect("put"),
         PairingOutcome::Collision
     );
-    assert_eq!(s.take_pairing(&d, NOW).await.expect("take"), Some(a));
+    assert_eq!(take(s, &d, NOW).await, Some(a));
+}
+
+pub async fn failed_pairing_lookups_are_counted_and_limited(s: &dyn CodeStore) {
+    let bucket = RateBucket {
+        key: unique("lookup-failures"),
+        limit: 2,
+        window_ms: 1_000,
+    };
+    let d = unique_digest();
+    let c = chat(31337);
+    assert_eq!(
+        s.put_pairing(c, &d, NOW + 60_000, &[], NOW)
+            .await
+            .expect("put"),
+        PairingOutcome::Stored
+    );
+    for _ in 0..2 {
+        let miss = s
+            .take_pairing(&unique_digest(), Some(&bucket), NOW)
+            .await
+            .expect("take");
+        assert_eq!(miss, TakeOutcome::NotFound);
+    }
+    // Two failures filled the bucket: even the right code is not looked up.
+    let limited = s
+        .take_pairing(&d, Some(&bucket), NOW + 100)
+        .await
+        .expect("take");
+    assert_eq!(
+        limited,
+        TakeOutcome::RateLimited {
+            retry_after_ms: 900
+        }
+    );
+    // A success does not count; after the window the code still works.
+    let found = s
+        .take_pairing(&d, Some(&bucket), NOW + 1_000)
+        .await
+        .expect("take");
+    assert_eq!(found, TakeOutcome::Found(c));
+    let after_window = s
+        .take_pairing(&unique_digest(), Some(&bucket), NOW + 1_001)
+        .await;
+    assert_eq!(after_window.expect("take"), TakeOutcome::NotFound);
+}
+
+pub async fn a_single_bucket_counts_until_full(s: &dyn CodeStore) {
+    let b = RateBucket {
+        key: unique("single-bucket"),
+        limit: 2,
+        window_ms: 1_000,
+    };
+    assert_eq!(
+        s.hit_bucket(&b, NOW).await.expect("hit"),
+        HitOutcome::Counted
+    );
+    assert_eq!(
+        s.hit_bucket(&b, NOW + 10).await.expect("hit"),
+        HitOutcome::Counted
+    );
+    assert_eq!(
+        s.hit_bucket(&b, NOW + 250).await.expect("hit"),
+        HitOutcome::Full {
+            retry_after_ms: 750
+        }
+    );
+    assert_eq!(
+        s.hit_bucket(&b, NOW + 1_000).await.expect("hit"),
+        HitOutcome::Counted
+    );
 }
 
 pub async fn concurrent_correct_checks_approve_exactly_once(store: Arc<dyn CodeStore>) {

@@ -66,6 +66,11 @@ impl CodeHasher {
         self.mac(b"pairing", b"", code.expose().as_bytes())
     }
 
+    /// A digest no pairing code can have, to look up malformed input.
+    pub fn pairing_miss(&self) -> CodeDigest {
+        self.mac(b"pairing-miss", b"", b"")
+    }
+
     fn mac(&self, purpose: &[u8], key: &[u8], code: &[u8]) -> CodeDigest {
         // HMAC accepts keys of any length, so this cannot fail.
         let mut mac = match <Hmac<Sha256> as KeyInit>::new_from_slice(&self.secret) {

@@ -41,6 +41,8 @@ pub enum SendError {
     TooLong { field: &'static str, max: usize },
     #[error("the subject must be a single line")]
     MultilineSubject,
+    #[error("sending to this country is not allowed")]
+    DestinationNotAllowed,
     #[error("too many sends; retry after {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
     #[error("delivery failed")]
@@ -80,6 +82,8 @@ pub enum PairError {
 pub enum TargetError {
     #[error("no active pairing for this password")]
     NotFound,
+    #[error("too many failed lookups; retry after {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -38,4 +38,4 @@ pub use ports::{
     PairingOutcome, PutOutcome, RateBucket, Sender, SystemClock, Timestamp,
 };
 pub use service::{CheckRequest, OtpService, Policy, SendReceipt, SendRequest, Senders};
-pub use types::{Channel, ChatId, Code, Destination, Email, Lifetime, Phone};
+pub use types::{Channel, ChatId, Code, Destination, Email, Lifetime, Phone, Region};

@@ -10,7 +10,8 @@ use async_trait::async_trait;
 use crate::digest::CodeDigest;
 use crate::error::StoreError;
 use crate::ports::{
-    CheckOutcome, CodeRecord, CodeStore, PairingOutcome, PutOutcome, RateBucket, Timestamp,
+    CheckOutcome, CodeRecord, CodeStore, HitOutcome, PairingOutcome, PutOutcome, RateBucket,
+    TakeOutcome, Timestamp,
 };
 use crate::state::{self, BucketState, CheckStep};
 use crate::types::ChatId;
@@ -34,6 +35,12 @@ impl Inner {
             self.buckets.insert(bucket.key.clone(), s);
         }
         Ok(())
+    }
+
+    /// The wait until `bucket` has room, if it is full now.
+    fn full(&self, bucket: &RateBucket, now: Timestamp) -> Option<u64> {
+        let state = self.buckets.get(&bucket.key).copied();
+        state::hit_buckets(std::slice::from_ref(bucket), &[state], now).err()
     }
 }
 
@@ -134,19 +141,49 @@ impl CodeStore for InMemoryStore {
         Ok(())
     }
 
-    async fn take_pairing(
+    async fn take_pairing<'a>(
         &self,
         digest: &CodeDigest,
+        failures: Option<&'a RateBucket>,
         now: Timestamp,
-    ) -> Result<Option<ChatId>, StoreError> {
+    ) -> Result<TakeOutcome, StoreError> {
         let mut inner = self.lock();
-        let Some((chat, expires_at)) = inner.pairings.remove(digest) else {
-            return Ok(None);
-        };
-        if inner.chat_pairing.get(&chat) == Some(digest) {
-            inner.chat_pairing.remove(&chat);
+        if let Some(bucket) = failures {
+            if let Some(retry_after_ms) = inner.full(bucket, now) {
+                return Ok(TakeOutcome::RateLimited { retry_after_ms });
+            }
         }
-        Ok((now < expires_at).then_some(chat))
+        let found = match inner.pairings.remove(digest) {
+            Some((chat, expires_at)) => {
+                if inner.chat_pairing.get(&chat) == Some(digest) {
+                    inner.chat_pairing.remove(&chat);
+                }
+                (now < expires_at).then_some(chat)
+            }
+            None => None,
+        };
+        match found {
+            Some(chat) => Ok(TakeOutcome::Found(chat)),
+            None => {
+                if let Some(bucket) = failures {
+                    // Cannot be full: checked above under the same lock.
+                    let _ = inner.hit(std::slice::from_ref(bucket), now);
+                }
+                Ok(TakeOutcome::NotFound)
+            }
+        }
+    }
+
+    async fn hit_bucket(
+        &self,
+        bucket: &RateBucket,
+        now: Timestamp,
+    ) -> Result<HitOutcome, StoreError> {
+        let mut inner = self.lock();
+        Ok(match inner.hit(std::slice::from_ref(bucket), now) {
+            Ok(()) => HitOutcome::Counted,
+            Err(retry_after_ms) => HitOutcome::Full { retry_after_ms },
+        })
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -85,6 +85,28 @@ pub enum CheckOutcome {
     NotFound,
 }
 
+/// The result of counting one hit in a single bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HitOutcome {
+    Counted,
+    /// The bucket was full; nothing was counted.
+    Full {
+        retry_after_ms: u64,
+    },
+}
+
+/// The result of trading a pairing digest for its chat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TakeOutcome {
+    Found(ChatId),
+    /// Unknown, expired or used; counted in the failure bucket.
+    NotFound,
+    /// The failure bucket is full; nothing was looked up.
+    RateLimited {
+        retry_after_ms: u64,
+    },
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PairingOutcome {
     Stored,
@@ -158,16 +180,33 @@ pub trait CodeStore: Send + Sync {
     /// Removes the pairing with `digest`, after a failed delivery.
     async fn discard_pairing(&self, digest: &CodeDigest) -> Result<(), StoreError>;
 
-    /// Trades a pairing digest for its chat, once.
+    /// Trades a pairing digest for its chat, once, in one atomic step.
     ///
     /// # Errors
-    /// MUST return `Ok(None)` for an unknown, expired or used pairing, and
-    /// MUST delete the pairing when it returns `Some`.
-    async fn take_pairing(
+    /// - MUST return `RateLimited`, and look nothing up, when `failures`
+    ///   is given and full.
+    /// - MUST return `NotFound` for an unknown, expired or used pairing,
+    ///   and then count one hit in `failures` (when given).
+    /// - MUST delete the pairing when it returns `Found`.
+    async fn take_pairing<'a>(
         &self,
         digest: &CodeDigest,
+        failures: Option<&'a RateBucket>,
         now: Timestamp,
-    ) -> Result<Option<ChatId>, StoreError>;
+    ) -> Result<TakeOutcome, StoreError>;
+
+    /// Counts one hit in a single bucket, atomically. Used for limits that
+    /// span destinations (per end user, per channel), which on Redis
+    /// Cluster live in their own slot, and to drop repeated webhook
+    /// updates.
+    ///
+    /// # Errors
+    /// MUST return `Full` and count nothing when the bucket is full.
+    async fn hit_bucket(
+        &self,
+        bucket: &RateBucket,
+        now: Timestamp,
+    ) -> Result<HitOutcome, StoreError>;
 
     /// Whether the backend answers, for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;

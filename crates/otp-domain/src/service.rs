@@ -5,13 +5,15 @@ use std::sync::Arc;
 
 use crate::codes::normalize_pairing;
 use crate::digest::CodeHasher;
-use crate::error::{CheckError, PairError, SendError, TargetError};
+use std::collections::HashMap;
+
+use crate::error::{CheckError, PairError, ParseError, SendError, StoreError, TargetError};
 use crate::ports::{
-    CheckOutcome, Clock, CodeGenerator, CodeRecord, CodeStore, OutgoingMessage, PairingOutcome,
-    PutOutcome, RateBucket, Sender, Timestamp,
+    CheckOutcome, Clock, CodeGenerator, CodeRecord, CodeStore, HitOutcome, OutgoingMessage,
+    PairingOutcome, PutOutcome, RateBucket, Sender, TakeOutcome, Timestamp,
 };
 use crate::template::{self, PASSWORD};
-use crate::types::{Channel, ChatId, Code, Destination, Lifetime};
+use crate::types::{Channel, ChatId, Code, Destination, Lifetime, Region};
 
 /// Default texts per channel, used when a request carries none.
 #[derive(Debug, Clone)]
@@ -39,6 +41,53 @@ impl Default for Templates {
     }
 }
 
+/// Which country calling codes a phone channel may send to. An empty
+/// allow list allows every code not denied.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CountryRules {
+    pub allow: Vec<u16>,
+    pub deny: Vec<u16>,
+}
+
+impl CountryRules {
+    pub fn permits(&self, calling_code: u16) -> bool {
+        !self.deny.contains(&calling_code)
+            && (self.allow.is_empty() || self.allow.contains(&calling_code))
+    }
+}
+
+/// Sends per hour per channel, across all destinations: a cost cap
+/// against SMS pumping. 0 turns a channel's cap off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChannelBudget {
+    pub sms: u32,
+    pub call: u32,
+    pub email: u32,
+    pub telegram: u32,
+}
+
+impl ChannelBudget {
+    fn get(&self, channel: Channel) -> u32 {
+        match channel {
+            Channel::Sms => self.sms,
+            Channel::Call => self.call,
+            Channel::Email => self.email,
+            Channel::Telegram => self.telegram,
+        }
+    }
+}
+
+impl Default for ChannelBudget {
+    fn default() -> Self {
+        ChannelBudget {
+            sms: 1000,
+            call: 200,
+            email: 5000,
+            telegram: 5000,
+        }
+    }
+}
+
 /// Every tunable rule. The server fills it from config.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -55,6 +104,24 @@ pub struct Policy {
     /// 0 turns it off.
     pub sends_per_window: u32,
     pub send_window_secs: u64,
+    /// At most this many sends per end-user key (the app passes one) per
+    /// `user_send_window_secs`; 0 turns it off.
+    pub user_sends_per_window: u32,
+    pub user_send_window_secs: u64,
+    /// Global hourly caps per channel.
+    pub channel_budget: ChannelBudget,
+    /// Failed `/target` lookups per end-user key per
+    /// `target_failure_window_secs`; 0 turns it off.
+    pub target_failures_per_window: u32,
+    pub target_failure_window_secs: u64,
+    /// Region for phones given without a country code; `None` accepts
+    /// international numbers only.
+    pub default_region: Option<Region>,
+    pub sms_countries: CountryRules,
+    pub call_countries: CountryRules,
+    /// Destinations (by store key) with a fixed code that is never sent,
+    /// for app-store review and QA.
+    pub test_destinations: HashMap<String, Code>,
     /// How long a Telegram pairing code lives.
     pub pairing_lifetime: u32,
     pub templates: Templates,
@@ -71,6 +138,15 @@ impl Default for Policy {
             cooldown_secs: 30,
             sends_per_window: 5,
             send_window_secs: 600,
+            user_sends_per_window: 10,
+            user_send_window_secs: 3600,
+            channel_budget: ChannelBudget::default(),
+            target_failures_per_window: 10,
+            target_failure_window_secs: 600,
+            default_region: None,
+            sms_countries: CountryRules::default(),
+            call_countries: CountryRules::default(),
+            test_destinations: HashMap::new(),
             pairing_lifetime: 300,
             templates: Templates::default(),
         }
@@ -107,8 +183,26 @@ impl Policy {
         if self.max_attempts == 0 {
             return Err("max_attempts must be at least 1".into());
         }
-        if self.sends_per_window > 0 && self.send_window_secs == 0 {
-            return Err("send_window_secs must be at least 1 when sends_per_window is set".into());
+        for (limit, window, name) in [
+            (
+                self.sends_per_window,
+                self.send_window_secs,
+                "send_window_secs",
+            ),
+            (
+                self.user_sends_per_window,
+                self.user_send_window_secs,
+                "user_send_window_secs",
+            ),
+            (
+                self.target_failures_per_window,
+                self.target_failure_window_secs,
+                "target_failure_window_secs",
+            ),
+        ] {
+            if limit > 0 && window == 0 {
+                return Err(format!("{name} must be at least 1 when its limit is set"));
+            }
         }
         if self.pairing_lifetime == 0 {
             return Err("pairing lifetime must be at least 1".into());
@@ -135,6 +229,36 @@ impl Policy {
             Channel::Email => &self.templates.email_text,
             Channel::Telegram => &self.templates.telegram,
         }
+    }
+
+    fn countries(&self, channel: Channel) -> Option<&CountryRules> {
+        match channel {
+            Channel::Sms => Some(&self.sms_countries),
+            Channel::Call => Some(&self.call_countries),
+            Channel::Email | Channel::Telegram => None,
+        }
+    }
+
+    /// The limits that span destinations: per end user and per channel.
+    /// Each is its own bucket (on Redis Cluster, its own slot).
+    fn shared_buckets(&self, channel: Channel, user_key: Option<&str>) -> Vec<RateBucket> {
+        let mut buckets = Vec::with_capacity(2);
+        if let Some(user) = user_key.filter(|_| self.user_sends_per_window > 0) {
+            buckets.push(RateBucket {
+                key: format!("user:{user}"),
+                limit: self.user_sends_per_window,
+                window_ms: self.user_send_window_secs * 1000,
+            });
+        }
+        let budget = self.channel_budget.get(channel);
+        if budget > 0 {
+            buckets.push(RateBucket {
+                key: format!("channel:{channel}"),
+                limit: budget,
+                window_ms: 3_600_000,
+            });
+        }
+        buckets
     }
 
     /// The buckets a send to `key` must fit in.
@@ -191,6 +315,9 @@ pub struct SendRequest {
     pub message: Option<String>,
     /// Email subject; the template when absent. Ignored by other channels.
     pub subject: Option<String>,
+    /// The end user on whose behalf the app asks (their IP or session),
+    /// for per-user limits. Not the app's own address.
+    pub user_key: Option<String>,
 }
 
 /// What a successful send reports. It never carries the code.
@@ -284,9 +411,18 @@ impl OtpService {
             _ => None,
         };
 
-        let code = match req.password {
-            Some(code) => code,
-            None => self.codes.numeric(p.code_length),
+        if let (Some(rules), Destination::Sms(phone) | Destination::Call(phone)) =
+            (p.countries(channel), &req.destination)
+        {
+            if !rules.permits(phone.calling_code()) {
+                return Err(SendError::DestinationNotAllowed);
+            }
+        }
+        let test_code = p.test_destinations.get(&req.destination.key()).cloned();
+        let code = match (test_code.clone(), req.password) {
+            (Some(code), _) => code,
+            (None, Some(code)) => code,
+            (None, None) => self.codes.numeric(p.code_length),
         };
         let message = OutgoingMessage {
             subject: subject.map(|s| template::render(s, &code, lifetime)),
@@ -301,6 +437,30 @@ impl OtpService {
             attempts: 0,
             max_attempts: p.max_attempts,
         };
+        if test_code.is_some() {
+            // A test destination: fixed code, no limits, never delivered.
+            self.store.put_code(&key, record, &[], now).await?;
+            tracing::warn!(
+                %channel,
+                destination = %message.destination.masked(),
+                "TEST destination: fixed code stored, nothing sent"
+            );
+            return Ok(SendReceipt {
+                channel,
+                lifetime,
+                expires_at: record.expires_at,
+            });
+        }
+        // Limits across destinations first: every attempt counts there,
+        // even one the destination's own limits refuse next.
+        for bucket in p.shared_buckets(channel, req.user_key.as_deref()) {
+            if let HitOutcome::Full { retry_after_ms } = self.store.hit_bucket(&bucket, now).await?
+            {
+                return Err(SendError::RateLimited {
+                    retry_after_secs: ceil_secs(retry_after_ms),
+                });
+            }
+        }
         match self
             .store
             .put_code(&key, record, &p.send_buckets(&key), now)
@@ -408,20 +568,70 @@ impl OtpService {
     ///
     /// # Errors
     /// `NotFound` for an unknown, expired, used or malformed code; `Store`.
-    pub async fn redeem_pairing(&self, typed: &str) -> Result<ChatId, TargetError> {
-        let code = normalize_pairing(typed).ok_or(TargetError::NotFound)?;
-        let digest = self.hasher.pairing(&code);
-        self.store
-            .take_pairing(&digest, self.clock.now())
+    pub async fn redeem_pairing(
+        &self,
+        typed: &str,
+        user_key: Option<&str>,
+    ) -> Result<ChatId, TargetError> {
+        let p = &self.policy;
+        let failures = user_key
+            .filter(|_| p.target_failures_per_window > 0)
+            .map(|user| RateBucket {
+                key: format!("target-failures:{user}"),
+                limit: p.target_failures_per_window,
+                window_ms: p.target_failure_window_secs * 1000,
+            });
+        // A malformed code is looked up too (as a digest nobody holds), so
+        // it counts as a failure like any other wrong guess.
+        let code = normalize_pairing(typed);
+        let digest = match &code {
+            Some(code) => self.hasher.pairing(code),
+            None => self.hasher.pairing_miss(),
+        };
+        match self
+            .store
+            .take_pairing(&digest, failures.as_ref(), self.clock.now())
             .await?
-            .ok_or(TargetError::NotFound)
+        {
+            TakeOutcome::Found(chat) if code.is_some() => Ok(chat),
+            TakeOutcome::Found(_) | TakeOutcome::NotFound => Err(TargetError::NotFound),
+            TakeOutcome::RateLimited { retry_after_ms } => Err(TargetError::RateLimited {
+                retry_after_secs: ceil_secs(retry_after_ms),
+            }),
+        }
+    }
+
+    /// Parses a request's address, with the policy's default region for
+    /// phones.
+    ///
+    /// # Errors
+    /// The address's [`ParseError`].
+    pub fn destination(&self, channel: Channel, address: &str) -> Result<Destination, ParseError> {
+        Destination::parse_in(channel, address, self.policy.default_region)
+    }
+
+    /// Whether this webhook update is new. Telegram redelivers updates it
+    /// thinks failed; each `update_id` starts at most one pairing.
+    ///
+    /// # Errors
+    /// The store's error.
+    pub async fn first_delivery(&self, update_id: i64) -> Result<bool, StoreError> {
+        let bucket = RateBucket {
+            key: format!("telegram-update:{update_id}"),
+            limit: 1,
+            window_ms: 24 * 3_600_000,
+        };
+        Ok(matches!(
+            self.store.hit_bucket(&bucket, self.clock.now()).await?,
+            HitOutcome::Counted
+        ))
     }
 
     /// Whether the store answers.
     ///
     /// # Errors
     /// The store's error.
-    pub async fn ready(&self) -> Result<(), crate::error::StoreError> {
+    pub async fn ready(&self) -> Result<(), StoreError> {
         self.store.ping().await
     }
 }

@@ -8,7 +8,10 @@ use mockall::predicate::{always, eq};
 use super::*;
 use crate::digest::CodeDigest;
 use crate::error::StoreError;
-use crate::ports::{DeliveryError, MockClock, MockCodeGenerator, MockCodeStore, MockSender};
+use crate::ports::{
+    DeliveryError, HitOutcome, MockClock, MockCodeGenerator, MockCodeStore, MockSender, TakeOutcome,
+};
+use crate::service::CountryRules;
 use crate::types::{Email, Phone};
 
 const NOW: u64 = 1_700_000_000_000;
@@ -88,13 +91,27 @@ fn senders_with(channel: Channel, sender: Arc<MockSender>) -> Senders {
 }
 
 fn service(store: MockCodeStore, senders: Senders, codes: Arc<MockCodeGenerator>) -> OtpService {
+    service_with(store, senders, codes, Policy::default())
+}
+
+/// `store` gets a catch-all `hit_bucket` answering `Counted` unless the
+/// test set its own.
+fn service_with(
+    mut store: MockCodeStore,
+    senders: Senders,
+    codes: Arc<MockCodeGenerator>,
+    policy: Policy,
+) -> OtpService {
+    store
+        .expect_hit_bucket()
+        .returning(|_, _| Ok(HitOutcome::Counted));
     OtpService::new(
         Arc::new(store),
         senders,
         fixed_clock(),
         codes,
         CodeHasher::new(SECRET.to_vec()),
-        Policy::default(),
+        policy,
     )
 }
 
@@ -109,6 +126,7 @@ fn sms_request(
         lifetime,
         message: message.map(str::to_owned),
         subject: None,
+        user_key: None,
     }
 }
 
@@ -295,6 +313,7 @@ async fn email_subject_is_rendered_and_must_be_one_line() {
         lifetime: None,
         message: Some("Code: {password}".into()),
         subject: Some(subject.into()),
+        user_key: None,
     };
 
     let err = svc
@@ -435,20 +454,32 @@ async fn redeem_normalizes_what_the_user_typed() {
     let mut store = MockCodeStore::new();
     store
         .expect_take_pairing()
-        .with(eq(digest), eq(NOW))
+        .withf(move |d, failures, now| *d == digest && failures.is_none() && *now == NOW)
         .times(1)
-        .returning(move |_, _| Ok(Some(chat)));
+        .returning(move |_, _, _| Ok(TakeOutcome::Found(chat)));
+    store
+        .expect_take_pairing()
+        .withf(move |d, failures, _| {
+            *d != digest
+                && failures.is_some_and(|b| {
+                    b.key == "target-failures:10.0.0.7" && b.limit == 10 && b.window_ms == 600_000
+                })
+        })
+        .times(1)
+        .returning(|_, _, _| Ok(TakeOutcome::NotFound));
     let svc = service(
         store,
         senders_with(Channel::Telegram, silent_sender()),
         generator("0000", vec![]),
     );
     assert_eq!(
-        svc.redeem_pairing("ab-oc ldef").await.expect("redeem"),
+        svc.redeem_pairing("ab-oc ldef", None)
+            .await
+            .expect("redeem"),
         chat
     );
-    // Malformed input never reaches the store.
-    let got = svc.redeem_pairing("short").await;
+    // Malformed input is a failed lookup, counted against the user key.
+    let got = svc.redeem_pairing("short", Some("10.0.0.7")).await;
     assert!(matches!(got, Err(TargetError::NotFound)), "{got:?}");
 }
 
@@ -466,4 +497,124 @@ fn default_policy_is_valid_and_bad_ones_name_the_setting() {
         ..Policy::default()
     };
     assert!(p.validate().is_err());
+}
+
+#[tokio::test]
+async fn shared_limits_refuse_before_anything_is_stored() {
+    let mut store = MockCodeStore::new();
+    store
+        .expect_hit_bucket()
+        .withf(|b, now| b.key == "user:203.0.113.9" && b.limit == 10 && *now == NOW)
+        .times(1)
+        .returning(|_, _| Ok(HitOutcome::Counted));
+    store
+        .expect_hit_bucket()
+        .withf(|b, _| b.key == "channel:sms" && b.limit == 1000 && b.window_ms == 3_600_000)
+        .times(1)
+        .returning(|_, _| {
+            Ok(HitOutcome::Full {
+                retry_after_ms: 1_500,
+            })
+        });
+    // No put_code expectation: storing would panic the mock.
+    let svc = service(
+        store,
+        senders_with(Channel::Sms, silent_sender()),
+        generator("482910", vec![]),
+    );
+    let mut req = sms_request(None, None, None);
+    req.user_key = Some("203.0.113.9".into());
+    let err = svc.send(req).await.expect_err("limited");
+    assert!(
+        matches!(
+            err,
+            SendError::RateLimited {
+                retry_after_secs: 2
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn denied_countries_are_refused_before_anything_happens() {
+    let policy = Policy {
+        sms_countries: CountryRules {
+            allow: vec![49],
+            deny: vec![],
+        },
+        call_countries: CountryRules {
+            allow: vec![],
+            deny: vec![7],
+        },
+        ..Policy::default()
+    };
+    let svc = service_with(
+        MockCodeStore::new(),
+        senders_with(Channel::Sms, silent_sender()),
+        generator("482910", vec![]),
+        policy,
+    );
+    let err = svc
+        .send(sms_request(None, None, None))
+        .await
+        .expect_err("denied");
+    assert!(matches!(err, SendError::DestinationNotAllowed), "{err:?}");
+    let mut call = sms_request(None, None, None);
+    call.destination = Destination::Call(phone());
+    let err = svc.send(call).await.expect_err("denied");
+    assert!(matches!(err, SendError::DestinationNotAllowed), "{err:?}");
+}
+
+#[tokio::test]
+async fn test_destinations_store_the_fixed_code_and_send_nothing() {
+    let hasher = CodeHasher::new(SECRET.to_vec());
+    let fixed = code("000000");
+    let expected = hasher.code("sms:+77011234567", &fixed);
+    let mut store = MockCodeStore::new();
+    store
+        .expect_put_code()
+        .withf(move |key, record, buckets, _| {
+            key == "sms:+77011234567" && record.digest == expected && buckets.is_empty()
+        })
+        .times(1)
+        .returning(|_, _, _, _| Ok(PutOutcome::Stored));
+    let mut policy = Policy::default();
+    policy
+        .test_destinations
+        .insert("sms:+77011234567".into(), fixed);
+    // The sender is silent: any delivery would panic the mock.
+    let svc = service_with(
+        store,
+        senders_with(Channel::Sms, silent_sender()),
+        Arc::new(MockCodeGenerator::new()),
+        policy,
+    );
+    svc.send(sms_request(None, None, None))
+        .await
+        .expect("test send");
+}
+
+#[tokio::test]
+async fn each_webhook_update_is_handled_once() {
+    let seen = std::sync::atomic::AtomicBool::new(false);
+    let mut store = MockCodeStore::new();
+    store
+        .expect_hit_bucket()
+        .withf(|b, _| b.key == "telegram-update:77" && b.limit == 1 && b.window_ms == 86_400_000)
+        .times(2)
+        .returning(move |_, _| {
+            if seen.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                Ok(HitOutcome::Full { retry_after_ms: 1 })
+            } else {
+                Ok(HitOutcome::Counted)
+            }
+        });
+    let svc = service(
+        store,
+        senders_with(Channel::Telegram, silent_sender()),
+        generator("0000", vec![]),
+    );
+    assert!(svc.first_delivery(77).await.expect("first"));
+    assert!(!svc.first_delivery(77).await.expect("second"));
 }

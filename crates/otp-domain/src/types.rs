@@ -39,20 +39,57 @@ impl fmt::Display for Channel {
     }
 }
 
-/// A phone number in E.164 form, always stored with the leading `+`.
+/// A region for numbers typed without a country code (`KZ`, `DE`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Region(phonenumber::country::Id);
+
+impl Region {
+    /// Parses an ISO 3166 alpha-2 code.
+    ///
+    /// # Errors
+    /// An unknown code.
+    pub fn parse(code: &str) -> Result<Self, ParseError> {
+        code.trim()
+            .to_ascii_uppercase()
+            .parse()
+            .map(Region)
+            .map_err(|_| ParseError::Phone("unknown region code"))
+    }
+}
+
+/// A valid phone number in E.164 form, always with the leading `+`.
 ///
-/// The seed sends digits only (`77011234567`); that and `+77011234567`
-/// parse to the same value. Spaces, dashes, dots and parentheses are
-/// ignored, as people type them.
+/// The seed sends international numbers without the `+`
+/// (`77011234567`); that and `+77011234567` parse to the same value.
+/// Spaces, dashes, dots and parentheses are ignored, as people type them.
+/// Numbers are checked against libphonenumber's metadata.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Phone(String);
+pub struct Phone {
+    e164: String,
+    calling_code: u16,
+}
 
 impl Phone {
+    /// Parses an international number (with or without `+`).
+    ///
+    /// # Errors
+    /// Anything that is not a valid number.
     pub fn parse(input: &str) -> Result<Self, ParseError> {
+        Self::parse_in(input, None)
+    }
+
+    /// Parses an international number, or, when that fails and a default
+    /// region is given, a national number of that region.
+    ///
+    /// # Errors
+    /// Anything that is not a valid number.
+    pub fn parse_in(input: &str, default_region: Option<Region>) -> Result<Self, ParseError> {
         let trimmed = input.trim();
-        let rest = trimmed.strip_prefix('+').unwrap_or(trimmed);
-        let mut digits = String::with_capacity(rest.len() + 1);
-        digits.push('+');
+        let (plus, rest) = match trimmed.strip_prefix('+') {
+            Some(rest) => (true, rest),
+            None => (false, trimmed),
+        };
+        let mut digits = String::with_capacity(rest.len());
         for c in rest.chars() {
             match c {
                 '0'..='9' => digits.push(c),
@@ -64,28 +101,44 @@ impl Phone {
                 }
             }
         }
-        let count = digits.len() - 1;
-        if !(7..=15).contains(&count) {
-            return Err(ParseError::Phone(
-                "a phone must have 7 to 15 digits (E.164)",
-            ));
+        // Bounds before libphonenumber sees the input: E.164 has at most
+        // 15 digits, and no real number has fewer than 4.
+        if !(4..=15).contains(&digits.len()) {
+            return Err(ParseError::Phone("a phone must have 4 to 15 digits"));
         }
-        if digits.as_bytes().get(1) == Some(&b'0') {
-            return Err(ParseError::Phone(
-                "a phone must start with its country code, not 0",
-            ));
+        let international = format!("+{digits}");
+        let mut candidates = vec![(None, international.as_str())];
+        if !plus {
+            if let Some(region) = default_region {
+                candidates.push((Some(region.0), digits.as_str()));
+            }
         }
-        Ok(Phone(digits))
+        for (region, text) in candidates {
+            if let Ok(number) = phonenumber::parse(region, text) {
+                if phonenumber::is_valid(&number) {
+                    return Ok(Phone {
+                        e164: number.format().mode(phonenumber::Mode::E164).to_string(),
+                        calling_code: number.code().value(),
+                    });
+                }
+            }
+        }
+        Err(ParseError::Phone("not a valid phone number"))
     }
 
     /// The E.164 form, with `+`.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.e164
+    }
+
+    /// The country calling code (`7` for `+77011234567`).
+    pub fn calling_code(&self) -> u16 {
+        self.calling_code
     }
 
     /// For logs: `+7701***4567`.
     pub fn masked(&self) -> String {
-        mask_middle(&self.0, 5, 4)
+        mask_middle(&self.e164, 5, 4)
     }
 }
 
@@ -274,9 +327,21 @@ impl Destination {
     /// # Errors
     /// The [`ParseError`] of the address type.
     pub fn parse(channel: Channel, address: &str) -> Result<Self, ParseError> {
+        Self::parse_in(channel, address, None)
+    }
+
+    /// As [`Destination::parse`], with a default region for phones.
+    ///
+    /// # Errors
+    /// The [`ParseError`] of the address type.
+    pub fn parse_in(
+        channel: Channel,
+        address: &str,
+        region: Option<Region>,
+    ) -> Result<Self, ParseError> {
         Ok(match channel {
-            Channel::Sms => Destination::Sms(Phone::parse(address)?),
-            Channel::Call => Destination::Call(Phone::parse(address)?),
+            Channel::Sms => Destination::Sms(Phone::parse_in(address, region)?),
+            Channel::Call => Destination::Call(Phone::parse_in(address, region)?),
             Channel::Email => Destination::Email(Email::parse(address)?),
             Channel::Telegram => Destination::Telegram(ChatId::parse(address)?),
         })

@@ -13,7 +13,10 @@ use std::path::{Path, PathBuf};
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::value::Value;
 use figment::Figment;
-use otp_domain::service::{Policy, Templates};
+use std::collections::HashMap;
+
+use otp_domain::service::{ChannelBudget, CountryRules, Policy, Templates};
+use otp_domain::{Channel, Code, Destination, Region};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
@@ -30,8 +33,8 @@ pub struct Config {
     pub otp: OtpConfig,
     pub limits: LimitsConfig,
     pub templates: TemplatesConfig,
-    pub sms: ChannelConfig,
-    pub call: ChannelConfig,
+    pub sms: PhoneChannelConfig,
+    pub call: PhoneChannelConfig,
     pub email: ChannelConfig,
     pub telegram: TelegramConfig,
 }
@@ -68,6 +71,37 @@ pub struct AuthConfig {
 #[serde(deny_unknown_fields)]
 pub struct SecurityConfig {
     pub secret: SecretString,
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    pub test_destinations: Vec<TestDestination>,
+}
+
+/// A destination with a fixed code that is never sent.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestDestination {
+    pub channel: ChannelName,
+    pub to: String,
+    pub code: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelName {
+    Sms,
+    Call,
+    Email,
+    Telegram,
+}
+
+impl From<ChannelName> for Channel {
+    fn from(c: ChannelName) -> Channel {
+        match c {
+            ChannelName::Sms => Channel::Sms,
+            ChannelName::Call => Channel::Call,
+            ChannelName::Email => Channel::Email,
+            ChannelName::Telegram => Channel::Telegram,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -78,6 +112,7 @@ pub struct OtpConfig {
     pub lifetime_default: u32,
     pub lifetime_min: u32,
     pub lifetime_max: u32,
+    pub default_region: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -86,6 +121,14 @@ pub struct LimitsConfig {
     pub cooldown_secs: u64,
     pub sends_per_window: u32,
     pub send_window_secs: u64,
+    pub user_sends_per_window: u32,
+    pub user_send_window_secs: u64,
+    pub target_failures_per_window: u32,
+    pub target_failure_window_secs: u64,
+    pub sms_per_hour: u32,
+    pub call_per_hour: u32,
+    pub email_per_hour: u32,
+    pub telegram_per_hour: u32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -115,6 +158,23 @@ pub struct ChannelConfig {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct PhoneChannelConfig {
+    pub provider: ProviderKind,
+    pub allow_countries: Vec<u16>,
+    pub deny_countries: Vec<u16>,
+}
+
+impl PhoneChannelConfig {
+    fn countries(&self) -> CountryRules {
+        CountryRules {
+            allow: self.allow_countries.clone(),
+            deny: self.deny_countries.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TelegramConfig {
     pub provider: ProviderKind,
     pub webhook_secret: SecretString,
@@ -136,6 +196,7 @@ fn is_string_key(key: &str) -> bool {
         "call.provider",
         "email.provider",
         "telegram.provider",
+        "otp.default_region",
     ];
     KEYS.contains(&key) || key.starts_with("templates.")
 }
@@ -228,12 +289,45 @@ impl Config {
                 message: "must be at least 256 bytes".into(),
             });
         }
-        self.policy()
+        self.policy()?
             .validate()
             .map_err(|message| ConfigError::Invalid {
                 key: "otp/limits/templates",
                 message,
             })
+    }
+
+    fn region(&self) -> Result<Option<Region>, ConfigError> {
+        let code = self.otp.default_region.trim();
+        if code.is_empty() {
+            return Ok(None);
+        }
+        Region::parse(code)
+            .map(Some)
+            .map_err(|_| ConfigError::Invalid {
+                key: "otp.default_region",
+                message: format!("{code:?} is not an ISO 3166 region code"),
+            })
+    }
+
+    fn test_destinations(
+        &self,
+        region: Option<Region>,
+    ) -> Result<HashMap<String, Code>, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            key: "security.test_destinations",
+            message,
+        };
+        self.security
+            .test_destinations
+            .iter()
+            .map(|t| {
+                let destination = Destination::parse_in(t.channel.into(), &t.to, region)
+                    .map_err(|e| invalid(format!("{}: {e}", t.to)))?;
+                let code = Code::parse(&t.code).map_err(|e| invalid(format!("{}: {e}", t.to)))?;
+                Ok((destination.key(), code))
+            })
+            .collect()
     }
 
     /// Whether Basic auth is on.
@@ -242,9 +336,14 @@ impl Config {
     }
 
     /// The domain policy this config describes.
-    pub fn policy(&self) -> Policy {
+    ///
+    /// # Errors
+    /// A bad region or test destination, naming the key.
+    pub fn policy(&self) -> Result<Policy, ConfigError> {
         let t = &self.templates;
-        Policy {
+        let l = &self.limits;
+        let region = self.region()?;
+        Ok(Policy {
             lifetime_default: self.otp.lifetime_default,
             lifetime_min: self.otp.lifetime_min,
             lifetime_max: self.otp.lifetime_max,
@@ -253,6 +352,20 @@ impl Config {
             cooldown_secs: self.limits.cooldown_secs,
             sends_per_window: self.limits.sends_per_window,
             send_window_secs: self.limits.send_window_secs,
+            user_sends_per_window: l.user_sends_per_window,
+            user_send_window_secs: l.user_send_window_secs,
+            channel_budget: ChannelBudget {
+                sms: l.sms_per_hour,
+                call: l.call_per_hour,
+                email: l.email_per_hour,
+                telegram: l.telegram_per_hour,
+            },
+            target_failures_per_window: l.target_failures_per_window,
+            target_failure_window_secs: l.target_failure_window_secs,
+            default_region: region,
+            sms_countries: self.sms.countries(),
+            call_countries: self.call.countries(),
+            test_destinations: self.test_destinations(region)?,
             pairing_lifetime: self.telegram.pairing_lifetime,
             templates: Templates {
                 sms: t.sms.clone(),
@@ -262,7 +375,7 @@ impl Config {
                 telegram: t.telegram.clone(),
                 pairing: t.pairing.clone(),
             },
-        }
+        })
     }
 }
 
@@ -375,6 +488,37 @@ mod tests {
             jail.set_env("OTP_TEMPLATES__SMS", "Hello");
             let err = load_in_jail(jail).map(|_| ()).expect_err("bad template");
             assert!(err.to_string().contains("sms template"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn country_rules_region_and_test_destinations_reach_the_policy() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "otpd.toml",
+                r#"
+                [otp]
+                default_region = "de"
+                [sms]
+                allow_countries = [49]
+                [call]
+                deny_countries = [7]
+                [security]
+                test_destinations = [{ channel = "sms", to = "030 1234567", code = "424242" }]
+                "#,
+            )?;
+            let c = Config::load(Some(Path::new("otpd.toml"))).map_err(|e| e.to_string())?;
+            let p = c.policy().map_err(|e| e.to_string())?;
+            assert!(p.sms_countries.permits(49) && !p.sms_countries.permits(7));
+            assert!(!p.call_countries.permits(7) && p.call_countries.permits(1));
+            assert!(p.test_destinations.contains_key("sms:+49301234567"));
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("OTP_OTP__DEFAULT_REGION", "XX");
+            let err = load_in_jail(jail).map(|_| ()).expect_err("bad region");
+            assert!(err.to_string().contains("otp.default_region"), "{err}");
             Ok(())
         });
     }

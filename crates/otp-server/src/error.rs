@@ -18,6 +18,15 @@ pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
+fn rate_limited(
+    e: &dyn std::error::Error,
+    retry_after_secs: u64,
+) -> poem_openapi::payload::Json<ErrorBody> {
+    let mut body = ErrorBody::new("rate_limited", e.to_string());
+    body.retry_after = Some(retry_after_secs);
+    poem_openapi::payload::Json(body)
+}
+
 fn store_unavailable() -> poem_openapi::payload::Json<ErrorBody> {
     ErrorBody::json(
         "store_unavailable",
@@ -34,10 +43,11 @@ impl From<SendError> for SendResponse {
             | SendError::MultilineSubject => {
                 SendResponse::BadRequest(ErrorBody::json("invalid_request", e.to_string()))
             }
+            SendError::DestinationNotAllowed => {
+                SendResponse::Forbidden(ErrorBody::json("destination_not_allowed", e.to_string()))
+            }
             SendError::RateLimited { retry_after_secs } => {
-                let mut body = ErrorBody::new("rate_limited", e.to_string());
-                body.retry_after = Some(retry_after_secs);
-                SendResponse::RateLimited(poem_openapi::payload::Json(body), retry_after_secs)
+                SendResponse::RateLimited(rate_limited(&e, retry_after_secs), retry_after_secs)
             }
             SendError::Delivery(_) => SendResponse::DeliveryFailed(ErrorBody::json(
                 "delivery_failed",
@@ -72,6 +82,9 @@ impl From<TargetError> for TargetResponse {
         match e {
             TargetError::NotFound => {
                 TargetResponse::NotFound(ErrorBody::json("not_found", e.to_string()))
+            }
+            TargetError::RateLimited { retry_after_secs } => {
+                TargetResponse::RateLimited(rate_limited(&e, retry_after_secs), retry_after_secs)
             }
             TargetError::Store(s) => {
                 log_store_error(&s);

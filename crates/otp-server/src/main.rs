@@ -70,7 +70,7 @@ fn main() -> ExitCode {
 async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let ports = Ports::from_config(&config)?;
     let secret = load_secret(&config)?;
-    let state = app_state(&config, &ports, secret);
+    let state = app_state(&config, &ports, secret)?;
     let app = Application::bind(&config, state).await?;
     let addr = app.local_addr();
     if !config.auth_enabled() && !addr.ip().is_loopback() {

@@ -161,24 +161,32 @@ fn write_private(path: &Path, contents: &str) -> io::Result<()> {
 }
 
 /// The shared state handlers see.
-pub fn app_state(config: &Config, ports: &Ports, secret: Vec<u8>) -> Arc<AppState> {
+///
+/// # Errors
+/// A policy the config cannot express (bad region, bad test destination).
+pub fn app_state(
+    config: &Config,
+    ports: &Ports,
+    secret: Vec<u8>,
+) -> Result<Arc<AppState>, crate::config::ConfigError> {
     let credentials = config
         .auth_enabled()
         .then(|| Credentials::new(&config.auth.username, config.auth.password.expose_secret()));
     let webhook = config.telegram.webhook_secret.expose_secret();
     let webhook_secret = (!webhook.is_empty()).then(|| Credentials::new("", webhook));
-    Arc::new(AppState {
+    Ok(Arc::new(AppState {
         otp: OtpService::new(
             ports.store.clone(),
             ports.senders.clone(),
             ports.clock.clone(),
             ports.codes.clone(),
             CodeHasher::new(secret),
-            config.policy(),
+            config.policy()?,
         ),
         credentials,
         webhook_secret,
-    })
+        trusted_proxies: config.security.trusted_proxies.clone(),
+    }))
 }
 
 /// The whole route tree with its middleware.

@@ -18,7 +18,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use otp_domain::digest::CodeDigest;
 use otp_domain::ports::{
-    CheckOutcome, CodeRecord, CodeStore, PairingOutcome, PutOutcome, RateBucket, Timestamp,
+    CheckOutcome, CodeRecord, CodeStore, HitOutcome, PairingOutcome, PutOutcome, RateBucket,
+    TakeOutcome, Timestamp,
 };
 use otp_domain::state::{self, CheckStep};
 use otp_domain::{ChatId, StoreError};
@@ -187,6 +188,20 @@ fn hit_buckets(
     Ok(Ok(()))
 }
 
+/// The wait until `bucket` has room, if it is full at `now`.
+fn bucket_full(
+    txn: &WriteTransaction,
+    bucket: &RateBucket,
+    now: Timestamp,
+) -> Result<Option<u64>, EmbeddedError> {
+    let table = txn.open_table(BUCKETS)?;
+    let state = match table.get(bucket.key.as_str())? {
+        Some(v) => Some(BucketValue::decode(v.value())?.state),
+        None => None,
+    };
+    Ok(state::hit_buckets(std::slice::from_ref(bucket), &[state], now).err())
+}
+
 fn remove_pairing(
     pairings: &mut Table<&[u8], &[u8]>,
     chats: &mut Table<i64, &[u8]>,
@@ -326,26 +341,67 @@ impl CodeStore for EmbeddedStore {
         .await
     }
 
-    async fn take_pairing(
+    async fn take_pairing<'a>(
         &self,
         digest: &CodeDigest,
+        failures: Option<&'a RateBucket>,
         now: Timestamp,
-    ) -> Result<Option<ChatId>, StoreError> {
+    ) -> Result<TakeOutcome, StoreError> {
         let digest = *digest;
+        let failures = failures.cloned();
         self.write(move |txn| {
-            let mut pairings = txn.open_table(PAIRINGS)?;
-            let mut chats = txn.open_table(CHAT_PAIRING)?;
-            let key = digest.as_bytes().as_slice();
-            let value = match pairings.get(key)? {
-                Some(v) => PairingValue::decode(v.value())?,
-                None => return Ok(None),
-            };
-            remove_pairing(&mut pairings, &mut chats, key, value.chat)?;
-            if now < value.expires_at {
-                Ok(Some(to_chat(value.chat)?))
-            } else {
-                Ok(None)
+            if let Some(bucket) = &failures {
+                if let Some(retry_after_ms) = bucket_full(txn, bucket, now)? {
+                    return Ok(TakeOutcome::RateLimited { retry_after_ms });
+                }
             }
+            let found = {
+                let mut pairings = txn.open_table(PAIRINGS)?;
+                let mut chats = txn.open_table(CHAT_PAIRING)?;
+                let key = digest.as_bytes().as_slice();
+                let value = match pairings.get(key)? {
+                    Some(v) => Some(PairingValue::decode(v.value())?),
+                    None => None,
+                };
+                match value {
+                    Some(p) => {
+                        remove_pairing(&mut pairings, &mut chats, key, p.chat)?;
+                        if now < p.expires_at {
+                            Some(to_chat(p.chat)?)
+                        } else {
+                            None
+                        }
+                    }
+                    None => None,
+                }
+            };
+            match found {
+                Some(chat) => Ok(TakeOutcome::Found(chat)),
+                None => {
+                    if let Some(bucket) = &failures {
+                        // Cannot be full: checked above in this transaction.
+                        let _ = hit_buckets(txn, std::slice::from_ref(bucket), now)?;
+                    }
+                    Ok(TakeOutcome::NotFound)
+                }
+            }
+        })
+        .await
+    }
+
+    async fn hit_bucket(
+        &self,
+        bucket: &RateBucket,
+        now: Timestamp,
+    ) -> Result<HitOutcome, StoreError> {
+        let bucket = bucket.clone();
+        self.write(move |txn| {
+            Ok(
+                match hit_buckets(txn, std::slice::from_ref(&bucket), now)? {
+                    Ok(()) => HitOutcome::Counted,
+                    Err(retry_after_ms) => HitOutcome::Full { retry_after_ms },
+                },
+            )
         })
         .await
     }

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use otp_domain::Channel;
 use poem::web::Data;
-use poem_openapi::param::Query;
+use poem::Request;
+use poem_openapi::param::{Header, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::OpenApi;
 
@@ -35,9 +36,15 @@ macro_rules! channel_api {
                 &self,
                 auth: ApiAuth,
                 state: Data<&Arc<AppState>>,
+                req: &Request,
+                /// The end user this code is for (their IP address or
+                /// session id), for per-user send limits. Optional.
+                #[oai(name = "X-OTP-User-Key")]
+                user_key: Header<Option<String>>,
                 body: Json<$send_body>,
             ) -> SendResponse {
-                otp::send(&state, &auth, $channel, body.0.into()).await
+                let user = super::user_key(req, user_key.0.as_deref(), &state);
+                otp::send(&state, &auth, $channel, body.0.into(), user).await
             }
 
             /// Check a password (JSON body). The legacy form, GET with the

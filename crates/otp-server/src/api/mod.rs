@@ -28,6 +28,30 @@ pub struct AppState {
     pub credentials: Option<Credentials>,
     /// The webhook's secret token; `None` when not required.
     pub webhook_secret: Option<Credentials>,
+    /// Proxies whose `X-Forwarded-For` names the end user.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+}
+
+/// The end user a request is for, for per-user limits: the
+/// `X-OTP-User-Key` header the app sets (the user's IP or session), else
+/// the client address a trusted proxy forwards. Never the caller's own
+/// address, which is the app backend's for every request.
+pub fn user_key(req: &poem::Request, header: Option<&str>, state: &AppState) -> Option<String> {
+    if let Some(key) = header.map(str::trim).filter(|k| !k.is_empty()) {
+        return Some(key.chars().take(128).collect());
+    }
+    let peer = req.remote_addr().as_socket_addr()?.ip();
+    if !state.trusted_proxies.contains(&peer) {
+        return None;
+    }
+    // The right-most address that is not one of our proxies is the
+    // client; anything left of it could be forged by the client.
+    req.header("x-forwarded-for")?
+        .split(',')
+        .rev()
+        .filter_map(|a| a.trim().parse::<std::net::IpAddr>().ok())
+        .find(|ip| !state.trusted_proxies.contains(ip))
+        .map(|ip| ip.to_string())
 }
 
 #[derive(Tags)]

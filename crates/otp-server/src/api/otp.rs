@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::time::{Duration, UNIX_EPOCH};
 
 use otp_domain::service::{CheckRequest, SendRequest};
-use otp_domain::{Channel, Code, Destination, ParseError};
+use otp_domain::{Channel, Code, ParseError};
 use poem_openapi::payload::Json;
 use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
 use poem_openapi::types::{
@@ -206,9 +206,15 @@ impl From<TelegramCheck> for CheckParts {
     }
 }
 
-fn send_request(channel: Channel, parts: SendParts) -> Result<SendRequest, ParseError> {
+fn send_request(
+    state: &AppState,
+    channel: Channel,
+    parts: SendParts,
+    user_key: Option<String>,
+) -> Result<SendRequest, ParseError> {
     Ok(SendRequest {
-        destination: Destination::parse(channel, &parts.address)?,
+        destination: state.otp.destination(channel, &parts.address)?,
+        user_key,
         password: parts.password.as_deref().map(Code::parse).transpose()?,
         lifetime: parts.lifetime,
         message: parts.message,
@@ -227,11 +233,12 @@ pub async fn send(
     auth: &ApiAuth,
     channel: Channel,
     parts: SendParts,
+    user_key: Option<String>,
 ) -> SendResponse {
     if !auth.permitted(state) {
         return SendResponse::Unauthorized(unauthorized_body(), WWW_AUTHENTICATE.into());
     }
-    let request = match send_request(channel, parts) {
+    let request = match send_request(state, channel, parts, user_key) {
         Ok(r) => r,
         Err(e) => {
             return SendResponse::BadRequest(ErrorBody::json("invalid_request", e.to_string()))
@@ -267,7 +274,7 @@ pub async fn check(
     }
     let CheckParts(address, password) = parts;
     let request = match (
-        Destination::parse(channel, &address),
+        state.otp.destination(channel, &address),
         Code::parse(&password),
     ) {
         (Ok(destination), Ok(password)) => CheckRequest {

@@ -74,8 +74,12 @@ pub enum SendResponse {
     /// (`unauthorized`).
     #[oai(status = 401)]
     Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
-    /// Too many sends to this destination (`rate_limited`); see
-    /// `Retry-After`.
+    /// The phone's country is not allowed for this channel
+    /// (`destination_not_allowed`).
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
+    /// Too many sends: to this destination, for this end user, or on this
+    /// channel in the last hour (`rate_limited`); see `Retry-After`.
     #[oai(status = 429)]
     RateLimited(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
     /// The provider refused or could not be reached (`delivery_failed`).
@@ -156,6 +160,10 @@ pub enum TargetResponse {
     /// Unknown, expired or already used code (`not_found`).
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
+    /// Too many failed lookups for this end user (`rate_limited`); see
+    /// `Retry-After`.
+    #[oai(status = 429)]
+    RateLimited(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
     /// The store cannot be reached (`store_unavailable`).
     #[oai(status = 503)]
     Unavailable(Json<ErrorBody>),

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use otp_domain::{ChatId, PairError};
 use poem::web::Data;
-use poem_openapi::param::Query;
+use poem::Request;
+use poem_openapi::param::{Header, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 
@@ -62,11 +63,18 @@ impl Update {
     }
 }
 
-async fn redeem(state: &AppState, auth: &ApiAuth, password: &str) -> TargetResponse {
+async fn redeem(
+    state: &AppState,
+    auth: &ApiAuth,
+    req: &Request,
+    user_key: Option<&str>,
+    password: &str,
+) -> TargetResponse {
     if !auth.permitted(state) {
         return TargetResponse::Unauthorized(unauthorized_body(), WWW_AUTHENTICATE.into());
     }
-    match state.otp.redeem_pairing(password).await {
+    let user = super::user_key(req, user_key, state);
+    match state.otp.redeem_pairing(password, user.as_deref()).await {
         Ok(chat) => {
             tracing::info!(chat = %chat.masked(), "pairing redeemed");
             TargetResponse::Found(Json(Target {
@@ -104,6 +112,20 @@ impl TelegramBotApi {
             tracing::debug!(update_id = update.update_id, "webhook update ignored");
             return WebhookResponse::Accepted(Json(Ack { ok: true }));
         };
+        match state.otp.first_delivery(update.update_id).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!(
+                    update_id = update.update_id,
+                    "repeated webhook update ignored"
+                );
+                return WebhookResponse::Accepted(Json(Ack { ok: true }));
+            }
+            Err(e) => {
+                tracing::error!(error = %crate::error::chain(&e), "cannot record the webhook update");
+                return WebhookResponse::Accepted(Json(Ack { ok: true }));
+            }
+        }
         match state.otp.start_pairing(chat).await {
             Ok(()) => tracing::info!(chat = %chat.masked(), "pairing code sent"),
             Err(PairError::RateLimited { retry_after_secs }) => {
@@ -129,9 +151,13 @@ impl TelegramBotApi {
         &self,
         auth: ApiAuth,
         state: Data<&Arc<AppState>>,
+        req: &Request,
+        /// The end user looking the code up, for per-user failure limits.
+        #[oai(name = "X-OTP-User-Key")]
+        user_key: Header<Option<String>>,
         password: Query<String>,
     ) -> TargetResponse {
-        redeem(&state, &auth, &password.0).await
+        redeem(&state, &auth, req, user_key.0.as_deref(), &password.0).await
     }
 
     /// Trade a pairing code for the chat id (JSON body), once.
@@ -144,9 +170,13 @@ impl TelegramBotApi {
         &self,
         auth: ApiAuth,
         state: Data<&Arc<AppState>>,
+        req: &Request,
+        /// The end user looking the code up, for per-user failure limits.
+        #[oai(name = "X-OTP-User-Key")]
+        user_key: Header<Option<String>>,
         body: Json<TargetLookup>,
     ) -> TargetResponse {
-        redeem(&state, &auth, &body.0.password).await
+        redeem(&state, &auth, req, user_key.0.as_deref(), &body.0.password).await
     }
 
     /// The seed's path for `/telegram/target` (query parameter).
@@ -155,9 +185,13 @@ impl TelegramBotApi {
         &self,
         auth: ApiAuth,
         state: Data<&Arc<AppState>>,
+        req: &Request,
+        /// The end user looking the code up, for per-user failure limits.
+        #[oai(name = "X-OTP-User-Key")]
+        user_key: Header<Option<String>>,
         password: Query<String>,
     ) -> TargetResponse {
-        redeem(&state, &auth, &password.0).await
+        redeem(&state, &auth, req, user_key.0.as_deref(), &password.0).await
     }
 
     /// The seed's path for `/telegram/target` (JSON body).
@@ -166,9 +200,13 @@ impl TelegramBotApi {
         &self,
         auth: ApiAuth,
         state: Data<&Arc<AppState>>,
+        req: &Request,
+        /// The end user looking the code up, for per-user failure limits.
+        #[oai(name = "X-OTP-User-Key")]
+        user_key: Header<Option<String>>,
         body: Json<TargetLookup>,
     ) -> TargetResponse {
-        redeem(&state, &auth, &body.0.password).await
+        redeem(&state, &auth, req, user_key.0.as_deref(), &body.0.password).await
     }
 }
 

@@ -102,6 +102,9 @@ fn broken_store() -> Arc<MockCodeStore> {
     store
         .expect_put_code()
         .returning(|_, _, _, _| Err(StoreError::Unavailable("connection refused".into())));
+    store
+        .expect_hit_bucket()
+        .returning(|_, _| Err(StoreError::Unavailable("connection refused".into())));
     Arc::new(store)
 }
 

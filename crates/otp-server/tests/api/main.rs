@@ -4,5 +4,6 @@ mod auth;
 mod channels;
 mod errors;
 mod helpers;
+mod limits;
 mod spec;
 mod telegram;

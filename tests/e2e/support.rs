@@ -102,6 +102,19 @@ impl Otpd {
         http(self.addr, method, path, headers, body)
     }
 
+    /// The dev sink's messages, once at least `n` have arrived (the
+    /// reader thread may lag the HTTP answer a little).
+    pub fn outbox_at_least(&self, n: usize) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let out = self.outbox();
+            if out.len() >= n || Instant::now() > deadline {
+                return out;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The dev sink's messages so far, parsed.
     pub fn outbox(&self) -> Vec<Value> {
         self.stdout

@@ -195,12 +195,14 @@ pub fn routes(state: Arc<AppState>, body_limit: usize) -> impl Endpoint {
     let spec_json = api.spec_endpoint();
     let spec_yaml = api.spec_endpoint_yaml();
     let docs = api.swagger_ui();
+    let gate = state.clone();
     Route::new()
         .at("/openapi.json", spec_json)
         .at("/openapi.yaml", spec_yaml)
         .nest("/docs", docs)
         .nest("/", api)
         .data(state)
+        .around(move |ep, req| crate::http::basic_auth_gate(ep, req, gate.clone()))
         .around(move |ep, req| crate::http::legacy_json(ep, req, body_limit))
         .with(CatchPanic::new())
         .catch_all_error(crate::http::json_errors)

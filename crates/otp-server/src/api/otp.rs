@@ -78,9 +78,11 @@ impl ToJSON for ChatIdField {
 #[derive(Debug, Object)]
 pub struct PhoneSend {
     /// Phone number, E.164 (`+77011234567`) or digits only (`77011234567`).
+    #[oai(validator(pattern = r"^\+?[0-9 ().-]{4,32}$"))]
     pub phone: String,
     /// The code to send, 4 to 12 printable ASCII characters; generated
     /// (digits) when absent.
+    #[oai(validator(pattern = r"^[!-~]{4,12}$"))]
     pub password: Option<String>,
     /// Seconds the code stays valid (default 300, bounds in config).
     pub lifetime: Option<i64>,
@@ -93,8 +95,10 @@ pub struct PhoneSend {
 #[derive(Debug, Object)]
 pub struct EmailSend {
     /// Email address.
+    #[oai(validator(max_length = 254, pattern = r"^[^@\s]+@[^@\s]+$"))]
     pub email: String,
     /// The code to send; generated when absent.
+    #[oai(validator(pattern = r"^[!-~]{4,12}$"))]
     pub password: Option<String>,
     /// Seconds the code stays valid.
     pub lifetime: Option<i64>,
@@ -109,6 +113,7 @@ pub struct EmailSend {
 pub struct TelegramSend {
     pub chat_id: ChatIdField,
     /// The code to send; generated when absent.
+    #[oai(validator(pattern = r"^[!-~]{4,12}$"))]
     pub password: Option<String>,
     /// Seconds the code stays valid.
     pub lifetime: Option<i64>,
@@ -119,16 +124,20 @@ pub struct TelegramSend {
 /// `POST /sms/check` and `POST /call/check`.
 #[derive(Debug, Object)]
 pub struct PhoneCheck {
+    #[oai(validator(pattern = r"^\+?[0-9 ().-]{4,32}$"))]
     pub phone: String,
     /// What the user typed.
+    #[oai(validator(pattern = r"^[!-~]{4,12}$"))]
     pub password: String,
 }
 
 /// `POST /email/check`.
 #[derive(Debug, Object)]
 pub struct EmailCheck {
+    #[oai(validator(max_length = 254, pattern = r"^[^@\s]+@[^@\s]+$"))]
     pub email: String,
     /// What the user typed.
+    #[oai(validator(pattern = r"^[!-~]{4,12}$"))]
     pub password: String,
 }
 
@@ -137,6 +146,7 @@ pub struct EmailCheck {
 pub struct TelegramCheck {
     pub chat_id: ChatIdField,
     /// What the user typed.
+    #[oai(validator(pattern = r"^[!-~]{4,12}$"))]
     pub password: String,
 }
 

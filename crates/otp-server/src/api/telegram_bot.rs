@@ -47,6 +47,8 @@ pub struct User {
 /// `{password}`: a pairing code the bot sent.
 #[derive(Debug, Object)]
 pub struct TargetLookup {
+    /// The code as the user typed it; case, spaces and dashes are ignored.
+    #[oai(validator(max_length = 64))]
     pub password: String,
 }
 

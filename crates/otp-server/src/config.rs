@@ -51,6 +51,8 @@ pub struct ServerConfig {
 #[serde(rename_all = "kebab-case")]
 pub enum StoreKind {
     Embedded,
+    Redis,
+    RedisCluster,
 }
 
 #[derive(Debug, Deserialize)]
@@ -58,6 +60,50 @@ pub enum StoreKind {
 pub struct StoreConfig {
     pub kind: StoreKind,
     pub path: PathBuf,
+    pub url: String,
+    #[serde(deserialize_with = "list_or_comma_separated")]
+    pub nodes: Vec<String>,
+    pub pool_size: usize,
+    pub connect_timeout_ms: u64,
+    pub command_timeout_ms: u64,
+    pub wait_timeout_ms: u64,
+    pub key_prefix: String,
+}
+
+impl StoreConfig {
+    /// The Redis adapter's settings.
+    pub fn redis(&self) -> otp_redis::RedisConfig {
+        otp_redis::RedisConfig {
+            url: self.url.clone(),
+            nodes: self.nodes.clone(),
+            pool_size: self.pool_size,
+            connect_timeout_ms: self.connect_timeout_ms,
+            command_timeout_ms: self.command_timeout_ms,
+            wait_timeout_ms: self.wait_timeout_ms,
+            key_prefix: self.key_prefix.clone(),
+        }
+    }
+}
+
+/// A list from TOML, or a comma-separated string from the environment.
+fn list_or_comma_separated<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        List(Vec<String>),
+        One(String),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::List(list) => list,
+        Either::One(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -188,6 +234,9 @@ fn is_string_key(key: &str) -> bool {
         "server.listen",
         "store.kind",
         "store.path",
+        "store.url",
+        "store.nodes",
+        "store.key_prefix",
         "auth.username",
         "auth.password",
         "security.secret",
@@ -282,6 +331,30 @@ impl Config {
                 key: "auth",
                 message: "set both auth.username and auth.password (HTTP_AUTH_USERNAME, HTTP_AUTH_PASSWORD), or neither".into(),
             });
+        }
+        match self.store.kind {
+            StoreKind::Embedded => {}
+            StoreKind::Redis | StoreKind::RedisCluster => {
+                if self.security.secret.expose_secret().is_empty() {
+                    return Err(ConfigError::Invalid {
+                        key: "security.secret",
+                        message: "required with a Redis store, and the same on every otpd instance (OTP_SECURITY__SECRET; e.g. `openssl rand -hex 32`)".into(),
+                    });
+                }
+                if self.store.kind == StoreKind::RedisCluster && self.store.nodes.is_empty() {
+                    return Err(ConfigError::Invalid {
+                        key: "store.nodes",
+                        message: "list at least one seed node for store.kind = \"redis-cluster\""
+                            .into(),
+                    });
+                }
+                if self.store.key_prefix.contains(['{', '}']) {
+                    return Err(ConfigError::Invalid {
+                        key: "store.key_prefix",
+                        message: "must not contain { or }".into(),
+                    });
+                }
+            }
         }
         if self.server.body_limit < 256 {
             return Err(ConfigError::Invalid {
@@ -519,6 +592,33 @@ mod tests {
             jail.set_env("OTP_OTP__DEFAULT_REGION", "XX");
             let err = load_in_jail(jail).map(|_| ()).expect_err("bad region");
             assert!(err.to_string().contains("otp.default_region"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn redis_needs_a_secret_and_cluster_nodes_come_from_a_comma_list() {
+        Jail::expect_with(|jail| {
+            jail.set_env("OTP_STORE__KIND", "redis");
+            let err = load_in_jail(jail).map(|_| ()).expect_err("no secret");
+            assert!(err.to_string().contains("security.secret"), "{err}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("OTP_STORE__KIND", "redis-cluster");
+            jail.set_env("OTP_SECURITY__SECRET", "0123456789abcdef0123");
+            jail.set_env(
+                "OTP_STORE__NODES",
+                "redis://127.0.0.1:7000, redis://127.0.0.1:7001",
+            );
+            jail.set_env("OTP_STORE__URL", "redis://user:0123@db:6379");
+            let c = load_in_jail(jail).map_err(|e| e.to_string())?;
+            assert_eq!(c.store.kind, StoreKind::RedisCluster);
+            assert_eq!(
+                c.store.nodes,
+                vec!["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"]
+            );
+            assert_eq!(c.store.url, "redis://user:0123@db:6379");
             Ok(())
         });
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use otp_domain::ports::{Clock, CodeGenerator, CodeStore, Sender, SystemClock};
 use otp_domain::{CodeHasher, OtpService, RandomCodes, Senders};
+use otp_redis::RedisStore;
 use otp_store_embedded::EmbeddedStore;
 use poem::listener::TcpAcceptor;
 use poem::middleware::CatchPanic;
@@ -35,6 +36,8 @@ pub struct Ports {
 pub enum StartupError {
     #[error("cannot open the embedded store")]
     Store(#[from] otp_store_embedded::EmbeddedError),
+    #[error("cannot set up the Redis store")]
+    Redis(#[from] otp_redis::RedisStoreError),
     #[error("security.secret: {0}")]
     Secret(String),
     #[error("security.secret: cannot read or create {path}")]
@@ -73,6 +76,13 @@ impl Ports {
             StoreKind::Embedded => {
                 let store = EmbeddedStore::open(&config.store.path)?;
                 (Arc::new(store.clone()), Some(store))
+            }
+            StoreKind::Redis => (
+                Arc::new(RedisStore::standalone(&config.store.redis())?),
+                None,
+            ),
+            StoreKind::RedisCluster => {
+                (Arc::new(RedisStore::cluster(&config.store.redis())?), None)
             }
         };
         Ok(Ports {

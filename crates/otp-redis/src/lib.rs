@@ -1,0 +1,501 @@
+//! The Redis [`CodeStore`] of otpd, for several otpd instances sharing one
+//! store: standalone Redis or Redis Cluster, through deadpool-redis pools.
+//!
+//! Every rule of the port that reads and then writes is one Lua script,
+//! so it runs atomically inside Redis however many instances call it. The
+//! scripts decide with the `now` the caller passes, never Redis time, so
+//! tests can move time and clock skew between hosts cannot bend a rule.
+//! Every key also gets a TTL that ends with its record, so nothing needs
+//! a sweeper.
+//!
+//! # Layout
+//! - [`RedisStore`]: builds the pool and implements the port; each call
+//!   gets a connection, runs one script, and gives up after the config's
+//!   time budget with `StoreError::Unavailable`.
+//! - [`RedisConfig`]: URLs, pool size, timeouts and the key prefix
+//!   (serde, unknown keys refused).
+//! - [`RedisStoreError`]: this adapter's errors, converted to
+//!   [`StoreError`] at the port.
+//! - `testing`: a harness that runs real redis-server processes, for
+//!   this crate's and otpd's test suites.
+//! - `keys`: the key layout below; `scripts` and `src/scripts/*.lua`: the
+//!   rules, one script each.
+//!
+//! Keys, with the default prefix `otpd` (the part in braces is the Redis
+//! Cluster hash tag, so all keys of one script share a slot):
+//! - `otpd:{sms:+77011234567}:code`: the code record, a hash of
+//!   `d` (digest, hex), `e` (expires_at, unix ms), `a` (failed attempts),
+//!   `m` (max attempts). Never the code itself.
+//! - `otpd:{sms:+77011234567}:bucket:<bucket key>`: a send rate bucket, a
+//!   hash of `s` (window start) and `c` (hits).
+//! - `otpd:{pairing}:d:<hex digest>`: a Telegram pairing, a hash of `c`
+//!   (chat id) and `e` (expires_at).
+//! - `otpd:{pairing}:chat:<chat id>`: the name of the chat's pairing key.
+//! - `otpd:{pairing}:bucket:<bucket key>`: a pairing rate bucket, or the
+//!   bucket of failed pairing lookups.
+//! - `otpd:bucket:{<bucket key>}`: a bucket that spans destinations (per
+//!   end user, per channel, a webhook update), hit on its own by
+//!   `hit_bucket`, so these spread over the cluster.
+//!
+//! A `{` or `}` (or `%`) inside a destination is percent-escaped within
+//! its tag, so no destination can split its keys across slots.
+//!
+//! `rediss://` URLs use TLS (rustls on aws-lc-rs, trusting the system
+//! roots, which honour `SSL_CERT_FILE` and `SSL_CERT_DIR`).
+
+mod config;
+mod error;
+mod keys;
+mod scripts;
+#[doc(hidden)]
+pub mod testing;
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_redis::redis::aio::ConnectionLike;
+use deadpool_redis::redis::{self, AsyncConnectionConfig, Cmd, FromRedisValue, Pipeline, Value};
+use deadpool_redis::{cluster, Runtime};
+use otp_domain::ports::{
+    CheckOutcome, CodeRecord, CodeStore, HitOutcome, PairingOutcome, PutOutcome, RateBucket,
+    TakeOutcome, Timestamp,
+};
+use otp_domain::{ChatId, CodeDigest, StoreError};
+
+pub use config::RedisConfig;
+pub use error::RedisStoreError;
+
+use keys::Keys;
+
+/// A [`CodeStore`] on Redis. Cheap to clone: clones share the pool.
+#[derive(Clone)]
+pub struct RedisStore {
+    pool: Pool,
+    keys: Keys,
+    deadline: Duration,
+}
+
+#[derive(Clone)]
+enum Pool {
+    Standalone(deadpool_redis::Pool),
+    Cluster(cluster::Pool),
+}
+
+/// A pooled connection of either kind, so the scripts run on both.
+enum Conn {
+    Standalone(deadpool_redis::Connection),
+    Cluster(cluster::Connection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> redis::RedisFuture<'a, Value> {
+        match self {
+            Conn::Standalone(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Standalone(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Standalone(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+impl RedisStore {
+    /// A store on the standalone server at `config.url`. Connects lazily:
+    /// a server that is down now makes calls fail, not this.
+    ///
+    /// # Errors
+    /// When the URL does not parse or a setting is unusable.
+    pub fn standalone(config: &RedisConfig) -> Result<Self, RedisStoreError> {
+        let keys = Keys::new(&config.key_prefix)?;
+        prepare_tls([config.url.as_str()]);
+        let connection = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(config.connect_timeout()))
+            .set_response_timeout(Some(config.command_timeout()));
+        let manager = deadpool_redis::Manager::new_with_config(config.url.as_str(), connection)
+            .map_err(RedisStoreError::Url)?;
+        let pool = deadpool_redis::Pool::builder(manager)
+            .max_size(pool_size(config)?)
+            .wait_timeout(Some(config.wait_timeout()))
+            .create_timeout(Some(config.connect_timeout()))
+            // Recycling sends a PING: a dead connection fails it and is
+            // replaced, which is how the store heals after an outage.
+            .recycle_timeout(Some(config.command_timeout()))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(RedisStoreError::Build)?;
+        Ok(RedisStore {
+            pool: Pool::Standalone(pool),
+            keys,
+            deadline: config.call_deadline(),
+        })
+    }
+
+    /// A store on the Redis Cluster seeded by `config.nodes`. Connects
+    /// lazily, like [`RedisStore::standalone`].
+    ///
+    /// # Errors
+    /// When `nodes` is empty, a URL does not parse or a setting is
+    /// unusable.
+    pub fn cluster(config: &RedisConfig) -> Result<Self, RedisStoreError> {
+        let keys = Keys::new(&config.key_prefix)?;
+        if config.nodes.is_empty() {
+            return Err(RedisStoreError::Config(
+                "a cluster store needs at least one node in `nodes`",
+            ));
+        }
+        let nodes: Vec<&str> = config.nodes.iter().map(String::as_str).collect();
+        prepare_tls(nodes.iter().copied());
+        // deadpool's cluster manager takes no per-connection timeouts, so
+        // the per-call deadline (see `run`) is what bounds a slow cluster.
+        let manager = cluster::Manager::new(nodes, false).map_err(RedisStoreError::Url)?;
+        let pool = cluster::Pool::builder(manager)
+            .max_size(pool_size(config)?)
+            .wait_timeout(Some(config.wait_timeout()))
+            .create_timeout(Some(config.connect_timeout()))
+            .recycle_timeout(Some(config.command_timeout()))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(RedisStoreError::Build)?;
+        Ok(RedisStore {
+            pool: Pool::Cluster(pool),
+            keys,
+            deadline: config.call_deadline(),
+        })
+    }
+
+    /// Runs `work` on a pooled connection within the call's time budget.
+    /// When the budget runs out mid-script, the script may or may not have
+    /// run; the caller sees `Unavailable` either way, as with any lost
+    /// reply.
+    async fn run<T, F, Fut>(&self, work: F) -> Result<T, RedisStoreError>
+    where
+        F: FnOnce(Conn) -> Fut,
+        Fut: Future<Output = Result<T, redis::RedisError>>,
+    {
+        let call = async {
+            let conn = match &self.pool {
+                Pool::Standalone(p) => {
+                    Conn::Standalone(p.get().await.map_err(RedisStoreError::Pool)?)
+                }
+                Pool::Cluster(p) => Conn::Cluster(p.get().await.map_err(RedisStoreError::Pool)?),
+            };
+            work(conn).await.map_err(RedisStoreError::Command)
+        };
+        tokio::time::timeout(self.deadline, call)
+            .await
+            .map_err(|_| RedisStoreError::Timeout(self.deadline))?
+    }
+
+    /// Runs one script invocation and reads its reply as `T`.
+    async fn eval<T>(
+        &self,
+        invocation: redis::ScriptInvocation<'static>,
+    ) -> Result<T, RedisStoreError>
+    where
+        T: FromRedisValue + Send,
+    {
+        self.run(|mut conn| async move { invocation.invoke_async(&mut conn).await })
+            .await
+    }
+}
+
+/// redis-rs builds its TLS config on rustls's process-wide default crypto
+/// provider. rustls picks one by itself only when exactly one is compiled
+/// in; install aws-lc-rs (otpd's only one) so a feature another crate
+/// enables later cannot turn `rediss://` into a panic. A provider someone
+/// installed first stays.
+fn prepare_tls<'a>(urls: impl IntoIterator<Item = &'a str>) {
+    if urls.into_iter().any(|u| u.starts_with("rediss://")) {
+        let _already_installed = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    }
+}
+
+fn pool_size(config: &RedisConfig) -> Result<usize, RedisStoreError> {
+    if config.pool_size == 0 {
+        return Err(RedisStoreError::Config("pool_size must be at least 1"));
+    }
+    Ok(config.pool_size)
+}
+
+/// Adds each bucket's limit and window, in the order of its key.
+fn bucket_args(invocation: &mut redis::ScriptInvocation<'_>, buckets: &[RateBucket]) {
+    for b in buckets {
+        invocation.arg(b.limit).arg(b.window_ms);
+    }
+}
+
+fn parse_i64(s: &str) -> Result<i64, RedisStoreError> {
+    s.parse()
+        .map_err(|_| RedisStoreError::Corrupt(format!("not a number: {s:?}")))
+}
+
+fn parse_chat(s: &str) -> Result<ChatId, RedisStoreError> {
+    parse_i64(s)
+        .ok()
+        .and_then(|n| ChatId::from_i64(n).ok())
+        .ok_or_else(|| RedisStoreError::Corrupt("pairing with an invalid chat id".to_owned()))
+}
+
+fn wait_ms(n: i64) -> Result<u64, RedisStoreError> {
+    u64::try_from(n)
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| RedisStoreError::Corrupt(format!("rate limit wait of {n} ms")))
+}
+
+#[async_trait]
+impl CodeStore for RedisStore {
+    async fn put_code(
+        &self,
+        key: &str,
+        record: CodeRecord,
+        buckets: &[RateBucket],
+        now: Timestamp,
+    ) -> Result<PutOutcome, StoreError> {
+        let mut inv = scripts::PUT_CODE.key(self.keys.code(key));
+        for b in buckets {
+            inv.key(self.keys.code_bucket(key, &b.key));
+        }
+        inv.arg(now)
+            .arg(record.digest.to_hex())
+            .arg(record.expires_at)
+            .arg(record.attempts)
+            .arg(record.max_attempts);
+        bucket_args(&mut inv, buckets);
+        let wait: i64 = self.eval(inv).await?;
+        if wait == 0 {
+            return Ok(PutOutcome::Stored);
+        }
+        Ok(PutOutcome::RateLimited {
+            retry_after_ms: wait_ms(wait)?,
+        })
+    }
+
+    async fn discard_code(&self, key: &str, digest: &CodeDigest) -> Result<(), StoreError> {
+        let mut inv = scripts::DISCARD_CODE.key(self.keys.code(key));
+        inv.arg(digest.to_hex());
+        let _removed: i64 = self.eval(inv).await?;
+        Ok(())
+    }
+
+    async fn check_code(
+        &self,
+        key: &str,
+        digest: &CodeDigest,
+        now: Timestamp,
+    ) -> Result<CheckOutcome, StoreError> {
+        let mut inv = scripts::CHECK_CODE.key(self.keys.code(key));
+        inv.arg(now).arg(digest.to_hex());
+        let (status, left): (i64, i64) = self.eval(inv).await?;
+        let outcome = match status {
+            0 => CheckOutcome::NotFound,
+            1 => CheckOutcome::Approved,
+            2 => CheckOutcome::Mismatch {
+                attempts_left: u32::try_from(left)
+                    .map_err(|_| RedisStoreError::Corrupt(format!("{left} attempts left")))?,
+            },
+            3 => CheckOutcome::Locked,
+            other => {
+                return Err(RedisStoreError::Corrupt(format!("check status {other}")).into());
+            }
+        };
+        Ok(outcome)
+    }
+
+    async fn put_pairing(
+        &self,
+        chat: ChatId,
+        digest: &CodeDigest,
+        expires_at: Timestamp,
+        buckets: &[RateBucket],
+        now: Timestamp,
+    ) -> Result<PairingOutcome, StoreError> {
+        let mut inv = scripts::PUT_PAIRING.key(self.keys.pairing(digest));
+        inv.key(self.keys.pairing_chat(chat));
+        for b in buckets {
+            inv.key(self.keys.pairing_bucket(&b.key));
+        }
+        inv.arg(now).arg(chat.get()).arg(expires_at);
+        bucket_args(&mut inv, buckets);
+        let (status, wait): (i64, i64) = self.eval(inv).await?;
+        let outcome = match status {
+            0 => PairingOutcome::Stored,
+            1 => PairingOutcome::Collision,
+            2 => PairingOutcome::RateLimited {
+                retry_after_ms: wait_ms(wait)?,
+            },
+            other => {
+                return Err(RedisStoreError::Corrupt(format!("pairing status {other}")).into());
+            }
+        };
+        Ok(outcome)
+    }
+
+    async fn discard_pairing(&self, digest: &CodeDigest) -> Result<(), StoreError> {
+        let mut inv = scripts::DISCARD_PAIRING.key(self.keys.pairing(digest));
+        inv.arg(self.keys.pairing_chat_prefix());
+        let _removed: i64 = self.eval(inv).await?;
+        Ok(())
+    }
+
+    async fn take_pairing<'a>(
+        &self,
+        digest: &CodeDigest,
+        failures: Option<&'a RateBucket>,
+        now: Timestamp,
+    ) -> Result<TakeOutcome, StoreError> {
+        let mut inv = scripts::TAKE_PAIRING.key(self.keys.pairing(digest));
+        if let Some(b) = failures {
+            inv.key(self.keys.pairing_bucket(&b.key));
+        }
+        inv.arg(now).arg(self.keys.pairing_chat_prefix());
+        bucket_args(
+            &mut inv,
+            failures.map(std::slice::from_ref).unwrap_or_default(),
+        );
+        let (status, value): (i64, String) = self.eval(inv).await?;
+        let outcome = match status {
+            0 => TakeOutcome::NotFound,
+            1 => TakeOutcome::Found(parse_chat(&value)?),
+            2 => TakeOutcome::RateLimited {
+                retry_after_ms: wait_ms(parse_i64(&value)?)?,
+            },
+            other => {
+                return Err(RedisStoreError::Corrupt(format!("take status {other}")).into());
+            }
+        };
+        Ok(outcome)
+    }
+
+    async fn hit_bucket(
+        &self,
+        bucket: &RateBucket,
+        now: Timestamp,
+    ) -> Result<HitOutcome, StoreError> {
+        let mut inv = scripts::HIT_BUCKET.key(self.keys.bucket(&bucket.key));
+        inv.arg(now);
+        bucket_args(&mut inv, std::slice::from_ref(bucket));
+        let wait: i64 = self.eval(inv).await?;
+        if wait == 0 {
+            return Ok(HitOutcome::Counted);
+        }
+        Ok(HitOutcome::Full {
+            retry_after_ms: wait_ms(wait)?,
+        })
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.run(|mut conn| async move { redis::cmd("PING").query_async::<()>(&mut conn).await })
+            .await?;
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (mode, status) = match &self.pool {
+            Pool::Standalone(p) => ("standalone", p.status()),
+            Pool::Cluster(p) => ("cluster", p.status()),
+        };
+        f.debug_struct("RedisStore")
+            .field("mode", &mode)
+            .field("keys", &self.keys)
+            .field("pool", &status)
+            .field("deadline", &self.deadline)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_from(json: &str) -> Result<RedisConfig, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
+    #[test]
+    fn a_partial_config_takes_the_defaults_for_the_rest() {
+        let config =
+            config_from(r#"{"url": "redis://cache:6380", "pool_size": 4}"#).expect("valid config");
+        assert_eq!(
+            config,
+            RedisConfig {
+                url: "redis://cache:6380".to_owned(),
+                pool_size: 4,
+                ..RedisConfig::default()
+            }
+        );
+    }
+
+    #[test]
+    fn a_misspelt_config_key_is_an_error() {
+        let err = config_from(r#"{"uri": "redis://cache:6380"}"#).expect_err("unknown key");
+        assert!(err.to_string().contains("uri"), "{err}");
+    }
+
+    #[test]
+    fn construction_does_not_connect() {
+        // Nothing listens on port 1; building the store must still work,
+        // so otpd can start before Redis does.
+        let config = RedisConfig {
+            url: "redis://127.0.0.1:1".to_owned(),
+            nodes: vec!["redis://127.0.0.1:1".to_owned()],
+            ..RedisConfig::default()
+        };
+        RedisStore::standalone(&config).expect("standalone store");
+        RedisStore::cluster(&config).expect("cluster store");
+    }
+
+    #[test]
+    fn unusable_settings_are_refused_at_construction() {
+        let bad = |config: RedisConfig| {
+            let standalone = RedisStore::standalone(&config).map(|_| ());
+            let cluster = RedisStore::cluster(&RedisConfig {
+                nodes: vec![config.url.clone()],
+                ..config
+            })
+            .map(|_| ());
+            (standalone, cluster)
+        };
+        let (s, c) = bad(RedisConfig {
+            url: "http://nope".to_owned(),
+            ..RedisConfig::default()
+        });
+        assert!(matches!(s, Err(RedisStoreError::Url(_))), "{s:?}");
+        assert!(matches!(c, Err(RedisStoreError::Url(_))), "{c:?}");
+        let (s, c) = bad(RedisConfig {
+            pool_size: 0,
+            ..RedisConfig::default()
+        });
+        assert!(matches!(s, Err(RedisStoreError::Config(_))), "{s:?}");
+        assert!(matches!(c, Err(RedisStoreError::Config(_))), "{c:?}");
+        let (s, _) = bad(RedisConfig {
+            key_prefix: "{otpd}".to_owned(),
+            ..RedisConfig::default()
+        });
+        assert!(matches!(s, Err(RedisStoreError::Config(_))), "{s:?}");
+        let no_nodes = RedisStore::cluster(&RedisConfig::default()).map(|_| ());
+        assert!(
+            matches!(no_nodes, Err(RedisStoreError::Config(_))),
+            "{no_nodes:?}"
+        );
+    }
+}

@@ -1,0 +1,59 @@
+//! The store contract of otp-domain, against real Redis: one standalone
+//! server, and a cluster of three masters.
+
+use std::sync::Arc;
+
+use deadpool_redis::redis;
+use otp_domain::ports::{CheckOutcome, CodeRecord, CodeStore, PutOutcome};
+use otp_domain::CodeDigest;
+use otp_redis::testing::{RedisCluster, RedisServer};
+use otp_redis::RedisStore;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_meets_the_contract() {
+    let server = RedisServer::start();
+    let store = RedisStore::standalone(&server.config("otpd")).expect("standalone store");
+    otp_domain::contract::run_all(Arc::new(store)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_store_meets_the_contract() {
+    let cluster = RedisCluster::start();
+    let store = Arc::new(RedisStore::cluster(&cluster.config("otpd")).expect("cluster store"));
+    otp_domain::contract::run_all(store.clone()).await;
+
+    // The codes really spread over the masters (a store that talked to one
+    // node only would pass the contract too).
+    let record = CodeRecord {
+        digest: CodeDigest::from_bytes([5; 32]),
+        expires_at: 60_000,
+        attempts: 0,
+        max_attempts: 5,
+    };
+    let keys: Vec<String> = (0..30).map(|i| format!("sms:+7701000{i:04}")).collect();
+    for key in &keys {
+        let put = store.put_code(key, record, &[], 0).await.expect("put");
+        assert_eq!(put, PutOutcome::Stored);
+    }
+    let mut holding = 0;
+    for url in cluster.node_urls() {
+        let mut conn = redis::Client::open(url)
+            .expect("node url")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("node connection");
+        let size: u64 = redis::cmd("DBSIZE")
+            .query_async(&mut conn)
+            .await
+            .expect("DBSIZE");
+        holding += usize::from(size > 0);
+    }
+    assert_eq!(holding, 3, "every master should hold some codes");
+    for key in &keys {
+        let got = store
+            .check_code(key, &record.digest, 1)
+            .await
+            .expect("check");
+        assert_eq!(got, CheckOutcome::Approved);
+    }
+}

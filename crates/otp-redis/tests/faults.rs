@@ -1,0 +1,134 @@
+//! Redis going away and coming back: calls fail fast with `Unavailable`
+//! instead of hanging, the same store heals by itself, and an fsynced AOF
+//! keeps codes across a crash.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use otp_domain::ports::{CheckOutcome, CodeRecord, CodeStore, PutOutcome};
+use otp_domain::{CodeDigest, StoreError};
+use otp_redis::testing::RedisServer;
+use otp_redis::RedisStore;
+
+fn now_ms() -> u64 {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970");
+    u64::try_from(since.as_millis()).expect("millis fit in u64")
+}
+
+fn record(byte: u8, now: u64) -> CodeRecord {
+    CodeRecord {
+        digest: CodeDigest::from_bytes([byte; 32]),
+        expires_at: now + 60_000,
+        attempts: 0,
+        max_attempts: 5,
+    }
+}
+
+/// Retries `put_code` until it succeeds, for up to 5 s.
+async fn put_when_back(store: &RedisStore, key: &str, rec: CodeRecord) -> Duration {
+    let started = Instant::now();
+    loop {
+        match store.put_code(key, rec, &[], now_ms()).await {
+            Ok(out) => {
+                assert_eq!(out, PutOutcome::Stored);
+                return started.elapsed();
+            }
+            Err(e) => assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "the store did not recover within 5 s: {e:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_while_redis_is_down_fails_fast_and_the_store_heals() {
+    let mut server = RedisServer::start();
+    let store = RedisStore::standalone(&server.config("otpd")).expect("store");
+    let key = "sms:+77011234567";
+    let rec = record(1, now_ms());
+    // Warm the pool, so the outage meets open connections.
+    store.put_code(key, rec, &[], now_ms()).await.expect("put");
+    store.ping().await.expect("ping");
+
+    server.kill();
+    for _ in 0..2 {
+        let started = Instant::now();
+        let got = store.check_code(key, &rec.digest, now_ms()).await;
+        let took = started.elapsed();
+        assert!(matches!(got, Err(StoreError::Unavailable(_))), "{got:?}");
+        assert!(took < Duration::from_millis(2_500), "took {took:?}");
+    }
+    let started = Instant::now();
+    assert!(matches!(
+        store.ping().await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(started.elapsed() < Duration::from_millis(2_500));
+
+    // Same port, empty data; the same store object, not a rebuilt one.
+    server.restart();
+    put_when_back(&store, key, rec).await;
+    store.ping().await.expect("ping after restart");
+    assert_eq!(
+        store
+            .check_code(key, &rec.digest, now_ms())
+            .await
+            .expect("check"),
+        CheckOutcome::Approved
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_to_a_server_that_never_answers_gives_up_within_the_budget() {
+    // A listener that accepts connections and never replies: the worst
+    // case, where only timeouts end the wait.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let _hold = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let config = otp_redis::RedisConfig {
+        url: format!("redis://127.0.0.1:{port}"),
+        ..otp_redis::RedisConfig::default()
+    };
+    let store = RedisStore::standalone(&config).expect("store");
+    let started = Instant::now();
+    let got = store
+        .check_code("sms:+1", &CodeDigest::from_bytes([1; 32]), now_ms())
+        .await;
+    let took = started.elapsed();
+    assert!(matches!(got, Err(StoreError::Unavailable(_))), "{got:?}");
+    assert!(took < Duration::from_millis(2_500), "took {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_survives_a_redis_crash_with_an_fsynced_aof() {
+    let mut server = RedisServer::start_with_aof();
+    let store = RedisStore::standalone(&server.config("otpd")).expect("store");
+    let key = "email:ann@example.kz";
+    let now = now_ms();
+    let rec = record(7, now);
+    let put = store.put_code(key, rec, &[], now).await.expect("put");
+    assert_eq!(put, PutOutcome::Stored);
+
+    // SIGKILL: no chance to flush anything not already fsynced.
+    server.restart();
+    let started = Instant::now();
+    let got = loop {
+        match store.check_code(key, &rec.digest, now_ms()).await {
+            Ok(out) => break out,
+            Err(e) => assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "the store did not recover within 5 s: {e:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(got, CheckOutcome::Approved);
+}

@@ -1,0 +1,256 @@
+//! What the store leaves in Redis, and how stores sharing one Redis
+//! behave: prefixes keep deployments apart, and two pools still approve a
+//! code once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use deadpool_redis::redis::{self, AsyncCommands};
+use otp_domain::ports::{
+    CheckOutcome, CodeRecord, CodeStore, HitOutcome, PutOutcome, RateBucket, TakeOutcome,
+};
+use otp_domain::{ChatId, Code, CodeHasher, StoreError};
+use otp_redis::testing::RedisServer;
+use otp_redis::RedisStore;
+
+fn now_ms() -> u64 {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970");
+    u64::try_from(since.as_millis()).expect("millis fit in u64")
+}
+
+async fn plain_connection(server: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(server.url())
+        .expect("redis url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("plain connection")
+}
+
+fn record(hasher: &CodeHasher, key: &str, code: &str, now: u64) -> CodeRecord {
+    CodeRecord {
+        digest: hasher.code(key, &Code::parse(code).expect("valid code")),
+        expires_at: now + 60_000,
+        attempts: 0,
+        max_attempts: 5,
+    }
+}
+
+#[tokio::test]
+async fn redis_holds_the_digest_and_never_the_code() {
+    let server = RedisServer::start();
+    let store = RedisStore::standalone(&server.config("otpd")).expect("store");
+    let hasher = CodeHasher::new(vec![9u8; 32]);
+    let key = "sms:+77011234567";
+    let now = now_ms();
+    let rec = record(&hasher, key, "482913", now);
+    let cooldown = RateBucket {
+        key: format!("cooldown:{key}"),
+        limit: 1,
+        window_ms: 30_000,
+    };
+    let put = store.put_code(key, rec, &[cooldown], now).await;
+    assert_eq!(put.expect("put"), PutOutcome::Stored);
+
+    let mut conn = plain_connection(&server).await;
+    let mut keys: Vec<String> = conn.keys("*").await.expect("KEYS");
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "otpd:{sms:+77011234567}:bucket:cooldown:sms:+77011234567",
+            "otpd:{sms:+77011234567}:code",
+        ]
+    );
+
+    let stored: HashMap<String, String> = conn
+        .hgetall("otpd:{sms:+77011234567}:code")
+        .await
+        .expect("HGETALL");
+    let expected: HashMap<String, String> = [
+        ("d", rec.digest.to_hex()),
+        ("e", rec.expires_at.to_string()),
+        ("a", "0".to_owned()),
+        ("m", "5".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    assert_eq!(stored, expected);
+    let bucket: HashMap<String, String> = conn
+        .hgetall("otpd:{sms:+77011234567}:bucket:cooldown:sms:+77011234567")
+        .await
+        .expect("HGETALL");
+    assert_eq!(bucket.get("c").map(String::as_str), Some("1"));
+    assert_eq!(bucket.get("s"), Some(&now.to_string()));
+    for value in stored.values().chain(bucket.values()) {
+        assert!(!value.contains("482913"), "the code leaked: {value}");
+    }
+
+    // Both keys expire on their own, no later than their records do.
+    let code_ttl: i64 = conn
+        .pttl("otpd:{sms:+77011234567}:code")
+        .await
+        .expect("PTTL");
+    assert!((1..=60_000).contains(&code_ttl), "code TTL {code_ttl}");
+    let bucket_ttl: i64 = conn
+        .pttl("otpd:{sms:+77011234567}:bucket:cooldown:sms:+77011234567")
+        .await
+        .expect("PTTL");
+    assert!(
+        (1..=30_000).contains(&bucket_ttl),
+        "bucket TTL {bucket_ttl}"
+    );
+
+    // A wrong guess counts an attempt and keeps the record's TTL.
+    let wrong = hasher.code(key, &Code::parse("000000").expect("code"));
+    let out = store.check_code(key, &wrong, now).await.expect("check");
+    assert_eq!(out, CheckOutcome::Mismatch { attempts_left: 4 });
+    let ttl_after: i64 = conn
+        .pttl("otpd:{sms:+77011234567}:code")
+        .await
+        .expect("PTTL");
+    assert!(ttl_after > 0, "the attempt dropped the TTL: {ttl_after}");
+}
+
+#[tokio::test]
+async fn pairings_are_stored_by_digest_and_by_chat() {
+    let server = RedisServer::start();
+    let store = RedisStore::standalone(&server.config("otpd")).expect("store");
+    let hasher = CodeHasher::new(vec![9u8; 32]);
+    let digest = hasher.pairing(&Code::parse("K7QX2MPA").expect("code"));
+    let chat = ChatId::from_i64(-1001234567890).expect("chat");
+    let now = now_ms();
+    store
+        .put_pairing(chat, &digest, now + 600_000, &[], now)
+        .await
+        .expect("put_pairing");
+
+    let mut conn = plain_connection(&server).await;
+    let pairing_key = format!("otpd:{{pairing}}:d:{}", digest.to_hex());
+    let mut keys: Vec<String> = conn.keys("*").await.expect("KEYS");
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "otpd:{pairing}:chat:-1001234567890".to_owned(),
+            pairing_key.clone()
+        ]
+    );
+    let stored: HashMap<String, String> = conn.hgetall(&pairing_key).await.expect("HGETALL");
+    assert_eq!(stored.get("c").map(String::as_str), Some("-1001234567890"));
+    let points_to: String = conn
+        .get("otpd:{pairing}:chat:-1001234567890")
+        .await
+        .expect("GET");
+    assert_eq!(points_to, pairing_key);
+
+    let taken = store.take_pairing(&digest, None, now).await.expect("take");
+    assert_eq!(taken, TakeOutcome::Found(chat));
+    let left: Vec<String> = conn.keys("*").await.expect("KEYS");
+    assert!(
+        left.is_empty(),
+        "a taken pairing left keys behind: {left:?}"
+    );
+}
+
+#[tokio::test]
+async fn unreadable_records_are_reported_as_corrupt() {
+    let server = RedisServer::start();
+    let store = RedisStore::standalone(&server.config("otpd")).expect("store");
+    let mut conn = plain_connection(&server).await;
+    let digest = CodeHasher::new(vec![1u8; 32]).code("sms:+1", &Code::parse("1234").expect("code"));
+
+    // A key of the wrong type.
+    let () = conn.set("otpd:{sms:+1}:code", "x").await.expect("SET");
+    let got = store.check_code("sms:+1", &digest, now_ms()).await;
+    assert!(matches!(got, Err(StoreError::Corrupt(_))), "{got:?}");
+
+    // A hash without the fields this store writes.
+    let () = conn
+        .hset("otpd:{sms:+2}:code", "d", "abc")
+        .await
+        .expect("HSET");
+    let got = store.check_code("sms:+2", &digest, now_ms()).await;
+    assert!(matches!(got, Err(StoreError::Corrupt(_))), "{got:?}");
+}
+
+#[tokio::test]
+async fn stores_with_different_prefixes_do_not_see_each_other() {
+    let server = RedisServer::start();
+    let a = RedisStore::standalone(&server.config("tenant-a")).expect("store a");
+    let b = RedisStore::standalone(&server.config("tenant-b")).expect("store b");
+    let hasher = CodeHasher::new(vec![9u8; 32]);
+    let key = "email:ann@example.kz";
+    let now = now_ms();
+    let rec = record(&hasher, key, "482913", now);
+    let bucket = RateBucket {
+        key: "user:ann".to_owned(),
+        limit: 1,
+        window_ms: 60_000,
+    };
+
+    assert_eq!(
+        a.put_code(key, rec, &[], now).await.expect("put"),
+        PutOutcome::Stored
+    );
+    assert_eq!(
+        b.check_code(key, &rec.digest, now).await.expect("check"),
+        CheckOutcome::NotFound
+    );
+    assert_eq!(
+        a.hit_bucket(&bucket, now).await.expect("hit"),
+        HitOutcome::Counted
+    );
+    assert_eq!(
+        b.hit_bucket(&bucket, now).await.expect("hit"),
+        HitOutcome::Counted
+    );
+    assert_eq!(
+        a.check_code(key, &rec.digest, now).await.expect("check"),
+        CheckOutcome::Approved
+    );
+
+    let mut conn = plain_connection(&server).await;
+    let keys: Vec<String> = conn.keys("*").await.expect("KEYS");
+    assert!(!keys.is_empty());
+    for k in &keys {
+        assert!(
+            k.starts_with("tenant-a:") || k.starts_with("tenant-b:"),
+            "{k}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_pools_racing_100_correct_checks_approve_exactly_one() {
+    let server = RedisServer::start();
+    let config = server.config("otpd");
+    let stores: [Arc<dyn CodeStore>; 2] = [
+        Arc::new(RedisStore::standalone(&config).expect("store 1")),
+        Arc::new(RedisStore::standalone(&config).expect("store 2")),
+    ];
+    let hasher = CodeHasher::new(vec![9u8; 32]);
+    let key = "call:+77011234567";
+    let now = now_ms();
+    let rec = record(&hasher, key, "4829", now);
+    stores[0].put_code(key, rec, &[], now).await.expect("put");
+
+    let tasks: Vec<_> = (0..100)
+        .map(|i| {
+            let store = stores[i % 2].clone();
+            tokio::spawn(async move { store.check_code(key, &rec.digest, now).await })
+        })
+        .collect();
+    let mut approved = 0;
+    for task in tasks {
+        match task.await.expect("task").expect("check") {
+            CheckOutcome::Approved => approved += 1,
+            CheckOutcome::NotFound => {}
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    assert_eq!(approved, 1);
+}

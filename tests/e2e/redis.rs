@@ -1,0 +1,285 @@
+//! Many stateless otpd instances on one Redis (or Redis Cluster): the
+//! binaries, real redis-server processes the harness starts on free
+//! ports, and faults made on purpose (Redis stopped, otpd killed -9).
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use otp_redis::testing::{RedisCluster, RedisServer};
+use serde_json::json;
+
+use crate::support::{http, try_http, Otpd};
+
+const JSON: (&str, &str) = ("Content-Type", "application/json");
+const SECRET: &str = "e2e-shared-secret-0123456789abcdef";
+
+fn on_redis(dir: &std::path::Path, url: &str, extra: &[(&str, &str)]) -> Otpd {
+    let mut env = vec![
+        ("OTP_STORE__KIND", "redis"),
+        ("OTP_STORE__URL", url),
+        ("OTP_SECURITY__SECRET", SECRET),
+    ];
+    env.extend_from_slice(extra);
+    Otpd::start(dir, &env)
+}
+
+fn sms(phone: &str, password: &str) -> String {
+    format!(r#"{{"phone": "{phone}", "password": "{password}"}}"#)
+}
+
+#[test]
+fn a_code_sent_on_one_instance_is_checked_on_another() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = on_redis(dir.path(), &redis.url(), &[]);
+    let b = on_redis(dir.path(), &redis.url(), &[]);
+    assert_eq!(
+        a.request("POST", "/sms", &[JSON], &sms("77011234567", "12345"))
+            .0,
+        200
+    );
+    let (status, body) = b.request("GET", "/sms/check", &[], &sms("77011234567", "12345"));
+    assert_eq!((status, body), (200, json!({"status": "approved"})));
+    assert_eq!(
+        a.request("GET", "/sms/check", &[], &sms("77011234567", "12345"))
+            .0,
+        404
+    );
+}
+
+#[test]
+fn send_caps_and_lockout_hold_across_instances() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = on_redis(dir.path(), &redis.url(), &[]);
+    let b = on_redis(dir.path(), &redis.url(), &[]);
+    assert_eq!(
+        a.request("POST", "/sms", &[JSON], &sms("77011234567", "12345"))
+            .0,
+        200
+    );
+    let (status, body) = b.request("POST", "/sms", &[JSON], &sms("77011234567", "67890"));
+    assert_eq!(
+        status, 429,
+        "the cooldown holds on the other instance: {body}"
+    );
+    // Five wrong guesses, alternating instances, lock the code for both.
+    for i in 0..5 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let (status, body) =
+            node.request("POST", "/sms/check", &[JSON], &sms("77011234567", "00000"));
+        assert_eq!(status, 422, "{body}");
+        assert_eq!(body["attempts_left"], 4 - i);
+    }
+    for node in [&a, &b] {
+        let (status, body) =
+            node.request("POST", "/sms/check", &[JSON], &sms("77011234567", "12345"));
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (429, Some("too_many_attempts"))
+        );
+    }
+}
+
+#[test]
+fn of_100_concurrent_correct_checks_over_two_instances_exactly_one_is_approved() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = on_redis(dir.path(), &redis.url(), &[]);
+    let b = on_redis(dir.path(), &redis.url(), &[]);
+    assert_eq!(
+        a.request("POST", "/sms", &[JSON], &sms("77011234567", "12345"))
+            .0,
+        200
+    );
+    let addrs = [a.addr, b.addr];
+    let approved = Arc::new(AtomicUsize::new(0));
+    let statuses = Arc::new(Mutex::new(Vec::new()));
+    let threads: Vec<_> = (0..100)
+        .map(|i| {
+            let (addr, approved, statuses) = (addrs[i % 2], approved.clone(), statuses.clone());
+            std::thread::spawn(move || {
+                let (status, _) =
+                    http(addr, "GET", "/sms/check", &[], &sms("77011234567", "12345"));
+                if status == 200 {
+                    approved.fetch_add(1, Ordering::SeqCst);
+                }
+                statuses.lock().expect("lock").push(status);
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("thread");
+    }
+    let statuses = statuses.lock().expect("lock");
+    assert_eq!(approved.load(Ordering::SeqCst), 1, "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 404),
+        "{statuses:?}"
+    );
+}
+
+#[test]
+fn redis_down_is_a_quick_503_and_otpd_recovers_by_itself() {
+    let mut redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let otpd = on_redis(dir.path(), &redis.url(), &[]);
+    assert_eq!(otpd.request("GET", "/readyz", &[], "").0, 200);
+    redis.kill();
+    for (method, path, body) in [
+        ("GET", "/readyz", String::new()),
+        ("POST", "/sms", sms("77011234567", "12345")),
+        ("POST", "/sms/check", sms("77011234567", "12345")),
+    ] {
+        let started = Instant::now();
+        let (status, answer) = otpd.request(method, path, &[JSON], &body);
+        let took = started.elapsed();
+        assert_eq!(status, 503, "{path}: {answer}");
+        assert_eq!(answer["error"], "store_unavailable");
+        assert!(took <= Duration::from_millis(2500), "{path} took {took:?}");
+    }
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, _) = otpd.request("POST", "/sms", &[JSON], &sms("77011234567", "12345"));
+        if status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "otpd did not recover after Redis returned"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(otpd.request("GET", "/readyz", &[], "").0, 200);
+    assert_eq!(
+        otpd.request("GET", "/sms/check", &[], &sms("77011234567", "12345"))
+            .0,
+        200
+    );
+}
+
+#[test]
+fn with_aof_a_code_survives_a_redis_restart() {
+    let mut redis = RedisServer::start_with_aof();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let otpd = on_redis(dir.path(), &redis.url(), &[]);
+    assert_eq!(
+        otpd.request("POST", "/sms", &[JSON], &sms("77011234567", "12345"))
+            .0,
+        200
+    );
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = otpd.request("GET", "/sms/check", &[], &sms("77011234567", "12345"));
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503, "only an outage may delay it: {body}");
+        assert!(
+            Instant::now() < deadline,
+            "the code was not checkable after the restart"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Sends codes from 4 threads until stopped; returns the phones whose
+/// send was acknowledged.
+fn load(
+    addr: std::net::SocketAddr,
+    stop: Arc<AtomicBool>,
+) -> Vec<std::thread::JoinHandle<Vec<String>>> {
+    (0..4)
+        .map(|t| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut acked = Vec::new();
+                let mut i = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let phone = format!("+7701{t}{i:06}");
+                    i += 1;
+                    match try_http(addr, "POST", "/sms", &[JSON], &sms(&phone, "Kill9Pw")) {
+                        Ok((200, _)) => acked.push(phone),
+                        Ok(_) => {}
+                        Err(_) => break, // the server died mid-request
+                    }
+                }
+                acked
+            })
+        })
+        .collect()
+}
+
+fn kill_9_under_load_loses_no_code(env: &[(&str, &str)], dir: &std::path::Path) {
+    let otpd = Otpd::start(dir, env);
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers = load(otpd.addr, stop.clone());
+    std::thread::sleep(Duration::from_millis(1500));
+    otpd.kill_9();
+    stop.store(true, Ordering::SeqCst);
+    let acked: Vec<String> = workers
+        .into_iter()
+        .flat_map(|w| w.join().expect("worker"))
+        .collect();
+    assert!(
+        acked.len() >= 20,
+        "too little load to mean anything: {}",
+        acked.len()
+    );
+    let otpd = Otpd::start(dir, env);
+    for phone in &acked {
+        let (status, body) = otpd.request("POST", "/sms/check", &[JSON], &sms(phone, "Kill9Pw"));
+        assert_eq!(status, 200, "{phone} was acknowledged, then lost: {body}");
+    }
+}
+
+#[test]
+fn kill_9_of_otpd_under_load_loses_no_acknowledged_code_on_redis() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = redis.url();
+    let env = [
+        ("OTP_STORE__KIND", "redis"),
+        ("OTP_STORE__URL", url.as_str()),
+        ("OTP_SECURITY__SECRET", SECRET),
+        ("OTP_LIMITS__SMS_PER_HOUR", "0"),
+    ];
+    kill_9_under_load_loses_no_code(&env, dir.path());
+}
+
+#[test]
+fn kill_9_of_otpd_under_load_loses_no_acknowledged_code_on_the_embedded_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = [("OTP_LIMITS__SMS_PER_HOUR", "0")];
+    kill_9_under_load_loses_no_code(&env, dir.path());
+}
+
+#[test]
+fn two_instances_share_a_redis_cluster() {
+    let cluster = RedisCluster::start();
+    let nodes = cluster.node_urls().join(",");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = [
+        ("OTP_STORE__KIND", "redis-cluster"),
+        ("OTP_STORE__NODES", nodes.as_str()),
+        ("OTP_SECURITY__SECRET", SECRET),
+    ];
+    let a = Otpd::start(dir.path(), &env);
+    let b = Otpd::start(dir.path(), &env);
+    for i in 0..20 {
+        let phone = format!("+770112345{i:02}");
+        assert_eq!(
+            a.request("POST", "/sms", &[JSON], &sms(&phone, "12345")).0,
+            200
+        );
+        assert_eq!(
+            b.request("GET", "/sms/check", &[], &sms(&phone, "12345")).0,
+            200,
+            "{phone}"
+        );
+    }
+    assert_eq!(b.request("GET", "/readyz", &[], "").0, 200);
+}

@@ -1,0 +1,150 @@
+//! What can go wrong delivering over HTTP, and how it maps to the domain.
+
+use std::time::Duration;
+
+use otp_domain::{Channel, DeliveryError};
+
+/// An HTTP delivery failure. `provider` is the name in the error (the
+/// generic gateway's `name`, or `twilio`). No variant holds a URL, a
+/// header, the message or the provider's reply text.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The config failed validation.
+    #[error("invalid config: {0}")]
+    Config(String),
+    /// The sender was handed a message for a channel it does not serve.
+    #[error("the {provider} sender cannot deliver to {channel}")]
+    WrongChannel { provider: String, channel: Channel },
+    /// A voice call needs a caller id, and the config has none.
+    #[error("{provider} needs {key} for voice calls")]
+    NotConfigured { provider: String, key: &'static str },
+    /// No connection could be made (refused, DNS, TLS handshake).
+    #[error("could not connect to {provider}")]
+    Connect {
+        provider: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// No complete answer within the configured timeout.
+    #[error("no answer from {provider} within {} s", .timeout.as_secs())]
+    Timeout {
+        provider: String,
+        timeout: Duration,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The request failed after connecting (reset, broken body).
+    #[error("the request to {provider} failed")]
+    Request {
+        provider: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// A non-2xx answer. `provider_code` is the provider's numeric error
+    /// code when it documents one (Twilio's `code`).
+    #[error("HTTP {status} from {provider}{}{}",
+        provider_code.map(|c| format!(" (error {c})")).unwrap_or_default(),
+        retry_after.map(|d| format!(", retry after {} s", d.as_secs())).unwrap_or_default())]
+    Status {
+        provider: String,
+        status: u16,
+        provider_code: Option<i64>,
+        retry_after: Option<Duration>,
+    },
+    /// A 2xx answer whose JSON did not show success (`success_pointer`).
+    #[error("{provider} answered HTTP {status} but {pointer} did not show success")]
+    Unsuccessful {
+        provider: String,
+        status: u16,
+        pointer: String,
+    },
+}
+
+impl GatewayError {
+    /// Worth retrying: connect errors, timeouts, broken requests, HTTP 5xx,
+    /// 429 and 408. Other 4xx, a failed success check and config problems
+    /// are not.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            GatewayError::Connect { .. }
+            | GatewayError::Timeout { .. }
+            | GatewayError::Request { .. } => true,
+            GatewayError::Status { status, .. } => {
+                *status >= 500 || *status == 429 || *status == 408
+            }
+            GatewayError::Config(_)
+            | GatewayError::WrongChannel { .. }
+            | GatewayError::NotConfigured { .. }
+            | GatewayError::Unsuccessful { .. } => false,
+        }
+    }
+
+    /// How long the provider asked to wait (`Retry-After` on a 429 or 5xx).
+    /// The conversion into `DeliveryError` carries it as `retry_after`, where
+    /// the server's retry/fallback logic reads it.
+    ///
+    /// ```
+    /// # use otp_gateway::GatewayError;
+    /// # use std::time::Duration;
+    /// let err: otp_domain::DeliveryError = GatewayError::Status {
+    ///     provider: "twilio".into(),
+    ///     status: 429,
+    ///     provider_code: None,
+    ///     retry_after: Some(Duration::from_secs(3)),
+    /// }
+    /// .into();
+    /// assert_eq!(err.retry_after, Some(Duration::from_secs(3)));
+    /// assert_eq!(err.reason, "HTTP 429 from twilio, retry after 3 s");
+    /// ```
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            GatewayError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    fn provider(&self) -> &str {
+        match self {
+            GatewayError::Config(_) => "gateway",
+            GatewayError::WrongChannel { provider, .. }
+            | GatewayError::NotConfigured { provider, .. }
+            | GatewayError::Connect { provider, .. }
+            | GatewayError::Timeout { provider, .. }
+            | GatewayError::Request { provider, .. }
+            | GatewayError::Status { provider, .. }
+            | GatewayError::Unsuccessful { provider, .. } => provider,
+        }
+    }
+}
+
+impl From<GatewayError> for DeliveryError {
+    fn from(e: GatewayError) -> Self {
+        DeliveryError {
+            provider: e.provider().to_owned(),
+            reason: e.to_string(),
+            transient: e.is_transient(),
+            retry_after: e.retry_after(),
+            source: Some(Box::new(e)),
+        }
+    }
+}
+
+/// Classifies a reqwest failure. The URL is dropped from the error, as it
+/// may hold an API key or the message.
+pub(crate) fn from_reqwest(provider: &str, timeout: Duration, e: reqwest::Error) -> GatewayError {
+    let provider = provider.to_owned();
+    let source = e.without_url();
+    if source.is_timeout() {
+        GatewayError::Timeout {
+            provider,
+            timeout,
+            source,
+        }
+    } else if source.is_connect() {
+        GatewayError::Connect { provider, source }
+    } else if source.is_builder() {
+        GatewayError::Config(format!("{provider}: the request could not be built"))
+    } else {
+        GatewayError::Request { provider, source }
+    }
+}

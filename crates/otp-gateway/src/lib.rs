@@ -1,0 +1,33 @@
+//! SMS and voice delivery for otpd over HTTP: a generic gateway driven by
+//! templates in config, and Twilio (Messages for SMS, Calls with inline
+//! TwiML for voice).
+//!
+//! Errors keep the provider's reply out of their reason: a failure reads
+//! "HTTP 503 from gateway", never the response body, the URL (which may
+//! carry an API key or the message) or a header.
+//!
+//! # Layout
+//! - [`generic`]: [`HttpGatewayConfig`] and [`HttpGatewaySender`], any
+//!   HTTP SMS/voice API described by a method, a URL, headers and a body
+//!   template with `{phone}` and `{message}`.
+//! - [`twilio`]: [`TwilioConfig`] and [`TwilioSender`]; SMS through
+//!   `Messages.json`, voice through `Calls.json` with [`twilio::twiml`].
+//! - [`template`]: placeholder filling, with each value escaped for where
+//!   it lands (JSON string, form field, URL).
+//! - [`error`]: [`GatewayError`], the transient/permanent split and the
+//!   `DeliveryError` conversion, which carries a provider's `Retry-After`
+//!   as `DeliveryError::retry_after`.
+//! - `http` (private): the shared client settings and status handling.
+
+pub mod error;
+pub mod generic;
+mod http;
+pub mod template;
+pub mod twilio;
+
+pub use error::GatewayError;
+pub use generic::{BodyEncoding, HttpGatewayConfig, HttpGatewaySender, HttpMethod};
+pub use twilio::{TwilioConfig, TwilioSender};
+
+/// Seconds a request may take when the config says nothing.
+pub const DEFAULT_TIMEOUT_SECS: u64 = 10;

@@ -1,0 +1,141 @@
+//! What can go wrong delivering to Telegram, and how it maps to the domain.
+
+use std::time::Duration;
+
+use otp_domain::{Channel, DeliveryError};
+
+/// A Telegram delivery failure. `provider` is `telegram` (Bot API) or
+/// `telegram-notify`. No variant holds a URL (the token is in it) or the
+/// message.
+#[derive(Debug, thiserror::Error)]
+pub enum TelegramError {
+    /// A config value or argument failed validation.
+    #[error("invalid config: {0}")]
+    Config(String),
+    /// The sender was handed a message for another channel.
+    #[error("the {provider} sender cannot deliver to {channel}")]
+    WrongChannel {
+        provider: &'static str,
+        channel: Channel,
+    },
+    /// No connection could be made (refused, DNS, TLS handshake).
+    #[error("could not connect to {provider}")]
+    Connect {
+        provider: &'static str,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// No complete answer within the configured timeout.
+    #[error("no answer from {provider} within {} s", .timeout.as_secs())]
+    Timeout {
+        provider: &'static str,
+        timeout: Duration,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The request failed after connecting.
+    #[error("the request to {provider} failed")]
+    Request {
+        provider: &'static str,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The Bot API answered `"ok": false` or a non-2xx status.
+    /// `description` is Telegram's fixed explanation ("Forbidden: bot was
+    /// blocked by the user"); it is shown in this error's `Display`, for
+    /// logs, but kept out of the `DeliveryError` reason.
+    #[error("Telegram Bot API error {code}{}{}",
+        description.as_deref().map(|d| format!(": {d}")).unwrap_or_default(),
+        retry_after.map(|d| format!(", retry after {} s", d.as_secs())).unwrap_or_default())]
+    Api {
+        status: u16,
+        /// `error_code` from the answer, else the HTTP status.
+        code: i64,
+        description: Option<String>,
+        retry_after: Option<Duration>,
+    },
+    /// A 2xx answer that is not the Bot API's JSON.
+    #[error("{provider} answered HTTP {status} with an unreadable body")]
+    BadResponse { provider: &'static str, status: u16 },
+    /// A non-2xx answer from an http-telegram-notify service.
+    #[error("HTTP {status} from {provider}{}",
+        retry_after.map(|d| format!(", retry after {} s", d.as_secs())).unwrap_or_default())]
+    Status {
+        provider: &'static str,
+        status: u16,
+        retry_after: Option<Duration>,
+    },
+}
+
+impl TelegramError {
+    /// Worth retrying: connect errors, timeouts, broken requests, 5xx and
+    /// 429 (Telegram's flood control). Other API errors (chat not found,
+    /// bot blocked) and config problems are not.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            TelegramError::Connect { .. }
+            | TelegramError::Timeout { .. }
+            | TelegramError::Request { .. } => true,
+            TelegramError::Api { status, code, .. } => {
+                *code == 429 || *status == 429 || *status >= 500 || (500..600).contains(code)
+            }
+            TelegramError::Status { status, .. } => *status >= 500 || *status == 429,
+            TelegramError::Config(_)
+            | TelegramError::WrongChannel { .. }
+            | TelegramError::BadResponse { .. } => false,
+        }
+    }
+
+    /// The wait Telegram asked for (`parameters.retry_after`, or a
+    /// `Retry-After` header). The conversion into `DeliveryError` carries
+    /// it as `retry_after`, where the server's retry/fallback logic reads
+    /// it.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            TelegramError::Api { retry_after, .. } | TelegramError::Status { retry_after, .. } => {
+                *retry_after
+            }
+            _ => None,
+        }
+    }
+
+    /// The `DeliveryError` reason: the `Display` text without Telegram's
+    /// description.
+    pub fn reason(&self) -> String {
+        match self {
+            TelegramError::Api {
+                code, retry_after, ..
+            } => format!(
+                "Telegram Bot API error {code}{}",
+                retry_after
+                    .map(|d| format!(", retry after {} s", d.as_secs()))
+                    .unwrap_or_default()
+            ),
+            other => other.to_string(),
+        }
+    }
+
+    fn provider(&self) -> &'static str {
+        match self {
+            TelegramError::Config(_) | TelegramError::Api { .. } => crate::bot::PROVIDER,
+            TelegramError::WrongChannel { provider, .. }
+            | TelegramError::Connect { provider, .. }
+            | TelegramError::Timeout { provider, .. }
+            | TelegramError::Request { provider, .. }
+            | TelegramError::BadResponse { provider, .. }
+            | TelegramError::Status { provider, .. } => provider,
+        }
+    }
+}
+
+impl From<TelegramError> for DeliveryError {
+    fn from(e: TelegramError) -> Self {
+        DeliveryError {
+            provider: e.provider().to_owned(),
+            reason: e.reason(),
+            transient: e.is_transient(),
+            retry_after: e.retry_after(),
+            source: Some(Box::new(e)),
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! Test support for otpd: loopback stand-ins for the providers the
+//! adapters talk to, shared by the adapters' wire tests and the server's
+//! end-to-end tests. Each peer records what it received, so a test can
+//! assert what a provider (and so a user) would see.
+//!
+//! Only tests use this crate: adapters take it as a dev-dependency, never
+//! as a dependency. It panics with a plain message when a peer cannot
+//! start, as a test should.
+//!
+//! Every peer has two constructors. The plain one is `async` and runs on
+//! the test's tokio runtime (`#[tokio::test]`); the `_blocking` one needs
+//! no runtime, for plain `#[test]` functions that drive a separate `otpd`
+//! process. A peer stops when its value is dropped.
+//!
+//! # Layout
+//! - [`http`]: [`FakePeer`], a recording HTTP server that answers with a
+//!   canned [`Reply`] or a script of them (gateway, Twilio, Bot API,
+//!   notify relay), [`Recorded`] requests, and [`closed_port`].
+//! - [`smtp`]: [`SmtpPeer`], a real SMTP server (Python's aiosmtpd) that
+//!   keeps each [`Received`] message with its envelope.
+//! - [`chain_text`]: an error's whole source chain as text, for "no secret
+//!   leaks" checks.
+
+use std::time::{Duration, Instant};
+
+pub mod http;
+pub mod smtp;
+
+pub use http::{closed_port, FakePeer, Recorded, Reply};
+/// The parser [`Received::parsed`] returns messages from, so tests use the
+/// same version for its traits (`MimeHeaders`).
+pub use mail_parser;
+pub use smtp::{Received, SmtpPeer};
+
+/// Every message in an error's source chain, `Display` and `Debug`, joined
+/// with ` | `: assert that a secret is not in it to prove no error leaks it.
+pub fn chain_text(err: &otp_domain::DeliveryError) -> String {
+    let mut text = format!("{err} | {err:?}");
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
+    while let Some(s) = source {
+        text.push_str(&format!(" | {s} | {s:?}"));
+        source = s.source();
+    }
+    text
+}
+
+/// How long a `wait_for` waits for the count it was given before it
+/// returns what arrived, so the test's assertion shows what is missing.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Polls `arrived` until it holds `n` items or [`WAIT`] passed.
+fn wait_until<T>(n: usize, mut arrived: impl FnMut() -> Vec<T>) -> Vec<T> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let got = arrived();
+        if got.len() >= n || Instant::now() > deadline {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs blocking `work` off the async runtime; its panic, such as a failed
+/// start's message, becomes the caller's.
+async fn off_runtime<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(value) => value,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}

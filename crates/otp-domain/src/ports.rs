@@ -239,6 +239,8 @@ pub struct DeliveryError {
     pub reason: String,
     /// Worth retrying (timeout, connect error, 5xx, 429).
     pub transient: bool,
+    /// How long the provider asked to wait before a retry (`Retry-After`).
+    pub retry_after: Option<std::time::Duration>,
     #[source]
     pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }

@@ -60,6 +60,7 @@ fn recording_sender(fail: bool) -> (Arc<MockSender>, Arc<Mutex<Vec<OutgoingMessa
                 provider: "mock".into(),
                 reason: "refused".into(),
                 transient: false,
+                retry_after: None,
                 source: None,
             })
         } else {

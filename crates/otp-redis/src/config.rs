@@ -86,7 +86,7 @@ impl fmt::Debug for RedisConfig {
 }
 
 /// `scheme://user:secret@host` → `scheme://***@host`.
-fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };

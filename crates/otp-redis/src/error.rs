@@ -1,9 +1,15 @@
-//! This adapter's errors, converted to [`StoreError`] at the port.
+//! This adapter's errors, converted to [`StoreError`] at the store port
+//! and to [`DeliveryError`] at the sender port (the queue).
 
 use std::time::Duration;
 
-use deadpool_redis::redis::{self, ErrorKind};
+use deadpool_redis::redis::{self, ErrorKind, ServerErrorKind};
+use deadpool_redis::PoolError;
+use otp_domain::ports::DeliveryError;
 use otp_domain::StoreError;
+
+/// The provider name of the queue sender in a [`DeliveryError`].
+pub(crate) const QUEUE_PROVIDER: &str = "redis-queue";
 
 /// What went wrong talking to Redis.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +45,56 @@ impl RedisStoreError {
     fn is_corrupt_data(e: &redis::RedisError) -> bool {
         matches!(e.kind(), ErrorKind::Parse | ErrorKind::UnexpectedReturnType)
             || matches!(e.code(), Some("CORRUPT" | "WRONGTYPE"))
+    }
+
+    /// Whether the same call may succeed later: Redis was unreachable,
+    /// slow, restarting, or failing over. A refusal such as WRONGTYPE,
+    /// OOM or a bad password is not.
+    pub(crate) fn is_transient(&self) -> bool {
+        fn passing(e: &redis::RedisError) -> bool {
+            e.is_io_error()
+                || matches!(
+                    e.kind(),
+                    ErrorKind::Server(
+                        ServerErrorKind::BusyLoading
+                            | ServerErrorKind::TryAgain
+                            | ServerErrorKind::ClusterDown
+                            | ServerErrorKind::MasterDown
+                            | ServerErrorKind::ReadOnly
+                    )
+                )
+        }
+        match self {
+            RedisStoreError::Timeout(_) | RedisStoreError::Pool(PoolError::Timeout(_)) => true,
+            RedisStoreError::Pool(PoolError::Backend(e)) | RedisStoreError::Command(e) => {
+                passing(e)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The queue sender's failures. The reason is this error's own message,
+/// plus Redis's error code (`WRONGTYPE`) when there is one: never the
+/// job, so never the code.
+impl From<RedisStoreError> for DeliveryError {
+    fn from(e: RedisStoreError) -> Self {
+        let code = match &e {
+            RedisStoreError::Pool(PoolError::Backend(inner)) | RedisStoreError::Command(inner) => {
+                inner.code()
+            }
+            _ => None,
+        };
+        DeliveryError {
+            provider: QUEUE_PROVIDER.to_owned(),
+            reason: match code {
+                Some(code) => format!("{e} ({code})"),
+                None => e.to_string(),
+            },
+            transient: e.is_transient(),
+            retry_after: None,
+            source: Some(Box::new(e)),
+        }
     }
 }
 
@@ -76,6 +132,22 @@ mod tests {
             StoreError::from(RedisStoreError::Command(parse)),
             StoreError::Corrupt(_)
         ));
+    }
+
+    #[test]
+    fn outages_are_transient_deliveries_and_refusals_are_not() {
+        let refused =
+            redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        let e = DeliveryError::from(RedisStoreError::Pool(PoolError::Backend(refused)));
+        assert!(e.transient, "{e:?}");
+        assert_eq!(e.provider, "redis-queue");
+        let e = DeliveryError::from(RedisStoreError::Timeout(Duration::from_secs(2)));
+        assert!(e.transient, "{e:?}");
+        let loading =
+            redis::RedisError::from((ErrorKind::Server(ServerErrorKind::BusyLoading), "loading"));
+        assert!(DeliveryError::from(RedisStoreError::Command(loading)).transient);
+        let e = DeliveryError::from(RedisStoreError::Config("bad"));
+        assert!(!e.transient, "{e:?}");
     }
 
     #[test]

@@ -16,6 +16,8 @@
 //!   (serde, unknown keys refused).
 //! - [`RedisStoreError`]: this adapter's errors, converted to
 //!   [`StoreError`] at the port.
+//! - [`queue`]: [`RedisQueueSender`] and [`QueueConfig`], the Redis Stream
+//!   queue sender and its settings; its failures become `DeliveryError`s.
 //! - `testing`: a harness that runs real redis-server processes, for
 //!   this crate's and otpd's test suites.
 //! - `keys`: the key layout below; `scripts` and `src/scripts/*.lua`: the
@@ -40,12 +42,17 @@
 //! A `{` or `}` (or `%`) inside a destination is percent-escaped within
 //! its tag, so no destination can split its keys across slots.
 //!
+//! The same crate has otpd's queue provider: [`RedisQueueSender`], a
+//! `Sender` that appends each message as a JSON job to a Redis Stream for
+//! an external service to deliver (the job format is in [`queue`]).
+//!
 //! `rediss://` URLs use TLS (rustls on aws-lc-rs, trusting the system
 //! roots, which honour `SSL_CERT_FILE` and `SSL_CERT_DIR`).
 
 mod config;
 mod error;
 mod keys;
+pub mod queue;
 mod scripts;
 #[doc(hidden)]
 pub mod testing;
@@ -65,6 +72,7 @@ use otp_domain::{ChatId, CodeDigest, StoreError};
 
 pub use config::RedisConfig;
 pub use error::RedisStoreError;
+pub use queue::{QueueConfig, RedisQueueSender};
 
 use keys::Keys;
 

@@ -35,8 +35,9 @@ pub struct Config {
     pub templates: TemplatesConfig,
     pub sms: PhoneChannelConfig,
     pub call: PhoneChannelConfig,
-    pub email: ChannelConfig,
+    pub email: EmailChannelConfig,
     pub telegram: TelegramConfig,
+    pub delivery: DeliveryConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -194,20 +195,78 @@ pub struct TemplatesConfig {
 pub enum ProviderKind {
     /// Development sink: prints messages to stdout.
     Log,
+    /// A templated HTTP gateway (`[sms.http]`, `[call.http]`).
+    Http,
+    /// Twilio Messages / Calls API (`[sms.twilio]`, `[call.twilio]`).
+    Twilio,
+    /// SMTP (`[email.smtp]`).
+    Smtp,
+    /// The Telegram Bot API (`telegram.bot_token`).
+    Telegram,
+    /// An http-telegram-notify relay (`[telegram.notify]`).
+    Notify,
+    /// A JSON job appended to a Redis Stream for an external sender
+    /// (`[<channel>.queue]`).
+    Queue,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChannelConfig {
-    pub provider: ProviderKind,
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Log => "log",
+            ProviderKind::Http => "http",
+            ProviderKind::Twilio => "twilio",
+            ProviderKind::Smtp => "smtp",
+            ProviderKind::Telegram => "telegram",
+            ProviderKind::Notify => "notify",
+            ProviderKind::Queue => "queue",
+        }
+    }
+}
+
+/// One provider (`"twilio"`) or several in fallback order
+/// (`["twilio", "http"]`, or `twilio,http` from the environment).
+fn providers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ProviderKind>, D::Error> {
+    use serde::de::Error;
+    let names = list_or_comma_separated(d)?;
+    if names.is_empty() {
+        return Err(D::Error::custom("name at least one provider"));
+    }
+    names
+        .iter()
+        .map(|n| ProviderKind::deserialize(serde::de::value::StrDeserializer::<D::Error>::new(n)))
+        .collect()
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PhoneChannelConfig {
-    pub provider: ProviderKind,
+    #[serde(deserialize_with = "providers")]
+    pub provider: Vec<ProviderKind>,
     pub allow_countries: Vec<u16>,
     pub deny_countries: Vec<u16>,
+    pub http: Option<otp_gateway::HttpGatewayConfig>,
+    pub twilio: Option<otp_gateway::TwilioConfig>,
+    pub queue: Option<otp_redis::QueueConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailChannelConfig {
+    #[serde(deserialize_with = "providers")]
+    pub provider: Vec<ProviderKind>,
+    pub smtp: Option<otp_smtp::SmtpConfig>,
+    pub queue: Option<otp_redis::QueueConfig>,
+}
+
+/// How hard otpd tries to deliver one message (see `delivery`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryConfig {
+    pub attempts: u32,
+    pub base_delay_ms: u64,
+    pub max_delay_ms: u64,
+    pub deadline_secs: u64,
 }
 
 impl PhoneChannelConfig {
@@ -222,32 +281,26 @@ impl PhoneChannelConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TelegramConfig {
-    pub provider: ProviderKind,
+    #[serde(deserialize_with = "providers")]
+    pub provider: Vec<ProviderKind>,
     pub webhook_secret: SecretString,
     pub pairing_lifetime: u32,
+    pub bot_token: SecretString,
+    pub api_url: String,
+    pub timeout_secs: u64,
+    pub notify: Option<otp_telegram::HttpNotifyConfig>,
+    pub queue: Option<otp_redis::QueueConfig>,
 }
 
-/// Keys whose values are strings. From the environment they are taken
-/// verbatim instead of being parsed as TOML-ish values.
-fn is_string_key(key: &str) -> bool {
-    const KEYS: &[&str] = &[
-        "server.listen",
-        "store.kind",
-        "store.path",
-        "store.url",
-        "store.nodes",
-        "store.key_prefix",
-        "auth.username",
-        "auth.password",
-        "security.secret",
-        "telegram.webhook_secret",
-        "sms.provider",
-        "call.provider",
-        "email.provider",
-        "telegram.provider",
-        "otp.default_region",
-    ];
-    KEYS.contains(&key) || key.starts_with("templates.")
+impl TelegramConfig {
+    /// The Bot API settings, when a bot token is set.
+    pub fn bot(&self) -> Option<otp_telegram::TelegramConfig> {
+        (!self.bot_token.expose_secret().is_empty()).then(|| otp_telegram::TelegramConfig {
+            bot_token: self.bot_token.clone(),
+            api_url: self.api_url.clone(),
+            timeout_secs: self.timeout_secs,
+        })
+    }
 }
 
 /// The seed image's plain env vars and the keys they set.
@@ -255,6 +308,8 @@ const SEED_ENV: &[(&str, &str)] = &[
     ("HTTP_AUTH_USERNAME", "auth.username"),
     ("HTTP_AUTH_PASSWORD", "auth.password"),
     ("TELEGRAM_WEBHOOK_SECRET", "telegram.webhook_secret"),
+    ("TELEGRAM_BOT_TOKEN", "telegram.bot_token"),
+    ("TELEGRAM_API_URL", "telegram.api_url"),
 ];
 
 /// Why the configuration could not be loaded.
@@ -295,11 +350,13 @@ impl Config {
             if key.as_str() == "config" {
                 continue; // OTP_CONFIG names the file, it is no key.
             }
-            let value = if is_string_key(key.as_str()) {
-                Value::from(raw)
+            // Taken verbatim, so `0123` keeps its zero and `+4912345678`
+            // stays a string; extraction is lossy, so `"3"` still fills a
+            // number. Only `[...]` is parsed, as a list.
+            let value = if raw.trim_start().starts_with('[') {
+                raw.parse::<Value>().unwrap_or_else(|_| Value::from(raw))
             } else {
-                raw.parse::<Value>()
-                    .unwrap_or_else(|_| Value::from(String::new()))
+                Value::from(raw)
             };
             fig = fig.merge(Serialized::default(key.as_str(), value));
         }
@@ -318,7 +375,7 @@ impl Config {
     /// # Errors
     /// As [`Config::load`].
     pub fn from_figment(fig: Figment) -> Result<Config, ConfigError> {
-        let config: Config = fig.extract().map_err(Box::new)?;
+        let config: Config = fig.extract_lossy().map_err(Box::new)?;
         config.validate()?;
         Ok(config)
     }
@@ -356,6 +413,7 @@ impl Config {
                 }
             }
         }
+        self.validate_providers()?;
         if self.server.body_limit < 256 {
             return Err(ConfigError::Invalid {
                 key: "server.body_limit",
@@ -368,6 +426,147 @@ impl Config {
                 key: "otp/limits/templates",
                 message,
             })
+    }
+
+    /// Every named provider is allowed on its channel and has its
+    /// settings; a missing token, URL or from-address stops otpd here.
+    fn validate_providers(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &'static str, message: String| ConfigError::Invalid { key, message };
+        for (key, channel, kinds) in [
+            ("sms.provider", Channel::Sms, &self.sms.provider),
+            ("call.provider", Channel::Call, &self.call.provider),
+            ("email.provider", Channel::Email, &self.email.provider),
+            (
+                "telegram.provider",
+                Channel::Telegram,
+                &self.telegram.provider,
+            ),
+        ] {
+            for kind in kinds {
+                let allowed = *kind == ProviderKind::Queue
+                    || match channel {
+                        Channel::Sms | Channel::Call => {
+                            matches!(
+                                kind,
+                                ProviderKind::Log | ProviderKind::Http | ProviderKind::Twilio
+                            )
+                        }
+                        Channel::Email => matches!(kind, ProviderKind::Log | ProviderKind::Smtp),
+                        Channel::Telegram => {
+                            matches!(
+                                kind,
+                                ProviderKind::Log | ProviderKind::Telegram | ProviderKind::Notify
+                            )
+                        }
+                    };
+                if !allowed {
+                    return Err(invalid(
+                        key,
+                        format!("{} cannot deliver {channel}", kind.as_str()),
+                    ));
+                }
+                let prefixed = |e: String| invalid(key, format!("{channel}.{e}"));
+                let missing = |section: &str| {
+                    invalid(
+                        key,
+                        format!("{} needs a [{channel}.{section}] section", kind.as_str()),
+                    )
+                };
+                match (channel, kind) {
+                    (_, ProviderKind::Log) => {}
+                    (Channel::Sms | Channel::Call, ProviderKind::Http) => {
+                        let phone = if channel == Channel::Sms {
+                            &self.sms
+                        } else {
+                            &self.call
+                        };
+                        phone
+                            .http
+                            .as_ref()
+                            .ok_or_else(|| missing("http"))?
+                            .validate()
+                            .map_err(prefixed)?;
+                    }
+                    (Channel::Sms | Channel::Call, ProviderKind::Twilio) => {
+                        let phone = if channel == Channel::Sms {
+                            &self.sms
+                        } else {
+                            &self.call
+                        };
+                        phone
+                            .twilio
+                            .as_ref()
+                            .ok_or_else(|| missing("twilio"))?
+                            .validate_for(channel)
+                            .map_err(prefixed)?;
+                    }
+                    (Channel::Email, ProviderKind::Smtp) => {
+                        self.email
+                            .smtp
+                            .as_ref()
+                            .ok_or_else(|| missing("smtp"))?
+                            .validate()
+                            .map_err(prefixed)?;
+                    }
+                    (Channel::Telegram, ProviderKind::Telegram) => {
+                        let bot = self.telegram.bot().ok_or_else(|| {
+                            invalid(
+                                "telegram.bot_token",
+                                "required by the telegram provider (TELEGRAM_BOT_TOKEN)".into(),
+                            )
+                        })?;
+                        bot.validate()
+                            .map_err(|e| invalid("telegram.bot_token", e))?;
+                    }
+                    (_, ProviderKind::Queue) => {
+                        self.queue(channel)
+                            .ok_or_else(|| missing("queue"))?
+                            .validate()
+                            .map_err(prefixed)?;
+                    }
+                    (Channel::Telegram, ProviderKind::Notify) => {
+                        self.telegram
+                            .notify
+                            .as_ref()
+                            .ok_or_else(|| missing("notify"))?
+                            .validate()
+                            .map_err(prefixed)?;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        // A real bot answers strangers on the internet: its webhook must be
+        // authenticated.
+        if self.telegram.bot().is_some() && self.telegram.webhook_secret.expose_secret().is_empty()
+        {
+            return Err(invalid(
+                "telegram.webhook_secret",
+                "required when the Telegram bot is enabled (TELEGRAM_WEBHOOK_SECRET; pass the same value as setWebhook's secret_token)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The queue settings of `channel`, if any.
+    pub fn queue(&self, channel: Channel) -> Option<&otp_redis::QueueConfig> {
+        match channel {
+            Channel::Sms => self.sms.queue.as_ref(),
+            Channel::Call => self.call.queue.as_ref(),
+            Channel::Email => self.email.queue.as_ref(),
+            Channel::Telegram => self.telegram.queue.as_ref(),
+        }
+    }
+
+    /// The retry policy of every channel.
+    pub fn retry_policy(&self) -> crate::delivery::RetryPolicy {
+        let d = &self.delivery;
+        crate::delivery::RetryPolicy {
+            attempts: d.attempts.max(1),
+            base_delay: std::time::Duration::from_millis(d.base_delay_ms),
+            max_delay: std::time::Duration::from_millis(d.max_delay_ms),
+            deadline: std::time::Duration::from_secs(d.deadline_secs),
+        }
     }
 
     fn region(&self) -> Result<Option<Region>, ConfigError> {
@@ -473,7 +672,7 @@ mod tests {
             assert_eq!(c.store.path, PathBuf::from("data/otpd.redb"));
             assert!(!c.auth_enabled());
             assert_eq!(c.otp.max_attempts, 5);
-            assert_eq!(c.sms.provider, ProviderKind::Log);
+            assert_eq!(c.sms.provider, vec![ProviderKind::Log]);
             Ok(())
         });
     }
@@ -621,6 +820,91 @@ mod tests {
             assert_eq!(c.store.url, "redis://user:0123@db:6379");
             Ok(())
         });
+    }
+
+    #[test]
+    fn providers_are_checked_at_start_naming_the_key() {
+        Jail::expect_with(|jail| {
+            jail.set_env("OTP_SMS__PROVIDER", "twilio,http");
+            let err = load_in_jail(jail)
+                .map(|_| ())
+                .expect_err("no twilio section");
+            assert!(
+                err.to_string().contains("sms.provider")
+                    && err.to_string().contains("[sms.twilio]"),
+                "{err}"
+            );
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("OTP_SMS__PROVIDER", "twilio");
+            jail.set_env("OTP_SMS__TWILIO__ACCOUNT_SID", "AC123");
+            jail.set_env("OTP_SMS__TWILIO__AUTH_TOKEN", "0123");
+            let err = load_in_jail(jail).map(|_| ()).expect_err("no from");
+            assert!(err.to_string().contains("sms.twilio.from"), "{err}");
+            jail.set_env("OTP_SMS__TWILIO__FROM", "+14155552671");
+            let c = load_in_jail(jail).map_err(|e| e.to_string())?;
+            assert_eq!(c.sms.provider, vec![ProviderKind::Twilio]);
+            let twilio = c.sms.twilio.as_ref().expect("twilio");
+            assert_eq!(twilio.from.as_deref(), Some("+14155552671"));
+            assert_eq!(twilio.auth_token.expose_secret(), "0123");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("OTP_EMAIL__PROVIDER", "twilio");
+            let err = load_in_jail(jail).map(|_| ()).expect_err("wrong channel");
+            assert!(
+                err.to_string().contains("twilio cannot deliver email"),
+                "{err}"
+            );
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("OTP_EMAIL__PROVIDER", "smtp");
+            jail.create_file(
+                "otpd.toml",
+                "[email.smtp]\nhost = \"localhost\"\nfrom = \"\"\n",
+            )?;
+            let err = Config::load(Some(Path::new("otpd.toml")))
+                .map(|_| ())
+                .expect_err("no from");
+            assert!(err.to_string().contains("email.smtp.from"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_bot_needs_a_webhook_secret() {
+        Jail::expect_with(|jail| {
+            jail.set_env("TELEGRAM_BOT_TOKEN", "123456:ABC-DEF1234ghIkl");
+            jail.set_env("OTP_TELEGRAM__PROVIDER", "telegram");
+            let err = load_in_jail(jail).map(|_| ()).expect_err("no secret");
+            assert!(err.to_string().contains("telegram.webhook_secret"), "{err}");
+            jail.set_env("TELEGRAM_WEBHOOK_SECRET", "s3cret");
+            let c = load_in_jail(jail).map_err(|e| e.to_string())?;
+            assert!(c.telegram.bot().is_some());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn every_example_config_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/examples");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).expect("config/examples") {
+            let path = entry.expect("entry").path();
+            Jail::expect_with(|jail| {
+                // The secrets the examples leave to the environment.
+                jail.set_env("TELEGRAM_BOT_TOKEN", "123456:ABC-DEF1234ghIkl");
+                jail.set_env("TELEGRAM_WEBHOOK_SECRET", "example-secret");
+                jail.set_env("OTP_SECURITY__SECRET", "0123456789abcdef0123456789abcdef");
+                Config::load(Some(&path))
+                    .map(|_| ())
+                    .map_err(|e| format!("{}: {e}", path.display()).into())
+            });
+            seen += 1;
+        }
+        assert!(seen >= 6, "only {seen} examples");
     }
 
     #[test]

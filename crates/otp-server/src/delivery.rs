@@ -165,7 +165,9 @@ mod tests {
     }
 
     /// A sender answering from a script of results, counting calls.
-    fn scripted(results: Vec<Result<(), (bool, Option<Duration>)>>) -> (Arc<MockSender>, Arc<AtomicU32>) {
+    fn scripted(
+        results: Vec<Result<(), (bool, Option<Duration>)>>,
+    ) -> (Arc<MockSender>, Arc<AtomicU32>) {
         let calls = Arc::new(AtomicU32::new(0));
         let counter = calls.clone();
         let mut s = MockSender::new();
@@ -195,14 +197,20 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 3);
         // Two waits: 100–200 ms, then 200–400 ms (paused clock, no real sleep).
         let waited = started.elapsed();
-        assert!(waited >= Duration::from_millis(300) && waited <= Duration::from_millis(600), "{waited:?}");
+        assert!(
+            waited >= Duration::from_millis(300) && waited <= Duration::from_millis(600),
+            "{waited:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn permanent_failures_are_not_retried_and_fall_back() {
         let (a, a_calls) = scripted(vec![Err((false, None))]);
         let (b, b_calls) = scripted(vec![Ok(())]);
-        let r = ReliableSender::new(vec![provider("a", a), provider("b", b)], RetryPolicy::default());
+        let r = ReliableSender::new(
+            vec![provider("a", a), provider("b", b)],
+            RetryPolicy::default(),
+        );
         r.send(&message()).await.expect("fallback succeeds");
         assert_eq!(a_calls.load(Ordering::SeqCst), 1);
         assert_eq!(b_calls.load(Ordering::SeqCst), 1);
@@ -229,14 +237,21 @@ mod tests {
         assert_eq!(b_calls.load(Ordering::SeqCst), 3);
         assert!(started.elapsed() <= policy.deadline);
         assert_eq!(err.provider, "a,b");
-        assert!(err.reason.contains("a: failed") && err.reason.contains("b: failed"), "{}", err.reason);
+        assert!(
+            err.reason.contains("a: failed") && err.reason.contains("b: failed"),
+            "{}",
+            err.reason
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_long_retry_after_past_the_deadline_moves_on() {
         let (a, a_calls) = scripted(vec![Err((true, Some(Duration::from_secs(60))))]);
         let (b, _) = scripted(vec![Ok(())]);
-        let r = ReliableSender::new(vec![provider("a", a), provider("b", b)], RetryPolicy::default());
+        let r = ReliableSender::new(
+            vec![provider("a", a), provider("b", b)],
+            RetryPolicy::default(),
+        );
         r.send(&message()).await.expect("b answers");
         assert_eq!(a_calls.load(Ordering::SeqCst), 1);
     }

@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`config`]: layered configuration and its validation.
 //! - [`api`]: the operations, security schemes and responses.
+//! - [`delivery`]: retries with backoff and fallback across providers.
 //! - [`error`]: domain errors → HTTP responses and log lines, in one place.
 //! - [`http`]: middleware (legacy GET-with-body checks, size limit, access
 //!   log, JSON errors for unknown routes).
@@ -12,6 +13,7 @@
 
 pub mod api;
 pub mod config;
+pub mod delivery;
 pub mod error;
 pub mod http;
 pub mod sinks;

@@ -28,6 +28,22 @@ enum Command {
     Serve,
     /// Print the OpenAPI spec as YAML.
     Openapi,
+    /// Telegram bot helpers.
+    Telegram {
+        #[command(subcommand)]
+        command: TelegramCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TelegramCommand {
+    /// Register URL as the bot's webhook, with the configured
+    /// telegram.webhook_secret as its secret token.
+    SetWebhook {
+        /// The public https URL of /telegram/webhook.
+        #[arg(long)]
+        url: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -50,6 +66,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(Command::Telegram {
+        command: TelegramCommand::SetWebhook { url },
+    }) = &cli.command
+    {
+        return set_webhook(&config, url);
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -62,6 +84,46 @@ fn main() -> ExitCode {
         Err(e) => {
             tracing::error!("{}", otp_server::error::chain(e.as_ref()));
             eprintln!("otpd: {}", otp_server::error::chain(e.as_ref()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn set_webhook(config: &Config, url: &str) -> ExitCode {
+    use secrecy::ExposeSecret;
+    let Some(bot) = config.telegram.bot() else {
+        eprintln!("otpd: telegram.bot_token (TELEGRAM_BOT_TOKEN) is not set");
+        return ExitCode::from(2);
+    };
+    let secret = &config.telegram.webhook_secret;
+    let secret = (!secret.expose_secret().is_empty()).then_some(secret);
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| {
+            rt.block_on(otp_telegram::set_webhook(
+                &bot.api_url,
+                &bot.bot_token,
+                url,
+                secret,
+            ))
+            .map_err(|e| otp_server::error::chain(&e))
+        });
+    match result {
+        Ok(()) => {
+            println!(
+                "webhook set to {url}{}",
+                if secret.is_some() {
+                    " with the secret token"
+                } else {
+                    ""
+                }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("otpd: setWebhook failed: {e}");
             ExitCode::FAILURE
         }
     }

@@ -28,6 +28,7 @@ impl Sender for LogSink {
                 provider: "log".into(),
                 reason: "cannot write to stdout".into(),
                 transient: false,
+                retry_after: None,
                 source: Some(Box::new(e)),
             })
     }

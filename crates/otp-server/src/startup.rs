@@ -19,7 +19,12 @@ use secrecy::ExposeSecret;
 use crate::api::auth::Credentials;
 use crate::api::{api_service, AppState};
 use crate::config::{Config, ProviderKind, StoreKind};
+use crate::delivery::{Provider, ReliableSender};
 use crate::sinks::LogSink;
+use otp_domain::Channel;
+use otp_gateway::{HttpGatewaySender, TwilioSender};
+use otp_smtp::SmtpSender;
+use otp_telegram::{HttpNotifySender, TelegramSender};
 
 /// The adapters behind the ports. Tests build their own (mocks, fakes);
 /// the binary builds them from config with [`Ports::from_config`].
@@ -46,6 +51,12 @@ pub enum StartupError {
         #[source]
         source: io::Error,
     },
+    #[error("{channel} provider {provider}: {reason}")]
+    Provider {
+        channel: Channel,
+        provider: &'static str,
+        reason: String,
+    },
     #[error("cannot listen on {addr}")]
     Bind {
         addr: SocketAddr,
@@ -54,16 +65,83 @@ pub enum StartupError {
     },
 }
 
-fn sender(kind: ProviderKind, channel: &str) -> Arc<dyn Sender> {
-    match kind {
+/// One provider of `channel`, built from its settings (validated at
+/// config load).
+fn provider(
+    config: &Config,
+    channel: Channel,
+    kind: ProviderKind,
+) -> Result<Provider, StartupError> {
+    let fail = |e: &(dyn std::error::Error + 'static)| StartupError::Provider {
+        channel,
+        provider: kind.as_str(),
+        reason: crate::error::chain(e),
+    };
+    let missing = || StartupError::Provider {
+        channel,
+        provider: kind.as_str(),
+        reason: "no settings".into(),
+    };
+    let phone = match channel {
+        Channel::Call => &config.call,
+        _ => &config.sms,
+    };
+    let sender: Arc<dyn Sender> = match kind {
         ProviderKind::Log => {
             tracing::warn!(
-                channel,
+                %channel,
                 "{channel} uses the `log` dev sink: messages, codes included, are printed to stdout and NOT delivered. Never use it in production."
             );
             Arc::new(LogSink)
         }
+        ProviderKind::Http => {
+            let c = phone.http.clone().ok_or_else(missing)?;
+            Arc::new(HttpGatewaySender::new(c).map_err(|e| fail(&e))?)
+        }
+        ProviderKind::Twilio => {
+            let c = phone.twilio.clone().ok_or_else(missing)?;
+            Arc::new(TwilioSender::new(c).map_err(|e| fail(&e))?)
+        }
+        ProviderKind::Smtp => {
+            let c = config.email.smtp.clone().ok_or_else(missing)?;
+            Arc::new(SmtpSender::new(c).map_err(|e| fail(&e))?)
+        }
+        ProviderKind::Telegram => {
+            let c = config.telegram.bot().ok_or_else(missing)?;
+            Arc::new(TelegramSender::new(c).map_err(|e| fail(&e))?)
+        }
+        ProviderKind::Notify => {
+            let c = config.telegram.notify.clone().ok_or_else(missing)?;
+            Arc::new(HttpNotifySender::new(c).map_err(|e| fail(&e))?)
+        }
+        ProviderKind::Queue => {
+            let c = config.queue(channel).ok_or_else(missing)?;
+            Arc::new(otp_redis::RedisQueueSender::new(c).map_err(|e| fail(&e))?)
+        }
+    };
+    if kind != ProviderKind::Log {
+        tracing::info!(%channel, provider = kind.as_str(), "provider ready");
     }
+    Ok(Provider {
+        name: kind.as_str().to_owned(),
+        sender,
+    })
+}
+
+/// A channel's providers in fallback order, with retries.
+fn channel_sender(
+    config: &Config,
+    channel: Channel,
+    kinds: &[ProviderKind],
+) -> Result<Arc<dyn Sender>, StartupError> {
+    let providers = kinds
+        .iter()
+        .map(|kind| provider(config, channel, *kind))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Arc::new(ReliableSender::new(
+        providers,
+        config.retry_policy(),
+    )))
 }
 
 impl Ports {
@@ -88,10 +166,10 @@ impl Ports {
         Ok(Ports {
             store,
             senders: Senders {
-                sms: sender(config.sms.provider, "sms"),
-                call: sender(config.call.provider, "call"),
-                email: sender(config.email.provider, "email"),
-                telegram: sender(config.telegram.provider, "telegram"),
+                sms: channel_sender(config, Channel::Sms, &config.sms.provider)?,
+                call: channel_sender(config, Channel::Call, &config.call.provider)?,
+                email: channel_sender(config, Channel::Email, &config.email.provider)?,
+                telegram: channel_sender(config, Channel::Telegram, &config.telegram.provider)?,
             },
             clock: Arc::new(SystemClock),
             codes: Arc::new(RandomCodes),

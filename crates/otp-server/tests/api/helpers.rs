@@ -42,6 +42,7 @@ fn recording_sender(outbox: Outbox, fail: bool) -> Arc<MockSender> {
                 provider: "mock".into(),
                 reason: "HTTP 503 from mock".into(),
                 transient: true,
+                retry_after: None,
                 source: None,
             })
         } else {

@@ -451,16 +451,6 @@ impl OtpService {
                 expires_at: record.expires_at,
             });
         }
-        // Limits across destinations first: every attempt counts there,
-        // even one the destination's own limits refuse next.
-        for bucket in p.shared_buckets(channel, req.user_key.as_deref()) {
-            if let HitOutcome::Full { retry_after_ms } = self.store.hit_bucket(&bucket, now).await?
-            {
-                return Err(SendError::RateLimited {
-                    retry_after_secs: ceil_secs(retry_after_ms),
-                });
-            }
-        }
         match self
             .store
             .put_code(&key, record, &p.send_buckets(&key), now)
@@ -473,15 +463,28 @@ impl OtpService {
                 })
             }
         }
-        if let Err(e) = self.senders.get(channel).send(&message).await {
-            if let Err(discard) = self.store.discard_code(&key, &record.digest).await {
-                tracing::error!(
-                    channel = %channel,
-                    destination = %message.destination.masked(),
-                    error = %discard,
-                    "could not remove the code of a failed delivery; it expires on its own"
-                );
+        // Limits across destinations count only sends that passed the
+        // destination's own limits, so hammering one destination cannot
+        // use up a user's or the channel's budget. Each is its own store
+        // call (on Redis Cluster, its own slot); a full one discards the
+        // code just stored.
+        for bucket in p.shared_buckets(channel, req.user_key.as_deref()) {
+            let hit = match self.store.hit_bucket(&bucket, now).await {
+                Ok(hit) => hit,
+                Err(e) => {
+                    self.discard(&key, &record.digest).await;
+                    return Err(e.into());
+                }
+            };
+            if let HitOutcome::Full { retry_after_ms } = hit {
+                self.discard(&key, &record.digest).await;
+                return Err(SendError::RateLimited {
+                    retry_after_secs: ceil_secs(retry_after_ms),
+                });
             }
+        }
+        if let Err(e) = self.senders.get(channel).send(&message).await {
+            self.discard(&key, &record.digest).await;
             return Err(SendError::Delivery(e));
         }
         Ok(SendReceipt {
@@ -489,6 +492,17 @@ impl OtpService {
             lifetime,
             expires_at: record.expires_at,
         })
+    }
+
+    /// Removes a code that will not be delivered. If that fails too, the
+    /// code is unknown to everyone and expires on its own.
+    async fn discard(&self, key: &str, digest: &crate::digest::CodeDigest) {
+        if let Err(e) = self.store.discard_code(key, digest).await {
+            tracing::error!(
+                error = %e,
+                "could not remove an undelivered code; it expires on its own"
+            );
+        }
     }
 
     /// Checks and, on a match, consumes the destination's code.

@@ -501,8 +501,13 @@ fn default_policy_is_valid_and_bad_ones_name_the_setting() {
 }
 
 #[tokio::test]
-async fn shared_limits_refuse_before_anything_is_stored() {
+async fn a_full_shared_limit_discards_the_stored_code_and_sends_nothing() {
+    let digest = CodeHasher::new(SECRET.to_vec()).code("sms:+77011234567", &code("482910"));
     let mut store = MockCodeStore::new();
+    store
+        .expect_put_code()
+        .times(1)
+        .returning(|_, _, _, _| Ok(PutOutcome::Stored));
     store
         .expect_hit_bucket()
         .withf(|b, now| b.key == "user:203.0.113.9" && b.limit == 10 && *now == NOW)
@@ -517,7 +522,12 @@ async fn shared_limits_refuse_before_anything_is_stored() {
                 retry_after_ms: 1_500,
             })
         });
-    // No put_code expectation: storing would panic the mock.
+    store
+        .expect_discard_code()
+        .with(eq("sms:+77011234567"), eq(digest))
+        .times(1)
+        .returning(|_, _| Ok(()));
+    // The sender is silent: a delivery would panic the mock.
     let svc = service(
         store,
         senders_with(Channel::Sms, silent_sender()),
@@ -531,6 +541,37 @@ async fn shared_limits_refuse_before_anything_is_stored() {
             err,
             SendError::RateLimited {
                 retry_after_secs: 2
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_destination_refusal_charges_no_shared_limit() {
+    let mut store = MockCodeStore::new();
+    store.expect_put_code().times(1).returning(|_, _, _, _| {
+        Ok(PutOutcome::RateLimited {
+            retry_after_ms: 30_000,
+        })
+    });
+    store.expect_hit_bucket().never();
+    let svc = OtpService::new(
+        Arc::new(store),
+        senders_with(Channel::Sms, silent_sender()),
+        fixed_clock(),
+        generator("482910", vec![]),
+        CodeHasher::new(SECRET.to_vec()),
+        Policy::default(),
+    );
+    let mut req = sms_request(None, None, None);
+    req.user_key = Some("203.0.113.9".into());
+    let err = svc.send(req).await.expect_err("limited");
+    assert!(
+        matches!(
+            err,
+            SendError::RateLimited {
+                retry_after_secs: 30
             }
         ),
         "{err:?}"

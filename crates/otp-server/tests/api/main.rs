@@ -5,5 +5,6 @@ mod channels;
 mod errors;
 mod helpers;
 mod limits;
+mod security;
 mod spec;
 mod telegram;

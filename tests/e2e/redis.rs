@@ -191,10 +191,11 @@ fn with_aof_a_code_survives_a_redis_restart() {
 fn load(
     addr: std::net::SocketAddr,
     stop: Arc<AtomicBool>,
+    acks: Arc<AtomicUsize>,
 ) -> Vec<std::thread::JoinHandle<Vec<String>>> {
     (0..4)
         .map(|t| {
-            let stop = stop.clone();
+            let (stop, acks) = (stop.clone(), acks.clone());
             std::thread::spawn(move || {
                 let mut acked = Vec::new();
                 let mut i = 0;
@@ -202,7 +203,10 @@ fn load(
                     let phone = format!("+7701{t}{i:06}");
                     i += 1;
                     match try_http(addr, "POST", "/sms", &[JSON], &sms(&phone, "Kill9Pw")) {
-                        Ok((200, _)) => acked.push(phone),
+                        Ok((200, _)) => {
+                            acked.push(phone);
+                            acks.fetch_add(1, Ordering::SeqCst);
+                        }
                         Ok(_) => {}
                         Err(_) => break, // the server died mid-request
                     }
@@ -216,8 +220,14 @@ fn load(
 fn kill_9_under_load_loses_no_code(env: &[(&str, &str)], dir: &std::path::Path) {
     let otpd = Otpd::start(dir, env);
     let stop = Arc::new(AtomicBool::new(false));
-    let workers = load(otpd.addr, stop.clone());
-    std::thread::sleep(Duration::from_millis(1500));
+    let acks = Arc::new(AtomicUsize::new(0));
+    let workers = load(otpd.addr, stop.clone(), acks.clone());
+    // Kill it mid-stream, once it has acknowledged enough to mean
+    // something (a busy CI machine may need longer than a quiet one).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while acks.load(Ordering::SeqCst) < 50 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     otpd.kill_9();
     stop.store(true, Ordering::SeqCst);
     let acked: Vec<String> = workers

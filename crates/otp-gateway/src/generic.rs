@@ -116,61 +116,57 @@ impl HttpGatewayConfig {
     /// Checks every key once, at start-up.
     ///
     /// # Errors
-    /// A message that names the first bad key, e.g. `gateway.url is required`.
+    /// A message that names the first bad key, e.g. `http.url is required`.
     pub fn validate(&self) -> Result<(), String> {
         if self.name.trim().is_empty() || self.name.chars().any(char::is_control) {
-            return Err("gateway.name must be a non-empty name".to_owned());
+            return Err("http.name must be a non-empty name".to_owned());
         }
         if self.url.trim().is_empty() {
-            return Err("gateway.url is required".to_owned());
+            return Err("http.url is required".to_owned());
         }
-        check_placeholders(&self.url, "gateway.url")?;
+        check_placeholders(&self.url, "http.url")?;
         let sample_url = fill(&self.url, &SAMPLE, Escape::Url);
         match Url::parse(&sample_url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
-            _ => return Err("gateway.url must be an http:// or https:// URL".to_owned()),
+            _ => return Err("http.url must be an http:// or https:// URL".to_owned()),
         }
         if let Some(body) = self.body() {
             if self.method == HttpMethod::Get {
-                return Err("gateway.body must be empty when gateway.method is GET".to_owned());
+                return Err("http.body must be empty when http.method is GET".to_owned());
             }
-            check_placeholders(body, "gateway.body")?;
+            check_placeholders(body, "http.body")?;
             if self.encoding == BodyEncoding::Json {
                 let sample = fill(body, &SAMPLE, Escape::JsonString);
                 if serde_json::from_str::<serde_json::Value>(&sample).is_err() {
-                    return Err(
-                        "gateway.body is not valid JSON once filled; put {phone} and \
+                    return Err("http.body is not valid JSON once filled; put {phone} and \
                          {message} inside string literals, e.g. {\"to\":\"{phone}\"}"
-                            .to_owned(),
-                    );
+                        .to_owned());
                 }
             }
         }
         for (name, value) in &self.headers {
             if HeaderName::from_bytes(name.as_bytes()).is_err() {
-                return Err(format!(
-                    "gateway.headers: {name:?} is not a valid header name"
-                ));
+                return Err(format!("http.headers: {name:?} is not a valid header name"));
             }
             if HeaderValue::from_str(value.expose_secret()).is_err() {
                 return Err(format!(
-                    "gateway.headers.{name} must be visible ASCII without line breaks"
+                    "http.headers.{name} must be visible ASCII without line breaks"
                 ));
             }
         }
         match (self.success_pointer(), &self.success_value) {
             (Some(p), _) if !p.starts_with('/') => {
                 return Err(
-                    "gateway.success_pointer must be a JSON pointer starting with /".to_owned(),
+                    "http.success_pointer must be a JSON pointer starting with /".to_owned(),
                 )
             }
             (None, Some(_)) => {
-                return Err("gateway.success_value needs gateway.success_pointer".to_owned())
+                return Err("http.success_value needs http.success_pointer".to_owned())
             }
             _ => {}
         }
         if self.timeout_secs == 0 {
-            return Err("gateway.timeout_secs must be at least 1".to_owned());
+            return Err("http.timeout_secs must be at least 1".to_owned());
         }
         Ok(())
     }
@@ -225,9 +221,9 @@ impl HttpGatewaySender {
         // Configured headers come last, so they may override Content-Type.
         for (name, value) in &config.headers {
             let name = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| GatewayError::Config(format!("gateway.headers: bad name {name:?}")))?;
+                .map_err(|_| GatewayError::Config(format!("http.headers: bad name {name:?}")))?;
             let mut value = HeaderValue::from_str(value.expose_secret())
-                .map_err(|_| GatewayError::Config(format!("gateway.headers.{name}: bad value")))?;
+                .map_err(|_| GatewayError::Config(format!("http.headers.{name}: bad value")))?;
             value.set_sensitive(true);
             headers.insert(name, value);
         }
@@ -350,11 +346,11 @@ mod tests {
     fn validate_names_the_bad_key() {
         assert_eq!(
             HttpGatewayConfig::new("").validate(),
-            Err("gateway.url is required".to_owned())
+            Err("http.url is required".to_owned())
         );
         assert_eq!(
             HttpGatewayConfig::new("ftp://x.example/{phone}").validate(),
-            Err("gateway.url must be an http:// or https:// URL".to_owned())
+            Err("http.url must be an http:// or https:// URL".to_owned())
         );
 
         let mut c = json_gateway();
@@ -362,27 +358,27 @@ mod tests {
         assert!(c
             .validate()
             .expect_err("bare placeholder")
-            .starts_with("gateway.body is not valid JSON"));
+            .starts_with("http.body is not valid JSON"));
 
         let mut c = json_gateway();
         c.body = Some(r#"{"to":"{phone}","code":"{password}"}"#.to_owned());
         assert!(c
             .validate()
             .expect_err("no password")
-            .starts_with("gateway.body: {password} is not available"));
+            .starts_with("http.body: {password} is not available"));
 
         let mut c = json_gateway();
         c.method = HttpMethod::Get;
         assert_eq!(
             c.validate(),
-            Err("gateway.body must be empty when gateway.method is GET".to_owned())
+            Err("http.body must be empty when http.method is GET".to_owned())
         );
 
         let mut c = json_gateway();
         c.success_value = Some(serde_json::json!("ok"));
         assert_eq!(
             c.validate(),
-            Err("gateway.success_value needs gateway.success_pointer".to_owned())
+            Err("http.success_value needs http.success_pointer".to_owned())
         );
 
         let mut c = json_gateway();
@@ -390,14 +386,14 @@ mod tests {
         assert!(c
             .validate()
             .expect_err("pointer syntax")
-            .starts_with("gateway.success_pointer"));
+            .starts_with("http.success_pointer"));
 
         let mut c = json_gateway();
         c.headers
             .insert("X-Key".to_owned(), SecretString::from("a\r\nb"));
         assert_eq!(
             c.validate(),
-            Err("gateway.headers.X-Key must be visible ASCII without line breaks".to_owned())
+            Err("http.headers.X-Key must be visible ASCII without line breaks".to_owned())
         );
     }
 

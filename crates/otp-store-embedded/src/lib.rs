@@ -115,6 +115,30 @@ impl EmbeddedStore {
         Ok(result?)
     }
 
+    /// As [`Self::write`], but `f` also says whether it changed anything;
+    /// a transaction that changed nothing is aborted instead of committed,
+    /// which skips the fsync (a locked code's checks are all reads).
+    async fn write_if_changed<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&WriteTransaction) -> Result<(T, bool), EmbeddedError> + Send + 'static,
+    {
+        let db = self.db.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let txn = db.begin_write()?;
+            let (value, changed) = f(&txn)?;
+            if changed {
+                txn.commit()?;
+            } else {
+                txn.abort()?;
+            }
+            Ok::<T, EmbeddedError>(value)
+        })
+        .await
+        .map_err(EmbeddedError::Join)?;
+        Ok(result?)
+    }
+
     /// Deletes every expired code, bucket and pairing. The server calls it
     /// periodically; correctness never depends on it, only file size.
     ///
@@ -267,23 +291,25 @@ impl CodeStore for EmbeddedStore {
     ) -> Result<CheckOutcome, StoreError> {
         let key = key.to_owned();
         let digest = *digest;
-        self.write(move |txn| {
+        self.write_if_changed(move |txn| {
             let mut codes = txn.open_table(CODES)?;
             let record = match codes.get(key.as_str())? {
                 Some(v) => Some(codec::decode_record(v.value())?),
                 None => None,
             };
             let (outcome, step) = state::check(record.as_ref(), &digest, now);
-            match step {
+            let changed = match step {
                 CheckStep::Delete => {
                     codes.remove(key.as_str())?;
+                    true
                 }
                 CheckStep::Update(r) => {
                     codes.insert(key.as_str(), codec::encode_record(&r).as_slice())?;
+                    true
                 }
-                CheckStep::Keep => {}
-            }
-            Ok(outcome)
+                CheckStep::Keep => false,
+            };
+            Ok((outcome, changed))
         })
         .await
     }

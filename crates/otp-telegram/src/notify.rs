@@ -66,21 +66,18 @@ impl HttpNotifyConfig {
     /// A message that names the bad key.
     pub fn validate(&self) -> Result<(), String> {
         if self.url.trim().is_empty() {
-            return Err("telegram_notify.url is required".to_owned());
+            return Err("notify.url is required".to_owned());
         }
         if !is_http_url(&self.url) {
-            return Err("telegram_notify.url must be an http:// or https:// URL".to_owned());
+            return Err("notify.url must be an http:// or https:// URL".to_owned());
         }
         if let Some(token) = self.app_token() {
             if HeaderValue::from_str(token).is_err() {
-                return Err(
-                    "telegram_notify.app_token must be visible ASCII without line breaks"
-                        .to_owned(),
-                );
+                return Err("notify.app_token must be visible ASCII without line breaks".to_owned());
             }
         }
         if self.timeout_secs == 0 {
-            return Err("telegram_notify.timeout_secs must be at least 1".to_owned());
+            return Err("notify.timeout_secs must be at least 1".to_owned());
         }
         Ok(())
     }
@@ -129,7 +126,7 @@ impl HttpNotifySender {
         let app_token = match config.app_token() {
             Some(t) => {
                 let mut v = HeaderValue::from_str(t).map_err(|_| {
-                    TelegramError::Config("telegram_notify.app_token is not a header value".into())
+                    TelegramError::Config("notify.app_token is not a header value".into())
                 })?;
                 v.set_sensitive(true);
                 Some(v)
@@ -210,11 +207,11 @@ mod tests {
         assert!(!format!("{c:?}").contains("relay-secret"));
         assert_eq!(
             HttpNotifyConfig::new("").validate(),
-            Err("telegram_notify.url is required".to_owned())
+            Err("notify.url is required".to_owned())
         );
         assert_eq!(
             HttpNotifyConfig::new("notify:8080").validate(),
-            Err("telegram_notify.url must be an http:// or https:// URL".to_owned())
+            Err("notify.url must be an http:// or https:// URL".to_owned())
         );
     }
 }

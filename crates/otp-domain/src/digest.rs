@@ -30,7 +30,13 @@ impl CodeDigest {
     }
 
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = String::with_capacity(64);
+        for b in self.0 {
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0x0f)]));
+        }
+        out
     }
 }
 
@@ -118,6 +124,7 @@ mod tests {
         let h = CodeHasher::new(b"k".to_vec());
         let hex = h.code("sms:+77011234567", &code("123456")).to_hex();
         assert_eq!(hex.len(), 64);
+        assert_eq!(CodeDigest::from_bytes([0xab; 32]).to_hex(), "ab".repeat(32));
         assert!(!hex.contains("123456"));
     }
 }

@@ -13,8 +13,8 @@ use poem_openapi::OpenApi;
 
 use super::auth::ApiAuth;
 use super::otp::{
-    self, ChatIdField, CheckParts, EmailCheck, EmailSend, PhoneCheck, PhoneSend, TelegramCheck,
-    TelegramSend,
+    self, ChatIdField, CheckParts, EmailCheck, EmailField, EmailSend, PasswordField, PhoneCheck,
+    PhoneField, PhoneSend, TelegramCheck, TelegramSend,
 };
 use super::responses::{CheckResponse, SendResponse};
 use super::{ApiTags, AppState};
@@ -66,7 +66,7 @@ macro_rules! channel_api {
                 auth: ApiAuth,
                 state: Data<&Arc<AppState>>,
                 $field: Query<$field_ty>,
-                password: Query<String>,
+                password: Query<PasswordField>,
             ) -> CheckResponse {
                 let parts: CheckParts = <$check_body>::from_query($field.0, password.0).into();
                 otp::check(&state, &auth, $channel, parts).await
@@ -76,19 +76,19 @@ macro_rules! channel_api {
 }
 
 impl PhoneCheck {
-    fn from_query(phone: String, password: String) -> Self {
+    fn from_query(phone: PhoneField, password: PasswordField) -> Self {
         PhoneCheck { phone, password }
     }
 }
 
 impl EmailCheck {
-    fn from_query(email: String, password: String) -> Self {
+    fn from_query(email: EmailField, password: PasswordField) -> Self {
         EmailCheck { email, password }
     }
 }
 
 impl TelegramCheck {
-    fn from_query(chat_id: ChatIdField, password: String) -> Self {
+    fn from_query(chat_id: ChatIdField, password: PasswordField) -> Self {
         TelegramCheck { chat_id, password }
     }
 }
@@ -97,21 +97,21 @@ channel_api!(
     SmsApi, "ApiTags::Sms", Channel::Sms,
     send: "/sms", "sms_send", "Send a code by SMS.", PhoneSend,
     check: "/sms/check", "sms_check", "sms_check_query", PhoneCheck,
-    field: phone: String
+    field: phone: PhoneField
 );
 
 channel_api!(
     CallApi, "ApiTags::Call", Channel::Call,
     send: "/call", "call_send", "Send a code by a robotic voice call.", PhoneSend,
     check: "/call/check", "call_check", "call_check_query", PhoneCheck,
-    field: phone: String
+    field: phone: PhoneField
 );
 
 channel_api!(
     EmailApi, "ApiTags::Email", Channel::Email,
     send: "/email", "email_send", "Send a code by email.", EmailSend,
     check: "/email/check", "email_check", "email_check_query", EmailCheck,
-    field: email: String
+    field: email: EmailField
 );
 
 channel_api!(

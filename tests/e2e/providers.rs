@@ -368,7 +368,12 @@ fn the_notify_relay_gets_its_json_and_its_500_sent_message_quirk_counts_as_one_d
          app_token = \"relay-token-0042\"\n{FAST_RETRIES}",
         peer.base_url
     );
-    let otpd = start_with(dir.path(), &config, &[]);
+    // A delivering Telegram provider requires the webhook secret.
+    let otpd = start_with(
+        dir.path(),
+        &config,
+        &[("TELEGRAM_WEBHOOK_SECRET", WEBHOOK_SECRET)],
+    );
     let send = json!({"chat_id": 123456789, "password": "551177", "message": "Code: {password}"});
     let (status, body) = otpd.request("POST", "/telegram", &[JSON], &send.to_string());
     assert_eq!(

@@ -103,6 +103,7 @@ pub async fn run_all(store: Arc<dyn CodeStore>) {
     discard_removes_only_the_same_code(s).await;
     pairing_is_traded_once_and_replaced_per_chat(s).await;
     pairing_digests_are_unique_among_active_pairings(s).await;
+    a_chat_never_removes_a_pairing_another_chat_holds_now(s).await;
     failed_pairing_lookups_are_counted_and_limited(s).await;
     a_single_bucket_counts_until_full(s).await;
     concurrent_correct_checks_approve_exactly_once(store.clone()).await;
@@ -301,6 +302,26 @@ pub async fn pairing_digests_are_unique_among_active_pairings(s: &dyn CodeStore)
         PairingOutcome::Collision
     );
     assert_eq!(take(s, &d, NOW).await, Some(a));
+}
+
+pub async fn a_chat_never_removes_a_pairing_another_chat_holds_now(s: &dyn CodeStore) {
+    let (d, d2) = (unique_digest(), unique_digest());
+    let (a, b) = (chat(7001), chat(7002));
+    let put =
+        |c, d, exp, now| async move { s.put_pairing(c, &d, exp, &[], now).await.expect("put") };
+    assert_eq!(put(a, d, NOW + 1_000, NOW).await, PairingOutcome::Stored);
+    // A's pairing expired; B happens to get the same digest.
+    assert_eq!(
+        put(b, d, NOW + 5_000, NOW + 2_000).await,
+        PairingOutcome::Stored
+    );
+    // A pairs again: its old digest now belongs to B and must stay.
+    assert_eq!(
+        put(a, d2, NOW + 5_000, NOW + 2_100).await,
+        PairingOutcome::Stored
+    );
+    assert_eq!(take(s, &d, NOW + 2_200).await, Some(b));
+    assert_eq!(take(s, &d2, NOW + 2_200).await, Some(a));
 }
 
 pub async fn failed_pairing_lookups_are_counted_and_limited(s: &dyn CodeStore) {

@@ -125,7 +125,15 @@ impl CodeStore for InMemoryStore {
             return Ok(PairingOutcome::RateLimited { retry_after_ms });
         }
         if let Some(old) = inner.chat_pairing.insert(chat, *digest) {
-            inner.pairings.remove(&old);
+            // Only if that digest still belongs to this chat: after expiry
+            // another chat may hold the same digest now.
+            if inner
+                .pairings
+                .get(&old)
+                .is_some_and(|(owner, _)| *owner == chat)
+            {
+                inner.pairings.remove(&old);
+            }
         }
         inner.pairings.insert(*digest, (chat, expires_at));
         Ok(PairingOutcome::Stored)

@@ -539,6 +539,17 @@ impl OtpService {
         .map_err(|_| PairError::Exhausted)?;
         let key = Destination::Telegram(chat).key();
         let buckets = p.send_buckets(&format!("pairing:{key}"));
+        // The bot's replies are Telegram sends too: they count against the
+        // channel's hourly budget.
+        for bucket in p.shared_buckets(Channel::Telegram, None) {
+            if let HitOutcome::Full { retry_after_ms } =
+                self.store.hit_bucket(&bucket, self.clock.now()).await?
+            {
+                return Err(PairError::RateLimited {
+                    retry_after_secs: ceil_secs(retry_after_ms),
+                });
+            }
+        }
         // 40-bit codes collide with an active one about never; a few tries
         // make "about" into "never" for any realistic number of chats.
         for _ in 0..5 {

@@ -113,17 +113,26 @@ impl Phone {
                 candidates.push((Some(region.0), digits.as_str()));
             }
         }
-        for (region, text) in candidates {
-            if let Ok(number) = phonenumber::parse(region, text) {
-                if phonenumber::is_valid(&number) {
-                    return Ok(Phone {
-                        e164: number.format().mode(phonenumber::Mode::E164).to_string(),
-                        calling_code: number.code().value(),
-                    });
-                }
-            }
+        let valid: Vec<Phone> = candidates
+            .into_iter()
+            .filter_map(|(region, text)| phonenumber::parse(region, text).ok())
+            .filter(phonenumber::is_valid)
+            .map(|number| Phone {
+                e164: number.format().mode(phonenumber::Mode::E164).to_string(),
+                calling_code: number.code().value(),
+            })
+            .collect();
+        match valid.as_slice() {
+            [] => Err(ParseError::Phone("not a valid phone number")),
+            [only] => Ok(only.clone()),
+            // Valid as an international number and as a national one of
+            // the default region, and they differ: guessing could send the
+            // code (and the bill) to another country.
+            [first, rest @ ..] if rest.iter().all(|p| p == first) => Ok(first.clone()),
+            _ => Err(ParseError::Phone(
+                "ambiguous: valid both as an international and as a national number; add + and the country code",
+            )),
         }
-        Err(ParseError::Phone("not a valid phone number"))
     }
 
     /// The E.164 form, with `+`.

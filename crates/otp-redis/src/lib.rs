@@ -4,7 +4,8 @@
 //! Every rule of the port that reads and then writes is one Lua script,
 //! so it runs atomically inside Redis however many instances call it. The
 //! scripts decide with the `now` the caller passes, never Redis time, so
-//! tests can move time and clock skew between hosts cannot bend a rule.
+//! tests can move time; instances sharing a Redis therefore need NTP, as a
+//! clock running ahead ends cooldowns and windows early.
 //! Every key also gets a TTL that ends with its record, so nothing needs
 //! a sweeper.
 //!

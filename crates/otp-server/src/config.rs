@@ -536,13 +536,20 @@ impl Config {
                 }
             }
         }
-        // A real bot answers strangers on the internet: its webhook must be
-        // authenticated.
-        if self.telegram.bot().is_some() && self.telegram.webhook_secret.expose_secret().is_empty()
+        // Once Telegram messages really go out (any provider but the dev
+        // sink), the webhook must be authenticated: it is exempt from Basic
+        // auth, and an open one would let anyone send codes to any chat.
+        let delivers = self
+            .telegram
+            .provider
+            .iter()
+            .any(|k| *k != ProviderKind::Log);
+        if (delivers || self.telegram.bot().is_some())
+            && self.telegram.webhook_secret.expose_secret().is_empty()
         {
             return Err(invalid(
                 "telegram.webhook_secret",
-                "required when the Telegram bot is enabled (TELEGRAM_WEBHOOK_SECRET; pass the same value as setWebhook's secret_token)".into(),
+                "required when Telegram messages are delivered (a bot token or a provider other than log): TELEGRAM_WEBHOOK_SECRET, the same value as setWebhook's secret_token".into(),
             ));
         }
         Ok(())
@@ -883,6 +890,14 @@ mod tests {
             jail.set_env("TELEGRAM_WEBHOOK_SECRET", "s3cret");
             let c = load_in_jail(jail).map_err(|e| e.to_string())?;
             assert!(c.telegram.bot().is_some());
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            // Any delivering provider, not only the Bot API.
+            jail.set_env("OTP_TELEGRAM__PROVIDER", "notify");
+            jail.set_env("OTP_TELEGRAM__NOTIFY__URL", "http://127.0.0.1:9/msg");
+            let err = load_in_jail(jail).map(|_| ()).expect_err("no secret");
+            assert!(err.to_string().contains("telegram.webhook_secret"), "{err}");
             Ok(())
         });
     }

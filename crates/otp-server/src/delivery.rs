@@ -42,7 +42,9 @@ impl RetryPolicy {
     /// jitter over an exponential cap, or the provider's `Retry-After`.
     fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
         if let Some(wait) = retry_after {
-            return wait;
+            // A provider's number; never longer than the whole deadline
+            // (the caller then moves on), and no overflow from a huge one.
+            return wait.min(self.deadline);
         }
         let cap = self
             .base_delay
@@ -114,7 +116,10 @@ impl Sender for ReliableSender {
                 if !transient || attempt + 1 == self.policy.attempts {
                     continue 'providers;
                 }
-                if Instant::now() + wait >= deadline {
+                if Instant::now()
+                    .checked_add(wait)
+                    .is_none_or(|at| at >= deadline)
+                {
                     // No time left to retry this one; the next provider
                     // may still answer at once.
                     continue 'providers;
@@ -242,6 +247,18 @@ mod tests {
             "{}",
             err.reason
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_absurd_retry_after_does_not_overflow() {
+        let (a, _) = scripted(vec![Err((true, Some(Duration::from_secs(u64::MAX))))]);
+        let (b, b_calls) = scripted(vec![Ok(())]);
+        let r = ReliableSender::new(
+            vec![provider("a", a), provider("b", b)],
+            RetryPolicy::default(),
+        );
+        r.send(&message()).await.expect("b answers");
+        assert_eq!(b_calls.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -162,6 +162,16 @@ pub async fn access_log<E: Endpoint>(next: Arc<E>, req: Request) -> Result<Respo
     result
 }
 
+/// A panic in a handler is a bug; the client still gets the JSON body.
+pub fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    error_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal_error",
+        "internal error",
+    )
+}
+
 /// Turns any error that escaped the operations into the JSON error body.
 pub async fn json_errors(err: Error) -> Response {
     let status = err.status();

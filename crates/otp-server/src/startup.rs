@@ -292,7 +292,7 @@ pub fn routes(state: Arc<AppState>, body_limit: usize) -> impl Endpoint {
         .data(state)
         .around(move |ep, req| crate::http::basic_auth_gate(ep, req, gate.clone()))
         .around(move |ep, req| crate::http::legacy_json(ep, req, body_limit))
-        .with(CatchPanic::new())
+        .with(CatchPanic::new().with_handler(crate::http::panic_response))
         .catch_all_error(crate::http::json_errors)
         .around(crate::http::access_log)
 }

@@ -339,7 +339,15 @@ impl CodeStore for EmbeddedStore {
             }
             let old = chats.get(chat.get())?.map(|v| v.value().to_vec());
             if let Some(old) = old {
-                pairings.remove(old.as_slice())?;
+                // Only if that digest still belongs to this chat: after
+                // expiry another chat may hold the same digest now.
+                let owned = match pairings.get(old.as_slice())? {
+                    Some(v) => PairingValue::decode(v.value())?.chat == chat.get(),
+                    None => false,
+                };
+                if owned {
+                    pairings.remove(old.as_slice())?;
+                }
             }
             let value = PairingValue {
                 chat: chat.get(),

@@ -51,7 +51,14 @@ pub fn user_key(req: &poem::Request, header: Option<&str>, state: &AppState) -> 
         .rev()
         .filter_map(|a| a.trim().parse::<std::net::IpAddr>().ok())
         .find(|ip| !state.trusted_proxies.contains(ip))
-        .map(|ip| ip.to_string())
+        .map(|ip| match ip {
+            // One IPv6 user usually holds a whole /64: limit the network.
+            std::net::IpAddr::V6(v6) => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+            v4 => v4.to_string(),
+        })
 }
 
 #[derive(Tags)]

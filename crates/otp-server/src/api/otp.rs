@@ -57,7 +57,7 @@ impl ParseFromJSON for ChatIdField {
         match value {
             Some(Value::String(s)) => Ok(ChatIdField(s)),
             Some(Value::Number(n)) if n.is_i64() => Ok(ChatIdField(n.to_string())),
-            other => Err(TypeParseError::expected_type(other.unwrap_or_default())),
+            _ => Err(TypeParseError::custom("expected a string or an integer")),
         }
     }
 }
@@ -113,7 +113,8 @@ macro_rules! documented_string {
             fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
                 match value {
                     Some(Value::String(s)) => Ok($name(s)),
-                    other => Err(TypeParseError::expected_type(other.unwrap_or_default())),
+                    // Never echo the value: it may be a password.
+                    _ => Err(TypeParseError::custom("expected a string")),
                 }
             }
         }

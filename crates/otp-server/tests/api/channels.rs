@@ -142,12 +142,17 @@ async fn right_password_is_approved_once_then_not_found() {
 #[tokio::test]
 async fn a_code_expires_after_its_lifetime() {
     let app = TestApp::spawn().await;
-    app.post(
-        "/sms",
-        json!({"phone": "77011234567", "password": "5555", "lifetime": 60}),
-    )
-    .await;
-    app.advance_secs(60);
+    let (status, _) = app
+        .post(
+            "/sms",
+            json!({"phone": "77011234567", "password": "5555", "lifetime": 60}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    app.advance_secs(59);
+    let (status, _) = app.check_sms("77011234567", "0000").await;
+    assert_eq!(status, 422, "still alive one second before its end");
+    app.advance_secs(1);
     let (status, body) = app.check_sms("77011234567", "5555").await;
     assert_eq!(status, 404, "{body}");
 }
@@ -168,8 +173,10 @@ async fn a_new_send_replaces_the_old_code() {
 #[tokio::test]
 async fn sms_and_call_codes_are_separate() {
     let app = TestApp::spawn().await;
-    app.post("/sms", json!({"phone": "77011234567", "password": "1111"}))
+    let (status, _) = app
+        .post("/sms", json!({"phone": "77011234567", "password": "1111"}))
         .await;
+    assert_eq!(status, 200);
     let (status, _) = app
         .post(
             "/call/check",

@@ -133,17 +133,23 @@ async fn a_replay_after_success_and_an_expired_code_are_404() {
             "{name}: replay"
         );
 
-        app.post(
-            "/sms",
-            json!({"phone": "77011234568", "password": "482910", "lifetime": 60}),
-        )
-        .await;
+        let (status, _) = app
+            .post(
+                "/sms",
+                json!({"phone": "77011234568", "password": "482910", "lifetime": 60}),
+            )
+            .await;
+        assert_eq!(status, 200, "{name}");
         app.advance_secs(59);
-        app.post(
-            "/call",
-            json!({"phone": "77011234568", "password": "111111", "lifetime": 60}),
-        )
-        .await;
+        let (status, _) = app
+            .post(
+                "/call",
+                json!({"phone": "77011234568", "password": "111111", "lifetime": 60}),
+            )
+            .await;
+        assert_eq!(status, 200, "{name}");
+        let (status, _) = app.check_sms("77011234568", "000000").await;
+        assert_eq!(status, 422, "{name}: alive one second before its end");
         app.advance_secs(1);
         let (status, _) = app.check_sms("77011234568", "482910").await;
         assert_eq!(status, 404, "{name}: expired at exactly its lifetime");

@@ -113,6 +113,8 @@ macro_rules! documented_string {
             fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
                 match value {
                     Some(Value::String(s)) => Ok($name(s)),
+                    // Old clients send digits as a JSON number.
+                    Some(Value::Number(n)) if n.is_u64() => Ok($name(n.to_string())),
                     // Never echo the value: it may be a password.
                     _ => Err(TypeParseError::custom("expected a string")),
                 }

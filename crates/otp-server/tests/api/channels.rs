@@ -251,3 +251,28 @@ async fn at_most_five_sends_per_window_to_one_destination() {
     let (status, _) = app.send_sms("77011234568").await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test]
+async fn digits_sent_as_json_numbers_are_accepted() {
+    let app = TestApp::spawn().await;
+    let (status, body) = app
+        .post("/sms", json!({"phone": 77011234567u64, "password": 48291}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = app
+        .post(
+            "/sms/check",
+            json!({"phone": 77011234567u64, "password": 48291}),
+        )
+        .await;
+    assert_eq!((status, body), (200, json!({"status": "approved"})));
+    // A non-integer is refused without echoing it.
+    let (status, body) = app
+        .post(
+            "/sms/check",
+            json!({"phone": "77011234567", "password": 4829.5}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(!body.to_string().contains("4829"), "{body}");
+}

@@ -24,16 +24,34 @@ fn on_redis(dir: &std::path::Path, url: &str, extra: &[(&str, &str)]) -> Otpd {
     Otpd::start(dir, &env)
 }
 
+/// Two otpd instances on one fresh Redis; all of it stops on drop.
+struct Pair {
+    a: Otpd,
+    b: Otpd,
+    _redis: RedisServer,
+    _dir: tempfile::TempDir,
+}
+
+fn two_instances() -> Pair {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = on_redis(dir.path(), &redis.url(), &[]);
+    let b = on_redis(dir.path(), &redis.url(), &[]);
+    Pair {
+        a,
+        b,
+        _redis: redis,
+        _dir: dir,
+    }
+}
+
 fn sms(phone: &str, password: &str) -> String {
     format!(r#"{{"phone": "{phone}", "password": "{password}"}}"#)
 }
 
 #[test]
 fn a_code_sent_on_one_instance_is_checked_on_another() {
-    let redis = RedisServer::start();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let a = on_redis(dir.path(), &redis.url(), &[]);
-    let b = on_redis(dir.path(), &redis.url(), &[]);
+    let Pair { a, b, .. } = &two_instances();
     assert_eq!(
         a.request("POST", "/sms", &[JSON], &sms("77011234567", "12345"))
             .0,
@@ -50,10 +68,7 @@ fn a_code_sent_on_one_instance_is_checked_on_another() {
 
 #[test]
 fn send_caps_and_lockout_hold_across_instances() {
-    let redis = RedisServer::start();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let a = on_redis(dir.path(), &redis.url(), &[]);
-    let b = on_redis(dir.path(), &redis.url(), &[]);
+    let Pair { a, b, .. } = &two_instances();
     assert_eq!(
         a.request("POST", "/sms", &[JSON], &sms("77011234567", "12345"))
             .0,
@@ -84,10 +99,7 @@ fn send_caps_and_lockout_hold_across_instances() {
 
 #[test]
 fn of_100_concurrent_correct_checks_over_two_instances_exactly_one_is_approved() {
-    let redis = RedisServer::start();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let a = on_redis(dir.path(), &redis.url(), &[]);
-    let b = on_redis(dir.path(), &redis.url(), &[]);
+    let Pair { a, b, .. } = &two_instances();
     assert_eq!(
         a.request("POST", "/sms", &[JSON], &sms("77011234567", "12345"))
             .0,

@@ -4,13 +4,13 @@
 use std::sync::Arc;
 
 use crate::codes::normalize_pairing;
-use crate::digest::CodeHasher;
+use crate::digest::{CodeDigest, CodeHasher};
 use std::collections::HashMap;
 
 use crate::error::{CheckError, PairError, ParseError, SendError, StoreError, TargetError};
 use crate::ports::{
-    CheckOutcome, Clock, CodeGenerator, CodeRecord, CodeStore, HitOutcome, OutgoingMessage,
-    PairingOutcome, PutOutcome, RateBucket, Sender, TakeOutcome, Timestamp,
+    CheckOutcome, Clock, CodeGenerator, CodeRecord, CodeStore, DeliveryError, HitOutcome,
+    OutgoingMessage, PairingOutcome, PutOutcome, RateBucket, Sender, TakeOutcome, Timestamp,
 };
 use crate::template::{self, PASSWORD};
 use crate::types::{Channel, ChatId, Code, Destination, Lifetime, Region};
@@ -122,8 +122,9 @@ pub struct Policy {
     /// Destinations (by store key) with a fixed code that is never sent,
     /// for app-store review and QA.
     pub test_destinations: HashMap<String, Code>,
-    /// How long a Telegram pairing code lives.
-    pub pairing_lifetime: u32,
+    /// How long a Telegram pairing code lives; parsed by whoever builds
+    /// the policy, so no rule re-checks it.
+    pub pairing_lifetime: Lifetime,
     pub templates: Templates,
 }
 
@@ -147,7 +148,8 @@ impl Default for Policy {
             sms_countries: CountryRules::default(),
             call_countries: CountryRules::default(),
             test_destinations: HashMap::new(),
-            pairing_lifetime: 300,
+            pairing_lifetime: Lifetime::parse(300, 1, 300)
+                .unwrap_or_else(|_| unreachable!("300 is within 1..=300")),
             templates: Templates::default(),
         }
     }
@@ -203,9 +205,6 @@ impl Policy {
             if limit > 0 && window == 0 {
                 return Err(format!("{name} must be at least 1 when its limit is set"));
             }
-        }
-        if self.pairing_lifetime == 0 {
-            return Err("pairing lifetime must be at least 1".into());
         }
         let t = &self.templates;
         for (name, text) in [
@@ -340,6 +339,52 @@ fn ceil_secs(ms: u64) -> u64 {
     ms.div_ceil(1000).max(1)
 }
 
+/// What a send stored before it went out, to remove again when it does
+/// not.
+enum Staged {
+    Code { key: String, digest: CodeDigest },
+    Pairing(CodeDigest),
+}
+
+/// The outcome of a send's first step: the destination's own limits.
+enum OwnLimits {
+    /// Counted and stored; the message is ready to go.
+    Passed(Staged, OutgoingMessage),
+    /// The destination's own bucket was full; nothing was counted.
+    Refused { retry_after_ms: u64 },
+}
+
+/// Why a staged send did not go out, common to codes and pairings.
+enum Refusal {
+    RateLimited { retry_after_secs: u64 },
+    Delivery(DeliveryError),
+    Store(StoreError),
+}
+
+impl From<Refusal> for SendError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::RateLimited { retry_after_secs } => {
+                SendError::RateLimited { retry_after_secs }
+            }
+            Refusal::Delivery(e) => SendError::Delivery(e),
+            Refusal::Store(e) => SendError::Store(e),
+        }
+    }
+}
+
+impl From<Refusal> for PairError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::RateLimited { retry_after_secs } => {
+                PairError::RateLimited { retry_after_secs }
+            }
+            Refusal::Delivery(e) => PairError::Delivery(e),
+            Refusal::Store(e) => PairError::Store(e),
+        }
+    }
+}
+
 pub struct OtpService {
     store: Arc<dyn CodeStore>,
     senders: Senders,
@@ -451,42 +496,33 @@ impl OtpService {
                 expires_at: record.expires_at,
             });
         }
-        match self
-            .store
-            .put_code(&key, record, &p.send_buckets(&key), now)
-            .await?
-        {
-            PutOutcome::Stored => {}
-            PutOutcome::RateLimited { retry_after_ms } => {
-                return Err(SendError::RateLimited {
-                    retry_after_secs: ceil_secs(retry_after_ms),
-                })
-            }
-        }
-        // Limits across destinations count only sends that passed the
-        // destination's own limits, so hammering one destination cannot
-        // use up a user's or the channel's budget. Each is its own store
-        // call (on Redis Cluster, its own slot); a full one discards the
-        // code just stored.
-        for bucket in p.shared_buckets(channel, req.user_key.as_deref()) {
-            let hit = match self.store.hit_bucket(&bucket, now).await {
-                Ok(hit) => hit,
-                Err(e) => {
-                    self.discard(&key, &record.digest).await;
-                    return Err(e.into());
-                }
-            };
-            if let HitOutcome::Full { retry_after_ms } = hit {
-                self.discard(&key, &record.digest).await;
-                return Err(SendError::RateLimited {
-                    retry_after_secs: ceil_secs(retry_after_ms),
-                });
-            }
-        }
-        if let Err(e) = self.senders.get(channel).send(&message).await {
-            self.discard(&key, &record.digest).await;
-            return Err(SendError::Delivery(e));
-        }
+        let own = async {
+            Ok::<_, SendError>(
+                match self
+                    .store
+                    .put_code(&key, record, &p.send_buckets(&key), now)
+                    .await?
+                {
+                    PutOutcome::Stored => OwnLimits::Passed(
+                        Staged::Code {
+                            key: key.clone(),
+                            digest: record.digest,
+                        },
+                        message,
+                    ),
+                    PutOutcome::RateLimited { retry_after_ms } => {
+                        OwnLimits::Refused { retry_after_ms }
+                    }
+                },
+            )
+        };
+        self.dispatch(
+            channel,
+            own,
+            p.shared_buckets(channel, req.user_key.as_deref()),
+            now,
+        )
+        .await?;
         Ok(SendReceipt {
             channel,
             lifetime,
@@ -494,10 +530,63 @@ impl OtpService {
         })
     }
 
-    /// Removes a code that will not be delivered. If that fails too, the
-    /// code is unknown to everyone and expires on its own.
-    async fn discard(&self, key: &str, digest: &crate::digest::CodeDigest) {
-        if let Err(e) = self.store.discard_code(key, digest).await {
+    /// The one order in which a send is charged to the limits and goes
+    /// out, for codes and pairings alike:
+    /// 1. `own`: the store step that counts the destination's (or the
+    ///    chat's) own buckets and stores the code, in one atomic call;
+    /// 2. only when that passed, each limit across destinations (per end
+    ///    user, per channel), each its own store call (on Redis Cluster,
+    ///    its own slot);
+    /// 3. delivery.
+    ///
+    /// So hammering one destination cannot use up a user's or the
+    /// channel's budget. A full shared bucket, a store error after step 1
+    /// or a failed delivery removes what step 1 stored.
+    async fn dispatch<E>(
+        &self,
+        channel: Channel,
+        own: impl std::future::Future<Output = Result<OwnLimits, E>>,
+        shared: Vec<RateBucket>,
+        now: Timestamp,
+    ) -> Result<(), E>
+    where
+        E: From<Refusal>,
+    {
+        let (staged, message) = match own.await? {
+            OwnLimits::Passed(staged, message) => (staged, message),
+            OwnLimits::Refused { retry_after_ms } => {
+                return Err(Refusal::RateLimited {
+                    retry_after_secs: ceil_secs(retry_after_ms),
+                }
+                .into())
+            }
+        };
+        for bucket in shared {
+            let refusal = match self.store.hit_bucket(&bucket, now).await {
+                Ok(HitOutcome::Counted) => continue,
+                Ok(HitOutcome::Full { retry_after_ms }) => Refusal::RateLimited {
+                    retry_after_secs: ceil_secs(retry_after_ms),
+                },
+                Err(e) => Refusal::Store(e),
+            };
+            self.discard(&staged).await;
+            return Err(refusal.into());
+        }
+        if let Err(e) = self.senders.get(channel).send(&message).await {
+            self.discard(&staged).await;
+            return Err(Refusal::Delivery(e).into());
+        }
+        Ok(())
+    }
+
+    /// Removes a code or pairing that will not be delivered. If that fails
+    /// too, it is unknown to everyone and expires on its own.
+    async fn discard(&self, staged: &Staged) {
+        let result = match staged {
+            Staged::Code { key, digest } => self.store.discard_code(key, digest).await,
+            Staged::Pairing(digest) => self.store.discard_pairing(digest).await,
+        };
+        if let Err(e) = result {
             tracing::error!(
                 error = %e,
                 "could not remove an undelivered code; it expires on its own"
@@ -531,62 +620,47 @@ impl OtpService {
     /// `RateLimited` when the chat asked too often, `Delivery`, `Store`.
     pub async fn start_pairing(&self, chat: ChatId) -> Result<(), PairError> {
         let p = &self.policy;
-        let lifetime = Lifetime::parse(
-            i64::from(p.pairing_lifetime),
-            p.pairing_lifetime,
-            p.pairing_lifetime,
-        )
-        .map_err(|_| PairError::Exhausted)?;
+        let lifetime = p.pairing_lifetime;
         let key = Destination::Telegram(chat).key();
         let buckets = p.send_buckets(&format!("pairing:{key}"));
-        // The bot's replies are Telegram sends too: they count against the
-        // channel's hourly budget.
-        for bucket in p.shared_buckets(Channel::Telegram, None) {
-            if let HitOutcome::Full { retry_after_ms } =
-                self.store.hit_bucket(&bucket, self.clock.now()).await?
-            {
-                return Err(PairError::RateLimited {
-                    retry_after_secs: ceil_secs(retry_after_ms),
+        let now = self.clock.now();
+        let own = async {
+            // 40-bit codes collide with an active one about never; a few
+            // tries make "about" into "never" for any realistic number of
+            // chats.
+            for _ in 0..5 {
+                let code = self.codes.pairing();
+                let digest = self.hasher.pairing(&code);
+                let outcome = self
+                    .store
+                    .put_pairing(chat, &digest, now + lifetime.millis(), &buckets, now)
+                    .await?;
+                return Ok(match outcome {
+                    PairingOutcome::Collision => continue,
+                    PairingOutcome::RateLimited { retry_after_ms } => {
+                        OwnLimits::Refused { retry_after_ms }
+                    }
+                    PairingOutcome::Stored => OwnLimits::Passed(
+                        Staged::Pairing(digest),
+                        OutgoingMessage {
+                            destination: Destination::Telegram(chat),
+                            subject: None,
+                            body: template::render(&p.templates.pairing, &code, lifetime),
+                        },
+                    ),
                 });
             }
-        }
-        // 40-bit codes collide with an active one about never; a few tries
-        // make "about" into "never" for any realistic number of chats.
-        for _ in 0..5 {
-            let code = self.codes.pairing();
-            let digest = self.hasher.pairing(&code);
-            let now = self.clock.now();
-            let outcome = self
-                .store
-                .put_pairing(chat, &digest, now + lifetime.millis(), &buckets, now)
-                .await?;
-            match outcome {
-                PairingOutcome::Collision => continue,
-                PairingOutcome::RateLimited { retry_after_ms } => {
-                    return Err(PairError::RateLimited {
-                        retry_after_secs: ceil_secs(retry_after_ms),
-                    })
-                }
-                PairingOutcome::Stored => {}
-            }
-            let message = OutgoingMessage {
-                destination: Destination::Telegram(chat),
-                subject: None,
-                body: template::render(&p.templates.pairing, &code, lifetime),
-            };
-            if let Err(e) = self.senders.telegram.send(&message).await {
-                if let Err(discard) = self.store.discard_pairing(&digest).await {
-                    tracing::error!(
-                        chat = %chat.masked(),
-                        error = %discard,
-                        "could not remove the pairing of a failed delivery; it expires on its own"
-                    );
-                }
-                return Err(PairError::Delivery(e));
-            }
-            return Ok(());
-        }
-        Err(PairError::Exhausted)
+            Err(PairError::Exhausted)
+        };
+        // The bot's replies are Telegram sends too: they count against the
+        // channel's hourly budget, once the chat's own limits passed.
+        self.dispatch(
+            Channel::Telegram,
+            own,
+            p.shared_buckets(Channel::Telegram, None),
+            now,
+        )
+        .await
     }
 
     /// Trades a pairing code for the chat it was sent to, once.

@@ -660,3 +660,54 @@ async fn each_webhook_update_is_handled_once() {
     assert!(svc.first_delivery(77).await.expect("first"));
     assert!(!svc.first_delivery(77).await.expect("second"));
 }
+
+#[tokio::test]
+async fn a_chat_refused_by_its_own_cooldown_charges_no_shared_budget() {
+    // A real (in-memory) store, so every bucket really counts; the clock
+    // stands still, so the chat stays inside its cooldown throughout.
+    let policy = Policy {
+        channel_budget: ChannelBudget {
+            telegram: 3,
+            ..ChannelBudget::default()
+        },
+        ..Policy::default()
+    };
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut codes = MockCodeGenerator::new();
+    codes.expect_pairing().returning(move || {
+        let n = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        code(&format!("K7Q2M9{n:02}"))
+    });
+    let (sender, sent) = recording_sender(false);
+    let svc = OtpService::new(
+        Arc::new(crate::memory::InMemoryStore::new()),
+        senders_with(Channel::Telegram, sender),
+        fixed_clock(),
+        Arc::new(codes),
+        CodeHasher::new(SECRET.to_vec()),
+        policy,
+    );
+    let looping = ChatId::from_i64(555).expect("valid");
+    svc.start_pairing(looping).await.expect("first pairing");
+    for _ in 0..9 {
+        let got = svc.start_pairing(looping).await;
+        assert!(
+            matches!(
+                got,
+                Err(PairError::RateLimited {
+                    retry_after_secs: 30
+                })
+            ),
+            "refused by the chat's own 30 s cooldown: {got:?}"
+        );
+    }
+
+    let other = ChatId::from_i64(777).expect("valid");
+    svc.start_pairing(other)
+        .await
+        .expect("another chat still gets a code: the loop used 1 of 3");
+
+    let sent = sent.lock().expect("lock");
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[1].destination, Destination::Telegram(other));
+}

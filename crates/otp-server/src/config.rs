@@ -16,7 +16,7 @@ use figment::Figment;
 use std::collections::HashMap;
 
 use otp_domain::service::{ChannelBudget, CountryRules, Policy, Templates};
-use otp_domain::{Channel, Code, Destination, Region};
+use otp_domain::{Channel, Code, Destination, Lifetime, Region};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
@@ -645,7 +645,15 @@ impl Config {
             sms_countries: self.sms.countries(),
             call_countries: self.call.countries(),
             test_destinations: self.test_destinations(region)?,
-            pairing_lifetime: self.telegram.pairing_lifetime,
+            pairing_lifetime: Lifetime::parse(
+                i64::from(self.telegram.pairing_lifetime),
+                1,
+                u32::MAX,
+            )
+            .map_err(|_| ConfigError::Invalid {
+                key: "telegram.pairing_lifetime",
+                message: "must be at least 1".into(),
+            })?,
             templates: Templates {
                 sms: t.sms.clone(),
                 call: t.call.clone(),

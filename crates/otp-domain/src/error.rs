@@ -1,8 +1,7 @@
 //! One error enum per operation. Adapters convert their own errors into
-//! [`StoreError`] or [`DeliveryError`](crate::ports::DeliveryError) at their
-//! boundary and keep the cause as `#[source]`.
-
-use crate::ports::DeliveryError;
+//! [`StoreError`] or [`DeliveryError`] at their boundary and keep the
+//! cause as `#[source]`. This module depends on no other module of the
+//! crate, so the ports can use its errors without a cycle.
 
 /// A value from a request did not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -86,4 +85,19 @@ pub enum TargetError {
     RateLimited { retry_after_secs: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// A provider refused or could not be reached.
+#[derive(Debug, thiserror::Error)]
+#[error("{provider}: {reason}")]
+pub struct DeliveryError {
+    pub provider: String,
+    /// What went wrong, with no secret or code in it.
+    pub reason: String,
+    /// Worth retrying (timeout, connect error, 5xx, 429).
+    pub transient: bool,
+    /// How long the provider asked to wait before a retry (`Retry-After`).
+    pub retry_after: Option<std::time::Duration>,
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }

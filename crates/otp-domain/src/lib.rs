@@ -6,13 +6,17 @@
 //!   `Channel` and the `Destination` they make up.
 //! - [`ports`]: the traits adapters implement (`CodeStore`, `Sender`, `Clock`,
 //!   `CodeGenerator`) and the records they exchange.
+//! - [`policy`]: `Policy`, every tunable rule, and its check with a typed
+//!   `PolicyError` (which `Setting`, what `Problem`).
 //! - [`codes`]: the CSPRNG code generator and the pairing alphabet.
 //! - [`digest`]: keyed hashing of codes, so no store ever holds a code.
 //! - [`state`]: the pure check / rate-limit state machine, shared by the
 //!   in-process stores (Redis re-implements it in Lua).
 //! - [`service`]: `OtpService`, the one place that owns every rule.
 //! - [`template`]: `{password}` / `{lifetime}` message templating.
-//! - [`error`]: one error enum per operation.
+//! - [`error`]: one error enum per operation, and `DeliveryError`, the
+//!   `Sender` port's error. It imports no other module, so the ports can use
+//!   it without a cycle.
 //! - `contract` (feature `contract`): the behaviour every `CodeStore` must
 //!   show, as one suite that each store crate runs against its store.
 //! - [`memory`]: an in-memory `CodeStore`, for tests and as the reference
@@ -24,6 +28,7 @@ pub mod contract;
 pub mod digest;
 pub mod error;
 pub mod memory;
+pub mod policy;
 pub mod ports;
 pub mod service;
 pub mod state;
@@ -32,10 +37,13 @@ pub mod types;
 
 pub use codes::RandomCodes;
 pub use digest::{CodeDigest, CodeHasher};
-pub use error::{CheckError, PairError, ParseError, SendError, StoreError, TargetError};
-pub use ports::{
-    CheckOutcome, Clock, CodeGenerator, CodeRecord, CodeStore, DeliveryError, OutgoingMessage,
-    PairingOutcome, PutOutcome, RateBucket, Sender, SystemClock, Timestamp,
+pub use error::{
+    CheckError, DeliveryError, PairError, ParseError, SendError, StoreError, TargetError,
 };
-pub use service::{CheckRequest, OtpService, Policy, SendReceipt, SendRequest, Senders};
+pub use policy::{ChannelBudget, CountryRules, Policy, PolicyError, Templates};
+pub use ports::{
+    CheckOutcome, Clock, CodeGenerator, CodeRecord, CodeStore, OutgoingMessage, PairingOutcome,
+    PutOutcome, RateBucket, Sender, SystemClock, Timestamp,
+};
+pub use service::{CheckRequest, OtpService, SendReceipt, SendRequest, Senders};
 pub use types::{Channel, ChatId, Code, Destination, Email, Lifetime, Phone, Region};

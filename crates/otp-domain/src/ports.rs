@@ -8,6 +8,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 
 use crate::digest::CodeDigest;
+// The Sender port's error lives with the other errors; it is re-exported
+// here because it is part of this port's contract.
+pub use crate::error::DeliveryError;
 use crate::error::StoreError;
 use crate::types::{ChatId, Code, Destination};
 
@@ -228,21 +231,6 @@ impl fmt::Debug for OutgoingMessage {
             .field("body", &"***")
             .finish()
     }
-}
-
-/// A provider refused or could not be reached.
-#[derive(Debug, thiserror::Error)]
-#[error("{provider}: {reason}")]
-pub struct DeliveryError {
-    pub provider: String,
-    /// What went wrong, with no secret or code in it.
-    pub reason: String,
-    /// Worth retrying (timeout, connect error, 5xx, 429).
-    pub transient: bool,
-    /// How long the provider asked to wait before a retry (`Retry-After`).
-    pub retry_after: Option<std::time::Duration>,
-    #[source]
-    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
 /// Delivers a message on one channel.

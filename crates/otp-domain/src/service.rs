@@ -5,155 +5,15 @@ use std::sync::Arc;
 
 use crate::codes::normalize_pairing;
 use crate::digest::{CodeDigest, CodeHasher};
-use std::collections::HashMap;
 
 use crate::error::{CheckError, PairError, ParseError, SendError, StoreError, TargetError};
+use crate::policy::Policy;
 use crate::ports::{
     CheckOutcome, Clock, CodeGenerator, CodeRecord, CodeStore, DeliveryError, HitOutcome,
     OutgoingMessage, PairingOutcome, PutOutcome, RateBucket, Sender, TakeOutcome, Timestamp,
 };
 use crate::template::{self, PASSWORD};
-use crate::types::{Channel, ChatId, Code, Destination, Lifetime, Region};
-
-/// Default texts per channel, used when a request carries none.
-#[derive(Debug, Clone)]
-pub struct Templates {
-    pub sms: String,
-    pub call: String,
-    pub email_subject: String,
-    pub email_text: String,
-    pub telegram: String,
-    /// What the bot answers a user who messages it.
-    pub pairing: String,
-}
-
-impl Default for Templates {
-    fn default() -> Self {
-        Templates {
-            sms: "Your code is {password}. It expires in {lifetime} seconds.".into(),
-            call: "Your code is {password}.".into(),
-            email_subject: "Your verification code".into(),
-            email_text: "Your code is {password}. It expires in {lifetime} seconds.".into(),
-            telegram: "Your code is {password}. It expires in {lifetime} seconds.".into(),
-            pairing: "Your code is {password}. Enter it in the app within {lifetime} seconds."
-                .into(),
-        }
-    }
-}
-
-/// Which country calling codes a phone channel may send to. An empty
-/// allow list allows every code not denied.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CountryRules {
-    pub allow: Vec<u16>,
-    pub deny: Vec<u16>,
-}
-
-impl CountryRules {
-    pub fn permits(&self, calling_code: u16) -> bool {
-        !self.deny.contains(&calling_code)
-            && (self.allow.is_empty() || self.allow.contains(&calling_code))
-    }
-}
-
-/// Sends per hour per channel, across all destinations: a cost cap
-/// against SMS pumping. 0 turns a channel's cap off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ChannelBudget {
-    pub sms: u32,
-    pub call: u32,
-    pub email: u32,
-    pub telegram: u32,
-}
-
-impl ChannelBudget {
-    fn get(&self, channel: Channel) -> u32 {
-        match channel {
-            Channel::Sms => self.sms,
-            Channel::Call => self.call,
-            Channel::Email => self.email,
-            Channel::Telegram => self.telegram,
-        }
-    }
-}
-
-impl Default for ChannelBudget {
-    fn default() -> Self {
-        ChannelBudget {
-            sms: 1000,
-            call: 200,
-            email: 5000,
-            telegram: 5000,
-        }
-    }
-}
-
-/// Every tunable rule. The server fills it from config.
-#[derive(Debug, Clone)]
-pub struct Policy {
-    pub lifetime_default: u32,
-    pub lifetime_min: u32,
-    pub lifetime_max: u32,
-    /// Digits of a generated code, 4 to 10.
-    pub code_length: usize,
-    /// Failed checks after which a code is locked.
-    pub max_attempts: u32,
-    /// Minimum seconds between two sends to one destination; 0 turns it off.
-    pub cooldown_secs: u64,
-    /// At most this many sends to one destination per `send_window_secs`;
-    /// 0 turns it off.
-    pub sends_per_window: u32,
-    pub send_window_secs: u64,
-    /// At most this many sends per end-user key (the app passes one) per
-    /// `user_send_window_secs`; 0 turns it off.
-    pub user_sends_per_window: u32,
-    pub user_send_window_secs: u64,
-    /// Global hourly caps per channel.
-    pub channel_budget: ChannelBudget,
-    /// Failed `/target` lookups per end-user key per
-    /// `target_failure_window_secs`; 0 turns it off.
-    pub target_failures_per_window: u32,
-    pub target_failure_window_secs: u64,
-    /// Region for phones given without a country code; `None` accepts
-    /// international numbers only.
-    pub default_region: Option<Region>,
-    pub sms_countries: CountryRules,
-    pub call_countries: CountryRules,
-    /// Destinations (by store key) with a fixed code that is never sent,
-    /// for app-store review and QA.
-    pub test_destinations: HashMap<String, Code>,
-    /// How long a Telegram pairing code lives; parsed by whoever builds
-    /// the policy, so no rule re-checks it.
-    pub pairing_lifetime: Lifetime,
-    pub templates: Templates,
-}
-
-impl Default for Policy {
-    fn default() -> Self {
-        Policy {
-            lifetime_default: 300,
-            lifetime_min: 30,
-            lifetime_max: 86_400,
-            code_length: 6,
-            max_attempts: 5,
-            cooldown_secs: 30,
-            sends_per_window: 5,
-            send_window_secs: 600,
-            user_sends_per_window: 10,
-            user_send_window_secs: 3600,
-            channel_budget: ChannelBudget::default(),
-            target_failures_per_window: 10,
-            target_failure_window_secs: 600,
-            default_region: None,
-            sms_countries: CountryRules::default(),
-            call_countries: CountryRules::default(),
-            test_destinations: HashMap::new(),
-            pairing_lifetime: Lifetime::parse(300, 1, 300)
-                .unwrap_or_else(|_| unreachable!("300 is within 1..=300")),
-            templates: Templates::default(),
-        }
-    }
-}
+use crate::types::{Channel, ChatId, Code, Destination, Lifetime};
 
 /// Per-channel message length limits: what providers accept in one message.
 fn body_limit(channel: Channel) -> (&'static str, usize) {
@@ -166,120 +26,6 @@ fn body_limit(channel: Channel) -> (&'static str, usize) {
 }
 
 const SUBJECT_LIMIT: usize = 255;
-
-impl Policy {
-    /// Checks the policy itself, once at start.
-    ///
-    /// # Errors
-    /// A message naming the setting that is out of range.
-    pub fn validate(&self) -> Result<(), String> {
-        if !(4..=10).contains(&self.code_length) {
-            return Err("code_length must be 4 to 10".into());
-        }
-        if self.lifetime_min == 0 || self.lifetime_min > self.lifetime_max {
-            return Err("lifetime min must be at least 1 and at most max".into());
-        }
-        if !(self.lifetime_min..=self.lifetime_max).contains(&self.lifetime_default) {
-            return Err("the default lifetime must lie between min and max".into());
-        }
-        if self.max_attempts == 0 {
-            return Err("max_attempts must be at least 1".into());
-        }
-        for (limit, window, name) in [
-            (
-                self.sends_per_window,
-                self.send_window_secs,
-                "send_window_secs",
-            ),
-            (
-                self.user_sends_per_window,
-                self.user_send_window_secs,
-                "user_send_window_secs",
-            ),
-            (
-                self.target_failures_per_window,
-                self.target_failure_window_secs,
-                "target_failure_window_secs",
-            ),
-        ] {
-            if limit > 0 && window == 0 {
-                return Err(format!("{name} must be at least 1 when its limit is set"));
-            }
-        }
-        let t = &self.templates;
-        for (name, text) in [
-            ("sms", &t.sms),
-            ("call", &t.call),
-            ("email text", &t.email_text),
-            ("telegram", &t.telegram),
-            ("pairing", &t.pairing),
-        ] {
-            if !text.contains(PASSWORD) {
-                return Err(format!("the {name} template must contain {PASSWORD}"));
-            }
-        }
-        Ok(())
-    }
-
-    fn template(&self, channel: Channel) -> &str {
-        match channel {
-            Channel::Sms => &self.templates.sms,
-            Channel::Call => &self.templates.call,
-            Channel::Email => &self.templates.email_text,
-            Channel::Telegram => &self.templates.telegram,
-        }
-    }
-
-    fn countries(&self, channel: Channel) -> Option<&CountryRules> {
-        match channel {
-            Channel::Sms => Some(&self.sms_countries),
-            Channel::Call => Some(&self.call_countries),
-            Channel::Email | Channel::Telegram => None,
-        }
-    }
-
-    /// The limits that span destinations: per end user and per channel.
-    /// Each is its own bucket (on Redis Cluster, its own slot).
-    fn shared_buckets(&self, channel: Channel, user_key: Option<&str>) -> Vec<RateBucket> {
-        let mut buckets = Vec::with_capacity(2);
-        if let Some(user) = user_key.filter(|_| self.user_sends_per_window > 0) {
-            buckets.push(RateBucket {
-                key: format!("user:{user}"),
-                limit: self.user_sends_per_window,
-                window_ms: self.user_send_window_secs * 1000,
-            });
-        }
-        let budget = self.channel_budget.get(channel);
-        if budget > 0 {
-            buckets.push(RateBucket {
-                key: format!("channel:{channel}"),
-                limit: budget,
-                window_ms: 3_600_000,
-            });
-        }
-        buckets
-    }
-
-    /// The buckets a send to `key` must fit in.
-    fn send_buckets(&self, key: &str) -> Vec<RateBucket> {
-        let mut buckets = Vec::with_capacity(2);
-        if self.cooldown_secs > 0 {
-            buckets.push(RateBucket {
-                key: format!("cooldown:{key}"),
-                limit: 1,
-                window_ms: self.cooldown_secs * 1000,
-            });
-        }
-        if self.sends_per_window > 0 {
-            buckets.push(RateBucket {
-                key: format!("sends:{key}"),
-                limit: self.sends_per_window,
-                window_ms: self.send_window_secs * 1000,
-            });
-        }
-        buckets
-    }
-}
 
 /// The senders of the four channels.
 #[derive(Clone)]
@@ -411,10 +157,6 @@ impl OtpService {
             hasher,
             policy,
         }
-    }
-
-    pub fn policy(&self) -> &Policy {
-        &self.policy
     }
 
     /// Stores a new code for the destination (replacing any earlier one)

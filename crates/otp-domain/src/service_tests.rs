@@ -8,10 +8,11 @@ use mockall::predicate::{always, eq};
 use super::*;
 use crate::digest::CodeDigest;
 use crate::error::StoreError;
+use crate::policy::tests::{budget, policy};
+use crate::policy::{ChannelBudget, CountryRules, Policy};
 use crate::ports::{
     DeliveryError, HitOutcome, MockClock, MockCodeGenerator, MockCodeStore, MockSender, TakeOutcome,
 };
-use crate::service::CountryRules;
 use crate::types::{Email, Phone};
 
 const NOW: u64 = 1_700_000_000_000;
@@ -92,7 +93,7 @@ fn senders_with(channel: Channel, sender: Arc<MockSender>) -> Senders {
 }
 
 fn service(store: MockCodeStore, senders: Senders, codes: Arc<MockCodeGenerator>) -> OtpService {
-    service_with(store, senders, codes, Policy::default())
+    service_with(store, senders, codes, policy())
 }
 
 /// `store` gets a catch-all `hit_bucket` answering `Counted` unless the
@@ -484,22 +485,6 @@ async fn redeem_normalizes_what_the_user_typed() {
     assert!(matches!(got, Err(TargetError::NotFound)), "{got:?}");
 }
 
-#[test]
-fn default_policy_is_valid_and_bad_ones_name_the_setting() {
-    assert_eq!(Policy::default().validate(), Ok(()));
-    let mut p = Policy::default();
-    p.templates.sms = "no code here".into();
-    assert_eq!(
-        p.validate(),
-        Err("the sms template must contain {password}".to_owned())
-    );
-    let p = Policy {
-        lifetime_default: 5,
-        ..Policy::default()
-    };
-    assert!(p.validate().is_err());
-}
-
 #[tokio::test]
 async fn a_full_shared_limit_discards_the_stored_code_and_sends_nothing() {
     let digest = CodeHasher::new(SECRET.to_vec()).code("sms:+77011234567", &code("482910"));
@@ -562,7 +547,7 @@ async fn a_destination_refusal_charges_no_shared_limit() {
         fixed_clock(),
         generator("482910", vec![]),
         CodeHasher::new(SECRET.to_vec()),
-        Policy::default(),
+        policy(),
     );
     let mut req = sms_request(None, None, None);
     req.user_key = Some("203.0.113.9".into());
@@ -589,7 +574,7 @@ async fn denied_countries_are_refused_before_anything_happens() {
             allow: vec![],
             deny: vec![7],
         },
-        ..Policy::default()
+        ..policy()
     };
     let svc = service_with(
         MockCodeStore::new(),
@@ -621,7 +606,7 @@ async fn test_destinations_store_the_fixed_code_and_send_nothing() {
         })
         .times(1)
         .returning(|_, _, _, _| Ok(PutOutcome::Stored));
-    let mut policy = Policy::default();
+    let mut policy = policy();
     policy
         .test_destinations
         .insert("sms:+77011234567".into(), fixed);
@@ -668,9 +653,9 @@ async fn a_chat_refused_by_its_own_cooldown_charges_no_shared_budget() {
     let policy = Policy {
         channel_budget: ChannelBudget {
             telegram: 3,
-            ..ChannelBudget::default()
+            ..budget()
         },
-        ..Policy::default()
+        ..policy()
     };
     let next = std::sync::atomic::AtomicUsize::new(0);
     let mut codes = MockCodeGenerator::new();

@@ -16,13 +16,6 @@ pub enum Channel {
 }
 
 impl Channel {
-    pub const ALL: [Channel; 4] = [
-        Channel::Sms,
-        Channel::Call,
-        Channel::Email,
-        Channel::Telegram,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             Channel::Sms => "sms",

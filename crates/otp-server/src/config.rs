@@ -15,8 +15,9 @@ use figment::value::Value;
 use figment::Figment;
 use std::collections::HashMap;
 
-use otp_domain::service::{ChannelBudget, CountryRules, Policy, Templates};
+use otp_domain::policy::{Setting, Template};
 use otp_domain::{Channel, Code, Destination, Lifetime, Region};
+use otp_domain::{ChannelBudget, CountryRules, Policy, PolicyError, Templates};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
@@ -303,6 +304,36 @@ impl TelegramConfig {
     }
 }
 
+/// The config key of a policy setting.
+fn policy_key(setting: Setting) -> &'static str {
+    match setting {
+        Setting::CodeLength => "otp.code_length",
+        Setting::LifetimeMin => "otp.lifetime_min",
+        Setting::LifetimeMax => "otp.lifetime_max",
+        Setting::LifetimeDefault => "otp.lifetime_default",
+        Setting::MaxAttempts => "otp.max_attempts",
+        Setting::SendsPerWindow => "limits.sends_per_window",
+        Setting::SendWindowSecs => "limits.send_window_secs",
+        Setting::UserSendsPerWindow => "limits.user_sends_per_window",
+        Setting::UserSendWindowSecs => "limits.user_send_window_secs",
+        Setting::TargetFailuresPerWindow => "limits.target_failures_per_window",
+        Setting::TargetFailureWindowSecs => "limits.target_failure_window_secs",
+        Setting::Template(Template::Sms) => "templates.sms",
+        Setting::Template(Template::Call) => "templates.call",
+        Setting::Template(Template::EmailText) => "templates.email_text",
+        Setting::Template(Template::Telegram) => "templates.telegram",
+        Setting::Template(Template::Pairing) => "templates.pairing",
+    }
+}
+
+/// A policy error, told with config keys.
+fn policy_error(e: PolicyError) -> ConfigError {
+    ConfigError::Invalid {
+        key: policy_key(e.setting),
+        message: e.problem.describe(|s| policy_key(s).to_owned()),
+    }
+}
+
 /// The seed image's plain env vars and the keys they set.
 const SEED_ENV: &[(&str, &str)] = &[
     ("HTTP_AUTH_USERNAME", "auth.username"),
@@ -420,12 +451,7 @@ impl Config {
                 message: "must be at least 256 bytes".into(),
             });
         }
-        self.policy()?
-            .validate()
-            .map_err(|message| ConfigError::Invalid {
-                key: "otp/limits/templates",
-                message,
-            })
+        self.policy()?.validate().map_err(policy_error)
     }
 
     /// Every named provider is allowed on its channel and has its
@@ -774,7 +800,11 @@ mod tests {
         Jail::expect_with(|jail| {
             jail.set_env("OTP_TEMPLATES__SMS", "Hello");
             let err = load_in_jail(jail).map(|_| ()).expect_err("bad template");
-            assert!(err.to_string().contains("sms template"), "{err}");
+            assert!(
+                err.to_string().contains("templates.sms")
+                    && err.to_string().contains("must contain {password}"),
+                "{err}"
+            );
             Ok(())
         });
     }

@@ -1,0 +1,482 @@
+//! [`Policy`]: every tunable rule of the service, and its check.
+//!
+//! The server fills a policy from config and checks it once at start with
+//! [`Policy::validate`]. A bad setting is a typed [`PolicyError`] (which
+//! [`Setting`], what [`Problem`]), so the server can name its own config
+//! keys (`otp.lifetime_min must be at most otp.lifetime_max`) without the
+//! domain knowing them.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use crate::ports::RateBucket;
+use crate::template::PASSWORD;
+use crate::types::{Channel, Code, Lifetime, Region};
+
+/// Default texts per channel, used when a request carries none.
+#[derive(Debug, Clone)]
+pub struct Templates {
+    pub sms: String,
+    pub call: String,
+    pub email_subject: String,
+    pub email_text: String,
+    pub telegram: String,
+    /// What the bot answers a user who messages it.
+    pub pairing: String,
+}
+
+/// Which country calling codes a phone channel may send to. An empty
+/// allow list allows every code not denied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CountryRules {
+    pub allow: Vec<u16>,
+    pub deny: Vec<u16>,
+}
+
+impl CountryRules {
+    pub fn permits(&self, calling_code: u16) -> bool {
+        !self.deny.contains(&calling_code)
+            && (self.allow.is_empty() || self.allow.contains(&calling_code))
+    }
+}
+
+/// Sends per hour per channel, across all destinations: a cost cap
+/// against SMS pumping. 0 turns a channel's cap off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChannelBudget {
+    pub sms: u32,
+    pub call: u32,
+    pub email: u32,
+    pub telegram: u32,
+}
+
+impl ChannelBudget {
+    fn get(&self, channel: Channel) -> u32 {
+        match channel {
+            Channel::Sms => self.sms,
+            Channel::Call => self.call,
+            Channel::Email => self.email,
+            Channel::Telegram => self.telegram,
+        }
+    }
+}
+
+/// Every tunable rule. The server fills it from config.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub lifetime_default: u32,
+    pub lifetime_min: u32,
+    pub lifetime_max: u32,
+    /// Digits of a generated code, 4 to 10.
+    pub code_length: usize,
+    /// Failed checks after which a code is locked.
+    pub max_attempts: u32,
+    /// Minimum seconds between two sends to one destination; 0 turns it off.
+    pub cooldown_secs: u64,
+    /// At most this many sends to one destination per `send_window_secs`;
+    /// 0 turns it off.
+    pub sends_per_window: u32,
+    pub send_window_secs: u64,
+    /// At most this many sends per end-user key (the app passes one) per
+    /// `user_send_window_secs`; 0 turns it off.
+    pub user_sends_per_window: u32,
+    pub user_send_window_secs: u64,
+    /// Global hourly caps per channel.
+    pub channel_budget: ChannelBudget,
+    /// Failed `/target` lookups per end-user key per
+    /// `target_failure_window_secs`; 0 turns it off.
+    pub target_failures_per_window: u32,
+    pub target_failure_window_secs: u64,
+    /// Region for phones given without a country code; `None` accepts
+    /// international numbers only.
+    pub default_region: Option<Region>,
+    pub sms_countries: CountryRules,
+    pub call_countries: CountryRules,
+    /// Destinations (by store key) with a fixed code that is never sent,
+    /// for app-store review and QA.
+    pub test_destinations: HashMap<String, Code>,
+    /// How long a Telegram pairing code lives; parsed by whoever builds
+    /// the policy, so no rule re-checks it.
+    pub pairing_lifetime: Lifetime,
+    pub templates: Templates,
+}
+
+/// A setting of the [`Policy`] that can be wrong. The server maps each to
+/// its config key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Setting {
+    CodeLength,
+    LifetimeMin,
+    LifetimeMax,
+    LifetimeDefault,
+    MaxAttempts,
+    SendsPerWindow,
+    SendWindowSecs,
+    UserSendsPerWindow,
+    UserSendWindowSecs,
+    TargetFailuresPerWindow,
+    TargetFailureWindowSecs,
+    Template(Template),
+}
+
+/// A body template of [`Templates`] (the subject needs no code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Template {
+    Sms,
+    Call,
+    EmailText,
+    Telegram,
+    Pairing,
+}
+
+impl Setting {
+    /// The name of the [`Policy`] field, for messages that know no config
+    /// keys.
+    pub fn name(self) -> &'static str {
+        match self {
+            Setting::CodeLength => "code_length",
+            Setting::LifetimeMin => "lifetime_min",
+            Setting::LifetimeMax => "lifetime_max",
+            Setting::LifetimeDefault => "lifetime_default",
+            Setting::MaxAttempts => "max_attempts",
+            Setting::SendsPerWindow => "sends_per_window",
+            Setting::SendWindowSecs => "send_window_secs",
+            Setting::UserSendsPerWindow => "user_sends_per_window",
+            Setting::UserSendWindowSecs => "user_send_window_secs",
+            Setting::TargetFailuresPerWindow => "target_failures_per_window",
+            Setting::TargetFailureWindowSecs => "target_failure_window_secs",
+            Setting::Template(Template::Sms) => "templates.sms",
+            Setting::Template(Template::Call) => "templates.call",
+            Setting::Template(Template::EmailText) => "templates.email_text",
+            Setting::Template(Template::Telegram) => "templates.telegram",
+            Setting::Template(Template::Pairing) => "templates.pairing",
+        }
+    }
+}
+
+impl fmt::Display for Setting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What is wrong with a setting. Problems that involve another setting
+/// name it as a [`Setting`], so a message can use the caller's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Problem {
+    /// Must lie in `min..=max`.
+    OutOfRange { min: u64, max: u64 },
+    /// Must be at least this.
+    AtLeast(u64),
+    /// Must not exceed the other setting.
+    AtMost(Setting),
+    /// Must lie between the two other settings, both included.
+    Between(Setting, Setting),
+    /// Must be at least 1 while the other setting is not 0.
+    RequiredWhen(Setting),
+    /// A body template must show the code.
+    MissingPlaceholder,
+}
+
+impl Problem {
+    /// The problem in words, naming other settings with `name` (the
+    /// server passes its config keys).
+    pub fn describe(&self, name: impl Fn(Setting) -> String) -> String {
+        match *self {
+            Problem::OutOfRange { min, max } => format!("must be {min} to {max}"),
+            Problem::AtLeast(min) => format!("must be at least {min}"),
+            Problem::AtMost(other) => format!("must be at most {}", name(other)),
+            Problem::Between(low, high) => {
+                format!("must lie between {} and {}", name(low), name(high))
+            }
+            Problem::RequiredWhen(other) => {
+                format!("must be at least 1 when {} is not 0", name(other))
+            }
+            Problem::MissingPlaceholder => format!("must contain {PASSWORD}"),
+        }
+    }
+}
+
+/// A policy setting that is out of range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{setting} {}", problem.describe(|s| s.name().to_owned()))]
+pub struct PolicyError {
+    pub setting: Setting,
+    pub problem: Problem,
+}
+
+impl Policy {
+    /// Checks the policy itself, once at start.
+    ///
+    /// # Errors
+    /// The first setting that is out of range, and why.
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        let fail = |setting, problem| Err(PolicyError { setting, problem });
+        if !(4..=10).contains(&self.code_length) {
+            return fail(Setting::CodeLength, Problem::OutOfRange { min: 4, max: 10 });
+        }
+        if self.lifetime_min == 0 {
+            return fail(Setting::LifetimeMin, Problem::AtLeast(1));
+        }
+        if self.lifetime_min > self.lifetime_max {
+            return fail(Setting::LifetimeMin, Problem::AtMost(Setting::LifetimeMax));
+        }
+        if !(self.lifetime_min..=self.lifetime_max).contains(&self.lifetime_default) {
+            return fail(
+                Setting::LifetimeDefault,
+                Problem::Between(Setting::LifetimeMin, Setting::LifetimeMax),
+            );
+        }
+        if self.max_attempts == 0 {
+            return fail(Setting::MaxAttempts, Problem::AtLeast(1));
+        }
+        for (limit, window, limit_setting, window_setting) in [
+            (
+                self.sends_per_window,
+                self.send_window_secs,
+                Setting::SendsPerWindow,
+                Setting::SendWindowSecs,
+            ),
+            (
+                self.user_sends_per_window,
+                self.user_send_window_secs,
+                Setting::UserSendsPerWindow,
+                Setting::UserSendWindowSecs,
+            ),
+            (
+                self.target_failures_per_window,
+                self.target_failure_window_secs,
+                Setting::TargetFailuresPerWindow,
+                Setting::TargetFailureWindowSecs,
+            ),
+        ] {
+            if limit > 0 && window == 0 {
+                return fail(window_setting, Problem::RequiredWhen(limit_setting));
+            }
+        }
+        let t = &self.templates;
+        for (template, text) in [
+            (Template::Sms, &t.sms),
+            (Template::Call, &t.call),
+            (Template::EmailText, &t.email_text),
+            (Template::Telegram, &t.telegram),
+            (Template::Pairing, &t.pairing),
+        ] {
+            if !text.contains(PASSWORD) {
+                return fail(Setting::Template(template), Problem::MissingPlaceholder);
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn template(&self, channel: Channel) -> &str {
+        match channel {
+            Channel::Sms => &self.templates.sms,
+            Channel::Call => &self.templates.call,
+            Channel::Email => &self.templates.email_text,
+            Channel::Telegram => &self.templates.telegram,
+        }
+    }
+
+    pub(crate) fn countries(&self, channel: Channel) -> Option<&CountryRules> {
+        match channel {
+            Channel::Sms => Some(&self.sms_countries),
+            Channel::Call => Some(&self.call_countries),
+            Channel::Email | Channel::Telegram => None,
+        }
+    }
+
+    /// The limits that span destinations: per end user and per channel.
+    /// Each is its own bucket (on Redis Cluster, its own slot).
+    pub(crate) fn shared_buckets(
+        &self,
+        channel: Channel,
+        user_key: Option<&str>,
+    ) -> Vec<RateBucket> {
+        let mut buckets = Vec::with_capacity(2);
+        if let Some(user) = user_key.filter(|_| self.user_sends_per_window > 0) {
+            buckets.push(RateBucket {
+                key: format!("user:{user}"),
+                limit: self.user_sends_per_window,
+                window_ms: self.user_send_window_secs * 1000,
+            });
+        }
+        let budget = self.channel_budget.get(channel);
+        if budget > 0 {
+            buckets.push(RateBucket {
+                key: format!("channel:{channel}"),
+                limit: budget,
+                window_ms: 3_600_000,
+            });
+        }
+        buckets
+    }
+
+    /// The buckets a send to `key` must fit in.
+    pub(crate) fn send_buckets(&self, key: &str) -> Vec<RateBucket> {
+        let mut buckets = Vec::with_capacity(2);
+        if self.cooldown_secs > 0 {
+            buckets.push(RateBucket {
+                key: format!("cooldown:{key}"),
+                limit: 1,
+                window_ms: self.cooldown_secs * 1000,
+            });
+        }
+        if self.sends_per_window > 0 {
+            buckets.push(RateBucket {
+                key: format!("sends:{key}"),
+                limit: self.sends_per_window,
+                window_ms: self.send_window_secs * 1000,
+            });
+        }
+        buckets
+    }
+}
+
+/// The documented defaults (`config/default.toml`), for tests: the server
+/// always builds its policy from config.
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn budget() -> ChannelBudget {
+        ChannelBudget {
+            sms: 1000,
+            call: 200,
+            email: 5000,
+            telegram: 5000,
+        }
+    }
+
+    pub(crate) fn no_country_rules() -> CountryRules {
+        CountryRules {
+            allow: vec![],
+            deny: vec![],
+        }
+    }
+
+    pub(crate) fn policy() -> Policy {
+        Policy {
+            lifetime_default: 300,
+            lifetime_min: 30,
+            lifetime_max: 86_400,
+            code_length: 6,
+            max_attempts: 5,
+            cooldown_secs: 30,
+            sends_per_window: 5,
+            send_window_secs: 600,
+            user_sends_per_window: 10,
+            user_send_window_secs: 3600,
+            channel_budget: budget(),
+            target_failures_per_window: 10,
+            target_failure_window_secs: 600,
+            default_region: None,
+            sms_countries: no_country_rules(),
+            call_countries: no_country_rules(),
+            test_destinations: HashMap::new(),
+            pairing_lifetime: Lifetime::parse(300, 1, 300).expect("valid"),
+            templates: Templates {
+                sms: "Your code is {password}. It expires in {lifetime} seconds.".into(),
+                call: "Your code is {password}.".into(),
+                email_subject: "Your verification code".into(),
+                email_text: "Your code is {password}. It expires in {lifetime} seconds.".into(),
+                telegram: "Your code is {password}. It expires in {lifetime} seconds.".into(),
+                pairing: "Your code is {password}. Enter it in the app within {lifetime} seconds."
+                    .into(),
+            },
+        }
+    }
+
+    #[test]
+    fn default_policy_is_valid_and_bad_ones_name_the_setting() {
+        assert_eq!(policy().validate(), Ok(()));
+        let mut p = policy();
+        p.templates.sms = "no code here".into();
+        assert_eq!(
+            p.validate(),
+            Err(PolicyError {
+                setting: Setting::Template(Template::Sms),
+                problem: Problem::MissingPlaceholder,
+            })
+        );
+        let p = Policy {
+            lifetime_default: 5,
+            ..policy()
+        };
+        assert_eq!(
+            p.validate(),
+            Err(PolicyError {
+                setting: Setting::LifetimeDefault,
+                problem: Problem::Between(Setting::LifetimeMin, Setting::LifetimeMax),
+            })
+        );
+    }
+
+    #[test]
+    fn each_bad_setting_is_reported_with_the_setting_it_depends_on() {
+        type Spoil = fn(&mut Policy);
+        let cases: [(Spoil, Setting, Problem); 6] = [
+            (
+                |p| p.code_length = 11,
+                Setting::CodeLength,
+                Problem::OutOfRange { min: 4, max: 10 },
+            ),
+            (
+                |p| p.lifetime_min = 0,
+                Setting::LifetimeMin,
+                Problem::AtLeast(1),
+            ),
+            (
+                |p| {
+                    p.lifetime_min = 500;
+                    p.lifetime_max = 100;
+                },
+                Setting::LifetimeMin,
+                Problem::AtMost(Setting::LifetimeMax),
+            ),
+            (
+                |p| p.max_attempts = 0,
+                Setting::MaxAttempts,
+                Problem::AtLeast(1),
+            ),
+            (
+                |p| p.user_send_window_secs = 0,
+                Setting::UserSendWindowSecs,
+                Problem::RequiredWhen(Setting::UserSendsPerWindow),
+            ),
+            (
+                |p| p.templates.pairing = "Hello".into(),
+                Setting::Template(Template::Pairing),
+                Problem::MissingPlaceholder,
+            ),
+        ];
+        for (spoil, setting, problem) in cases {
+            let mut p = policy();
+            spoil(&mut p);
+            assert_eq!(p.validate(), Err(PolicyError { setting, problem }));
+        }
+        // A window of 0 is fine while its limit is off.
+        let mut p = policy();
+        p.user_sends_per_window = 0;
+        p.user_send_window_secs = 0;
+        assert_eq!(p.validate(), Ok(()));
+    }
+
+    #[test]
+    fn problems_name_other_settings_in_the_callers_words() {
+        let err = PolicyError {
+            setting: Setting::LifetimeMin,
+            problem: Problem::AtMost(Setting::LifetimeMax),
+        };
+        assert_eq!(err.to_string(), "lifetime_min must be at most lifetime_max");
+        assert_eq!(
+            err.problem.describe(|s| format!("otp.{}", s.name())),
+            "must be at most otp.lifetime_max"
+        );
+        let err = PolicyError {
+            setting: Setting::Template(Template::Sms),
+            problem: Problem::MissingPlaceholder,
+        };
+        assert_eq!(err.to_string(), "templates.sms must contain {password}");
+    }
+}

@@ -4,7 +4,7 @@
 
 use otp_domain::{Channel, CheckError, SendError, StoreError, TargetError};
 
-use crate::api::responses::{CheckResponse, ErrorBody, SendResponse, TargetResponse};
+use crate::api::responses::{CheckResponse, ErrorBody, ErrorCode, SendResponse, TargetResponse};
 
 /// An error and its sources, joined for one log field.
 pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
@@ -22,14 +22,14 @@ fn rate_limited(
     e: &dyn std::error::Error,
     retry_after_secs: u64,
 ) -> poem_openapi::payload::Json<ErrorBody> {
-    let mut body = ErrorBody::new("rate_limited", e.to_string());
+    let mut body = ErrorBody::new(ErrorCode::RateLimited, e.to_string());
     body.retry_after = Some(retry_after_secs);
     poem_openapi::payload::Json(body)
 }
 
 fn store_unavailable() -> poem_openapi::payload::Json<ErrorBody> {
     ErrorBody::json(
-        "store_unavailable",
+        ErrorCode::StoreUnavailable,
         "the store cannot be reached; retry later",
     )
 }
@@ -41,16 +41,17 @@ impl From<SendError> for SendResponse {
             | SendError::MessageWithoutCode
             | SendError::TooLong { .. }
             | SendError::MultilineSubject => {
-                SendResponse::BadRequest(ErrorBody::json("invalid_request", e.to_string()))
+                SendResponse::BadRequest(ErrorBody::json(ErrorCode::InvalidRequest, e.to_string()))
             }
-            SendError::DestinationNotAllowed => {
-                SendResponse::Forbidden(ErrorBody::json("destination_not_allowed", e.to_string()))
-            }
+            SendError::DestinationNotAllowed => SendResponse::Forbidden(ErrorBody::json(
+                ErrorCode::DestinationNotAllowed,
+                e.to_string(),
+            )),
             SendError::RateLimited { retry_after_secs } => {
                 SendResponse::RateLimited(rate_limited(&e, retry_after_secs), retry_after_secs)
             }
             SendError::Delivery(_) => SendResponse::DeliveryFailed(ErrorBody::json(
-                "delivery_failed",
+                ErrorCode::DeliveryFailed,
                 "the provider did not accept the message; no code was issued",
             )),
             SendError::Store(_) => SendResponse::Unavailable(store_unavailable()),
@@ -62,15 +63,15 @@ impl From<CheckError> for CheckResponse {
     fn from(e: CheckError) -> Self {
         match e {
             CheckError::Mismatch { attempts_left } => {
-                let mut body = ErrorBody::new("wrong_password", e.to_string());
+                let mut body = ErrorBody::new(ErrorCode::WrongPassword, e.to_string());
                 body.attempts_left = Some(attempts_left);
                 CheckResponse::WrongPassword(poem_openapi::payload::Json(body))
             }
             CheckError::NotFound => {
-                CheckResponse::NotFound(ErrorBody::json("not_found", e.to_string()))
+                CheckResponse::NotFound(ErrorBody::json(ErrorCode::NotFound, e.to_string()))
             }
             CheckError::Locked => {
-                CheckResponse::Locked(ErrorBody::json("too_many_attempts", e.to_string()))
+                CheckResponse::Locked(ErrorBody::json(ErrorCode::TooManyAttempts, e.to_string()))
             }
             CheckError::Store(_) => CheckResponse::Unavailable(store_unavailable()),
         }
@@ -81,7 +82,7 @@ impl From<TargetError> for TargetResponse {
     fn from(e: TargetError) -> Self {
         match e {
             TargetError::NotFound => {
-                TargetResponse::NotFound(ErrorBody::json("not_found", e.to_string()))
+                TargetResponse::NotFound(ErrorBody::json(ErrorCode::NotFound, e.to_string()))
             }
             TargetError::RateLimited { retry_after_secs } => {
                 TargetResponse::RateLimited(rate_limited(&e, retry_after_secs), retry_after_secs)

@@ -8,6 +8,9 @@
 //! - `json_errors`: errors raised outside the operations' own responses
 //!   (unknown route, wrong method, oversized body, panics) get the same
 //!   `{error, message}` body as everything else.
+//! - `allow_header`: every 405 says which methods the route takes.
+//!
+//! Authentication is `crate::api::auth::gate`, the one place it is enforced.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,8 +18,7 @@ use std::time::Instant;
 use poem::http::{header, Method, StatusCode};
 use poem::{Endpoint, Error, IntoResponse, Request, Response, Result};
 
-use crate::api::responses::{ErrorBody, WWW_AUTHENTICATE};
-use crate::api::AppState;
+use crate::api::responses::{ErrorBody, ErrorCode};
 
 /// Paths whose GET form may carry a JSON body.
 const CHECK_PATHS: &[&str] = &[
@@ -28,13 +30,8 @@ const CHECK_PATHS: &[&str] = &[
     "/target",
 ];
 
-fn error_response(status: StatusCode, error: &str, message: &str) -> Response {
-    let body = ErrorBody::new(error, message);
-    let json = serde_json::json!({ "error": body.error, "message": body.message });
-    Response::builder()
-        .status(status)
-        .content_type("application/json; charset=utf-8")
-        .body(json.to_string())
+fn error_response(status: StatusCode, error: ErrorCode, message: &str) -> Response {
+    ErrorBody::new(error, message).response(status)
 }
 
 fn looks_like_json(body: &[u8]) -> bool {
@@ -67,7 +64,7 @@ pub async fn legacy_json<E: Endpoint>(
         Err(e) => {
             return Ok(error_response(
                 StatusCode::BAD_REQUEST,
-                "invalid_request",
+                ErrorCode::InvalidRequest,
                 &format!("cannot read the body: {e}"),
             ))
         }
@@ -89,63 +86,9 @@ pub async fn legacy_json<E: Endpoint>(
 fn too_large(limit: usize) -> Response {
     error_response(
         StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
+        ErrorCode::PayloadTooLarge,
         &format!("the request body is larger than {limit} bytes"),
     )
-}
-
-/// Paths open without Basic auth: health, docs, spec and the webhook
-/// (which has its own secret).
-fn auth_exempt(path: &str) -> bool {
-    matches!(
-        path,
-        "/healthz" | "/readyz" | "/openapi.json" | "/openapi.yaml" | "/telegram/webhook"
-    ) || path == "/docs"
-        || path.starts_with("/docs/")
-}
-
-/// Refuses requests without valid Basic credentials before anything else
-/// looks at them, so an unauthenticated caller learns nothing from body
-/// validation. The operations' security scheme checks the same
-/// credentials again and documents them in the spec.
-pub async fn basic_auth_gate<E: Endpoint>(
-    next: Arc<E>,
-    req: Request,
-    state: Arc<AppState>,
-) -> Result<Response> {
-    if let Some(credentials) = &state.credentials {
-        if !auth_exempt(req.uri().path()) {
-            let ok = basic_credentials(&req).is_some_and(|(u, p)| credentials.matches(&u, &p));
-            if !ok {
-                let mut resp = error_response(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthorized",
-                    "missing or wrong credentials",
-                );
-                resp.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    header::HeaderValue::from_static(WWW_AUTHENTICATE),
-                );
-                return Ok(resp);
-            }
-        }
-    }
-    next.call(req).await.map(IntoResponse::into_response)
-}
-
-fn basic_credentials(req: &Request) -> Option<(String, String)> {
-    use base64::Engine;
-    let value = req.header(header::AUTHORIZATION)?;
-    let (scheme, encoded) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    let (user, pass) = text.split_once(':')?;
-    Some((user.to_owned(), pass.to_owned()))
 }
 
 pub async fn access_log<E: Endpoint>(next: Arc<E>, req: Request) -> Result<Response> {
@@ -167,7 +110,7 @@ pub fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Respon
     tracing::error!("a request handler panicked");
     error_response(
         StatusCode::INTERNAL_SERVER_ERROR,
-        "internal_error",
+        ErrorCode::InternalError,
         "internal error",
     )
 }
@@ -176,20 +119,84 @@ pub fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Respon
 pub async fn json_errors(err: Error) -> Response {
     let status = err.status();
     let (code, message) = match status {
-        StatusCode::NOT_FOUND => ("not_found", "no such route".to_owned()),
+        StatusCode::NOT_FOUND => (ErrorCode::NotFound, "no such route".to_owned()),
         StatusCode::METHOD_NOT_ALLOWED => (
-            "method_not_allowed",
-            "this route does not take that method".to_owned(),
+            ErrorCode::MethodNotAllowed,
+            "this route does not take that method; see the Allow header".to_owned(),
         ),
-        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", err.to_string()),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("invalid_request", err.to_string()),
-        s if s.is_client_error() => ("invalid_request", err.to_string()),
+        StatusCode::PAYLOAD_TOO_LARGE => (ErrorCode::PayloadTooLarge, err.to_string()),
+        s if s.is_client_error() => (ErrorCode::InvalidRequest, err.to_string()),
         _ => {
             tracing::error!(error = %err, status = status.as_u16(), "unhandled error");
-            ("internal_error", "internal error".to_owned())
+            (ErrorCode::InternalError, "internal error".to_owned())
         }
     };
     error_response(status, code, &message)
+}
+
+/// The methods each route takes, from the spec the server runs, for the
+/// `Allow` header that RFC 9110 requires on every 405.
+pub struct AllowedMethods(Vec<(Vec<String>, String)>);
+
+impl AllowedMethods {
+    /// Reads the paths and methods of `spec` (OpenAPI JSON).
+    pub fn from_spec(spec: &str) -> Self {
+        let spec: serde_json::Value = serde_json::from_str(spec).unwrap_or_default();
+        let mut routes: Vec<(Vec<String>, String)> = Vec::new();
+        if let Some(paths) = spec.get("paths").and_then(|p| p.as_object()) {
+            for (path, ops) in paths {
+                let mut methods: Vec<String> = ops
+                    .as_object()
+                    .map(|o| o.keys().map(|m| m.to_ascii_uppercase()).collect())
+                    .unwrap_or_default();
+                if methods.iter().any(|m| m == "GET") {
+                    methods.push("HEAD".into());
+                }
+                methods.sort();
+                routes.push((segments(path), methods.join(", ")));
+            }
+        }
+        AllowedMethods(routes)
+    }
+
+    /// The `Allow` value of the route that matches `path`.
+    pub fn of(&self, path: &str) -> Option<&str> {
+        let given = segments(path);
+        self.0.iter().find_map(|(route, methods)| {
+            let hit = route.len() == given.len()
+                && route
+                    .iter()
+                    .zip(&given)
+                    .all(|(r, g)| r == g || (r.starts_with('{') && r.ends_with('}')));
+            hit.then_some(methods.as_str())
+        })
+    }
+}
+
+fn segments(path: &str) -> Vec<String> {
+    path.split('/')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Adds `Allow` to every 405.
+pub async fn allow_header<E: Endpoint>(
+    next: Arc<E>,
+    req: Request,
+    allowed: Arc<AllowedMethods>,
+) -> Result<Response> {
+    let path = req.uri().path().to_owned();
+    let mut resp = next.call(req).await?.into_response();
+    if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
+        if let Some(value) = allowed
+            .of(&path)
+            .and_then(|m| header::HeaderValue::from_str(m).ok())
+        {
+            resp.headers_mut().insert(header::ALLOW, value);
+        }
+    }
+    Ok(resp)
 }
 
 #[cfg(test)]

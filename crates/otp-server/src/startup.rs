@@ -280,6 +280,7 @@ pub fn app_state(
 /// The whole route tree with its middleware.
 pub fn routes(state: Arc<AppState>, body_limit: usize) -> impl Endpoint {
     let api = api_service();
+    let allowed = Arc::new(crate::http::AllowedMethods::from_spec(&api.spec()));
     let spec_json = api.spec_endpoint();
     let spec_yaml = api.spec_endpoint_yaml();
     let docs = api.swagger_ui();
@@ -290,10 +291,11 @@ pub fn routes(state: Arc<AppState>, body_limit: usize) -> impl Endpoint {
         .nest("/docs", docs)
         .nest("/", api)
         .data(state)
-        .around(move |ep, req| crate::http::basic_auth_gate(ep, req, gate.clone()))
+        .around(move |ep, req| crate::api::auth::gate(ep, req, gate.clone()))
         .around(move |ep, req| crate::http::legacy_json(ep, req, body_limit))
         .with(CatchPanic::new().with_handler(crate::http::panic_response))
         .catch_all_error(crate::http::json_errors)
+        .around(move |ep, req| crate::http::allow_header(ep, req, allowed.clone()))
         .around(crate::http::access_log)
 }
 

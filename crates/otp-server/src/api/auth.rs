@@ -1,17 +1,23 @@
-//! Security schemes. Handlers never compare secrets: the checkers here
-//! do, in constant time, and handlers only ask [`ApiAuth::permitted`].
+//! Authentication, enforced in exactly one place: [`gate`], a middleware
+//! in front of the router. It runs before any body is read, so an
+//! unauthenticated caller learns nothing from validation, and it is
+//! closed by default: a route needs Basic auth (when auth is on) unless
+//! the one table [`EXEMPT`] says otherwise.
 //!
-//! Auth is optional by config, so each scheme has an anonymous fallback;
-//! `permitted` refuses the fallback whenever credentials are configured.
+//! The security schemes below only document auth in the spec; they never
+//! refuse a request (the gate already did), and handlers never look at
+//! them.
 
 use std::sync::Arc;
 
-use poem::Request;
+use poem::http::{header, StatusCode};
+use poem::{Endpoint, IntoResponse, Request, Response, Result};
 use poem_openapi::auth::{ApiKey, Basic};
 use poem_openapi::SecurityScheme;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::responses::{ErrorBody, ErrorCode, WWW_AUTHENTICATE};
 use super::AppState;
 
 /// A secret to compare against, kept as its SHA-256 so every comparison
@@ -41,35 +47,121 @@ impl Credentials {
     }
 }
 
-fn state(req: &Request) -> Option<&Arc<AppState>> {
-    req.data::<Arc<AppState>>()
+/// What a route takes instead of Basic auth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone: health, the spec and the docs.
+    Open,
+    /// The `X-Telegram-Bot-Api-Secret-Token` header, when a webhook
+    /// secret is configured: Telegram cannot send Basic credentials.
+    WebhookSecret,
+}
+
+/// The header Telegram sends with every webhook call when the webhook was
+/// set with a `secret_token`.
+pub const WEBHOOK_SECRET_HEADER: &str = "X-Telegram-Bot-Api-Secret-Token";
+
+/// The routes that do not take Basic auth: `(path, whole subtree?, access)`.
+/// Every other route, present or future, is closed when auth is on.
+pub const EXEMPT: &[(&str, bool, Access)] = &[
+    ("/healthz", false, Access::Open),
+    ("/readyz", false, Access::Open),
+    ("/openapi.json", false, Access::Open),
+    ("/openapi.yaml", false, Access::Open),
+    ("/docs", true, Access::Open),
+    ("/telegram/webhook", false, Access::WebhookSecret),
+];
+
+/// How `path` is guarded: `None` means Basic auth.
+pub fn exemption(path: &str) -> Option<Access> {
+    EXEMPT.iter().find_map(|&(route, subtree, access)| {
+        let hit = path == route
+            || (subtree
+                && path.strip_prefix(route).is_some_and(|rest| {
+                    // A subtree, but never a way around the gate by dot
+                    // segments (`/docs/../sms`).
+                    rest.starts_with('/') && !rest.split('/').any(|s| s == "..")
+                }));
+        hit.then_some(access)
+    })
+}
+
+fn unauthorized(basic: bool) -> Response {
+    let mut resp = ErrorBody::new(ErrorCode::Unauthorized, "missing or wrong credentials")
+        .response(StatusCode::UNAUTHORIZED);
+    if basic {
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static(WWW_AUTHENTICATE),
+        );
+    }
+    resp
+}
+
+/// The one enforcement point of authentication.
+pub async fn gate<E: Endpoint>(
+    next: Arc<E>,
+    req: Request,
+    state: Arc<AppState>,
+) -> Result<Response> {
+    let allowed = match exemption(req.uri().path()) {
+        Some(Access::Open) => true,
+        Some(Access::WebhookSecret) => state.webhook_secret.as_ref().is_none_or(|secret| {
+            req.header(WEBHOOK_SECRET_HEADER)
+                .is_some_and(|given| secret.matches("", given))
+        }),
+        None => state.credentials.as_ref().is_none_or(|credentials| {
+            basic_credentials(&req).is_some_and(|(u, p)| credentials.matches(&u, &p))
+        }),
+    };
+    if !allowed {
+        let basic = exemption(req.uri().path()).is_none();
+        if !basic {
+            tracing::warn!("webhook call with a missing or wrong secret token");
+        }
+        return Ok(unauthorized(basic));
+    }
+    next.call(req).await.map(IntoResponse::into_response)
+}
+
+fn basic_credentials(req: &Request) -> Option<(String, String)> {
+    use base64::Engine;
+    let value = req.header(header::AUTHORIZATION)?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, pass) = text.split_once(':')?;
+    Some((user.to_owned(), pass.to_owned()))
+}
+
+// The schemes' checkers document the gate's check in the spec and never
+// refuse by themselves: the gate already did.
+async fn basic_documented(_req: &Request, _given: Basic) -> Option<()> {
+    Some(())
+}
+
+async fn webhook_documented(_req: &Request, _given: ApiKey) -> Option<()> {
+    Some(())
 }
 
 /// HTTP Basic auth, on when `auth.username`/`auth.password` (or
 /// `HTTP_AUTH_USERNAME`/`HTTP_AUTH_PASSWORD`) are set.
 #[derive(SecurityScheme)]
-#[oai(ty = "basic", checker = "check_basic")]
+#[oai(ty = "basic", checker = "basic_documented")]
 pub struct BasicAuth(());
 
-async fn check_basic(req: &Request, basic: Basic) -> Option<()> {
-    match &state(req)?.credentials {
-        Some(c) => c.matches(&basic.username, &basic.password).then_some(()),
-        None => Some(()),
-    }
-}
-
-/// Basic auth when configured, otherwise open.
+/// Basic auth when configured, otherwise open. Handlers take it only so
+/// the spec shows it; the gate enforces it.
 #[derive(SecurityScheme)]
 pub enum ApiAuth {
     Basic(BasicAuth),
     #[oai(fallback)]
     Anonymous,
-}
-
-impl ApiAuth {
-    pub fn permitted(&self, state: &AppState) -> bool {
-        matches!(self, ApiAuth::Basic(_)) || state.credentials.is_none()
-    }
 }
 
 /// The `X-Telegram-Bot-Api-Secret-Token` header that Telegram sends with
@@ -79,16 +171,9 @@ impl ApiAuth {
     ty = "api_key",
     key_name = "X-Telegram-Bot-Api-Secret-Token",
     key_in = "header",
-    checker = "check_webhook_secret"
+    checker = "webhook_documented"
 )]
 pub struct WebhookSecret(());
-
-async fn check_webhook_secret(req: &Request, key: ApiKey) -> Option<()> {
-    match &state(req)?.webhook_secret {
-        Some(c) => c.matches("", &key.key).then_some(()),
-        None => Some(()),
-    }
-}
 
 /// The webhook secret when configured, otherwise open.
 #[derive(SecurityScheme)]
@@ -96,12 +181,6 @@ pub enum WebhookAuth {
     Secret(WebhookSecret),
     #[oai(fallback)]
     Anonymous,
-}
-
-impl WebhookAuth {
-    pub fn permitted(&self, state: &AppState) -> bool {
-        matches!(self, WebhookAuth::Secret(_)) || state.webhook_secret.is_none()
-    }
 }
 
 #[cfg(test)]
@@ -115,5 +194,18 @@ mod tests {
         assert!(!c.matches("admin", "123"));
         assert!(!c.matches("admin2", "0123"));
         assert!(!c.matches("", ""));
+    }
+
+    #[test]
+    fn only_the_table_s_routes_are_exempt_and_dot_segments_are_not() {
+        assert_eq!(exemption("/healthz"), Some(Access::Open));
+        assert_eq!(exemption("/docs"), Some(Access::Open));
+        assert_eq!(exemption("/docs/index.html"), Some(Access::Open));
+        assert_eq!(exemption("/telegram/webhook"), Some(Access::WebhookSecret));
+        assert_eq!(exemption("/docs/../sms"), None);
+        assert_eq!(exemption("/docsx"), None);
+        assert_eq!(exemption("/healthz/"), None);
+        assert_eq!(exemption("/sms"), None);
+        assert_eq!(exemption("/telegram/webhook/x"), None);
     }
 }

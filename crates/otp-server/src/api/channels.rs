@@ -34,7 +34,7 @@ macro_rules! channel_api {
             #[oai(path = $send_path, method = "post", operation_id = $send_id)]
             async fn send(
                 &self,
-                auth: ApiAuth,
+                _auth: ApiAuth,
                 state: Data<&Arc<AppState>>,
                 req: &Request,
                 /// The end user this code is for (their IP address or
@@ -44,7 +44,7 @@ macro_rules! channel_api {
                 body: Json<$send_body>,
             ) -> SendResponse {
                 let user = super::user_key(req, user_key.0.as_deref(), &state);
-                otp::send(&state, &auth, $channel, body.0.into(), user).await
+                otp::send(&state, $channel, body.0.into(), user).await
             }
 
             /// Check a password (JSON body). The legacy form, GET with the
@@ -52,24 +52,24 @@ macro_rules! channel_api {
             #[oai(path = $check_path, method = "post", operation_id = $check_id)]
             async fn check(
                 &self,
-                auth: ApiAuth,
+                _auth: ApiAuth,
                 state: Data<&Arc<AppState>>,
                 body: Json<$check_body>,
             ) -> CheckResponse {
-                otp::check(&state, &auth, $channel, body.0.into()).await
+                otp::check(&state, $channel, body.0.into()).await
             }
 
             /// Check a password (query parameters).
             #[oai(path = $check_path, method = "get", operation_id = $check_query_id)]
             async fn check_query(
                 &self,
-                auth: ApiAuth,
+                _auth: ApiAuth,
                 state: Data<&Arc<AppState>>,
                 $field: Query<$field_ty>,
                 password: Query<PasswordField>,
             ) -> CheckResponse {
                 let parts: CheckParts = <$check_body>::from_query($field.0, password.0).into();
-                otp::check(&state, &auth, $channel, parts).await
+                otp::check(&state, $channel, parts).await
             }
         }
     };

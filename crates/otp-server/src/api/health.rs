@@ -6,7 +6,7 @@ use poem::web::Data;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
-use super::responses::ErrorBody;
+use super::responses::{ErrorBody, ErrorCode};
 use super::{ApiTags, AppState};
 
 #[derive(Debug, Object)]
@@ -54,7 +54,7 @@ impl HealthApi {
             Err(e) => {
                 tracing::warn!(error = %crate::error::chain(&e), "readiness check failed");
                 ReadyResponse::Unavailable(ErrorBody::json(
-                    "store_unavailable",
+                    ErrorCode::StoreUnavailable,
                     "the store cannot be reached",
                 ))
             }

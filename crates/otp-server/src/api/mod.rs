@@ -99,8 +99,10 @@ pub fn api_service() -> OpenApiService<Api, ()> {
         env!("CARGO_PKG_VERSION"),
     )
     .description(
-        "Self-hosted one-time passwords by SMS, voice call, email and Telegram. \
-         Every error is a JSON body {\"error\": <machine code>, \"message\": <text>}. \
+        "Self-hosted one-time passwords by SMS, voice call, email and Telegram.\n\n\
+         Every error is a JSON body such as \
+         `{\"error\": \"wrong_password\", \"message\": \"wrong password; 4 attempts left\"}`: \
+         `error` is one of the `ErrorCode` values and is stable, `message` is for people.\n\n\
          Checks are also accepted as GET with a JSON body (the legacy form), \
          which otpd treats exactly like the POST form.",
     )

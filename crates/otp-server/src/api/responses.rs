@@ -2,14 +2,50 @@
 //! status it can answer is in the spec; every error is an [`ErrorBody`].
 //! The mapping from domain errors lives in `crate::error`.
 
+use poem::http::StatusCode;
+use poem::Response;
 use poem_openapi::payload::Json;
-use poem_openapi::{ApiResponse, Object};
+use poem_openapi::types::ToJSON;
+use poem_openapi::{ApiResponse, Enum, Object};
+
+/// The machine-readable code of an error. Clients branch on it; the
+/// `message` beside it is for people and may change.
+///
+/// - `invalid_request` (400): malformed JSON, a missing field or an invalid value.
+/// - `unauthorized` (401): Basic auth is on and the credentials are missing or wrong,
+///   or the webhook's secret token is missing or wrong.
+/// - `destination_not_allowed` (403): the phone's country is not allowed on this channel.
+/// - `not_found` (404): no such route, or no active code or pairing.
+/// - `method_not_allowed` (405): the route does not take that method (see `Allow`).
+/// - `payload_too_large` (413): the body is larger than `server.body_limit`.
+/// - `wrong_password` (422): the code did not match; see `attempts_left`.
+/// - `too_many_attempts` (429): the code is locked after too many wrong passwords.
+/// - `rate_limited` (429): a send or lookup limit was hit; see `retry_after`.
+/// - `internal_error` (500): a bug; the details are in otpd's log.
+/// - `delivery_failed` (502): no provider accepted the message; no code was issued.
+/// - `store_unavailable` (503): the store cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum ErrorCode {
+    InvalidRequest,
+    Unauthorized,
+    DestinationNotAllowed,
+    NotFound,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    WrongPassword,
+    TooManyAttempts,
+    RateLimited,
+    InternalError,
+    DeliveryFailed,
+    StoreUnavailable,
+}
 
 /// The JSON body of every error.
 #[derive(Debug, Clone, Object)]
 pub struct ErrorBody {
     /// Stable machine-readable code, e.g. `wrong_password`.
-    pub error: String,
+    pub error: ErrorCode,
     /// Human-readable explanation.
     pub message: String,
     /// Checks left before the code locks (`wrong_password` only).
@@ -22,28 +58,34 @@ pub struct ErrorBody {
 }
 
 impl ErrorBody {
-    pub fn new(error: &str, message: impl Into<String>) -> Self {
+    pub fn new(error: ErrorCode, message: impl Into<String>) -> Self {
         ErrorBody {
-            error: error.to_owned(),
+            error,
             message: message.into(),
             attempts_left: None,
             retry_after: None,
         }
     }
 
-    pub fn json(error: &str, message: impl Into<String>) -> Json<ErrorBody> {
+    pub fn json(error: ErrorCode, message: impl Into<String>) -> Json<ErrorBody> {
         Json(Self::new(error, message))
+    }
+
+    /// The body as a plain response, for errors answered outside the
+    /// operations (middleware, unknown routes).
+    pub fn response(&self, status: StatusCode) -> Response {
+        let json = self.to_json().unwrap_or_default();
+        Response::builder()
+            .status(status)
+            .content_type("application/json; charset=utf-8")
+            .body(json.to_string())
     }
 }
 
 pub const WWW_AUTHENTICATE: &str = "Basic realm=\"otpd\"";
 
-pub fn unauthorized_body() -> Json<ErrorBody> {
-    ErrorBody::json("unauthorized", "missing or wrong credentials")
-}
-
 fn invalid_request(err: &poem::Error) -> Json<ErrorBody> {
-    ErrorBody::json("invalid_request", err.to_string())
+    ErrorBody::json(ErrorCode::InvalidRequest, err.to_string())
 }
 
 /// A code was sent.

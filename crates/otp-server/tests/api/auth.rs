@@ -95,3 +95,101 @@ async fn health_docs_and_spec_stay_open_with_auth_on() {
         assert_eq!(r.status().as_u16(), 200, "{path}");
     }
 }
+
+const AUTH_AND_WEBHOOK: &str = "[auth]\nusername = \"admin\"\npassword = \"0123\"\n[telegram]\nwebhook_secret = \"hook-secret\"\n";
+
+/// Walks every operation of the spec the server runs. Each one that the
+/// gate's table does not exempt answers 401 without credentials and with
+/// wrong ones, before its body is looked at; the spec and the table agree
+/// on which operations are exempt. A new route can never ship open.
+#[tokio::test]
+async fn every_operation_in_the_spec_needs_credentials_unless_exempt() {
+    use otp_server::api::auth::{exemption, Access};
+
+    let app = TestApp::spawn_with(Options {
+        toml: AUTH_AND_WEBHOOK,
+        ..Default::default()
+    })
+    .await;
+    let spec: serde_json::Value =
+        serde_json::from_str(&otp_server::api::api_service().spec()).expect("spec is JSON");
+    let paths = spec["paths"].as_object().expect("paths");
+    let (mut closed, mut webhook, mut open) = (0, 0, 0);
+    for (path, operations) in paths {
+        // Path parameters get a placeholder value.
+        let concrete: String = path
+            .split('/')
+            .map(|s| if s.starts_with('{') { "x" } else { s })
+            .collect::<Vec<_>>()
+            .join("/");
+        for (method, operation) in operations.as_object().expect("operations") {
+            let schemes: Vec<&str> = operation["security"]
+                .as_array()
+                .map(|alternatives| {
+                    alternatives
+                        .iter()
+                        .filter_map(|a| a.as_object())
+                        .flat_map(|a| a.keys().map(String::as_str))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let method = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+                .expect("method");
+            let request = |auth: Option<(&str, &str)>, secret: Option<&str>| {
+                let mut r = app
+                    .client
+                    .request(method.clone(), format!("{}{concrete}", app.base));
+                if method != reqwest::Method::GET {
+                    // A body that would be a 400 if anything parsed it.
+                    r = r.header("content-type", "application/json").body("{\"x\":");
+                }
+                if let Some((user, pass)) = auth {
+                    r = r.basic_auth(user, Some(pass));
+                }
+                if let Some(secret) = secret {
+                    r = r.header("X-Telegram-Bot-Api-Secret-Token", secret);
+                }
+                r.send()
+            };
+            let what = format!("{method} {path}");
+            match exemption(&concrete) {
+                None => {
+                    assert!(
+                        schemes.contains(&"BasicAuth"),
+                        "{what}: spec lacks BasicAuth"
+                    );
+                    for auth in [None, Some(("admin", "wrong")), Some(("", ""))] {
+                        let r = request(auth, None).await.expect("request");
+                        assert_eq!(r.status().as_u16(), 401, "{what} with {auth:?}");
+                        assert!(r.headers().contains_key("www-authenticate"), "{what}");
+                        let (_, body) = crate::helpers::read(r).await;
+                        assert_eq!(error_code(&body), "unauthorized", "{what}");
+                    }
+                    closed += 1;
+                }
+                Some(Access::WebhookSecret) => {
+                    assert!(schemes.contains(&"WebhookSecret"), "{what}: spec lacks it");
+                    for secret in [None, Some("wrong")] {
+                        let r = request(Some(("admin", "0123")), secret)
+                            .await
+                            .expect("request");
+                        assert_eq!(r.status().as_u16(), 401, "{what} with {secret:?}");
+                    }
+                    webhook += 1;
+                }
+                Some(Access::Open) => {
+                    assert!(
+                        schemes.is_empty(),
+                        "{what}: exempt but the spec asks {schemes:?}"
+                    );
+                    let r = request(None, None).await.expect("request");
+                    assert_ne!(r.status().as_u16(), 401, "{what}");
+                    open += 1;
+                }
+            }
+        }
+    }
+    assert!(closed >= 16, "only {closed} closed operations walked");
+    assert_eq!((webhook, open), (1, 2));
+    assert!(app.sent().is_empty(), "nothing was delivered");
+}

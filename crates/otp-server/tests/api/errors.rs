@@ -58,8 +58,37 @@ async fn bad_input_gets_a_4xx_json_error_never_a_500() {
         .send()
         .await
         .expect("request");
+    assert_eq!(
+        r.headers().get("allow").and_then(|v| v.to_str().ok()),
+        Some("POST"),
+        "RFC 9110: a 405 names the methods the route takes"
+    );
     let (status, body) = crate::helpers::read(r).await;
     assert_eq!((status, error_code(&body)), (405, "method_not_allowed"));
+    for (path, allow) in [("/sms/check", "GET, HEAD, POST"), ("/healthz", "GET, HEAD")] {
+        let r = app
+            .client
+            .request(reqwest::Method::TRACE, format!("{}{path}", app.base))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status().as_u16(), 405, "{path}");
+        assert_eq!(
+            r.headers().get("allow").and_then(|v| v.to_str().ok()),
+            Some(allow),
+            "{path}"
+        );
+        let head = app
+            .client
+            .head(format!(
+                "{}{path}?phone=77011234567&password=1234",
+                app.base
+            ))
+            .send()
+            .await
+            .expect("request");
+        assert_ne!(head.status().as_u16(), 405, "HEAD is allowed on {path}");
+    }
     let (status, body) = app.get("/sms/check?phone=77011234567").await;
     assert_eq!((status, error_code(&body)), (400, "invalid_request"));
 }

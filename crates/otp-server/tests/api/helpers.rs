@@ -216,5 +216,25 @@ pub fn error_code(body: &Value) -> &str {
         body["message"].as_str().is_some_and(|m| !m.is_empty()),
         "error body without message: {body}"
     );
-    body["error"].as_str().expect("error code")
+    let code = body["error"].as_str().expect("error code");
+    assert!(
+        spec_error_codes().iter().any(|c| c == code),
+        "{code} is not in the spec's ErrorCode enum"
+    );
+    code
+}
+
+/// The `ErrorCode` enum of the spec the server runs.
+fn spec_error_codes() -> &'static Vec<String> {
+    static CODES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    CODES.get_or_init(|| {
+        let spec: Value =
+            serde_json::from_str(&otp_server::api::api_service().spec()).expect("spec is JSON");
+        spec["components"]["schemas"]["ErrorCode"]["enum"]
+            .as_array()
+            .expect("ErrorCode enum in the spec")
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect()
+    })
 }

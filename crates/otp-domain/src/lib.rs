@@ -8,6 +8,8 @@
 //!   `CodeGenerator`) and the records they exchange.
 //! - [`policy`]: `Policy`, every tunable rule, and its check with a typed
 //!   `PolicyError` (which `Setting`, what `Problem`).
+//! - [`settings`]: `FieldError`, what an adapter's settings check reports,
+//!   naming the field within the adapter's section.
 //! - [`codes`]: the CSPRNG code generator and the pairing alphabet.
 //! - [`digest`]: keyed hashing of codes, so no store ever holds a code.
 //! - [`state`]: the pure check / rate-limit state machine, shared by the
@@ -31,6 +33,7 @@ pub mod memory;
 pub mod policy;
 pub mod ports;
 pub mod service;
+pub mod settings;
 pub mod state;
 pub mod template;
 pub mod types;
@@ -46,4 +49,5 @@ pub use ports::{
     PutOutcome, RateBucket, Sender, SystemClock, Timestamp,
 };
 pub use service::{CheckRequest, OtpService, SendReceipt, SendRequest, Senders};
+pub use settings::{FieldError, FieldProblem};
 pub use types::{Channel, ChatId, Code, Destination, Email, Lifetime, Phone, Region};

@@ -2,14 +2,17 @@
 //! ports to adapters chosen by config.
 //!
 //! # Layout
-//! - [`config`]: layered configuration and its validation.
+//! - [`config`]: configuration, parsed once: `schema` (the serde structs),
+//!   `loading` (figment layers), `providers` (the typed providers of each
+//!   channel), `policy` (the domain policy); every error names the full key.
 //! - [`api`]: the operations, security schemes and responses.
 //! - [`delivery`]: retries with backoff and fallback across providers.
 //! - [`error`]: domain errors → HTTP responses and log lines, in one place.
 //! - [`http`]: middleware (legacy GET-with-body checks, size limit, access
 //!   log, JSON errors for unknown routes).
 //! - [`sinks`]: the `log` development sender.
-//! - [`startup`]: building adapters from config and running the server.
+//! - [`startup`]: building adapters from the resolved config and running
+//!   the server.
 
 pub mod api;
 pub mod config;

@@ -91,7 +91,7 @@ fn main() -> ExitCode {
 
 fn set_webhook(config: &Config, url: &str) -> ExitCode {
     use secrecy::ExposeSecret;
-    let Some(bot) = config.telegram.bot() else {
+    let Some(bot) = &config.telegram.bot else {
         eprintln!("otpd: telegram.bot_token (TELEGRAM_BOT_TOKEN) is not set");
         return ExitCode::from(2);
     };
@@ -132,7 +132,7 @@ fn set_webhook(config: &Config, url: &str) -> ExitCode {
 async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let ports = Ports::from_config(&config)?;
     let secret = load_secret(&config)?;
-    let state = app_state(&config, &ports, secret)?;
+    let state = app_state(&config, &ports, secret);
     let app = Application::bind(&config, state).await?;
     let addr = app.local_addr();
     if !config.auth_enabled() && !addr.ip().is_loopback() {

@@ -18,11 +18,12 @@ use secrecy::ExposeSecret;
 
 use crate::api::auth::Credentials;
 use crate::api::{api_service, AppState};
-use crate::config::{Config, ProviderKind, StoreKind};
+use crate::config::{Config, EmailProvider, PhoneProvider, StoreKind, TelegramProvider};
 use crate::delivery::{Provider, ReliableSender};
 use crate::sinks::LogSink;
 use otp_domain::Channel;
 use otp_gateway::{HttpGatewaySender, TwilioSender};
+use otp_redis::RedisQueueSender;
 use otp_smtp::SmtpSender;
 use otp_telegram::{HttpNotifySender, TelegramSender};
 
@@ -51,11 +52,12 @@ pub enum StartupError {
         #[source]
         source: io::Error,
     },
-    #[error("{channel} provider {provider}: {reason}")]
+    #[error("cannot set up provider {provider} of {channel}")]
     Provider {
         channel: Channel,
         provider: &'static str,
-        reason: String,
+        #[source]
+        source: BoxError,
     },
     #[error("cannot listen on {addr}")]
     Bind {
@@ -65,79 +67,96 @@ pub enum StartupError {
     },
 }
 
-/// One provider of `channel`, built from its settings (validated at
-/// config load).
-fn provider(
-    config: &Config,
-    channel: Channel,
-    kind: ProviderKind,
-) -> Result<Provider, StartupError> {
-    let fail = |e: &(dyn std::error::Error + 'static)| StartupError::Provider {
-        channel,
-        provider: kind.as_str(),
-        reason: crate::error::chain(e),
-    };
-    let missing = || StartupError::Provider {
-        channel,
-        provider: kind.as_str(),
-        reason: "no settings".into(),
-    };
-    let phone = match channel {
-        Channel::Call => &config.call,
-        _ => &config.sms,
-    };
-    let sender: Arc<dyn Sender> = match kind {
-        ProviderKind::Log => {
-            tracing::warn!(
-                %channel,
-                "{channel} uses the `log` dev sink: messages, codes included, are printed to stdout and NOT delivered. Never use it in production."
-            );
-            Arc::new(LogSink)
-        }
-        ProviderKind::Http => {
-            let c = phone.http.clone().ok_or_else(missing)?;
-            Arc::new(HttpGatewaySender::new(c).map_err(|e| fail(&e))?)
-        }
-        ProviderKind::Twilio => {
-            let c = phone.twilio.clone().ok_or_else(missing)?;
-            Arc::new(TwilioSender::new(c).map_err(|e| fail(&e))?)
-        }
-        ProviderKind::Smtp => {
-            let c = config.email.smtp.clone().ok_or_else(missing)?;
-            Arc::new(SmtpSender::new(c).map_err(|e| fail(&e))?)
-        }
-        ProviderKind::Telegram => {
-            let c = config.telegram.bot().ok_or_else(missing)?;
-            Arc::new(TelegramSender::new(c).map_err(|e| fail(&e))?)
-        }
-        ProviderKind::Notify => {
-            let c = config.telegram.notify.clone().ok_or_else(missing)?;
-            Arc::new(HttpNotifySender::new(c).map_err(|e| fail(&e))?)
-        }
-        ProviderKind::Queue => {
-            let c = config.queue(channel).ok_or_else(missing)?;
-            Arc::new(otp_redis::RedisQueueSender::new(c).map_err(|e| fail(&e))?)
-        }
-    };
-    if kind != ProviderKind::Log {
-        tracing::info!(%channel, provider = kind.as_str(), "provider ready");
+/// A channel's provider, with its settings, that startup can build.
+trait Build {
+    fn name(&self) -> &'static str;
+    /// The sender, or the adapter's error.
+    fn sender(&self, channel: Channel) -> Result<Arc<dyn Sender>, BoxError>;
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn boxed<S: Sender + 'static, E: Into<BoxError>>(
+    built: Result<S, E>,
+) -> Result<Arc<dyn Sender>, BoxError> {
+    Ok(Arc::new(built.map_err(Into::into)?))
+}
+
+fn log_sink(channel: Channel) -> Arc<dyn Sender> {
+    tracing::warn!(
+        %channel,
+        "{channel} uses the `log` dev sink: messages, codes included, are printed to stdout and NOT delivered. Never use it in production."
+    );
+    Arc::new(LogSink)
+}
+
+impl Build for PhoneProvider {
+    fn name(&self) -> &'static str {
+        PhoneProvider::name(self)
     }
-    Ok(Provider {
-        name: kind.as_str().to_owned(),
-        sender,
-    })
+
+    fn sender(&self, channel: Channel) -> Result<Arc<dyn Sender>, BoxError> {
+        match self {
+            PhoneProvider::Log => Ok(log_sink(channel)),
+            PhoneProvider::Http(c) => boxed(HttpGatewaySender::new(c.clone())),
+            PhoneProvider::Twilio(c) => boxed(TwilioSender::new(c.clone())),
+            PhoneProvider::Queue(c) => boxed(RedisQueueSender::new(c)),
+        }
+    }
+}
+
+impl Build for EmailProvider {
+    fn name(&self) -> &'static str {
+        EmailProvider::name(self)
+    }
+
+    fn sender(&self, channel: Channel) -> Result<Arc<dyn Sender>, BoxError> {
+        match self {
+            EmailProvider::Log => Ok(log_sink(channel)),
+            EmailProvider::Smtp(c) => boxed(SmtpSender::new(c.clone())),
+            EmailProvider::Queue(c) => boxed(RedisQueueSender::new(c)),
+        }
+    }
+}
+
+impl Build for TelegramProvider {
+    fn name(&self) -> &'static str {
+        TelegramProvider::name(self)
+    }
+
+    fn sender(&self, channel: Channel) -> Result<Arc<dyn Sender>, BoxError> {
+        match self {
+            TelegramProvider::Log => Ok(log_sink(channel)),
+            TelegramProvider::Bot(c) => boxed(TelegramSender::new(c.clone())),
+            TelegramProvider::Notify(c) => boxed(HttpNotifySender::new(c.clone())),
+            TelegramProvider::Queue(c) => boxed(RedisQueueSender::new(c)),
+        }
+    }
 }
 
 /// A channel's providers in fallback order, with retries.
 fn channel_sender(
     config: &Config,
     channel: Channel,
-    kinds: &[ProviderKind],
+    providers: &[impl Build],
 ) -> Result<Arc<dyn Sender>, StartupError> {
-    let providers = kinds
+    let providers = providers
         .iter()
-        .map(|kind| provider(config, channel, *kind))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|p| {
+            let sender = p.sender(channel).map_err(|source| StartupError::Provider {
+                channel,
+                provider: p.name(),
+                source,
+            })?;
+            if p.name() != "log" {
+                tracing::info!(%channel, provider = p.name(), "provider ready");
+            }
+            Ok(Provider {
+                name: p.name().to_owned(),
+                sender,
+            })
+        })
+        .collect::<Result<Vec<_>, StartupError>>()?;
     Ok(Arc::new(ReliableSender::new(
         providers,
         config.retry_policy(),
@@ -163,13 +182,14 @@ impl Ports {
                 (Arc::new(RedisStore::cluster(&config.store.redis())?), None)
             }
         };
+        let p = &config.providers;
         Ok(Ports {
             store,
             senders: Senders {
-                sms: channel_sender(config, Channel::Sms, &config.sms.provider)?,
-                call: channel_sender(config, Channel::Call, &config.call.provider)?,
-                email: channel_sender(config, Channel::Email, &config.email.provider)?,
-                telegram: channel_sender(config, Channel::Telegram, &config.telegram.provider)?,
+                sms: channel_sender(config, Channel::Sms, &p.sms)?,
+                call: channel_sender(config, Channel::Call, &p.call)?,
+                email: channel_sender(config, Channel::Email, &p.email)?,
+                telegram: channel_sender(config, Channel::Telegram, &p.telegram)?,
             },
             clock: Arc::new(SystemClock),
             codes: Arc::new(RandomCodes),
@@ -249,32 +269,25 @@ fn write_private(path: &Path, contents: &str) -> io::Result<()> {
 }
 
 /// The shared state handlers see.
-///
-/// # Errors
-/// A policy the config cannot express (bad region, bad test destination).
-pub fn app_state(
-    config: &Config,
-    ports: &Ports,
-    secret: Vec<u8>,
-) -> Result<Arc<AppState>, crate::config::ConfigError> {
+pub fn app_state(config: &Config, ports: &Ports, secret: Vec<u8>) -> Arc<AppState> {
     let credentials = config
         .auth_enabled()
         .then(|| Credentials::new(&config.auth.username, config.auth.password.expose_secret()));
     let webhook = config.telegram.webhook_secret.expose_secret();
     let webhook_secret = (!webhook.is_empty()).then(|| Credentials::new("", webhook));
-    Ok(Arc::new(AppState {
+    Arc::new(AppState {
         otp: OtpService::new(
             ports.store.clone(),
             ports.senders.clone(),
             ports.clock.clone(),
             ports.codes.clone(),
             CodeHasher::new(secret),
-            config.policy()?,
+            config.policy.clone(),
         ),
         credentials,
         webhook_secret,
         trusted_proxies: config.security.trusted_proxies.clone(),
-    }))
+    })
 }
 
 /// The whole route tree with its middleware.

@@ -115,8 +115,7 @@ impl TestApp {
             codes: Arc::new(codes),
             embedded: None,
         };
-        let state =
-            app_state(&config, &ports, b"api-test-secret-0123456789".to_vec()).expect("state");
+        let state = app_state(&config, &ports, b"api-test-secret-0123456789".to_vec());
         let app = Application::bind(&config, state).await.expect("bind");
         let base = format!("http://{}", app.local_addr());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

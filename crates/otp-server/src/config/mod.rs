@@ -1,0 +1,414 @@
+//! Configuration: layered with figment, extracted once into the keys as
+//! written, then resolved once into what the rest of the server uses: the
+//! typed providers of each channel and the domain [`Policy`]. Nothing
+//! after [`Config::load`] checks a setting again.
+//!
+//! Every problem is a [`KeyError`] that names the full key
+//! (`sms.twilio.auth_token is required`, `otp.lifetime_min must be at most
+//! otp.lifetime_max`).
+//!
+//! - [`schema`]: the serde structs, one per section; unknown keys and
+//!   providers a channel cannot use fail here.
+//! - `loading`: the figment layers (defaults, file, `OTP_*`, the seed's
+//!   plain env vars), and figment errors as [`KeyError`]s.
+//! - [`providers`]: the typed provider model per channel kind and its
+//!   resolution from the provider lists and their sections.
+//! - `policy`: the domain [`Policy`] from `[otp]`, `[limits]`,
+//!   `[templates]` and more, with its errors told in config keys.
+
+mod loading;
+mod policy;
+pub mod providers;
+pub mod schema;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use otp_domain::{FieldProblem, ParseError, Policy};
+use secrecy::ExposeSecret;
+
+pub use loading::DEFAULT_TOML;
+pub use providers::{EmailProvider, PhoneProvider, Providers, TelegramProvider, TelegramSettings};
+pub use schema::{
+    AuthConfig, DeliveryConfig, SecurityConfig, ServerConfig, StoreConfig, StoreKind,
+};
+
+use schema::ConfigFile;
+
+/// A loaded configuration, checked and resolved.
+#[derive(Debug)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub auth: AuthConfig,
+    pub security: SecurityConfig,
+    pub delivery: DeliveryConfig,
+    /// The webhook secret and the bot's settings.
+    pub telegram: TelegramSettings,
+    /// Each channel's providers, in fallback order.
+    pub providers: Providers,
+    /// The domain rules.
+    pub policy: Policy,
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0} does not exist")]
+    MissingFile(PathBuf),
+    /// The key error is this error's message, not its cause, so a
+    /// printed chain says it once.
+    #[error("invalid config: {0}")]
+    Invalid(Box<KeyError>),
+}
+
+impl From<KeyError> for ConfigError {
+    fn from(e: KeyError) -> Self {
+        ConfigError::Invalid(Box::new(e))
+    }
+}
+
+impl From<figment::Error> for ConfigError {
+    fn from(e: figment::Error) -> Self {
+        KeyError::from(e).into()
+    }
+}
+
+/// One bad key: which (in full, `sms.twilio.auth_token`), and what is
+/// wrong with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyError {
+    pub key: String,
+    pub problem: Problem,
+    /// How to fix it, when the problem does not say.
+    pub hint: Option<&'static str>,
+    /// Where the value came from (a file, an env var), when known.
+    pub origin: Option<String>,
+}
+
+impl KeyError {
+    pub fn new(key: impl Into<String>, problem: Problem) -> Self {
+        KeyError {
+            key: key.into(),
+            problem,
+            hint: None,
+            origin: None,
+        }
+    }
+
+    fn hint(mut self, hint: &'static str) -> Self {
+        self.hint = Some(hint);
+        self
+    }
+}
+
+impl std::error::Error for KeyError {}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.key, self.problem)?;
+        if let Some(hint) = self.hint {
+            write!(f, "; {hint}")?;
+        }
+        if let Some(origin) = &self.origin {
+            write!(f, " (from {origin})")?;
+        }
+        Ok(())
+    }
+}
+
+/// What is wrong with a key. Each reads as the rest of a sentence that
+/// starts with the key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Problem {
+    /// Unset or empty, but needed.
+    Required,
+    /// Needed because of another key, which the text names.
+    RequiredWhen(String),
+    /// Not a key otpd knows (often a typo, or `_` for `__` in an env var).
+    Unknown,
+    /// The value does not fit the key's type, in figment's words.
+    Value(figment::error::Kind),
+    /// A provider named on a channel that it cannot serve.
+    CannotDeliver {
+        provider: String,
+        channel: String,
+        accepted: &'static [&'static str],
+    },
+    /// A provider's section is missing: every key it must set, in full.
+    MissingSection {
+        section: String,
+        by: String,
+        provider: &'static str,
+        keys: Vec<String>,
+    },
+    /// A rule of the domain policy; other settings are named by their
+    /// config keys.
+    Policy(otp_domain::policy::Problem),
+    /// An adapter's check of its own settings.
+    Field(FieldProblem),
+    /// A value that the domain does not accept.
+    Parse(ParseError),
+    /// Must be at least this number.
+    AtLeast(u64),
+    /// Any other rule, as the rest of "must …".
+    Must(&'static str),
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::Required => f.write_str("is required"),
+            Problem::RequiredWhen(when) => write!(f, "is required when {when}"),
+            Problem::Unknown => f.write_str("is not a known key"),
+            Problem::Value(kind) => write!(f, "has a bad value: {kind}"),
+            Problem::CannotDeliver {
+                provider,
+                channel,
+                accepted,
+            } => write!(
+                f,
+                "names {provider}, but {provider} cannot deliver {channel}; use {}",
+                accepted.join(", ")
+            ),
+            Problem::MissingSection {
+                section,
+                by,
+                provider,
+                keys,
+            } => write!(
+                f,
+                "is missing: {by} names {provider}, which needs [{section}] with {}",
+                keys.join(", ")
+            ),
+            Problem::Policy(p) => f.write_str(&p.describe(|s| policy::key(s).to_owned())),
+            Problem::Field(p) => p.fmt(f),
+            Problem::Parse(e) => write!(f, "is not accepted: {e}"),
+            Problem::AtLeast(min) => write!(f, "must be at least {min}"),
+            Problem::Must(rule) => write!(f, "must {rule}"),
+        }
+    }
+}
+
+impl Config {
+    /// Loads every layer from the process environment.
+    ///
+    /// # Errors
+    /// A missing file, or the first bad key.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::from_figment(Self::figment(file)?)
+    }
+
+    /// The layered figment, before extraction.
+    ///
+    /// # Errors
+    /// A config file that does not exist.
+    pub fn figment(file: Option<&Path>) -> Result<Figment, ConfigError> {
+        loading::figment(file)
+    }
+
+    /// Extracts, checks and resolves.
+    ///
+    /// # Errors
+    /// As [`Config::load`].
+    pub fn from_figment(fig: Figment) -> Result<Config, ConfigError> {
+        let file: ConfigFile = fig.extract_lossy()?;
+        Self::resolve(file)
+    }
+
+    fn resolve(file: ConfigFile) -> Result<Config, ConfigError> {
+        check_server(&file)?;
+        let (providers, telegram) = providers::resolve(&file)?;
+        let policy = policy::policy(&file)?;
+        Ok(Config {
+            server: file.server,
+            store: file.store,
+            auth: file.auth,
+            security: file.security,
+            delivery: file.delivery,
+            telegram,
+            providers,
+            policy,
+        })
+    }
+
+    /// Whether Basic auth is on.
+    pub fn auth_enabled(&self) -> bool {
+        !self.auth.username.is_empty()
+    }
+
+    /// The retry policy of every channel.
+    pub fn retry_policy(&self) -> crate::delivery::RetryPolicy {
+        let d = &self.delivery;
+        crate::delivery::RetryPolicy {
+            attempts: d.attempts.max(1),
+            base_delay: std::time::Duration::from_millis(d.base_delay_ms),
+            max_delay: std::time::Duration::from_millis(d.max_delay_ms),
+            deadline: std::time::Duration::from_secs(d.deadline_secs),
+        }
+    }
+}
+
+/// The rules across the server's own keys: auth, store, body limit.
+fn check_server(file: &ConfigFile) -> Result<(), ConfigError> {
+    let user_set = !file.auth.username.is_empty();
+    let pass_set = !file.auth.password.expose_secret().is_empty();
+    if user_set != pass_set {
+        let (missing, other) = if user_set {
+            ("auth.password", "auth.username")
+        } else {
+            ("auth.username", "auth.password")
+        };
+        return Err(KeyError::new(
+            missing,
+            Problem::RequiredWhen(format!("{other} is set")),
+        )
+        .hint("set both auth.username and auth.password (HTTP_AUTH_USERNAME, HTTP_AUTH_PASSWORD), or neither").into());
+    }
+    match file.store.kind {
+        StoreKind::Embedded => {}
+        StoreKind::Redis | StoreKind::RedisCluster => {
+            if file.security.secret.expose_secret().is_empty() {
+                return Err(KeyError::new(
+                    "security.secret",
+                    Problem::RequiredWhen("store.kind is a Redis store".into()),
+                )
+                .hint("the same on every otpd instance (OTP_SECURITY__SECRET; e.g. `openssl rand -hex 32`)").into());
+            }
+            if file.store.kind == StoreKind::RedisCluster && file.store.nodes.is_empty() {
+                return Err(KeyError::new(
+                    "store.nodes",
+                    Problem::RequiredWhen("store.kind is \"redis-cluster\"".into()),
+                )
+                .hint("list at least one seed node")
+                .into());
+            }
+            if file.store.key_prefix.contains(['{', '}']) {
+                return Err(
+                    KeyError::new("store.key_prefix", Problem::Must("not contain { or }")).into(),
+                );
+            }
+        }
+    }
+    if file.server.body_limit < 256 {
+        return Err(KeyError::new("server.body_limit", Problem::AtLeast(256))
+            .hint("a size in bytes")
+            .into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+// figment's Jail closures return figment::Error, which is large; fine in tests.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    fn load_in_jail(jail: &mut Jail) -> Result<Config, ConfigError> {
+        let _ = jail;
+        Config::load(None)
+    }
+
+    #[test]
+    fn defaults_load_and_are_the_documented_ones() {
+        Jail::expect_with(|jail| {
+            let c = load_in_jail(jail).map_err(|e| e.to_string())?;
+            assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+            assert_eq!(c.store.kind, StoreKind::Embedded);
+            assert_eq!(c.store.path, PathBuf::from("data/otpd.redb"));
+            assert!(!c.auth_enabled());
+            assert_eq!(c.policy.max_attempts, 5);
+            assert!(matches!(c.providers.sms[..], [PhoneProvider::Log]));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn half_configured_auth_is_refused() {
+        Jail::expect_with(|jail| {
+            jail.set_env("HTTP_AUTH_USERNAME", "admin");
+            let err = load_in_jail(jail).map(|_| ()).expect_err("half auth");
+            assert!(err.to_string().contains("auth"), "{err}");
+            assert!(
+                err.to_string()
+                    .contains("auth.password is required when auth.username is set"),
+                "{err}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn redis_needs_a_secret_and_cluster_nodes_come_from_a_comma_list() {
+        Jail::expect_with(|jail| {
+            jail.set_env("OTP_STORE__KIND", "redis");
+            let err = load_in_jail(jail).map(|_| ()).expect_err("no secret");
+            assert!(err.to_string().contains("security.secret"), "{err}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("OTP_STORE__KIND", "redis-cluster");
+            jail.set_env("OTP_SECURITY__SECRET", "0123456789abcdef0123");
+            jail.set_env(
+                "OTP_STORE__NODES",
+                "redis://127.0.0.1:7000, redis://127.0.0.1:7001",
+            );
+            jail.set_env("OTP_STORE__URL", "redis://user:0123@db:6379");
+            let c = load_in_jail(jail).map_err(|e| e.to_string())?;
+            assert_eq!(c.store.kind, StoreKind::RedisCluster);
+            assert_eq!(
+                c.store.nodes,
+                vec!["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"]
+            );
+            assert_eq!(c.store.url, "redis://user:0123@db:6379");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn server_rules_name_the_key() {
+        for (var, value, expected) in [
+            (
+                "OTP_SERVER__BODY_LIMIT",
+                "100",
+                "server.body_limit must be at least 256",
+            ),
+            (
+                "OTP_STORE__KEY_PREFIX",
+                "otp{d}",
+                "store.key_prefix must not contain { or }",
+            ),
+        ] {
+            Jail::expect_with(|jail| {
+                jail.set_env("OTP_STORE__KIND", "redis");
+                jail.set_env("OTP_SECURITY__SECRET", "0123456789abcdef0123");
+                jail.set_env(var, value);
+                let err = load_in_jail(jail).map(|_| ()).expect_err(expected);
+                assert!(err.to_string().contains(expected), "{err}");
+                Ok(())
+            });
+        }
+    }
+
+    #[test]
+    fn every_example_config_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/examples");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).expect("config/examples") {
+            let path = entry.expect("entry").path();
+            Jail::expect_with(|jail| {
+                // The secrets the examples leave to the environment.
+                jail.set_env("TELEGRAM_BOT_TOKEN", "123456:ABC-DEF1234ghIkl");
+                jail.set_env("TELEGRAM_WEBHOOK_SECRET", "example-secret");
+                jail.set_env("OTP_SECURITY__SECRET", "0123456789abcdef0123456789abcdef");
+                Config::load(Some(&path))
+                    .map(|_| ())
+                    .map_err(|e| format!("{}: {e}", path.display()).into())
+            });
+            seen += 1;
+        }
+        assert!(seen >= 6, "only {seen} examples");
+    }
+}

@@ -1,0 +1,254 @@
+//! The domain [`Policy`] from `[otp]`, `[limits]`, `[templates]`, the
+//! phone channels' country rules, `security.test_destinations` and
+//! `telegram.pairing_lifetime`. The domain checks the policy and names
+//! its own settings; [`key`] says which config key each one is.
+
+use std::collections::HashMap;
+
+use otp_domain::policy::{Setting, Template};
+use otp_domain::{
+    ChannelBudget, Code, CountryRules, Destination, Lifetime, Policy, PolicyError, Region,
+    Templates,
+};
+
+use super::schema::{ConfigFile, PhoneChannelConfig};
+use super::{ConfigError, KeyError, Problem};
+
+/// The config key of a policy setting.
+pub(super) fn key(setting: Setting) -> &'static str {
+    match setting {
+        Setting::CodeLength => "otp.code_length",
+        Setting::LifetimeMin => "otp.lifetime_min",
+        Setting::LifetimeMax => "otp.lifetime_max",
+        Setting::LifetimeDefault => "otp.lifetime_default",
+        Setting::MaxAttempts => "otp.max_attempts",
+        Setting::SendsPerWindow => "limits.sends_per_window",
+        Setting::SendWindowSecs => "limits.send_window_secs",
+        Setting::UserSendsPerWindow => "limits.user_sends_per_window",
+        Setting::UserSendWindowSecs => "limits.user_send_window_secs",
+        Setting::TargetFailuresPerWindow => "limits.target_failures_per_window",
+        Setting::TargetFailureWindowSecs => "limits.target_failure_window_secs",
+        Setting::Template(Template::Sms) => "templates.sms",
+        Setting::Template(Template::Call) => "templates.call",
+        Setting::Template(Template::EmailText) => "templates.email_text",
+        Setting::Template(Template::Telegram) => "templates.telegram",
+        Setting::Template(Template::Pairing) => "templates.pairing",
+    }
+}
+
+impl From<PolicyError> for ConfigError {
+    fn from(e: PolicyError) -> Self {
+        KeyError::new(key(e.setting), Problem::Policy(e.problem)).into()
+    }
+}
+
+/// The policy this config describes, checked.
+///
+/// # Errors
+/// A bad region, test destination or pairing lifetime, or a policy rule
+/// broken, naming the key.
+pub(super) fn policy(file: &ConfigFile) -> Result<Policy, ConfigError> {
+    let t = &file.templates;
+    let l = &file.limits;
+    let o = &file.otp;
+    let region = region(&o.default_region)?;
+    let policy = Policy {
+        lifetime_default: o.lifetime_default,
+        lifetime_min: o.lifetime_min,
+        lifetime_max: o.lifetime_max,
+        code_length: o.code_length,
+        max_attempts: o.max_attempts,
+        cooldown_secs: l.cooldown_secs,
+        sends_per_window: l.sends_per_window,
+        send_window_secs: l.send_window_secs,
+        user_sends_per_window: l.user_sends_per_window,
+        user_send_window_secs: l.user_send_window_secs,
+        channel_budget: ChannelBudget {
+            sms: l.sms_per_hour,
+            call: l.call_per_hour,
+            email: l.email_per_hour,
+            telegram: l.telegram_per_hour,
+        },
+        target_failures_per_window: l.target_failures_per_window,
+        target_failure_window_secs: l.target_failure_window_secs,
+        default_region: region,
+        sms_countries: countries(&file.sms),
+        call_countries: countries(&file.call),
+        test_destinations: test_destinations(file, region)?,
+        pairing_lifetime: Lifetime::parse(i64::from(file.telegram.pairing_lifetime), 1, u32::MAX)
+            .map_err(|_| {
+            KeyError::new("telegram.pairing_lifetime", Problem::AtLeast(1))
+        })?,
+        templates: Templates {
+            sms: t.sms.clone(),
+            call: t.call.clone(),
+            email_subject: t.email_subject.clone(),
+            email_text: t.email_text.clone(),
+            telegram: t.telegram.clone(),
+            pairing: t.pairing.clone(),
+        },
+    };
+    policy.validate()?;
+    Ok(policy)
+}
+
+fn countries(channel: &PhoneChannelConfig) -> CountryRules {
+    CountryRules {
+        allow: channel.allow_countries.clone(),
+        deny: channel.deny_countries.clone(),
+    }
+}
+
+fn region(code: &str) -> Result<Option<Region>, ConfigError> {
+    let code = code.trim();
+    if code.is_empty() {
+        return Ok(None);
+    }
+    Region::parse(code)
+        .map(Some)
+        .map_err(|e| KeyError::new("otp.default_region", Problem::Parse(e)).into())
+}
+
+fn test_destinations(
+    file: &ConfigFile,
+    region: Option<Region>,
+) -> Result<HashMap<String, Code>, ConfigError> {
+    file.security
+        .test_destinations
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let invalid = |field, e| {
+                KeyError::new(
+                    format!("security.test_destinations[{i}].{field}"),
+                    Problem::Parse(e),
+                )
+            };
+            let destination = Destination::parse_in(t.channel.into(), &t.to, region)
+                .map_err(|e| invalid("to", e))?;
+            let code = Code::parse(&t.code).map_err(|e| invalid("code", e))?;
+            Ok((destination.key(), code))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+// figment's Jail closures return figment::Error, which is large; fine in tests.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use std::path::Path;
+
+    use figment::Jail;
+
+    use super::super::{Config, ConfigError};
+
+    fn load_in_jail(jail: &mut Jail) -> Result<Config, ConfigError> {
+        let _ = jail;
+        Config::load(None)
+    }
+
+    #[test]
+    fn a_template_without_password_is_refused() {
+        Jail::expect_with(|jail| {
+            jail.set_env("OTP_TEMPLATES__SMS", "Hello");
+            let err = load_in_jail(jail).map(|_| ()).expect_err("bad template");
+            assert!(
+                err.to_string().contains("templates.sms")
+                    && err.to_string().contains("must contain {password}"),
+                "{err}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn policy_errors_name_every_key_in_full() {
+        for (vars, expected) in [
+            (
+                &[
+                    ("OTP_OTP__LIFETIME_MIN", "500"),
+                    ("OTP_OTP__LIFETIME_MAX", "100"),
+                ][..],
+                "otp.lifetime_min must be at most otp.lifetime_max",
+            ),
+            (
+                &[("OTP_OTP__LIFETIME_DEFAULT", "5")][..],
+                "otp.lifetime_default must lie between otp.lifetime_min and otp.lifetime_max",
+            ),
+            (
+                &[("OTP_OTP__CODE_LENGTH", "12")][..],
+                "otp.code_length must be 4 to 10",
+            ),
+            (
+                &[("OTP_LIMITS__SEND_WINDOW_SECS", "0")][..],
+                "limits.send_window_secs must be at least 1 when limits.sends_per_window is not 0",
+            ),
+            (
+                &[("OTP_TELEGRAM__PAIRING_LIFETIME", "0")][..],
+                "telegram.pairing_lifetime must be at least 1",
+            ),
+            (
+                &[("OTP_TEMPLATES__PAIRING", "Hi")][..],
+                "templates.pairing must contain {password}",
+            ),
+        ] {
+            Jail::expect_with(|jail| {
+                for (var, value) in vars {
+                    jail.set_env(var, value);
+                }
+                let err = load_in_jail(jail).map(|_| ()).expect_err(expected);
+                assert_eq!(err.to_string(), format!("invalid config: {expected}"));
+                Ok(())
+            });
+        }
+    }
+
+    #[test]
+    fn country_rules_region_and_test_destinations_reach_the_policy() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "otpd.toml",
+                r#"
+                [otp]
+                default_region = "de"
+                [sms]
+                allow_countries = [49]
+                [call]
+                deny_countries = [7]
+                [security]
+                test_destinations = [{ channel = "sms", to = "030 1234567", code = "424242" }]
+                "#,
+            )?;
+            let c = Config::load(Some(Path::new("otpd.toml"))).map_err(|e| e.to_string())?;
+            let p = &c.policy;
+            assert!(p.sms_countries.permits(49) && !p.sms_countries.permits(7));
+            assert!(!p.call_countries.permits(7) && p.call_countries.permits(1));
+            assert!(p.test_destinations.contains_key("sms:+49301234567"));
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("OTP_OTP__DEFAULT_REGION", "XX");
+            let err = load_in_jail(jail).map(|_| ()).expect_err("bad region");
+            assert!(err.to_string().contains("otp.default_region"), "{err}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "otpd.toml",
+                r#"
+                [security]
+                test_destinations = [{ channel = "email", to = "not-an-email", code = "424242" }]
+                "#,
+            )?;
+            let err = Config::load(Some(Path::new("otpd.toml")))
+                .map(|_| ())
+                .expect_err("bad destination");
+            assert!(
+                err.to_string()
+                    .contains("security.test_destinations[0].to is not accepted: invalid email"),
+                "{err}"
+            );
+            Ok(())
+        });
+    }
+}

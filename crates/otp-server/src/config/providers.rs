@@ -1,0 +1,498 @@
+//! The typed provider model: each channel kind has its own enum of the
+//! providers that can serve it, each variant holding that provider's
+//! checked settings. The schema already refuses a provider name that a
+//! channel cannot use; [`resolve`] pairs each name with its section once,
+//! so startup only matches on the result.
+//!
+//! | channel     | providers                         |
+//! |-------------|-----------------------------------|
+//! | sms, call   | log, http, twilio, queue          |
+//! | email       | log, smtp, queue                  |
+//! | telegram    | log, telegram, notify, queue      |
+
+use otp_domain::{Channel, FieldError, FieldProblem};
+use secrecy::{ExposeSecret, SecretString};
+
+use super::schema::{
+    ConfigFile, EmailChannelConfig, EmailProviderName, PhoneChannelConfig, PhoneProviderName,
+    TelegramChannelConfig, TelegramProviderName,
+};
+use super::{ConfigError, KeyError, Problem};
+
+/// A provider of SMS or voice calls, with its settings.
+#[derive(Debug, Clone)]
+pub enum PhoneProvider {
+    /// The development sink.
+    Log,
+    Http(otp_gateway::HttpGatewayConfig),
+    Twilio(otp_gateway::TwilioConfig),
+    Queue(otp_redis::QueueConfig),
+}
+
+/// A provider of email, with its settings.
+#[derive(Debug, Clone)]
+pub enum EmailProvider {
+    Log,
+    Smtp(otp_smtp::SmtpConfig),
+    Queue(otp_redis::QueueConfig),
+}
+
+/// A provider of Telegram messages, with its settings.
+#[derive(Debug, Clone)]
+pub enum TelegramProvider {
+    Log,
+    /// The Bot API, with `telegram.bot_token`.
+    Bot(otp_telegram::TelegramConfig),
+    Notify(otp_telegram::HttpNotifyConfig),
+    Queue(otp_redis::QueueConfig),
+}
+
+impl PhoneProvider {
+    /// Its name in config and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PhoneProvider::Log => "log",
+            PhoneProvider::Http(_) => "http",
+            PhoneProvider::Twilio(_) => "twilio",
+            PhoneProvider::Queue(_) => "queue",
+        }
+    }
+}
+
+impl EmailProvider {
+    /// Its name in config and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EmailProvider::Log => "log",
+            EmailProvider::Smtp(_) => "smtp",
+            EmailProvider::Queue(_) => "queue",
+        }
+    }
+}
+
+impl TelegramProvider {
+    /// Its name in config and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            TelegramProvider::Log => "log",
+            TelegramProvider::Bot(_) => "telegram",
+            TelegramProvider::Notify(_) => "notify",
+            TelegramProvider::Queue(_) => "queue",
+        }
+    }
+}
+
+/// Each channel's providers, in fallback order; never empty.
+#[derive(Debug, Clone)]
+pub struct Providers {
+    pub sms: Vec<PhoneProvider>,
+    pub call: Vec<PhoneProvider>,
+    pub email: Vec<EmailProvider>,
+    pub telegram: Vec<TelegramProvider>,
+}
+
+/// The Telegram settings outside the providers.
+#[derive(Debug, Clone)]
+pub struct TelegramSettings {
+    /// Empty: the webhook takes no secret token (allowed only while no
+    /// Telegram message is delivered).
+    pub webhook_secret: SecretString,
+    /// The Bot API settings, when a bot token is set (for
+    /// `otpd telegram set-webhook`).
+    pub bot: Option<otp_telegram::TelegramConfig>,
+}
+
+/// The keys a provider's section must set, for the message when the
+/// section is missing altogether. A test checks that a section with just
+/// these keys loads.
+mod required {
+    pub const TWILIO: &[&str] = &["account_sid", "auth_token", "from"];
+    pub const HTTP: &[&str] = &["url"];
+    pub const QUEUE: &[&str] = &["url"];
+    pub const SMTP: &[&str] = &["host", "from"];
+    pub const NOTIFY: &[&str] = &["url"];
+}
+
+/// Pairs every provider name with its settings and checks them.
+///
+/// # Errors
+/// A missing section (listing every key it needs), a bad setting, or a
+/// delivering Telegram provider without a webhook secret.
+pub(super) fn resolve(file: &ConfigFile) -> Result<(Providers, TelegramSettings), ConfigError> {
+    let telegram = telegram_settings(&file.telegram);
+    let providers = Providers {
+        sms: phone(Channel::Sms, &file.sms)?,
+        call: phone(Channel::Call, &file.call)?,
+        email: email(&file.email)?,
+        telegram: telegram_providers(&file.telegram, telegram.bot.as_ref())?,
+    };
+    // Once Telegram messages really go out (any provider but the dev
+    // sink), the webhook must be authenticated: it is exempt from Basic
+    // auth, and an open one would let anyone send codes to any chat.
+    let delivers = providers
+        .telegram
+        .iter()
+        .any(|p| !matches!(p, TelegramProvider::Log));
+    if (delivers || telegram.bot.is_some()) && telegram.webhook_secret.expose_secret().is_empty() {
+        return Err(ConfigError::from(
+            KeyError::new(
+                "telegram.webhook_secret",
+                Problem::RequiredWhen(
+                    "Telegram messages are delivered (a bot token or a provider other than log)"
+                        .into(),
+                ),
+            )
+            .hint("TELEGRAM_WEBHOOK_SECRET, the same value as setWebhook's secret_token"),
+        ));
+    }
+    Ok((providers, telegram))
+}
+
+fn phone(channel: Channel, c: &PhoneChannelConfig) -> Result<Vec<PhoneProvider>, ConfigError> {
+    let at = |section: &str| format!("{channel}.{section}");
+    c.provider
+        .0
+        .iter()
+        .map(|name| {
+            Ok(match name {
+                PhoneProviderName::Log => PhoneProvider::Log,
+                PhoneProviderName::Http => {
+                    let s = section(channel, "http", c.http.as_ref(), required::HTTP)?;
+                    checked(&at("http"), s.validate().map_err(legacy))?;
+                    PhoneProvider::Http(s.clone())
+                }
+                PhoneProviderName::Twilio => {
+                    let s = section(channel, "twilio", c.twilio.as_ref(), required::TWILIO)?;
+                    checked(&at("twilio"), s.validate_for(channel).map_err(legacy))?;
+                    PhoneProvider::Twilio(s.clone())
+                }
+                PhoneProviderName::Queue => {
+                    let s = section(channel, "queue", c.queue.as_ref(), required::QUEUE)?;
+                    checked(&at("queue"), s.validate().map_err(legacy))?;
+                    PhoneProvider::Queue(s.clone())
+                }
+            })
+        })
+        .collect()
+}
+
+fn email(c: &EmailChannelConfig) -> Result<Vec<EmailProvider>, ConfigError> {
+    let channel = Channel::Email;
+    c.provider
+        .0
+        .iter()
+        .map(|name| {
+            Ok(match name {
+                EmailProviderName::Log => EmailProvider::Log,
+                EmailProviderName::Smtp => {
+                    let s = section(channel, "smtp", c.smtp.as_ref(), required::SMTP)?;
+                    checked("email.smtp", s.validate().map_err(legacy))?;
+                    EmailProvider::Smtp(s.clone())
+                }
+                EmailProviderName::Queue => {
+                    let s = section(channel, "queue", c.queue.as_ref(), required::QUEUE)?;
+                    checked("email.queue", s.validate().map_err(legacy))?;
+                    EmailProvider::Queue(s.clone())
+                }
+            })
+        })
+        .collect()
+}
+
+fn telegram_settings(c: &TelegramChannelConfig) -> TelegramSettings {
+    let bot = (!c.bot_token.expose_secret().is_empty()).then(|| otp_telegram::TelegramConfig {
+        bot_token: c.bot_token.clone(),
+        api_url: c.api_url.clone(),
+        timeout_secs: c.timeout_secs,
+    });
+    TelegramSettings {
+        webhook_secret: c.webhook_secret.clone(),
+        bot,
+    }
+}
+
+fn telegram_providers(
+    c: &TelegramChannelConfig,
+    bot: Option<&otp_telegram::TelegramConfig>,
+) -> Result<Vec<TelegramProvider>, ConfigError> {
+    let channel = Channel::Telegram;
+    c.provider
+        .0
+        .iter()
+        .map(|name| {
+            Ok(match name {
+                TelegramProviderName::Log => TelegramProvider::Log,
+                TelegramProviderName::Telegram => {
+                    let bot = bot.ok_or_else(|| {
+                        KeyError::new(
+                            "telegram.bot_token",
+                            Problem::RequiredWhen("telegram.provider names telegram".into()),
+                        )
+                        .hint("TELEGRAM_BOT_TOKEN")
+                    })?;
+                    // The bot's keys sit right under [telegram].
+                    checked("telegram", bot.validate().map_err(legacy))?;
+                    TelegramProvider::Bot(bot.clone())
+                }
+                TelegramProviderName::Notify => {
+                    let s = section(channel, "notify", c.notify.as_ref(), required::NOTIFY)?;
+                    checked("telegram.notify", s.validate().map_err(legacy))?;
+                    TelegramProvider::Notify(s.clone())
+                }
+                TelegramProviderName::Queue => {
+                    let s = section(channel, "queue", c.queue.as_ref(), required::QUEUE)?;
+                    checked("telegram.queue", s.validate().map_err(legacy))?;
+                    TelegramProvider::Queue(s.clone())
+                }
+            })
+        })
+        .collect()
+}
+
+/// A provider's section, or an error that lists, in full, every key the
+/// missing section must set.
+fn section<'a, T>(
+    channel: Channel,
+    name: &'static str,
+    value: Option<&'a T>,
+    required: &[&'static str],
+) -> Result<&'a T, ConfigError> {
+    value.ok_or_else(|| {
+        let section = format!("{channel}.{name}");
+        ConfigError::from(KeyError::new(
+            &section,
+            Problem::MissingSection {
+                section: section.clone(),
+                by: format!("{channel}.provider"),
+                provider: name,
+                keys: required.iter().map(|k| format!("{section}.{k}")).collect(),
+            },
+        ))
+    })
+}
+
+/// INTERIM, until the adapters report a `FieldError`: their message
+/// starts with `<adapter>.<field>`, and the rest is the problem.
+fn legacy(message: String) -> FieldError {
+    let (path, rest) = message.split_once(' ').unwrap_or((&message, ""));
+    let field = path
+        .trim_end_matches(':')
+        .split_once('.')
+        .map_or(path, |(_, f)| f)
+        .to_owned();
+    let problem = match rest.strip_prefix("must ") {
+        _ if rest == "is required" => FieldProblem::Required,
+        Some(rule) => FieldProblem::Must(rule.to_owned().into()),
+        None => FieldProblem::Must(format!("be valid: {rest}").into()),
+    };
+    FieldError::new(field, problem)
+}
+
+/// An adapter's check of its settings, with the section before the field.
+fn checked(section: &str, result: Result<(), FieldError>) -> Result<(), ConfigError> {
+    result.map_err(|e| {
+        let e = e.within(section);
+        KeyError::new(e.field, Problem::Field(e.problem)).into()
+    })
+}
+
+#[cfg(test)]
+// figment's Jail closures return figment::Error, which is large; fine in tests.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use std::path::Path;
+
+    use figment::Jail;
+
+    use super::super::Config;
+    use super::*;
+
+    fn load_in_jail(jail: &mut Jail) -> Result<Config, ConfigError> {
+        let _ = jail;
+        Config::load(None)
+    }
+
+    #[test]
+    fn providers_are_checked_at_start_naming_the_key() {
+        Jail::expect_with(|jail| {
+            jail.set_env("OTP_SMS__PROVIDER", "twilio,http");
+            let err = load_in_jail(jail)
+                .map(|_| ())
+                .expect_err("no twilio section");
+            assert!(
+                err.to_string().contains("sms.provider")
+                    && err.to_string().contains("[sms.twilio]"),
+                "{err}"
+            );
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("OTP_SMS__PROVIDER", "twilio");
+            jail.set_env("OTP_SMS__TWILIO__ACCOUNT_SID", "AC123");
+            jail.set_env("OTP_SMS__TWILIO__AUTH_TOKEN", "0123");
+            let err = load_in_jail(jail).map(|_| ()).expect_err("no from");
+            assert!(err.to_string().contains("sms.twilio.from"), "{err}");
+            jail.set_env("OTP_SMS__TWILIO__FROM", "+14155552671");
+            let c = load_in_jail(jail).map_err(|e| e.to_string())?;
+            let [PhoneProvider::Twilio(twilio)] = &c.providers.sms[..] else {
+                panic!("{:?}", c.providers.sms);
+            };
+            assert_eq!(twilio.from.as_deref(), Some("+14155552671"));
+            assert_eq!(twilio.auth_token.expose_secret(), "0123");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("OTP_EMAIL__PROVIDER", "twilio");
+            let err = load_in_jail(jail).map(|_| ()).expect_err("wrong channel");
+            assert!(
+                err.to_string().contains("twilio cannot deliver email"),
+                "{err}"
+            );
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("OTP_EMAIL__PROVIDER", "smtp");
+            jail.create_file(
+                "otpd.toml",
+                "[email.smtp]\nhost = \"localhost\"\nfrom = \"\"\n",
+            )?;
+            let err = Config::load(Some(Path::new("otpd.toml")))
+                .map(|_| ())
+                .expect_err("no from");
+            assert!(err.to_string().contains("email.smtp.from"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_provider_the_channel_cannot_use_fails_at_load_naming_the_key() {
+        for (var, value, expected) in [
+            (
+                "OTP_EMAIL__PROVIDER",
+                "twilio",
+                "email.provider names twilio, but twilio cannot deliver email; use log, smtp, queue",
+            ),
+            (
+                "OTP_SMS__PROVIDER",
+                "http,smtp",
+                "sms.provider names smtp, but smtp cannot deliver sms; use log, http, twilio, queue",
+            ),
+            (
+                "OTP_TELEGRAM__PROVIDER",
+                "http",
+                "telegram.provider names http, but http cannot deliver telegram; use log, telegram, notify, queue",
+            ),
+        ] {
+            Jail::expect_with(|jail| {
+                jail.set_env(var, value);
+                let err = load_in_jail(jail).map(|_| ()).expect_err(expected);
+                assert!(err.to_string().contains(expected), "{err}");
+                Ok(())
+            });
+        }
+        Jail::expect_with(|jail| {
+            jail.set_env("OTP_CALL__PROVIDER", ",");
+            let err = load_in_jail(jail).map(|_| ()).expect_err("empty list");
+            assert!(
+                err.to_string()
+                    .contains("call.provider has a bad value: name at least one provider"),
+                "{err}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_missing_section_lists_every_key_it_needs() {
+        Jail::expect_with(|jail| {
+            jail.set_env("OTP_CALL__PROVIDER", "twilio");
+            let err = load_in_jail(jail).map(|_| ()).expect_err("no section");
+            assert_eq!(
+                err.to_string(),
+                "invalid config: call.twilio is missing: call.provider names twilio, which needs \
+                 [call.twilio] with call.twilio.account_sid, call.twilio.auth_token, \
+                 call.twilio.from"
+            );
+            Ok(())
+        });
+    }
+
+    /// Each provider's section with only its required keys loads, so the
+    /// lists in `required` name every key a missing section needs.
+    #[test]
+    fn a_section_with_just_its_required_keys_loads() {
+        let valid = |key: &str| match key {
+            "account_sid" => "AC123",
+            "auth_token" => "0123",
+            "from" => "otp@example.com",
+            "host" => "smtp.example.com",
+            _ => "http://127.0.0.1:9/x",
+        };
+        for (channel, section, provider, keys) in [
+            ("sms", "twilio", "twilio", required::TWILIO),
+            ("call", "twilio", "twilio", required::TWILIO),
+            ("sms", "http", "http", required::HTTP),
+            ("sms", "queue", "queue", required::QUEUE),
+            ("email", "smtp", "smtp", required::SMTP),
+            ("email", "queue", "queue", required::QUEUE),
+            ("telegram", "notify", "notify", required::NOTIFY),
+            ("telegram", "queue", "queue", required::QUEUE),
+        ] {
+            Jail::expect_with(|jail| {
+                let mut toml =
+                    format!("[{channel}]\nprovider = \"{provider}\"\n[{channel}.{section}]\n");
+                for key in keys {
+                    let value = match (section, *key) {
+                        ("twilio", "from") => "+14155552671",
+                        ("queue", "url") => "redis://127.0.0.1:6379",
+                        _ => valid(key),
+                    };
+                    toml.push_str(&format!("{key} = \"{value}\"\n"));
+                }
+                jail.create_file("otpd.toml", &toml)?;
+                jail.set_env("TELEGRAM_WEBHOOK_SECRET", "s3cret");
+                Config::load(Some(Path::new("otpd.toml")))
+                    .map(|_| ())
+                    .map_err(|e| format!("{toml}: {e}").into())
+            });
+        }
+    }
+
+    #[test]
+    fn the_bot_needs_a_webhook_secret() {
+        Jail::expect_with(|jail| {
+            jail.set_env("TELEGRAM_BOT_TOKEN", "123456:ABC-DEF1234ghIkl");
+            jail.set_env("OTP_TELEGRAM__PROVIDER", "telegram");
+            let err = load_in_jail(jail).map(|_| ()).expect_err("no secret");
+            assert!(err.to_string().contains("telegram.webhook_secret"), "{err}");
+            jail.set_env("TELEGRAM_WEBHOOK_SECRET", "s3cret");
+            let c = load_in_jail(jail).map_err(|e| e.to_string())?;
+            assert!(c.telegram.bot.is_some());
+            assert!(matches!(
+                c.providers.telegram[..],
+                [TelegramProvider::Bot(_)]
+            ));
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            // Any delivering provider, not only the Bot API.
+            jail.set_env("OTP_TELEGRAM__PROVIDER", "notify");
+            jail.set_env("OTP_TELEGRAM__NOTIFY__URL", "http://127.0.0.1:9/msg");
+            let err = load_in_jail(jail).map(|_| ()).expect_err("no secret");
+            assert!(err.to_string().contains("telegram.webhook_secret"), "{err}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("OTP_TELEGRAM__PROVIDER", "telegram");
+            jail.set_env("TELEGRAM_WEBHOOK_SECRET", "s3cret");
+            let err = load_in_jail(jail).map(|_| ()).expect_err("no token");
+            assert!(
+                err.to_string().contains(
+                    "telegram.bot_token is required when telegram.provider names telegram"
+                ),
+                "{err}"
+            );
+            Ok(())
+        });
+    }
+}

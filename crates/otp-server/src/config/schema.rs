@@ -1,0 +1,281 @@
+//! The keys as written: the serde structs that the layered config is
+//! extracted into. Every struct denies unknown fields, so a typo fails
+//! at start. Which providers a channel accepts is a type here
+//! ([`PhoneProviderName`], …), so `email.provider = "twilio"` fails at
+//! extraction, naming the key. See `providers` for what a name resolves
+//! to.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use otp_domain::Channel;
+use secrecy::SecretString;
+use serde::de::value::StrDeserializer;
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer};
+
+/// The whole file, after layering.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub auth: AuthConfig,
+    pub security: SecurityConfig,
+    pub otp: OtpConfig,
+    pub limits: LimitsConfig,
+    pub templates: TemplatesConfig,
+    pub sms: PhoneChannelConfig,
+    pub call: PhoneChannelConfig,
+    pub email: EmailChannelConfig,
+    pub telegram: TelegramChannelConfig,
+    pub delivery: DeliveryConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub body_limit: usize,
+    pub shutdown_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StoreKind {
+    Embedded,
+    Redis,
+    RedisCluster,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    pub kind: StoreKind,
+    pub path: PathBuf,
+    pub url: String,
+    #[serde(deserialize_with = "list_or_comma_separated")]
+    pub nodes: Vec<String>,
+    pub pool_size: usize,
+    pub connect_timeout_ms: u64,
+    pub command_timeout_ms: u64,
+    pub wait_timeout_ms: u64,
+    pub key_prefix: String,
+}
+
+impl StoreConfig {
+    /// The Redis adapter's settings.
+    pub fn redis(&self) -> otp_redis::RedisConfig {
+        otp_redis::RedisConfig {
+            url: self.url.clone(),
+            nodes: self.nodes.clone(),
+            pool_size: self.pool_size,
+            connect_timeout_ms: self.connect_timeout_ms,
+            command_timeout_ms: self.command_timeout_ms,
+            wait_timeout_ms: self.wait_timeout_ms,
+            key_prefix: self.key_prefix.clone(),
+        }
+    }
+}
+
+/// A list from TOML, or a comma-separated string from the environment.
+fn list_or_comma_separated<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        List(Vec<String>),
+        One(String),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::List(list) => list,
+        Either::One(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    pub username: String,
+    pub password: SecretString,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityConfig {
+    pub secret: SecretString,
+    pub trusted_proxies: Vec<IpAddr>,
+    pub test_destinations: Vec<TestDestination>,
+}
+
+/// A destination with a fixed code that is never sent.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestDestination {
+    pub channel: ChannelName,
+    pub to: String,
+    pub code: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelName {
+    Sms,
+    Call,
+    Email,
+    Telegram,
+}
+
+impl From<ChannelName> for Channel {
+    fn from(c: ChannelName) -> Channel {
+        match c {
+            ChannelName::Sms => Channel::Sms,
+            ChannelName::Call => Channel::Call,
+            ChannelName::Email => Channel::Email,
+            ChannelName::Telegram => Channel::Telegram,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtpConfig {
+    pub code_length: usize,
+    pub max_attempts: u32,
+    pub lifetime_default: u32,
+    pub lifetime_min: u32,
+    pub lifetime_max: u32,
+    pub default_region: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub cooldown_secs: u64,
+    pub sends_per_window: u32,
+    pub send_window_secs: u64,
+    pub user_sends_per_window: u32,
+    pub user_send_window_secs: u64,
+    pub target_failures_per_window: u32,
+    pub target_failure_window_secs: u64,
+    pub sms_per_hour: u32,
+    pub call_per_hour: u32,
+    pub email_per_hour: u32,
+    pub telegram_per_hour: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplatesConfig {
+    pub sms: String,
+    pub call: String,
+    pub email_subject: String,
+    pub email_text: String,
+    pub telegram: String,
+    pub pairing: String,
+}
+
+/// How hard otpd tries to deliver one message (see `delivery`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryConfig {
+    pub attempts: u32,
+    pub base_delay_ms: u64,
+    pub max_delay_ms: u64,
+    pub deadline_secs: u64,
+}
+
+/// The providers that can deliver SMS and voice calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PhoneProviderName {
+    /// Development sink: prints messages to stdout.
+    Log,
+    /// A templated HTTP gateway (`[sms.http]`, `[call.http]`).
+    Http,
+    /// Twilio Messages / Calls API (`[sms.twilio]`, `[call.twilio]`).
+    Twilio,
+    /// A JSON job on a Redis Stream (`[sms.queue]`, `[call.queue]`).
+    Queue,
+}
+
+/// The providers that can deliver email.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmailProviderName {
+    Log,
+    /// SMTP (`[email.smtp]`).
+    Smtp,
+    /// `[email.queue]`.
+    Queue,
+}
+
+/// The providers that can deliver Telegram messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TelegramProviderName {
+    Log,
+    /// The Telegram Bot API (`telegram.bot_token`).
+    Telegram,
+    /// An http-telegram-notify relay (`[telegram.notify]`).
+    Notify,
+    /// `[telegram.queue]`.
+    Queue,
+}
+
+/// One provider (`"twilio"`) or several in fallback order
+/// (`["twilio", "http"]`, or `twilio,http` from the environment). Each
+/// name must be a `K`, so a provider that cannot serve the channel fails
+/// here with serde's "unknown variant", at the channel's `provider` key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderList<K>(pub Vec<K>);
+
+impl<'de, K: Deserialize<'de>> Deserialize<'de> for ProviderList<K> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let names = list_or_comma_separated(d)?;
+        if names.is_empty() {
+            return Err(D::Error::custom("name at least one provider"));
+        }
+        names
+            .iter()
+            .map(|n| K::deserialize(StrDeserializer::<D::Error>::new(n)))
+            .collect::<Result<_, _>>()
+            .map(ProviderList)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhoneChannelConfig {
+    pub provider: ProviderList<PhoneProviderName>,
+    pub allow_countries: Vec<u16>,
+    pub deny_countries: Vec<u16>,
+    pub http: Option<otp_gateway::HttpGatewayConfig>,
+    pub twilio: Option<otp_gateway::TwilioConfig>,
+    pub queue: Option<otp_redis::QueueConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailChannelConfig {
+    pub provider: ProviderList<EmailProviderName>,
+    pub smtp: Option<otp_smtp::SmtpConfig>,
+    pub queue: Option<otp_redis::QueueConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelegramChannelConfig {
+    pub provider: ProviderList<TelegramProviderName>,
+    pub webhook_secret: SecretString,
+    pub pairing_lifetime: u32,
+    pub bot_token: SecretString,
+    pub api_url: String,
+    pub timeout_secs: u64,
+    pub notify: Option<otp_telegram::HttpNotifyConfig>,
+    pub queue: Option<otp_redis::QueueConfig>,
+}

@@ -10,7 +10,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use otp_redis::testing::RedisServer;
+use otp_testkit::redis::RedisServer;
 use otp_testkit::{closed_port, FakePeer, Recorded, Reply, SmtpPeer};
 use serde_json::{json, Value};
 

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use otp_redis::testing::{RedisCluster, RedisServer};
+use otp_testkit::redis::{RedisCluster, RedisServer};
 use serde_json::json;
 
 use crate::support::{http, try_http, Otpd};

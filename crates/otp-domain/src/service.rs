@@ -20,7 +20,7 @@ fn body_limit(channel: Channel) -> (&'static str, usize) {
     match channel {
         Channel::Sms => ("message", 1600),
         Channel::Call => ("message", 1600),
-        Channel::Email => ("text", 100_000),
+        Channel::Email => ("text", 4096),
         Channel::Telegram => ("message", 4096),
     }
 }

@@ -214,22 +214,48 @@ impl fmt::Debug for Email {
     }
 }
 
-/// A Telegram chat id: a non-zero integer, negative for groups.
+/// A Telegram chat id: a non-zero integer of at most 15 digits, negative
+/// for groups. Telegram's ids fit in 52 bits and have at most 13 digits
+/// today; the bound keeps every id exact as a JSON number.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ChatId(i64);
 
 impl ChatId {
+    /// The largest id, in either sign.
+    pub const MAX: i64 = 999_999_999_999_999;
+
+    /// Parses `-?[1-9][0-9]{0,14}`, around which spaces are ignored.
+    ///
+    /// # Errors
+    /// Anything else.
     pub fn parse(input: &str) -> Result<Self, ParseError> {
-        let n: i64 = input
-            .trim()
+        let s = input.trim();
+        let digits = s.strip_prefix('-').unwrap_or(s);
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ParseError::ChatId("a chat_id must be an integer"));
+        }
+        if digits.starts_with('0') {
+            return Err(ParseError::ChatId(
+                "a chat_id cannot be 0 or start with a 0",
+            ));
+        }
+        if digits.len() > 15 {
+            return Err(ParseError::ChatId("a chat_id has at most 15 digits"));
+        }
+        let n: i64 = s
             .parse()
             .map_err(|_| ParseError::ChatId("a chat_id must be an integer"))?;
         Self::from_i64(n)
     }
 
+    /// # Errors
+    /// 0, or more than 15 digits.
     pub fn from_i64(n: i64) -> Result<Self, ParseError> {
         if n == 0 {
             return Err(ParseError::ChatId("a chat_id cannot be 0"));
+        }
+        if !(-Self::MAX..=Self::MAX).contains(&n) {
+            return Err(ParseError::ChatId("a chat_id has at most 15 digits"));
         }
         Ok(ChatId(n))
     }
@@ -457,6 +483,19 @@ mod tests {
         assert!(!group.is_private());
         assert!(ChatId::parse("abc").is_err());
         assert!(ChatId::parse("0").is_err());
+        assert_eq!(
+            ChatId::parse(" -1001234567890 ").map(ChatId::get),
+            Ok(-1001234567890)
+        );
+        assert_eq!(
+            ChatId::parse("999999999999999").map(ChatId::get),
+            Ok(ChatId::MAX)
+        );
+        for bad in ["", "-", "+5", "05", "-0", "1000000000000000", "1e3", "1 2"] {
+            assert!(ChatId::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(ChatId::from_i64(ChatId::MAX + 1).is_err());
+        assert!(ChatId::from_i64(-ChatId::MAX).is_ok());
     }
 
     #[test]

@@ -15,6 +15,13 @@ pub enum GatewayError {
     /// The sender was handed a message for a channel it does not serve.
     #[error("the {provider} sender cannot deliver to {channel}")]
     WrongChannel { provider: String, channel: Channel },
+    /// The HTTP client could not be built (TLS backend, resolver).
+    #[error("the HTTP client for {provider} could not be set up")]
+    Client {
+        provider: String,
+        #[source]
+        source: otp_http::ClientError,
+    },
     /// A voice call needs a caller id, and the config has none.
     #[error("{provider} needs {key} for voice calls")]
     NotConfigured { provider: String, key: &'static str },
@@ -73,6 +80,7 @@ impl GatewayError {
                 *status >= 500 || *status == 429 || *status == 408
             }
             GatewayError::Config(_)
+            | GatewayError::Client { .. }
             | GatewayError::WrongChannel { .. }
             | GatewayError::NotConfigured { .. }
             | GatewayError::Unsuccessful { .. } => false,
@@ -107,6 +115,7 @@ impl GatewayError {
         match self {
             GatewayError::Config(_) => "gateway",
             GatewayError::WrongChannel { provider, .. }
+            | GatewayError::Client { provider, .. }
             | GatewayError::NotConfigured { provider, .. }
             | GatewayError::Connect { provider, .. }
             | GatewayError::Timeout { provider, .. }
@@ -127,6 +136,12 @@ impl From<GatewayError> for DeliveryError {
             source: Some(Box::new(e)),
         }
     }
+}
+
+/// Wraps a failure to build the client for `provider`.
+pub(crate) fn client_error(provider: &str) -> impl FnOnce(otp_http::ClientError) -> GatewayError {
+    let provider = provider.to_owned();
+    move |source| GatewayError::Client { provider, source }
 }
 
 /// Classifies a reqwest failure. The URL is dropped from the error, as it

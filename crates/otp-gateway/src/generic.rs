@@ -19,11 +19,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use otp_domain::{DeliveryError, Destination, OutgoingMessage, Sender};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
-use reqwest::{Client, Method, Url};
+use reqwest::{Client, Method};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use crate::error::GatewayError;
+use crate::error::{client_error, GatewayError};
 use crate::template::{check_placeholders, fill, Escape, Values};
 use crate::{http, DEFAULT_TIMEOUT_SECS};
 
@@ -126,9 +126,8 @@ impl HttpGatewayConfig {
         }
         check_placeholders(&self.url, "http.url")?;
         let sample_url = fill(&self.url, &SAMPLE, Escape::Url);
-        match Url::parse(&sample_url) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
-            _ => return Err("http.url must be an http:// or https:// URL".to_owned()),
+        if !otp_http::is_http_url(&sample_url) {
+            return Err("http.url must be an http:// or https:// URL".to_owned());
         }
         if let Some(body) = self.body() {
             if self.method == HttpMethod::Get {
@@ -206,7 +205,8 @@ impl HttpGatewaySender {
     /// Validates `config` and builds the client.
     ///
     /// # Errors
-    /// [`GatewayError::Config`] naming the bad key.
+    /// [`GatewayError::Config`] naming the bad key;
+    /// [`GatewayError::Client`] when the HTTP client cannot be built.
     pub fn new(config: HttpGatewayConfig) -> Result<Self, GatewayError> {
         config.validate().map_err(GatewayError::Config)?;
         let timeout = Duration::from_secs(config.timeout_secs);
@@ -228,7 +228,7 @@ impl HttpGatewaySender {
             headers.insert(name, value);
         }
         Ok(HttpGatewaySender {
-            client: http::client(timeout)?,
+            client: otp_http::client(timeout).map_err(client_error(&config.name))?,
             method: match config.method {
                 HttpMethod::Get => Method::GET,
                 HttpMethod::Post => Method::POST,

@@ -17,7 +17,8 @@
 //! - [`error`]: [`GatewayError`], the transient/permanent split and the
 //!   `DeliveryError` conversion, which carries a provider's `Retry-After`
 //!   as `DeliveryError::retry_after`.
-//! - `http` (private): the shared client settings and status handling.
+//! - `http` (private): status handling shared by the senders. The client
+//!   settings, `Retry-After` and the URL check come from `otp_http`.
 
 pub mod error;
 pub mod generic;

@@ -14,11 +14,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use otp_domain::{Channel, DeliveryError, Destination, OutgoingMessage, Sender};
 use reqwest::header::{HeaderValue, CONTENT_TYPE};
-use reqwest::{Client, Url};
+use reqwest::Client;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use crate::error::GatewayError;
+use crate::error::{client_error, GatewayError};
 use crate::{http, DEFAULT_TIMEOUT_SECS};
 
 /// The provider name in errors.
@@ -118,9 +118,8 @@ impl TwilioConfig {
                 );
             }
         }
-        match Url::parse(&self.base_url) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
-            _ => return Err("twilio.base_url must be an http:// or https:// URL".to_owned()),
+        if !otp_http::is_http_url(&self.base_url) {
+            return Err("twilio.base_url must be an http:// or https:// URL".to_owned());
         }
         if self.language.trim().is_empty() {
             return Err("twilio.language must not be empty".to_owned());
@@ -194,14 +193,15 @@ impl TwilioSender {
     /// Validates `config` and builds the client.
     ///
     /// # Errors
-    /// [`GatewayError::Config`] naming the bad key.
+    /// [`GatewayError::Config`] naming the bad key;
+    /// [`GatewayError::Client`] when the HTTP client cannot be built.
     pub fn new(config: TwilioConfig) -> Result<Self, GatewayError> {
         config.validate().map_err(GatewayError::Config)?;
         let timeout = Duration::from_secs(config.timeout_secs);
         let base = config.base_url.trim_end_matches('/');
         let account = format!("{base}/2010-04-01/Accounts/{}", config.account_sid);
         Ok(TwilioSender {
-            client: http::client(timeout)?,
+            client: otp_http::client(timeout).map_err(client_error(PROVIDER))?,
             from: config.sender_number().map(str::to_owned),
             messaging_service_sid: config.messaging_service_sid().map(str::to_owned),
             messages_url: format!("{account}/Messages.json"),

@@ -19,10 +19,12 @@
 //!   [`StoreError`] at the port.
 //! - [`queue`]: [`RedisQueueSender`] and [`QueueConfig`], the Redis Stream
 //!   queue sender and its settings; its failures become `DeliveryError`s.
-//! - `testing`: a harness that runs real redis-server processes, for
-//!   this crate's and otpd's test suites.
 //! - `keys`: the key layout below; `scripts` and `src/scripts/*.lua`: the
 //!   rules, one script each.
+//! - `tests/`: suites against real redis-server processes and a Redis
+//!   Cluster, started by `otp_testkit::redis` (the harness lives there,
+//!   so this crate ships none); `tests/contract.rs` runs the store
+//!   contract suite on both.
 //!
 //! Keys, with the default prefix `otpd` (the part in braces is the Redis
 //! Cluster hash tag, so all keys of one script share a slot):
@@ -55,8 +57,6 @@ mod error;
 mod keys;
 pub mod queue;
 mod scripts;
-#[doc(hidden)]
-pub mod testing;
 
 use std::future::Future;
 use std::time::Duration;

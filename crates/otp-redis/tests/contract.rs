@@ -6,8 +6,11 @@ use std::sync::Arc;
 use deadpool_redis::redis;
 use otp_domain::ports::{CheckOutcome, CodeRecord, CodeStore, PutOutcome};
 use otp_domain::CodeDigest;
-use otp_redis::testing::{RedisCluster, RedisServer};
 use otp_redis::RedisStore;
+use otp_testkit::redis::{RedisCluster, RedisServer};
+use support::StoreConfig;
+
+mod support;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_store_meets_the_contract() {

@@ -6,8 +6,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use otp_domain::ports::{CheckOutcome, CodeRecord, CodeStore, PutOutcome};
 use otp_domain::{CodeDigest, StoreError};
-use otp_redis::testing::RedisServer;
 use otp_redis::RedisStore;
+use otp_testkit::redis::RedisServer;
+use support::StoreConfig;
+
+mod support;
 
 fn now_ms() -> u64 {
     let since = SystemTime::now()

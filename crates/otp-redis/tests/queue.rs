@@ -8,8 +8,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use deadpool_redis::redis;
 use otp_domain::ports::{OutgoingMessage, Sender};
 use otp_domain::{Channel, DeliveryError, Destination};
-use otp_redis::testing::RedisServer;
 use otp_redis::{QueueConfig, RedisQueueSender};
+use otp_testkit::redis::RedisServer;
 use serde_json::Value;
 
 const STREAM: &str = "otpd:outbox";

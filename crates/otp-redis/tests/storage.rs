@@ -11,8 +11,11 @@ use otp_domain::ports::{
     CheckOutcome, CodeRecord, CodeStore, HitOutcome, PutOutcome, RateBucket, TakeOutcome,
 };
 use otp_domain::{ChatId, Code, CodeHasher, StoreError};
-use otp_redis::testing::RedisServer;
 use otp_redis::RedisStore;
+use otp_testkit::redis::RedisServer;
+use support::StoreConfig;
+
+mod support;
 
 fn now_ms() -> u64 {
     let since = SystemTime::now()

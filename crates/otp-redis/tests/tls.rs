@@ -9,8 +9,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use otp_domain::ports::{CheckOutcome, CodeRecord, CodeStore, PutOutcome};
 use otp_domain::{CodeDigest, StoreError};
-use otp_redis::testing::RedisServer;
 use otp_redis::{RedisConfig, RedisStore};
+use otp_testkit::redis::RedisServer;
 
 fn now_ms() -> u64 {
     let since = SystemTime::now()

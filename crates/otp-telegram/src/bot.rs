@@ -13,7 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::error::TelegramError;
-use crate::http::{self, is_http_url, parse_retry_after, transport_error};
+use crate::http::{client_error, transport_error};
 use crate::DEFAULT_TIMEOUT_SECS;
 
 /// The provider name in errors.
@@ -57,7 +57,7 @@ impl TelegramConfig {
     /// A message that names the bad key (never its value).
     pub fn validate(&self) -> Result<(), String> {
         check_token(&self.bot_token)?;
-        if !is_http_url(&self.api_url) {
+        if !otp_http::is_http_url(&self.api_url) {
             return Err("telegram.api_url must be an http:// or https:// URL".to_owned());
         }
         if self.timeout_secs == 0 {
@@ -119,12 +119,13 @@ impl TelegramSender {
     /// Validates `config` and builds the client.
     ///
     /// # Errors
-    /// [`TelegramError::Config`] naming the bad key.
+    /// [`TelegramError::Config`] naming the bad key;
+    /// [`TelegramError::Client`] when the HTTP client cannot be built.
     pub fn new(config: TelegramConfig) -> Result<Self, TelegramError> {
         config.validate().map_err(TelegramError::Config)?;
         let timeout = Duration::from_secs(config.timeout_secs);
         Ok(TelegramSender {
-            client: http::client(timeout)?,
+            client: otp_http::client(timeout).map_err(client_error(PROVIDER))?,
             send_url: SecretString::from(method_url(
                 &config.api_url,
                 &config.bot_token,
@@ -184,6 +185,7 @@ struct SetWebhook<'a> {
 ///   or a secret outside Telegram's rule (1 to 256 of `A-Z a-z 0-9 _ -`);
 ///   nothing is sent then.
 /// - [`TelegramError::Api`] when Telegram refuses, and the transport errors.
+/// - [`TelegramError::Client`] when the HTTP client cannot be built.
 pub async fn set_webhook(
     api_url: &str,
     bot_token: &SecretString,
@@ -191,12 +193,12 @@ pub async fn set_webhook(
     secret_token: Option<&SecretString>,
 ) -> Result<(), TelegramError> {
     check_token(bot_token).map_err(TelegramError::Config)?;
-    if !is_http_url(api_url) {
+    if !otp_http::is_http_url(api_url) {
         return Err(TelegramError::Config(
             "telegram.api_url must be an http:// or https:// URL".to_owned(),
         ));
     }
-    if !reqwest::Url::parse(url).is_ok_and(|u| u.scheme() == "https" && u.host().is_some()) {
+    if !otp_http::is_https_url(url) {
         return Err(TelegramError::Config(
             "the webhook url must be an https:// URL (Telegram calls only HTTPS)".to_owned(),
         ));
@@ -215,7 +217,7 @@ pub async fn set_webhook(
         }
     }
     let timeout = Duration::from_secs(DEFAULT_TIMEOUT_SECS);
-    let client = http::client(timeout)?;
+    let client = otp_http::client(timeout).map_err(client_error(PROVIDER))?;
     let payload = SetWebhook {
         url,
         secret_token: secret,
@@ -256,7 +258,7 @@ async fn call<T: Serialize>(
 
 async fn read_answer(response: Response, timeout: Duration) -> Result<(), TelegramError> {
     let status = response.status();
-    let header_wait = parse_retry_after(response.headers());
+    let header_wait = otp_http::parse_retry_after(response.headers());
     let bytes = response
         .bytes()
         .await

@@ -12,6 +12,13 @@ pub enum TelegramError {
     /// A config value or argument failed validation.
     #[error("invalid config: {0}")]
     Config(String),
+    /// The HTTP client could not be built (TLS backend, resolver).
+    #[error("the HTTP client for {provider} could not be set up")]
+    Client {
+        provider: &'static str,
+        #[source]
+        source: otp_http::ClientError,
+    },
     /// The sender was handed a message for another channel.
     #[error("the {provider} sender cannot deliver to {channel}")]
     WrongChannel {
@@ -81,6 +88,7 @@ impl TelegramError {
             }
             TelegramError::Status { status, .. } => *status >= 500 || *status == 429,
             TelegramError::Config(_)
+            | TelegramError::Client { .. }
             | TelegramError::WrongChannel { .. }
             | TelegramError::BadResponse { .. } => false,
         }
@@ -119,6 +127,7 @@ impl TelegramError {
         match self {
             TelegramError::Config(_) | TelegramError::Api { .. } => crate::bot::PROVIDER,
             TelegramError::WrongChannel { provider, .. }
+            | TelegramError::Client { provider, .. }
             | TelegramError::Connect { provider, .. }
             | TelegramError::Timeout { provider, .. }
             | TelegramError::Request { provider, .. }

@@ -13,7 +13,8 @@
 //! - [`error`]: [`TelegramError`], the transient/permanent split and the
 //!   `DeliveryError` conversion, which carries Telegram's requested wait
 //!   as `DeliveryError::retry_after`.
-//! - `http` (private): client settings and transport error mapping.
+//! - `http` (private): transport error mapping. The client settings,
+//!   `Retry-After` and the URL checks come from `otp_http`.
 
 pub mod bot;
 pub mod error;

@@ -20,7 +20,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::error::TelegramError;
-use crate::http::{self, is_http_url, parse_retry_after, transport_error};
+use crate::http::{client_error, transport_error};
 use crate::DEFAULT_TIMEOUT_SECS;
 
 /// The provider name in errors.
@@ -68,7 +68,7 @@ impl HttpNotifyConfig {
         if self.url.trim().is_empty() {
             return Err("notify.url is required".to_owned());
         }
-        if !is_http_url(&self.url) {
+        if !otp_http::is_http_url(&self.url) {
             return Err("notify.url must be an http:// or https:// URL".to_owned());
         }
         if let Some(token) = self.app_token() {
@@ -119,7 +119,8 @@ impl HttpNotifySender {
     /// Validates `config` and builds the client.
     ///
     /// # Errors
-    /// [`TelegramError::Config`] naming the bad key.
+    /// [`TelegramError::Config`] naming the bad key;
+    /// [`TelegramError::Client`] when the HTTP client cannot be built.
     pub fn new(config: HttpNotifyConfig) -> Result<Self, TelegramError> {
         config.validate().map_err(TelegramError::Config)?;
         let timeout = Duration::from_secs(config.timeout_secs);
@@ -134,7 +135,7 @@ impl HttpNotifySender {
             None => None,
         };
         Ok(HttpNotifySender {
-            client: http::client(timeout)?,
+            client: otp_http::client(timeout).map_err(client_error(PROVIDER))?,
             url: config.url,
             app_token,
             silent: config.silent,
@@ -169,7 +170,7 @@ impl HttpNotifySender {
         if status.is_success() {
             return Ok(());
         }
-        let retry_after = parse_retry_after(response.headers());
+        let retry_after = otp_http::parse_retry_after(response.headers());
         if status.as_u16() == 500 {
             // The relay's quirk: see the module doc.
             let body = response.bytes().await.unwrap_or_default();

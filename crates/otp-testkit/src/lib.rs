@@ -1,16 +1,20 @@
 //! Test support for otpd: loopback stand-ins for the providers the
-//! adapters talk to, shared by the adapters' wire tests and the server's
-//! end-to-end tests. Each peer records what it received, so a test can
-//! assert what a provider (and so a user) would see.
+//! adapters talk to, and real redis-server processes for the Redis store,
+//! shared by the adapters' wire tests and the server's end-to-end tests.
+//! Each provider peer records what it received, so a test can assert what
+//! a provider (and so a user) would see.
 //!
-//! Only tests use this crate: adapters take it as a dev-dependency, never
-//! as a dependency. It panics with a plain message when a peer cannot
-//! start, as a test should.
+//! Only tests use this crate: crates take it as a dev-dependency, never
+//! as a dependency, so no production crate builds a harness (or
+//! `tempfile`). It panics with a plain message when a peer cannot start,
+//! as a test should; a missing tool (redis-server, openssl, python3) is a
+//! failure with an install hint, never a skip.
 //!
-//! Every peer has two constructors. The plain one is `async` and runs on
-//! the test's tokio runtime (`#[tokio::test]`); the `_blocking` one needs
-//! no runtime, for plain `#[test]` functions that drive a separate `otpd`
-//! process. A peer stops when its value is dropped.
+//! Every provider peer has two constructors. The plain one is `async` and
+//! runs on the test's tokio runtime (`#[tokio::test]`); the `_blocking`
+//! one needs no runtime, for plain `#[test]` functions that drive a
+//! separate `otpd` process. The Redis processes start and stop without a
+//! runtime. Everything stops when its value is dropped.
 //!
 //! # Layout
 //! - [`http`]: [`FakePeer`], a recording HTTP server that answers with a
@@ -18,12 +22,17 @@
 //!   notify relay), [`Recorded`] requests, and [`closed_port`].
 //! - [`smtp`]: [`SmtpPeer`], a real SMTP server (Python's aiosmtpd) that
 //!   keeps each [`Received`] message with its envelope.
+//! - [`redis`]: [`redis::RedisServer`] (standalone, append-only file, TLS;
+//!   kill and restart on the same port) and [`redis::RedisCluster`] (three
+//!   masters), each on free ports and a temporary folder. They hand out
+//!   URLs; a test builds its own store config from them.
 //! - [`chain_text`]: an error's whole source chain as text, for "no secret
 //!   leaks" checks.
 
 use std::time::{Duration, Instant};
 
 pub mod http;
+pub mod redis;
 pub mod smtp;
 
 pub use http::{closed_port, FakePeer, Recorded, Reply};

@@ -12,9 +12,9 @@ use poem_openapi::payload::Json;
 use poem_openapi::OpenApi;
 
 use super::auth::ApiAuth;
+use super::fields::{ChatIdField, EmailField, PasswordField, PhoneField, SendBody};
 use super::otp::{
-    self, ChatIdField, CheckParts, EmailCheck, EmailField, EmailSend, PasswordField, PhoneCheck,
-    PhoneField, PhoneSend, TelegramCheck, TelegramSend,
+    self, CheckParts, EmailCheck, EmailSend, PhoneCheck, PhoneSend, TelegramCheck, TelegramSend,
 };
 use super::responses::{CheckResponse, SendResponse};
 use super::{ApiTags, AppState};
@@ -41,10 +41,10 @@ macro_rules! channel_api {
                 /// session id), for per-user send limits. Optional.
                 #[oai(name = "X-OTP-User-Key")]
                 user_key: Header<Option<String>>,
-                body: Json<$send_body>,
+                body: Json<SendBody<$send_body>>,
             ) -> SendResponse {
                 let user = super::user_key(req, user_key.0.as_deref(), &state);
-                otp::send(&state, $channel, body.0.into(), user).await
+                otp::send(&state, $channel, body.0 .0.into(), user).await
             }
 
             /// Check a password (JSON body). The legacy form, GET with the

@@ -4,6 +4,7 @@
 //! - `auth`: the Basic auth and webhook secret security schemes.
 //! - `responses`: one `ApiResponse` per kind of operation and the JSON
 //!   error body.
+//! - `fields`: request fields whose schemas state every constraint.
 //! - `channels`: the four channels' send and check operations, generated
 //!   from one macro over one generic path (`otp`).
 //! - `telegram_bot`: the webhook and the pairing lookup (`/target`).
@@ -11,6 +12,7 @@
 
 pub mod auth;
 pub mod channels;
+pub mod fields;
 pub mod health;
 pub mod otp;
 pub mod responses;

@@ -1,181 +1,46 @@
 //! The one generic path behind all four channels: request bodies, their
 //! conversion into domain requests, and the send and check flows.
 
-use std::borrow::Cow;
-use std::time::{Duration, UNIX_EPOCH};
-
 use otp_domain::service::{CheckRequest, SendRequest};
 use otp_domain::{Channel, Code, ParseError};
 use poem_openapi::payload::Json;
-use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
-use poem_openapi::types::{
-    ParseError as TypeParseError, ParseFromJSON, ParseFromParameter, ParseResult, ToJSON, Type,
-};
 use poem_openapi::Object;
-use serde_json::Value;
+
+use super::fields::{
+    ChatIdField, DateTime, EmailField, EmailText, Field, LifetimeField, Optional, PasswordField,
+    PhoneField, PhoneMessage, Subject, TelegramMessage, TemplatedBody,
+};
 
 use super::responses::{Approved, CheckResponse, ErrorBody, ErrorCode, SendResponse, Sent};
 use super::AppState;
 
-/// A Telegram chat id as the seed sends it (`"1234567890"`), also
-/// accepted as a JSON integer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChatIdField(pub String);
-
-impl Type for ChatIdField {
-    const IS_REQUIRED: bool = true;
-    type RawValueType = Self;
-    type RawElementValueType = Self;
-
-    fn name() -> Cow<'static, str> {
-        "chat_id".into()
-    }
-
-    fn schema_ref() -> MetaSchemaRef {
-        let mut schema = MetaSchema::new("string");
-        schema.description = Some(
-            "Telegram chat id: an integer, negative for groups. A JSON string (as the seed sends it) or a JSON integer.",
-        );
-        schema.example = Some(Value::String("1234567890".into()));
-        MetaSchemaRef::Inline(Box::new(schema))
-    }
-
-    fn as_raw_value(&self) -> Option<&Self> {
-        Some(self)
-    }
-
-    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Self> + 'a> {
-        Box::new(self.as_raw_value().into_iter())
-    }
-}
-
-impl ParseFromJSON for ChatIdField {
-    fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
-        match value {
-            Some(Value::String(s)) => Ok(ChatIdField(s)),
-            Some(Value::Number(n)) if n.is_i64() => Ok(ChatIdField(n.to_string())),
-            _ => Err(TypeParseError::custom("expected a string or an integer")),
-        }
-    }
-}
-
-impl ParseFromParameter for ChatIdField {
-    fn parse_from_parameter(value: &str) -> ParseResult<Self> {
-        Ok(ChatIdField(value.to_owned()))
-    }
-}
-
-impl ToJSON for ChatIdField {
-    fn to_json(&self) -> Option<Value> {
-        Some(Value::String(self.0.clone()))
-    }
-}
-
-/// A string field whose pattern the spec documents but which is not
-/// checked by regex at runtime: poem-openapi compiles a `pattern`
-/// validator's regex on every request (it was most of a check's CPU in
-/// the benchmark), and the domain's parsers check these values anyway.
-macro_rules! documented_string {
-    ($name:ident, $schema:literal, $pattern:literal, $max:literal, $example:literal) => {
-        #[derive(Debug, Clone, PartialEq, Eq)]
-        pub struct $name(pub String);
-
-        impl Type for $name {
-            const IS_REQUIRED: bool = true;
-            type RawValueType = Self;
-            type RawElementValueType = Self;
-
-            fn name() -> Cow<'static, str> {
-                $schema.into()
-            }
-
-            fn schema_ref() -> MetaSchemaRef {
-                let mut schema = MetaSchema::new("string");
-                schema.pattern = Some($pattern.to_owned());
-                schema.max_length = Some($max);
-                schema.example = Some(Value::String($example.into()));
-                MetaSchemaRef::Inline(Box::new(schema))
-            }
-
-            fn as_raw_value(&self) -> Option<&Self> {
-                Some(self)
-            }
-
-            fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Self> + 'a> {
-                Box::new(self.as_raw_value().into_iter())
-            }
-        }
-
-        impl ParseFromJSON for $name {
-            fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
-                match value {
-                    Some(Value::String(s)) => Ok($name(s)),
-                    // Old clients send digits as a JSON number.
-                    Some(Value::Number(n)) if n.is_u64() => Ok($name(n.to_string())),
-                    // Never echo the value: it may be a password.
-                    _ => Err(TypeParseError::custom("expected a string")),
-                }
-            }
-        }
-
-        impl ParseFromParameter for $name {
-            fn parse_from_parameter(value: &str) -> ParseResult<Self> {
-                Ok($name(value.to_owned()))
-            }
-        }
-
-        impl ToJSON for $name {
-            fn to_json(&self) -> Option<Value> {
-                Some(Value::String(self.0.clone()))
-            }
-        }
-    };
-}
-
-documented_string!(
-    PhoneField,
-    "phone",
-    r"^\+?[0-9 ().-]{4,32}$",
-    32,
-    "77011234567"
-);
-documented_string!(
-    EmailField,
-    "email",
-    r"^[^@\s]+@[^@\s]+$",
-    254,
-    "foobar@example.com"
-);
-documented_string!(PasswordField, "password", r"^[!-~]{4,12}$", 12, "12345");
-
 /// `POST /sms` and `POST /call`.
 #[derive(Debug, Object)]
 pub struct PhoneSend {
-    /// Phone number, E.164 (`+77011234567`) or digits only (`77011234567`).
     pub phone: PhoneField,
-    /// The code to send, 4 to 12 printable ASCII characters; generated
-    /// (digits) when absent.
-    pub password: Option<PasswordField>,
-    /// Seconds the code stays valid (default 300, bounds in config).
-    pub lifetime: Option<i64>,
-    /// Text to send; `{password}` and `{lifetime}` are filled in. Default
-    /// from config. Must contain `{password}` when no password is given.
-    pub message: Option<String>,
+    /// The code to send; generated (digits) when absent.
+    pub password: Optional<PasswordField>,
+    pub lifetime: Optional<LifetimeField>,
+    pub message: Optional<PhoneMessage>,
+}
+
+impl TemplatedBody for PhoneSend {
+    const TEXT_FIELD: &'static str = "message";
 }
 
 /// `POST /email`.
 #[derive(Debug, Object)]
 pub struct EmailSend {
-    /// Email address.
     pub email: EmailField,
     /// The code to send; generated when absent.
-    pub password: Option<PasswordField>,
-    /// Seconds the code stays valid.
-    pub lifetime: Option<i64>,
-    /// Subject line; placeholders are filled in. One line.
-    pub subject: Option<String>,
-    /// Body text; placeholders are filled in.
-    pub text: Option<String>,
+    pub password: Optional<PasswordField>,
+    pub lifetime: Optional<LifetimeField>,
+    pub subject: Optional<Subject>,
+    pub text: Optional<EmailText>,
+}
+
+impl TemplatedBody for EmailSend {
+    const TEXT_FIELD: &'static str = "text";
 }
 
 /// `POST /telegram`.
@@ -183,11 +48,13 @@ pub struct EmailSend {
 pub struct TelegramSend {
     pub chat_id: ChatIdField,
     /// The code to send; generated when absent.
-    pub password: Option<PasswordField>,
-    /// Seconds the code stays valid.
-    pub lifetime: Option<i64>,
-    /// Text to send; placeholders are filled in.
-    pub message: Option<String>,
+    pub password: Optional<PasswordField>,
+    pub lifetime: Optional<LifetimeField>,
+    pub message: Optional<TelegramMessage>,
+}
+
+impl TemplatedBody for TelegramSend {
+    const TEXT_FIELD: &'static str = "message";
 }
 
 /// `POST /sms/check` and `POST /call/check`.
@@ -226,10 +93,10 @@ pub struct SendParts {
 impl From<PhoneSend> for SendParts {
     fn from(b: PhoneSend) -> Self {
         SendParts {
-            address: b.phone.0,
-            password: b.password.map(|p| p.0),
-            lifetime: b.lifetime,
-            message: b.message,
+            address: b.phone.into_inner(),
+            password: b.password.0.map(Field::into_inner),
+            lifetime: b.lifetime.0.map(|l| l.0),
+            message: b.message.0.map(Field::into_inner),
             subject: None,
         }
     }
@@ -238,11 +105,11 @@ impl From<PhoneSend> for SendParts {
 impl From<EmailSend> for SendParts {
     fn from(b: EmailSend) -> Self {
         SendParts {
-            address: b.email.0,
-            password: b.password.map(|p| p.0),
-            lifetime: b.lifetime,
-            message: b.text,
-            subject: b.subject,
+            address: b.email.into_inner(),
+            password: b.password.0.map(Field::into_inner),
+            lifetime: b.lifetime.0.map(|l| l.0),
+            message: b.text.0.map(Field::into_inner),
+            subject: b.subject.0.map(Field::into_inner),
         }
     }
 }
@@ -250,10 +117,10 @@ impl From<EmailSend> for SendParts {
 impl From<TelegramSend> for SendParts {
     fn from(b: TelegramSend) -> Self {
         SendParts {
-            address: b.chat_id.0,
-            password: b.password.map(|p| p.0),
-            lifetime: b.lifetime,
-            message: b.message,
+            address: b.chat_id.into_inner(),
+            password: b.password.0.map(Field::into_inner),
+            lifetime: b.lifetime.0.map(|l| l.0),
+            message: b.message.0.map(Field::into_inner),
             subject: None,
         }
     }
@@ -264,19 +131,19 @@ pub struct CheckParts(pub String, pub String);
 
 impl From<PhoneCheck> for CheckParts {
     fn from(b: PhoneCheck) -> Self {
-        CheckParts(b.phone.0, b.password.0)
+        CheckParts(b.phone.into_inner(), b.password.into_inner())
     }
 }
 
 impl From<EmailCheck> for CheckParts {
     fn from(b: EmailCheck) -> Self {
-        CheckParts(b.email.0, b.password.0)
+        CheckParts(b.email.into_inner(), b.password.into_inner())
     }
 }
 
 impl From<TelegramCheck> for CheckParts {
     fn from(b: TelegramCheck) -> Self {
-        CheckParts(b.chat_id.0, b.password.0)
+        CheckParts(b.chat_id.into_inner(), b.password.into_inner())
     }
 }
 
@@ -294,11 +161,6 @@ fn send_request(
         message: parts.message,
         subject: parts.subject,
     })
-}
-
-fn rfc3339(millis: u64) -> String {
-    let at = UNIX_EPOCH + Duration::from_millis(millis);
-    humantime::format_rfc3339_seconds(at).to_string()
 }
 
 /// Sends a code on `channel`.
@@ -325,7 +187,7 @@ pub async fn send(
                 status: "sent".into(),
                 channel: channel.to_string(),
                 lifetime: receipt.lifetime.secs(),
-                expires_at: rfc3339(receipt.expires_at),
+                expires_at: DateTime::from_millis(receipt.expires_at),
             }))
         }
         Err(e) => {

@@ -98,7 +98,7 @@ pub struct Sent {
     /// Seconds the code stays valid.
     pub lifetime: u32,
     /// When the code expires (RFC 3339, UTC).
-    pub expires_at: String,
+    pub expires_at: super::fields::DateTime,
 }
 
 #[derive(Debug, ApiResponse)]
@@ -120,6 +120,9 @@ pub enum SendResponse {
     /// (`destination_not_allowed`).
     #[oai(status = 403)]
     Forbidden(Json<ErrorBody>),
+    /// The body is larger than `server.body_limit` (`payload_too_large`).
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
     /// Too many sends: to this destination, for this end user, or on this
     /// channel in the last hour (`rate_limited`); see `Retry-After`.
     #[oai(status = 429)]
@@ -161,6 +164,9 @@ pub enum CheckResponse {
     /// No active code: never sent, expired or already used (`not_found`).
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
+    /// The body is larger than `server.body_limit` (`payload_too_large`).
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
     /// Wrong password (`wrong_password`); `attempts_left` says how many
     /// checks remain before the code locks.
     #[oai(status = 422)]
@@ -202,6 +208,9 @@ pub enum TargetResponse {
     /// Unknown, expired or already used code (`not_found`).
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
+    /// The body is larger than `server.body_limit` (`payload_too_large`).
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
     /// Too many failed lookups for this end user (`rate_limited`); see
     /// `Retry-After`.
     #[oai(status = 429)]
@@ -235,6 +244,9 @@ pub enum WebhookResponse {
     /// The secret token header is missing or wrong (`unauthorized`).
     #[oai(status = 401)]
     Unauthorized(Json<ErrorBody>),
+    /// The body is larger than `server.body_limit` (`payload_too_large`).
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
 }
 
 fn webhook_bad_request(err: poem::Error) -> WebhookResponse {

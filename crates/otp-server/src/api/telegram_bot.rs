@@ -11,6 +11,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 
 use super::auth::{ApiAuth, WebhookAuth};
+use super::fields::PlainText;
 use super::responses::{Ack, Target, TargetResponse, WebhookResponse};
 use super::{ApiTags, AppState};
 
@@ -25,7 +26,7 @@ pub struct Update {
 pub struct Message {
     pub chat: Chat,
     pub from: Option<User>,
-    pub text: Option<String>,
+    pub text: Option<PlainText>,
 }
 
 #[derive(Debug, Object)]
@@ -33,7 +34,7 @@ pub struct Chat {
     pub id: i64,
     /// `private`, `group`, `supergroup` or `channel`.
     #[oai(rename = "type")]
-    pub kind: String,
+    pub kind: PlainText,
 }
 
 #[derive(Debug, Object)]
@@ -56,7 +57,7 @@ impl Update {
     fn pairing_chat(&self) -> Option<ChatId> {
         let m = self.message.as_ref()?;
         m.text.as_ref()?;
-        if m.chat.kind != "private" || m.from.as_ref().is_none_or(|u| u.is_bot) {
+        if m.chat.kind.0 != "private" || m.from.as_ref().is_none_or(|u| u.is_bot) {
             return None;
         }
         ChatId::from_i64(m.chat.id).ok().filter(|c| c.is_private())
@@ -212,10 +213,10 @@ mod tests {
             message: Some(Message {
                 chat: Chat {
                     id: chat,
-                    kind: kind.into(),
+                    kind: PlainText::new(kind),
                 },
                 from: Some(User { id: chat, is_bot }),
-                text: text.map(str::to_owned),
+                text: text.map(PlainText::new),
             }),
         }
     }

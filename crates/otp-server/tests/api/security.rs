@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use futures_util::stream::{self, StreamExt};
 use otp_domain::ports::CodeStore;
-use otp_redis::testing::RedisServer;
 use otp_redis::{RedisConfig, RedisStore};
 use otp_store_embedded::EmbeddedStore;
+use otp_testkit::redis::RedisServer;
 use serde_json::json;
 
 use crate::helpers::{error_code, read, Options, TestApp};

@@ -1,8 +1,10 @@
-//! Test harness: real redis-server processes (standalone, AOF, TLS, a
-//! 3-master cluster), each on its own free port and temporary folder,
-//! killed on drop. Used by this crate's tests and otpd's end-to-end
-//! suites; never by the store itself. The shared Redis on 6379 is never
-//! touched.
+//! Real redis-server processes (standalone, AOF, TLS, a 3-master
+//! cluster), each on its own free port and temporary folder, killed on
+//! drop: for otp-redis's tests and otpd's server and end-to-end suites.
+//! The shared Redis on 6379 is never touched.
+//!
+//! The harness speaks URLs only (it knows no otpd store config), so this
+//! crate does not depend on the adapter it tests.
 //!
 //! Missing `redis-server` is a test failure with an install hint, never a
 //! skip.
@@ -15,7 +17,6 @@ use std::sync::Arc;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use crate::RedisConfig;
 use tempfile::TempDir;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -30,6 +31,21 @@ fn require_tool(binary: &str, version_arg: &str, package: &str) {
     if let Err(e) = Command::new(binary).arg(version_arg).output() {
         panic!("{binary} not found ({e}): install it, e.g. apt-get install -y {package}");
     }
+}
+
+/// Runs `command` with no stdin and fails the test, showing its output,
+/// unless it succeeds.
+fn run_ok(command: &mut Command, what: &str) {
+    let out = command
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A port nobody listens on right now. Another process could take it
@@ -129,15 +145,9 @@ impl TlsFiles {
             .to_vec(),
         ];
         for args in steps {
-            let out = Command::new("openssl")
-                .args(&args)
-                .stdin(Stdio::null())
-                .output()
-                .expect("run openssl");
-            assert!(
-                out.status.success(),
-                "openssl {args:?} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
+            run_ok(
+                Command::new("openssl").args(&args),
+                &format!("openssl {args:?}"),
             );
         }
         TlsFiles {
@@ -215,15 +225,6 @@ impl RedisServer {
     pub fn tls_url(&self) -> (String, PathBuf) {
         let (port, files) = self.tls.as_ref().expect("a server started with TLS");
         (format!("rediss://127.0.0.1:{port}"), files.ca_cert.clone())
-    }
-
-    /// A store config for this server, with a prefix unique to the test.
-    pub fn config(&self, key_prefix: &str) -> RedisConfig {
-        RedisConfig {
-            url: self.url(),
-            key_prefix: key_prefix.to_owned(),
-            ..RedisConfig::default()
-        }
     }
 
     /// Kills the server at once (SIGKILL), as a crash would.
@@ -346,17 +347,8 @@ impl RedisCluster {
         for n in &nodes {
             create.arg(format!("127.0.0.1:{}", n.port()));
         }
-        let out = create
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
-            .stdin(Stdio::null())
-            .output()
-            .expect("run redis-cli --cluster create");
-        assert!(
-            out.status.success(),
-            "redis-cli --cluster create failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        create.args(["--cluster-replicas", "0", "--cluster-yes"]);
+        run_ok(&mut create, "redis-cli --cluster create");
         let cluster = RedisCluster { nodes };
         cluster.wait_until_ok();
         cluster
@@ -389,16 +381,45 @@ impl RedisCluster {
     pub fn node_urls(&self) -> Vec<String> {
         self.nodes.iter().map(RedisServer::url).collect()
     }
-
-    pub fn config(&self, key_prefix: &str) -> RedisConfig {
-        RedisConfig {
-            nodes: self.nodes.iter().map(RedisServer::url).collect(),
-            key_prefix: key_prefix.to_owned(),
-            ..RedisConfig::default()
-        }
-    }
 }
 
 fn tempdir() -> TempDir {
     tempfile::tempdir().expect("create a temporary folder")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_tool_fails_the_test_with_an_install_hint() {
+        let failure = std::panic::catch_unwind(|| {
+            require_tool("otpd-no-such-tool", "--version", "otpd-no-such-package")
+        })
+        .expect_err("a missing tool fails the test, never skips it");
+        let text = failure.downcast_ref::<String>().map_or("", String::as_str);
+        assert!(text.starts_with("otpd-no-such-tool not found"), "{text}");
+        assert!(
+            text.contains("install it, e.g. apt-get install -y otpd-no-such-package"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_server_answers_until_killed_and_again_after_a_restart_on_its_port() {
+        let mut server = RedisServer::start();
+        let port = server.port();
+        assert_eq!(server.url(), format!("redis://127.0.0.1:{port}"));
+        assert!(answers_ping(port));
+
+        server.kill();
+        assert!(!answers_ping(port), "a killed server is gone");
+
+        server.restart();
+        assert_eq!(server.port(), port);
+        assert!(answers_ping(port));
+
+        drop(server);
+        assert!(!answers_ping(port), "dropping the server stops it");
+    }
 }

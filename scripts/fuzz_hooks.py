@@ -1,0 +1,42 @@
+"""Schemathesis hooks for otpd: generators for the two string formats
+that no JSON Schema keyword can state (see crates/otp-server/src/api/fields.rs).
+
+- `phone`: a number libphonenumber knows as valid. Generated from a few
+  national numbering plans, in the spellings people type.
+- `email`: an address the domain accepts, at most 64 characters before @.
+"""
+import schemathesis
+from hypothesis import strategies as st
+
+# (calling code, national significant number patterns) of plans whose
+# ranges libphonenumber validates: KZ mobile, DE Berlin, GB mobile, US.
+_PLANS = [
+    ("7", r"70[0-9]{8}"),
+    ("49", r"30[1-9][0-9]{6}"),
+    ("44", r"7[4-9][0-9]{8}"),
+    ("1", r"(415|212|646)[2-9][0-9]{6}"),
+]
+
+
+@st.composite
+def _phone(draw):
+    code, pattern = draw(st.sampled_from(_PLANS))
+    national = draw(st.from_regex(rf"\A{pattern}\Z"))
+    plus = draw(st.sampled_from(["+", ""]))
+    sep = draw(st.sampled_from(["", " ", "-"]))
+    # Split the national number so separators land where people put them.
+    head, tail = national[:3], national[3:]
+    return f"{plus}{code}{sep}{head}{sep}{tail}"
+
+
+_ATOM = r"[a-z0-9!#$%&'*+/=?^_`{|}~-]{1,10}"
+_LABEL = r"[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?"
+
+_email = st.builds(
+    lambda local, labels: f"{local}@{'.'.join(labels)}",
+    st.from_regex(rf"\A{_ATOM}(\.{_ATOM}){{0,3}}\Z").filter(lambda l: len(l) <= 64),
+    st.lists(st.from_regex(rf"\A{_LABEL}\Z"), min_size=2, max_size=4),
+)
+
+schemathesis.openapi.format("phone", _phone())
+schemathesis.openapi.format("email", _email)

@@ -26,9 +26,17 @@ impl FieldError {
         }
     }
 
-    /// The same error with `section.` before the field.
+    /// The same error with `section.` before the field, and before the
+    /// other field a problem names.
     pub fn within(mut self, section: &str) -> Self {
-        self.field = Cow::Owned(format!("{section}.{}", self.field));
+        let prefixed = |field: &str| Cow::Owned(format!("{section}.{field}"));
+        self.field = prefixed(&self.field);
+        match &mut self.problem {
+            FieldProblem::RequiredWith(other) | FieldProblem::RequiredWithout(other) => {
+                *other = prefixed(other);
+            }
+            _ => {}
+        }
         self
     }
 }
@@ -38,9 +46,12 @@ impl FieldError {
 pub enum FieldProblem {
     /// Unset or empty, but needed.
     Required,
-    /// Needed because of another field or the channel, which the text
-    /// names: `RequiredWhen("username is set")`.
-    RequiredWhen(Cow<'static, str>),
+    /// Needed because this other field is set.
+    RequiredWith(Cow<'static, str>),
+    /// Needed because this other field, an alternative, is not set.
+    RequiredWithout(Cow<'static, str>),
+    /// Needed for this use: `RequiredFor("voice calls")`.
+    RequiredFor(&'static str),
     /// Not an `http://` or `https://` URL with a host.
     NotHttpUrl,
     /// Must be at least this number.
@@ -56,7 +67,11 @@ impl fmt::Display for FieldProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             FieldProblem::Required => f.write_str("is required"),
-            FieldProblem::RequiredWhen(when) => write!(f, "is required when {when}"),
+            FieldProblem::RequiredWith(other) => write!(f, "is required when {other} is set"),
+            FieldProblem::RequiredWithout(other) => {
+                write!(f, "is required when {other} is not set")
+            }
+            FieldProblem::RequiredFor(what) => write!(f, "is required for {what}"),
             FieldProblem::NotHttpUrl => f.write_str("must be an http:// or https:// URL"),
             FieldProblem::AtLeast(min) => write!(f, "must be at least {min}"),
             FieldProblem::OutOfRange { min, max } => write!(f, "must be {min} to {max}"),
@@ -79,11 +94,15 @@ mod tests {
         );
         let e = FieldError::new(
             "from",
-            FieldProblem::RequiredWhen("messaging_service_sid is not set".into()),
+            FieldProblem::RequiredWithout("messaging_service_sid".into()),
         );
         assert_eq!(
             e.to_string(),
             "from is required when messaging_service_sid is not set"
+        );
+        assert_eq!(
+            e.within("sms.twilio").to_string(),
+            "sms.twilio.from is required when sms.twilio.messaging_service_sid is not set"
         );
         assert_eq!(
             FieldError::new("repeat", FieldProblem::OutOfRange { min: 1, max: 10 }).to_string(),

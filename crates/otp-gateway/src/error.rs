@@ -2,14 +2,18 @@
 
 use std::time::Duration;
 
-use otp_domain::{Channel, DeliveryError};
+use otp_domain::{Channel, DeliveryError, FieldError};
 
 /// An HTTP delivery failure. `provider` is the name in the error (the
 /// generic gateway's `name`, or `twilio`). No variant holds a URL, a
 /// header, the message or the provider's reply text.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
-    /// The config failed validation.
+    /// A setting failed its check. The field error is the message, not a
+    /// cause, so a printed chain says it once.
+    #[error("invalid config: {0}")]
+    Setting(FieldError),
+    /// The config could not be turned into a request.
     #[error("invalid config: {0}")]
     Config(String),
     /// The sender was handed a message for a channel it does not serve.
@@ -79,7 +83,8 @@ impl GatewayError {
             GatewayError::Status { status, .. } => {
                 *status >= 500 || *status == 429 || *status == 408
             }
-            GatewayError::Config(_)
+            GatewayError::Setting(_)
+            | GatewayError::Config(_)
             | GatewayError::Client { .. }
             | GatewayError::WrongChannel { .. }
             | GatewayError::NotConfigured { .. }
@@ -113,7 +118,7 @@ impl GatewayError {
 
     fn provider(&self) -> &str {
         match self {
-            GatewayError::Config(_) => "gateway",
+            GatewayError::Setting(_) | GatewayError::Config(_) => "gateway",
             GatewayError::WrongChannel { provider, .. }
             | GatewayError::Client { provider, .. }
             | GatewayError::NotConfigured { provider, .. }

@@ -17,7 +17,7 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use otp_domain::{DeliveryError, Destination, OutgoingMessage, Sender};
+use otp_domain::{DeliveryError, Destination, FieldError, FieldProblem, OutgoingMessage, Sender};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use reqwest::{Client, Method};
 use secrecy::{ExposeSecret, SecretString};
@@ -116,56 +116,70 @@ impl HttpGatewayConfig {
     /// Checks every key once, at start-up.
     ///
     /// # Errors
-    /// A message that names the first bad key, e.g. `http.url is required`.
-    pub fn validate(&self) -> Result<(), String> {
+    /// The first bad field, named within this section (`url`).
+    pub fn validate(&self) -> Result<(), FieldError> {
+        let fail = |field: &'static str, problem| Err(FieldError::new(field, problem));
         if self.name.trim().is_empty() || self.name.chars().any(char::is_control) {
-            return Err("http.name must be a non-empty name".to_owned());
+            return fail("name", FieldProblem::Must("be a non-empty name".into()));
         }
         if self.url.trim().is_empty() {
-            return Err("http.url is required".to_owned());
+            return fail("url", FieldProblem::Required);
         }
-        check_placeholders(&self.url, "http.url")?;
+        check_placeholders(&self.url, "url")?;
         let sample_url = fill(&self.url, &SAMPLE, Escape::Url);
         if !otp_http::is_http_url(&sample_url) {
-            return Err("http.url must be an http:// or https:// URL".to_owned());
+            return fail("url", FieldProblem::NotHttpUrl);
         }
         if let Some(body) = self.body() {
             if self.method == HttpMethod::Get {
-                return Err("http.body must be empty when http.method is GET".to_owned());
+                return fail("body", FieldProblem::Must("be empty for method GET".into()));
             }
-            check_placeholders(body, "http.body")?;
+            check_placeholders(body, "body")?;
             if self.encoding == BodyEncoding::Json {
                 let sample = fill(body, &SAMPLE, Escape::JsonString);
                 if serde_json::from_str::<serde_json::Value>(&sample).is_err() {
-                    return Err("http.body is not valid JSON once filled; put {phone} and \
-                         {message} inside string literals, e.g. {\"to\":\"{phone}\"}"
-                        .to_owned());
+                    return fail(
+                        "body",
+                        FieldProblem::Must(
+                            "be valid JSON once filled; put {phone} and {message} inside \
+                             string literals, e.g. {\"to\":\"{phone}\"}"
+                                .into(),
+                        ),
+                    );
                 }
             }
         }
         for (name, value) in &self.headers {
             if HeaderName::from_bytes(name.as_bytes()).is_err() {
-                return Err(format!("http.headers: {name:?} is not a valid header name"));
+                return Err(FieldError::new(
+                    format!("headers.{name}"),
+                    FieldProblem::Must("have a valid header name".into()),
+                ));
             }
             if HeaderValue::from_str(value.expose_secret()).is_err() {
-                return Err(format!(
-                    "http.headers.{name} must be visible ASCII without line breaks"
+                return Err(FieldError::new(
+                    format!("headers.{name}"),
+                    FieldProblem::Must("be visible ASCII without line breaks".into()),
                 ));
             }
         }
         match (self.success_pointer(), &self.success_value) {
             (Some(p), _) if !p.starts_with('/') => {
-                return Err(
-                    "http.success_pointer must be a JSON pointer starting with /".to_owned(),
+                return fail(
+                    "success_pointer",
+                    FieldProblem::Must("be a JSON pointer starting with /".into()),
                 )
             }
             (None, Some(_)) => {
-                return Err("http.success_value needs http.success_pointer".to_owned())
+                return fail(
+                    "success_pointer",
+                    FieldProblem::RequiredWith("success_value".into()),
+                )
             }
             _ => {}
         }
         if self.timeout_secs == 0 {
-            return Err("http.timeout_secs must be at least 1".to_owned());
+            return fail("timeout_secs", FieldProblem::AtLeast(1));
         }
         Ok(())
     }
@@ -205,10 +219,10 @@ impl HttpGatewaySender {
     /// Validates `config` and builds the client.
     ///
     /// # Errors
-    /// [`GatewayError::Config`] naming the bad key;
+    /// [`GatewayError::Setting`] naming the bad field;
     /// [`GatewayError::Client`] when the HTTP client cannot be built.
     pub fn new(config: HttpGatewayConfig) -> Result<Self, GatewayError> {
-        config.validate().map_err(GatewayError::Config)?;
+        config.validate().map_err(GatewayError::Setting)?;
         let timeout = Duration::from_secs(config.timeout_secs);
         let mut headers = HeaderMap::new();
         if config.body().is_some() {
@@ -220,10 +234,15 @@ impl HttpGatewaySender {
         }
         // Configured headers come last, so they may override Content-Type.
         for (name, value) in &config.headers {
-            let name = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| GatewayError::Config(format!("http.headers: bad name {name:?}")))?;
-            let mut value = HeaderValue::from_str(value.expose_secret())
-                .map_err(|_| GatewayError::Config(format!("http.headers.{name}: bad value")))?;
+            // Checked by validate above; kept as errors, not panics.
+            let bad = || {
+                GatewayError::Setting(FieldError::new(
+                    format!("headers.{name}"),
+                    FieldProblem::Must("be a valid header".into()),
+                ))
+            };
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad())?;
+            let mut value = HeaderValue::from_str(value.expose_secret()).map_err(|_| bad())?;
             value.set_sensitive(true);
             headers.insert(name, value);
         }
@@ -344,13 +363,14 @@ mod tests {
 
     #[test]
     fn validate_names_the_bad_key() {
+        let field = |field, problem| Err(FieldError::new(field, problem));
         assert_eq!(
             HttpGatewayConfig::new("").validate(),
-            Err("http.url is required".to_owned())
+            field("url", FieldProblem::Required)
         );
         assert_eq!(
             HttpGatewayConfig::new("ftp://x.example/{phone}").validate(),
-            Err("http.url must be an http:// or https:// URL".to_owned())
+            field("url", FieldProblem::NotHttpUrl)
         );
 
         let mut c = json_gateway();
@@ -358,42 +378,47 @@ mod tests {
         assert!(c
             .validate()
             .expect_err("bare placeholder")
-            .starts_with("http.body is not valid JSON"));
+            .to_string()
+            .starts_with("body must be valid JSON"));
 
         let mut c = json_gateway();
         c.body = Some(r#"{"to":"{phone}","code":"{password}"}"#.to_owned());
         assert!(c
             .validate()
             .expect_err("no password")
-            .starts_with("http.body: {password} is not available"));
+            .to_string()
+            .starts_with("body must not use {password}"));
 
         let mut c = json_gateway();
         c.method = HttpMethod::Get;
         assert_eq!(
             c.validate(),
-            Err("http.body must be empty when http.method is GET".to_owned())
+            field("body", FieldProblem::Must("be empty for method GET".into()))
         );
 
         let mut c = json_gateway();
         c.success_value = Some(serde_json::json!("ok"));
         assert_eq!(
             c.validate(),
-            Err("http.success_value needs http.success_pointer".to_owned())
+            field(
+                "success_pointer",
+                FieldProblem::RequiredWith("success_value".into())
+            )
         );
 
         let mut c = json_gateway();
         c.success_pointer = Some("status".to_owned());
-        assert!(c
-            .validate()
-            .expect_err("pointer syntax")
-            .starts_with("http.success_pointer"));
+        assert_eq!(
+            c.validate().expect_err("pointer syntax").field,
+            "success_pointer"
+        );
 
         let mut c = json_gateway();
         c.headers
             .insert("X-Key".to_owned(), SecretString::from("a\r\nb"));
         assert_eq!(
-            c.validate(),
-            Err("http.headers.X-Key must be visible ASCII without line breaks".to_owned())
+            c.validate().map_err(|e| e.to_string()),
+            Err("headers.X-Key must be visible ASCII without line breaks".to_owned())
         );
     }
 

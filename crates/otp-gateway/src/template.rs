@@ -6,6 +6,7 @@
 //! Filling is one pass over the template: a value that itself contains
 //! `{phone}` is never expanded again.
 
+use otp_domain::{FieldError, FieldProblem};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 /// The placeholders a template may use.
@@ -71,25 +72,34 @@ pub fn fill(template: &str, values: &Values<'_>, escape: Escape) -> String {
     out
 }
 
-/// Checks that `template` uses only known placeholders. `key` names the
-/// config key in the message.
+/// Checks that `template` uses only known placeholders. `field` names
+/// the setting that holds it.
 ///
 /// # Errors
-/// A message naming the key and the unknown placeholder.
-pub fn check_placeholders(template: &str, key: &str) -> Result<(), String> {
+/// The field, and the unknown placeholder.
+pub fn check_placeholders(template: &str, field: &'static str) -> Result<(), FieldError> {
     let mut rest = template;
     while let Some(open) = rest.find('{') {
         let after = &rest[open + 1..];
         if let Some(name) = placeholder_at(after) {
             if name == "password" || name == "code" {
-                return Err(format!(
-                    "{key}: {{{name}}} is not available here; the code is already in the \
-                     message, so use {{message}}"
+                return Err(FieldError::new(
+                    field,
+                    FieldProblem::Must(
+                        format!(
+                            "not use {{{name}}}: the code is already in the message, so \
+                             use {{message}}"
+                        )
+                        .into(),
+                    ),
                 ));
             }
             if !PLACEHOLDERS.contains(&name) {
-                return Err(format!(
-                    "{key}: unknown placeholder {{{name}}}; use {{phone}} or {{message}}"
+                return Err(FieldError::new(
+                    field,
+                    FieldProblem::Must(
+                        format!("use only {{phone}} and {{message}}, not {{{name}}}").into(),
+                    ),
                 ));
             }
         }
@@ -191,20 +201,18 @@ mod tests {
 
     #[test]
     fn unknown_placeholders_are_named() {
-        assert_eq!(
-            check_placeholders(r#"{"to":"{phone}"}"#, "gateway.body"),
-            Ok(())
-        );
-        let err = check_placeholders("to={phone}&pw={password}", "gateway.body")
+        assert_eq!(check_placeholders(r#"{"to":"{phone}"}"#, "body"), Ok(()));
+        let err = check_placeholders("to={phone}&pw={password}", "body")
             .expect_err("password is not available");
         assert!(
-            err.starts_with("gateway.body: {password} is not available"),
+            err.to_string()
+                .starts_with("body must not use {password}: the code is already"),
             "{err}"
         );
-        let err = check_placeholders("{phne}", "gateway.url").expect_err("typo");
+        let err = check_placeholders("{phne}", "url").expect_err("typo");
         assert_eq!(
-            err,
-            "gateway.url: unknown placeholder {phne}; use {phone} or {message}"
+            err.to_string(),
+            "url must use only {phone} and {message}, not {phne}"
         );
     }
 }

@@ -12,7 +12,9 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use otp_domain::{Channel, DeliveryError, Destination, OutgoingMessage, Sender};
+use otp_domain::{
+    Channel, DeliveryError, Destination, FieldError, FieldProblem, OutgoingMessage, Sender,
+};
 use reqwest::header::{HeaderValue, CONTENT_TYPE};
 use reqwest::Client;
 use secrecy::{ExposeSecret, SecretString};
@@ -96,61 +98,69 @@ impl TwilioConfig {
     /// [`TwilioConfig::validate_for`] for one channel's needs.
     ///
     /// # Errors
-    /// A message that names the first bad key.
-    pub fn validate(&self) -> Result<(), String> {
+    /// The first bad field, named within this section (`auth_token`).
+    pub fn validate(&self) -> Result<(), FieldError> {
+        let fail = |field: &'static str, problem| Err(FieldError::new(field, problem));
         if self.account_sid.trim().is_empty() {
-            return Err("twilio.account_sid is required".to_owned());
+            return fail("account_sid", FieldProblem::Required);
         }
         // It goes into the URL path.
         if !self.account_sid.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Err("twilio.account_sid must be letters and digits (AC…)".to_owned());
+            return fail(
+                "account_sid",
+                FieldProblem::Must("be letters and digits (AC…)".into()),
+            );
         }
         if self.auth_token.expose_secret().is_empty() {
-            return Err("twilio.auth_token is required".to_owned());
+            return fail("auth_token", FieldProblem::Required);
         }
         if self.sender_number().is_none() && self.messaging_service_sid().is_none() {
-            return Err("twilio.from or twilio.messaging_service_sid is required".to_owned());
+            return fail(
+                "from",
+                FieldProblem::RequiredWithout("messaging_service_sid".into()),
+            );
         }
         if let Some(sid) = self.messaging_service_sid() {
             if !sid.bytes().all(|b| b.is_ascii_alphanumeric()) {
-                return Err(
-                    "twilio.messaging_service_sid must be letters and digits (MG…)".to_owned(),
+                return fail(
+                    "messaging_service_sid",
+                    FieldProblem::Must("be letters and digits (MG…)".into()),
                 );
             }
         }
         if !otp_http::is_http_url(&self.base_url) {
-            return Err("twilio.base_url must be an http:// or https:// URL".to_owned());
+            return fail("base_url", FieldProblem::NotHttpUrl);
         }
         if self.language.trim().is_empty() {
-            return Err("twilio.language must not be empty".to_owned());
+            return fail("language", FieldProblem::Must("not be empty".into()));
         }
         if self.voice.trim().is_empty() {
-            return Err("twilio.voice must not be empty".to_owned());
+            return fail("voice", FieldProblem::Must("not be empty".into()));
         }
         if !(1..=10).contains(&self.repeat) {
-            return Err("twilio.repeat must be 1 to 10".to_owned());
+            return fail("repeat", FieldProblem::OutOfRange { min: 1, max: 10 });
         }
         if self.timeout_secs == 0 {
-            return Err("twilio.timeout_secs must be at least 1".to_owned());
+            return fail("timeout_secs", FieldProblem::AtLeast(1));
         }
         Ok(())
     }
 
     /// [`TwilioConfig::validate`], plus what `channel` needs: voice calls
-    /// need `from`; only SMS and voice are served.
+    /// need `from`. Twilio serves only SMS and voice; its sender refuses
+    /// any other channel with [`GatewayError::WrongChannel`].
     ///
     /// # Errors
-    /// A message that names the missing key.
-    pub fn validate_for(&self, channel: Channel) -> Result<(), String> {
+    /// The first bad or missing field.
+    pub fn validate_for(&self, channel: Channel) -> Result<(), FieldError> {
         self.validate()?;
-        match channel {
-            Channel::Sms => Ok(()),
-            Channel::Call if self.sender_number().is_none() => {
-                Err("twilio.from is required for voice calls".to_owned())
-            }
-            Channel::Call => Ok(()),
-            other => Err(format!("twilio cannot deliver {other}")),
+        if channel == Channel::Call && self.sender_number().is_none() {
+            return Err(FieldError::new(
+                "from",
+                FieldProblem::RequiredFor("voice calls"),
+            ));
         }
+        Ok(())
     }
 
     fn sender_number(&self) -> Option<&str> {
@@ -193,10 +203,10 @@ impl TwilioSender {
     /// Validates `config` and builds the client.
     ///
     /// # Errors
-    /// [`GatewayError::Config`] naming the bad key;
+    /// [`GatewayError::Setting`] naming the bad field;
     /// [`GatewayError::Client`] when the HTTP client cannot be built.
     pub fn new(config: TwilioConfig) -> Result<Self, GatewayError> {
-        config.validate().map_err(GatewayError::Config)?;
+        config.validate().map_err(GatewayError::Setting)?;
         let timeout = Duration::from_secs(config.timeout_secs);
         let base = config.base_url.trim_end_matches('/');
         let account = format!("{base}/2010-04-01/Accounts/{}", config.account_sid);
@@ -390,39 +400,42 @@ mod tests {
 
     #[test]
     fn validate_names_the_bad_key() {
+        let field = |field, problem| Err(FieldError::new(field, problem));
         let mut c = TwilioConfig::new("AC123", "tok", "+14155552671");
         c.from = None;
         assert_eq!(
             c.validate(),
-            Err("twilio.from or twilio.messaging_service_sid is required".to_owned())
+            field(
+                "from",
+                FieldProblem::RequiredWithout("messaging_service_sid".into())
+            )
         );
         c.messaging_service_sid = Some("MG123".to_owned());
         assert_eq!(c.validate_for(Channel::Sms), Ok(()));
         assert_eq!(
             c.validate_for(Channel::Call),
-            Err("twilio.from is required for voice calls".to_owned())
+            field("from", FieldProblem::RequiredFor("voice calls"))
+        );
+        assert_eq!(
+            c.validate_for(Channel::Call).map_err(|e| e.to_string()),
+            Err("from is required for voice calls".to_owned())
         );
 
         let c = TwilioConfig::new("", "tok", "+14155552671");
-        assert_eq!(
-            c.validate(),
-            Err("twilio.account_sid is required".to_owned())
-        );
+        assert_eq!(c.validate(), field("account_sid", FieldProblem::Required));
         let c = TwilioConfig::new("AC1/../x", "tok", "+14155552671");
-        assert!(c
-            .validate()
-            .expect_err("path")
-            .starts_with("twilio.account_sid"));
+        assert_eq!(c.validate().expect_err("path").field, "account_sid");
         let c = TwilioConfig::new("AC1", "", "+14155552671");
-        assert_eq!(
-            c.validate(),
-            Err("twilio.auth_token is required".to_owned())
-        );
+        assert_eq!(c.validate(), field("auth_token", FieldProblem::Required));
         let mut c = TwilioConfig::new("AC1", "tok", "+14155552671");
         c.repeat = 0;
         assert_eq!(
             c.validate(),
-            Err("twilio.repeat must be 1 to 10".to_owned())
+            field("repeat", FieldProblem::OutOfRange { min: 1, max: 10 })
+        );
+        assert_eq!(
+            c.validate().map_err(|e| e.to_string()),
+            Err("repeat must be 1 to 10".to_owned())
         );
     }
 

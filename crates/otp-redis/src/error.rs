@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use deadpool_redis::redis::{self, ErrorKind, ServerErrorKind};
 use deadpool_redis::PoolError;
-use otp_domain::ports::DeliveryError;
-use otp_domain::StoreError;
+use otp_domain::{DeliveryError, FieldError, StoreError};
 
 /// The provider name of the queue sender in a [`DeliveryError`].
 pub(crate) const QUEUE_PROVIDER: &str = "redis-queue";
@@ -17,6 +16,10 @@ pub enum RedisStoreError {
     /// A setting is unusable.
     #[error("invalid redis config: {0}")]
     Config(&'static str),
+    /// A queue setting failed [`crate::QueueConfig::validate`]. The field
+    /// error is the message, not a cause, so a printed chain says it once.
+    #[error("invalid redis config: {0}")]
+    Setting(FieldError),
     /// A URL in the config does not parse.
     #[error("invalid redis url")]
     Url(#[source] redis::RedisError),

@@ -40,7 +40,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deadpool_redis::redis::{self, AsyncConnectionConfig, IntoConnectionInfo};
 use deadpool_redis::Runtime;
-use otp_domain::ports::{Clock, DeliveryError, OutgoingMessage, Sender, SystemClock};
+use otp_domain::ports::{Clock, OutgoingMessage, Sender, SystemClock};
+use otp_domain::{DeliveryError, FieldError, FieldProblem};
 use serde::Deserialize;
 
 use crate::config::redact_url;
@@ -84,23 +85,23 @@ impl QueueConfig {
     /// Checks every key, naming the first bad one.
     ///
     /// # Errors
-    /// A message like `queue.url is required`.
-    pub fn validate(&self) -> Result<(), String> {
-        self.check().map_err(str::to_owned)
-    }
-
-    fn check(&self) -> Result<(), &'static str> {
+    /// The first bad field, named within this section (`url`).
+    pub fn validate(&self) -> Result<(), FieldError> {
+        let fail = |field: &'static str, problem| Err(FieldError::new(field, problem));
         if self.url.trim().is_empty() {
-            return Err("queue.url is required");
+            return fail("url", FieldProblem::Required);
         }
         if self.url.as_str().into_connection_info().is_err() {
-            return Err("queue.url is not a valid redis:// or rediss:// URL");
+            return fail(
+                "url",
+                FieldProblem::Must("be a redis:// or rediss:// URL".into()),
+            );
         }
         if self.stream.is_empty() {
-            return Err("queue.stream must not be empty");
+            return fail("stream", FieldProblem::Must("not be empty".into()));
         }
         if self.timeout_ms == 0 {
-            return Err("queue.timeout_ms must be at least 1");
+            return fail("timeout_ms", FieldProblem::AtLeast(1));
         }
         Ok(())
     }
@@ -138,11 +139,11 @@ impl RedisQueueSender {
     /// a Redis that is down now makes sends fail, not this.
     ///
     /// # Errors
-    /// `RedisStoreError::Config` for a bad setting (see
+    /// `RedisStoreError::Setting` for a bad setting (see
     /// [`QueueConfig::validate`]), `Url` or `Build` when deadpool refuses
     /// it.
     pub fn new(config: &QueueConfig) -> Result<Self, RedisStoreError> {
-        config.check().map_err(RedisStoreError::Config)?;
+        config.validate().map_err(RedisStoreError::Setting)?;
         crate::prepare_tls([config.url.as_str()]);
         let timeout = config.timeout();
         let connection = AsyncConnectionConfig::new()
@@ -269,13 +270,13 @@ mod tests {
         };
         assert_eq!(
             QueueConfig::default().validate(),
-            Err("queue.url is required".to_owned())
+            Err(FieldError::new("url", FieldProblem::Required))
         );
-        assert!(with(|c| c.url = "http://q".to_owned()).starts_with("queue.url "));
-        assert!(with(|c| c.stream.clear()).starts_with("queue.stream "));
-        assert!(with(|c| c.timeout_ms = 0).starts_with("queue.timeout_ms "));
+        assert_eq!(with(|c| c.url = "http://q".to_owned()).field, "url");
+        assert_eq!(with(|c| c.stream.clear()).field, "stream");
+        assert_eq!(with(|c| c.timeout_ms = 0).field, "timeout_ms");
         let err = RedisQueueSender::new(&QueueConfig::default()).map(|_| ());
-        assert!(matches!(err, Err(RedisStoreError::Config(_))), "{err:?}");
+        assert!(matches!(err, Err(RedisStoreError::Setting(_))), "{err:?}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The SMTP provider's configuration.
 
+use otp_domain::{FieldError, FieldProblem};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
@@ -99,48 +100,58 @@ impl SmtpConfig {
     /// Checks every key once, at start-up.
     ///
     /// # Errors
-    /// A message that names the first bad key, e.g. `smtp.from is required`.
-    pub fn validate(&self) -> Result<(), String> {
+    /// The first bad field, named within this section (`from`).
+    pub fn validate(&self) -> Result<(), FieldError> {
+        let fail = |field: &'static str, problem| Err(FieldError::new(field, problem));
         if self.host.trim().is_empty() {
-            return Err("smtp.host is required".to_owned());
+            return fail("host", FieldProblem::Required);
         }
         if self
             .host
             .chars()
             .any(|c| c.is_whitespace() || c.is_control())
         {
-            return Err("smtp.host must be a host name without spaces".to_owned());
+            return fail(
+                "host",
+                FieldProblem::Must("be a host name without spaces".into()),
+            );
         }
         if self.port == Some(0) {
-            return Err("smtp.port must be 1 to 65535".to_owned());
+            return fail("port", FieldProblem::OutOfRange { min: 1, max: 65535 });
         }
         if self.from.trim().is_empty() {
-            return Err("smtp.from is required".to_owned());
+            return fail("from", FieldProblem::Required);
         }
         if has_control(&self.from) || self.from.parse::<lettre::Address>().is_err() {
-            return Err("smtp.from must be an email address like otp@example.com".to_owned());
+            return fail(
+                "from",
+                FieldProblem::Must("be an email address like otp@example.com".into()),
+            );
         }
         if self.display_name().is_some_and(has_control) {
-            return Err("smtp.from_name must not contain control characters".to_owned());
+            return fail(
+                "from_name",
+                FieldProblem::Must("not contain control characters".into()),
+            );
         }
         match (self.username(), self.password()) {
             (Some(_), None) => {
-                return Err("smtp.password is required when smtp.username is set".to_owned())
+                return fail("password", FieldProblem::RequiredWith("username".into()))
             }
             (None, Some(_)) => {
-                return Err("smtp.username is required when smtp.password is set".to_owned())
+                return fail("username", FieldProblem::RequiredWith("password".into()))
             }
             _ => {}
         }
         if self.timeout_secs == 0 {
-            return Err("smtp.timeout_secs must be at least 1".to_owned());
+            return fail("timeout_secs", FieldProblem::AtLeast(1));
         }
         if self.pool_max_size == 0 {
-            return Err("smtp.pool_max_size must be at least 1".to_owned());
+            return fail("pool_max_size", FieldProblem::AtLeast(1));
         }
         if let Some(t) = self.html_template() {
             if !t.contains("{body}") {
-                return Err("smtp.html_template must contain {body}".to_owned());
+                return fail("html_template", FieldProblem::Must("contain {body}".into()));
             }
         }
         Ok(())
@@ -210,43 +221,52 @@ mod tests {
     fn validate_names_the_bad_key() {
         let mut c = valid();
         c.from = String::new();
-        assert_eq!(c.validate(), Err("smtp.from is required".to_owned()));
+        assert_eq!(
+            c.validate(),
+            Err(FieldError::new("from", FieldProblem::Required))
+        );
 
         let mut c = valid();
         c.host = " ".to_owned();
-        assert_eq!(c.validate(), Err("smtp.host is required".to_owned()));
+        assert_eq!(
+            c.validate(),
+            Err(FieldError::new("host", FieldProblem::Required))
+        );
 
         let mut c = valid();
         c.from = "not an address".to_owned();
-        assert!(c.validate().expect_err("bad from").starts_with("smtp.from"));
+        assert_eq!(c.validate().expect_err("bad from").field, "from");
 
         let mut c = valid();
         c.from_name = Some("Evil\r\nBcc: x@y.z".to_owned());
-        assert!(c
-            .validate()
-            .expect_err("bad name")
-            .starts_with("smtp.from_name"));
+        assert_eq!(c.validate().expect_err("bad name").field, "from_name");
 
         let mut c = valid();
         c.username = Some("user".to_owned());
         assert_eq!(
             c.validate(),
-            Err("smtp.password is required when smtp.username is set".to_owned())
+            Err(FieldError::new(
+                "password",
+                FieldProblem::RequiredWith("username".into())
+            ))
         );
 
         let mut c = valid();
         c.html_template = Some("<p>no placeholder</p>".to_owned());
         assert_eq!(
             c.validate(),
-            Err("smtp.html_template must contain {body}".to_owned())
+            Err(FieldError::new(
+                "html_template",
+                FieldProblem::Must("contain {body}".into())
+            ))
         );
 
         let mut c = valid();
         c.timeout_secs = 0;
-        assert!(c
-            .validate()
-            .expect_err("zero timeout")
-            .starts_with("smtp.timeout_secs"));
+        assert_eq!(
+            c.validate().expect_err("zero timeout").field,
+            "timeout_secs"
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use otp_domain::{Channel, DeliveryError};
+use otp_domain::{Channel, DeliveryError, FieldError};
 
 use crate::PROVIDER;
 
@@ -10,7 +10,11 @@ use crate::PROVIDER;
 /// body or a password; the server's own reply text stays in the source.
 #[derive(Debug, thiserror::Error)]
 pub enum SmtpError {
-    /// The config failed [`crate::SmtpConfig::validate`].
+    /// A setting failed [`crate::SmtpConfig::validate`]. The field error
+    /// is the message, not a cause, so a printed chain says it once.
+    #[error("invalid SMTP config: {0}")]
+    Setting(FieldError),
+    /// The config could not be put to use.
     #[error("invalid SMTP config: {0}")]
     Config(String),
     /// The sender was handed a message for another channel.
@@ -49,7 +53,8 @@ impl SmtpError {
                         || e.is_tls()
                         || e.is_transport_shutdown())
             }
-            SmtpError::Config(_)
+            SmtpError::Setting(_)
+            | SmtpError::Config(_)
             | SmtpError::WrongChannel(_)
             | SmtpError::HeaderInjection(_)
             | SmtpError::Address(_)

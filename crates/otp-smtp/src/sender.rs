@@ -38,13 +38,13 @@ impl SmtpSender {
     /// until the first send (see [`SmtpSender::test_connection`]).
     ///
     /// # Errors
-    /// [`SmtpError::Config`] naming the bad key.
+    /// [`SmtpError::Setting`] naming the bad field.
     ///
     /// # Panics
     /// Outside a Tokio runtime: lettre's pool spawns its idle-connection
     /// reaper here, so call it from async start-up code.
     pub fn new(config: SmtpConfig) -> Result<Self, SmtpError> {
-        config.validate().map_err(SmtpError::Config)?;
+        config.validate().map_err(SmtpError::Setting)?;
         let from_address: Address = config
             .from
             .trim()
@@ -229,9 +229,6 @@ mod tests {
     fn a_bad_config_is_refused_by_new() {
         let err =
             SmtpSender::new(SmtpConfig::new("", "otp@example.com")).expect_err("host is required");
-        assert_eq!(
-            err.to_string(),
-            "invalid SMTP config: smtp.host is required"
-        );
+        assert_eq!(err.to_string(), "invalid SMTP config: host is required");
     }
 }

@@ -7,7 +7,7 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use otp_domain::{DeliveryError, Destination, OutgoingMessage, Sender};
+use otp_domain::{DeliveryError, Destination, FieldError, FieldProblem, OutgoingMessage, Sender};
 use reqwest::{Client, Response};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -17,7 +17,7 @@ use crate::http::{client_error, transport_error};
 use crate::DEFAULT_TIMEOUT_SECS;
 
 /// The provider name in errors.
-pub const PROVIDER: &str = "telegram";
+pub const PROVIDER: &str = crate::error::BOT_PROVIDER;
 
 /// The Bot API's address and the bot's token.
 #[derive(Debug, Clone, Deserialize)]
@@ -54,33 +54,34 @@ impl TelegramConfig {
     /// Checks every key once, at start-up.
     ///
     /// # Errors
-    /// A message that names the bad key (never its value).
-    pub fn validate(&self) -> Result<(), String> {
+    /// The first bad field (`bot_token`, never its value).
+    pub fn validate(&self) -> Result<(), FieldError> {
         check_token(&self.bot_token)?;
         if !otp_http::is_http_url(&self.api_url) {
-            return Err("telegram.api_url must be an http:// or https:// URL".to_owned());
+            return Err(FieldError::new("api_url", FieldProblem::NotHttpUrl));
         }
         if self.timeout_secs == 0 {
-            return Err("telegram.timeout_secs must be at least 1".to_owned());
+            return Err(FieldError::new("timeout_secs", FieldProblem::AtLeast(1)));
         }
         Ok(())
     }
 }
 
 /// The token goes into the URL path, so only its own alphabet is allowed.
-fn check_token(token: &SecretString) -> Result<(), String> {
+fn check_token(token: &SecretString) -> Result<(), FieldError> {
     let token = token.expose_secret();
     if token.is_empty() {
-        return Err("telegram.bot_token is required".to_owned());
+        return Err(FieldError::new("bot_token", FieldProblem::Required));
     }
     let well_formed = token.contains(':')
         && token
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'-'));
     if !well_formed {
-        return Err(
-            "telegram.bot_token must look like 123456:ABC-DEF… (from @BotFather)".to_owned(),
-        );
+        return Err(FieldError::new(
+            "bot_token",
+            FieldProblem::Must("look like 123456:ABC-DEF… (from @BotFather)".into()),
+        ));
     }
     Ok(())
 }
@@ -119,10 +120,10 @@ impl TelegramSender {
     /// Validates `config` and builds the client.
     ///
     /// # Errors
-    /// [`TelegramError::Config`] naming the bad key;
+    /// [`TelegramError::Setting`] naming the bad field;
     /// [`TelegramError::Client`] when the HTTP client cannot be built.
     pub fn new(config: TelegramConfig) -> Result<Self, TelegramError> {
-        config.validate().map_err(TelegramError::Config)?;
+        config.validate().map_err(TelegramError::Setting)?;
         let timeout = Duration::from_secs(config.timeout_secs);
         Ok(TelegramSender {
             client: otp_http::client(timeout).map_err(client_error(PROVIDER))?,
@@ -192,10 +193,11 @@ pub async fn set_webhook(
     url: &str,
     secret_token: Option<&SecretString>,
 ) -> Result<(), TelegramError> {
-    check_token(bot_token).map_err(TelegramError::Config)?;
+    // Both come from [telegram], so the errors name those keys.
+    check_token(bot_token).map_err(|e| TelegramError::Setting(e.within("telegram")))?;
     if !otp_http::is_http_url(api_url) {
-        return Err(TelegramError::Config(
-            "telegram.api_url must be an http:// or https:// URL".to_owned(),
+        return Err(TelegramError::Setting(
+            FieldError::new("api_url", FieldProblem::NotHttpUrl).within("telegram"),
         ));
     }
     if !otp_http::is_https_url(url) {
@@ -323,21 +325,19 @@ mod tests {
     fn validate_names_the_key_and_never_the_token() {
         assert_eq!(
             TelegramConfig::new("").validate(),
-            Err("telegram.bot_token is required".to_owned())
+            Err(FieldError::new("bot_token", FieldProblem::Required))
         );
         let err = TelegramConfig::new("123/../x?y")
             .validate()
-            .expect_err("malformed");
-        assert!(
-            err.starts_with("telegram.bot_token must look like"),
-            "{err}"
-        );
+            .expect_err("malformed")
+            .to_string();
+        assert!(err.starts_with("bot_token must look like"), "{err}");
         assert!(!err.contains("123/../x?y"));
         let mut c = TelegramConfig::new("1:abc");
         c.api_url = "api.telegram.org".to_owned();
         assert_eq!(
             c.validate(),
-            Err("telegram.api_url must be an http:// or https:// URL".to_owned())
+            Err(FieldError::new("api_url", FieldProblem::NotHttpUrl))
         );
     }
 

@@ -2,14 +2,22 @@
 
 use std::time::Duration;
 
-use otp_domain::{Channel, DeliveryError};
+use otp_domain::{Channel, DeliveryError, FieldError};
+
+/// The Bot API's provider name in errors. It lives here, not in `bot`, so
+/// this module needs no other module of the crate.
+pub const BOT_PROVIDER: &str = "telegram";
 
 /// A Telegram delivery failure. `provider` is `telegram` (Bot API) or
 /// `telegram-notify`. No variant holds a URL (the token is in it) or the
 /// message.
 #[derive(Debug, thiserror::Error)]
 pub enum TelegramError {
-    /// A config value or argument failed validation.
+    /// A setting failed its check. The field error is the message, not a
+    /// cause, so a printed chain says it once.
+    #[error("invalid config: {0}")]
+    Setting(FieldError),
+    /// An argument or the config could not be put to use.
     #[error("invalid config: {0}")]
     Config(String),
     /// The HTTP client could not be built (TLS backend, resolver).
@@ -87,7 +95,8 @@ impl TelegramError {
                 *code == 429 || *status == 429 || *status >= 500 || (500..600).contains(code)
             }
             TelegramError::Status { status, .. } => *status >= 500 || *status == 429,
-            TelegramError::Config(_)
+            TelegramError::Setting(_)
+            | TelegramError::Config(_)
             | TelegramError::Client { .. }
             | TelegramError::WrongChannel { .. }
             | TelegramError::BadResponse { .. } => false,
@@ -125,7 +134,9 @@ impl TelegramError {
 
     fn provider(&self) -> &'static str {
         match self {
-            TelegramError::Config(_) | TelegramError::Api { .. } => crate::bot::PROVIDER,
+            TelegramError::Setting(_) | TelegramError::Config(_) | TelegramError::Api { .. } => {
+                BOT_PROVIDER
+            }
             TelegramError::WrongChannel { provider, .. }
             | TelegramError::Client { provider, .. }
             | TelegramError::Connect { provider, .. }

@@ -12,7 +12,12 @@
 //!   http-telegram-notify service that holds the bot token itself.
 //! - [`error`]: [`TelegramError`], the transient/permanent split and the
 //!   `DeliveryError` conversion, which carries Telegram's requested wait
-//!   as `DeliveryError::retry_after`.
+//!   as `DeliveryError::retry_after`. It imports no other module (the
+//!   Bot API's provider name lives here), so `bot` and `notify` can use it
+//!   without a cycle.
+//!
+//! Settings checks (`validate`) report an `otp_domain::FieldError` naming
+//! the field within its section; the server adds the section.
 //! - `http` (private): transport error mapping. The client settings,
 //!   `Retry-After` and the URL checks come from `otp_http`.
 

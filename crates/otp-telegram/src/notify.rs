@@ -13,7 +13,7 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use otp_domain::{DeliveryError, Destination, OutgoingMessage, Sender};
+use otp_domain::{DeliveryError, Destination, FieldError, FieldProblem, OutgoingMessage, Sender};
 use reqwest::header::{HeaderName, HeaderValue};
 use reqwest::Client;
 use secrecy::{ExposeSecret, SecretString};
@@ -63,21 +63,24 @@ impl HttpNotifyConfig {
     /// Checks every key once, at start-up.
     ///
     /// # Errors
-    /// A message that names the bad key.
-    pub fn validate(&self) -> Result<(), String> {
+    /// The first bad field, named within this section (`url`).
+    pub fn validate(&self) -> Result<(), FieldError> {
         if self.url.trim().is_empty() {
-            return Err("notify.url is required".to_owned());
+            return Err(FieldError::new("url", FieldProblem::Required));
         }
         if !otp_http::is_http_url(&self.url) {
-            return Err("notify.url must be an http:// or https:// URL".to_owned());
+            return Err(FieldError::new("url", FieldProblem::NotHttpUrl));
         }
         if let Some(token) = self.app_token() {
             if HeaderValue::from_str(token).is_err() {
-                return Err("notify.app_token must be visible ASCII without line breaks".to_owned());
+                return Err(FieldError::new(
+                    "app_token",
+                    FieldProblem::Must("be visible ASCII without line breaks".into()),
+                ));
             }
         }
         if self.timeout_secs == 0 {
-            return Err("notify.timeout_secs must be at least 1".to_owned());
+            return Err(FieldError::new("timeout_secs", FieldProblem::AtLeast(1)));
         }
         Ok(())
     }
@@ -119,10 +122,10 @@ impl HttpNotifySender {
     /// Validates `config` and builds the client.
     ///
     /// # Errors
-    /// [`TelegramError::Config`] naming the bad key;
+    /// [`TelegramError::Setting`] naming the bad field;
     /// [`TelegramError::Client`] when the HTTP client cannot be built.
     pub fn new(config: HttpNotifyConfig) -> Result<Self, TelegramError> {
-        config.validate().map_err(TelegramError::Config)?;
+        config.validate().map_err(TelegramError::Setting)?;
         let timeout = Duration::from_secs(config.timeout_secs);
         let app_token = match config.app_token() {
             Some(t) => {
@@ -208,11 +211,11 @@ mod tests {
         assert!(!format!("{c:?}").contains("relay-secret"));
         assert_eq!(
             HttpNotifyConfig::new("").validate(),
-            Err("notify.url is required".to_owned())
+            Err(FieldError::new("url", FieldProblem::Required))
         );
         assert_eq!(
             HttpNotifyConfig::new("notify:8080").validate(),
-            Err("notify.url must be an http:// or https:// URL".to_owned())
+            Err(FieldError::new("url", FieldProblem::NotHttpUrl))
         );
     }
 }

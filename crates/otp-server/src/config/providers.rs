@@ -10,7 +10,7 @@
 //! | email       | log, smtp, queue                  |
 //! | telegram    | log, telegram, notify, queue      |
 
-use otp_domain::{Channel, FieldError, FieldProblem};
+use otp_domain::{Channel, FieldError};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::schema::{
@@ -158,17 +158,17 @@ fn phone(channel: Channel, c: &PhoneChannelConfig) -> Result<Vec<PhoneProvider>,
                 PhoneProviderName::Log => PhoneProvider::Log,
                 PhoneProviderName::Http => {
                     let s = section(channel, "http", c.http.as_ref(), required::HTTP)?;
-                    checked(&at("http"), s.validate().map_err(legacy))?;
+                    checked(&at("http"), s.validate())?;
                     PhoneProvider::Http(s.clone())
                 }
                 PhoneProviderName::Twilio => {
                     let s = section(channel, "twilio", c.twilio.as_ref(), required::TWILIO)?;
-                    checked(&at("twilio"), s.validate_for(channel).map_err(legacy))?;
+                    checked(&at("twilio"), s.validate_for(channel))?;
                     PhoneProvider::Twilio(s.clone())
                 }
                 PhoneProviderName::Queue => {
                     let s = section(channel, "queue", c.queue.as_ref(), required::QUEUE)?;
-                    checked(&at("queue"), s.validate().map_err(legacy))?;
+                    checked(&at("queue"), s.validate())?;
                     PhoneProvider::Queue(s.clone())
                 }
             })
@@ -186,12 +186,12 @@ fn email(c: &EmailChannelConfig) -> Result<Vec<EmailProvider>, ConfigError> {
                 EmailProviderName::Log => EmailProvider::Log,
                 EmailProviderName::Smtp => {
                     let s = section(channel, "smtp", c.smtp.as_ref(), required::SMTP)?;
-                    checked("email.smtp", s.validate().map_err(legacy))?;
+                    checked("email.smtp", s.validate())?;
                     EmailProvider::Smtp(s.clone())
                 }
                 EmailProviderName::Queue => {
                     let s = section(channel, "queue", c.queue.as_ref(), required::QUEUE)?;
-                    checked("email.queue", s.validate().map_err(legacy))?;
+                    checked("email.queue", s.validate())?;
                     EmailProvider::Queue(s.clone())
                 }
             })
@@ -231,17 +231,17 @@ fn telegram_providers(
                         .hint("TELEGRAM_BOT_TOKEN")
                     })?;
                     // The bot's keys sit right under [telegram].
-                    checked("telegram", bot.validate().map_err(legacy))?;
+                    checked("telegram", bot.validate())?;
                     TelegramProvider::Bot(bot.clone())
                 }
                 TelegramProviderName::Notify => {
                     let s = section(channel, "notify", c.notify.as_ref(), required::NOTIFY)?;
-                    checked("telegram.notify", s.validate().map_err(legacy))?;
+                    checked("telegram.notify", s.validate())?;
                     TelegramProvider::Notify(s.clone())
                 }
                 TelegramProviderName::Queue => {
                     let s = section(channel, "queue", c.queue.as_ref(), required::QUEUE)?;
-                    checked("telegram.queue", s.validate().map_err(legacy))?;
+                    checked("telegram.queue", s.validate())?;
                     TelegramProvider::Queue(s.clone())
                 }
             })
@@ -269,23 +269,6 @@ fn section<'a, T>(
             },
         ))
     })
-}
-
-/// INTERIM, until the adapters report a `FieldError`: their message
-/// starts with `<adapter>.<field>`, and the rest is the problem.
-fn legacy(message: String) -> FieldError {
-    let (path, rest) = message.split_once(' ').unwrap_or((&message, ""));
-    let field = path
-        .trim_end_matches(':')
-        .split_once('.')
-        .map_or(path, |(_, f)| f)
-        .to_owned();
-    let problem = match rest.strip_prefix("must ") {
-        _ if rest == "is required" => FieldProblem::Required,
-        Some(rule) => FieldProblem::Must(rule.to_owned().into()),
-        None => FieldProblem::Must(format!("be valid: {rest}").into()),
-    };
-    FieldError::new(field, problem)
 }
 
 /// An adapter's check of its settings, with the section before the field.
@@ -454,6 +437,46 @@ mod tests {
                 Config::load(Some(Path::new("otpd.toml")))
                     .map(|_| ())
                     .map_err(|e| format!("{toml}: {e}").into())
+            });
+        }
+    }
+
+    #[test]
+    fn adapter_checks_name_the_full_key_of_every_field_they_mention() {
+        for (toml, expected) in [
+            (
+                "[sms]\nprovider = \"twilio\"\n[sms.twilio]\naccount_sid = \"AC1\"\nauth_token = \"t\"\n",
+                "sms.twilio.from is required when sms.twilio.messaging_service_sid is not set",
+            ),
+            (
+                "[call]\nprovider = \"twilio\"\n[call.twilio]\naccount_sid = \"AC1\"\nauth_token = \"t\"\nmessaging_service_sid = \"MG1\"\n",
+                "call.twilio.from is required for voice calls",
+            ),
+            (
+                "[email]\nprovider = \"smtp\"\n[email.smtp]\nhost = \"h\"\nfrom = \"a@b.example\"\nusername = \"u\"\n",
+                "email.smtp.password is required when email.smtp.username is set",
+            ),
+            (
+                "[sms]\nprovider = [\"log\", \"http\"]\n[sms.http]\nurl = \"https://x.example/{password}\"\n",
+                "sms.http.url must not use {password}",
+            ),
+            (
+                "[telegram]\nprovider = \"queue\"\n[telegram.queue]\nurl = \"redis://q\"\ntimeout_ms = 0\n",
+                "telegram.queue.timeout_ms must be at least 1",
+            ),
+            (
+                "[telegram]\nprovider = \"telegram\"\nbot_token = \"1:a\"\napi_url = \"api.telegram.org\"\n",
+                "telegram.api_url must be an http:// or https:// URL",
+            ),
+        ] {
+            Jail::expect_with(|jail| {
+                jail.create_file("otpd.toml", toml)?;
+                jail.set_env("TELEGRAM_WEBHOOK_SECRET", "s3cret");
+                let err = Config::load(Some(Path::new("otpd.toml")))
+                    .map(|_| ())
+                    .expect_err(expected);
+                assert!(err.to_string().contains(expected), "{err}");
+                Ok(())
             });
         }
     }

@@ -104,9 +104,13 @@ fn region(code: &str) -> Result<Option<Region>, ConfigError> {
     if code.is_empty() {
         return Ok(None);
     }
-    Region::parse(code)
-        .map(Some)
-        .map_err(|e| KeyError::new("otp.default_region", Problem::Parse(e)).into())
+    Region::parse(code).map(Some).map_err(|_| {
+        KeyError::new(
+            "otp.default_region",
+            Problem::Must("be an ISO 3166 region code like \"DE\", or empty"),
+        )
+        .into()
+    })
 }
 
 fn test_destinations(
@@ -230,6 +234,11 @@ mod tests {
             jail.set_env("OTP_OTP__DEFAULT_REGION", "XX");
             let err = load_in_jail(jail).map(|_| ()).expect_err("bad region");
             assert!(err.to_string().contains("otp.default_region"), "{err}");
+            assert!(
+                err.to_string()
+                    .contains("otp.default_region must be an ISO 3166 region code"),
+                "{err}"
+            );
             Ok(())
         });
         Jail::expect_with(|jail| {

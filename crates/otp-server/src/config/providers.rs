@@ -149,54 +149,54 @@ pub(super) fn resolve(file: &ConfigFile) -> Result<(Providers, TelegramSettings)
 }
 
 fn phone(channel: Channel, c: &PhoneChannelConfig) -> Result<Vec<PhoneProvider>, ConfigError> {
-    let at = |section: &str| format!("{channel}.{section}");
-    c.provider
-        .0
-        .iter()
-        .map(|name| {
-            Ok(match name {
-                PhoneProviderName::Log => PhoneProvider::Log,
-                PhoneProviderName::Http => {
-                    let s = section(channel, "http", c.http.as_ref(), required::HTTP)?;
-                    checked(&at("http"), s.validate())?;
-                    PhoneProvider::Http(s.clone())
-                }
-                PhoneProviderName::Twilio => {
-                    let s = section(channel, "twilio", c.twilio.as_ref(), required::TWILIO)?;
-                    checked(&at("twilio"), s.validate_for(channel))?;
-                    PhoneProvider::Twilio(s.clone())
-                }
-                PhoneProviderName::Queue => {
-                    let s = section(channel, "queue", c.queue.as_ref(), required::QUEUE)?;
-                    checked(&at("queue"), s.validate())?;
-                    PhoneProvider::Queue(s.clone())
-                }
-            })
-        })
-        .collect()
+    let mut resolved = Vec::with_capacity(c.provider.0.len());
+    for name in &c.provider.0 {
+        resolved.push(match name {
+            PhoneProviderName::Log => PhoneProvider::Log,
+            PhoneProviderName::Http => PhoneProvider::Http(settings(
+                (channel, "http"),
+                c.http.as_ref(),
+                required::HTTP,
+                |s| s.validate(),
+            )?),
+            PhoneProviderName::Twilio => PhoneProvider::Twilio(settings(
+                (channel, "twilio"),
+                c.twilio.as_ref(),
+                required::TWILIO,
+                |s| s.validate_for(channel),
+            )?),
+            PhoneProviderName::Queue => PhoneProvider::Queue(settings(
+                (channel, "queue"),
+                c.queue.as_ref(),
+                required::QUEUE,
+                |s| s.validate(),
+            )?),
+        });
+    }
+    Ok(resolved)
 }
 
 fn email(c: &EmailChannelConfig) -> Result<Vec<EmailProvider>, ConfigError> {
     let channel = Channel::Email;
-    c.provider
-        .0
-        .iter()
-        .map(|name| {
-            Ok(match name {
-                EmailProviderName::Log => EmailProvider::Log,
-                EmailProviderName::Smtp => {
-                    let s = section(channel, "smtp", c.smtp.as_ref(), required::SMTP)?;
-                    checked("email.smtp", s.validate())?;
-                    EmailProvider::Smtp(s.clone())
-                }
-                EmailProviderName::Queue => {
-                    let s = section(channel, "queue", c.queue.as_ref(), required::QUEUE)?;
-                    checked("email.queue", s.validate())?;
-                    EmailProvider::Queue(s.clone())
-                }
-            })
-        })
-        .collect()
+    let mut resolved = Vec::with_capacity(c.provider.0.len());
+    for name in &c.provider.0 {
+        resolved.push(match name {
+            EmailProviderName::Log => EmailProvider::Log,
+            EmailProviderName::Smtp => EmailProvider::Smtp(settings(
+                (channel, "smtp"),
+                c.smtp.as_ref(),
+                required::SMTP,
+                |s| s.validate(),
+            )?),
+            EmailProviderName::Queue => EmailProvider::Queue(settings(
+                (channel, "queue"),
+                c.queue.as_ref(),
+                required::QUEUE,
+                |s| s.validate(),
+            )?),
+        });
+    }
+    Ok(resolved)
 }
 
 fn telegram_settings(c: &TelegramChannelConfig) -> TelegramSettings {
@@ -216,50 +216,51 @@ fn telegram_providers(
     bot: Option<&otp_telegram::TelegramConfig>,
 ) -> Result<Vec<TelegramProvider>, ConfigError> {
     let channel = Channel::Telegram;
-    c.provider
-        .0
-        .iter()
-        .map(|name| {
-            Ok(match name {
-                TelegramProviderName::Log => TelegramProvider::Log,
-                TelegramProviderName::Telegram => {
-                    let bot = bot.ok_or_else(|| {
-                        KeyError::new(
-                            "telegram.bot_token",
-                            Problem::RequiredWhen("telegram.provider names telegram".into()),
-                        )
-                        .hint("TELEGRAM_BOT_TOKEN")
-                    })?;
-                    // The bot's keys sit right under [telegram].
-                    checked("telegram", bot.validate())?;
-                    TelegramProvider::Bot(bot.clone())
-                }
-                TelegramProviderName::Notify => {
-                    let s = section(channel, "notify", c.notify.as_ref(), required::NOTIFY)?;
-                    checked("telegram.notify", s.validate())?;
-                    TelegramProvider::Notify(s.clone())
-                }
-                TelegramProviderName::Queue => {
-                    let s = section(channel, "queue", c.queue.as_ref(), required::QUEUE)?;
-                    checked("telegram.queue", s.validate())?;
-                    TelegramProvider::Queue(s.clone())
-                }
-            })
-        })
-        .collect()
+    let mut resolved = Vec::with_capacity(c.provider.0.len());
+    for name in &c.provider.0 {
+        resolved.push(match name {
+            TelegramProviderName::Log => TelegramProvider::Log,
+            TelegramProviderName::Telegram => {
+                let bot = bot.ok_or_else(|| {
+                    KeyError::new(
+                        "telegram.bot_token",
+                        Problem::RequiredWhen("telegram.provider names telegram".into()),
+                    )
+                    .hint("TELEGRAM_BOT_TOKEN")
+                })?;
+                // The bot's keys sit right under [telegram].
+                checked("telegram", bot.validate())?;
+                TelegramProvider::Bot(bot.clone())
+            }
+            TelegramProviderName::Notify => TelegramProvider::Notify(settings(
+                (channel, "notify"),
+                c.notify.as_ref(),
+                required::NOTIFY,
+                |s| s.validate(),
+            )?),
+            TelegramProviderName::Queue => TelegramProvider::Queue(settings(
+                (channel, "queue"),
+                c.queue.as_ref(),
+                required::QUEUE,
+                |s| s.validate(),
+            )?),
+        });
+    }
+    Ok(resolved)
 }
 
-/// A provider's section, or an error that lists, in full, every key the
-/// missing section must set.
-fn section<'a, T>(
-    channel: Channel,
-    name: &'static str,
-    value: Option<&'a T>,
+/// The settings of a provider in section `[channel.name]`, checked by
+/// the adapter's `check`. A missing section lists, in full, every key it
+/// must set.
+fn settings<T: Clone>(
+    (channel, name): (Channel, &'static str),
+    value: Option<&T>,
     required: &[&'static str],
-) -> Result<&'a T, ConfigError> {
-    value.ok_or_else(|| {
-        let section = format!("{channel}.{name}");
-        ConfigError::from(KeyError::new(
+    check: impl FnOnce(&T) -> Result<(), FieldError>,
+) -> Result<T, ConfigError> {
+    let section = format!("{channel}.{name}");
+    let Some(value) = value else {
+        return Err(KeyError::new(
             &section,
             Problem::MissingSection {
                 section: section.clone(),
@@ -267,8 +268,11 @@ fn section<'a, T>(
                 provider: name,
                 keys: required.iter().map(|k| format!("{section}.{k}")).collect(),
             },
-        ))
-    })
+        )
+        .into());
+    };
+    checked(&section, check(value))?;
+    Ok(value.clone())
 }
 
 /// An adapter's check of its settings, with the section before the field.

@@ -7,8 +7,8 @@
 //!
 //! Two constraints cannot be a JSON Schema: that a phone number is one
 //! libphonenumber knows (`format: phone`), and that an email's part
-//! before `@` has at most 64 characters (`format: email`, stated in the
-//! description).
+//! before `@` has at most 64 characters (`format: otpd-email`, stated in
+//! the description).
 
 use std::borrow::Cow;
 use std::marker::PhantomData;
@@ -171,9 +171,11 @@ impl FieldSpec for EmailSpec {
     fn schema() -> MetaSchema {
         let pattern = format!(r"^\s*{ATOM}(\.{ATOM})*@{LABEL}(\.{LABEL})+\s*$");
         let mut s = string(Some(&pattern), Some(254));
-        s.format = Some("email");
+        // Not `email`: that format admits no surrounding spaces, and has
+        // no room for the 64-character mailbox limit.
+        s.format = Some("otpd-email");
         s.description = Some(
-            "Email address, at most 254 characters, at most 64 of them before the @. Case does not matter.",
+            "Email address, at most 254 characters, at most 64 of them before the @ (format `otpd-email`). Case and surrounding spaces do not matter.",
         );
         s.example = Some(Value::String("foobar@example.com".into()));
         s
@@ -366,7 +368,13 @@ impl<T: Type> Type for Optional<T> {
                 schema.nullable = true;
                 MetaSchemaRef::Inline(schema)
             }
-            reference => reference,
+            // OpenAPI 3.0 ignores siblings of $ref: wrap it.
+            reference => {
+                let mut schema = MetaSchema::ANY;
+                schema.all_of = vec![reference];
+                schema.nullable = true;
+                MetaSchemaRef::Inline(Box::new(schema))
+            }
         }
     }
 
@@ -481,9 +489,16 @@ impl<T: Type + TemplatedBody> Type for SendBody<T> {
     }
 
     fn schema_ref() -> MetaSchemaRef {
+        // A password that is given and not null.
         let mut with_password = MetaSchema::ANY;
         with_password.required = vec!["password"];
+        with_password.properties = vec![(
+            "password",
+            MetaSchemaRef::Inline(Box::new(PasswordSpec::schema())),
+        )];
+        // A text that is absent, null, or carries the placeholder.
         let mut text = MetaSchema::new("string");
+        text.nullable = true;
         text.pattern = Some(r"\{password\}".to_owned());
         let mut with_placeholder = MetaSchema::ANY;
         with_placeholder.properties = vec![(T::TEXT_FIELD, MetaSchemaRef::Inline(Box::new(text)))];

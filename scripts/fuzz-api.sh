@@ -45,7 +45,7 @@ schemathesis --config-file scripts/schemathesis.toml run openapi/openapi.yaml \
   --auth "$user:$pass" \
   --checks all \
   --max-examples "$EXAMPLES" \
-  --seed 20261126 \
+  --seed "${SEED:-20261126}" \
   --no-color || status=$?
 if grep -q "panicked" "$work/stderr.log"; then
   echo "otpd panicked during the run:" >&2

@@ -298,53 +298,24 @@ impl FieldSpec for PlainTextSpec {
 pub type PlainText = Field<PlainTextSpec>;
 
 /// A point in time, RFC 3339 in UTC (`2026-11-29T17:05:00Z`).
-#[derive(Debug, Clone)]
-pub struct DateTime(pub String);
+pub struct DateTimeSpec;
 
-impl Type for DateTime {
-    const IS_REQUIRED: bool = true;
-    type RawValueType = Self;
-    type RawElementValueType = Self;
+impl FieldSpec for DateTimeSpec {
+    const NAME: &'static str = "date-time";
+    const NUMBERS: Numbers = Numbers::No;
 
-    fn name() -> Cow<'static, str> {
-        "date-time".into()
-    }
-
-    fn schema_ref() -> MetaSchemaRef {
-        MetaSchemaRef::Inline(Box::new(MetaSchema::new_with_format("string", "date-time")))
-    }
-
-    fn register(_registry: &mut Registry) {}
-
-    fn as_raw_value(&self) -> Option<&Self> {
-        Some(self)
-    }
-
-    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Self> + 'a> {
-        Box::new(self.as_raw_value().into_iter())
+    fn schema() -> MetaSchema {
+        MetaSchema::new_with_format("string", "date-time")
     }
 }
 
-impl ParseFromJSON for DateTime {
-    fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
-        match value {
-            Some(Value::String(s)) => Ok(DateTime(s)),
-            _ => Err(ParseError::custom("expected an RFC 3339 date-time")),
-        }
-    }
-}
+pub type DateTime = Field<DateTimeSpec>;
 
-impl ToJSON for DateTime {
-    fn to_json(&self) -> Option<Value> {
-        Some(Value::String(self.0.clone()))
-    }
-}
-
-impl DateTime {
+impl Field<DateTimeSpec> {
     /// From milliseconds since the Unix epoch, to the second.
     pub fn from_millis(millis: u64) -> Self {
         let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis);
-        DateTime(humantime::format_rfc3339_seconds(at).to_string())
+        Field::new(humantime::format_rfc3339_seconds(at).to_string())
     }
 }
 

@@ -7,8 +7,8 @@
 //!
 //! Two constraints cannot be a JSON Schema: that a phone number is one
 //! libphonenumber knows (`format: phone`), and that an email's part
-//! before `@` has at most 64 characters (`format: email`, stated in the
-//! description).
+//! before `@` has at most 64 characters (`format: otpd-email`, stated in
+//! the description).
 
 use std::borrow::Cow;
 use std::marker::PhantomData;
@@ -171,9 +171,11 @@ impl FieldSpec for EmailSpec {
     fn schema() -> MetaSchema {
         let pattern = format!(r"^\s*{ATOM}(\.{ATOM})*@{LABEL}(\.{LABEL})+\s*$");
         let mut s = string(Some(&pattern), Some(254));
-        s.format = Some("email");
+        // Not `email`: that format admits no surrounding spaces, and has
+        // no room for the 64-character mailbox limit.
+        s.format = Some("otpd-email");
         s.description = Some(
-            "Email address, at most 254 characters, at most 64 of them before the @. Case does not matter.",
+            "Email address, at most 254 characters, at most 64 of them before the @ (format `otpd-email`). Case and surrounding spaces do not matter.",
         );
         s.example = Some(Value::String("foobar@example.com".into()));
         s
@@ -296,53 +298,24 @@ impl FieldSpec for PlainTextSpec {
 pub type PlainText = Field<PlainTextSpec>;
 
 /// A point in time, RFC 3339 in UTC (`2026-11-29T17:05:00Z`).
-#[derive(Debug, Clone)]
-pub struct DateTime(pub String);
+pub struct DateTimeSpec;
 
-impl Type for DateTime {
-    const IS_REQUIRED: bool = true;
-    type RawValueType = Self;
-    type RawElementValueType = Self;
+impl FieldSpec for DateTimeSpec {
+    const NAME: &'static str = "date-time";
+    const NUMBERS: Numbers = Numbers::No;
 
-    fn name() -> Cow<'static, str> {
-        "date-time".into()
-    }
-
-    fn schema_ref() -> MetaSchemaRef {
-        MetaSchemaRef::Inline(Box::new(MetaSchema::new_with_format("string", "date-time")))
-    }
-
-    fn register(_registry: &mut Registry) {}
-
-    fn as_raw_value(&self) -> Option<&Self> {
-        Some(self)
-    }
-
-    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Self> + 'a> {
-        Box::new(self.as_raw_value().into_iter())
+    fn schema() -> MetaSchema {
+        MetaSchema::new_with_format("string", "date-time")
     }
 }
 
-impl ParseFromJSON for DateTime {
-    fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
-        match value {
-            Some(Value::String(s)) => Ok(DateTime(s)),
-            _ => Err(ParseError::custom("expected an RFC 3339 date-time")),
-        }
-    }
-}
+pub type DateTime = Field<DateTimeSpec>;
 
-impl ToJSON for DateTime {
-    fn to_json(&self) -> Option<Value> {
-        Some(Value::String(self.0.clone()))
-    }
-}
-
-impl DateTime {
+impl Field<DateTimeSpec> {
     /// From milliseconds since the Unix epoch, to the second.
     pub fn from_millis(millis: u64) -> Self {
         let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis);
-        DateTime(humantime::format_rfc3339_seconds(at).to_string())
+        Field::new(humantime::format_rfc3339_seconds(at).to_string())
     }
 }
 
@@ -366,7 +339,13 @@ impl<T: Type> Type for Optional<T> {
                 schema.nullable = true;
                 MetaSchemaRef::Inline(schema)
             }
-            reference => reference,
+            // OpenAPI 3.0 ignores siblings of $ref: wrap it.
+            reference => {
+                let mut schema = MetaSchema::ANY;
+                schema.all_of = vec![reference];
+                schema.nullable = true;
+                MetaSchemaRef::Inline(Box::new(schema))
+            }
         }
     }
 
@@ -481,9 +460,16 @@ impl<T: Type + TemplatedBody> Type for SendBody<T> {
     }
 
     fn schema_ref() -> MetaSchemaRef {
+        // A password that is given and not null.
         let mut with_password = MetaSchema::ANY;
         with_password.required = vec!["password"];
+        with_password.properties = vec![(
+            "password",
+            MetaSchemaRef::Inline(Box::new(PasswordSpec::schema())),
+        )];
+        // A text that is absent, null, or carries the placeholder.
         let mut text = MetaSchema::new("string");
+        text.nullable = true;
         text.pattern = Some(r"\{password\}".to_owned());
         let mut with_placeholder = MetaSchema::ANY;
         with_placeholder.properties = vec![(T::TEXT_FIELD, MetaSchemaRef::Inline(Box::new(text)))];

@@ -11,7 +11,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 
 use super::auth::{ApiAuth, WebhookAuth};
-use super::fields::PlainText;
+use super::fields::{Optional, PlainText};
 use super::responses::{Ack, Target, TargetResponse, WebhookResponse};
 use super::{ApiTags, AppState};
 
@@ -19,14 +19,14 @@ use super::{ApiTags, AppState};
 #[derive(Debug, Object)]
 pub struct Update {
     pub update_id: i64,
-    pub message: Option<Message>,
+    pub message: Optional<Message>,
 }
 
 #[derive(Debug, Object)]
 pub struct Message {
     pub chat: Chat,
-    pub from: Option<User>,
-    pub text: Option<PlainText>,
+    pub from: Optional<User>,
+    pub text: Optional<PlainText>,
 }
 
 #[derive(Debug, Object)]
@@ -55,9 +55,9 @@ impl Update {
     /// The chat to pair, if this update is a private text message from a
     /// person. Anything else gets no code.
     fn pairing_chat(&self) -> Option<ChatId> {
-        let m = self.message.as_ref()?;
-        m.text.as_ref()?;
-        if m.chat.kind.0 != "private" || m.from.as_ref().is_none_or(|u| u.is_bot) {
+        let m = self.message.0.as_ref()?;
+        m.text.0.as_ref()?;
+        if m.chat.kind.0 != "private" || m.from.0.as_ref().is_none_or(|u| u.is_bot) {
             return None;
         }
         ChatId::from_i64(m.chat.id).ok().filter(|c| c.is_private())
@@ -210,14 +210,14 @@ mod tests {
     fn update(kind: &str, chat: i64, is_bot: bool, text: Option<&str>) -> Update {
         Update {
             update_id: 1,
-            message: Some(Message {
+            message: Optional(Some(Message {
                 chat: Chat {
                     id: chat,
                     kind: PlainText::new(kind),
                 },
-                from: Some(User { id: chat, is_bot }),
-                text: text.map(PlainText::new),
-            }),
+                from: Optional(Some(User { id: chat, is_bot })),
+                text: Optional(text.map(PlainText::new)),
+            })),
         }
     }
 
@@ -235,7 +235,7 @@ mod tests {
         assert!(update("private", 42, false, None).pairing_chat().is_none());
         let no_message = Update {
             update_id: 2,
-            message: None,
+            message: Optional(None),
         };
         assert!(no_message.pairing_chat().is_none());
     }

@@ -3,7 +3,9 @@
 //!
 //! # Layout
 //! - [`types`]: parsed newtypes (`Phone`, `Email`, `ChatId`, `Code`, `Lifetime`),
-//!   `Channel` and the `Destination` they make up.
+//!   `Channel` and the `Destination` they make up; `CheckTarget`, a check's
+//!   address read only as far as finding its code needs (a phone's shape,
+//!   not its validity).
 //! - [`ports`]: the traits adapters implement (`CodeStore`, `Sender`, `Clock`,
 //!   `CodeGenerator`) and the records they exchange.
 //! - [`policy`]: `Policy`, every tunable rule, and its check with a typed
@@ -50,4 +52,6 @@ pub use ports::{
 };
 pub use service::{CheckRequest, OtpService, SendReceipt, SendRequest, Senders};
 pub use settings::{FieldError, FieldProblem};
-pub use types::{Channel, ChatId, Code, Destination, Email, Lifetime, Phone, Region};
+pub use types::{
+    Channel, ChatId, CheckTarget, Code, Destination, Email, Lifetime, Phone, Region,
+};

@@ -13,7 +13,7 @@ use crate::ports::{
     OutgoingMessage, PairingOutcome, PutOutcome, RateBucket, Sender, TakeOutcome, Timestamp,
 };
 use crate::template::{self, PASSWORD};
-use crate::types::{Channel, ChatId, Code, Destination, Lifetime};
+use crate::types::{Channel, ChatId, CheckTarget, Code, Destination, Lifetime};
 
 /// Per-channel message length limits: what providers accept in one message.
 fn body_limit(channel: Channel) -> (&'static str, usize) {
@@ -341,18 +341,38 @@ impl OtpService {
     /// # Errors
     /// `Mismatch`, `NotFound`, `Locked` or `Store`, as [`CheckError`].
     pub async fn check(&self, req: CheckRequest) -> Result<(), CheckError> {
-        let key = req.destination.key();
-        let digest = self.hasher.code(&key, &req.password);
-        match self
-            .store
-            .check_code(&key, &digest, self.clock.now())
-            .await?
-        {
+        self.check_at(&CheckTarget::from(req.destination), &req.password)
+            .await
+    }
+
+    /// Checks and, on a match, consumes the code a send stored for
+    /// `target`: under its [`CheckTarget::key`], or else under its
+    /// [`CheckTarget::resolved_key`], the key of the same number typed
+    /// another way. An attempt is counted against the code found, once.
+    ///
+    /// # Errors
+    /// `Mismatch`, `NotFound`, `Locked` or `Store`, as [`CheckError`].
+    pub async fn check_at(&self, target: &CheckTarget, password: &Code) -> Result<(), CheckError> {
+        let Some(key) = target.key() else {
+            return Err(CheckError::NotFound);
+        };
+        let mut outcome = self.check_key(&key, password).await?;
+        if outcome == CheckOutcome::NotFound {
+            if let Some(key) = target.resolved_key() {
+                outcome = self.check_key(&key, password).await?;
+            }
+        }
+        match outcome {
             CheckOutcome::Approved => Ok(()),
             CheckOutcome::Mismatch { attempts_left } => Err(CheckError::Mismatch { attempts_left }),
             CheckOutcome::Locked => Err(CheckError::Locked),
             CheckOutcome::NotFound => Err(CheckError::NotFound),
         }
+    }
+
+    async fn check_key(&self, key: &str, password: &Code) -> Result<CheckOutcome, StoreError> {
+        let digest = self.hasher.code(key, password);
+        self.store.check_code(key, &digest, self.clock.now()).await
     }
 
     /// The Telegram bot flow: a user messaged the bot from `chat`, so hand
@@ -449,6 +469,15 @@ impl OtpService {
     /// The address's [`ParseError`].
     pub fn destination(&self, channel: Channel, address: &str) -> Result<Destination, ParseError> {
         Destination::parse_in(channel, address, self.policy.default_region)
+    }
+
+    /// Reads a check's address only as far as finding its code needs (see
+    /// [`CheckTarget`]), with the policy's default region for phones.
+    ///
+    /// # Errors
+    /// A malformed address, as [`CheckTarget::parse_in`].
+    pub fn check_target(&self, channel: Channel, address: &str) -> Result<CheckTarget, ParseError> {
+        CheckTarget::parse_in(channel, address, self.policy.default_region)
     }
 
     /// Whether this webhook update is new. Telegram redelivers updates it

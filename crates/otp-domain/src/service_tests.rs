@@ -371,6 +371,93 @@ async fn check_maps_every_store_outcome() {
     }
 }
 
+fn check_target(input: &str, region: Option<&str>) -> CheckTarget {
+    let region = region.map(|r| crate::types::Region::parse(r).expect("region"));
+    CheckTarget::parse_in(Channel::Sms, input, region).expect("well-shaped")
+}
+
+#[tokio::test]
+async fn a_check_found_under_its_digits_looks_no_further() {
+    let hasher = CodeHasher::new(SECRET.to_vec());
+    let digest = hasher.code("sms:+77011234567", &code("12345"));
+    let mut store = MockCodeStore::new();
+    store
+        .expect_check_code()
+        .with(eq("sms:+77011234567"), eq(digest), eq(NOW))
+        .times(1)
+        .returning(|_, _, _| Ok(CheckOutcome::Mismatch { attempts_left: 2 }));
+    let svc = service(
+        store,
+        senders_with(Channel::Sms, silent_sender()),
+        generator("0000", vec![]),
+    );
+    let got = svc
+        .check_at(&check_target("+7 701 123 45 67", None), &code("12345"))
+        .await;
+    assert!(
+        matches!(got, Err(CheckError::Mismatch { attempts_left: 2 })),
+        "{got:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_check_typed_with_a_national_prefix_after_the_country_code_finds_the_sent_code() {
+    let hasher = CodeHasher::new(SECRET.to_vec());
+    let typed = hasher.code("sms:+4402079460958", &code("12345"));
+    let e164 = hasher.code("sms:+442079460958", &code("12345"));
+    let mut store = MockCodeStore::new();
+    store
+        .expect_check_code()
+        .with(eq("sms:+4402079460958"), eq(typed), eq(NOW))
+        .times(1)
+        .returning(|_, _, _| Ok(CheckOutcome::NotFound));
+    store
+        .expect_check_code()
+        .with(eq("sms:+442079460958"), eq(e164), eq(NOW))
+        .times(1)
+        .returning(|_, _, _| Ok(CheckOutcome::Approved));
+    let svc = service(
+        store,
+        senders_with(Channel::Sms, silent_sender()),
+        generator("0000", vec![]),
+    );
+    let got = svc
+        .check_at(&check_target("+44 (0)20 7946 0958", None), &code("12345"))
+        .await;
+    assert!(got.is_ok(), "{got:?}");
+}
+
+#[tokio::test]
+async fn a_check_for_a_number_no_send_accepts_is_not_found() {
+    // Well-shaped, not valid: one lookup under its digits, no second.
+    let mut store = MockCodeStore::new();
+    store
+        .expect_check_code()
+        .with(eq("sms:+78001234567"), always(), eq(NOW))
+        .times(1)
+        .returning(|_, _, _| Ok(CheckOutcome::NotFound));
+    let svc = service(
+        store,
+        senders_with(Channel::Sms, silent_sender()),
+        generator("0000", vec![]),
+    );
+    let got = svc
+        .check_at(&check_target("+78001234567", None), &code("12345"))
+        .await;
+    assert!(matches!(got, Err(CheckError::NotFound)), "{got:?}");
+    // A national number with a default region is parsed in full: when it
+    // is no valid number, the store is not asked at all.
+    let svc = service(
+        MockCodeStore::new(),
+        senders_with(Channel::Sms, silent_sender()),
+        generator("0000", vec![]),
+    );
+    let got = svc
+        .check_at(&check_target("7011234567", Some("KZ")), &code("12345"))
+        .await;
+    assert!(matches!(got, Err(CheckError::NotFound)), "{got:?}");
+}
+
 #[tokio::test]
 async fn store_outage_is_reported_not_swallowed() {
     let mut store = MockCodeStore::new();

@@ -77,57 +77,10 @@ impl Phone {
     /// # Errors
     /// Anything that is not a valid number.
     pub fn parse_in(input: &str, default_region: Option<Region>) -> Result<Self, ParseError> {
-        let trimmed = input.trim();
-        let (plus, rest) = match trimmed.strip_prefix('+') {
-            Some(rest) => (true, rest),
-            None => (false, trimmed),
-        };
-        let mut digits = String::with_capacity(rest.len());
-        for c in rest.chars() {
-            match c {
-                '0'..='9' => digits.push(c),
-                ' ' | '-' | '.' | '(' | ')' => {}
-                _ => {
-                    return Err(ParseError::Phone(
-                        "a phone may hold only digits and an optional leading +",
-                    ))
-                }
-            }
-        }
-        // Bounds before libphonenumber sees the input: E.164 has at most
-        // 15 digits, and no real number has fewer than 4.
-        if !(4..=15).contains(&digits.len()) {
-            return Err(ParseError::Phone("a phone must have 4 to 15 digits"));
-        }
-        let international = format!("+{digits}");
-        let mut candidates = vec![(None, international.as_str())];
-        if !plus {
-            if let Some(region) = default_region {
-                candidates.push((Some(region.0), digits.as_str()));
-            }
-        }
-        let valid: Vec<Phone> = candidates
-            .into_iter()
-            .filter_map(|(region, text)| phonenumber::parse(region, text).ok())
-            .filter(phonenumber::is_valid)
-            .map(|number| Phone {
-                e164: number.format().mode(phonenumber::Mode::E164).to_string(),
-                calling_code: number.code().value(),
-            })
-            .collect();
-        match valid.as_slice() {
-            [] => Err(ParseError::Phone("not a valid phone number")),
-            [only] => Ok(only.clone()),
-            // Valid as an international number and as a national one of
-            // the default region, and they differ: guessing could send the
-            // code (and the bill) to another country.
-            [first, rest @ ..] if rest.iter().all(|p| p == first) => Ok(first.clone()),
-            _ => Err(ParseError::Phone(
-                "ambiguous: valid both as an international and as a national number; add + and the country code",
-            )),
-        }
+        TypedPhone::read(input)?
+            .validate(default_region)
+            .map_err(Rejection::into_parse_error)
     }
-
     /// The E.164 form, with `+`.
     pub fn as_str(&self) -> &str {
         &self.e164
@@ -147,6 +100,104 @@ impl Phone {
 impl fmt::Debug for Phone {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Phone({})", self.masked())
+    }
+}
+
+/// A phone as typed, read for its shape only: an optional leading `+`,
+/// then 4 to 15 digits among spaces, dashes, dots and parentheses (the
+/// API spec's pattern). Cheap: no libphonenumber.
+struct TypedPhone {
+    plus: bool,
+    digits: String,
+}
+
+/// Why libphonenumber refused a well-shaped phone.
+enum Rejection {
+    /// Not a valid number, read either way.
+    Invalid,
+    /// Valid both as an international and as a national number of the
+    /// default region, and they differ.
+    Ambiguous,
+}
+
+impl Rejection {
+    fn into_parse_error(self) -> ParseError {
+        match self {
+            Rejection::Invalid => ParseError::Phone("not a valid phone number"),
+            // Guessing could send the code (and the bill) to another
+            // country.
+            Rejection::Ambiguous => ParseError::Phone(
+                "ambiguous: valid both as an international and as a national number; add + and the country code",
+            ),
+        }
+    }
+}
+
+impl TypedPhone {
+    /// # Errors
+    /// A character other than digits and separators, or a digit count
+    /// outside 4 to 15.
+    fn read(input: &str) -> Result<Self, ParseError> {
+        let trimmed = input.trim();
+        let (plus, rest) = match trimmed.strip_prefix('+') {
+            Some(rest) => (true, rest),
+            None => (false, trimmed),
+        };
+        let mut digits = String::with_capacity(rest.len() + 1);
+        digits.push('+');
+        for c in rest.chars() {
+            match c {
+                '0'..='9' => digits.push(c),
+                ' ' | '-' | '.' | '(' | ')' => {}
+                _ => {
+                    return Err(ParseError::Phone(
+                        "a phone may hold only digits and an optional leading +",
+                    ))
+                }
+            }
+        }
+        // Bounds before libphonenumber sees the input: E.164 has at most
+        // 15 digits, and no real number has fewer than 4.
+        if !(5..=16).contains(&digits.len()) {
+            return Err(ParseError::Phone("a phone must have 4 to 15 digits"));
+        }
+        Ok(TypedPhone { plus, digits })
+    }
+
+    /// The digits with a `+` in front: the E.164 form when the number was
+    /// typed internationally and in full.
+    fn international(&self) -> &str {
+        &self.digits
+    }
+
+    /// Whether a default region could read this as a national number.
+    fn may_be_national(&self, default_region: Option<Region>) -> bool {
+        !self.plus && default_region.is_some()
+    }
+
+    /// The full check against libphonenumber's metadata: the number read
+    /// internationally and, without a `+`, as a national number of the
+    /// default region.
+    fn validate(&self, default_region: Option<Region>) -> Result<Phone, Rejection> {
+        let mut candidates = vec![(None, self.international())];
+        if let (false, Some(region)) = (self.plus, default_region) {
+            candidates.push((Some(region.0), &self.digits[1..]));
+        }
+        let valid: Vec<Phone> = candidates
+            .into_iter()
+            .filter_map(|(region, text)| phonenumber::parse(region, text).ok())
+            .filter(phonenumber::is_valid)
+            .map(|number| Phone {
+                e164: number.format().mode(phonenumber::Mode::E164).to_string(),
+                calling_code: number.code().value(),
+            })
+            .collect();
+        match valid.as_slice() {
+            [] => Err(Rejection::Invalid),
+            [only] => Ok(only.clone()),
+            [first, rest @ ..] if rest.iter().all(|p| p == first) => Ok(first.clone()),
+            _ => Err(Rejection::Ambiguous),
+        }
     }
 }
 
@@ -408,6 +459,135 @@ impl Destination {
     }
 }
 
+/// What a check looks up: the store key under which a send would have
+/// stored the code for the address the check was given.
+///
+/// A send parses its destination in full, and stores the code under the
+/// destination's [`Destination::key`]. A check needs only that key, and
+/// a check for an address no send accepted simply finds no code (404).
+/// So a phone typed internationally (with `+`, or any phone when there is
+/// no default region) is read for its shape alone, and looked up as
+/// `+<digits>`: the key of every send whose number was typed in its E.164
+/// form. Only when no code is stored there does
+/// [`CheckTarget::resolved_key`] run the full parse, for numbers typed in
+/// another form, such as a national prefix after the country code
+/// (`+44 (0)20 …`), whose send stored them under the E.164 form.
+///
+/// A code stored under `+<digits>` belongs to that very number: only a
+/// valid number's E.164 form is ever a key, and the digits typed are it.
+///
+/// A phone without `+` when a default region is set may be a national
+/// number of that region; it is parsed in full at once, as a send parses
+/// it, since the region decides its key. Emails and chat ids are cheap to
+/// parse and always are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckTarget {
+    channel: Channel,
+    lookup: Lookup,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+enum Lookup {
+    /// Parsed as a send parses it.
+    Parsed(Destination),
+    /// A phone read for its shape only: `+` and its digits.
+    International(String),
+    /// A phone no send accepts: there is nothing to look up.
+    Invalid(String),
+}
+
+impl fmt::Debug for Lookup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Lookup::Parsed(d) => f.debug_tuple("Parsed").field(d).finish(),
+            Lookup::International(p) => write!(f, "International({})", mask_middle(p, 5, 4)),
+            Lookup::Invalid(p) => write!(f, "Invalid({})", mask_middle(p, 5, 4)),
+        }
+    }
+}
+
+impl CheckTarget {
+    /// Reads the address a check gave for `channel`.
+    ///
+    /// # Errors
+    /// A malformed address: for a phone, one outside the shape that
+    /// [`Phone::parse_in`] also requires (an optional `+`, 4 to 15 digits
+    /// and separators), or one that is ambiguous with the default region.
+    /// A well-shaped phone that is not a valid number is no error: it is
+    /// a target without a key.
+    pub fn parse_in(
+        channel: Channel,
+        address: &str,
+        region: Option<Region>,
+    ) -> Result<Self, ParseError> {
+        let phone = match channel {
+            Channel::Sms => Destination::Sms,
+            Channel::Call => Destination::Call,
+            Channel::Email | Channel::Telegram => {
+                return Destination::parse_in(channel, address, region).map(Self::from)
+            }
+        };
+        let typed = TypedPhone::read(address)?;
+        let lookup = if typed.may_be_national(region) {
+            match typed.validate(region) {
+                Ok(p) => Lookup::Parsed(phone(p)),
+                Err(Rejection::Invalid) => Lookup::Invalid(typed.digits),
+                Err(ambiguous) => return Err(ambiguous.into_parse_error()),
+            }
+        } else {
+            Lookup::International(typed.digits)
+        };
+        Ok(CheckTarget { channel, lookup })
+    }
+
+    pub fn channel(&self) -> Channel {
+        self.channel
+    }
+
+    /// The key to look up first; `None` when no send can have stored a
+    /// code for this address.
+    pub fn key(&self) -> Option<String> {
+        match &self.lookup {
+            Lookup::Parsed(d) => Some(d.key()),
+            Lookup::International(p) => Some(format!("{}:{p}", self.channel)),
+            Lookup::Invalid(_) => None,
+        }
+    }
+
+    /// When [`CheckTarget::key`] held no code: the key a send would have
+    /// used for this address, if that is another one. Runs the full parse;
+    /// `None` for an address no send accepts.
+    pub fn resolved_key(&self) -> Option<String> {
+        let Lookup::International(digits) = &self.lookup else {
+            return None;
+        };
+        let phone = TypedPhone {
+            plus: true,
+            digits: digits.clone(),
+        }
+        .validate(None)
+        .ok()?;
+        (phone.as_str() != digits).then(|| format!("{}:{}", self.channel, phone.as_str()))
+    }
+
+    /// The address with its middle hidden, for logs.
+    pub fn masked(&self) -> String {
+        match &self.lookup {
+            Lookup::Parsed(d) => d.masked(),
+            Lookup::International(p) | Lookup::Invalid(p) => mask_middle(p, 5, 4),
+        }
+    }
+}
+
+impl From<Destination> for CheckTarget {
+    fn from(destination: Destination) -> Self {
+        CheckTarget {
+            channel: destination.channel(),
+            lookup: Lookup::Parsed(destination),
+        }
+    }
+}
+
 fn mask_middle(s: &str, head: usize, tail: usize) -> String {
     let chars: Vec<char> = s.chars().collect();
     if chars.len() <= head + tail {
@@ -531,5 +711,119 @@ mod tests {
         let p = Phone::parse("77011234567").expect("valid");
         assert_eq!(Destination::Sms(p.clone()).key(), "sms:+77011234567");
         assert_eq!(Destination::Call(p).key(), "call:+77011234567");
+    }
+
+    fn target(channel: Channel, input: &str, region: Option<&str>) -> CheckTarget {
+        let region = region.map(|r| Region::parse(r).expect("region"));
+        CheckTarget::parse_in(channel, input, region).expect("well-shaped")
+    }
+
+    #[test]
+    fn a_check_reads_an_international_phone_by_its_digits_alone() {
+        for (input, region) in [
+            ("+7 (701) 123-45-67", None),
+            ("77011234567", None),
+            (" +77011234567 ", Some("KZ")),
+        ] {
+            let t = target(Channel::Sms, input, region);
+            assert_eq!(t.key().as_deref(), Some("sms:+77011234567"), "{input}");
+            assert_eq!(t.resolved_key(), None, "{input}");
+        }
+        assert_eq!(
+            target(Channel::Call, "+77011234567", None).key().as_deref(),
+            Some("call:+77011234567")
+        );
+        // Well-shaped but no valid number: looked up (and not found), never
+        // a 400; the full parse finds no other key either.
+        let t = target(Channel::Sms, "+0123456789", None);
+        assert_eq!(t.key().as_deref(), Some("sms:+0123456789"));
+        assert_eq!(t.resolved_key(), None);
+    }
+
+    #[test]
+    fn a_check_refuses_what_has_not_the_shape_of_a_phone() {
+        for bad in ["", "abc", "+", "123", "7701123456789012", "7701x234567", "++77011234567"] {
+            assert!(
+                CheckTarget::parse_in(Channel::Sms, bad, None).is_err(),
+                "{bad:?} should fail"
+            );
+        }
+    }
+
+    #[test]
+    fn a_check_finds_the_key_that_the_send_of_the_same_input_used() {
+        let cases = [
+            ("+77011234567", None),
+            ("7 701 123 45 67", None),
+            ("+44 (0)20 7946 0958", None),
+            ("+442079460958", None),
+            ("+541115 23456789", None),
+            ("+5491123456789", None),
+            ("+1 201 555 0123", Some("US")),
+            ("87011234567", Some("KZ")),
+            ("77011234567", Some("KZ")),
+            ("2079460958", Some("GB")),
+            ("612345678", Some("FR")),
+            ("33612345678", Some("FR")),
+            ("4930123456", Some("DE")),
+        ];
+        let mut resolved = 0;
+        for (input, region) in cases {
+            let r = region.map(|r| Region::parse(r).expect("region"));
+            let sent = Destination::parse_in(Channel::Sms, input, r).expect("a send accepts it");
+            let t = target(Channel::Sms, input, region);
+            if t.key() != Some(sent.key()) {
+                assert_eq!(t.resolved_key(), Some(sent.key()), "{input} in {region:?}");
+                resolved += 1;
+            }
+        }
+        // The national prefix after +44 and the 15 after +54 11: typed
+        // otherwise than their E.164 form, found on the second lookup.
+        assert_eq!(resolved, 2);
+    }
+
+    #[test]
+    fn a_national_phone_with_a_default_region_is_parsed_as_a_send_parses_it() {
+        let t = target(Channel::Sms, "8 701 123 45 67", Some("KZ"));
+        assert_eq!(t.key().as_deref(), Some("sms:+77011234567"));
+        assert_eq!(t.resolved_key(), None);
+        // No valid number in the region or abroad: nothing to look up.
+        let t = target(Channel::Sms, "7011234567", Some("KZ"));
+        assert_eq!(t.key(), None);
+        assert_eq!(t.resolved_key(), None);
+    }
+
+    #[test]
+    fn an_ambiguous_phone_is_refused_on_check_as_on_send() {
+        let de = Region::parse("DE").ok();
+        for channel in [Channel::Sms, Channel::Call] {
+            let err = CheckTarget::parse_in(channel, "15123456789", de).expect_err("ambiguous");
+            assert!(err.to_string().contains("ambiguous"), "{err}");
+            assert!(Destination::parse_in(channel, "15123456789", de).is_err());
+        }
+        // With + it is international, and read by its digits.
+        let t = target(Channel::Sms, "+15123456789", Some("DE"));
+        assert_eq!(t.key().as_deref(), Some("sms:+15123456789"));
+    }
+
+    #[test]
+    fn emails_and_chat_ids_are_parsed_in_full_on_check() {
+        let t = target(Channel::Email, " Foo@Example.com", None);
+        assert_eq!(t.key().as_deref(), Some("email:foo@example.com"));
+        assert_eq!(t.channel(), Channel::Email);
+        assert!(CheckTarget::parse_in(Channel::Email, "foo@", None).is_err());
+        let t = target(Channel::Telegram, "-100123", None);
+        assert_eq!(t.key().as_deref(), Some("telegram:-100123"));
+        assert!(CheckTarget::parse_in(Channel::Telegram, "abc", None).is_err());
+    }
+
+    #[test]
+    fn a_check_target_is_masked_in_logs() {
+        let t = target(Channel::Sms, "+77011234567", None);
+        assert_eq!(t.masked(), "+7701***4567");
+        assert!(!format!("{t:?}").contains("1234567"), "{t:?}");
+        let t = target(Channel::Sms, "8 701 123 45 67", Some("KZ"));
+        assert_eq!(t.masked(), "+7701***4567");
+        assert!(!format!("{t:?}").contains("1234567"), "{t:?}");
     }
 }

@@ -135,7 +135,8 @@ fn any_of(
     s
 }
 
-/// A phone number: what `otp_domain::Phone::parse` takes.
+/// A phone number: what `otp_domain::Phone::parse` takes on send, and
+/// `otp_domain::CheckTarget::parse_in` on check.
 pub struct PhoneSpec;
 
 impl FieldSpec for PhoneSpec {
@@ -149,7 +150,9 @@ impl FieldSpec for PhoneSpec {
         s.format = Some("phone");
         s.description = Some(
             "Phone number, international with or without + (`+77011234567`, `77011234567`), or national when otp.default_region is set. \
-             It must be a number libphonenumber knows as valid (format `phone`). Old clients may send it as a JSON integer.",
+             A send needs a number libphonenumber knows as valid (format `phone`; 400 otherwise). A check needs only this pattern and does not validate the number: \
+             a check for a number no send accepts answers 404, as for any number without a code. \
+             Old clients may send it as a JSON integer.",
         );
         s.example = Some(Value::String("77011234567".into()));
         s

@@ -1,7 +1,7 @@
 //! The one generic path behind all four channels: request bodies, their
 //! conversion into domain requests, and the send and check flows.
 
-use otp_domain::service::{CheckRequest, SendRequest};
+use otp_domain::service::SendRequest;
 use otp_domain::{Channel, Code, ParseError};
 use poem_openapi::payload::Json;
 use poem_openapi::Object;
@@ -197,17 +197,16 @@ pub async fn send(
     }
 }
 
-/// Checks a code on `channel`.
+/// Checks a code on `channel`. The address is read only as far as finding
+/// its code needs (`CheckTarget`): a phone's shape, not its validity, so a
+/// number no send accepted is a 404, like any number without a code.
 pub async fn check(state: &AppState, channel: Channel, parts: CheckParts) -> CheckResponse {
     let CheckParts(address, password) = parts;
-    let request = match (
-        state.otp.destination(channel, &address),
+    let (target, password) = match (
+        state.otp.check_target(channel, &address),
         Code::parse(&password),
     ) {
-        (Ok(destination), Ok(password)) => CheckRequest {
-            destination,
-            password,
-        },
+        (Ok(target), Ok(password)) => (target, password),
         (Err(e), _) | (_, Err(e)) => {
             return CheckResponse::BadRequest(ErrorBody::json(
                 ErrorCode::InvalidRequest,
@@ -215,8 +214,8 @@ pub async fn check(state: &AppState, channel: Channel, parts: CheckParts) -> Che
             ))
         }
     };
-    let destination = request.destination.masked();
-    let result = state.otp.check(request).await;
+    let destination = target.masked();
+    let result = state.otp.check_at(&target, &password).await;
     crate::error::log_check_result(channel, &destination, &result);
     match result {
         Ok(()) => CheckResponse::Approved(Json(Approved {

@@ -276,3 +276,71 @@ async fn digits_sent_as_json_numbers_are_accepted() {
     assert_eq!(status, 400);
     assert!(!body.to_string().contains("4829"), "{body}");
 }
+
+#[tokio::test]
+async fn a_check_finds_the_code_however_the_same_number_was_typed() {
+    let app = TestApp::spawn().await;
+    // Sent with the national prefix after the country code; libphonenumber
+    // stores it as +442079460958.
+    let (status, body) = app
+        .post(
+            "/sms",
+            json!({"phone": "+44 (0)20 7946 0958", "password": "1111"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = app.check_sms("+44 (0)20 7946 0958", "0000").await;
+    assert_eq!(status, 422, "the same input finds it: {body}");
+    let (status, body) = app.check_sms("+442079460958", "1111").await;
+    assert_eq!(status, 200, "the E.164 form finds it: {body}");
+    // And the other way round.
+    app.post("/sms", json!({"phone": "442079460958", "password": "2222"}))
+        .await;
+    let (status, body) = app.check_sms("+44 (0) 20-7946-0958", "2222").await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn a_check_for_a_number_no_send_accepts_is_404_and_a_malformed_one_400() {
+    let app = TestApp::spawn().await;
+    for invalid in ["+0123456789", "+78001234567", "1234"] {
+        let (status, body) = app.send_sms(invalid).await;
+        assert_eq!(status, 400, "send to {invalid}: {body}");
+        let (status, body) = app.check_sms(invalid, "1234").await;
+        assert_eq!(status, 404, "check of {invalid}: {body}");
+        assert_eq!(error_code(&body), "not_found");
+    }
+    for malformed in ["abc", "+", "123", "7701123456789012", "7701x234567"] {
+        let (status, body) = app.check_sms(malformed, "1234").await;
+        assert_eq!(status, 400, "check of {malformed:?}: {body}");
+        assert_eq!(error_code(&body), "invalid_request");
+    }
+}
+
+#[tokio::test]
+async fn with_a_default_region_a_check_of_a_national_number_finds_its_code() {
+    let app = TestApp::spawn_with(crate::helpers::Options {
+        toml: "[limits]\ncooldown_secs = 0\n[otp]\ndefault_region = \"KZ\"\n",
+        ..Default::default()
+    })
+    .await;
+    let (status, body) = app
+        .post("/sms", json!({"phone": "8 701 123 45 67", "password": "1111"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = app.check_sms("87011234567", "1111").await;
+    assert_eq!(status, 200, "{body}");
+    app.post("/sms", json!({"phone": "+77011234567", "password": "2222"}))
+        .await;
+    let (status, body) = app.check_sms("8 (701) 123-45-67", "2222").await;
+    assert_eq!(status, 200, "{body}");
+    // Ambiguous without +: refused on check as on send.
+    let app = TestApp::spawn_with(crate::helpers::Options {
+        toml: "[limits]\ncooldown_secs = 0\n[otp]\ndefault_region = \"DE\"\n",
+        ..Default::default()
+    })
+    .await;
+    let (status, body) = app.check_sms("15123456789", "1111").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(error_code(&body), "invalid_request");
+}

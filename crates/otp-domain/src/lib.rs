@@ -52,6 +52,4 @@ pub use ports::{
 };
 pub use service::{CheckRequest, OtpService, SendReceipt, SendRequest, Senders};
 pub use settings::{FieldError, FieldProblem};
-pub use types::{
-    Channel, ChatId, CheckTarget, Code, Destination, Email, Lifetime, Phone, Region,
-};
+pub use types::{Channel, ChatId, CheckTarget, Code, Destination, Email, Lifetime, Phone, Region};

@@ -742,7 +742,15 @@ mod tests {
 
     #[test]
     fn a_check_refuses_what_has_not_the_shape_of_a_phone() {
-        for bad in ["", "abc", "+", "123", "7701123456789012", "7701x234567", "++77011234567"] {
+        for bad in [
+            "",
+            "abc",
+            "+",
+            "123",
+            "7701123456789012",
+            "7701x234567",
+            "++77011234567",
+        ] {
             assert!(
                 CheckTarget::parse_in(Channel::Sms, bad, None).is_err(),
                 "{bad:?} should fail"

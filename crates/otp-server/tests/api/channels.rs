@@ -325,7 +325,10 @@ async fn with_a_default_region_a_check_of_a_national_number_finds_its_code() {
     })
     .await;
     let (status, body) = app
-        .post("/sms", json!({"phone": "8 701 123 45 67", "password": "1111"}))
+        .post(
+            "/sms",
+            json!({"phone": "8 701 123 45 67", "password": "1111"}),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     let (status, body) = app.check_sms("87011234567", "1111").await;

@@ -10,7 +10,8 @@
 --   miss     a check for a phone that was never sent (+7708): 404.
 --   send     a send to a phone nobody was sent to before (+7705, walked
 --            like approve), with a generated code: the real send path.
---   presend  (not measured) sends code 123456 to +<PREFIX> BASE+t+kT
+--   presend  (not measured) sends code 123456 (for a day, so a long run
+--            never checks an expired one) to +<PREFIX> BASE+t+kT
 --            for k < QUOTA per thread (PREFIX 7702 by default, 7701 for
 --            the codes of count), then only GETs /healthz, so the run
 --            may last longer than the sends need.
@@ -81,7 +82,7 @@ request = function()
     return post("/sms", string.format('{"phone":"+7705%07d"}', walk()))
   elseif mode == "presend" then
     if k < quota then
-      return post("/sms", string.format('{"phone":"+%s%07d","password":"123456"}', prefix, walk()))
+      return post("/sms", string.format('{"phone":"+%s%07d","password":"123456","lifetime":86400}', prefix, walk()))
     end
     return wrk.format("GET", "/healthz")
   end

@@ -17,8 +17,9 @@
 # and reports per row: req/s, its ratio to /healthz, p50, p99, the status
 # mix (counted by the wrk script, bench/otpd.lua), CPU µs per request of
 # otpd, redis-server and wrk (from /proc/PID/stat and the shell's `times`),
-# and Redis commands per request (INFO commandstats); per store: cold start
-# to a ready /healthz and peak RSS (VmHWM).
+# and Redis commands per request (INFO commandstats, with the ones scripts
+# run); per store: cold start to a ready /healthz (median of five, on a
+# fresh store) and peak RSS (VmHWM).
 #
 # Env: DURATION (seconds per row, default 10), CONNECTIONS (64),
 # THREADS (2), ROUNDS (1 to 3; with more than one, each cell is the round
@@ -93,6 +94,26 @@ start_otpd() { # store extra-env...
 }
 start_otpd embedded
 start_otpd redis OTP_STORE__KIND=redis OTP_STORE__URL="redis://127.0.0.1:$redis_port"
+
+# Cold start, five times per store on a fresh store folder (the embedded
+# store creates its file and secret): the median, and all five.
+declare -A cold
+cold_start() { # store extra-env...
+  local store=$1; shift
+  local times=() p ms
+  for i in 1 2 3 4 5; do
+    local cport; cport=$(free_port)
+    read -r p ms < <(env "${settings[@]}" OTP_SERVER__LISTEN="127.0.0.1:$cport" \
+      OTP_STORE__PATH="$work/cold-$store-$i/otpd.redb" OTP_SECURITY__SECRET=bench-secret-0123456789abcdef "$@" \
+      python3 bench/start_otpd.py "$BIN" "$cport" "$work/cold.err")
+    kill "$p"
+    times+=("$ms")
+  done
+  cold[$store]=$(printf '%s\n' "${times[@]}" | sort -n | sed -n 3p)" ms (of ${times[*]})"
+  echo "== cold start, $store: ${cold[$store]}"
+}
+cold_start embedded
+cold_start redis OTP_STORE__KIND=redis OTP_STORE__URL="redis://127.0.0.1:$redis_port"
 
 # Runs wrk with bench/otpd.lua; prints its RESULT line and leaves wrk's
 # CPU seconds (user+sys) in $work/wrk.times.
@@ -182,7 +203,7 @@ for round in $(seq 1 "$ROUNDS"); do
     count_rate=$(rate "$store" count "$round")
     send_rate=$(rate "$store" send "$round")
     need=$(( (count_rate > send_rate ? count_rate : send_rate) * DURATION * 3 / 2 + 2000 ))
-    secs=$(( need * 5 / 4 / (send_rate > 0 ? send_rate : 1) + 2 ))
+    secs=$(( need * 8 / 5 / (send_rate > 0 ? send_rate : 1) + 3 ))
     base=$(( (round - 1) * 3000000 ))
     [ "$need" -le 2900000 ] || need=2900000
     presend "$store" 7702 "$base" $(( (need + THREADS - 1) / THREADS )) "$secs"
@@ -200,8 +221,8 @@ json.dump({
                ", $(uname -sr), redis $(redis-server --version | awk '{print $3}' | tr -d 'v='),"
                " otpd $version",
     "stores": {
-        "embedded": {"start_ms": "${start_ms[embedded]}", "hwm_kb": $(status_kb "${pid[embedded]}" VmHWM), "rss_kb": $(status_kb "${pid[embedded]}" VmRSS)},
-        "redis": {"start_ms": "${start_ms[redis]}", "hwm_kb": $(status_kb "${pid[redis]}" VmHWM), "rss_kb": $(status_kb "${pid[redis]}" VmRSS)},
+        "embedded": {"start_ms": "${cold[embedded]}", "hwm_kb": $(status_kb "${pid[embedded]}" VmHWM), "rss_kb": $(status_kb "${pid[embedded]}" VmRSS)},
+        "redis": {"start_ms": "${cold[redis]}", "hwm_kb": $(status_kb "${pid[redis]}" VmHWM), "rss_kb": $(status_kb "${pid[redis]}" VmRSS)},
     },
 }, open(sys.argv[1], "w"))
 EOF

@@ -6,6 +6,8 @@
 //!   `loading` (figment layers), `providers` (the typed providers of each
 //!   channel), `policy` (the domain policy); every error names the full key.
 //! - [`api`]: the operations, security schemes and responses.
+//! - [`connections`]: the acceptor otpd serves through: header and idle
+//!   timeouts, the connection cap, the open-file limit.
 //! - [`delivery`]: retries with backoff and fallback across providers.
 //! - [`error`]: domain errors → HTTP responses and log lines, in one place.
 //! - [`http`]: middleware (legacy GET-with-body checks, size limit, access
@@ -16,6 +18,7 @@
 
 pub mod api;
 pub mod config;
+pub mod connections;
 pub mod delivery;
 pub mod error;
 pub mod http;

@@ -130,11 +130,27 @@ fn set_webhook(config: &Config, url: &str) -> ExitCode {
 }
 
 async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    match otp_server::connections::raise_open_file_limit() {
+        Ok(limit) => tracing::info!(
+            soft = limit.soft,
+            soft_before = limit.soft_before,
+            hard = ?limit.hard,
+            "open-file limit"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
     let ports = Ports::from_config(&config)?;
     let secret = load_secret(&config)?;
     let state = app_state(&config, &ports, secret);
     let app = Application::bind(&config, state).await?;
     let addr = app.local_addr();
+    let limits = app.limits();
+    tracing::info!(
+        max_connections = limits.max_connections,
+        header_timeout_secs = limits.header_timeout.as_secs(),
+        idle_timeout_secs = limits.idle_timeout.as_secs(),
+        "connection limits"
+    );
     if !config.auth_enabled() && !addr.ip().is_loopback() {
         tracing::warn!(%addr, "Basic auth is OFF and otpd listens beyond loopback: anyone who reaches it can send and check codes. Set HTTP_AUTH_USERNAME and HTTP_AUTH_PASSWORD.");
     }

@@ -11,13 +11,13 @@ use otp_domain::ports::{Clock, CodeGenerator, CodeStore, Sender, SystemClock};
 use otp_domain::{CodeHasher, OtpService, RandomCodes, Senders};
 use otp_redis::RedisStore;
 use otp_store_embedded::EmbeddedStore;
-use poem::listener::TcpAcceptor;
 use poem::middleware::CatchPanic;
 use poem::{Endpoint, EndpointExt, Route, Server};
 use secrecy::ExposeSecret;
 
 use crate::api::auth::Credentials;
 use crate::api::{api_service, AppState};
+use crate::connections::{default_max_connections, open_file_limit, GuardedAcceptor, Limits};
 use crate::config::{Config, EmailProvider, PhoneProvider, StoreKind, TelegramProvider};
 use crate::delivery::{Provider, ReliableSender};
 use crate::sinks::LogSink;
@@ -171,7 +171,7 @@ impl Ports {
     pub fn from_config(config: &Config) -> Result<Ports, StartupError> {
         let (store, embedded): (Arc<dyn CodeStore>, _) = match config.store.kind {
             StoreKind::Embedded => {
-                let store = EmbeddedStore::open(&config.store.path)?;
+                let store = EmbeddedStore::open_with(&config.store.path, config.store.embedded())?;
                 (Arc::new(store.clone()), Some(store))
             }
             StoreKind::Redis => (
@@ -296,7 +296,7 @@ pub fn routes(state: Arc<AppState>, body_limit: usize) -> impl Endpoint {
     let allowed = Arc::new(crate::http::AllowedMethods::from_spec(&api.spec()));
     let spec_json = api.spec_endpoint();
     let spec_yaml = api.spec_endpoint_yaml();
-    let docs = api.swagger_ui();
+    let docs = LazyDocs::default();
     let gate = state.clone();
     Route::new()
         .at("/openapi.json", spec_json)
@@ -312,6 +312,23 @@ pub fn routes(state: Arc<AppState>, body_limit: usize) -> impl Endpoint {
         .around(crate::http::access_log)
 }
 
+/// Swagger UI, built on its first visit. poem-openapi builds the page (a
+/// 1.6 MB script inlined, ~3 MB of heap while it is made) when the
+/// endpoint is made; an otpd whose docs nobody opens need not carry it.
+#[derive(Default)]
+struct LazyDocs(std::sync::OnceLock<poem::endpoint::BoxEndpoint<'static>>);
+
+impl Endpoint for LazyDocs {
+    type Output = poem::Response;
+
+    async fn call(&self, req: poem::Request) -> poem::Result<poem::Response> {
+        self.0
+            .get_or_init(|| api_service().swagger_ui().map_to_response().boxed())
+            .call(req)
+            .await
+    }
+}
+
 /// A bound, not yet running server.
 pub struct Application {
     listener: tokio::net::TcpListener,
@@ -319,6 +336,7 @@ pub struct Application {
     state: Arc<AppState>,
     body_limit: usize,
     shutdown_timeout: Duration,
+    limits: Limits,
 }
 
 impl Application {
@@ -340,7 +358,13 @@ impl Application {
             state,
             body_limit: config.server.body_limit,
             shutdown_timeout: Duration::from_secs(config.server.shutdown_timeout_secs),
+            limits: connection_limits(config),
         })
+    }
+
+    /// The timeouts and the connection cap it serves with.
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -353,7 +377,7 @@ impl Application {
     /// # Errors
     /// IO errors of the listener.
     pub async fn run_until(self, signal: impl Future<Output = ()> + Send) -> io::Result<()> {
-        let acceptor = TcpAcceptor::from_tokio(self.listener)?;
+        let acceptor = GuardedAcceptor::new(self.listener, self.limits)?;
         Server::new_with_acceptor(acceptor)
             .run_with_graceful_shutdown(
                 routes(self.state, self.body_limit),
@@ -361,6 +385,30 @@ impl Application {
                 Some(self.shutdown_timeout),
             )
             .await
+    }
+}
+
+/// `[server]`'s timeouts, and its connection cap (or the one derived from
+/// the open-file limit as it is now: raise it first).
+fn connection_limits(config: &Config) -> Limits {
+    let open_files = open_file_limit();
+    let max_connections = match config.server.max_connections {
+        0 => default_max_connections(open_files),
+        n => {
+            if u64::try_from(n).map_or(true, |n| n >= open_files) {
+                tracing::warn!(
+                    max_connections = n,
+                    open_files,
+                    "server.max_connections is not below the open-file limit: accepting will fail before the cap sheds"
+                );
+            }
+            n
+        }
+    };
+    Limits {
+        header_timeout: Duration::from_secs(config.server.header_timeout_secs),
+        idle_timeout: Duration::from_secs(config.server.idle_timeout_secs),
+        max_connections,
     }
 }
 

@@ -296,6 +296,21 @@ fn check_server(file: &ConfigFile) -> Result<(), ConfigError> {
             .hint("a size in bytes")
             .into());
     }
+    for (key, secs) in [
+        ("server.header_timeout_secs", file.server.header_timeout_secs),
+        ("server.idle_timeout_secs", file.server.idle_timeout_secs),
+    ] {
+        if secs == 0 {
+            return Err(KeyError::new(key, Problem::AtLeast(1))
+                .hint("seconds; without it, clients that stop sending hold their connection forever")
+                .into());
+        }
+    }
+    if file.store.cache_size_mb == 0 {
+        return Err(KeyError::new("store.cache_size_mb", Problem::AtLeast(1))
+            .hint("MiB of redb page cache")
+            .into());
+    }
     Ok(())
 }
 

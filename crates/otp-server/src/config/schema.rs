@@ -38,6 +38,12 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     pub body_limit: usize,
     pub shutdown_timeout_secs: u64,
+    /// Seconds a connection has to send a request's headers.
+    pub header_timeout_secs: u64,
+    /// Seconds a keep-alive connection may wait for its next request.
+    pub idle_timeout_secs: u64,
+    /// Most open connections; 0 derives it from the open-file limit.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -61,9 +67,18 @@ pub struct StoreConfig {
     pub command_timeout_ms: u64,
     pub wait_timeout_ms: u64,
     pub key_prefix: String,
+    /// The embedded store's page cache, in MiB.
+    pub cache_size_mb: usize,
 }
 
 impl StoreConfig {
+    /// The embedded store's settings.
+    pub fn embedded(&self) -> otp_store_embedded::EmbeddedOptions {
+        otp_store_embedded::EmbeddedOptions {
+            cache_size_bytes: self.cache_size_mb.saturating_mul(1024 * 1024),
+        }
+    }
+
     /// The Redis adapter's settings.
     pub fn redis(&self) -> otp_redis::RedisConfig {
         otp_redis::RedisConfig {

@@ -1,0 +1,592 @@
+//! Client connections that cannot lock otpd out: a deadline for request
+//! headers, one for idle keep-alive connections, and a cap on open
+//! connections that sheds the least useful one.
+//!
+//! poem's `Server` hands each accepted stream to hyper without a timer, so
+//! hyper's own `header_read_timeout` (HTTP/1 only, and it needs a timer)
+//! never runs, and poem offers no hook to set it. Its `idle_timeout` is a
+//! second task per connection that any byte (one byte of a slow header
+//! too) keeps alive. So otpd wraps the acceptor instead: [`Guarded`] is
+//! the stream hyper reads, and it knows the phase of its connection from
+//! the bytes that pass:
+//!
+//! - **Head**: from the connection (or the first byte of a request on a
+//!   kept-alive one) until the blank line that ends the headers. When
+//!   `header_timeout` passes first, the read fails and hyper drops the
+//!   connection. Checked before each read, so a client that trickles a
+//!   byte at a time gains nothing.
+//! - **Busy**: headers are in; the request is read and answered. No
+//!   deadline (the body has `server.body_limit`, the work its own
+//!   timeouts).
+//! - **Idle**: the answer went out (a write that is not a `1xx` interim
+//!   answer); the next request has `idle_timeout` to start.
+//! - **H2**: HTTP/2 with prior knowledge (`PRI * HTTP/2.0`): streams are
+//!   invisible here, so only `idle_timeout` of silence closes it.
+//!
+//! [`Table`] counts open connections. At `max_connections` a new
+//! connection evicts the connection that has been idle or sending headers
+//! the longest (it ends at its next read); when every connection is busy
+//! the new one is closed at once. Either way otpd keeps serving and never
+//! runs out of file descriptors, which would leave the accept loop
+//! failing.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::task::AtomicWaker;
+use poem::http::uri::Scheme;
+use poem::listener::{Acceptor, TcpAcceptor};
+use poem::web::{LocalAddr, RemoteAddr};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
+
+/// The knobs, from `[server]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+}
+
+/// File descriptors otpd keeps beyond its connections, at least: the
+/// store, Redis, provider connections, the runtime's own.
+const RESERVED_FDS: u64 = 64;
+
+/// The connection cap derived from an open-file limit: 90% of it, and at
+/// least [`RESERVED_FDS`] below it.
+pub fn default_max_connections(open_files: u64) -> usize {
+    let reserve = (open_files / 10).max(RESERVED_FDS);
+    usize::try_from(open_files.saturating_sub(reserve).max(1)).unwrap_or(usize::MAX)
+}
+
+/// The open-file limit before and after [`raise_open_file_limit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenFiles {
+    pub soft_before: u64,
+    pub soft: u64,
+    /// `None`: unlimited.
+    pub hard: Option<u64>,
+}
+
+/// Raises the soft open-file limit to the hard one: every connection is a
+/// file descriptor, and the soft limit (often 1024) is a default, not a
+/// decision. An unlimited hard limit is taken as the kernel's cap,
+/// `fs.nr_open`.
+///
+/// # Errors
+/// When the limit cannot be read or set (then it stays as it was).
+#[cfg(unix)]
+pub fn raise_open_file_limit() -> io::Result<OpenFiles> {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let before = getrlimit(Resource::Nofile);
+    let soft_before = before.current.unwrap_or(u64::MAX);
+    let target = match before.maximum {
+        Some(hard) => hard,
+        None => std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(1 << 20),
+    };
+    if target > soft_before {
+        setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(target),
+                maximum: before.maximum,
+            },
+        )?;
+    }
+    let after = getrlimit(Resource::Nofile);
+    Ok(OpenFiles {
+        soft_before,
+        soft: after.current.unwrap_or(u64::MAX),
+        hard: after.maximum,
+    })
+}
+
+/// The current soft open-file limit.
+#[cfg(unix)]
+pub fn open_file_limit() -> u64 {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(u64::MAX)
+}
+
+#[cfg(not(unix))]
+pub fn raise_open_file_limit() -> io::Result<OpenFiles> {
+    Err(io::Error::new(io::ErrorKind::Unsupported, "no rlimit here"))
+}
+
+#[cfg(not(unix))]
+pub fn open_file_limit() -> u64 {
+    u64::MAX
+}
+
+const HEAD: u8 = 0;
+const BUSY: u8 = 1;
+const IDLE: u8 = 2;
+const H2: u8 = 3;
+
+/// What the table knows of one connection.
+struct Slot {
+    phase: AtomicU8,
+    /// When the current phase began, in ms since the table's epoch.
+    since_ms: AtomicU64,
+    evicted: AtomicBool,
+    waker: AtomicWaker,
+}
+
+/// The open connections, for the cap.
+pub struct Table {
+    slots: Mutex<HashMap<u64, Arc<Slot>>>,
+    next_id: AtomicU64,
+    max: usize,
+    epoch: Instant,
+    /// The last time (ms since epoch) the cap was logged, so a flood of
+    /// connections logs once in a while, not once each.
+    logged_ms: AtomicU64,
+}
+
+impl Table {
+    fn new(max: usize) -> Self {
+        Table {
+            slots: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(0),
+            max: max.max(1),
+            epoch: Instant::now(),
+            logged_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Registers a new connection when there is room or room can be made.
+    fn admit(self: &Arc<Self>) -> Option<(u64, Arc<Slot>)> {
+        let now = self.now_ms();
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        if slots.len() >= self.max {
+            let oldest = slots
+                .values()
+                .filter(|s| {
+                    !s.evicted.load(Ordering::Relaxed)
+                        && matches!(s.phase.load(Ordering::Relaxed), HEAD | IDLE)
+                })
+                .min_by_key(|s| s.since_ms.load(Ordering::Relaxed));
+            match oldest {
+                Some(slot) => {
+                    slot.evicted.store(true, Ordering::Relaxed);
+                    slot.waker.wake();
+                    self.log_cap(now, slots.len(), true);
+                }
+                None => {
+                    self.log_cap(now, slots.len(), false);
+                    return None;
+                }
+            }
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let slot = Arc::new(Slot {
+            phase: AtomicU8::new(HEAD),
+            since_ms: AtomicU64::new(now),
+            evicted: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
+        });
+        slots.insert(id, slot.clone());
+        Some((id, slot))
+    }
+
+    fn remove(&self, id: u64) {
+        self.slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+    }
+
+    fn log_cap(&self, now: u64, open: usize, evicted: bool) {
+        let last = self.logged_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < 10_000 && last != 0 {
+            return;
+        }
+        self.logged_ms.store(now.max(1), Ordering::Relaxed);
+        if evicted {
+            tracing::warn!(
+                open,
+                max = self.max,
+                "at server.max_connections: closing the connections idle or sending headers the longest to make room"
+            );
+        } else {
+            tracing::warn!(
+                open,
+                max = self.max,
+                "at server.max_connections with every connection busy: closing new connections"
+            );
+        }
+    }
+
+    /// Open connections now.
+    pub fn open(&self) -> usize {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+/// A TCP acceptor that applies [`Limits`] to what it accepts.
+pub struct GuardedAcceptor {
+    inner: TcpAcceptor,
+    limits: Limits,
+    table: Arc<Table>,
+}
+
+impl GuardedAcceptor {
+    /// # Errors
+    /// When the listener's address cannot be read.
+    pub fn new(listener: tokio::net::TcpListener, limits: Limits) -> io::Result<Self> {
+        Ok(GuardedAcceptor {
+            inner: TcpAcceptor::from_tokio(listener)?,
+            limits,
+            table: Arc::new(Table::new(limits.max_connections)),
+        })
+    }
+
+    /// The connection table, to count open connections.
+    pub fn table(&self) -> Arc<Table> {
+        self.table.clone()
+    }
+}
+
+impl Acceptor for GuardedAcceptor {
+    type Io = Guarded;
+
+    fn local_addr(&self) -> Vec<LocalAddr> {
+        self.inner.local_addr()
+    }
+
+    /// Never fails: poem's server loop retries a failed accept at once,
+    /// which would spin on EMFILE. Errors are logged and waited out here.
+    async fn accept(&mut self) -> io::Result<(Guarded, LocalAddr, RemoteAddr, Scheme)> {
+        loop {
+            let (stream, local, remote, scheme) = match self.inner.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) if is_per_connection(&e) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed; retrying in 100 ms");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let Some((id, slot)) = self.table.admit() else {
+                drop(stream);
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let io = Guarded::new(stream, self.limits, self.table.clone(), id, slot);
+            return Ok((io, local, remote, scheme));
+        }
+    }
+}
+
+/// Errors of one connection that died in the backlog, not of the listener.
+fn is_per_connection(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionRefused
+    )
+}
+
+/// Finds the blank line that ends a request head, across reads. Empty
+/// lines before the request line do not count (RFC 9112 lets a server
+/// skip them), so `\r\n\r\n` alone cannot end the head phase.
+#[derive(Debug, Default, Clone, Copy)]
+struct HeadScan {
+    /// Bytes other than CR/LF seen in this head.
+    seen_content: bool,
+    /// The last line break was not followed by content yet.
+    after_lf: bool,
+    /// The first bytes of the connection, to tell an HTTP/2 preface.
+    prefix: [u8; 3],
+    prefix_len: u8,
+}
+
+impl HeadScan {
+    /// Consumes `bytes`; the index just past the head's end, if it is in
+    /// them.
+    fn feed(&mut self, bytes: &[u8]) -> Option<usize> {
+        for (i, &b) in bytes.iter().enumerate() {
+            if usize::from(self.prefix_len) < self.prefix.len() {
+                self.prefix[usize::from(self.prefix_len)] = b;
+                self.prefix_len += 1;
+            }
+            match b {
+                b'\n' => {
+                    if self.after_lf && self.seen_content {
+                        return Some(i + 1);
+                    }
+                    self.after_lf = true;
+                }
+                b'\r' => {}
+                _ => {
+                    self.seen_content = true;
+                    self.after_lf = false;
+                }
+            }
+        }
+        None
+    }
+
+    fn is_h2_preface(&self) -> bool {
+        self.prefix_len == 3 && &self.prefix == b"PRI"
+    }
+
+    /// Ready for the next request's head (the prefix is the connection's).
+    fn next_request(&mut self) {
+        self.seen_content = false;
+        self.after_lf = false;
+    }
+}
+
+/// An accepted connection, as hyper sees it. See the module docs.
+pub struct Guarded {
+    io: TcpStream,
+    limits: Limits,
+    table: Arc<Table>,
+    id: u64,
+    slot: Arc<Slot>,
+    phase: u8,
+    scan: HeadScan,
+    /// Armed in the Head, Idle and H2 phases.
+    deadline: Pin<Box<Sleep>>,
+}
+
+impl Guarded {
+    fn new(io: TcpStream, limits: Limits, table: Arc<Table>, id: u64, slot: Arc<Slot>) -> Self {
+        let deadline = Box::pin(tokio::time::sleep(limits.header_timeout));
+        Guarded {
+            io,
+            limits,
+            table,
+            id,
+            slot,
+            phase: HEAD,
+            scan: HeadScan::default(),
+            deadline,
+        }
+    }
+
+    fn enter(&mut self, phase: u8, timeout: Option<Duration>) {
+        self.phase = phase;
+        if let Some(t) = timeout {
+            self.deadline.as_mut().reset(Instant::now() + t);
+        }
+        self.slot.phase.store(phase, Ordering::Relaxed);
+        self.slot
+            .since_ms
+            .store(self.table.now_ms(), Ordering::Relaxed);
+    }
+
+    /// What a read returns once the deadline of the current phase passed.
+    fn expired(&self) -> Poll<io::Result<()>> {
+        if self.phase == HEAD {
+            tracing::debug!("closing a connection whose request headers did not arrive in time");
+            Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "request headers did not arrive in time",
+            )))
+        } else {
+            // End of stream: hyper closes a connection between requests
+            // quietly.
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Bytes just read, in the phases that watch them.
+    fn on_read(&mut self, bytes: &[u8]) {
+        match self.phase {
+            IDLE => {
+                self.scan.next_request();
+                self.enter(HEAD, Some(self.limits.header_timeout));
+                self.scan_head(bytes);
+            }
+            HEAD => self.scan_head(bytes),
+            H2 => {
+                self.deadline
+                    .as_mut()
+                    .reset(Instant::now() + self.limits.idle_timeout);
+            }
+            _ => {}
+        }
+    }
+
+    fn scan_head(&mut self, bytes: &[u8]) {
+        if self.scan.feed(bytes).is_some() {
+            if self.scan.is_h2_preface() {
+                self.enter(H2, Some(self.limits.idle_timeout));
+            } else {
+                self.enter(BUSY, None);
+            }
+        }
+    }
+
+    /// A write of `first` (the start of what hyper writes) went out.
+    fn on_write(&mut self, first: &[u8]) {
+        match self.phase {
+            H2 => {
+                self.deadline
+                    .as_mut()
+                    .reset(Instant::now() + self.limits.idle_timeout);
+            }
+            // `100 Continue` comes before the body is read: still busy.
+            _ if first.starts_with(b"HTTP/1.1 1") => {}
+            _ => self.enter(IDLE, Some(self.limits.idle_timeout)),
+        }
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        self.table.remove(self.id);
+    }
+}
+
+impl AsyncRead for Guarded {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.slot.waker.register(cx.waker());
+        if this.slot.evicted.load(Ordering::Relaxed) {
+            tracing::debug!("closing a connection to make room for a new one");
+            return Poll::Ready(Ok(()));
+        }
+        if this.phase == BUSY {
+            return Pin::new(&mut this.io).poll_read(cx, buf);
+        }
+        // Before reading, so that a trickle of bytes cannot outrun it.
+        if Instant::now() >= this.deadline.deadline() {
+            return this.expired();
+        }
+        let before = buf.filled().len();
+        match Pin::new(&mut this.io).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                let filled = buf.filled();
+                if filled.len() > before {
+                    this.on_read(&filled[before..]);
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => match this.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => this.expired(),
+                Poll::Pending => Poll::Pending,
+            },
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+        }
+    }
+}
+
+impl AsyncWrite for Guarded {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.io).poll_write(cx, buf);
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+            this.on_write(buf);
+        }
+        written
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+            let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| b);
+            this.on_write(first);
+        }
+        written
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_head_ends_at_its_blank_line_even_across_reads() {
+        let mut scan = HeadScan::default();
+        assert_eq!(scan.feed(b"GET / HTTP/1.1\r\nHost: x\r"), None);
+        assert_eq!(scan.feed(b"\n\r"), None);
+        assert_eq!(scan.feed(b"\n{\"body\":1}"), Some(1));
+        assert!(!scan.is_h2_preface());
+    }
+
+    #[test]
+    fn blank_lines_before_the_request_line_do_not_end_a_head() {
+        let mut scan = HeadScan::default();
+        assert_eq!(scan.feed(b"\r\n\r\n\r\n"), None);
+        assert_eq!(scan.feed(b"GET / HTTP/1.1\n\n"), Some(16));
+    }
+
+    #[test]
+    fn the_http2_preface_is_told_apart() {
+        let mut scan = HeadScan::default();
+        assert_eq!(scan.feed(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), Some(18));
+        assert!(scan.is_h2_preface());
+    }
+
+    #[test]
+    fn the_derived_cap_stays_below_the_open_file_limit() {
+        assert_eq!(default_max_connections(1024), 922);
+        assert_eq!(default_max_connections(100), 36);
+        assert_eq!(default_max_connections(20_000), 18_000);
+        assert_eq!(default_max_connections(10), 1);
+    }
+
+    #[tokio::test]
+    async fn at_the_cap_the_oldest_idle_connection_makes_room_and_busy_ones_do_not() {
+        let table = Arc::new(Table::new(2));
+        let (_, busy) = table.admit().expect("room");
+        busy.phase.store(BUSY, Ordering::Relaxed);
+        let (_, idle) = table.admit().expect("room");
+        idle.phase.store(IDLE, Ordering::Relaxed);
+        let third = table.admit();
+        assert!(third.is_some(), "the idle one makes room");
+        assert!(idle.evicted.load(Ordering::Relaxed));
+        assert!(!busy.evicted.load(Ordering::Relaxed));
+        let (third_id, third) = third.expect("admitted");
+        third.phase.store(BUSY, Ordering::Relaxed);
+        // The evicted one is gone once its stream drops; now all are busy.
+        table.slots.lock().expect("lock").retain(|_, s| !s.evicted.load(Ordering::Relaxed));
+        assert!(table.admit().is_none(), "nothing to evict: the new one is refused");
+        table.remove(third_id);
+        assert_eq!(table.open(), 1);
+    }
+}

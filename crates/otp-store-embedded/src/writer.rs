@@ -210,3 +210,145 @@ fn finish(txn: WriteTransaction, changed: bool) -> Result<(), Arc<redb::Error>> 
     };
     done.map_err(Arc::new)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+
+    use super::*;
+
+    const T: TableDefinition<&str, u64> = TableDefinition::new("t");
+
+    fn db() -> (tempfile::TempDir, Arc<Database>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Database::create(dir.path().join("w.redb")).expect("create");
+        let txn = db.begin_write().expect("begin");
+        txn.open_table(T).expect("table");
+        txn.commit().expect("commit");
+        (dir, Arc::new(db))
+    }
+
+    type Answer<T> = oneshot::Receiver<Result<T, EmbeddedError>>;
+
+    async fn enqueue<T: Send + 'static>(
+        queue: &Queue,
+        body: impl Fn(&WriteTransaction) -> Result<(T, bool), EmbeddedError> + Send + 'static,
+    ) -> Answer<T> {
+        let (call, answer) = Call::new(Box::new(body));
+        queue.send(Box::new(call)).await.expect("queue open");
+        answer
+    }
+
+    fn put(txn: &WriteTransaction, key: &str, value: u64) -> Result<(), EmbeddedError> {
+        txn.open_table(T)?.insert(key, value)?;
+        Ok(())
+    }
+
+    fn get(txn: &WriteTransaction, key: &str) -> Result<Option<u64>, EmbeddedError> {
+        Ok(txn.open_table(T)?.get(key)?.map(|v| v.value()))
+    }
+
+    /// Holds the writer busy, so that what is queued next forms one batch.
+    async fn hold_writer(queue: &Queue) -> Answer<()> {
+        let held = enqueue(queue, |_| {
+            std::thread::sleep(Duration::from_millis(200));
+            Ok(((), false))
+        })
+        .await;
+        // Let the writer take it before the next calls queue up.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        held
+    }
+
+    #[tokio::test]
+    async fn calls_queued_behind_a_busy_writer_share_one_transaction() {
+        let (_dir, db) = db();
+        let (queue, _writer) = spawn(db.clone()).expect("spawn");
+        let held = hold_writer(&queue).await;
+        let first = enqueue(&queue, |txn| Ok((put(txn, "x", 1)?, true))).await;
+        let reader = db.clone();
+        // Sees "x" in the transaction, but no commit of it yet: the two
+        // calls are in one transaction, committed once.
+        let second = enqueue(&queue, move |txn| {
+            let committed = reader.begin_read()?.open_table(T)?.get("x")?.is_some();
+            Ok(((get(txn, "x")?, committed), true))
+        })
+        .await;
+        held.await.expect("reply").expect("held");
+        first.await.expect("reply").expect("first");
+        let (seen, committed) = second.await.expect("reply").expect("second");
+        assert_eq!(seen, Some(1), "a later call sees the earlier call's write");
+        assert!(!committed, "the earlier call was not committed on its own");
+        let read = db.begin_read().expect("read");
+        let got = read.open_table(T).expect("table").get("x").expect("get");
+        assert_eq!(got.map(|v| v.value()), Some(1), "answered means committed");
+    }
+
+    #[tokio::test]
+    async fn a_failing_call_leaves_none_of_its_writes_and_the_others_still_commit() {
+        let (_dir, db) = db();
+        let (queue, _writer) = spawn(db.clone()).expect("spawn");
+        let held = hold_writer(&queue).await;
+        let a = enqueue(&queue, |txn| Ok((put(txn, "a", 1)?, true))).await;
+        let broken = enqueue(&queue, |txn| {
+            put(txn, "b", 2)?;
+            Err::<((), bool), _>(EmbeddedError::Corrupt("on purpose"))
+        })
+        .await;
+        let c = enqueue(&queue, |txn| {
+            let b = get(txn, "b")?;
+            put(txn, "c", 3)?;
+            Ok((b, true))
+        })
+        .await;
+        held.await.expect("reply").expect("held");
+        a.await.expect("reply").expect("a");
+        assert!(matches!(
+            broken.await.expect("reply"),
+            Err(EmbeddedError::Corrupt("on purpose"))
+        ));
+        let b_seen_by_c = c.await.expect("reply").expect("c");
+        assert_eq!(b_seen_by_c, None, "no call sees a failed call's write");
+        let read = db.begin_read().expect("read");
+        let table = read.open_table(T).expect("table");
+        let value = |k| table.get(k).expect("get").map(|v| v.value());
+        assert_eq!((value("a"), value("b"), value("c")), (Some(1), None, Some(3)));
+    }
+
+    #[tokio::test]
+    async fn a_panicking_call_gets_an_error_and_the_writer_carries_on() {
+        let (_dir, db) = db();
+        let (queue, _writer) = spawn(db.clone()).expect("spawn");
+        let boom = enqueue(&queue, |_| -> Result<((), bool), EmbeddedError> {
+            panic!("on purpose")
+        })
+        .await;
+        assert!(matches!(
+            boom.await.expect("reply"),
+            Err(EmbeddedError::Panicked)
+        ));
+        let after = enqueue(&queue, |txn| Ok((put(txn, "after", 1)?, true))).await;
+        after.await.expect("reply").expect("the writer still runs calls");
+    }
+
+    #[tokio::test]
+    async fn a_lone_call_is_answered_without_waiting_for_company() {
+        let (_dir, db) = db();
+        let (queue, _writer) = spawn(db).expect("spawn");
+        let started = std::time::Instant::now();
+        let one = enqueue(&queue, |txn| Ok((put(txn, "alone", 1)?, true))).await;
+        one.await.expect("reply").expect("put");
+        // One fsync, no batching timer: far below any timer worth having.
+        assert!(started.elapsed() < Duration::from_millis(500));
+    }
+
+    #[test]
+    fn the_writer_ends_when_the_queue_closes() {
+        let (_dir, db) = db();
+        let (queue, writer) = spawn(db).expect("spawn");
+        drop(queue);
+        writer.join().expect("the writer thread ends cleanly");
+    }
+}

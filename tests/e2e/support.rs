@@ -28,7 +28,23 @@ impl Otpd {
     /// Starts otpd with a fresh environment plus `env`, in `dir`, and
     /// waits until it listens (it binds port 0 and logs the address).
     pub fn start(dir: &Path, env: &[(&str, &str)]) -> Otpd {
-        let mut cmd = Command::new(OTPD);
+        Otpd::start_command(Command::new(OTPD), dir, env)
+    }
+
+    /// As [`Otpd::start`], with the soft open-file limit set to `soft`
+    /// first (the hard limit stays), as a shell's `ulimit -Sn` does.
+    pub fn start_with_soft_open_files(dir: &Path, env: &[(&str, &str)], soft: u64) -> Otpd {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", &format!("ulimit -Sn {soft} && exec \"$0\""), OTPD]);
+        Otpd::start_command(cmd, dir, env)
+    }
+
+    /// The process id, to read its /proc entries.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn start_command(mut cmd: Command, dir: &Path, env: &[(&str, &str)]) -> Otpd {
         cmd.current_dir(dir)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())

@@ -59,11 +59,19 @@ pub struct Limits {
 /// store, Redis, provider connections, the runtime's own.
 const RESERVED_FDS: u64 = 64;
 
-/// The connection cap derived from an open-file limit: 90% of it, and at
-/// least [`RESERVED_FDS`] below it.
+/// The most connections a derived cap allows: each open connection holds
+/// about 20 KB (hyper's buffers, the task), so this bounds them near
+/// 330 MB however high the open-file limit is.
+const MOST_CONNECTIONS: u64 = 16_384;
+
+/// The connection cap derived from an open-file limit: 90% of it, at
+/// least [`RESERVED_FDS`] below it, at most [`MOST_CONNECTIONS`].
 pub fn default_max_connections(open_files: u64) -> usize {
     let reserve = (open_files / 10).max(RESERVED_FDS);
-    usize::try_from(open_files.saturating_sub(reserve).max(1)).unwrap_or(usize::MAX)
+    let cap = open_files
+        .saturating_sub(reserve)
+        .clamp(1, MOST_CONNECTIONS);
+    usize::try_from(cap).unwrap_or(usize::MAX)
 }
 
 /// The open-file limit before and after [`raise_open_file_limit`].
@@ -382,15 +390,24 @@ impl Guarded {
         }
     }
 
-    fn enter(&mut self, phase: u8, timeout: Option<Duration>) {
+    fn enter(&mut self, cx: &mut Context<'_>, phase: u8, timeout: Option<Duration>) {
         self.phase = phase;
         if let Some(t) = timeout {
-            self.deadline.as_mut().reset(Instant::now() + t);
+            self.arm(cx, t);
         }
         self.slot.phase.store(phase, Ordering::Relaxed);
         self.slot
             .since_ms
             .store(self.table.now_ms(), Ordering::Relaxed);
+    }
+
+    /// Sets the deadline `timeout` from now, and registers this task to be
+    /// woken by it: hyper may not read again before it passes (it writes
+    /// an answer, then waits on the socket), and an unpolled timer wakes
+    /// nobody.
+    fn arm(&mut self, cx: &mut Context<'_>, timeout: Duration) {
+        self.deadline.as_mut().reset(Instant::now() + timeout);
+        let _ = self.deadline.as_mut().poll(cx);
     }
 
     /// What a read returns once the deadline of the current phase passed.
@@ -409,44 +426,36 @@ impl Guarded {
     }
 
     /// Bytes just read, in the phases that watch them.
-    fn on_read(&mut self, bytes: &[u8]) {
+    fn on_read(&mut self, cx: &mut Context<'_>, bytes: &[u8]) {
         match self.phase {
             IDLE => {
                 self.scan.next_request();
-                self.enter(HEAD, Some(self.limits.header_timeout));
-                self.scan_head(bytes);
+                self.enter(cx, HEAD, Some(self.limits.header_timeout));
+                self.scan_head(cx, bytes);
             }
-            HEAD => self.scan_head(bytes),
-            H2 => {
-                self.deadline
-                    .as_mut()
-                    .reset(Instant::now() + self.limits.idle_timeout);
-            }
+            HEAD => self.scan_head(cx, bytes),
+            H2 => self.arm(cx, self.limits.idle_timeout),
             _ => {}
         }
     }
 
-    fn scan_head(&mut self, bytes: &[u8]) {
+    fn scan_head(&mut self, cx: &mut Context<'_>, bytes: &[u8]) {
         if self.scan.feed(bytes).is_some() {
             if self.scan.is_h2_preface() {
-                self.enter(H2, Some(self.limits.idle_timeout));
+                self.enter(cx, H2, Some(self.limits.idle_timeout));
             } else {
-                self.enter(BUSY, None);
+                self.enter(cx, BUSY, None);
             }
         }
     }
 
     /// A write of `first` (the start of what hyper writes) went out.
-    fn on_write(&mut self, first: &[u8]) {
+    fn on_write(&mut self, cx: &mut Context<'_>, first: &[u8]) {
         match self.phase {
-            H2 => {
-                self.deadline
-                    .as_mut()
-                    .reset(Instant::now() + self.limits.idle_timeout);
-            }
+            H2 => self.arm(cx, self.limits.idle_timeout),
             // `100 Continue` comes before the body is read: still busy.
             _ if first.starts_with(b"HTTP/1.1 1") => {}
-            _ => self.enter(IDLE, Some(self.limits.idle_timeout)),
+            _ => self.enter(cx, IDLE, Some(self.limits.idle_timeout)),
         }
     }
 }
@@ -481,7 +490,7 @@ impl AsyncRead for Guarded {
             Poll::Ready(Ok(())) => {
                 let filled = buf.filled();
                 if filled.len() > before {
-                    this.on_read(&filled[before..]);
+                    this.on_read(cx, &filled[before..]);
                 }
                 Poll::Ready(Ok(()))
             }
@@ -503,7 +512,7 @@ impl AsyncWrite for Guarded {
         let this = self.get_mut();
         let written = Pin::new(&mut this.io).poll_write(cx, buf);
         if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
-            this.on_write(buf);
+            this.on_write(cx, buf);
         }
         written
     }
@@ -517,7 +526,7 @@ impl AsyncWrite for Guarded {
         let written = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
         if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
             let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| b);
-            this.on_write(first);
+            this.on_write(cx, first);
         }
         written
     }
@@ -566,7 +575,8 @@ mod tests {
     fn the_derived_cap_stays_below_the_open_file_limit() {
         assert_eq!(default_max_connections(1024), 922);
         assert_eq!(default_max_connections(100), 36);
-        assert_eq!(default_max_connections(20_000), 18_000);
+        assert_eq!(default_max_connections(4096), 3687);
+        assert_eq!(default_max_connections(20_000), 16_384);
         assert_eq!(default_max_connections(10), 1);
     }
 
@@ -584,8 +594,15 @@ mod tests {
         let (third_id, third) = third.expect("admitted");
         third.phase.store(BUSY, Ordering::Relaxed);
         // The evicted one is gone once its stream drops; now all are busy.
-        table.slots.lock().expect("lock").retain(|_, s| !s.evicted.load(Ordering::Relaxed));
-        assert!(table.admit().is_none(), "nothing to evict: the new one is refused");
+        table
+            .slots
+            .lock()
+            .expect("lock")
+            .retain(|_, s| !s.evicted.load(Ordering::Relaxed));
+        assert!(
+            table.admit().is_none(),
+            "nothing to evict: the new one is refused"
+        );
         table.remove(third_id);
         assert_eq!(table.open(), 1);
     }

@@ -17,8 +17,8 @@ use secrecy::ExposeSecret;
 
 use crate::api::auth::Credentials;
 use crate::api::{api_service, AppState};
-use crate::connections::{default_max_connections, open_file_limit, GuardedAcceptor, Limits};
 use crate::config::{Config, EmailProvider, PhoneProvider, StoreKind, TelegramProvider};
+use crate::connections::{default_max_connections, open_file_limit, GuardedAcceptor, Limits};
 use crate::delivery::{Provider, ReliableSender};
 use crate::sinks::LogSink;
 use otp_domain::Channel;

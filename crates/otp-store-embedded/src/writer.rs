@@ -314,7 +314,10 @@ mod tests {
         let read = db.begin_read().expect("read");
         let table = read.open_table(T).expect("table");
         let value = |k| table.get(k).expect("get").map(|v| v.value());
-        assert_eq!((value("a"), value("b"), value("c")), (Some(1), None, Some(3)));
+        assert_eq!(
+            (value("a"), value("b"), value("c")),
+            (Some(1), None, Some(3))
+        );
     }
 
     #[tokio::test]
@@ -330,7 +333,10 @@ mod tests {
             Err(EmbeddedError::Panicked)
         ));
         let after = enqueue(&queue, |txn| Ok((put(txn, "after", 1)?, true))).await;
-        after.await.expect("reply").expect("the writer still runs calls");
+        after
+            .await
+            .expect("reply")
+            .expect("the writer still runs calls");
     }
 
     #[tokio::test]

@@ -297,12 +297,17 @@ fn check_server(file: &ConfigFile) -> Result<(), ConfigError> {
             .into());
     }
     for (key, secs) in [
-        ("server.header_timeout_secs", file.server.header_timeout_secs),
+        (
+            "server.header_timeout_secs",
+            file.server.header_timeout_secs,
+        ),
         ("server.idle_timeout_secs", file.server.idle_timeout_secs),
     ] {
         if secs == 0 {
             return Err(KeyError::new(key, Problem::AtLeast(1))
-                .hint("seconds; without it, clients that stop sending hold their connection forever")
+                .hint(
+                    "seconds; without it, clients that stop sending hold their connection forever",
+                )
                 .into());
         }
     }

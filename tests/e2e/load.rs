@@ -400,6 +400,33 @@ fn at_the_connection_cap_half_sent_requests_make_room_for_new_clients() {
 }
 
 #[test]
+fn a_request_whose_body_stops_midway_is_dropped_like_a_slow_header() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let otpd = Otpd::start(dir.path(), &[("OTP_SERVER__HEADER_TIMEOUT_SECS", "2")]);
+    let mut trickle = TcpStream::connect(otpd.addr).expect("connect");
+    trickle
+        .write_all(b"POST /sms HTTP/1.1\r\nHost: otpd\r\nContent-Type: application/json\r\nContent-Length: 60\r\n\r\n{\"phone\": ")
+        .expect("headers and part of the body");
+    let sent = Instant::now();
+    // A byte a second does not buy time: the body has its own deadline.
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(700));
+        if trickle.write_all(b" ").is_err() {
+            break;
+        }
+    }
+    assert!(
+        closed_within(&trickle, Duration::from_secs(3)),
+        "a trickled body held its connection"
+    );
+    assert!(
+        sent.elapsed() >= Duration::from_millis(1800),
+        "closed too early"
+    );
+    healthz_answers_quickly(otpd.addr);
+}
+
+#[test]
 fn idle_keep_alive_connections_are_closed_after_the_idle_timeout() {
     let dir = tempfile::tempdir().expect("tempdir");
     let otpd = Otpd::start(dir.path(), &[("OTP_SERVER__IDLE_TIMEOUT_SECS", "1")]);

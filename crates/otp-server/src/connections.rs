@@ -15,17 +15,19 @@
 //!   `header_timeout` passes first, the read fails and hyper drops the
 //!   connection. Checked before each read, so a client that trickles a
 //!   byte at a time gains nothing.
-//! - **Busy**: headers are in; the request is read and answered. No
-//!   deadline (the body has `server.body_limit`, the work its own
-//!   timeouts).
+//! - **Body**: headers are in and they announce a body (`Content-Length`
+//!   or chunked); the body has `header_timeout` again to arrive, so a
+//!   client cannot hold a connection by trickling its body either.
+//! - **Busy**: the request is in and being answered. No deadline: the
+//!   work has its own (`delivery.deadline_secs`).
 //! - **Idle**: the answer went out (a write that is not a `1xx` interim
 //!   answer); the next request has `idle_timeout` to start.
 //! - **H2**: HTTP/2 with prior knowledge (`PRI * HTTP/2.0`): streams are
 //!   invisible here, so only `idle_timeout` of silence closes it.
 //!
 //! [`Table`] counts open connections. At `max_connections` a new
-//! connection evicts the connection that has been idle or sending headers
-//! the longest (it ends at its next read); when every connection is busy
+//! connection evicts the connection that has been idle or sending its
+//! request the longest (it ends at its next read); when every connection is busy
 //! the new one is closed at once. Either way otpd keeps serving and never
 //! runs out of file descriptors, which would leave the accept loop
 //! failing.
@@ -138,9 +140,10 @@ pub fn open_file_limit() -> u64 {
 }
 
 const HEAD: u8 = 0;
-const BUSY: u8 = 1;
-const IDLE: u8 = 2;
-const H2: u8 = 3;
+const BODY: u8 = 1;
+const BUSY: u8 = 2;
+const IDLE: u8 = 3;
+const H2: u8 = 4;
 
 /// What the table knows of one connection.
 struct Slot {
@@ -186,7 +189,7 @@ impl Table {
                 .values()
                 .filter(|s| {
                     !s.evicted.load(Ordering::Relaxed)
-                        && matches!(s.phase.load(Ordering::Relaxed), HEAD | IDLE)
+                        && matches!(s.phase.load(Ordering::Relaxed), HEAD | BODY | IDLE)
                 })
                 .min_by_key(|s| s.since_ms.load(Ordering::Relaxed));
             match oldest {
@@ -229,7 +232,7 @@ impl Table {
             tracing::warn!(
                 open,
                 max = self.max,
-                "at server.max_connections: closing the connections idle or sending headers the longest to make room"
+                "at server.max_connections: closing the connections idle or sending their request the longest to make room"
             );
         } else {
             tracing::warn!(
@@ -311,18 +314,43 @@ fn is_per_connection(e: &io::Error) -> bool {
     )
 }
 
-/// Finds the blank line that ends a request head, across reads. Empty
-/// lines before the request line do not count (RFC 9112 lets a server
-/// skip them), so `\r\n\r\n` alone cannot end the head phase.
-#[derive(Debug, Default, Clone, Copy)]
+/// Longest header line kept to read `Content-Length` and
+/// `Transfer-Encoding` (the rest of a longer line is ignored).
+const LINE: usize = 64;
+
+/// Finds the blank line that ends a request head, across reads, and the
+/// body the head announces. Empty lines before the request line do not
+/// count (RFC 9112 lets a server skip them), so `\r\n\r\n` alone cannot
+/// end the head phase.
+#[derive(Debug, Clone, Copy)]
 struct HeadScan {
     /// Bytes other than CR/LF seen in this head.
     seen_content: bool,
     /// The last line break was not followed by content yet.
     after_lf: bool,
+    /// The current line, lowercased, cut at [`LINE`] bytes.
+    line: [u8; LINE],
+    line_len: usize,
+    content_length: u64,
+    chunked: bool,
     /// The first bytes of the connection, to tell an HTTP/2 preface.
     prefix: [u8; 3],
     prefix_len: u8,
+}
+
+impl Default for HeadScan {
+    fn default() -> Self {
+        HeadScan {
+            seen_content: false,
+            after_lf: false,
+            line: [0; LINE],
+            line_len: 0,
+            content_length: 0,
+            chunked: false,
+            prefix: [0; 3],
+            prefix_len: 0,
+        }
+    }
 }
 
 impl HeadScan {
@@ -339,16 +367,48 @@ impl HeadScan {
                     if self.after_lf && self.seen_content {
                         return Some(i + 1);
                     }
+                    self.end_line();
                     self.after_lf = true;
                 }
                 b'\r' => {}
                 _ => {
                     self.seen_content = true;
                     self.after_lf = false;
+                    if self.line_len < LINE {
+                        self.line[self.line_len] = b.to_ascii_lowercase();
+                        self.line_len += 1;
+                    }
                 }
             }
         }
         None
+    }
+
+    fn end_line(&mut self) {
+        let line = &self.line[..self.line_len];
+        if let Some(value) = line.strip_prefix(b"content-length:") {
+            let digits = value.trim_ascii();
+            if let Some(n) = std::str::from_utf8(digits)
+                .ok()
+                .and_then(|d| d.parse().ok())
+            {
+                self.content_length = n;
+            }
+        } else if let Some(value) = line.strip_prefix(b"transfer-encoding:") {
+            self.chunked = value.windows(7).any(|w| w == b"chunked");
+        }
+        self.line_len = 0;
+    }
+
+    /// The body the finished head announced.
+    fn body(&self) -> Body {
+        if self.chunked {
+            Body::Chunked(ChunkEnd::default())
+        } else if self.content_length > 0 {
+            Body::Length(self.content_length)
+        } else {
+            Body::None
+        }
     }
 
     fn is_h2_preface(&self) -> bool {
@@ -357,8 +417,68 @@ impl HeadScan {
 
     /// Ready for the next request's head (the prefix is the connection's).
     fn next_request(&mut self) {
-        self.seen_content = false;
-        self.after_lf = false;
+        *self = HeadScan {
+            prefix: self.prefix,
+            prefix_len: self.prefix_len,
+            ..HeadScan::default()
+        };
+    }
+}
+
+/// The body still to come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Body {
+    None,
+    /// Bytes left of a `Content-Length` body.
+    Length(u64),
+    Chunked(ChunkEnd),
+}
+
+impl Body {
+    /// Consumes body bytes; whether the body is complete.
+    fn feed(&mut self, bytes: &[u8]) -> bool {
+        match self {
+            Body::None => true,
+            Body::Length(left) => {
+                let n = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+                *left = left.saturating_sub(n);
+                *left == 0
+            }
+            Body::Chunked(end) => end.feed(bytes),
+        }
+    }
+}
+
+/// Finds the last chunk of a chunked body (`0` on a line of its own, then
+/// an empty line; trailers are not expected from otpd's clients). A match
+/// inside the data only ends the body deadline early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ChunkEnd {
+    matched: usize,
+}
+
+impl Default for ChunkEnd {
+    /// The body starts on a new line.
+    fn default() -> Self {
+        ChunkEnd { matched: 1 }
+    }
+}
+
+impl ChunkEnd {
+    const LAST: &'static [u8] = b"\n0\r\n\r\n";
+
+    fn feed(&mut self, bytes: &[u8]) -> bool {
+        for &b in bytes {
+            if b == Self::LAST[self.matched] {
+                self.matched += 1;
+                if self.matched == Self::LAST.len() {
+                    return true;
+                }
+            } else {
+                self.matched = usize::from(b == b'\n');
+            }
+        }
+        false
     }
 }
 
@@ -371,7 +491,8 @@ pub struct Guarded {
     slot: Arc<Slot>,
     phase: u8,
     scan: HeadScan,
-    /// Armed in the Head, Idle and H2 phases.
+    body: Body,
+    /// Armed in every phase but Busy.
     deadline: Pin<Box<Sleep>>,
 }
 
@@ -386,6 +507,7 @@ impl Guarded {
             slot,
             phase: HEAD,
             scan: HeadScan::default(),
+            body: Body::None,
             deadline,
         }
     }
@@ -412,11 +534,11 @@ impl Guarded {
 
     /// What a read returns once the deadline of the current phase passed.
     fn expired(&self) -> Poll<io::Result<()>> {
-        if self.phase == HEAD {
-            tracing::debug!("closing a connection whose request headers did not arrive in time");
+        if matches!(self.phase, HEAD | BODY) {
+            tracing::debug!("closing a connection whose request did not arrive in time");
             Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
-                "request headers did not arrive in time",
+                "the request did not arrive in time",
             )))
         } else {
             // End of stream: hyper closes a connection between requests
@@ -434,18 +556,26 @@ impl Guarded {
                 self.scan_head(cx, bytes);
             }
             HEAD => self.scan_head(cx, bytes),
+            BODY if self.body.feed(bytes) => self.enter(cx, BUSY, None),
             H2 => self.arm(cx, self.limits.idle_timeout),
             _ => {}
         }
     }
 
     fn scan_head(&mut self, cx: &mut Context<'_>, bytes: &[u8]) {
-        if self.scan.feed(bytes).is_some() {
-            if self.scan.is_h2_preface() {
-                self.enter(cx, H2, Some(self.limits.idle_timeout));
-            } else {
-                self.enter(cx, BUSY, None);
-            }
+        let Some(end) = self.scan.feed(bytes) else {
+            return;
+        };
+        if self.scan.is_h2_preface() {
+            self.enter(cx, H2, Some(self.limits.idle_timeout));
+            return;
+        }
+        self.body = self.scan.body();
+        let rest = bytes.get(end..).unwrap_or_default();
+        if self.body.feed(rest) {
+            self.enter(cx, BUSY, None);
+        } else {
+            self.enter(cx, BODY, Some(self.limits.header_timeout));
         }
     }
 
@@ -562,6 +692,35 @@ mod tests {
         let mut scan = HeadScan::default();
         assert_eq!(scan.feed(b"\r\n\r\n\r\n"), None);
         assert_eq!(scan.feed(b"GET / HTTP/1.1\n\n"), Some(16));
+    }
+
+    #[test]
+    fn a_head_tells_the_body_it_announces() {
+        let mut scan = HeadScan::default();
+        let head = b"POST /sms HTTP/1.1\r\nHost: x\r\nContent-Length:  11 \r\n\r\n";
+        assert_eq!(scan.feed(head), Some(head.len()));
+        let mut body = scan.body();
+        assert_eq!(body, Body::Length(11));
+        assert!(!body.feed(b"{\"phone\""));
+        assert!(body.feed(b":1}"));
+
+        scan.next_request();
+        let head = b"POST /sms HTTP/1.1\r\nTRANSFER-ENCODING: gzip, chunked\r\n\r\n";
+        assert_eq!(scan.feed(head), Some(head.len()));
+        let mut body = scan.body();
+        assert!(!body.feed(b"5\r\nhello\r\n"));
+        assert!(!body.feed(b"0\r\n"));
+        assert!(body.feed(b"\r\n"));
+
+        scan.next_request();
+        assert_eq!(scan.feed(b"GET /healthz HTTP/1.1\n\n"), Some(23));
+        assert_eq!(scan.body(), Body::None);
+    }
+
+    #[test]
+    fn an_empty_chunked_body_ends_at_once() {
+        let mut body = Body::Chunked(ChunkEnd::default());
+        assert!(body.feed(b"0\r\n\r\n"));
     }
 
     #[test]

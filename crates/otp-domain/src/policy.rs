@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use crate::error::Limit;
 use crate::ports::RateBucket;
 use crate::template::PASSWORD;
 use crate::types::{Channel, Code, Lifetime, Region};
@@ -286,28 +287,35 @@ impl Policy {
         }
     }
 
-    /// The limits that span destinations: per end user and per channel.
-    /// Each is its own bucket (on Redis Cluster, its own slot).
+    /// The limits that span destinations: per end user and per channel,
+    /// each with the [`Limit`] it enforces. Each is its own bucket (on
+    /// Redis Cluster, its own slot).
     pub(crate) fn shared_buckets(
         &self,
         channel: Channel,
         user_key: Option<&str>,
-    ) -> Vec<RateBucket> {
+    ) -> Vec<(Limit, RateBucket)> {
         let mut buckets = Vec::with_capacity(2);
         if let Some(user) = user_key.filter(|_| self.user_sends_per_window > 0) {
-            buckets.push(RateBucket {
-                key: format!("user:{user}"),
-                limit: self.user_sends_per_window,
-                window_ms: self.user_send_window_secs * 1000,
-            });
+            buckets.push((
+                Limit::User,
+                RateBucket {
+                    key: format!("user:{user}"),
+                    limit: self.user_sends_per_window,
+                    window_ms: self.user_send_window_secs * 1000,
+                },
+            ));
         }
         let budget = self.channel_budget.get(channel);
         if budget > 0 {
-            buckets.push(RateBucket {
-                key: format!("channel:{channel}"),
-                limit: budget,
-                window_ms: 3_600_000,
-            });
+            buckets.push((
+                Limit::Channel,
+                RateBucket {
+                    key: format!("channel:{channel}"),
+                    limit: budget,
+                    window_ms: 3_600_000,
+                },
+            ));
         }
         buckets
     }

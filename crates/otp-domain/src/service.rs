@@ -6,9 +6,7 @@ use std::sync::Arc;
 use crate::codes::normalize_pairing;
 use crate::digest::{CodeDigest, CodeHasher};
 
-use crate::error::{
-    CheckError, Limit, PairError, ParseError, SendError, StoreError, TargetError,
-};
+use crate::error::{CheckError, Limit, PairError, ParseError, SendError, StoreError, TargetError};
 use crate::policy::Policy;
 use crate::ports::{
     CheckOutcome, Clock, CodeGenerator, CodeRecord, CodeStore, DeliveryError, HitOutcome,

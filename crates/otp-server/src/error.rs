@@ -49,9 +49,7 @@ impl From<SendError> for SendResponse {
             )),
             SendError::RateLimited {
                 retry_after_secs, ..
-            } => {
-                SendResponse::RateLimited(rate_limited(&e, retry_after_secs), retry_after_secs)
-            }
+            } => SendResponse::RateLimited(rate_limited(&e, retry_after_secs), retry_after_secs),
             SendError::Delivery(_) => SendResponse::DeliveryFailed(ErrorBody::json(
                 ErrorCode::DeliveryFailed,
                 "the provider did not accept the message; no code was issued",

@@ -8,8 +8,15 @@
 //! - [`api`]: the operations, security schemes and responses.
 //! - [`delivery`]: retries with backoff and fallback across providers.
 //! - [`error`]: domain errors → HTTP responses and log lines, in one place.
-//! - [`http`]: middleware (legacy GET-with-body checks, size limit, access
-//!   log, JSON errors for unknown routes).
+//! - [`http`]: middleware (request ids, access log and HTTP metrics,
+//!   legacy GET-with-body checks, size limit, JSON errors for unknown
+//!   routes).
+//! - [`logging`]: the text or JSON log subscriber behind a non-blocking
+//!   writer.
+//! - [`metrics`]: the Prometheus registry, the metered store and the
+//!   `/metrics` listener.
+//! - [`probe`]: `otpd health`, a readiness probe for container health
+//!   checks.
 //! - [`sinks`]: the `log` development sender.
 //! - [`startup`]: building adapters from the resolved config and running
 //!   the server.
@@ -19,5 +26,8 @@ pub mod config;
 pub mod delivery;
 pub mod error;
 pub mod http;
+pub mod logging;
+pub mod metrics;
+pub mod probe;
 pub mod sinks;
 pub mod startup;

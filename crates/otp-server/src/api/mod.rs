@@ -32,6 +32,8 @@ pub struct AppState {
     pub webhook_secret: Option<Credentials>,
     /// Proxies whose `X-Forwarded-For` names the end user.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Counters of sends, checks and requests; `None` when metrics are off.
+    pub metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 }
 
 /// The end user a request is for, for per-user limits: the

@@ -150,10 +150,14 @@ impl Phone {
 
     /// The region the number belongs to (`KZ` for `+77011234567`, `RU`
     /// for `+79161234567`: one calling code may serve several regions), or
-    /// `None` for numbers of no region (`+800` freephone). Looked up in
-    /// libphonenumber's metadata on each call (microseconds), so callers
-    /// that need it often ask once.
+    /// `None` for numbers of no region (`+800` freephone). A calling code
+    /// of one region is a table lookup; a shared one (`+1`, `+7`, `+44`)
+    /// takes a libphonenumber parse (microseconds).
     pub fn region(&self) -> Option<Region> {
+        let regions = phonenumber::metadata::DATABASE.region(&self.calling_code);
+        if let Some([only]) = regions.as_deref() {
+            return only.parse().ok().map(Region);
+        }
         phonenumber::parse(None, &self.e164)
             .ok()
             .and_then(|n| n.country().id())
@@ -480,6 +484,9 @@ mod tests {
         assert_eq!(region("+12025550123").as_deref(), Some("US"));
         assert_eq!(region("+14165550123").as_deref(), Some("CA"));
         assert_eq!(region("+80012345678"), None, "freephone has no region");
+        assert_eq!(region("+447911123456").as_deref(), Some("GB"));
+        assert_eq!(region("+447781123456").as_deref(), Some("GG"));
+        assert_eq!(region("+33612345678").as_deref(), Some("FR"));
     }
 
     #[test]

@@ -195,7 +195,7 @@ pub struct Metrics {
     http_requests: IntCounterVec,
     http_seconds: HistogramVec,
     log_dropped: IntCounter,
-    log_dropped_source: std::sync::OnceLock<tracing_appender::non_blocking::ErrorCounter>,
+    log_dropped_source: std::sync::OnceLock<crate::logging::DroppedLines>,
     process: process::ProcessMetrics,
     /// Every family's name, for [`Metrics::family_names`].
     families: Vec<(String, prometheus::proto::MetricType)>,
@@ -494,8 +494,8 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// Reports the non-blocking log writer's dropped lines.
-    pub fn watch_dropped_log_lines(&self, counter: tracing_appender::non_blocking::ErrorCounter) {
+    /// Reports the log writer's dropped lines.
+    pub fn watch_dropped_log_lines(&self, counter: crate::logging::DroppedLines) {
         let _ = self.log_dropped_source.set(counter);
     }
 
@@ -503,7 +503,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         self.process.refresh();
         if let Some(source) = self.log_dropped_source.get() {
-            let dropped = u64::try_from(source.dropped_lines()).unwrap_or(u64::MAX);
+            let dropped = source.get();
             self.log_dropped
                 .inc_by(dropped.saturating_sub(self.log_dropped.get()));
         }

@@ -146,6 +146,7 @@ fn origin(md: &Metadata) -> String {
 // figment's Jail closures return figment::Error, which is large; fine in tests.
 #[allow(clippy::result_large_err)]
 mod tests {
+    use super::super::tests::load_in_jail;
     use std::path::PathBuf;
 
     use figment::Jail;
@@ -153,11 +154,6 @@ mod tests {
 
     use super::super::{Config, ConfigError};
     use super::*;
-
-    fn load_in_jail(jail: &mut Jail) -> Result<Config, ConfigError> {
-        let _ = jail;
-        Config::load(None)
-    }
 
     #[test]
     fn seed_env_secrets_stay_strings_with_leading_zeros() {

@@ -302,11 +302,12 @@ fn check_server(file: &ConfigFile) -> Result<(), ConfigError> {
 #[cfg(test)]
 // figment's Jail closures return figment::Error, which is large; fine in tests.
 #[allow(clippy::result_large_err)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use figment::Jail;
 
-    fn load_in_jail(jail: &mut Jail) -> Result<Config, ConfigError> {
+    /// Loads the config inside a figment `Jail` (its env and files only).
+    pub(super) fn load_in_jail(jail: &mut Jail) -> Result<Config, ConfigError> {
         let _ = jail;
         Config::load(None)
     }

@@ -140,16 +140,12 @@ fn test_destinations(
 // figment's Jail closures return figment::Error, which is large; fine in tests.
 #[allow(clippy::result_large_err)]
 mod tests {
+    use super::super::tests::load_in_jail;
     use std::path::Path;
 
     use figment::Jail;
 
-    use super::super::{Config, ConfigError};
-
-    fn load_in_jail(jail: &mut Jail) -> Result<Config, ConfigError> {
-        let _ = jail;
-        Config::load(None)
-    }
+    use super::super::Config;
 
     #[test]
     fn a_template_without_password_is_refused() {

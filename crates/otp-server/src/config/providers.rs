@@ -287,17 +287,13 @@ fn checked(section: &str, result: Result<(), FieldError>) -> Result<(), ConfigEr
 // figment's Jail closures return figment::Error, which is large; fine in tests.
 #[allow(clippy::result_large_err)]
 mod tests {
+    use super::super::tests::load_in_jail;
     use std::path::Path;
 
     use figment::Jail;
 
     use super::super::Config;
     use super::*;
-
-    fn load_in_jail(jail: &mut Jail) -> Result<Config, ConfigError> {
-        let _ = jail;
-        Config::load(None)
-    }
 
     #[test]
     fn providers_are_checked_at_start_naming_the_key() {

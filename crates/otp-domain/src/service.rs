@@ -214,6 +214,7 @@ impl OtpService {
         let message = OutgoingMessage {
             subject: subject.map(|s| template::render(s, &code, lifetime)),
             body: template::render(template, &code, lifetime),
+            code: code.clone(),
             destination: req.destination,
         };
         let key = message.destination.key();
@@ -388,6 +389,7 @@ impl OtpService {
                             destination: Destination::Telegram(chat),
                             subject: None,
                             body: template::render(&p.templates.pairing, &code, lifetime),
+                            code: code.clone(),
                         },
                     ),
                 });

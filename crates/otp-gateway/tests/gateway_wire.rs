@@ -13,6 +13,7 @@ fn sms(body: &str) -> OutgoingMessage {
         destination: Destination::Sms(Phone::parse("77011234567").expect("valid phone")),
         subject: None,
         body: body.to_owned(),
+        code: otp_domain::Code::parse("1234").expect("code"),
     }
 }
 
@@ -264,6 +265,7 @@ async fn a_telegram_destination_is_refused_without_a_request() {
         destination: Destination::Telegram(otp_domain::ChatId::from_i64(42).expect("valid")),
         subject: None,
         body: "x".to_owned(),
+        code: otp_domain::Code::parse("1234").expect("code"),
     };
 
     let err = sender.send(&message).await.expect_err("wrong channel");

@@ -9,7 +9,7 @@
 //! - [`delivery`]: retries with backoff and fallback across providers.
 //! - [`error`]: domain errors → HTTP responses and log lines, in one place.
 //! - [`http`]: middleware (legacy GET-with-body checks, size limit, access
-//!   log, JSON errors for unknown routes).
+//!   log, JSON errors for unknown routes, `Allow` on every 405).
 //! - [`sinks`]: the `log` development sender.
 //! - [`startup`]: building adapters from the resolved config and running
 //!   the server.

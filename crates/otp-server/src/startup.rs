@@ -304,8 +304,10 @@ pub fn routes(state: Arc<AppState>, body_limit: usize) -> impl Endpoint {
         .nest("/docs", docs)
         .nest("/", api)
         .data(state)
-        .around(move |ep, req| crate::api::auth::gate(ep, req, gate.clone()))
+        // The gate is outside the body reader: an unauthenticated request
+        // is refused before a byte of its body is read.
         .around(move |ep, req| crate::http::legacy_json(ep, req, body_limit))
+        .around(move |ep, req| crate::api::auth::gate(ep, req, gate.clone()))
         .with(CatchPanic::new().with_handler(crate::http::panic_response))
         .catch_all_error(crate::http::json_errors)
         .around(move |ep, req| crate::http::allow_header(ep, req, allowed.clone()))

@@ -1,7 +1,8 @@
 //! The HTTP API, as poem-openapi services. The same [`api_service`]
 //! serves requests and generates `openapi/openapi.yaml`.
 //!
-//! - `auth`: the Basic auth and webhook secret security schemes.
+//! - `auth`: the gate, the one place auth is enforced, with its `EXEMPT`
+//!   table; the security schemes that document it in the spec.
 //! - `responses`: one `ApiResponse` per kind of operation and the JSON
 //!   error body.
 //! - `fields`: request fields whose schemas state every constraint.

@@ -130,6 +130,9 @@ pub enum Problem {
     Unknown,
     /// The value does not fit the key's type, in figment's words.
     Value(figment::error::Kind),
+    /// The value of a secret key does not fit its type; figment's words
+    /// would quote the secret, so only the expected type is said.
+    SecretValue,
     /// A provider named on a channel that it cannot serve.
     CannotDeliver {
         provider: String,
@@ -163,6 +166,9 @@ impl fmt::Display for Problem {
             Problem::RequiredWhen(when) => write!(f, "is required when {when}"),
             Problem::Unknown => f.write_str("is not a known key"),
             Problem::Value(kind) => write!(f, "has a bad value: {kind}"),
+            Problem::SecretValue => {
+                f.write_str("has a bad value (not shown: it is a secret); expected a string")
+            }
             Problem::CannotDeliver {
                 provider,
                 channel,

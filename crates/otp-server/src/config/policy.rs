@@ -30,6 +30,7 @@ pub(super) fn key(setting: Setting) -> &'static str {
         Setting::TargetFailureWindowSecs => "limits.target_failure_window_secs",
         Setting::Template(Template::Sms) => "templates.sms",
         Setting::Template(Template::Call) => "templates.call",
+        Setting::Template(Template::EmailSubject) => "templates.email_subject",
         Setting::Template(Template::EmailText) => "templates.email_text",
         Setting::Template(Template::Telegram) => "templates.telegram",
         Setting::Template(Template::Pairing) => "templates.pairing",

@@ -193,3 +193,41 @@ async fn every_operation_in_the_spec_needs_credentials_unless_exempt() {
     assert_eq!((webhook, open), (1, 2));
     assert!(app.sent().is_empty(), "nothing was delivered");
 }
+
+/// The gate runs before the body is read: a body over the size limit
+/// without credentials is a 401, not a 413, and nothing is buffered.
+#[tokio::test]
+async fn an_unauthenticated_oversized_body_is_refused_before_it_is_read() {
+    let app = TestApp::spawn_with(Options {
+        toml: AUTH,
+        ..Default::default()
+    })
+    .await;
+    let huge = format!(
+        "{{\"phone\": \"77011234567\", \"message\": \"{}\"}}",
+        "x".repeat(200_000)
+    );
+    let r = app
+        .client
+        .post(format!("{}/sms", app.base))
+        .header("content-type", "application/json")
+        .body(huge.clone())
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status().as_u16(), 401);
+    let r = app
+        .client
+        .post(format!("{}/sms", app.base))
+        .basic_auth("admin", Some("0123"))
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        r.status().as_u16(),
+        413,
+        "with credentials the size limit answers"
+    );
+}

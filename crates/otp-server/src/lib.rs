@@ -10,6 +10,8 @@
 //! - [`error`]: domain errors → HTTP responses and log lines, in one place.
 //! - [`http`]: middleware (legacy GET-with-body checks, size limit, access
 //!   log, JSON errors for unknown routes, `Allow` on every 405).
+//! - [`outbox`]: the dev outbox, the dev sink's last messages.
+//! - [`pages`]: the HTML pages (`/outbox`), server-rendered with maud.
 //! - [`sinks`]: the `log` development sender.
 //! - [`startup`]: building adapters from the resolved config and running
 //!   the server.
@@ -19,5 +21,7 @@ pub mod config;
 pub mod delivery;
 pub mod error;
 pub mod http;
+pub mod outbox;
+pub mod pages;
 pub mod sinks;
 pub mod startup;

@@ -48,6 +48,12 @@ impl<S> Field<S> {
     }
 }
 
+impl<S> Clone for Field<S> {
+    fn clone(&self) -> Self {
+        Field::new(self.0.clone())
+    }
+}
+
 impl<S> std::fmt::Debug for Field<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Passwords travel in these: never print a value.

@@ -10,9 +10,11 @@
 //!   from one macro over one generic path (`otp`).
 //! - `telegram_bot`: the webhook and the pairing lookup (`/target`).
 //! - `health`: `/healthz` and `/readyz`.
+//! - `dev`: the dev outbox as JSON (`/outbox/messages`).
 
 pub mod auth;
 pub mod channels;
+pub mod dev;
 pub mod fields;
 pub mod health;
 pub mod otp;
@@ -33,6 +35,8 @@ pub struct AppState {
     pub webhook_secret: Option<Credentials>,
     /// Proxies whose `X-Forwarded-For` names the end user.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// The dev outbox, while a channel uses the dev sink.
+    pub outbox: Option<std::sync::Arc<crate::outbox::DevOutbox>>,
 }
 
 /// The end user a request is for, for per-user limits: the
@@ -76,6 +80,8 @@ pub enum ApiTags {
     Telegram,
     /// Liveness and readiness.
     Health,
+    /// Development tools: the dev outbox of the `log` sink.
+    Dev,
 }
 
 pub type Api = (
@@ -85,6 +91,7 @@ pub type Api = (
     channels::TelegramApi,
     telegram_bot::TelegramBotApi,
     health::HealthApi,
+    dev::DevApi,
 );
 
 /// The whole API, without state (handlers take it as request data).
@@ -97,6 +104,7 @@ pub fn api_service() -> OpenApiService<Api, ()> {
             channels::TelegramApi,
             telegram_bot::TelegramBotApi,
             health::HealthApi,
+            dev::DevApi,
         ),
         "otpd",
         env!("CARGO_PKG_VERSION"),

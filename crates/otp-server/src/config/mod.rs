@@ -31,7 +31,7 @@ use secrecy::ExposeSecret;
 pub use loading::DEFAULT_TOML;
 pub use providers::{EmailProvider, PhoneProvider, Providers, TelegramProvider, TelegramSettings};
 pub use schema::{
-    AuthConfig, DeliveryConfig, SecurityConfig, ServerConfig, StoreConfig, StoreKind,
+    AuthConfig, DeliveryConfig, DevConfig, SecurityConfig, ServerConfig, StoreConfig, StoreKind,
 };
 
 use schema::ConfigFile;
@@ -44,6 +44,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub security: SecurityConfig,
     pub delivery: DeliveryConfig,
+    pub dev: DevConfig,
     /// The webhook secret and the bot's settings.
     pub telegram: TelegramSettings,
     /// Each channel's providers, in fallback order.
@@ -233,6 +234,7 @@ impl Config {
             auth: file.auth,
             security: file.security,
             delivery: file.delivery,
+            dev: file.dev,
             telegram,
             providers,
             policy,

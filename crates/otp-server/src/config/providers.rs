@@ -91,6 +91,22 @@ pub struct Providers {
     pub telegram: Vec<TelegramProvider>,
 }
 
+impl Providers {
+    /// Whether any channel uses the `log` dev sink (then the dev outbox
+    /// exists).
+    pub fn use_dev_sink(&self) -> bool {
+        self.sms
+            .iter()
+            .chain(&self.call)
+            .any(|p| matches!(p, PhoneProvider::Log))
+            || self.email.iter().any(|p| matches!(p, EmailProvider::Log))
+            || self
+                .telegram
+                .iter()
+                .any(|p| matches!(p, TelegramProvider::Log))
+    }
+}
+
 /// The Telegram settings outside the providers.
 #[derive(Debug, Clone)]
 pub struct TelegramSettings {

@@ -114,6 +114,7 @@ impl TestApp {
             clock: clock.clone(),
             codes: Arc::new(codes),
             embedded: None,
+            outbox: None,
         };
         let state = app_state(&config, &ports, b"api-test-secret-0123456789".to_vec());
         let app = Application::bind(&config, state).await.expect("bind");

@@ -227,8 +227,10 @@ async fn a_gateway_slower_than_the_timeout_is_a_transient_failure() {
 
     assert!(err.transient);
     assert_eq!(err.reason, "no answer from gateway within 1 s");
+    // The peer answers after 3 s; ending before that shows the timeout
+    // fired (with room for a loaded machine).
     assert!(
-        started.elapsed() < Duration::from_millis(2500),
+        started.elapsed() < Duration::from_millis(2900),
         "{:?}",
         started.elapsed()
     );

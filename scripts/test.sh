@@ -29,6 +29,12 @@ if [ -d crates/otp-smtp ] && ! python3 -c "import aiosmtpd" 2>/dev/null; then
   python3 -m pip install --quiet aiosmtpd
 fi
 
+# The browser test drives Debian's chromium through chromedriver.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  echo "== installing chromium and chromium-driver"
+  apt_install chromium chromium-driver
+fi
+
 # The observability suite lints a live scrape and checks deploy/ with
 # promtool (Debian's prometheus package ships it), and reads the scrape
 # with the Prometheus project's own Python parser.

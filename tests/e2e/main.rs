@@ -1,6 +1,7 @@
 //! End-to-end: the real `otpd` binary, on the embedded store, with the
 //! dev sink, spoken to over raw TCP.
 
+mod browser;
 mod observability;
 mod providers;
 mod redis;

@@ -7,25 +7,13 @@ use crate::codes::normalize_pairing;
 use crate::digest::{CodeDigest, CodeHasher};
 
 use crate::error::{CheckError, Limit, PairError, ParseError, SendError, StoreError, TargetError};
-use crate::policy::Policy;
+use crate::policy::{body_limit, Policy, SUBJECT_LIMIT};
 use crate::ports::{
     CheckOutcome, Clock, CodeGenerator, CodeRecord, CodeStore, DeliveryError, HitOutcome,
     OutgoingMessage, PairingOutcome, PutOutcome, RateBucket, Sender, TakeOutcome, Timestamp,
 };
 use crate::template::{self, PASSWORD};
 use crate::types::{Channel, ChatId, Code, Destination, Lifetime};
-
-/// Per-channel message length limits: what providers accept in one message.
-fn body_limit(channel: Channel) -> (&'static str, usize) {
-    match channel {
-        Channel::Sms => ("message", 1600),
-        Channel::Call => ("message", 1600),
-        Channel::Email => ("text", 4096),
-        Channel::Telegram => ("message", 4096),
-    }
-}
-
-const SUBJECT_LIMIT: usize = 255;
 
 /// The senders of the four channels.
 #[derive(Clone)]
@@ -222,6 +210,7 @@ impl OtpService {
         let message = OutgoingMessage {
             subject: subject.map(|s| template::render(s, &code, lifetime)),
             body: template::render(template, &code, lifetime),
+            code: code.clone(),
             destination: req.destination,
         };
         let key = message.destination.key();
@@ -398,6 +387,7 @@ impl OtpService {
                             destination: Destination::Telegram(chat),
                             subject: None,
                             body: template::render(&p.templates.pairing, &code, lifetime),
+                            code: code.clone(),
                         },
                     ),
                 });

@@ -484,7 +484,7 @@ mod tests {
         assert_eq!(region("+12025550123").as_deref(), Some("US"));
         assert_eq!(region("+14165550123").as_deref(), Some("CA"));
         assert_eq!(region("+80012345678"), None, "freephone has no region");
-        assert_eq!(region("+447911123456").as_deref(), Some("GB"));
+        assert_eq!(region("+447400123456").as_deref(), Some("GB"));
         assert_eq!(region("+447781123456").as_deref(), Some("GG"));
         assert_eq!(region("+33612345678").as_deref(), Some("FR"));
     }

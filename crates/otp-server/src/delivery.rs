@@ -187,6 +187,7 @@ mod tests {
             destination: Destination::Sms(Phone::parse("77011234567").expect("phone")),
             subject: None,
             body: "Your code is 1234".into(),
+            code: otp_domain::Code::parse("1234").expect("code"),
         }
     }
 

@@ -143,6 +143,7 @@ impl Observer {
         for path in paths
             .into_iter()
             .chain(["/openapi.json", "/openapi.yaml"].map(str::to_owned))
+            .chain(crate::pages::PATHS.map(str::to_owned))
         {
             let template: Arc<str> = Arc::from(path.as_str());
             if path.contains('{') {
@@ -383,6 +384,8 @@ mod tests {
         assert_eq!(o.route("/sms/check"), "/sms/check");
         assert_eq!(o.route("/healthz"), "/healthz");
         assert_eq!(o.route("/openapi.json"), "/openapi.json");
+        assert_eq!(o.route("/outbox"), "/outbox");
+        assert_eq!(o.route("/outbox/messages"), "/outbox/messages");
         assert_eq!(o.route("/docs/oauth-receiver.html"), "/docs");
         assert_eq!(o.route("/sms/+77011234567"), "unmatched");
         assert_eq!(o.route("/nope"), "unmatched");

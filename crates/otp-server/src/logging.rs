@@ -252,7 +252,10 @@ mod tests {
         // pile up to the limit, and the rest are dropped, at once.
         let start = std::time::Instant::now();
         for _ in 0..50 {
-            writer.make_writer().write_all(b"0123456789\n").expect("write");
+            writer
+                .make_writer()
+                .write_all(b"0123456789\n")
+                .expect("write");
             std::thread::sleep(Duration::from_millis(1));
         }
         assert!(start.elapsed() < Duration::from_secs(2), "writes waited");
@@ -261,6 +264,10 @@ mod tests {
         drop(closed);
         drop(flusher);
         let written = sink.written.lock().expect("lock").len();
-        assert_eq!(written as u64, (50 - writer.dropped()) * 11, "the rest arrived");
+        assert_eq!(
+            written as u64,
+            (50 - writer.dropped()) * 11,
+            "the rest arrived"
+        );
     }
 }

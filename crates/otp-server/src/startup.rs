@@ -21,6 +21,7 @@ use crate::api::{api_service, AppState};
 use crate::config::{Config, EmailProvider, PhoneProvider, StoreKind, TelegramProvider};
 use crate::delivery::{Provider, ReliableSender};
 use crate::metrics::{MeteredStore, Metrics};
+use crate::outbox::DevOutbox;
 use crate::sinks::LogSink;
 use otp_domain::Channel;
 use otp_gateway::{HttpGatewaySender, TwilioSender};
@@ -41,6 +42,8 @@ pub struct Ports {
     /// observes the senders built by [`Ports::from_config`];
     /// [`app_state`] wraps the store and the API with it.
     pub metrics: Option<Arc<Metrics>>,
+    /// The dev outbox, while a channel uses the dev sink.
+    pub outbox: Option<Arc<DevOutbox>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,7 +87,11 @@ pub enum StartupError {
 trait Build {
     fn name(&self) -> &'static str;
     /// The sender, or the adapter's error.
-    fn sender(&self, channel: Channel) -> Result<Arc<dyn Sender>, BoxError>;
+    fn sender(
+        &self,
+        channel: Channel,
+        outbox: &Arc<DevOutbox>,
+    ) -> Result<Arc<dyn Sender>, BoxError>;
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -95,12 +102,12 @@ fn boxed<S: Sender + 'static, E: Into<BoxError>>(
     Ok(Arc::new(built.map_err(Into::into)?))
 }
 
-fn log_sink(channel: Channel) -> Arc<dyn Sender> {
+fn log_sink(channel: Channel, outbox: &Arc<DevOutbox>) -> Arc<dyn Sender> {
     tracing::warn!(
         %channel,
-        "{channel} uses the `log` dev sink: messages, codes included, are printed to stdout and NOT delivered. Never use it in production."
+        "{channel} uses the `log` dev sink: messages, codes included, are printed to stdout and shown at /outbox, and NOT delivered. Never use it in production."
     );
-    Arc::new(LogSink)
+    Arc::new(LogSink::new(outbox.clone()))
 }
 
 impl Build for PhoneProvider {
@@ -108,9 +115,13 @@ impl Build for PhoneProvider {
         PhoneProvider::name(self)
     }
 
-    fn sender(&self, channel: Channel) -> Result<Arc<dyn Sender>, BoxError> {
+    fn sender(
+        &self,
+        channel: Channel,
+        outbox: &Arc<DevOutbox>,
+    ) -> Result<Arc<dyn Sender>, BoxError> {
         match self {
-            PhoneProvider::Log => Ok(log_sink(channel)),
+            PhoneProvider::Log => Ok(log_sink(channel, outbox)),
             PhoneProvider::Http(c) => boxed(HttpGatewaySender::new(c.clone())),
             PhoneProvider::Twilio(c) => boxed(TwilioSender::new(c.clone())),
             PhoneProvider::Queue(c) => boxed(RedisQueueSender::new(c)),
@@ -123,9 +134,13 @@ impl Build for EmailProvider {
         EmailProvider::name(self)
     }
 
-    fn sender(&self, channel: Channel) -> Result<Arc<dyn Sender>, BoxError> {
+    fn sender(
+        &self,
+        channel: Channel,
+        outbox: &Arc<DevOutbox>,
+    ) -> Result<Arc<dyn Sender>, BoxError> {
         match self {
-            EmailProvider::Log => Ok(log_sink(channel)),
+            EmailProvider::Log => Ok(log_sink(channel, outbox)),
             EmailProvider::Smtp(c) => boxed(SmtpSender::new(c.clone())),
             EmailProvider::Queue(c) => boxed(RedisQueueSender::new(c)),
         }
@@ -137,9 +152,13 @@ impl Build for TelegramProvider {
         TelegramProvider::name(self)
     }
 
-    fn sender(&self, channel: Channel) -> Result<Arc<dyn Sender>, BoxError> {
+    fn sender(
+        &self,
+        channel: Channel,
+        outbox: &Arc<DevOutbox>,
+    ) -> Result<Arc<dyn Sender>, BoxError> {
         match self {
-            TelegramProvider::Log => Ok(log_sink(channel)),
+            TelegramProvider::Log => Ok(log_sink(channel, outbox)),
             TelegramProvider::Bot(c) => boxed(TelegramSender::new(c.clone())),
             TelegramProvider::Notify(c) => boxed(HttpNotifySender::new(c.clone())),
             TelegramProvider::Queue(c) => boxed(RedisQueueSender::new(c)),
@@ -153,15 +172,18 @@ fn channel_sender(
     metrics: Option<&Metrics>,
     channel: Channel,
     providers: &[impl Build],
+    outbox: &Arc<DevOutbox>,
 ) -> Result<Arc<dyn Sender>, StartupError> {
     let providers = providers
         .iter()
         .map(|p| {
-            let sender = p.sender(channel).map_err(|source| StartupError::Provider {
-                channel,
-                provider: p.name(),
-                source,
-            })?;
+            let sender = p
+                .sender(channel, outbox)
+                .map_err(|source| StartupError::Provider {
+                    channel,
+                    provider: p.name(),
+                    source,
+                })?;
             if p.name() != "log" {
                 tracing::info!(%channel, provider = p.name(), "provider ready");
             }
@@ -212,17 +234,26 @@ impl Ports {
         };
         let m = metrics.as_deref();
         let p = &config.providers;
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        // Only dev sinks hold it; without one it is dropped here.
+        let outbox = Arc::new(DevOutbox::new(config.dev.outbox_size, clock.clone()));
+        let senders = Senders {
+            sms: channel_sender(config, m, Channel::Sms, &p.sms, &outbox)?,
+            call: channel_sender(config, m, Channel::Call, &p.call, &outbox)?,
+            email: channel_sender(config, m, Channel::Email, &p.email, &outbox)?,
+            telegram: channel_sender(config, m, Channel::Telegram, &p.telegram, &outbox)?,
+        };
+        let outbox = p.use_dev_sink().then_some(outbox);
+        if outbox.is_some() {
+            tracing::warn!("the dev outbox is on: the dev sink's messages, codes included, are shown at /outbox and /outbox/messages");
+        }
         Ok(Ports {
             store,
-            senders: Senders {
-                sms: channel_sender(config, m, Channel::Sms, &p.sms)?,
-                call: channel_sender(config, m, Channel::Call, &p.call)?,
-                email: channel_sender(config, m, Channel::Email, &p.email)?,
-                telegram: channel_sender(config, m, Channel::Telegram, &p.telegram)?,
-            },
-            clock: Arc::new(SystemClock),
+            senders,
+            clock,
             codes: Arc::new(RandomCodes),
             embedded,
+            outbox,
             metrics,
         })
     }
@@ -326,6 +357,7 @@ pub fn app_state(config: &Config, ports: &Ports, secret: Vec<u8>) -> Arc<AppStat
         webhook_secret,
         trusted_proxies: config.security.trusted_proxies.clone(),
         metrics: ports.metrics.clone(),
+        outbox: ports.outbox.clone(),
     })
 }
 
@@ -339,14 +371,16 @@ pub fn routes(state: Arc<AppState>, body_limit: usize) -> impl Endpoint {
     let spec_yaml = api.spec_endpoint_yaml();
     let docs = api.swagger_ui();
     let gate = state.clone();
-    Route::new()
+    crate::pages::mount(Route::new())
         .at("/openapi.json", spec_json)
         .at("/openapi.yaml", spec_yaml)
         .nest("/docs", docs)
         .nest("/", api)
         .data(state)
-        .around(move |ep, req| crate::api::auth::gate(ep, req, gate.clone()))
+        // The gate is outside the body reader: an unauthenticated request
+        // is refused before a byte of its body is read.
         .around(move |ep, req| crate::http::legacy_json(ep, req, body_limit))
+        .around(move |ep, req| crate::api::auth::gate(ep, req, gate.clone()))
         .with(CatchPanic::new().with_handler(crate::http::panic_response))
         .catch_all_error(crate::http::json_errors)
         .around(move |ep, req| crate::http::allow_header(ep, req, allowed.clone()))

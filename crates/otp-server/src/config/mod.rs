@@ -31,8 +31,8 @@ use secrecy::ExposeSecret;
 pub use loading::DEFAULT_TOML;
 pub use providers::{EmailProvider, PhoneProvider, Providers, TelegramProvider, TelegramSettings};
 pub use schema::{
-    AuthConfig, DeliveryConfig, LogConfig, LogFormat, MetricsConfig, SecurityConfig, ServerConfig,
-    StoreConfig, StoreKind,
+    AuthConfig, DeliveryConfig, DevConfig, LogConfig, LogFormat, MetricsConfig, SecurityConfig,
+    ServerConfig, StoreConfig, StoreKind,
 };
 
 use schema::ConfigFile;
@@ -47,6 +47,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub security: SecurityConfig,
     pub delivery: DeliveryConfig,
+    pub dev: DevConfig,
     /// The webhook secret and the bot's settings.
     pub telegram: TelegramSettings,
     /// Each channel's providers, in fallback order.
@@ -133,6 +134,9 @@ pub enum Problem {
     Unknown,
     /// The value does not fit the key's type, in figment's words.
     Value(figment::error::Kind),
+    /// The value of a secret key does not fit its type; figment's words
+    /// would quote the secret, so only the expected type is said.
+    SecretValue,
     /// A provider named on a channel that it cannot serve.
     CannotDeliver {
         provider: String,
@@ -166,6 +170,9 @@ impl fmt::Display for Problem {
             Problem::RequiredWhen(when) => write!(f, "is required when {when}"),
             Problem::Unknown => f.write_str("is not a known key"),
             Problem::Value(kind) => write!(f, "has a bad value: {kind}"),
+            Problem::SecretValue => {
+                f.write_str("has a bad value (not shown: it is a secret); expected a string")
+            }
             Problem::CannotDeliver {
                 provider,
                 channel,
@@ -232,6 +239,7 @@ impl Config {
             auth: file.auth,
             security: file.security,
             delivery: file.delivery,
+            dev: file.dev,
             telegram,
             providers,
             policy,
@@ -338,11 +346,12 @@ fn check_server(file: &ConfigFile) -> Result<(), ConfigError> {
 #[cfg(test)]
 // figment's Jail closures return figment::Error, which is large; fine in tests.
 #[allow(clippy::result_large_err)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use figment::Jail;
 
-    fn load_in_jail(jail: &mut Jail) -> Result<Config, ConfigError> {
+    /// Loads the config inside a figment `Jail` (its env and files only).
+    pub(super) fn load_in_jail(jail: &mut Jail) -> Result<Config, ConfigError> {
         let _ = jail;
         Config::load(None)
     }

@@ -32,6 +32,16 @@ pub struct ConfigFile {
     pub email: EmailChannelConfig,
     pub telegram: TelegramChannelConfig,
     pub delivery: DeliveryConfig,
+    pub dev: DevConfig,
+}
+
+/// The development tools that exist only while a channel uses the `log`
+/// dev sink.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevConfig {
+    /// Messages the dev outbox (`/outbox`) keeps.
+    pub outbox_size: usize,
 }
 
 #[derive(Debug, Deserialize)]

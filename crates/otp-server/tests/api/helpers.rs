@@ -127,6 +127,7 @@ impl TestApp {
             metrics: options
                 .metrics
                 .then(|| Arc::new(Metrics::new().expect("metrics"))),
+            outbox: None,
         };
         let state = app_state(&config, &ports, b"api-test-secret-0123456789".to_vec());
         let app = Application::bind(&config, state).await.expect("bind");

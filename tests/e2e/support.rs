@@ -146,6 +146,19 @@ impl Otpd {
         text
     }
 
+    /// The logs, once they hold `needle` (or after 5 s): otpd writes log
+    /// lines in batches, a few milliseconds after the answer.
+    pub fn stderr_once(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let text = self.stderr_text();
+            if text.contains(needle) || Instant::now() > deadline {
+                return text;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn stderr_text(&self) -> String {
         self.stderr.lock().expect("lock").join("\n")
     }

@@ -21,7 +21,13 @@ if [ -z "${OTPD_BIN:-}" ]; then cargo build --release -q -p otp-server; fi
 BIN="${OTPD_BIN:-target/release/otpd}"
 work=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+# Every child inherits flock's lock: none may outlive the script.
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  sleep 1
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -106,9 +112,10 @@ done
 echo
 echo "== a log reader that never reads: otpd (info, text) with stderr into a full pipe"
 mkfifo "$work/stuck"
-# Opened for reading, never read: once the 64 KiB pipe buffer is full,
-# every write to it would block.
-exec 9<>"$work/stuck"
+# A reader that never reads: once the 64 KiB pipe buffer is full, every
+# write to it blocks.
+sleep 100000 <"$work/stuck" &
+pids+=($!)
 metrics_port=$(free_port)
 start "stuck stderr" "$work/stuck" OTP_METRICS__LISTEN="127.0.0.1:$metrics_port" OTP_LOG__LEVEL=info
 i=$((${#names[@]} - 1))

@@ -46,11 +46,17 @@ pub struct BatchWriter {
     shared: Arc<Shared>,
 }
 
-/// The writer thread; dropping it writes what is pending and stops it.
+/// The writer thread; dropping it writes what is pending and stops it,
+/// waiting at most [`FLUSH_TIMEOUT`] (a stuck stderr must not hang the
+/// shutdown).
 pub struct Flusher {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
+    done: std::sync::mpsc::Receiver<()>,
 }
+
+/// How long a shutdown waits for the last lines to be written.
+pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl BatchWriter {
     /// A writer into `out`, with at most `limit` bytes pending, and the
@@ -64,6 +70,7 @@ impl BatchWriter {
             wake: Condvar::new(),
         });
         let worker = shared.clone();
+        let (finished, done) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("otpd-log".into())
             .spawn(move || {
@@ -90,10 +97,12 @@ impl BatchWriter {
                         break;
                     }
                 }
+                let _ = finished.send(());
             });
         let flusher = Flusher {
             shared: shared.clone(),
             thread: thread.ok(),
+            done,
         };
         (BatchWriter { shared }, flusher)
     }
@@ -152,7 +161,11 @@ impl Drop for Flusher {
         self.shared.stop.store(true, Ordering::Release);
         self.shared.wake.notify_one();
         if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+            // Joined only once it finished; a thread stuck in a write is
+            // left to end with the process.
+            if self.done.recv_timeout(FLUSH_TIMEOUT).is_ok() {
+                let _ = thread.join();
+            }
         }
     }
 }
@@ -241,6 +254,23 @@ mod tests {
         assert_eq!(lines[0], "line 0");
         assert_eq!(lines[999], "line 999");
         assert_eq!(writer.dropped(), 0);
+    }
+
+    #[test]
+    fn a_stuck_output_delays_the_shutdown_by_the_flush_timeout_only() {
+        let sink = Sink::default();
+        let closed = sink.gate.lock().expect("lock");
+        let (writer, flusher) = BatchWriter::new(sink.clone(), 1 << 20);
+        writer.make_writer().write_all(b"stuck\n").expect("write");
+        std::thread::sleep(FLUSH_EVERY * 3);
+        let start = std::time::Instant::now();
+        drop(flusher);
+        let waited = start.elapsed();
+        assert!(
+            waited >= FLUSH_TIMEOUT && waited < FLUSH_TIMEOUT + Duration::from_secs(2),
+            "{waited:?}"
+        );
+        drop(closed);
     }
 
     #[test]

@@ -37,7 +37,7 @@ limits=(OTP_LIMITS__COOLDOWN_SECS=0 OTP_LIMITS__SENDS_PER_WINDOW=0 OTP_LIMITS__U
 
 start_otpd() { # name port extra-env...
   local name=$1 port=$2; shift 2
-  env "${limits[@]}" OTP_SERVER__LISTEN="127.0.0.1:$port" OTP_STORE__PATH="$work/$name.redb" \
+  env "${limits[@]}" OTP_SERVER__LISTEN="127.0.0.1:$port" OTP_METRICS__LISTEN=127.0.0.1:0 OTP_STORE__PATH="$work/$name.redb" \
       OTP_SECURITY__SECRET=bench-secret-0123456789abcdef "$@" \
       "$BIN" >/dev/null 2>"$work/$name.err" &
   pids+=($!)

@@ -48,6 +48,11 @@ impl Region {
             .map(Region)
             .map_err(|_| ParseError::Phone("unknown region code"))
     }
+
+    /// The ISO 3166 alpha-2 code, upper case (`KZ`).
+    pub fn as_str(&self) -> &str {
+        self.0.as_ref()
+    }
 }
 
 /// A valid phone number in E.164 form, always with the leading `+`.
@@ -141,6 +146,22 @@ impl Phone {
     /// For logs: `+7701***4567`.
     pub fn masked(&self) -> String {
         mask_middle(&self.e164, 5, 4)
+    }
+
+    /// The region the number belongs to (`KZ` for `+77011234567`, `RU`
+    /// for `+79161234567`: one calling code may serve several regions), or
+    /// `None` for numbers of no region (`+800` freephone). A calling code
+    /// of one region is a table lookup; a shared one (`+1`, `+7`, `+44`)
+    /// takes a libphonenumber parse (microseconds).
+    pub fn region(&self) -> Option<Region> {
+        let regions = phonenumber::metadata::DATABASE.region(&self.calling_code);
+        if let Some([only]) = regions.as_deref() {
+            return only.parse().ok().map(Region);
+        }
+        phonenumber::parse(None, &self.e164)
+            .ok()
+            .and_then(|n| n.country().id())
+            .map(Region)
     }
 }
 
@@ -447,6 +468,25 @@ mod tests {
         ] {
             assert!(Phone::parse(bad).is_err(), "{bad} should fail");
         }
+    }
+
+    #[test]
+    fn a_phone_knows_its_region_even_where_regions_share_a_calling_code() {
+        let region = |p: &str| {
+            Phone::parse(p)
+                .expect("valid")
+                .region()
+                .map(|r| r.as_str().to_owned())
+        };
+        assert_eq!(region("77011234567").as_deref(), Some("KZ"));
+        assert_eq!(region("+79161234567").as_deref(), Some("RU"));
+        assert_eq!(region("+4915123456789").as_deref(), Some("DE"));
+        assert_eq!(region("+12025550123").as_deref(), Some("US"));
+        assert_eq!(region("+14165550123").as_deref(), Some("CA"));
+        assert_eq!(region("+80012345678"), None, "freephone has no region");
+        assert_eq!(region("+447400123456").as_deref(), Some("GB"));
+        assert_eq!(region("+447781123456").as_deref(), Some("GG"));
+        assert_eq!(region("+33612345678").as_deref(), Some("FR"));
     }
 
     #[test]

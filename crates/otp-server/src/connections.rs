@@ -27,10 +27,15 @@
 //!
 //! [`Table`] counts open connections. At `max_connections` a new
 //! connection evicts the connection that has been idle or sending its
-//! request the longest (it ends at its next read); when every connection is busy
-//! the new one is closed at once. Either way otpd keeps serving and never
-//! runs out of file descriptors, which would leave the accept loop
-//! failing.
+//! request the longest (it ends at its next read); when every connection
+//! is busy the new one is closed at once. Either way otpd keeps serving
+//! and never runs out of file descriptors, which would leave the accept
+//! loop failing.
+//!
+//! The phase is read off the bytes, not parsed as HTTP: hyper parses. A
+//! pipelined request that arrives while the previous one is answered is
+//! timed from the next read after that answer; that is the only case in
+//! which a phase lags, and it only delays a deadline.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -411,6 +416,11 @@ impl HeadScan {
         }
     }
 
+    /// Whether a request has begun (blank lines before it do not count).
+    fn started(&self) -> bool {
+        self.seen_content
+    }
+
     fn is_h2_preface(&self) -> bool {
         self.prefix_len == 3 && &self.prefix == b"PRI"
     }
@@ -435,14 +445,21 @@ enum Body {
 }
 
 impl Body {
-    /// Consumes body bytes; whether the body is complete.
-    fn feed(&mut self, bytes: &[u8]) -> bool {
+    /// Consumes body bytes; when the body ends in them, how many of them
+    /// it took (the rest is the next request).
+    fn feed(&mut self, bytes: &[u8]) -> Option<usize> {
         match self {
-            Body::None => true,
+            Body::None => Some(0),
             Body::Length(left) => {
                 let n = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
-                *left = left.saturating_sub(n);
-                *left == 0
+                if n >= *left {
+                    let used = usize::try_from(*left).unwrap_or(bytes.len());
+                    *left = 0;
+                    Some(used)
+                } else {
+                    *left -= n;
+                    None
+                }
             }
             Body::Chunked(end) => end.feed(bytes),
         }
@@ -467,37 +484,50 @@ impl Default for ChunkEnd {
 impl ChunkEnd {
     const LAST: &'static [u8] = b"\n0\r\n\r\n";
 
-    fn feed(&mut self, bytes: &[u8]) -> bool {
-        for &b in bytes {
+    /// Where the last chunk ends in `bytes`, if it does.
+    fn feed(&mut self, bytes: &[u8]) -> Option<usize> {
+        for (i, &b) in bytes.iter().enumerate() {
             if b == Self::LAST[self.matched] {
                 self.matched += 1;
                 if self.matched == Self::LAST.len() {
-                    return true;
+                    return Some(i + 1);
                 }
             } else {
                 self.matched = usize::from(b == b'\n');
             }
         }
-        false
+        None
     }
 }
 
+/// Where the client is in its stream of requests.
+#[derive(Debug, Clone, Copy)]
+enum Track {
+    Head(HeadScan),
+    Body(Body),
+}
+
 /// An accepted connection, as hyper sees it. See the module docs.
-pub struct Guarded {
-    io: TcpStream,
+pub struct Guarded<S = TcpStream> {
+    io: S,
     limits: Limits,
     table: Arc<Table>,
     id: u64,
     slot: Arc<Slot>,
+    /// What the client has sent, followed read by read.
+    track: Track,
+    /// Request heads read, and answers written (`1xx` aside).
+    requests: u64,
+    answers: u64,
+    h2: bool,
     phase: u8,
-    scan: HeadScan,
-    body: Body,
     /// Armed in every phase but Busy.
     deadline: Pin<Box<Sleep>>,
 }
 
-impl Guarded {
-    fn new(io: TcpStream, limits: Limits, table: Arc<Table>, id: u64, slot: Arc<Slot>) -> Self {
+impl<S> Guarded<S> {
+    fn new(io: S, limits: Limits, table: Arc<Table>, id: u64, slot: Arc<Slot>) -> Self {
+        // The first request's headers are timed from the connection.
         let deadline = Box::pin(tokio::time::sleep(limits.header_timeout));
         Guarded {
             io,
@@ -505,17 +535,37 @@ impl Guarded {
             table,
             id,
             slot,
+            track: Track::Head(HeadScan::default()),
+            requests: 0,
+            answers: 0,
+            h2: false,
             phase: HEAD,
-            scan: HeadScan::default(),
-            body: Body::None,
             deadline,
         }
     }
 
-    fn enter(&mut self, cx: &mut Context<'_>, phase: u8, timeout: Option<Duration>) {
+    /// The phase that what was read and written so far puts it in.
+    fn current_phase(&self) -> u8 {
+        match self.track {
+            _ if self.h2 => H2,
+            Track::Body(_) => BODY,
+            Track::Head(scan) if scan.started() || self.requests == 0 => HEAD,
+            Track::Head(_) if self.requests > self.answers => BUSY,
+            Track::Head(_) => IDLE,
+        }
+    }
+
+    /// Moves to the current phase; a new phase starts its deadline.
+    fn update(&mut self, cx: &mut Context<'_>) {
+        let phase = self.current_phase();
+        if phase == self.phase {
+            return;
+        }
         self.phase = phase;
-        if let Some(t) = timeout {
-            self.arm(cx, t);
+        match phase {
+            HEAD | BODY => self.arm(cx, self.limits.header_timeout),
+            IDLE | H2 => self.arm(cx, self.limits.idle_timeout),
+            _ => {}
         }
         self.slot.phase.store(phase, Ordering::Relaxed);
         self.slot
@@ -547,56 +597,74 @@ impl Guarded {
         }
     }
 
-    /// Bytes just read, in the phases that watch them.
-    fn on_read(&mut self, cx: &mut Context<'_>, bytes: &[u8]) {
-        match self.phase {
-            IDLE => {
-                self.scan.next_request();
-                self.enter(cx, HEAD, Some(self.limits.header_timeout));
-                self.scan_head(cx, bytes);
+    /// Follows the bytes just read through heads and bodies.
+    fn on_read(&mut self, cx: &mut Context<'_>, mut bytes: &[u8]) {
+        if self.h2 {
+            // Any traffic keeps an HTTP/2 connection alive.
+            self.arm(cx, self.limits.idle_timeout);
+            return;
+        }
+        while !bytes.is_empty() {
+            match &mut self.track {
+                Track::Head(scan) => {
+                    let Some(end) = scan.feed(bytes) else { break };
+                    if self.requests == 0 && scan.is_h2_preface() {
+                        self.h2 = true;
+                        break;
+                    }
+                    self.requests += 1;
+                    let mut body = scan.body();
+                    let mut next = *scan;
+                    next.next_request();
+                    bytes = bytes.get(end..).unwrap_or_default();
+                    match body.feed(bytes) {
+                        Some(used) => {
+                            self.track = Track::Head(next);
+                            bytes = bytes.get(used..).unwrap_or_default();
+                        }
+                        None => {
+                            self.track = Track::Body(body);
+                            break;
+                        }
+                    }
+                }
+                Track::Body(body) => {
+                    let Some(used) = body.feed(bytes) else { break };
+                    self.track = Track::Head(HeadScan::default());
+                    bytes = bytes.get(used..).unwrap_or_default();
+                }
             }
-            HEAD => self.scan_head(cx, bytes),
-            BODY if self.body.feed(bytes) => self.enter(cx, BUSY, None),
-            H2 => self.arm(cx, self.limits.idle_timeout),
-            _ => {}
         }
-    }
-
-    fn scan_head(&mut self, cx: &mut Context<'_>, bytes: &[u8]) {
-        let Some(end) = self.scan.feed(bytes) else {
-            return;
-        };
-        if self.scan.is_h2_preface() {
-            self.enter(cx, H2, Some(self.limits.idle_timeout));
-            return;
-        }
-        self.body = self.scan.body();
-        let rest = bytes.get(end..).unwrap_or_default();
-        if self.body.feed(rest) {
-            self.enter(cx, BUSY, None);
-        } else {
-            self.enter(cx, BODY, Some(self.limits.header_timeout));
-        }
+        self.update(cx);
     }
 
     /// A write of `first` (the start of what hyper writes) went out.
     fn on_write(&mut self, cx: &mut Context<'_>, first: &[u8]) {
-        match self.phase {
-            H2 => self.arm(cx, self.limits.idle_timeout),
-            // `100 Continue` comes before the body is read: still busy.
-            _ if first.starts_with(b"HTTP/1.1 1") => {}
-            _ => self.enter(cx, IDLE, Some(self.limits.idle_timeout)),
+        if self.h2 {
+            self.arm(cx, self.limits.idle_timeout);
+            return;
+        }
+        // An answer starts with its status line; `100 Continue` (sent
+        // before the body is read) is not the answer.
+        let answer = first.len() > 9 && first.starts_with(b"HTTP/1.") && first[9] != b'1';
+        if answer {
+            self.answers += 1;
+            self.update(cx);
+        }
+        if self.phase == IDLE {
+            // The idle time counts from the end of the answer.
+            self.arm(cx, self.limits.idle_timeout);
         }
     }
 }
 
-impl Drop for Guarded {
+impl<S> Drop for Guarded<S> {
     fn drop(&mut self) {
         self.table.remove(self.id);
     }
 }
 
-impl AsyncRead for Guarded {
+impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -608,11 +676,9 @@ impl AsyncRead for Guarded {
             tracing::debug!("closing a connection to make room for a new one");
             return Poll::Ready(Ok(()));
         }
-        if this.phase == BUSY {
-            return Pin::new(&mut this.io).poll_read(cx, buf);
-        }
+        let busy = this.phase == BUSY;
         // Before reading, so that a trickle of bytes cannot outrun it.
-        if Instant::now() >= this.deadline.deadline() {
+        if !busy && Instant::now() >= this.deadline.deadline() {
             return this.expired();
         }
         let before = buf.filled().len();
@@ -624,6 +690,7 @@ impl AsyncRead for Guarded {
                 }
                 Poll::Ready(Ok(()))
             }
+            Poll::Pending if busy => Poll::Pending,
             Poll::Pending => match this.deadline.as_mut().poll(cx) {
                 Poll::Ready(()) => this.expired(),
                 Poll::Pending => Poll::Pending,
@@ -633,7 +700,7 @@ impl AsyncRead for Guarded {
     }
 }
 
-impl AsyncWrite for Guarded {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -701,16 +768,20 @@ mod tests {
         assert_eq!(scan.feed(head), Some(head.len()));
         let mut body = scan.body();
         assert_eq!(body, Body::Length(11));
-        assert!(!body.feed(b"{\"phone\""));
-        assert!(body.feed(b":1}"));
+        assert_eq!(body.feed(b"{\"phone\""), None);
+        assert_eq!(
+            body.feed(b":1}GET"),
+            Some(3),
+            "the rest is the next request"
+        );
 
         scan.next_request();
         let head = b"POST /sms HTTP/1.1\r\nTRANSFER-ENCODING: gzip, chunked\r\n\r\n";
         assert_eq!(scan.feed(head), Some(head.len()));
         let mut body = scan.body();
-        assert!(!body.feed(b"5\r\nhello\r\n"));
-        assert!(!body.feed(b"0\r\n"));
-        assert!(body.feed(b"\r\n"));
+        assert_eq!(body.feed(b"5\r\nhello\r\n"), None);
+        assert_eq!(body.feed(b"0\r\n"), None);
+        assert_eq!(body.feed(b"\r\n"), Some(2));
 
         scan.next_request();
         assert_eq!(scan.feed(b"GET /healthz HTTP/1.1\n\n"), Some(23));
@@ -720,7 +791,7 @@ mod tests {
     #[test]
     fn an_empty_chunked_body_ends_at_once() {
         let mut body = Body::Chunked(ChunkEnd::default());
-        assert!(body.feed(b"0\r\n\r\n"));
+        assert_eq!(body.feed(b"0\r\n\r\n"), Some(5));
     }
 
     #[test]
@@ -737,6 +808,120 @@ mod tests {
         assert_eq!(default_max_connections(4096), 3687);
         assert_eq!(default_max_connections(20_000), 16_384);
         assert_eq!(default_max_connections(10), 1);
+    }
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    const LIMITS: Limits = Limits {
+        header_timeout: Duration::from_secs(10),
+        idle_timeout: Duration::from_secs(60),
+        max_connections: 10,
+    };
+
+    /// A guarded server end, and the client end of a loopback pipe.
+    fn connection() -> (Guarded<DuplexStream>, DuplexStream) {
+        let (client, server) = tokio::io::duplex(4096);
+        let table = Arc::new(Table::new(LIMITS.max_connections));
+        let (id, slot) = table.admit().expect("room");
+        (Guarded::new(server, LIMITS, table, id, slot), client)
+    }
+
+    /// Reads what is there, as hyper would, without waiting for more.
+    async fn read_available(g: &mut Guarded<DuplexStream>) -> io::Result<usize> {
+        let mut buf = [0u8; 4096];
+        tokio::time::timeout(Duration::from_millis(1), g.read(&mut buf))
+            .await
+            .unwrap_or(Ok(0))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pipelined_requests_keep_a_connection_busy_until_each_is_answered() {
+        let (mut g, mut client) = connection();
+        client
+            .write_all(b"GET /a HTTP/1.1\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi")
+            .await
+            .expect("write");
+        read_available(&mut g).await.expect("read");
+        assert_eq!((g.requests, g.phase), (2, BUSY));
+        g.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+            .await
+            .expect("answer");
+        assert_eq!(g.phase, BUSY, "one answer of two");
+        g.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await
+            .expect("1xx");
+        assert_eq!(g.phase, BUSY, "an interim answer answers nothing");
+        g.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+            .await
+            .expect("answer");
+        assert_eq!(g.phase, IDLE);
+        // Within the idle timeout, the next request may begin.
+        tokio::time::advance(Duration::from_secs(59)).await;
+        client
+            .write_all(b"GET /c HTTP/1.1\r\nHo")
+            .await
+            .expect("write");
+        read_available(&mut g).await.expect("read");
+        assert_eq!(g.phase, HEAD);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_head_that_stops_midway_fails_the_read_at_the_header_timeout() {
+        let (mut g, mut client) = connection();
+        client
+            .write_all(b"GET / HTTP/1.1\r\nX-Slow: ")
+            .await
+            .expect("write");
+        read_available(&mut g).await.expect("read");
+        let started = Instant::now();
+        let mut buf = [0u8; 16];
+        let err = g.read(&mut buf).await.expect_err("times out");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(started.elapsed() >= Duration::from_secs(9));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_stops_midway_fails_the_read_too_but_a_long_answer_does_not() {
+        let (mut g, mut client) = connection();
+        client
+            .write_all(b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n12345")
+            .await
+            .expect("write");
+        read_available(&mut g).await.expect("read");
+        assert_eq!(g.phase, BODY);
+        client.write_all(b"67890").await.expect("write");
+        read_available(&mut g).await.expect("read");
+        assert_eq!(g.phase, BUSY);
+        // The handler takes a minute: hyper keeps polling for a close.
+        let mut buf = [0u8; 16];
+        let waited = tokio::time::timeout(Duration::from_secs(60), g.read(&mut buf)).await;
+        assert!(waited.is_err(), "a busy connection has no deadline");
+
+        let (mut g, mut client) = connection();
+        client
+            .write_all(b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n12345")
+            .await
+            .expect("write");
+        read_available(&mut g).await.expect("read");
+        let err = g.read(&mut buf).await.expect_err("times out");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_connection_reads_end_of_stream_at_the_idle_timeout() {
+        let (mut g, mut client) = connection();
+        client
+            .write_all(b"GET / HTTP/1.1\r\n\r\n")
+            .await
+            .expect("write");
+        read_available(&mut g).await.expect("read");
+        g.write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+            .await
+            .expect("answer");
+        let started = Instant::now();
+        let mut buf = [0u8; 16];
+        assert_eq!(g.read(&mut buf).await.expect("end of stream"), 0);
+        assert!(started.elapsed() >= Duration::from_secs(59));
     }
 
     #[tokio::test]

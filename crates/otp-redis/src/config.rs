@@ -22,7 +22,8 @@ pub struct RedisConfig {
     pub nodes: Vec<String>,
     /// Connections to Redis per otpd process (for a cluster: connections
     /// to every node), used in turn. Each carries any number of
-    /// concurrent calls, pipelined, so a few are plenty. Default 2.
+    /// concurrent calls, pipelined: one is usually best (fewer, fuller
+    /// batches cost otpd and Redis less CPU per call). Default 1.
     pub pool_size: usize,
     /// Longest wait for a new TCP connection. Default 1000.
     pub connect_timeout_ms: u64,
@@ -43,7 +44,7 @@ impl Default for RedisConfig {
         RedisConfig {
             url: "redis://127.0.0.1:6379".to_owned(),
             nodes: Vec::new(),
-            pool_size: 2,
+            pool_size: 1,
             connect_timeout_ms: 1000,
             command_timeout_ms: 1000,
             wait_timeout_ms: 1000,
@@ -137,6 +138,6 @@ mod tests {
         let config = RedisConfig::default();
         assert_eq!(config.call_deadline(), Duration::from_secs(2));
         assert_eq!(config.key_prefix, "otpd");
-        assert_eq!(config.pool_size, 2);
+        assert_eq!(config.pool_size, 1);
     }
 }

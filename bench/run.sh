@@ -56,7 +56,13 @@ else
 fi
 work=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+# Every child inherits flock's lock: none may outlive the script.
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  sleep 1
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -79,6 +85,9 @@ settings=(OTP_LIMITS__COOLDOWN_SECS=0 OTP_LIMITS__SENDS_PER_WINDOW=0 OTP_LIMITS_
           OTP_LIMITS__SMS_PER_HOUR=0 OTP_LIMITS__CALL_PER_HOUR=0 OTP_LIMITS__EMAIL_PER_HOUR=0
           OTP_LIMITS__TELEGRAM_PER_HOUR=0 OTP_LIMITS__TARGET_FAILURES_PER_WINDOW=0
           OTP_OTP__MAX_ATTEMPTS=1000000 RUST_LOG="${RUST_LOG:-warn}")
+# Metrics on a free port, so runs never collide on the default one (an
+# OTPD_BIN from before the metrics endpoint has no such key).
+if grep -qa '^\[metrics\]' "$BIN"; then settings+=(OTP_METRICS__LISTEN=127.0.0.1:0); fi
 
 declare -A port pid start_ms
 start_otpd() { # store extra-env...
@@ -107,6 +116,7 @@ cold_start() { # store extra-env...
       OTP_STORE__PATH="$work/cold-$store-$i/otpd.redb" OTP_SECURITY__SECRET=bench-secret-0123456789abcdef "$@" \
       python3 bench/start_otpd.py "$BIN" "$cport" "$work/cold.err")
     kill "$p"
+    pids+=("$p")
     times+=("$ms")
   done
   cold[$store]=$(printf '%s\n' "${times[@]}" | sort -n | sed -n 3p)" ms (of ${times[*]})"

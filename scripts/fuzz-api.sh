@@ -26,7 +26,7 @@ pass=$(python3 -c 'import secrets; print(secrets.token_hex(12))')
 # Limits off for the run: fuzzing sends thousands of requests to a few
 # destinations, and 429s would hide everything behind them.
 HTTP_AUTH_USERNAME="$user" HTTP_AUTH_PASSWORD="$pass" \
-OTP_SERVER__LISTEN="127.0.0.1:$port" OTP_STORE__PATH="$work/otpd.redb" \
+OTP_SERVER__LISTEN="127.0.0.1:$port" OTP_METRICS__LISTEN=127.0.0.1:0 OTP_STORE__PATH="$work/otpd.redb" \
 OTP_LIMITS__COOLDOWN_SECS=0 OTP_LIMITS__SENDS_PER_WINDOW=0 OTP_LIMITS__USER_SENDS_PER_WINDOW=0 \
 OTP_LIMITS__SMS_PER_HOUR=0 OTP_LIMITS__CALL_PER_HOUR=0 OTP_LIMITS__EMAIL_PER_HOUR=0 \
 OTP_LIMITS__TELEGRAM_PER_HOUR=0 OTP_LIMITS__TARGET_FAILURES_PER_WINDOW=0 \

@@ -29,5 +29,29 @@ if [ -d crates/otp-smtp ] && ! python3 -c "import aiosmtpd" 2>/dev/null; then
   python3 -m pip install --quiet aiosmtpd
 fi
 
+# The browser test drives Debian's chromium through chromedriver.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  echo "== installing chromium and chromium-driver"
+  apt_install chromium chromium-driver
+fi
+
+# The observability suite lints a live scrape and checks deploy/ with
+# promtool (Debian's prometheus package ships it), and reads the scrape
+# with the Prometheus project's own Python parser.
+if ! command -v promtool >/dev/null; then
+  echo "== installing promtool (Debian package prometheus)"
+  apt_install --no-install-recommends prometheus
+fi
+command -v promtool >/dev/null || { echo "promtool is missing after installing prometheus" >&2; exit 1; }
+if ! python3 -c "import prometheus_client" 2>/dev/null; then
+  echo "== installing prometheus_client"
+  python3 -m pip install --quiet prometheus_client
+fi
+python3 -c "import prometheus_client" || { echo "python3 cannot import prometheus_client" >&2; exit 1; }
+
+echo "== promtool check rules / test rules (deploy/prometheus)"
+promtool check rules deploy/prometheus/alerts.yml
+promtool test rules deploy/prometheus/alerts_test.yml
+
 echo "== cargo test --workspace"
 cargo test --workspace

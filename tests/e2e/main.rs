@@ -1,6 +1,9 @@
 //! End-to-end: the real `otpd` binary, on the embedded store, with the
 //! dev sink, spoken to over raw TCP.
 
+mod browser;
+mod load;
+mod observability;
 mod providers;
 mod redis;
 mod support;
@@ -225,6 +228,17 @@ fn docs_and_specs_are_served() {
 
 #[test]
 fn trace_logs_never_contain_codes_passwords_credentials_or_secrets() {
+    no_secret_in_logs_or_scrape("text");
+}
+
+#[test]
+fn json_trace_logs_and_the_scrape_never_contain_codes_passwords_credentials_or_secrets() {
+    no_secret_in_logs_or_scrape("json");
+}
+
+/// Runs every flow with secrets set and TRACE logs in `format`, then
+/// looks for each secret and code in the logs and in the metrics scrape.
+fn no_secret_in_logs_or_scrape(format: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let secrets = [
         ("HTTP_AUTH_USERNAME", "admin"),
@@ -232,6 +246,7 @@ fn trace_logs_never_contain_codes_passwords_credentials_or_secrets() {
         ("TELEGRAM_WEBHOOK_SECRET", "hook-secret-xyz"),
         ("OTP_SECURITY__SECRET", "server-secret-0123456789abcdef"),
         ("RUST_LOG", "trace"),
+        ("OTP_LOG__FORMAT", format),
     ];
     let otpd = Otpd::start(dir.path(), &secrets);
     // admin:S3cretPass0123
@@ -334,11 +349,28 @@ fn trace_logs_never_contain_codes_passwords_credentials_or_secrets() {
         "{}",
     );
     assert_eq!(status, 401);
+    // Names, labels and help texts; values are numbers, in which a
+    // 6-digit code could turn up by chance.
+    let scrape: String = otpd
+        .scrape()
+        .lines()
+        .map(|l| l.rsplit_once(' ').map_or(l, |(series, _)| series))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(scrape.contains("otpd_checks_total"), "{scrape}");
     let stderr = otpd.stderr.clone();
     assert!(otpd.stop().success());
     // Let the reader thread drain the closed pipe.
     std::thread::sleep(std::time::Duration::from_millis(300));
     let logs = stderr.lock().expect("lock").join("\n");
+    if format == "json" {
+        for line in logs.lines() {
+            assert!(
+                serde_json::from_str::<serde_json::Value>(line).is_ok(),
+                "not JSON: {line}"
+            );
+        }
+    }
     // The flows were logged (masked), so the check below has lines to read.
     for expected in [
         "code sent",
@@ -370,5 +402,16 @@ fn trace_logs_never_contain_codes_passwords_credentials_or_secrets() {
     ];
     for s in forbidden {
         assert!(!logs.contains(s), "a log line contains {s:?}");
+        assert!(!scrape.contains(s), "the scrape contains {s:?}");
+    }
+    // Nor a full destination, in any label.
+    for s in [
+        "77011234567",
+        "77011234599",
+        "leak@example.com",
+        "\"4242\"",
+        "\"777\"",
+    ] {
+        assert!(!scrape.contains(s), "the scrape contains {s:?}");
     }
 }

@@ -596,7 +596,7 @@ fn when_every_provider_is_down_the_api_answers_502_without_secrets_and_no_code_s
     let (status, body) = otpd.request("POST", "/sms/check", &[JSON], &check);
     assert_eq!(status, 404, "the undelivered code was discarded: {body}");
 
-    let logs = otpd.stderr_text();
+    let logs = otpd.stderr_once("delivery failed");
     assert!(logs.contains("delivery failed"), "{logs}");
     for secret in secrets {
         assert!(!logs.contains(secret), "a log line holds {secret:?}");

@@ -18,6 +18,8 @@ pub const OTPD: &str = env!("CARGO_BIN_EXE_otpd");
 pub struct Otpd {
     child: Child,
     pub addr: SocketAddr,
+    /// The metrics listener, unless metrics were turned off.
+    pub metrics: Option<SocketAddr>,
     /// Lines otpd printed on stdout (the dev sink's messages).
     pub stdout: Arc<Mutex<Vec<String>>>,
     /// Lines otpd logged on stderr.
@@ -26,14 +28,32 @@ pub struct Otpd {
 
 impl Otpd {
     /// Starts otpd with a fresh environment plus `env`, in `dir`, and
-    /// waits until it listens (it binds port 0 and logs the address).
+    /// waits until it listens (it binds port 0 for the API and for the
+    /// metrics, and logs the addresses, as text or JSON).
     pub fn start(dir: &Path, env: &[(&str, &str)]) -> Otpd {
-        let mut cmd = Command::new(OTPD);
+        Otpd::start_command(Command::new(OTPD), dir, env)
+    }
+
+    /// As [`Otpd::start`], with the soft open-file limit set to `soft`
+    /// first (the hard limit stays), as a shell's `ulimit -Sn` does.
+    pub fn start_with_soft_open_files(dir: &Path, env: &[(&str, &str)], soft: u64) -> Otpd {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", &format!("ulimit -Sn {soft} && exec \"$0\""), OTPD]);
+        Otpd::start_command(cmd, dir, env)
+    }
+
+    /// The process id, to read its /proc entries.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn start_command(mut cmd: Command, dir: &Path, env: &[(&str, &str)]) -> Otpd {
         cmd.current_dir(dir)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("RUST_LOG", "info")
             .env("OTP_SERVER__LISTEN", "127.0.0.1:0")
+            .env("OTP_METRICS__LISTEN", "127.0.0.1:0")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (k, v) in env {
@@ -43,6 +63,8 @@ impl Otpd {
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = channel::<SocketAddr>();
+        let metrics = Arc::new(Mutex::new(None));
+        let metrics_seen = metrics.clone();
         let out = BufReader::new(child.stdout.take().expect("stdout"));
         let lines = stdout.clone();
         std::thread::spawn(move || {
@@ -54,21 +76,22 @@ impl Otpd {
         let lines = stderr.clone();
         std::thread::spawn(move || {
             for line in err.lines().map_while(Result::ok) {
-                if let Some(addr) = line
-                    .split("addr=")
-                    .nth(1)
-                    .and_then(|rest| rest.split_whitespace().next())
-                    .and_then(|a| a.parse().ok())
-                {
+                // otpd logs the metrics address before the API's.
+                if let Some(addr) = logged_addr(&line, "metrics") {
+                    *metrics_seen.lock().expect("lock") = Some(addr);
+                }
+                if let Some(addr) = logged_addr(&line, "addr") {
                     let _ = tx.send(addr);
                 }
                 lines.lock().expect("lock").push(line);
             }
         });
         let addr = wait_for_addr(&rx, &mut child, &stderr);
+        let metrics = *metrics.lock().expect("lock");
         Otpd {
             child,
             addr,
+            metrics,
             stdout,
             stderr,
         }
@@ -131,6 +154,27 @@ impl Otpd {
             .collect()
     }
 
+    /// `GET /metrics` on the metrics listener, as text.
+    pub fn scrape(&self) -> String {
+        let addr = self.metrics.expect("metrics are on");
+        let (status, text) = http_raw(addr, "GET", "/metrics", &[], "");
+        assert_eq!(status, 200, "{text}");
+        text
+    }
+
+    /// The logs, once they hold `needle` (or after 5 s): otpd writes log
+    /// lines in batches, a few milliseconds after the answer.
+    pub fn stderr_once(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let text = self.stderr_text();
+            if text.contains(needle) || Instant::now() > deadline {
+                return text;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn stderr_text(&self) -> String {
         self.stderr.lock().expect("lock").join("\n")
     }
@@ -141,6 +185,20 @@ impl Drop for Otpd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The address a startup line logs in `field`: `field=127.0.0.1:8080` in
+/// text, `"field":"127.0.0.1:8080"` in JSON.
+fn logged_addr(line: &str, field: &str) -> Option<SocketAddr> {
+    if let Ok(json) = serde_json::from_str::<Value>(line) {
+        return json.get(field)?.as_str()?.parse().ok();
+    }
+    line.split(&format!(" {field}="))
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn wait_for_addr(
@@ -191,7 +249,20 @@ pub fn http_raw(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, String) {
-    try_http(addr, method, path, headers, body).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    let (status, _, body) = http_full(addr, method, path, headers, body);
+    (status, body)
+}
+
+/// As [`http_raw`], with the response head (status line and headers).
+pub fn http_full(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, String) {
+    try_http_full(addr, method, path, headers, body)
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
 }
 
 /// As [`http_raw`], but a dead server is an `Err`, not a panic.
@@ -202,6 +273,16 @@ pub fn try_http(
     headers: &[(&str, &str)],
     body: &str,
 ) -> std::io::Result<(u16, String)> {
+    try_http_full(addr, method, path, headers, body).map(|(status, _, body)| (status, body))
+}
+
+fn try_http_full(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> std::io::Result<(u16, String, String)> {
     let mut stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
@@ -232,7 +313,7 @@ pub fn try_http(
     } else {
         rest.to_owned()
     };
-    Ok((status, body))
+    Ok((status, head.to_owned(), body))
 }
 
 fn dechunk(mut s: &str) -> String {

@@ -43,11 +43,37 @@ pub enum SendError {
     #[error("sending to this country is not allowed")]
     DestinationNotAllowed,
     #[error("too many sends; retry after {retry_after_secs} s")]
-    RateLimited { retry_after_secs: u64 },
+    RateLimited { retry_after_secs: u64, limit: Limit },
     #[error("delivery failed")]
     Delivery(#[source] DeliveryError),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Which limit refused a send, for operators (metrics, logs); clients
+/// are told only when to retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Limit {
+    /// The destination's own limits (cooldown and per-window cap; for the
+    /// bot, the chat's), counted in one atomic store step, so which of
+    /// them was full is not known.
+    Destination,
+    /// The end user's cap (the app's `X-OTP-User-Key`).
+    User,
+    /// The channel's hourly budget across all destinations.
+    Channel,
+}
+
+impl Limit {
+    pub const ALL: [Limit; 3] = [Limit::Destination, Limit::User, Limit::Channel];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limit::Destination => "destination",
+            Limit::User => "user",
+            Limit::Channel => "channel",
+        }
+    }
 }
 
 /// Why a check did not approve.
@@ -67,7 +93,7 @@ pub enum CheckError {
 #[derive(Debug, thiserror::Error)]
 pub enum PairError {
     #[error("too many codes requested by this chat; retry after {retry_after_secs} s")]
-    RateLimited { retry_after_secs: u64 },
+    RateLimited { retry_after_secs: u64, limit: Limit },
     #[error("could not find a free pairing code")]
     Exhausted,
     #[error("delivery failed")]

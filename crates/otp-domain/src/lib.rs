@@ -43,7 +43,7 @@ pub mod types;
 pub use codes::RandomCodes;
 pub use digest::{CodeDigest, CodeHasher};
 pub use error::{
-    CheckError, DeliveryError, PairError, ParseError, SendError, StoreError, TargetError,
+    CheckError, DeliveryError, Limit, PairError, ParseError, SendError, StoreError, TargetError,
 };
 pub use policy::{ChannelBudget, CountryRules, Policy, PolicyError, Templates};
 pub use ports::{

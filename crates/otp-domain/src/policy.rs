@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use crate::error::Limit;
 use crate::ports::RateBucket;
 use crate::template::PASSWORD;
 use crate::types::{Channel, Code, Lifetime, Region};
@@ -119,15 +120,30 @@ pub enum Setting {
     Template(Template),
 }
 
-/// A body template of [`Templates`] (the subject needs no code).
+/// A template of [`Templates`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Template {
     Sms,
     Call,
+    EmailSubject,
     EmailText,
     Telegram,
     Pairing,
 }
+
+/// Per-channel message length limits, in characters: what providers
+/// accept in one message. Requests and templates alike must fit.
+pub(crate) fn body_limit(channel: Channel) -> (&'static str, usize) {
+    match channel {
+        Channel::Sms => ("message", 1600),
+        Channel::Call => ("message", 1600),
+        Channel::Email => ("text", 10_000),
+        Channel::Telegram => ("message", 4096),
+    }
+}
+
+/// The longest email subject, in characters.
+pub(crate) const SUBJECT_LIMIT: usize = 255;
 
 impl Setting {
     /// The name of the [`Policy`] field, for messages that know no config
@@ -147,6 +163,7 @@ impl Setting {
             Setting::TargetFailureWindowSecs => "target_failure_window_secs",
             Setting::Template(Template::Sms) => "templates.sms",
             Setting::Template(Template::Call) => "templates.call",
+            Setting::Template(Template::EmailSubject) => "templates.email_subject",
             Setting::Template(Template::EmailText) => "templates.email_text",
             Setting::Template(Template::Telegram) => "templates.telegram",
             Setting::Template(Template::Pairing) => "templates.pairing",
@@ -176,6 +193,10 @@ pub enum Problem {
     RequiredWhen(Setting),
     /// A body template must show the code.
     MissingPlaceholder,
+    /// Longer than this many characters.
+    TooLong(usize),
+    /// Must be a single line.
+    MultiLine,
 }
 
 impl Problem {
@@ -193,6 +214,8 @@ impl Problem {
                 format!("must be at least 1 when {} is not 0", name(other))
             }
             Problem::MissingPlaceholder => format!("must contain {PASSWORD}"),
+            Problem::TooLong(max) => format!("must be at most {max} characters"),
+            Problem::MultiLine => "must be a single line".to_owned(),
         }
     }
 }
@@ -254,17 +277,30 @@ impl Policy {
                 return fail(window_setting, Problem::RequiredWhen(limit_setting));
             }
         }
+        // A template is what a request without its own text sends: it
+        // must fit the same limits, or every such send would fail.
         let t = &self.templates;
-        for (template, text) in [
-            (Template::Sms, &t.sms),
-            (Template::Call, &t.call),
-            (Template::EmailText, &t.email_text),
-            (Template::Telegram, &t.telegram),
-            (Template::Pairing, &t.pairing),
+        for (template, text, channel) in [
+            (Template::Sms, &t.sms, Channel::Sms),
+            (Template::Call, &t.call, Channel::Call),
+            (Template::EmailText, &t.email_text, Channel::Email),
+            (Template::Telegram, &t.telegram, Channel::Telegram),
+            (Template::Pairing, &t.pairing, Channel::Telegram),
         ] {
             if !text.contains(PASSWORD) {
                 return fail(Setting::Template(template), Problem::MissingPlaceholder);
             }
+            let (_, max) = body_limit(channel);
+            if text.chars().count() > max {
+                return fail(Setting::Template(template), Problem::TooLong(max));
+            }
+        }
+        let subject = Setting::Template(Template::EmailSubject);
+        if t.email_subject.contains(['\r', '\n']) {
+            return fail(subject, Problem::MultiLine);
+        }
+        if t.email_subject.chars().count() > SUBJECT_LIMIT {
+            return fail(subject, Problem::TooLong(SUBJECT_LIMIT));
         }
         Ok(())
     }
@@ -286,28 +322,35 @@ impl Policy {
         }
     }
 
-    /// The limits that span destinations: per end user and per channel.
-    /// Each is its own bucket (on Redis Cluster, its own slot).
+    /// The limits that span destinations: per end user and per channel,
+    /// each with the [`Limit`] it enforces. Each is its own bucket (on
+    /// Redis Cluster, its own slot).
     pub(crate) fn shared_buckets(
         &self,
         channel: Channel,
         user_key: Option<&str>,
-    ) -> Vec<RateBucket> {
+    ) -> Vec<(Limit, RateBucket)> {
         let mut buckets = Vec::with_capacity(2);
         if let Some(user) = user_key.filter(|_| self.user_sends_per_window > 0) {
-            buckets.push(RateBucket {
-                key: format!("user:{user}"),
-                limit: self.user_sends_per_window,
-                window_ms: self.user_send_window_secs * 1000,
-            });
+            buckets.push((
+                Limit::User,
+                RateBucket {
+                    key: format!("user:{user}"),
+                    limit: self.user_sends_per_window,
+                    window_ms: self.user_send_window_secs * 1000,
+                },
+            ));
         }
         let budget = self.channel_budget.get(channel);
         if budget > 0 {
-            buckets.push(RateBucket {
-                key: format!("channel:{channel}"),
-                limit: budget,
-                window_ms: 3_600_000,
-            });
+            buckets.push((
+                Limit::Channel,
+                RateBucket {
+                    key: format!("channel:{channel}"),
+                    limit: budget,
+                    window_ms: 3_600_000,
+                },
+            ));
         }
         buckets
     }
@@ -415,7 +458,7 @@ pub(crate) mod tests {
     #[test]
     fn each_bad_setting_is_reported_with_the_setting_it_depends_on() {
         type Spoil = fn(&mut Policy);
-        let cases: [(Spoil, Setting, Problem); 6] = [
+        let cases: [(Spoil, Setting, Problem); 9] = [
             (
                 |p| p.code_length = 11,
                 Setting::CodeLength,
@@ -448,6 +491,21 @@ pub(crate) mod tests {
                 |p| p.templates.pairing = "Hello".into(),
                 Setting::Template(Template::Pairing),
                 Problem::MissingPlaceholder,
+            ),
+            (
+                |p| p.templates.sms = format!("{{password}}{}", "x".repeat(1600)),
+                Setting::Template(Template::Sms),
+                Problem::TooLong(1600),
+            ),
+            (
+                |p| p.templates.email_subject = "Your code\nBcc: x@example.com".into(),
+                Setting::Template(Template::EmailSubject),
+                Problem::MultiLine,
+            ),
+            (
+                |p| p.templates.email_subject = "x".repeat(256),
+                Setting::Template(Template::EmailSubject),
+                Problem::TooLong(255),
             ),
         ];
         for (spoil, setting, problem) in cases {

@@ -222,6 +222,9 @@ pub struct OutgoingMessage {
     pub destination: Destination,
     pub subject: Option<String>,
     pub body: String,
+    /// The code the body carries. Providers send the body; the dev
+    /// outbox shows the code apart, so a developer can copy it.
+    pub code: Code,
 }
 
 impl fmt::Debug for OutgoingMessage {

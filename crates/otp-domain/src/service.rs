@@ -6,26 +6,14 @@ use std::sync::Arc;
 use crate::codes::normalize_pairing;
 use crate::digest::{CodeDigest, CodeHasher};
 
-use crate::error::{CheckError, PairError, ParseError, SendError, StoreError, TargetError};
-use crate::policy::Policy;
+use crate::error::{CheckError, Limit, PairError, ParseError, SendError, StoreError, TargetError};
+use crate::policy::{body_limit, Policy, SUBJECT_LIMIT};
 use crate::ports::{
     CheckOutcome, Clock, CodeGenerator, CodeRecord, CodeStore, DeliveryError, HitOutcome,
     OutgoingMessage, PairingOutcome, PutOutcome, RateBucket, Sender, TakeOutcome, Timestamp,
 };
 use crate::template::{self, PASSWORD};
 use crate::types::{Channel, ChatId, CheckTarget, Code, Destination, Lifetime};
-
-/// Per-channel message length limits: what providers accept in one message.
-fn body_limit(channel: Channel) -> (&'static str, usize) {
-    match channel {
-        Channel::Sms => ("message", 1600),
-        Channel::Call => ("message", 1600),
-        Channel::Email => ("text", 4096),
-        Channel::Telegram => ("message", 4096),
-    }
-}
-
-const SUBJECT_LIMIT: usize = 255;
 
 /// The senders of the four channels.
 #[derive(Clone)]
@@ -102,7 +90,7 @@ enum OwnLimits {
 
 /// Why a staged send did not go out, common to codes and pairings.
 enum Refusal {
-    RateLimited { retry_after_secs: u64 },
+    RateLimited { retry_after_secs: u64, limit: Limit },
     Delivery(DeliveryError),
     Store(StoreError),
 }
@@ -110,9 +98,13 @@ enum Refusal {
 impl From<Refusal> for SendError {
     fn from(r: Refusal) -> Self {
         match r {
-            Refusal::RateLimited { retry_after_secs } => {
-                SendError::RateLimited { retry_after_secs }
-            }
+            Refusal::RateLimited {
+                retry_after_secs,
+                limit,
+            } => SendError::RateLimited {
+                retry_after_secs,
+                limit,
+            },
             Refusal::Delivery(e) => SendError::Delivery(e),
             Refusal::Store(e) => SendError::Store(e),
         }
@@ -122,9 +114,13 @@ impl From<Refusal> for SendError {
 impl From<Refusal> for PairError {
     fn from(r: Refusal) -> Self {
         match r {
-            Refusal::RateLimited { retry_after_secs } => {
-                PairError::RateLimited { retry_after_secs }
-            }
+            Refusal::RateLimited {
+                retry_after_secs,
+                limit,
+            } => PairError::RateLimited {
+                retry_after_secs,
+                limit,
+            },
             Refusal::Delivery(e) => PairError::Delivery(e),
             Refusal::Store(e) => PairError::Store(e),
         }
@@ -214,6 +210,7 @@ impl OtpService {
         let message = OutgoingMessage {
             subject: subject.map(|s| template::render(s, &code, lifetime)),
             body: template::render(template, &code, lifetime),
+            code: code.clone(),
             destination: req.destination,
         };
         let key = message.destination.key();
@@ -288,7 +285,7 @@ impl OtpService {
         &self,
         channel: Channel,
         own: impl std::future::Future<Output = Result<OwnLimits, E>>,
-        shared: Vec<RateBucket>,
+        shared: Vec<(Limit, RateBucket)>,
         now: Timestamp,
     ) -> Result<(), E>
     where
@@ -299,15 +296,17 @@ impl OtpService {
             OwnLimits::Refused { retry_after_ms } => {
                 return Err(Refusal::RateLimited {
                     retry_after_secs: ceil_secs(retry_after_ms),
+                    limit: Limit::Destination,
                 }
                 .into())
             }
         };
-        for bucket in shared {
+        for (limit, bucket) in shared {
             let refusal = match self.store.hit_bucket(&bucket, now).await {
                 Ok(HitOutcome::Counted) => continue,
                 Ok(HitOutcome::Full { retry_after_ms }) => Refusal::RateLimited {
                     retry_after_secs: ceil_secs(retry_after_ms),
+                    limit,
                 },
                 Err(e) => Refusal::Store(e),
             };
@@ -408,6 +407,7 @@ impl OtpService {
                             destination: Destination::Telegram(chat),
                             subject: None,
                             body: template::render(&p.templates.pairing, &code, lifetime),
+                            code: code.clone(),
                         },
                     ),
                 });
@@ -495,6 +495,27 @@ impl OtpService {
             self.store.hit_bucket(&bucket, self.clock.now()).await?,
             HitOutcome::Counted
         ))
+    }
+
+    /// Whether `destination` is a test destination (fixed code, never
+    /// delivered), so that counts of real traffic can leave it out.
+    pub fn is_test_destination(&self, destination: &Destination) -> bool {
+        !self.policy.test_destinations.is_empty()
+            && self
+                .policy
+                .test_destinations
+                .contains_key(&destination.key())
+    }
+
+    /// Whether a check's target is one of the test destinations, under
+    /// either key a check looks up (see [`OtpService::check_at`]).
+    pub fn is_test_target(&self, target: &CheckTarget) -> bool {
+        let tests = &self.policy.test_destinations;
+        !tests.is_empty()
+            && (target.key().is_some_and(|k| tests.contains_key(&k))
+                || target
+                    .resolved_key()
+                    .is_some_and(|k| tests.contains_key(&k)))
     }
 
     /// Whether the store answers.

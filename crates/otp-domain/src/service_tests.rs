@@ -262,7 +262,8 @@ async fn rate_limited_send_delivers_nothing_and_says_when_to_retry() {
         matches!(
             err,
             SendError::RateLimited {
-                retry_after_secs: 13
+                retry_after_secs: 13,
+                limit: Limit::Destination
             }
         ),
         "{err:?}"
@@ -612,7 +613,8 @@ async fn a_full_shared_limit_discards_the_stored_code_and_sends_nothing() {
         matches!(
             err,
             SendError::RateLimited {
-                retry_after_secs: 2
+                retry_after_secs: 2,
+                limit: Limit::Channel
             }
         ),
         "{err:?}"
@@ -643,7 +645,8 @@ async fn a_destination_refusal_charges_no_shared_limit() {
         matches!(
             err,
             SendError::RateLimited {
-                retry_after_secs: 30
+                retry_after_secs: 30,
+                limit: Limit::Destination
             }
         ),
         "{err:?}"
@@ -707,6 +710,12 @@ async fn test_destinations_store_the_fixed_code_and_send_nothing() {
     svc.send(sms_request(None, None, None))
         .await
         .expect("test send");
+    let phone = |p: &str| Destination::Sms(Phone::parse(p).expect("valid"));
+    assert!(svc.is_test_destination(&phone("77011234567")));
+    assert!(!svc.is_test_destination(&phone("77011234568")));
+    assert!(!svc.is_test_destination(&Destination::Call(
+        Phone::parse("77011234567").expect("valid")
+    )));
 }
 
 #[tokio::test]
@@ -767,7 +776,8 @@ async fn a_chat_refused_by_its_own_cooldown_charges_no_shared_budget() {
             matches!(
                 got,
                 Err(PairError::RateLimited {
-                    retry_after_secs: 30
+                    retry_after_secs: 30,
+                    limit: Limit::Destination
                 })
             ),
             "refused by the chat's own 30 s cooldown: {got:?}"

@@ -48,6 +48,11 @@ impl Region {
             .map(Region)
             .map_err(|_| ParseError::Phone("unknown region code"))
     }
+
+    /// The ISO 3166 alpha-2 code, upper case (`KZ`).
+    pub fn as_str(&self) -> &str {
+        self.0.as_ref()
+    }
 }
 
 /// A valid phone number in E.164 form, always with the leading `+`.
@@ -95,6 +100,29 @@ impl Phone {
     pub fn masked(&self) -> String {
         mask_middle(&self.e164, 5, 4)
     }
+
+    /// The region the number belongs to (`KZ` for `+77011234567`, `RU`
+    /// for `+79161234567`: one calling code may serve several regions), or
+    /// `None` for numbers of no region (`+800` freephone). A calling code
+    /// of one region is a table lookup; a shared one (`+1`, `+7`, `+44`)
+    /// takes a libphonenumber parse (microseconds).
+    pub fn region(&self) -> Option<Region> {
+        region_of(self.calling_code, &self.e164)
+    }
+}
+
+/// The region of the number `e164` (with `+`) whose calling code is
+/// `calling_code`: a table lookup when the code serves one region, else a
+/// libphonenumber parse.
+fn region_of(calling_code: u16, e164: &str) -> Option<Region> {
+    let regions = phonenumber::metadata::DATABASE.region(&calling_code);
+    if let Some([only]) = regions.as_deref() {
+        return only.parse().ok().map(Region);
+    }
+    phonenumber::parse(None, e164)
+        .ok()
+        .and_then(|n| n.country().id())
+        .map(Region)
 }
 
 impl fmt::Debug for Phone {
@@ -570,6 +598,21 @@ impl CheckTarget {
         (phone.as_str() != digits).then(|| format!("{}:{}", self.channel, phone.as_str()))
     }
 
+    /// The region of a phone, as [`Phone::region`] gives it for the number
+    /// a send stored: calling codes are prefix-free, so the digits' first
+    /// one to three name theirs. `None` for emails, chat ids and phones no
+    /// send accepts.
+    pub fn region(&self) -> Option<Region> {
+        match &self.lookup {
+            Lookup::Parsed(Destination::Sms(p) | Destination::Call(p)) => p.region(),
+            Lookup::Parsed(_) | Lookup::Invalid(_) => None,
+            Lookup::International(digits) => (2..=4)
+                .filter_map(|end| digits.get(1..end)?.parse::<u16>().ok())
+                .find(|code| phonenumber::metadata::DATABASE.region(code).is_some())
+                .and_then(|code| region_of(code, digits)),
+        }
+    }
+
     /// The address with its middle hidden, for logs.
     pub fn masked(&self) -> String {
         match &self.lookup {
@@ -627,6 +670,25 @@ mod tests {
         ] {
             assert!(Phone::parse(bad).is_err(), "{bad} should fail");
         }
+    }
+
+    #[test]
+    fn a_phone_knows_its_region_even_where_regions_share_a_calling_code() {
+        let region = |p: &str| {
+            Phone::parse(p)
+                .expect("valid")
+                .region()
+                .map(|r| r.as_str().to_owned())
+        };
+        assert_eq!(region("77011234567").as_deref(), Some("KZ"));
+        assert_eq!(region("+79161234567").as_deref(), Some("RU"));
+        assert_eq!(region("+4915123456789").as_deref(), Some("DE"));
+        assert_eq!(region("+12025550123").as_deref(), Some("US"));
+        assert_eq!(region("+14165550123").as_deref(), Some("CA"));
+        assert_eq!(region("+80012345678"), None, "freephone has no region");
+        assert_eq!(region("+447400123456").as_deref(), Some("GB"));
+        assert_eq!(region("+447781123456").as_deref(), Some("GG"));
+        assert_eq!(region("+33612345678").as_deref(), Some("FR"));
     }
 
     #[test]
@@ -823,6 +885,29 @@ mod tests {
         let t = target(Channel::Telegram, "-100123", None);
         assert_eq!(t.key().as_deref(), Some("telegram:-100123"));
         assert!(CheckTarget::parse_in(Channel::Telegram, "abc", None).is_err());
+    }
+
+    #[test]
+    fn a_check_target_has_the_region_of_the_sent_number() {
+        for (input, region) in [
+            ("+77011234567", None),
+            ("+79161234567", None),
+            ("+4915123456789", None),
+            ("+1 201 555 0123", None),
+            ("+44 (0)20 7946 0958", None),
+            ("8 701 123 45 67", Some("KZ")),
+        ] {
+            let r = region.map(|r| Region::parse(r).expect("region"));
+            let sent = match Destination::parse_in(Channel::Sms, input, r).expect("valid") {
+                Destination::Sms(p) => p,
+                other => panic!("{other:?}"),
+            };
+            let t = target(Channel::Sms, input, region);
+            assert!(sent.region().is_some(), "{input}");
+            assert_eq!(t.region(), sent.region(), "{input}");
+        }
+        assert_eq!(target(Channel::Sms, "+0123456789", None).region(), None);
+        assert_eq!(target(Channel::Email, "a@b.kz", None).region(), None);
     }
 
     #[test]

@@ -29,6 +29,7 @@ fn sms(body: &str) -> OutgoingMessage {
         destination: Destination::Sms(phone()),
         subject: None,
         body: body.to_owned(),
+        code: otp_domain::Code::parse("1234").expect("code"),
     }
 }
 
@@ -37,6 +38,7 @@ fn call(body: &str) -> OutgoingMessage {
         destination: Destination::Call(phone()),
         subject: None,
         body: body.to_owned(),
+        code: otp_domain::Code::parse("1234").expect("code"),
     }
 }
 

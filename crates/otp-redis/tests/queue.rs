@@ -35,6 +35,7 @@ fn message(channel: Channel, to: &str, subject: Option<&str>, body: &str) -> Out
         destination: Destination::parse(channel, to).expect("valid destination"),
         subject: subject.map(str::to_owned),
         body: body.to_owned(),
+        code: otp_domain::Code::parse("1234").expect("code"),
     }
 }
 

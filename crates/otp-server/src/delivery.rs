@@ -10,8 +10,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use otp_domain::ports::{DeliveryError, OutgoingMessage, Sender};
+use otp_domain::Channel;
 use rand::RngExt;
 use tokio::time::Instant;
+
+use crate::metrics::{Attempt, Metrics, ProviderMetrics};
 
 /// How hard to try one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,11 +68,29 @@ pub struct Provider {
 pub struct ReliableSender {
     providers: Vec<Provider>,
     policy: RetryPolicy,
+    /// Per provider (same order), when metrics are on.
+    metrics: Vec<Option<ProviderMetrics>>,
 }
 
 impl ReliableSender {
     pub fn new(providers: Vec<Provider>, policy: RetryPolicy) -> Self {
-        ReliableSender { providers, policy }
+        let metrics = providers.iter().map(|_| None).collect();
+        ReliableSender {
+            providers,
+            policy,
+            metrics,
+        }
+    }
+
+    /// Counts and times every attempt of every provider, as `channel`.
+    #[must_use]
+    pub fn observed(mut self, metrics: &Metrics, channel: Channel) -> Self {
+        self.metrics = self
+            .providers
+            .iter()
+            .map(|p| Some(metrics.provider(channel, &p.name)))
+            .collect();
+        self
     }
 }
 
@@ -79,13 +100,23 @@ impl Sender for ReliableSender {
         let deadline = Instant::now() + self.policy.deadline;
         let mut failures: Vec<String> = Vec::new();
         let mut last: Option<DeliveryError> = None;
-        'providers: for provider in &self.providers {
+        'providers: for (provider, metrics) in self.providers.iter().zip(&self.metrics) {
             for attempt in 0..self.policy.attempts {
                 let remaining = deadline.saturating_duration_since(Instant::now());
                 if remaining.is_zero() {
                     break 'providers;
                 }
+                let started = Instant::now();
                 let outcome = tokio::time::timeout(remaining, provider.sender.send(message)).await;
+                if let Some(m) = metrics {
+                    let kind = match &outcome {
+                        Ok(Ok(())) => Attempt::Delivered,
+                        Ok(Err(e)) if e.transient => Attempt::TransientError,
+                        Ok(Err(_)) => Attempt::PermanentError,
+                        Err(_) => Attempt::Deadline,
+                    };
+                    m.attempt(kind, started.elapsed());
+                }
                 let err = match outcome {
                     Ok(Ok(())) => {
                         if !failures.is_empty() {
@@ -156,6 +187,7 @@ mod tests {
             destination: Destination::Sms(Phone::parse("77011234567").expect("phone")),
             subject: None,
             body: "Your code is 1234".into(),
+            code: otp_domain::Code::parse("1234").expect("code"),
         }
     }
 
@@ -259,6 +291,30 @@ mod tests {
         );
         r.send(&message()).await.expect("b answers");
         assert_eq!(b_calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_observed_sender_counts_every_attempt_by_provider_and_outcome() {
+        let (a, _) = scripted(vec![Err((true, None)), Err((false, None))]);
+        let (b, _) = scripted(vec![Ok(())]);
+        let metrics = Metrics::new().expect("metrics");
+        let r = ReliableSender::new(
+            vec![provider("twilio", a), provider("http", b)],
+            RetryPolicy::default(),
+        )
+        .observed(&metrics, Channel::Sms);
+        r.send(&message()).await.expect("http answers");
+        let scrape = metrics.render();
+        for line in [
+            r#"otpd_delivery_attempts_total{channel="sms",outcome="transient_error",provider="twilio"} 1"#,
+            r#"otpd_delivery_attempts_total{channel="sms",outcome="permanent_error",provider="twilio"} 1"#,
+            r#"otpd_delivery_attempts_total{channel="sms",outcome="delivered",provider="twilio"} 0"#,
+            r#"otpd_delivery_attempts_total{channel="sms",outcome="delivered",provider="http"} 1"#,
+            r#"otpd_delivery_attempt_duration_seconds_count{channel="sms",provider="twilio"} 2"#,
+            r#"otpd_delivery_attempt_duration_seconds_count{channel="sms",provider="http"} 1"#,
+        ] {
+            assert!(scrape.lines().any(|l| l == line), "no {line} in:\n{scrape}");
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -47,9 +47,9 @@ impl From<SendError> for SendResponse {
                 ErrorCode::DestinationNotAllowed,
                 e.to_string(),
             )),
-            SendError::RateLimited { retry_after_secs } => {
-                SendResponse::RateLimited(rate_limited(&e, retry_after_secs), retry_after_secs)
-            }
+            SendError::RateLimited {
+                retry_after_secs, ..
+            } => SendResponse::RateLimited(rate_limited(&e, retry_after_secs), retry_after_secs),
             SendError::Delivery(_) => SendResponse::DeliveryFailed(ErrorBody::json(
                 ErrorCode::DeliveryFailed,
                 "the provider did not accept the message; no code was issued",
@@ -109,8 +109,11 @@ pub fn log_send_error(channel: Channel, destination: &str, e: &SendError) {
         SendError::Store(s) => {
             tracing::error!(%channel, %destination, error = %chain(s), "store error on send")
         }
-        SendError::RateLimited { retry_after_secs } => {
-            tracing::warn!(%channel, %destination, retry_after_secs, "send rate-limited")
+        SendError::RateLimited {
+            retry_after_secs,
+            limit,
+        } => {
+            tracing::warn!(%channel, %destination, retry_after_secs, limit = limit.as_str(), "send rate-limited")
         }
         other => tracing::info!(%channel, %destination, reason = %other, "send refused"),
     }

@@ -1,9 +1,14 @@
 //! Middleware in front of the router:
+//! - `observe`: gives every request an id (the caller's `X-Request-Id`
+//!   when it is a sane token, else a new one), echoes it in the response,
+//!   runs the request inside a `request` span that carries it (so every
+//!   log line written while serving it has it), writes the access log
+//!   and counts the request in the metrics by route template.
 //! - `legacy_json`: the seed's clients send checks as GET with a JSON
 //!   body, often without a JSON content type (`curl -d`). A GET with a
 //!   body on a check path becomes a POST, and a body that looks like JSON
 //!   is marked as JSON. It also enforces the body size limit.
-//! - `access_log`: method, path (never the query, which may hold a
+//!   The access log says method, path (never the query, which may hold a
 //!   password), status and latency.
 //! - `json_errors`: errors raised outside the operations' own responses
 //!   (unknown route, wrong method, oversized body, panics) get the same
@@ -12,13 +17,16 @@
 //!
 //! Authentication is `crate::api::auth::gate`, the one place it is enforced.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use poem::http::{header, Method, StatusCode};
+use poem::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use poem::{Endpoint, Error, IntoResponse, Request, Response, Result};
+use tracing::Instrument;
 
 use crate::api::responses::{ErrorBody, ErrorCode};
+use crate::metrics::Metrics;
 
 /// Paths whose GET form may carry a JSON body.
 const CHECK_PATHS: &[&str] = &[
@@ -91,18 +99,147 @@ fn too_large(limit: usize) -> Response {
     )
 }
 
-pub async fn access_log<E: Endpoint>(next: Arc<E>, req: Request) -> Result<Response> {
+/// The request id header, read and echoed.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The caller's request id when it is a sane token: 1 to 64 characters
+/// of letters, digits and `-_.:`. Anything else (too long, spaces, quotes,
+/// control characters) is replaced, so an id can neither forge log lines
+/// nor smuggle data into them.
+fn sane_request_id(req: &Request) -> Option<&str> {
+    let id = req.headers().get(REQUEST_ID)?.to_str().ok()?;
+    let ok = (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+    ok.then_some(id)
+}
+
+/// A new request id: 128 random bits in hex.
+fn new_request_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// What `observe` needs: the route templates of the spec and the metrics.
+pub struct Observer {
+    /// Exact paths of the spec (and the fixed routes) → their template.
+    exact: HashMap<String, Arc<str>>,
+    /// Templates with `{param}` segments, matched segment by segment.
+    templated: Vec<(Vec<String>, Arc<str>)>,
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl Observer {
+    /// Reads the route templates of `spec` (OpenAPI JSON).
+    pub fn new(spec: &str, metrics: Option<Arc<Metrics>>) -> Self {
+        let spec: serde_json::Value = serde_json::from_str(spec).unwrap_or_default();
+        let mut exact = HashMap::new();
+        let mut templated = Vec::new();
+        let paths = spec
+            .get("paths")
+            .and_then(|p| p.as_object())
+            .map(|p| p.keys().cloned().collect::<Vec<_>>())
+            .unwrap_or_default();
+        for path in paths
+            .into_iter()
+            .chain(["/openapi.json", "/openapi.yaml"].map(str::to_owned))
+            .chain(crate::pages::PATHS.map(str::to_owned))
+        {
+            let template: Arc<str> = Arc::from(path.as_str());
+            if path.contains('{') {
+                templated.push((segments(&path), template));
+            } else {
+                exact.insert(path, template);
+            }
+        }
+        Observer {
+            exact,
+            templated,
+            metrics,
+        }
+    }
+
+    /// The route template `path` matches: a spec path, `/docs` for the
+    /// Swagger UI and its assets, else `unmatched`. Never the raw path.
+    pub fn route(&self, path: &str) -> &str {
+        if let Some(t) = self.exact.get(path) {
+            return t;
+        }
+        if path == "/docs" || path.starts_with("/docs/") {
+            return "/docs";
+        }
+        let given = segments(path);
+        self.templated
+            .iter()
+            .find(|(route, _)| {
+                route.len() == given.len()
+                    && route
+                        .iter()
+                        .zip(&given)
+                        .all(|(r, g)| r == g || (r.starts_with('{') && r.ends_with('}')))
+            })
+            .map_or("unmatched", |(_, t)| t)
+    }
+}
+
+/// The `method` label: a standard method, else `other`.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::HEAD => "HEAD",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+pub async fn observe<E: Endpoint>(
+    next: Arc<E>,
+    req: Request,
+    observer: Arc<Observer>,
+) -> Result<Response> {
+    let id = match sane_request_id(&req) {
+        Some(id) => id.to_owned(),
+        None => new_request_id(),
+    };
+    // At error level, so that it is on whenever any log line is: the
+    // warnings and errors of a request are the lines that need its id.
+    let span = tracing::error_span!("request", request_id = %id);
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let start = Instant::now();
-    let result = next.call(req).await.map(IntoResponse::into_response);
-    let status = match &result {
-        Ok(resp) => resp.status(),
-        Err(e) => e.status(),
+    let result = next.call(req).instrument(span.clone()).await;
+    let mut resp = match result {
+        Ok(r) => r.into_response(),
+        Err(e) => e.into_response(),
     };
-    let ms = start.elapsed().as_secs_f64() * 1000.0;
-    tracing::info!(target: "otpd::http", %method, %path, status = status.as_u16(), ms = format!("{ms:.2}"), "request");
-    result
+    let elapsed = start.elapsed();
+    let status = resp.status();
+    span.in_scope(|| {
+        tracing::info!(
+            target: "otpd::http",
+            %method,
+            %path,
+            status = status.as_u16(),
+            ms = elapsed.as_secs_f64() * 1000.0,
+            "request"
+        );
+    });
+    if let Some(metrics) = &observer.metrics {
+        metrics.http(
+            observer.route(&path),
+            method_label(&method),
+            status,
+            elapsed,
+        );
+    }
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(REQUEST_ID, value);
+    }
+    Ok(resp)
 }
 
 /// A panic in a handler is a bug; the client still gets the JSON body.
@@ -191,7 +328,7 @@ pub async fn allow_header<E: Endpoint>(
     if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
         if let Some(value) = allowed
             .of(&path)
-            .and_then(|m| header::HeaderValue::from_str(m).ok())
+            .and_then(|m| HeaderValue::from_str(m).ok())
         {
             resp.headers_mut().insert(header::ALLOW, value);
         }
@@ -202,6 +339,69 @@ pub async fn allow_header<E: Endpoint>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn with_id(id: &str) -> Request {
+        Request::builder().header(REQUEST_ID, id).finish()
+    }
+
+    #[test]
+    fn a_sane_request_id_is_kept_and_anything_else_is_not() {
+        for ok in ["abc-123", "0f9e8d7c", "trace:span.1_2", &"a".repeat(64)] {
+            assert_eq!(sane_request_id(&with_id(ok)), Some(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "has space",
+            "quote\"d",
+            "new\nline",
+            "semi;colon",
+            "{json}",
+            &"a".repeat(65),
+        ] {
+            assert_eq!(
+                sane_request_id(&Request::builder().finish()),
+                None,
+                "no header"
+            );
+            if let Ok(v) = HeaderValue::from_str(bad) {
+                let req = Request::builder().header(REQUEST_ID, v).finish();
+                assert_eq!(sane_request_id(&req), None, "{bad:?}");
+            }
+        }
+        let (a, b) = (new_request_id(), new_request_id());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 32);
+        assert!(
+            sane_request_id(&with_id(&a)).is_some(),
+            "ours pass our own rule"
+        );
+    }
+
+    #[test]
+    fn routes_are_labelled_by_template_never_by_raw_path() {
+        let spec = crate::api::api_service().spec();
+        let o = Observer::new(&spec, None);
+        assert_eq!(o.route("/sms/check"), "/sms/check");
+        assert_eq!(o.route("/healthz"), "/healthz");
+        assert_eq!(o.route("/openapi.json"), "/openapi.json");
+        assert_eq!(o.route("/outbox"), "/outbox");
+        assert_eq!(o.route("/outbox/messages"), "/outbox/messages");
+        assert_eq!(o.route("/docs/oauth-receiver.html"), "/docs");
+        assert_eq!(o.route("/sms/+77011234567"), "unmatched");
+        assert_eq!(o.route("/nope"), "unmatched");
+        let templated = Observer {
+            exact: HashMap::new(),
+            templated: vec![(
+                segments("/verifications/{id}"),
+                Arc::from("/verifications/{id}"),
+            )],
+            metrics: None,
+        };
+        assert_eq!(
+            templated.route("/verifications/vrf_secret123"),
+            "/verifications/{id}"
+        );
+    }
 
     #[test]
     fn json_detection_skips_whitespace() {

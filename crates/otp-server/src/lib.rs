@@ -6,18 +6,35 @@
 //!   `loading` (figment layers), `providers` (the typed providers of each
 //!   channel), `policy` (the domain policy); every error names the full key.
 //! - [`api`]: the operations, security schemes and responses.
+//! - [`connections`]: the acceptor otpd serves through: header and idle
+//!   timeouts, the connection cap, the open-file limit.
 //! - [`delivery`]: retries with backoff and fallback across providers.
 //! - [`error`]: domain errors → HTTP responses and log lines, in one place.
-//! - [`http`]: middleware (legacy GET-with-body checks, size limit, access
-//!   log, JSON errors for unknown routes).
+//! - [`http`]: middleware (request ids, access log and HTTP metrics,
+//!   legacy GET-with-body checks, size limit, JSON errors for unknown
+//!   routes, `Allow` on every 405).
+//! - [`logging`]: the text or JSON log subscriber behind a non-blocking
+//!   writer.
+//! - [`metrics`]: the Prometheus registry, the metered store and the
+//!   `/metrics` listener.
+//! - [`outbox`]: the dev outbox, the dev sink's last messages.
+//! - [`pages`]: the HTML pages (`/outbox`), server-rendered with maud.
+//! - [`probe`]: `otpd health`, a readiness probe for container health
+//!   checks.
 //! - [`sinks`]: the `log` development sender.
 //! - [`startup`]: building adapters from the resolved config and running
 //!   the server.
 
 pub mod api;
 pub mod config;
+pub mod connections;
 pub mod delivery;
 pub mod error;
 pub mod http;
+pub mod logging;
+pub mod metrics;
+pub mod outbox;
+pub mod pages;
+pub mod probe;
 pub mod sinks;
 pub mod startup;

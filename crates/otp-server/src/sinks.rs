@@ -2,19 +2,32 @@
 //! included, as one JSON line on stdout instead of delivering it. Logs go
 //! to stderr and never carry codes; this sink is the one deliberate
 //! exception, for local development, and otpd warns loudly at start
-//! whenever a channel uses it.
+//! whenever a channel uses it. It also keeps each message in the dev
+//! outbox (`crate::outbox`), shown at `/outbox`.
 
 use std::io::Write;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use otp_domain::ports::{DeliveryError, OutgoingMessage, Sender};
 
-#[derive(Debug, Default, Clone, Copy)]
-pub struct LogSink;
+use crate::outbox::DevOutbox;
+
+#[derive(Clone)]
+pub struct LogSink {
+    outbox: Arc<DevOutbox>,
+}
+
+impl LogSink {
+    pub fn new(outbox: Arc<DevOutbox>) -> Self {
+        LogSink { outbox }
+    }
+}
 
 #[async_trait]
 impl Sender for LogSink {
     async fn send(&self, m: &OutgoingMessage) -> Result<(), DeliveryError> {
+        self.outbox.push(m);
         let line = serde_json::json!({
             "dev_sink": m.destination.channel().as_str(),
             "to": m.destination.address(),

@@ -11,7 +11,6 @@ use otp_domain::ports::{Clock, CodeGenerator, CodeStore, Sender, SystemClock};
 use otp_domain::{CodeHasher, OtpService, RandomCodes, Senders};
 use otp_redis::RedisStore;
 use otp_store_embedded::EmbeddedStore;
-use poem::listener::TcpAcceptor;
 use poem::middleware::CatchPanic;
 use poem::{Endpoint, EndpointExt, Route, Server};
 use secrecy::ExposeSecret;
@@ -19,7 +18,10 @@ use secrecy::ExposeSecret;
 use crate::api::auth::Credentials;
 use crate::api::{api_service, AppState};
 use crate::config::{Config, EmailProvider, PhoneProvider, StoreKind, TelegramProvider};
+use crate::connections::{default_max_connections, open_file_limit, GuardedAcceptor, Limits};
 use crate::delivery::{Provider, ReliableSender};
+use crate::metrics::{MeteredStore, Metrics};
+use crate::outbox::DevOutbox;
 use crate::sinks::LogSink;
 use otp_domain::Channel;
 use otp_gateway::{HttpGatewaySender, TwilioSender};
@@ -36,6 +38,12 @@ pub struct Ports {
     pub codes: Arc<dyn CodeGenerator>,
     /// The embedded store, when used, for the periodic sweep.
     pub embedded: Option<EmbeddedStore>,
+    /// The metrics recorder, when `metrics.listen` is set. It already
+    /// observes the senders built by [`Ports::from_config`];
+    /// [`app_state`] wraps the store and the API with it.
+    pub metrics: Option<Arc<Metrics>>,
+    /// The dev outbox, while a channel uses the dev sink.
+    pub outbox: Option<Arc<DevOutbox>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,13 +73,25 @@ pub enum StartupError {
         #[source]
         source: io::Error,
     },
+    #[error("cannot listen on {addr} (metrics.listen; \"\" turns metrics off)")]
+    BindMetrics {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot set up the metrics")]
+    Metrics(#[from] prometheus::Error),
 }
 
 /// A channel's provider, with its settings, that startup can build.
 trait Build {
     fn name(&self) -> &'static str;
     /// The sender, or the adapter's error.
-    fn sender(&self, channel: Channel) -> Result<Arc<dyn Sender>, BoxError>;
+    fn sender(
+        &self,
+        channel: Channel,
+        outbox: &Arc<DevOutbox>,
+    ) -> Result<Arc<dyn Sender>, BoxError>;
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -82,12 +102,12 @@ fn boxed<S: Sender + 'static, E: Into<BoxError>>(
     Ok(Arc::new(built.map_err(Into::into)?))
 }
 
-fn log_sink(channel: Channel) -> Arc<dyn Sender> {
+fn log_sink(channel: Channel, outbox: &Arc<DevOutbox>) -> Arc<dyn Sender> {
     tracing::warn!(
         %channel,
-        "{channel} uses the `log` dev sink: messages, codes included, are printed to stdout and NOT delivered. Never use it in production."
+        "{channel} uses the `log` dev sink: messages, codes included, are printed to stdout and shown at /outbox, and NOT delivered. Never use it in production."
     );
-    Arc::new(LogSink)
+    Arc::new(LogSink::new(outbox.clone()))
 }
 
 impl Build for PhoneProvider {
@@ -95,9 +115,13 @@ impl Build for PhoneProvider {
         PhoneProvider::name(self)
     }
 
-    fn sender(&self, channel: Channel) -> Result<Arc<dyn Sender>, BoxError> {
+    fn sender(
+        &self,
+        channel: Channel,
+        outbox: &Arc<DevOutbox>,
+    ) -> Result<Arc<dyn Sender>, BoxError> {
         match self {
-            PhoneProvider::Log => Ok(log_sink(channel)),
+            PhoneProvider::Log => Ok(log_sink(channel, outbox)),
             PhoneProvider::Http(c) => boxed(HttpGatewaySender::new(c.clone())),
             PhoneProvider::Twilio(c) => boxed(TwilioSender::new(c.clone())),
             PhoneProvider::Queue(c) => boxed(RedisQueueSender::new(c)),
@@ -110,9 +134,13 @@ impl Build for EmailProvider {
         EmailProvider::name(self)
     }
 
-    fn sender(&self, channel: Channel) -> Result<Arc<dyn Sender>, BoxError> {
+    fn sender(
+        &self,
+        channel: Channel,
+        outbox: &Arc<DevOutbox>,
+    ) -> Result<Arc<dyn Sender>, BoxError> {
         match self {
-            EmailProvider::Log => Ok(log_sink(channel)),
+            EmailProvider::Log => Ok(log_sink(channel, outbox)),
             EmailProvider::Smtp(c) => boxed(SmtpSender::new(c.clone())),
             EmailProvider::Queue(c) => boxed(RedisQueueSender::new(c)),
         }
@@ -124,9 +152,13 @@ impl Build for TelegramProvider {
         TelegramProvider::name(self)
     }
 
-    fn sender(&self, channel: Channel) -> Result<Arc<dyn Sender>, BoxError> {
+    fn sender(
+        &self,
+        channel: Channel,
+        outbox: &Arc<DevOutbox>,
+    ) -> Result<Arc<dyn Sender>, BoxError> {
         match self {
-            TelegramProvider::Log => Ok(log_sink(channel)),
+            TelegramProvider::Log => Ok(log_sink(channel, outbox)),
             TelegramProvider::Bot(c) => boxed(TelegramSender::new(c.clone())),
             TelegramProvider::Notify(c) => boxed(HttpNotifySender::new(c.clone())),
             TelegramProvider::Queue(c) => boxed(RedisQueueSender::new(c)),
@@ -137,17 +169,21 @@ impl Build for TelegramProvider {
 /// A channel's providers in fallback order, with retries.
 fn channel_sender(
     config: &Config,
+    metrics: Option<&Metrics>,
     channel: Channel,
     providers: &[impl Build],
+    outbox: &Arc<DevOutbox>,
 ) -> Result<Arc<dyn Sender>, StartupError> {
     let providers = providers
         .iter()
         .map(|p| {
-            let sender = p.sender(channel).map_err(|source| StartupError::Provider {
-                channel,
-                provider: p.name(),
-                source,
-            })?;
+            let sender = p
+                .sender(channel, outbox)
+                .map_err(|source| StartupError::Provider {
+                    channel,
+                    provider: p.name(),
+                    source,
+                })?;
             if p.name() != "log" {
                 tracing::info!(%channel, provider = p.name(), "provider ready");
             }
@@ -157,10 +193,20 @@ fn channel_sender(
             })
         })
         .collect::<Result<Vec<_>, StartupError>>()?;
-    Ok(Arc::new(ReliableSender::new(
-        providers,
-        config.retry_policy(),
-    )))
+    let sender = ReliableSender::new(providers, config.retry_policy());
+    Ok(Arc::new(match metrics {
+        Some(m) => sender.observed(m, channel),
+        None => sender,
+    }))
+}
+
+/// The store's `store` label.
+pub fn store_label(kind: StoreKind) -> &'static str {
+    match kind {
+        StoreKind::Embedded => "embedded",
+        StoreKind::Redis => "redis",
+        StoreKind::RedisCluster => "redis-cluster",
+    }
 }
 
 impl Ports {
@@ -171,7 +217,7 @@ impl Ports {
     pub fn from_config(config: &Config) -> Result<Ports, StartupError> {
         let (store, embedded): (Arc<dyn CodeStore>, _) = match config.store.kind {
             StoreKind::Embedded => {
-                let store = EmbeddedStore::open(&config.store.path)?;
+                let store = EmbeddedStore::open_with(&config.store.path, config.store.embedded())?;
                 (Arc::new(store.clone()), Some(store))
             }
             StoreKind::Redis => (
@@ -182,18 +228,33 @@ impl Ports {
                 (Arc::new(RedisStore::cluster(&config.store.redis())?), None)
             }
         };
+        let metrics = match config.metrics.listen {
+            Some(_) => Some(Arc::new(Metrics::new()?)),
+            None => None,
+        };
+        let m = metrics.as_deref();
         let p = &config.providers;
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        // Only dev sinks hold it; without one it is dropped here.
+        let outbox = Arc::new(DevOutbox::new(config.dev.outbox_size, clock.clone()));
+        let senders = Senders {
+            sms: channel_sender(config, m, Channel::Sms, &p.sms, &outbox)?,
+            call: channel_sender(config, m, Channel::Call, &p.call, &outbox)?,
+            email: channel_sender(config, m, Channel::Email, &p.email, &outbox)?,
+            telegram: channel_sender(config, m, Channel::Telegram, &p.telegram, &outbox)?,
+        };
+        let outbox = p.use_dev_sink().then_some(outbox);
+        if outbox.is_some() {
+            tracing::warn!("the dev outbox is on: the dev sink's messages, codes included, are shown at /outbox and /outbox/messages");
+        }
         Ok(Ports {
             store,
-            senders: Senders {
-                sms: channel_sender(config, Channel::Sms, &p.sms)?,
-                call: channel_sender(config, Channel::Call, &p.call)?,
-                email: channel_sender(config, Channel::Email, &p.email)?,
-                telegram: channel_sender(config, Channel::Telegram, &p.telegram)?,
-            },
-            clock: Arc::new(SystemClock),
+            senders,
+            clock,
             codes: Arc::new(RandomCodes),
             embedded,
+            outbox,
+            metrics,
         })
     }
 }
@@ -275,9 +336,17 @@ pub fn app_state(config: &Config, ports: &Ports, secret: Vec<u8>) -> Arc<AppStat
         .then(|| Credentials::new(&config.auth.username, config.auth.password.expose_secret()));
     let webhook = config.telegram.webhook_secret.expose_secret();
     let webhook_secret = (!webhook.is_empty()).then(|| Credentials::new("", webhook));
+    let store = match &ports.metrics {
+        Some(m) => Arc::new(MeteredStore::new(
+            ports.store.clone(),
+            m,
+            store_label(config.store.kind),
+        )) as Arc<dyn CodeStore>,
+        None => ports.store.clone(),
+    };
     Arc::new(AppState {
         otp: OtpService::new(
-            ports.store.clone(),
+            store,
             ports.senders.clone(),
             ports.clock.clone(),
             ports.codes.clone(),
@@ -287,45 +356,72 @@ pub fn app_state(config: &Config, ports: &Ports, secret: Vec<u8>) -> Arc<AppStat
         credentials,
         webhook_secret,
         trusted_proxies: config.security.trusted_proxies.clone(),
+        metrics: ports.metrics.clone(),
+        outbox: ports.outbox.clone(),
     })
 }
 
 /// The whole route tree with its middleware.
 pub fn routes(state: Arc<AppState>, body_limit: usize) -> impl Endpoint {
     let api = api_service();
-    let allowed = Arc::new(crate::http::AllowedMethods::from_spec(&api.spec()));
+    let spec = api.spec();
+    let allowed = Arc::new(crate::http::AllowedMethods::from_spec(&spec));
+    let observer = Arc::new(crate::http::Observer::new(&spec, state.metrics.clone()));
     let spec_json = api.spec_endpoint();
     let spec_yaml = api.spec_endpoint_yaml();
-    let docs = api.swagger_ui();
+    let docs = LazyDocs::default();
     let gate = state.clone();
-    Route::new()
+    crate::pages::mount(Route::new())
         .at("/openapi.json", spec_json)
         .at("/openapi.yaml", spec_yaml)
         .nest("/docs", docs)
         .nest("/", api)
         .data(state)
-        .around(move |ep, req| crate::api::auth::gate(ep, req, gate.clone()))
+        // The gate is outside the body reader: an unauthenticated request
+        // is refused before a byte of its body is read.
         .around(move |ep, req| crate::http::legacy_json(ep, req, body_limit))
+        .around(move |ep, req| crate::api::auth::gate(ep, req, gate.clone()))
         .with(CatchPanic::new().with_handler(crate::http::panic_response))
         .catch_all_error(crate::http::json_errors)
         .around(move |ep, req| crate::http::allow_header(ep, req, allowed.clone()))
-        .around(crate::http::access_log)
+        .around(move |ep, req| crate::http::observe(ep, req, observer.clone()))
+}
+
+/// Swagger UI, built on its first visit. poem-openapi builds the page (a
+/// 1.6 MB script inlined, ~3 MB of heap while it is made) when the
+/// endpoint is made; an otpd whose docs nobody opens need not carry it.
+#[derive(Default)]
+struct LazyDocs(std::sync::OnceLock<poem::endpoint::BoxEndpoint<'static>>);
+
+impl Endpoint for LazyDocs {
+    type Output = poem::Response;
+
+    async fn call(&self, req: poem::Request) -> poem::Result<poem::Response> {
+        self.0
+            .get_or_init(|| api_service().swagger_ui().map_to_response().boxed())
+            .call(req)
+            .await
+    }
 }
 
 /// A bound, not yet running server.
 pub struct Application {
     listener: tokio::net::TcpListener,
     addr: SocketAddr,
+    /// The scrape listener, when metrics are on.
+    metrics: Option<(tokio::net::TcpListener, SocketAddr, Arc<Metrics>)>,
     state: Arc<AppState>,
     body_limit: usize,
     shutdown_timeout: Duration,
+    limits: Limits,
 }
 
 impl Application {
-    /// Binds `config.server.listen` (port 0 picks a free port).
+    /// Binds `config.server.listen`, and `config.metrics.listen` when the
+    /// state records metrics (port 0 picks a free port).
     ///
     /// # Errors
-    /// When the address cannot be bound.
+    /// When an address cannot be bound.
     pub async fn bind(config: &Config, state: Arc<AppState>) -> Result<Self, StartupError> {
         let addr = config.server.listen;
         let listener = tokio::net::TcpListener::bind(addr)
@@ -334,17 +430,41 @@ impl Application {
         let addr = listener
             .local_addr()
             .map_err(|source| StartupError::Bind { addr, source })?;
+        let metrics = match (config.metrics.listen, &state.metrics) {
+            (Some(maddr), Some(m)) => {
+                let err = |source| StartupError::BindMetrics {
+                    addr: maddr,
+                    source,
+                };
+                let l = tokio::net::TcpListener::bind(maddr).await.map_err(err)?;
+                let bound = l.local_addr().map_err(err)?;
+                Some((l, bound, m.clone()))
+            }
+            _ => None,
+        };
         Ok(Application {
             listener,
             addr,
+            metrics,
             state,
             body_limit: config.server.body_limit,
             shutdown_timeout: Duration::from_secs(config.server.shutdown_timeout_secs),
+            limits: connection_limits(config),
         })
+    }
+
+    /// The timeouts and the connection cap it serves with.
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where `GET /metrics` answers, when metrics are on.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(_, addr, _)| *addr)
     }
 
     /// Serves until `signal` completes, then lets in-flight requests
@@ -353,14 +473,47 @@ impl Application {
     /// # Errors
     /// IO errors of the listener.
     pub async fn run_until(self, signal: impl Future<Output = ()> + Send) -> io::Result<()> {
-        let acceptor = TcpAcceptor::from_tokio(self.listener)?;
-        Server::new_with_acceptor(acceptor)
+        let acceptor = GuardedAcceptor::new(self.listener, self.limits)?;
+        // The scrape listener lives as long as the API: it stops when the
+        // API has drained, so the last scrape can still see the drain.
+        let scrape = self
+            .metrics
+            .map(|(listener, _, metrics)| tokio::spawn(crate::metrics::serve(listener, metrics)));
+        let result = Server::new_with_acceptor(acceptor)
             .run_with_graceful_shutdown(
                 routes(self.state, self.body_limit),
                 signal,
                 Some(self.shutdown_timeout),
             )
-            .await
+            .await;
+        if let Some(task) = scrape {
+            task.abort();
+        }
+        result
+    }
+}
+
+/// `[server]`'s timeouts, and its connection cap (or the one derived from
+/// the open-file limit as it is now: raise it first).
+fn connection_limits(config: &Config) -> Limits {
+    let open_files = open_file_limit();
+    let max_connections = match config.server.max_connections {
+        0 => default_max_connections(open_files),
+        n => {
+            if u64::try_from(n).map_or(true, |n| n >= open_files) {
+                tracing::warn!(
+                    max_connections = n,
+                    open_files,
+                    "server.max_connections is not below the open-file limit: accepting will fail before the cap sheds"
+                );
+            }
+            n
+        }
+    };
+    Limits {
+        header_timeout: Duration::from_secs(config.server.header_timeout_secs),
+        idle_timeout: Duration::from_secs(config.server.idle_timeout_secs),
+        max_connections,
     }
 }
 

@@ -185,6 +185,7 @@ mod tests {
             destination: Destination::Email(Email::parse(addr).expect("valid email")),
             subject: subject.map(str::to_owned),
             body: "Your code is 123456".to_owned(),
+            code: otp_domain::Code::parse("1234").expect("code"),
         }
     }
 
@@ -218,6 +219,7 @@ mod tests {
             destination: Destination::Sms(Phone::parse("+77011234567").expect("valid")),
             subject: None,
             body: "x".to_owned(),
+            code: otp_domain::Code::parse("1234").expect("code"),
         };
         let err: DeliveryError = s.build(&msg).expect_err("wrong channel").into();
         assert_eq!(err.provider, "smtp");

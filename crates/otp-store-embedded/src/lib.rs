@@ -2,15 +2,19 @@
 //! no server, survives restarts. The default store on a single machine.
 //!
 //! # Layout
-//! - [`EmbeddedStore`]: opens the file and implements the port. Each port
-//!   call is one redb write transaction (redb serialises writers), run on
-//!   the blocking pool, so every rule of the port is atomic.
+//! - [`EmbeddedStore`]: opens the file and implements the port. Every
+//!   port call is a function of one write transaction, so every rule of
+//!   the port is atomic.
+//! - `writer`: group commit. One writer thread runs the calls; those that
+//!   queue up while it commits share the next transaction and its fsync.
 //! - `codec`: the fixed-size binary records kept in the tables.
 //!
-//! Commits are durable (fsync) by default, so a crash after an answer
-//! never loses the code that answer promised.
+//! Commits are durable (fsync) by default, and no call is answered before
+//! the commit holding its writes returns, so a crash after an answer never
+//! loses the code (or the counted attempt) that answer promised.
 
 mod codec;
+mod writer;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -26,6 +30,7 @@ use otp_domain::{ChatId, StoreError};
 use redb::{Database, ReadableTable, Table, TableDefinition, WriteTransaction};
 
 use codec::{BucketValue, PairingValue};
+use writer::{Call, Queue};
 
 const CODES: TableDefinition<&str, &[u8]> = TableDefinition::new("codes");
 const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
@@ -41,17 +46,24 @@ pub enum EmbeddedError {
         #[source]
         source: redb::DatabaseError,
     },
+    /// Shared: one failed commit fails every call of its batch.
     #[error("store transaction failed")]
-    Redb(#[source] redb::Error),
+    Redb(#[source] Arc<redb::Error>),
     #[error("store worker failed")]
     Join(#[source] tokio::task::JoinError),
+    #[error("cannot start the store writer thread")]
+    Spawn(#[source] std::io::Error),
+    #[error("the store writer stopped")]
+    Stopped,
+    #[error("a store call panicked")]
+    Panicked,
     #[error("unreadable record: {0}")]
     Corrupt(&'static str),
 }
 
 impl<E: Into<redb::Error>> From<E> for EmbeddedError {
     fn from(e: E) -> Self {
-        EmbeddedError::Redb(e.into())
+        EmbeddedError::Redb(Arc::new(e.into()))
     }
 }
 
@@ -64,19 +76,63 @@ impl From<EmbeddedError> for StoreError {
     }
 }
 
+/// How to open the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EmbeddedOptions {
+    /// Most bytes redb keeps in its page cache (redb's own default is
+    /// 1 GiB, which a busy store slowly fills). Pages beyond it are read
+    /// from the OS page cache again when needed.
+    pub cache_size_bytes: usize,
+}
+
+impl Default for EmbeddedOptions {
+    fn default() -> Self {
+        EmbeddedOptions {
+            cache_size_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
 /// A redb file holding codes, rate buckets and pairings.
 #[derive(Clone)]
 pub struct EmbeddedStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     db: Arc<Database>,
+    /// `None` only while dropping, so the writer sees the queue close.
+    queue: Option<Queue>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    /// Closes the queue and waits for the writer to finish what it holds,
+    /// so that the file is closed (and may be opened again) on return.
+    fn drop(&mut self) {
+        self.queue.take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
 }
 
 impl EmbeddedStore {
-    /// Opens (or creates) the store file, creating its folder.
+    /// Opens (or creates) the store file with the default options.
     ///
     /// # Errors
-    /// When the folder cannot be made, or the file is unreadable or
-    /// already open in another process.
+    /// As [`Self::open_with`].
     pub fn open(path: &Path) -> Result<Self, EmbeddedError> {
+        Self::open_with(path, EmbeddedOptions::default())
+    }
+
+    /// Opens (or creates) the store file, creating its folder, and starts
+    /// its writer thread.
+    ///
+    /// # Errors
+    /// When the folder cannot be made, the file is unreadable or already
+    /// open in another process, or the thread cannot start.
+    pub fn open_with(path: &Path, options: EmbeddedOptions) -> Result<Self, EmbeddedError> {
         let open_err = |source| EmbeddedError::Open {
             path: path.display().to_string(),
             source,
@@ -85,7 +141,10 @@ impl EmbeddedStore {
             std::fs::create_dir_all(dir)
                 .map_err(|e| open_err(redb::DatabaseError::Storage(e.into())))?;
         }
-        let db = Database::create(path).map_err(open_err)?;
+        let db = Database::builder()
+            .set_cache_size(options.cache_size_bytes)
+            .create(path)
+            .map_err(open_err)?;
         // Create the tables up front, so readers never meet a missing one.
         let txn = db.begin_write()?;
         txn.open_table(CODES)?;
@@ -93,50 +152,34 @@ impl EmbeddedStore {
         txn.open_table(PAIRINGS)?;
         txn.open_table(CHAT_PAIRING)?;
         txn.commit()?;
-        Ok(EmbeddedStore { db: Arc::new(db) })
+        let db = Arc::new(db);
+        let (queue, writer) = writer::spawn(db.clone()).map_err(EmbeddedError::Spawn)?;
+        Ok(EmbeddedStore {
+            inner: Arc::new(Inner {
+                db,
+                queue: Some(queue),
+                writer: Some(writer),
+            }),
+        })
     }
 
-    /// Runs `f` in one write transaction on the blocking pool and commits
-    /// it when `f` succeeds.
+    /// Runs `f` in a write transaction of the writer thread and answers
+    /// once that transaction is committed (or aborted, when nothing in it
+    /// changed). `f` returns its answer and whether it wrote anything; it
+    /// may run twice (see `writer`), so it must not consume what it holds.
     async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&WriteTransaction) -> Result<T, EmbeddedError> + Send + 'static,
+        F: Fn(&WriteTransaction) -> Result<(T, bool), EmbeddedError> + Send + 'static,
     {
-        let db = self.db.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            let txn = db.begin_write()?;
-            let value = f(&txn)?;
-            txn.commit()?;
-            Ok::<T, EmbeddedError>(value)
-        })
-        .await
-        .map_err(EmbeddedError::Join)?;
-        Ok(result?)
-    }
-
-    /// As [`Self::write`], but `f` also says whether it changed anything;
-    /// a transaction that changed nothing is aborted instead of committed,
-    /// which skips the fsync (a locked code's checks are all reads).
-    async fn write_if_changed<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&WriteTransaction) -> Result<(T, bool), EmbeddedError> + Send + 'static,
-    {
-        let db = self.db.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            let txn = db.begin_write()?;
-            let (value, changed) = f(&txn)?;
-            if changed {
-                txn.commit()?;
-            } else {
-                txn.abort()?;
-            }
-            Ok::<T, EmbeddedError>(value)
-        })
-        .await
-        .map_err(EmbeddedError::Join)?;
-        Ok(result?)
+        let (call, answer) = Call::new(Box::new(f));
+        let queue = self.inner.queue.as_ref().ok_or(EmbeddedError::Stopped)?;
+        queue
+            .send(Box::new(call))
+            .await
+            .map_err(|_| EmbeddedError::Stopped)?;
+        let answer = answer.await.map_err(|_| EmbeddedError::Stopped)?;
+        Ok(answer?)
     }
 
     /// Deletes every expired code, bucket and pairing. The server calls it
@@ -177,7 +220,7 @@ impl EmbeddedStore {
                 remove_pairing(&mut pairings, &mut chats, &digest, chat)?;
                 removed += 1;
             }
-            Ok(removed)
+            Ok((removed, removed > 0))
         })
         .await
     }
@@ -257,11 +300,11 @@ impl CodeStore for EmbeddedStore {
         let buckets = buckets.to_vec();
         self.write(move |txn| {
             if let Err(retry_after_ms) = hit_buckets(txn, &buckets, now)? {
-                return Ok(PutOutcome::RateLimited { retry_after_ms });
+                return Ok((PutOutcome::RateLimited { retry_after_ms }, false));
             }
             let mut codes = txn.open_table(CODES)?;
             codes.insert(key.as_str(), codec::encode_record(&record).as_slice())?;
-            Ok(PutOutcome::Stored)
+            Ok((PutOutcome::Stored, true))
         })
         .await
     }
@@ -278,7 +321,7 @@ impl CodeStore for EmbeddedStore {
             if same {
                 codes.remove(key.as_str())?;
             }
-            Ok(())
+            Ok(((), same))
         })
         .await
     }
@@ -291,7 +334,7 @@ impl CodeStore for EmbeddedStore {
     ) -> Result<CheckOutcome, StoreError> {
         let key = key.to_owned();
         let digest = *digest;
-        self.write_if_changed(move |txn| {
+        self.write(move |txn| {
             let mut codes = txn.open_table(CODES)?;
             let record = match codes.get(key.as_str())? {
                 Some(v) => Some(codec::decode_record(v.value())?),
@@ -331,11 +374,11 @@ impl CodeStore for EmbeddedStore {
             if let Some(v) = pairings.get(key)? {
                 let p = PairingValue::decode(v.value())?;
                 if p.chat != chat.get() && now < p.expires_at {
-                    return Ok(PairingOutcome::Collision);
+                    return Ok((PairingOutcome::Collision, false));
                 }
             }
             if let Err(retry_after_ms) = hit_buckets(txn, &buckets, now)? {
-                return Ok(PairingOutcome::RateLimited { retry_after_ms });
+                return Ok((PairingOutcome::RateLimited { retry_after_ms }, false));
             }
             let old = chats.get(chat.get())?.map(|v| v.value().to_vec());
             if let Some(old) = old {
@@ -355,7 +398,7 @@ impl CodeStore for EmbeddedStore {
             };
             pairings.insert(key, value.encode().as_slice())?;
             chats.insert(chat.get(), key)?;
-            Ok(PairingOutcome::Stored)
+            Ok((PairingOutcome::Stored, true))
         })
         .await
     }
@@ -368,9 +411,10 @@ impl CodeStore for EmbeddedStore {
             let key = digest.as_bytes().as_slice();
             let chat = match pairings.get(key)? {
                 Some(v) => PairingValue::decode(v.value())?.chat,
-                None => return Ok(()),
+                None => return Ok(((), false)),
             };
-            remove_pairing(&mut pairings, &mut chats, key, chat)
+            remove_pairing(&mut pairings, &mut chats, key, chat)?;
+            Ok(((), true))
         })
         .await
     }
@@ -386,10 +430,10 @@ impl CodeStore for EmbeddedStore {
         self.write(move |txn| {
             if let Some(bucket) = &failures {
                 if let Some(retry_after_ms) = bucket_full(txn, bucket, now)? {
-                    return Ok(TakeOutcome::RateLimited { retry_after_ms });
+                    return Ok((TakeOutcome::RateLimited { retry_after_ms }, false));
                 }
             }
-            let found = {
+            let (found, removed) = {
                 let mut pairings = txn.open_table(PAIRINGS)?;
                 let mut chats = txn.open_table(CHAT_PAIRING)?;
                 let key = digest.as_bytes().as_slice();
@@ -401,22 +445,22 @@ impl CodeStore for EmbeddedStore {
                     Some(p) => {
                         remove_pairing(&mut pairings, &mut chats, key, p.chat)?;
                         if now < p.expires_at {
-                            Some(to_chat(p.chat)?)
+                            (Some(to_chat(p.chat)?), true)
                         } else {
-                            None
+                            (None, true)
                         }
                     }
-                    None => None,
+                    None => (None, false),
                 }
             };
             match found {
-                Some(chat) => Ok(TakeOutcome::Found(chat)),
+                Some(chat) => Ok((TakeOutcome::Found(chat), true)),
                 None => {
                     if let Some(bucket) = &failures {
                         // Cannot be full: checked above in this transaction.
                         let _ = hit_buckets(txn, std::slice::from_ref(bucket), now)?;
                     }
-                    Ok(TakeOutcome::NotFound)
+                    Ok((TakeOutcome::NotFound, removed || failures.is_some()))
                 }
             }
         })
@@ -432,8 +476,8 @@ impl CodeStore for EmbeddedStore {
         self.write(move |txn| {
             Ok(
                 match hit_buckets(txn, std::slice::from_ref(&bucket), now)? {
-                    Ok(()) => HitOutcome::Counted,
-                    Err(retry_after_ms) => HitOutcome::Full { retry_after_ms },
+                    Ok(()) => (HitOutcome::Counted, true),
+                    Err(retry_after_ms) => (HitOutcome::Full { retry_after_ms }, false),
                 },
             )
         })
@@ -441,7 +485,7 @@ impl CodeStore for EmbeddedStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let db = self.db.clone();
+        let db = self.inner.db.clone();
         tokio::task::spawn_blocking(move || {
             use redb::ReadableDatabase;
             let txn = db.begin_read()?;

@@ -22,6 +22,7 @@ fn to_chat(chat: i64, body: &str) -> OutgoingMessage {
         destination: Destination::Telegram(ChatId::from_i64(chat).expect("valid chat id")),
         subject: None,
         body: body.to_owned(),
+        code: otp_domain::Code::parse("1234").expect("code"),
     }
 }
 

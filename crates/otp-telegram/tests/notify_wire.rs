@@ -11,6 +11,7 @@ fn to_chat(body: &str) -> OutgoingMessage {
         destination: Destination::Telegram(ChatId::from_i64(1234567890).expect("valid")),
         subject: None,
         body: body.to_owned(),
+        code: otp_domain::Code::parse("1234").expect("code"),
     }
 }
 

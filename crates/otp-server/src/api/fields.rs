@@ -48,6 +48,12 @@ impl<S> Field<S> {
     }
 }
 
+impl<S> Clone for Field<S> {
+    fn clone(&self) -> Self {
+        Field::new(self.0.clone())
+    }
+}
+
 impl<S> std::fmt::Debug for Field<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Passwords travel in these: never print a value.
@@ -273,9 +279,9 @@ text_field!(
     EmailTextSpec,
     EmailText,
     "email_text",
-    4096,
+    10_000,
     None,
-    "Body text, at most 4096 characters; `{password}` and `{lifetime}` are filled in. Default from config."
+    "Body text, at most 10000 characters; `{password}` and `{lifetime}` are filled in. Default from config."
 );
 text_field!(
     SubjectSpec,
@@ -524,6 +530,15 @@ mod tests {
 
     fn pattern(schema: &MetaSchema) -> regex::Regex {
         regex::Regex::new(schema.pattern.as_deref().expect("pattern")).expect("regex")
+    }
+
+    #[test]
+    fn the_spec_s_lifetime_bounds_are_the_default_config_s() {
+        use figment::providers::{Format, Toml};
+        let defaults = figment::Figment::from(Toml::string(crate::config::DEFAULT_TOML));
+        let bound = |key: &str| defaults.extract_inner::<i64>(key).expect("a default bound");
+        assert_eq!(bound("otp.lifetime_min"), LIFETIME_MIN);
+        assert_eq!(bound("otp.lifetime_max"), LIFETIME_MAX);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The HTTP API, as poem-openapi services. The same [`api_service`]
 //! serves requests and generates `openapi/openapi.yaml`.
 //!
-//! - `auth`: the Basic auth and webhook secret security schemes.
+//! - `auth`: the gate, the one place auth is enforced, with its `EXEMPT`
+//!   table; the security schemes that document it in the spec.
 //! - `responses`: one `ApiResponse` per kind of operation and the JSON
 //!   error body.
 //! - `fields`: request fields whose schemas state every constraint.
@@ -9,9 +10,11 @@
 //!   from one macro over one generic path (`otp`).
 //! - `telegram_bot`: the webhook and the pairing lookup (`/target`).
 //! - `health`: `/healthz` and `/readyz`.
+//! - `dev`: the dev outbox as JSON (`/outbox/messages`).
 
 pub mod auth;
 pub mod channels;
+pub mod dev;
 pub mod fields;
 pub mod health;
 pub mod otp;
@@ -32,6 +35,10 @@ pub struct AppState {
     pub webhook_secret: Option<Credentials>,
     /// Proxies whose `X-Forwarded-For` names the end user.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Counters of sends, checks and requests; `None` when metrics are off.
+    pub metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
+    /// The dev outbox, while a channel uses the dev sink.
+    pub outbox: Option<std::sync::Arc<crate::outbox::DevOutbox>>,
 }
 
 /// The end user a request is for, for per-user limits: the
@@ -75,6 +82,8 @@ pub enum ApiTags {
     Telegram,
     /// Liveness and readiness.
     Health,
+    /// Development tools: the dev outbox of the `log` sink.
+    Dev,
 }
 
 pub type Api = (
@@ -84,6 +93,7 @@ pub type Api = (
     channels::TelegramApi,
     telegram_bot::TelegramBotApi,
     health::HealthApi,
+    dev::DevApi,
 );
 
 /// The whole API, without state (handlers take it as request data).
@@ -96,6 +106,7 @@ pub fn api_service() -> OpenApiService<Api, ()> {
             channels::TelegramApi,
             telegram_bot::TelegramBotApi,
             health::HealthApi,
+            dev::DevApi,
         ),
         "otpd",
         env!("CARGO_PKG_VERSION"),

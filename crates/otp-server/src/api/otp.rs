@@ -173,14 +173,24 @@ pub async fn send(
     let request = match send_request(state, channel, parts, user_key) {
         Ok(r) => r,
         Err(e) => {
+            if let Some(m) = &state.metrics {
+                m.invalid_send(channel);
+            }
             return SendResponse::BadRequest(ErrorBody::json(
                 ErrorCode::InvalidRequest,
                 e.to_string(),
-            ))
+            ));
         }
     };
     let destination = request.destination.masked();
-    match state.otp.send(request).await {
+    // Kept for the metrics' country and test labels; the request moves.
+    let target = state.metrics.as_ref().map(|_| request.destination.clone());
+    let result = state.otp.send(request).await;
+    if let (Some(m), Some(target)) = (&state.metrics, &target) {
+        let test = state.otp.is_test_destination(target);
+        m.send(channel, target, test, result.as_ref().map(|_| ()));
+    }
+    match result {
         Ok(receipt) => {
             tracing::info!(%channel, %destination, lifetime = receipt.lifetime.secs(), "code sent");
             SendResponse::Sent(Json(Sent {
@@ -208,14 +218,25 @@ pub async fn check(state: &AppState, channel: Channel, parts: CheckParts) -> Che
     ) {
         (Ok(target), Ok(password)) => (target, password),
         (Err(e), _) | (_, Err(e)) => {
+            if let Some(m) = &state.metrics {
+                m.invalid_check(channel);
+            }
             return CheckResponse::BadRequest(ErrorBody::json(
                 ErrorCode::InvalidRequest,
                 e.to_string(),
-            ))
+            ));
         }
     };
     let destination = target.masked();
     let result = state.otp.check_at(&target, &password).await;
+    if let Some(m) = &state.metrics {
+        m.check(
+            channel,
+            &target,
+            || state.otp.is_test_target(&target),
+            &result,
+        );
+    }
     crate::error::log_check_result(channel, &destination, &result);
     match result {
         Ok(()) => CheckResponse::Approved(Json(Approved {

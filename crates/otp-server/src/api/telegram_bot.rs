@@ -121,8 +121,11 @@ impl TelegramBotApi {
         }
         match state.otp.start_pairing(chat).await {
             Ok(()) => tracing::info!(chat = %chat.masked(), "pairing code sent"),
-            Err(PairError::RateLimited { retry_after_secs }) => {
-                tracing::warn!(chat = %chat.masked(), retry_after_secs, "pairing rate-limited")
+            Err(PairError::RateLimited {
+                retry_after_secs,
+                limit,
+            }) => {
+                tracing::warn!(chat = %chat.masked(), retry_after_secs, limit = limit.as_str(), "pairing rate-limited")
             }
             Err(e) => tracing::error!(
                 chat = %chat.masked(),

@@ -119,6 +119,7 @@ impl From<figment::Error> for KeyError {
                     accepted,
                 }
             }
+            _ if is_secret(&path) => Problem::SecretValue,
             kind => Problem::Value(kind.clone()),
         };
         KeyError {
@@ -142,10 +143,21 @@ fn origin(md: &Metadata) -> String {
     }
 }
 
+/// Keys whose values must never be quoted in an error: passwords,
+/// tokens, secrets, and URLs (which may carry credentials).
+fn is_secret(path: &[String]) -> bool {
+    path.last().is_some_and(|leaf| {
+        ["password", "secret", "token", "url", "nodes"]
+            .iter()
+            .any(|word| leaf.contains(word))
+    })
+}
+
 #[cfg(test)]
 // figment's Jail closures return figment::Error, which is large; fine in tests.
 #[allow(clippy::result_large_err)]
 mod tests {
+    use super::super::tests::load_in_jail;
     use std::path::PathBuf;
 
     use figment::Jail;
@@ -154,9 +166,21 @@ mod tests {
     use super::super::{Config, ConfigError};
     use super::*;
 
-    fn load_in_jail(jail: &mut Jail) -> Result<Config, ConfigError> {
-        let _ = jail;
-        Config::load(None)
+    #[test]
+    fn a_secret_of_the_wrong_type_is_not_quoted_in_the_error() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "otpd.toml",
+                "[auth]\nusername = \"admin\"\npassword = 98765432\n[telegram]\nbot_token = 4242424242\n",
+            )?;
+            let err = Config::load(Some(std::path::Path::new("otpd.toml")))
+                .map(|_| ())
+                .expect_err("a number is no password");
+            let text = err.to_string();
+            assert!(text.contains("auth.password"), "{text}");
+            assert!(!text.contains("98765432"), "the secret leaked: {text}");
+            Ok(())
+        });
     }
 
     #[test]

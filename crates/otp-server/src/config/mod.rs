@@ -31,7 +31,8 @@ use secrecy::ExposeSecret;
 pub use loading::DEFAULT_TOML;
 pub use providers::{EmailProvider, PhoneProvider, Providers, TelegramProvider, TelegramSettings};
 pub use schema::{
-    AuthConfig, DeliveryConfig, SecurityConfig, ServerConfig, StoreConfig, StoreKind,
+    AuthConfig, DeliveryConfig, DevConfig, LogConfig, LogFormat, MetricsConfig, SecurityConfig,
+    ServerConfig, StoreConfig, StoreKind,
 };
 
 use schema::ConfigFile;
@@ -40,10 +41,13 @@ use schema::ConfigFile;
 #[derive(Debug)]
 pub struct Config {
     pub server: ServerConfig,
+    pub log: LogConfig,
+    pub metrics: MetricsConfig,
     pub store: StoreConfig,
     pub auth: AuthConfig,
     pub security: SecurityConfig,
     pub delivery: DeliveryConfig,
+    pub dev: DevConfig,
     /// The webhook secret and the bot's settings.
     pub telegram: TelegramSettings,
     /// Each channel's providers, in fallback order.
@@ -130,6 +134,9 @@ pub enum Problem {
     Unknown,
     /// The value does not fit the key's type, in figment's words.
     Value(figment::error::Kind),
+    /// The value of a secret key does not fit its type; figment's words
+    /// would quote the secret, so only the expected type is said.
+    SecretValue,
     /// A provider named on a channel that it cannot serve.
     CannotDeliver {
         provider: String,
@@ -163,6 +170,9 @@ impl fmt::Display for Problem {
             Problem::RequiredWhen(when) => write!(f, "is required when {when}"),
             Problem::Unknown => f.write_str("is not a known key"),
             Problem::Value(kind) => write!(f, "has a bad value: {kind}"),
+            Problem::SecretValue => {
+                f.write_str("has a bad value (not shown: it is a secret); expected a string")
+            }
             Problem::CannotDeliver {
                 provider,
                 channel,
@@ -223,10 +233,13 @@ impl Config {
         let policy = policy::policy(&file)?;
         Ok(Config {
             server: file.server,
+            log: file.log,
+            metrics: file.metrics,
             store: file.store,
             auth: file.auth,
             security: file.security,
             delivery: file.delivery,
+            dev: file.dev,
             telegram,
             providers,
             policy,
@@ -247,6 +260,19 @@ impl Config {
             max_delay: std::time::Duration::from_millis(d.max_delay_ms),
             deadline: std::time::Duration::from_secs(d.deadline_secs),
         }
+    }
+}
+
+/// A level, or a directive list with targets (`info,otpd::http=warn`). A
+/// lone word must be a level: `EnvFilter` would read `loud` as a target
+/// and silence everything else.
+fn log_level_ok(level: &str) -> bool {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    let level = level.trim();
+    if level.contains([',', '=']) {
+        tracing_subscriber::EnvFilter::try_new(level).is_ok()
+    } else {
+        LEVELS.contains(&level.to_ascii_lowercase().as_str())
     }
 }
 
@@ -291,9 +317,47 @@ fn check_server(file: &ConfigFile) -> Result<(), ConfigError> {
             }
         }
     }
+    if !log_level_ok(&file.log.level) {
+        return Err(KeyError::new(
+            "log.level",
+            Problem::Must(
+                "be error, warn, info, debug or trace, or a filter like info,otpd::http=warn",
+            ),
+        )
+        .into());
+    }
+    if let (Some(metrics), listen) = (file.metrics.listen, file.server.listen) {
+        if metrics == listen && listen.port() != 0 {
+            return Err(KeyError::new(
+                "metrics.listen",
+                Problem::Must("differ from server.listen: metrics have a listener of their own"),
+            )
+            .into());
+        }
+    }
     if file.server.body_limit < 256 {
         return Err(KeyError::new("server.body_limit", Problem::AtLeast(256))
             .hint("a size in bytes")
+            .into());
+    }
+    for (key, secs) in [
+        (
+            "server.header_timeout_secs",
+            file.server.header_timeout_secs,
+        ),
+        ("server.idle_timeout_secs", file.server.idle_timeout_secs),
+    ] {
+        if secs == 0 {
+            return Err(KeyError::new(key, Problem::AtLeast(1))
+                .hint(
+                    "seconds; without it, clients that stop sending hold their connection forever",
+                )
+                .into());
+        }
+    }
+    if file.store.cache_size_mb == 0 {
+        return Err(KeyError::new("store.cache_size_mb", Problem::AtLeast(1))
+            .hint("MiB of redb page cache")
             .into());
     }
     Ok(())
@@ -302,11 +366,12 @@ fn check_server(file: &ConfigFile) -> Result<(), ConfigError> {
 #[cfg(test)]
 // figment's Jail closures return figment::Error, which is large; fine in tests.
 #[allow(clippy::result_large_err)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use figment::Jail;
 
-    fn load_in_jail(jail: &mut Jail) -> Result<Config, ConfigError> {
+    /// Loads the config inside a figment `Jail` (its env and files only).
+    pub(super) fn load_in_jail(jail: &mut Jail) -> Result<Config, ConfigError> {
         let _ = jail;
         Config::load(None)
     }
@@ -323,6 +388,55 @@ mod tests {
             assert!(matches!(c.providers.sms[..], [PhoneProvider::Log]));
             Ok(())
         });
+    }
+
+    #[test]
+    fn logs_are_text_at_info_and_metrics_listen_on_loopback_by_default() {
+        Jail::expect_with(|jail| {
+            let c = load_in_jail(jail).map_err(|e| e.to_string())?;
+            assert_eq!(c.log.format, LogFormat::Text);
+            assert_eq!(c.log.level, "info");
+            assert_eq!(
+                c.metrics.listen.map(|a| a.to_string()).as_deref(),
+                Some("127.0.0.1:9464")
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_empty_metrics_listen_turns_metrics_off_and_json_logs_load() {
+        Jail::expect_with(|jail| {
+            jail.set_env("OTP_METRICS__LISTEN", "");
+            jail.set_env("OTP_LOG__FORMAT", "json");
+            jail.set_env("OTP_LOG__LEVEL", "warn,otpd::http=info");
+            let c = load_in_jail(jail).map_err(|e| e.to_string())?;
+            assert_eq!(c.metrics.listen, None);
+            assert_eq!(c.log.format, LogFormat::Json);
+            assert_eq!(c.log.level, "warn,otpd::http=info");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_log_and_metrics_settings_name_their_key() {
+        for (var, value, expected) in [
+            ("OTP_LOG__FORMAT", "yaml", "log.format"),
+            ("OTP_LOG__LEVEL", "loud", "log.level must be error, warn"),
+            ("OTP_METRICS__LISTEN", "9464", "metrics.listen"),
+            (
+                "OTP_METRICS__LISTEN",
+                "127.0.0.1:8080",
+                "metrics.listen must differ from server.listen",
+            ),
+        ] {
+            Jail::expect_with(|jail| {
+                jail.set_env(var, value);
+                let err = load_in_jail(jail).map(|_| ()).expect_err(expected);
+                assert!(err.to_string().contains(expected), "{var}={value}: {err}");
+                Ok(())
+            });
+        }
     }
 
     #[test]

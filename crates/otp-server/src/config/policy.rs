@@ -30,6 +30,7 @@ pub(super) fn key(setting: Setting) -> &'static str {
         Setting::TargetFailureWindowSecs => "limits.target_failure_window_secs",
         Setting::Template(Template::Sms) => "templates.sms",
         Setting::Template(Template::Call) => "templates.call",
+        Setting::Template(Template::EmailSubject) => "templates.email_subject",
         Setting::Template(Template::EmailText) => "templates.email_text",
         Setting::Template(Template::Telegram) => "templates.telegram",
         Setting::Template(Template::Pairing) => "templates.pairing",
@@ -140,16 +141,12 @@ fn test_destinations(
 // figment's Jail closures return figment::Error, which is large; fine in tests.
 #[allow(clippy::result_large_err)]
 mod tests {
+    use super::super::tests::load_in_jail;
     use std::path::Path;
 
     use figment::Jail;
 
-    use super::super::{Config, ConfigError};
-
-    fn load_in_jail(jail: &mut Jail) -> Result<Config, ConfigError> {
-        let _ = jail;
-        Config::load(None)
-    }
+    use super::super::Config;
 
     #[test]
     fn a_template_without_password_is_refused() {

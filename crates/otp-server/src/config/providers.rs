@@ -91,6 +91,22 @@ pub struct Providers {
     pub telegram: Vec<TelegramProvider>,
 }
 
+impl Providers {
+    /// Whether any channel uses the `log` dev sink (then the dev outbox
+    /// exists).
+    pub fn use_dev_sink(&self) -> bool {
+        self.sms
+            .iter()
+            .chain(&self.call)
+            .any(|p| matches!(p, PhoneProvider::Log))
+            || self.email.iter().any(|p| matches!(p, EmailProvider::Log))
+            || self
+                .telegram
+                .iter()
+                .any(|p| matches!(p, TelegramProvider::Log))
+    }
+}
+
 /// The Telegram settings outside the providers.
 #[derive(Debug, Clone)]
 pub struct TelegramSettings {
@@ -287,17 +303,13 @@ fn checked(section: &str, result: Result<(), FieldError>) -> Result<(), ConfigEr
 // figment's Jail closures return figment::Error, which is large; fine in tests.
 #[allow(clippy::result_large_err)]
 mod tests {
+    use super::super::tests::load_in_jail;
     use std::path::Path;
 
     use figment::Jail;
 
     use super::super::Config;
     use super::*;
-
-    fn load_in_jail(jail: &mut Jail) -> Result<Config, ConfigError> {
-        let _ = jail;
-        Config::load(None)
-    }
 
     #[test]
     fn providers_are_checked_at_start_naming_the_key() {

@@ -19,6 +19,8 @@ use serde::{Deserialize, Deserializer};
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
     pub server: ServerConfig,
+    pub log: LogConfig,
+    pub metrics: MetricsConfig,
     pub store: StoreConfig,
     pub auth: AuthConfig,
     pub security: SecurityConfig,
@@ -30,6 +32,16 @@ pub struct ConfigFile {
     pub email: EmailChannelConfig,
     pub telegram: TelegramChannelConfig,
     pub delivery: DeliveryConfig,
+    pub dev: DevConfig,
+}
+
+/// The development tools that exist only while a channel uses the `log`
+/// dev sink.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevConfig {
+    /// Messages the dev outbox (`/outbox`) keeps.
+    pub outbox_size: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -38,6 +50,52 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     pub body_limit: usize,
     pub shutdown_timeout_secs: u64,
+    /// Seconds a connection has to send a request's headers.
+    pub header_timeout_secs: u64,
+    /// Seconds a keep-alive connection may wait for its next request.
+    pub idle_timeout_secs: u64,
+    /// Most open connections; 0 derives it from the open-file limit.
+    pub max_connections: usize,
+}
+
+/// How log lines are written (see `logging`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A level or an `EnvFilter` directive list; `RUST_LOG` wins.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// For people: one line per event, with the request's span.
+    Text,
+    /// For machines: one JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// The scrape listener; `None` (an empty string) turns metrics off.
+    #[serde(deserialize_with = "optional_addr")]
+    pub listen: Option<SocketAddr>,
+}
+
+/// An address, or an empty string for none.
+fn optional_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let s = String::deserialize(d)?;
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    s.parse().map(Some).map_err(|_| {
+        D::Error::custom(format!(
+            "{s:?} is not an address like 127.0.0.1:9464 (or \"\" for off)"
+        ))
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -61,9 +119,18 @@ pub struct StoreConfig {
     pub command_timeout_ms: u64,
     pub wait_timeout_ms: u64,
     pub key_prefix: String,
+    /// The embedded store's page cache, in MiB.
+    pub cache_size_mb: usize,
 }
 
 impl StoreConfig {
+    /// The embedded store's settings.
+    pub fn embedded(&self) -> otp_store_embedded::EmbeddedOptions {
+        otp_store_embedded::EmbeddedOptions {
+            cache_size_bytes: self.cache_size_mb.saturating_mul(1024 * 1024),
+        }
+    }
+
     /// The Redis adapter's settings.
     pub fn redis(&self) -> otp_redis::RedisConfig {
         otp_redis::RedisConfig {

@@ -193,3 +193,79 @@ async fn every_operation_in_the_spec_needs_credentials_unless_exempt() {
     assert_eq!((webhook, open), (1, 2));
     assert!(app.sent().is_empty(), "nothing was delivered");
 }
+
+/// The gate runs before the body is read: a body over the size limit
+/// without credentials is a 401, not a 413, and nothing is buffered.
+#[tokio::test]
+async fn an_unauthenticated_oversized_body_is_refused_before_it_is_read() {
+    let app = TestApp::spawn_with(Options {
+        toml: AUTH,
+        ..Default::default()
+    })
+    .await;
+    let huge = format!(
+        "{{\"phone\": \"77011234567\", \"message\": \"{}\"}}",
+        "x".repeat(200_000)
+    );
+    let r = app
+        .client
+        .post(format!("{}/sms", app.base))
+        .header("content-type", "application/json")
+        .body(huge.clone())
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status().as_u16(), 401);
+    let r = app
+        .client
+        .post(format!("{}/sms", app.base))
+        .basic_auth("admin", Some("0123"))
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        r.status().as_u16(),
+        413,
+        "with credentials the size limit answers"
+    );
+}
+
+/// The dev outbox's page, live feed and clear form are not in the spec;
+/// the gate closes them all the same, and without the dev sink they do
+/// not exist.
+#[tokio::test]
+async fn the_outbox_pages_are_closed_with_auth_and_absent_without_the_dev_sink() {
+    let with_auth = TestApp::spawn_with(Options {
+        toml: AUTH,
+        ..Default::default()
+    })
+    .await;
+    let open = TestApp::spawn().await;
+    for (method, path) in [
+        ("GET", "/outbox"),
+        ("GET", "/outbox/events"),
+        ("POST", "/outbox/clear"),
+        ("GET", "/outbox/messages"),
+        ("DELETE", "/outbox/messages"),
+    ] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        for (app, want) in [(&with_auth, 401), (&open, 404)] {
+            let r = app
+                .client
+                .request(method.clone(), format!("{}{path}", app.base))
+                .send()
+                .await
+                .expect("request");
+            let (status, body) = crate::helpers::read(r).await;
+            assert_eq!(status, want, "{method} {path}");
+            let code = if want == 401 {
+                "unauthorized"
+            } else {
+                "not_found"
+            };
+            assert_eq!(error_code(&body), code, "{method} {path}");
+        }
+    }
+}

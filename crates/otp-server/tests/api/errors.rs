@@ -96,7 +96,7 @@ async fn bad_input_gets_a_4xx_json_error_never_a_500() {
 #[tokio::test]
 async fn oversized_bodies_get_413() {
     let app = TestApp::spawn().await;
-    let huge = "x".repeat(70_000);
+    let huge = "x".repeat(140_000);
     let (status, body) = app
         .post("/sms", json!({"phone": "77011234567", "message": huge}))
         .await;

@@ -14,6 +14,7 @@ use otp_domain::ports::{
 };
 use otp_domain::{Code, Senders};
 use otp_server::config::{Config, DEFAULT_TOML};
+use otp_server::metrics::Metrics;
 use otp_server::startup::{app_state, Application, Ports};
 use serde_json::Value;
 
@@ -54,6 +55,8 @@ fn recording_sender(outbox: Outbox, fail: bool) -> Arc<MockSender> {
 
 pub struct TestApp {
     pub base: String,
+    /// `http://addr` of the scrape listener, when metrics are on.
+    pub metrics_base: Option<String>,
     pub client: reqwest::Client,
     pub outbox: Outbox,
     pub clock: Arc<TestClock>,
@@ -67,6 +70,8 @@ pub struct Options {
     pub failing_senders: bool,
     /// Replaces the in-memory store.
     pub store: Option<Arc<dyn CodeStore>>,
+    /// Records metrics and serves them on a port of their own.
+    pub metrics: bool,
 }
 
 impl Default for Options {
@@ -77,6 +82,7 @@ impl Default for Options {
             toml: "[limits]\ncooldown_secs = 0\n",
             failing_senders: false,
             store: None,
+            metrics: false,
         }
     }
 }
@@ -88,7 +94,9 @@ impl TestApp {
 
     pub async fn spawn_with(options: Options) -> TestApp {
         let figment = Figment::from(Toml::string(DEFAULT_TOML))
-            .merge(Toml::string("[server]\nlisten = \"127.0.0.1:0\"\n"))
+            .merge(Toml::string(
+                "[server]\nlisten = \"127.0.0.1:0\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
+            ))
             .merge(Toml::string(options.toml));
         let config = Config::from_figment(figment).expect("test config");
         let outbox: Outbox = Arc::default();
@@ -114,21 +122,42 @@ impl TestApp {
             clock: clock.clone(),
             codes: Arc::new(codes),
             embedded: None,
+            // The mocked senders are behind no retry layer, so delivery
+            // attempts are counted only with the real binary (e2e).
+            metrics: options
+                .metrics
+                .then(|| Arc::new(Metrics::new().expect("metrics"))),
+            outbox: None,
         };
         let state = app_state(&config, &ports, b"api-test-secret-0123456789".to_vec());
         let app = Application::bind(&config, state).await.expect("bind");
         let base = format!("http://{}", app.local_addr());
+        let metrics_base = app.metrics_addr().map(|a| format!("http://{a}"));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(app.run_until(async {
             let _ = rx.await;
         }));
         TestApp {
             base,
+            metrics_base,
             client: reqwest::Client::new(),
             outbox,
             clock,
             _shutdown: tx,
         }
+    }
+
+    /// The scrape, as `name{labels} value` lines (comments dropped).
+    pub async fn scrape(&self) -> String {
+        let base = self.metrics_base.as_ref().expect("metrics are on");
+        let r = self
+            .client
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .expect("scrape");
+        assert_eq!(r.status().as_u16(), 200);
+        r.text().await.expect("scrape body")
     }
 
     pub fn advance_secs(&self, secs: u64) {

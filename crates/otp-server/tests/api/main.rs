@@ -5,6 +5,7 @@ mod channels;
 mod errors;
 mod helpers;
 mod limits;
+mod observability;
 mod security;
 mod spec;
 mod telegram;

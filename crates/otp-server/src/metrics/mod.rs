@@ -1,0 +1,612 @@
+//! Prometheus metrics: one registry that the server owns (no global), fed
+//! at the server's boundaries only, so the domain and the adapters stay
+//! free of metric calls:
+//! - the API's generic send and check paths (`api::otp`) count outcomes
+//!   and verifications;
+//! - [`MeteredStore`] wraps the `CodeStore` port and times every call;
+//! - `delivery::ReliableSender` reports each provider attempt;
+//! - the `http::observe` middleware counts requests by route template.
+//!
+//! Every label value comes from a closed set (enums, configured provider
+//! names, ISO regions, the spec's route templates), never from a request:
+//! no destination, code or id can become a label.
+//!
+//! [`serve`] answers `GET /metrics` on a listener of its own.
+
+mod process;
+mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use otp_domain::{Channel, CheckError, CheckTarget, Destination, Limit, Region, SendError};
+use poem::http::StatusCode;
+use poem::{handler, web::Data, EndpointExt, IntoResponse, Response, Route};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+pub use self::store::MeteredStore;
+
+const CHANNELS: [Channel; 4] = [
+    Channel::Sms,
+    Channel::Call,
+    Channel::Email,
+    Channel::Telegram,
+];
+
+/// What became of a send request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// Stored and accepted by a provider.
+    Sent,
+    /// A test destination: stored, never delivered.
+    Test,
+    /// The request did not parse or broke a rule of its fields (400).
+    Invalid,
+    /// The destination's country is not allowed on the channel (403).
+    CountryRefused,
+    /// A limit refused it (429); which one is in the rate-limit counter.
+    RateLimited,
+    /// Every provider failed (502); the code was discarded.
+    DeliveryFailed,
+    /// The store failed (503).
+    StoreError,
+}
+
+impl SendOutcome {
+    const ALL: [SendOutcome; 7] = [
+        SendOutcome::Sent,
+        SendOutcome::Test,
+        SendOutcome::Invalid,
+        SendOutcome::CountryRefused,
+        SendOutcome::RateLimited,
+        SendOutcome::DeliveryFailed,
+        SendOutcome::StoreError,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            SendOutcome::Sent => "sent",
+            SendOutcome::Test => "test",
+            SendOutcome::Invalid => "invalid",
+            SendOutcome::CountryRefused => "country_refused",
+            SendOutcome::RateLimited => "rate_limited",
+            SendOutcome::DeliveryFailed => "delivery_failed",
+            SendOutcome::StoreError => "store_error",
+        }
+    }
+
+    fn of(result: &Result<(), &SendError>) -> Self {
+        match result {
+            Ok(()) => SendOutcome::Sent,
+            Err(
+                SendError::Invalid(_)
+                | SendError::MessageWithoutCode
+                | SendError::TooLong { .. }
+                | SendError::MultilineSubject,
+            ) => SendOutcome::Invalid,
+            Err(SendError::DestinationNotAllowed) => SendOutcome::CountryRefused,
+            Err(SendError::RateLimited { .. }) => SendOutcome::RateLimited,
+            Err(SendError::Delivery(_)) => SendOutcome::DeliveryFailed,
+            Err(SendError::Store(_)) => SendOutcome::StoreError,
+        }
+    }
+}
+
+/// What became of a check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckOutcome {
+    Approved,
+    WrongPassword,
+    /// Refused without counting: the attempts were used up earlier.
+    Locked,
+    NotFound,
+    Invalid,
+    StoreError,
+}
+
+impl CheckOutcome {
+    const ALL: [CheckOutcome; 6] = [
+        CheckOutcome::Approved,
+        CheckOutcome::WrongPassword,
+        CheckOutcome::Locked,
+        CheckOutcome::NotFound,
+        CheckOutcome::Invalid,
+        CheckOutcome::StoreError,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            CheckOutcome::Approved => "approved",
+            CheckOutcome::WrongPassword => "wrong_password",
+            CheckOutcome::Locked => "locked",
+            CheckOutcome::NotFound => "not_found",
+            CheckOutcome::Invalid => "invalid",
+            CheckOutcome::StoreError => "store_error",
+        }
+    }
+}
+
+/// How a verification (one sent code) ended. The lifecycle records will
+/// add `expired` and `canceled`; until then those leave no trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    Approved,
+    /// The attempt that used up the last try.
+    MaxAttemptsReached,
+    /// Every provider failed; the code was discarded.
+    Failed,
+}
+
+impl Ended {
+    fn as_str(self) -> &'static str {
+        match self {
+            Ended::Approved => "approved",
+            Ended::MaxAttemptsReached => "max_attempts_reached",
+            Ended::Failed => "failed",
+        }
+    }
+}
+
+/// One provider attempt's result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    Delivered,
+    /// Worth a retry (timeout, connect error, 5xx, 429).
+    TransientError,
+    /// Not retried (other 4xx, refused input).
+    PermanentError,
+    /// Cut off by the overall delivery deadline.
+    Deadline,
+}
+
+impl Attempt {
+    const ALL: [Attempt; 4] = [
+        Attempt::Delivered,
+        Attempt::TransientError,
+        Attempt::PermanentError,
+        Attempt::Deadline,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Attempt::Delivered => "delivered",
+            Attempt::TransientError => "transient_error",
+            Attempt::PermanentError => "permanent_error",
+            Attempt::Deadline => "deadline",
+        }
+    }
+}
+
+/// The metric families otpd exports, and the registry that holds them.
+pub struct Metrics {
+    registry: Registry,
+    sends: IntCounterVec,
+    sends_rate_limited: IntCounterVec,
+    checks: IntCounterVec,
+    started: IntCounterVec,
+    ended: IntCounterVec,
+    delivery_attempts: IntCounterVec,
+    delivery_seconds: HistogramVec,
+    store_seconds: HistogramVec,
+    store_errors: IntCounterVec,
+    http_requests: IntCounterVec,
+    http_seconds: HistogramVec,
+    log_dropped: IntCounter,
+    log_dropped_source: std::sync::OnceLock<crate::logging::DroppedLines>,
+    process: process::ProcessMetrics,
+    /// Every family's name, for [`Metrics::family_names`].
+    families: Vec<(String, prometheus::proto::MetricType)>,
+}
+
+/// Latency buckets, in seconds, for work that takes microseconds to
+/// milliseconds (HTTP, store calls).
+const FAST_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+/// For provider calls: tens of milliseconds to the delivery deadline.
+const DELIVERY_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+impl Metrics {
+    /// The families, with a zero series for every label set known at
+    /// start, so `rate()` sees the first increment. (Providers and store
+    /// operations get theirs when [`Metrics::provider`] and
+    /// [`MeteredStore::new`] resolve their handles.)
+    ///
+    /// # Errors
+    /// Only on a programming error (a bad name or a duplicate family).
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
+        let mut families = Vec::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            IntCounterVec::new(Opts::new(name, help), labels)
+        };
+        let histogram = |name: &str, help: &str, labels: &[&str], buckets: &[f64]| {
+            HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+                labels,
+            )
+        };
+        let sends = counter(
+            "otpd_sends_total",
+            "Send requests, by channel and outcome (sent, test, invalid, country_refused, rate_limited, delivery_failed, store_error).",
+            &["channel", "outcome"],
+        )?;
+        let sends_rate_limited = counter(
+            "otpd_sends_rate_limited_total",
+            "Sends refused with 429, by channel and the limit that refused them (destination, user, channel).",
+            &["channel", "limit"],
+        )?;
+        let checks = counter(
+            "otpd_checks_total",
+            "Checks, by channel and outcome (approved, wrong_password, locked, not_found, invalid, store_error).",
+            &["channel", "outcome"],
+        )?;
+        let started = counter(
+            "otpd_verifications_started_total",
+            "Codes stored for delivery (test destinations excluded), by channel and country (ISO region of the phone, none otherwise).",
+            &["channel", "country"],
+        )?;
+        let ended = counter(
+            "otpd_verifications_ended_total",
+            "Verifications that ended, by channel, country and status (approved, max_attempts_reached, failed).",
+            &["channel", "country", "status"],
+        )?;
+        let delivery_attempts = counter(
+            "otpd_delivery_attempts_total",
+            "Attempts to hand a message to a provider, by channel, provider and outcome (delivered, transient_error, permanent_error, deadline).",
+            &["channel", "provider", "outcome"],
+        )?;
+        let delivery_seconds = histogram(
+            "otpd_delivery_attempt_duration_seconds",
+            "Time of one provider attempt, by channel and provider.",
+            &["channel", "provider"],
+            DELIVERY_BUCKETS,
+        )?;
+        let store_seconds = histogram(
+            "otpd_store_operation_duration_seconds",
+            "Time of one store call, by store kind and operation.",
+            &["store", "operation"],
+            FAST_BUCKETS,
+        )?;
+        let store_errors = counter(
+            "otpd_store_errors_total",
+            "Store calls that failed (backend unreachable or corrupt data), by store kind and operation.",
+            &["store", "operation"],
+        )?;
+        let http_requests = counter(
+            "otpd_http_requests_total",
+            "HTTP requests, by route template, method and status class.",
+            &["route", "method", "status"],
+        )?;
+        let http_seconds = histogram(
+            "otpd_http_request_duration_seconds",
+            "Time to answer an HTTP request, by route template and method.",
+            &["route", "method"],
+            FAST_BUCKETS,
+        )?;
+        let log_dropped = IntCounter::new(
+            "otpd_log_lines_dropped_total",
+            "Log lines dropped because the log writer was behind (logging never blocks a request).",
+        )?;
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "otpd_build_info",
+                "Always 1; the labels say which otpd this is.",
+            ),
+            &["version"],
+        )?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        let process = process::ProcessMetrics::new()?;
+
+        let mut register = |c: Box<dyn prometheus::core::Collector>| {
+            for desc in c.desc() {
+                families.push(desc.fq_name.clone());
+            }
+            registry.register(c)
+        };
+        register(Box::new(sends.clone()))?;
+        register(Box::new(sends_rate_limited.clone()))?;
+        register(Box::new(checks.clone()))?;
+        register(Box::new(started.clone()))?;
+        register(Box::new(ended.clone()))?;
+        register(Box::new(delivery_attempts.clone()))?;
+        register(Box::new(delivery_seconds.clone()))?;
+        register(Box::new(store_seconds.clone()))?;
+        register(Box::new(store_errors.clone()))?;
+        register(Box::new(http_requests.clone()))?;
+        register(Box::new(http_seconds.clone()))?;
+        register(Box::new(log_dropped.clone()))?;
+        register(Box::new(build_info))?;
+        for c in process.collectors() {
+            register(c)?;
+        }
+        let histograms = [
+            "otpd_delivery_attempt_duration_seconds",
+            "otpd_store_operation_duration_seconds",
+            "otpd_http_request_duration_seconds",
+        ];
+        let families = families
+            .into_iter()
+            .map(|name| {
+                let kind = if histograms.contains(&name.as_str()) {
+                    prometheus::proto::MetricType::HISTOGRAM
+                } else if name.ends_with("_total") {
+                    prometheus::proto::MetricType::COUNTER
+                } else {
+                    prometheus::proto::MetricType::GAUGE
+                };
+                (name, kind)
+            })
+            .collect();
+
+        for channel in CHANNELS {
+            let c = channel.as_str();
+            for outcome in SendOutcome::ALL {
+                sends.with_label_values(&[c, outcome.as_str()]);
+            }
+            for limit in Limit::ALL {
+                sends_rate_limited.with_label_values(&[c, limit.as_str()]);
+            }
+            for outcome in CheckOutcome::ALL {
+                checks.with_label_values(&[c, outcome.as_str()]);
+            }
+        }
+        Ok(Metrics {
+            registry,
+            sends,
+            sends_rate_limited,
+            checks,
+            started,
+            ended,
+            delivery_attempts,
+            delivery_seconds,
+            store_seconds,
+            store_errors,
+            http_requests,
+            http_seconds,
+            log_dropped,
+            log_dropped_source: std::sync::OnceLock::new(),
+            process,
+            families,
+        })
+    }
+
+    /// Counts a send to `destination` (`test`: a test destination).
+    pub fn send(
+        &self,
+        channel: Channel,
+        destination: &Destination,
+        test: bool,
+        result: Result<(), &SendError>,
+    ) {
+        let c = channel.as_str();
+        let mut outcome = SendOutcome::of(&result);
+        if test && outcome == SendOutcome::Sent {
+            outcome = SendOutcome::Test;
+        }
+        self.sends.with_label_values(&[c, outcome.as_str()]).inc();
+        if let Err(SendError::RateLimited { limit, .. }) = result {
+            self.sends_rate_limited
+                .with_label_values(&[c, limit.as_str()])
+                .inc();
+        }
+        if test {
+            return;
+        }
+        // A verification exists once its code was stored for delivery:
+        // delivered, or failed and discarded.
+        match outcome {
+            SendOutcome::Sent => {
+                self.started
+                    .with_label_values(&[c, &country(destination)])
+                    .inc();
+            }
+            SendOutcome::DeliveryFailed => {
+                let country = country(destination);
+                self.started.with_label_values(&[c, &country]).inc();
+                self.ended
+                    .with_label_values(&[c, &country, Ended::Failed.as_str()])
+                    .inc();
+            }
+            _ => {}
+        }
+    }
+
+    /// Counts a send whose body did not parse into a request.
+    pub fn invalid_send(&self, channel: Channel) {
+        self.sends
+            .with_label_values(&[channel.as_str(), SendOutcome::Invalid.as_str()])
+            .inc();
+    }
+
+    /// Counts a check, and the verification it ended, if any.
+    pub fn check(
+        &self,
+        channel: Channel,
+        destination: &impl Country,
+        test: impl FnOnce() -> bool,
+        result: &Result<(), CheckError>,
+    ) {
+        let (outcome, ended) = match result {
+            Ok(()) => (CheckOutcome::Approved, Some(Ended::Approved)),
+            // The store counts attempts atomically, so exactly one check
+            // sees the last try go: the verification ends there, once.
+            Err(CheckError::Mismatch { attempts_left: 0 }) => {
+                (CheckOutcome::WrongPassword, Some(Ended::MaxAttemptsReached))
+            }
+            Err(CheckError::Mismatch { .. }) => (CheckOutcome::WrongPassword, None),
+            Err(CheckError::Locked) => (CheckOutcome::Locked, None),
+            Err(CheckError::NotFound) => (CheckOutcome::NotFound, None),
+            Err(CheckError::Store(_)) => (CheckOutcome::StoreError, None),
+        };
+        let c = channel.as_str();
+        self.checks.with_label_values(&[c, outcome.as_str()]).inc();
+        if let Some(ended) = ended {
+            if !test() {
+                self.ended
+                    .with_label_values(&[c, &country(destination), ended.as_str()])
+                    .inc();
+            }
+        }
+    }
+
+    /// Counts a check whose body did not parse.
+    pub fn invalid_check(&self, channel: Channel) {
+        self.checks
+            .with_label_values(&[channel.as_str(), CheckOutcome::Invalid.as_str()])
+            .inc();
+    }
+
+    /// The handles of one provider of one channel, resolved once.
+    pub fn provider(&self, channel: Channel, provider: &str) -> ProviderMetrics {
+        let c = channel.as_str();
+        ProviderMetrics {
+            attempts: Attempt::ALL.map(|a| {
+                self.delivery_attempts
+                    .with_label_values(&[c, provider, a.as_str()])
+            }),
+            seconds: self.delivery_seconds.with_label_values(&[c, provider]),
+        }
+    }
+
+    /// Counts one HTTP request. `route` is a template from the spec (or
+    /// a fixed word), never the raw path.
+    pub fn http(&self, route: &str, method: &str, status: StatusCode, elapsed: Duration) {
+        let class = match status.as_u16() {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        self.http_requests
+            .with_label_values(&[route, method, class])
+            .inc();
+        self.http_seconds
+            .with_label_values(&[route, method])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Reports the log writer's dropped lines.
+    pub fn watch_dropped_log_lines(&self, counter: crate::logging::DroppedLines) {
+        let _ = self.log_dropped_source.set(counter);
+    }
+
+    /// The scrape: every family in the Prometheus text format 0.0.4.
+    pub fn render(&self) -> String {
+        self.process.refresh();
+        if let Some(source) = self.log_dropped_source.get() {
+            let dropped = source.get();
+            self.log_dropped
+                .inc_by(dropped.saturating_sub(self.log_dropped.get()));
+        }
+        TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_else(|e| format!("# encoding failed: {e}\n"))
+    }
+
+    /// Every metric name a scrape can hold (histograms with their
+    /// `_bucket`, `_sum` and `_count` series), for checking dashboards and
+    /// alert rules against.
+    pub fn family_names(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        for (name, kind) in &self.families {
+            if *kind == prometheus::proto::MetricType::HISTOGRAM {
+                for suffix in ["_bucket", "_sum", "_count"] {
+                    names.push(format!("{name}{suffix}"));
+                }
+            } else {
+                names.push(name.clone());
+            }
+        }
+        names
+    }
+
+    fn store_op(&self, store: &str, op: store::Operation) -> store::OpMetrics {
+        store::OpMetrics {
+            seconds: self.store_seconds.with_label_values(&[store, op.as_str()]),
+            errors: self.store_errors.with_label_values(&[store, op.as_str()]),
+        }
+    }
+}
+
+/// The counters and histogram of one provider.
+#[derive(Clone)]
+pub struct ProviderMetrics {
+    attempts: [IntCounter; 4],
+    seconds: Histogram,
+}
+
+impl ProviderMetrics {
+    pub fn attempt(&self, attempt: Attempt, elapsed: Duration) {
+        let i = Attempt::ALL.iter().position(|a| *a == attempt).unwrap_or(0);
+        self.attempts[i].inc();
+        self.seconds.observe(elapsed.as_secs_f64());
+    }
+}
+
+/// What a country label is read from: a send's destination, or a check's
+/// target (which knows its phone's region without validating it).
+pub trait Country {
+    /// The phone's ISO region, if any.
+    fn region(&self) -> Option<Region>;
+}
+
+impl Country for Destination {
+    fn region(&self) -> Option<Region> {
+        match self {
+            Destination::Sms(p) | Destination::Call(p) => p.region(),
+            Destination::Email(_) | Destination::Telegram(_) => None,
+        }
+    }
+}
+
+impl Country for CheckTarget {
+    fn region(&self) -> Option<Region> {
+        CheckTarget::region(self)
+    }
+}
+
+/// The country label: the phone's ISO region, else `none`.
+fn country(destination: &impl Country) -> String {
+    destination
+        .region()
+        .map_or_else(|| "none".to_owned(), |r| r.as_str().to_owned())
+}
+
+#[handler]
+async fn scrape(metrics: Data<&Arc<Metrics>>) -> Response {
+    metrics
+        .render()
+        .with_content_type("text/plain; version=0.0.4; charset=utf-8")
+        .into_response()
+}
+
+/// The scrape listener's routes: `GET /metrics`, nothing else.
+pub fn routes(metrics: Arc<Metrics>) -> impl poem::Endpoint {
+    Route::new().at("/metrics", poem::get(scrape)).data(metrics)
+}
+
+/// Serves [`routes`] until the task is dropped.
+///
+/// # Errors
+/// IO errors of the listener.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+) -> std::io::Result<()> {
+    let acceptor = poem::listener::TcpAcceptor::from_tokio(listener)?;
+    poem::Server::new_with_acceptor(acceptor)
+        .run(routes(metrics))
+        .await
+}
+
+#[cfg(test)]
+mod tests;

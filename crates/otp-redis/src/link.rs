@@ -123,10 +123,7 @@ impl Link {
 
     /// How many of the connections are open now.
     pub(crate) fn open(&self) -> usize {
-        self.slots
-            .iter()
-            .filter(|s| lock(s).initialized())
-            .count()
+        self.slots.iter().filter(|s| lock(s).initialized()).count()
     }
 
     /// Runs `work` on the next connection, opening it first when needed.
@@ -166,14 +163,12 @@ impl Link {
     {
         let slot = &self.slots[index];
         let cell = lock(slot).clone();
-        let conn = tokio::time::timeout(
-            self.wait,
-            cell.get_or_try_init(|| self.connector.connect()),
-        )
-        .await
-        .map_err(|_| RedisStoreError::Timeout(self.wait))?
-        .map_err(RedisStoreError::Connect)?
-        .clone();
+        let conn =
+            tokio::time::timeout(self.wait, cell.get_or_try_init(|| self.connector.connect()))
+                .await
+                .map_err(|_| RedisStoreError::Timeout(self.wait))?
+                .map_err(RedisStoreError::Connect)?
+                .clone();
         work(conn).await.map_err(|e| {
             if breaks_connection(&e) {
                 let mut current = lock(slot);

@@ -161,7 +161,10 @@ async fn after_a_restart_while_idle_readiness_holds_and_each_connection_fails_at
         store.ping().await.expect("ready right after the restart");
         let mut failed = 0;
         for _ in 0..2 * pool_size {
-            match store.put_code(key, record(2, now_ms()), &[], now_ms()).await {
+            match store
+                .put_code(key, record(2, now_ms()), &[], now_ms())
+                .await
+            {
                 Ok(out) => assert_eq!(out, PutOutcome::Stored),
                 Err(StoreError::Unavailable(_)) => failed += 1,
                 Err(e) => panic!("unexpected {e:?}"),

@@ -6,13 +6,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use redis::AsyncCommands;
 use otp_domain::ports::{
     CheckOutcome, CodeRecord, CodeStore, HitOutcome, PutOutcome, RateBucket, TakeOutcome,
 };
 use otp_domain::{ChatId, Code, CodeHasher, StoreError};
 use otp_redis::RedisStore;
 use otp_testkit::redis::RedisServer;
+use redis::AsyncCommands;
 use support::StoreConfig;
 
 mod support;
@@ -315,9 +315,5 @@ async fn concurrent_calls_share_the_configured_connections_and_send_one_command_
         .query_async(&mut conn)
         .await
         .expect("CLIENT LIST");
-    assert_eq!(
-        clients.lines().count(),
-        config.pool_size + 1,
-        "{clients}"
-    );
+    assert_eq!(clients.lines().count(), config.pool_size + 1, "{clients}");
 }

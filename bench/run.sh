@@ -1,108 +1,211 @@
 #!/usr/bin/env bash
-# otpd benchmark: drives otpd over loopback with wrk and writes
-# bench/RESULTS.md. One command: ./bench/run.sh
-# Measures in one run: /healthz (the no-IO ceiling), check on the Redis
-# store, check on the embedded store, and send with the log sink.
-# Env: DURATION (default 10s), CONNECTIONS (64), THREADS (2).
+# otpd benchmark: the real request paths, side by side in one run, on the
+# Redis store and on the embedded store. One command:
+#
+#   flock /tmp/otpd-bench.lock ./bench/run.sh
+#
+# (the lock keeps two benchmarks on a shared machine from overlapping).
+# Installs wrk and redis-server when missing, builds otpd (release), starts
+# redis-server and two otpd processes (one per store), then runs with wrk,
+# per store and round:
+#   /healthz                  no IO: the ceiling to compare with
+#   check, attempt counted    wrong password, otp.max_attempts = 1000000, so
+#                             every request counts an attempt (422)
+#   check, approved           pre-sent codes, each checked once right (200)
+#   check, 404                phones that were never sent a code
+#   send                      new phones, log sink (its stdout to /dev/null)
+# and reports per row: req/s, its ratio to /healthz, p50, p99, the status
+# mix (counted by the wrk script, bench/otpd.lua), CPU µs per request of
+# otpd, redis-server and wrk (from /proc/PID/stat and the shell's `times`),
+# and Redis commands per request (INFO commandstats); per store: cold start
+# to a ready /healthz and peak RSS (VmHWM).
+#
+# Env: DURATION (seconds per row, default 10), CONNECTIONS (64),
+# THREADS (2), ROUNDS (1 to 3; with more than one, each cell is the round
+# with the median req/s), OUT (default bench/last-run.md), RUST_LOG (warn),
+# OTPD_BIN (a prebuilt otpd to measure instead of building this tree, e.g.
+# a copy of an older build for a before/after comparison).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DURATION="${DURATION:-10s}"
+DURATION="${DURATION:-10}"
 CONNECTIONS="${CONNECTIONS:-64}"
 THREADS="${THREADS:-2}"
+ROUNDS="${ROUNDS:-1}"
+OUT="${OUT:-bench/last-run.md}"
+PHONES=1000
+[ "$ROUNDS" -ge 1 ] && [ "$ROUNDS" -le 3 ] || { echo "ROUNDS must be 1 to 3" >&2; exit 2; }
 
-need() { command -v "$1" >/dev/null || { echo "== installing $2"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null; }; }
+need() {
+  command -v "$1" >/dev/null && return
+  echo "== installing $2"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+}
 need wrk wrk
 need redis-server redis-server
+need redis-cli redis-tools
 
-echo "== building otpd (release)"
-cargo build --release -q -p otp-server
-BIN=target/release/otpd
+if [ -n "${OTPD_BIN:-}" ]; then
+  BIN=$(realpath "$OTPD_BIN")
+  version="binary $OTPD_BIN"
+else
+  echo "== building otpd (release)"
+  cargo build --release -q -p otp-server
+  BIN=$PWD/target/release/otpd
+  version="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates Cargo.lock || echo ' with uncommitted changes')"
+fi
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 1 200); do curl -fs "http://127.0.0.1:$1/healthz" >/dev/null 2>&1 && return 0; sleep 0.05; done; echo "otpd on $1 did not start" >&2; cat "$work"/*.err >&2; exit 1; }
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+HZ=$(getconf CLK_TCK)
+status_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 
 redis_port=$(free_port)
-redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" --daemonize no >"$work/redis.log" 2>&1 &
-pids+=($!)
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" \
+  --daemonize no >"$work/redis.log" 2>&1 &
+redis_pid=$!
+pids+=("$redis_pid")
 for _ in $(seq 1 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.05; done
+commandstats() { redis-cli -p "$redis_port" info commandstats | tr -d '\r' | grep '^cmdstat_' || true; }
 
-# Limits off: the load sends thousands of requests to few destinations.
-limits=(OTP_LIMITS__COOLDOWN_SECS=0 OTP_LIMITS__SENDS_PER_WINDOW=0 OTP_LIMITS__USER_SENDS_PER_WINDOW=0
-        OTP_LIMITS__SMS_PER_HOUR=0 OTP_LIMITS__CALL_PER_HOUR=0 OTP_LIMITS__EMAIL_PER_HOUR=0
-        OTP_LIMITS__TELEGRAM_PER_HOUR=0 OTP_LIMITS__TARGET_FAILURES_PER_WINDOW=0 RUST_LOG=warn)
+# Limits off: the load sends many codes to few destinations. Every wrong
+# password counts an attempt: no code ever locks, so no check takes the
+# cheaper locked path.
+settings=(OTP_LIMITS__COOLDOWN_SECS=0 OTP_LIMITS__SENDS_PER_WINDOW=0 OTP_LIMITS__USER_SENDS_PER_WINDOW=0
+          OTP_LIMITS__SMS_PER_HOUR=0 OTP_LIMITS__CALL_PER_HOUR=0 OTP_LIMITS__EMAIL_PER_HOUR=0
+          OTP_LIMITS__TELEGRAM_PER_HOUR=0 OTP_LIMITS__TARGET_FAILURES_PER_WINDOW=0
+          OTP_OTP__MAX_ATTEMPTS=1000000 RUST_LOG="${RUST_LOG:-warn}")
 
-start_otpd() { # name port extra-env...
-  local name=$1 port=$2; shift 2
-  env "${limits[@]}" OTP_SERVER__LISTEN="127.0.0.1:$port" OTP_METRICS__LISTEN=127.0.0.1:0 OTP_STORE__PATH="$work/$name.redb" \
-      OTP_SECURITY__SECRET=bench-secret-0123456789abcdef "$@" \
-      "$BIN" >/dev/null 2>"$work/$name.err" &
-  pids+=($!)
-  eval "pid_$name=$!"
-  wait_http "$port"
+declare -A port pid start_ms
+start_otpd() { # store extra-env...
+  local store=$1; shift
+  port[$store]=$(free_port)
+  local out
+  # Metrics on a port of their own per otpd: two on the default 9464 clash.
+  out=$(env "${settings[@]}" OTP_SERVER__LISTEN="127.0.0.1:${port[$store]}" OTP_METRICS__LISTEN="127.0.0.1:0" \
+        OTP_STORE__PATH="$work/$store/otpd.redb" OTP_SECURITY__SECRET=bench-secret-0123456789abcdef "$@" \
+        python3 bench/start_otpd.py "$BIN" "${port[$store]}" "$work/$store.err")
+  read -r "pid[$store]" "start_ms[$store]" <<<"$out"
+  pids+=("${pid[$store]}")
+  echo "== otpd on $store: pid ${pid[$store]}, ready in ${start_ms[$store]} ms"
+}
+start_otpd embedded
+start_otpd redis OTP_STORE__KIND=redis OTP_STORE__URL="redis://127.0.0.1:$redis_port"
+
+# Runs wrk with bench/otpd.lua; prints its RESULT line and leaves wrk's
+# CPU seconds (user+sys) in $work/wrk.times.
+wrk_run() { # store seconds env...
+  local store=$1 secs=$2; shift 2
+  ( env THREADS="$THREADS" PHONES="$PHONES" "$@" \
+      wrk -t"$THREADS" -c"$CONNECTIONS" -d"${secs}s" -s bench/otpd.lua "http://127.0.0.1:${port[$store]}" \
+      >"$work/wrk.out" 2>&1
+    times >"$work/wrk.times" )
+  grep '^RESULT ' "$work/wrk.out" || { cat "$work/wrk.out" >&2; exit 1; }
+}
+field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
+
+rows=$work/rows.jsonl
+row() { # round store mode env...
+  local round=$1 store=$2 mode=$3; shift 3
+  local o0 r0 c0 o1 r1 c1 result
+  o0=$(ticks "${pid[$store]}"); r0=$(ticks "$redis_pid"); commandstats >"$work/cmd0"
+  result=$(wrk_run "$store" "$DURATION" MODE="$mode" "$@")
+  o1=$(ticks "${pid[$store]}"); r1=$(ticks "$redis_pid"); commandstats >"$work/cmd1"
+  python3 - "$round" "$store" "$mode" "$result" "$((o1 - o0))" "$((r1 - r0))" "$HZ" \
+      "$work/wrk.times" "$work/cmd0" "$work/cmd1" >>"$rows" <<'EOF'
+import json, re, sys
+round_, store, mode, result, otpd_ticks, redis_ticks, hz, times, c0, c1 = sys.argv[1:]
+f = dict(kv.split("=", 1) for kv in result.split()[1:])
+def secs(t):
+    m, s = re.fullmatch(r"(\d+)m([\d.]+)s", t).groups()
+    return int(m) * 60 + float(s)
+# `times` in the subshell: its own line, then its children's (wrk).
+user, sys_ = open(times).read().split("\n")[1].split()
+def calls(path):
+    out = {}
+    for line in open(path):
+        m = re.match(r"cmdstat_([^:]+):calls=(\d+)", line)
+        if m:
+            out[m.group(1)] = int(m.group(2))
+    return out
+a, b = calls(c0), calls(c1)
+commands = {k: n - a.get(k, 0) for k, n in b.items() if n - a.get(k, 0) > 0}
+statuses = dict(s.split(":") for s in f["statuses"].split(",") if s)
+print(json.dumps({
+    "round": int(round_), "store": store, "mode": mode,
+    "requests": int(f["requests"]), "duration_us": int(f["duration_us"]),
+    "p50_us": int(f["p50_us"]), "p99_us": int(f["p99_us"]),
+    "statuses": {k: int(v) for k, v in statuses.items()},
+    "otpd_cpu_us": int(otpd_ticks) * 1e6 / int(hz),
+    "redis_cpu_us": int(redis_ticks) * 1e6 / int(hz),
+    "wrk_cpu_us": (secs(user) + secs(sys_)) * 1e6,
+    "commands": commands,
+}))
+EOF
+  local last; last=$(tail -n1 "$rows")
+  python3 bench/report.py --line "$last"
+}
+rate() { # store mode round → req/s of that row
+  python3 -c 'import json,sys
+for l in open(sys.argv[1]):
+    r=json.loads(l)
+    if r["store"]==sys.argv[2] and r["mode"]==sys.argv[3] and r["round"]==int(sys.argv[4]):
+        print(int(r["requests"]/r["duration_us"]*1e6))' "$rows" "$@"
 }
 
-emb_port=$(free_port); start_otpd embedded "$emb_port"
-red_port=$(free_port); start_otpd redis "$red_port" OTP_STORE__KIND=redis OTP_STORE__URL="redis://127.0.0.1:$redis_port"
+# Sends QUOTA codes per wrk thread (code 123456) under PREFIX from BASE;
+# not measured. Stops when wrk has sent them all (the run then only GETs
+# /healthz), so `secs` only needs to be long enough.
+presend() { # store prefix base per-thread secs
+  local store=$1 prefix=$2 base=$3 quota=$4 secs=$5 result sent
+  result=$(wrk_run "$store" "$secs" MODE=presend PREFIX="$prefix" BASE="$base" QUOTA="$quota")
+  sent=$(field sent "$result")
+  echo "   presend $store +$prefix: $sent of $((quota * THREADS)) codes sent"
+}
 
-PHONES=1000
-echo "== pre-sending $PHONES codes to each store"
-for port in "$emb_port" "$red_port"; do
-  for i in $(seq 0 $((PHONES - 1))); do printf '{"phone":"+7701%07d","password":"123456"}\n' "$i"; done |
-    xargs -P 8 -I{} curl -s -o /dev/null -X POST "http://127.0.0.1:$port/sms" -H 'Content-Type: application/json' -d {}
+echo "== pre-sending the $PHONES codes that the wrong-password checks hit"
+for store in embedded redis; do presend "$store" 7701 0 $((PHONES / THREADS)) 3; done
+
+for round in $(seq 1 "$ROUNDS"); do
+  for store in redis embedded; do
+    echo "== round $round, $store store"
+    row "$round" "$store" healthz
+    row "$round" "$store" count
+    row "$round" "$store" miss
+    row "$round" "$store" send
+    # Enough codes for the approving checks to run the whole row: an
+    # approving check writes, like a counted attempt or a send; take the
+    # faster of those two, plus a margin. A row that still runs out shows
+    # 404s in its status mix.
+    count_rate=$(rate "$store" count "$round")
+    send_rate=$(rate "$store" send "$round")
+    need=$(( (count_rate > send_rate ? count_rate : send_rate) * DURATION * 3 / 2 + 2000 ))
+    secs=$(( need * 5 / 4 / (send_rate > 0 ? send_rate : 1) + 2 ))
+    base=$(( (round - 1) * 3000000 ))
+    [ "$need" -le 2900000 ] || need=2900000
+    presend "$store" 7702 "$base" $(( (need + THREADS - 1) / THREADS )) "$secs"
+    row "$round" "$store" approve BASE="$base"
+  done
 done
 
-results=()
-run() { # label port script path
-  local label=$1 port=$2 script=$3 path=$4
-  echo "== $label"
-  local out
-  if [ -n "$script" ]; then
-    out=$(PHONES=$PHONES wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "bench/$script" "http://127.0.0.1:$port$path")
-  else
-    out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:$port$path")
-  fi
-  echo "$out" | sed 's/^/    /'
-  local rps p50 p99 non2xx
-  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
-  p50=$(echo "$out" | awk '$1=="50%" {print $2}')
-  p99=$(echo "$out" | awk '$1=="99%" {print $2}')
-  non2xx=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
-  results+=("$label|$rps|$p50|$p99|${non2xx:-0}")
-}
-
-run "healthz (no IO, ceiling)" "$emb_port" "" /healthz
-run "check, Redis store" "$red_port" check.lua /sms/check
-run "check, embedded store" "$emb_port" check.lua /sms/check
-run "send, log sink, Redis store" "$red_port" send.lua /sms
-run "send, log sink, embedded store" "$emb_port" send.lua /sms
-
-rss_kb() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
-rss_emb=$(rss_kb "$pid_embedded"); rss_red=$(rss_kb "$pid_redis")
-
-ceiling=$(echo "${results[0]}" | cut -d'|' -f2)
-{
-  echo "# otpd benchmark results"
-  echo
-  echo "Measured by \`./bench/run.sh\` (wrk -t$THREADS -c$CONNECTIONS -d$DURATION, loopback; wrk and otpd share the machine) on $(date -u +%Y-%m-%d)."
-  echo
-  echo "Machine: $(nproc) cores ($(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ *//')), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, $(uname -sr), $(redis-server --version | awk '{print $3}' | tr -d 'v=')."
-  echo
-  echo "| workload | req/s | p50 | p99 | non-2xx | req/s vs /healthz |"
-  echo "|---|---|---|---|---|---|"
-  for r in "${results[@]}"; do
-    IFS='|' read -r label rps p50 p99 non2xx <<<"$r"
-    ratio=$(python3 -c "print(f'{float(\"$rps\")/float(\"$ceiling\"):.2f}')")
-    echo "| $label | $rps | $p50 | $p99 | $non2xx | ${ratio}x |"
-  done
-  echo
-  echo "Peak RSS (VmHWM) after the whole run: embedded otpd $((rss_emb / 1024)) MB, Redis otpd $((rss_red / 1024)) MB."
-  echo
-  echo "Checks use a wrong password on 1000 pre-sent phones, so every request runs the full atomic check (count the attempt, lock at the limit): non-2xx is expected there (422, then 429)."
-  if [ -f bench/notes.md ]; then echo; cat bench/notes.md; fi
-} > bench/RESULTS.md
+meta=$work/meta.json
+python3 - "$meta" <<EOF
+import json, sys
+json.dump({
+    "rounds": $ROUNDS, "threads": $THREADS, "connections": $CONNECTIONS, "duration": $DURATION,
+    "date": "$(date -u +%Y-%m-%d)",
+    "machine": "$(nproc) cores ($(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ *//'))"
+               ", $(uname -sr), redis $(redis-server --version | awk '{print $3}' | tr -d 'v='),"
+               " otpd $version",
+    "stores": {
+        "embedded": {"start_ms": "${start_ms[embedded]}", "hwm_kb": $(status_kb "${pid[embedded]}" VmHWM), "rss_kb": $(status_kb "${pid[embedded]}" VmRSS)},
+        "redis": {"start_ms": "${start_ms[redis]}", "hwm_kb": $(status_kb "${pid[redis]}" VmHWM), "rss_kb": $(status_kb "${pid[redis]}" VmRSS)},
+    },
+}, open(sys.argv[1], "w"))
+EOF
+python3 bench/report.py "$rows" "$meta" | tee "$OUT"
 echo
-cat bench/RESULTS.md
+echo "(written to $OUT)"

@@ -20,14 +20,18 @@ pub struct RedisConfig {
     /// [`RedisStore::cluster`](crate::RedisStore::cluster) only.
     /// Default empty.
     pub nodes: Vec<String>,
-    /// Most connections kept open. Default 16.
+    /// Connections to Redis per otpd process (for a cluster: connections
+    /// to every node), used in turn. Each carries any number of
+    /// concurrent calls, pipelined: one is usually best (fewer, fuller
+    /// batches cost otpd and Redis less CPU per call). Default 1.
     pub pool_size: usize,
     /// Longest wait for a new TCP connection. Default 1000.
     pub connect_timeout_ms: u64,
     /// Longest wait for a reply to one command. Default 1000.
     pub command_timeout_ms: u64,
-    /// Longest wait for a free connection when the pool is busy.
-    /// Default 1000.
+    /// Longest wait for a connection when none is open: while this call
+    /// or a concurrent one opens it (each attempt is bounded by
+    /// `connect_timeout_ms`). Default 1000.
     pub wait_timeout_ms: u64,
     /// Starts every key, so several deployments can share one Redis.
     /// No `{` or `}` (they would break the cluster hash tags). Default
@@ -40,7 +44,7 @@ impl Default for RedisConfig {
         RedisConfig {
             url: "redis://127.0.0.1:6379".to_owned(),
             nodes: Vec::new(),
-            pool_size: 16,
+            pool_size: 1,
             connect_timeout_ms: 1000,
             command_timeout_ms: 1000,
             wait_timeout_ms: 1000,
@@ -62,10 +66,15 @@ impl RedisConfig {
         Duration::from_millis(self.wait_timeout_ms)
     }
 
-    /// The budget of one whole call: get a connection (waiting for a free
-    /// one, or opening one), then run one command.
+    /// The longest a call waits for an open connection.
+    pub(crate) fn connection_wait(&self) -> Duration {
+        self.wait_timeout().max(self.connect_timeout())
+    }
+
+    /// The budget of one whole call: get an open connection (opening one,
+    /// or waiting for one being opened), then run one command.
     pub(crate) fn call_deadline(&self) -> Duration {
-        self.wait_timeout().max(self.connect_timeout()) + self.command_timeout()
+        self.connection_wait() + self.command_timeout()
     }
 }
 
@@ -129,6 +138,6 @@ mod tests {
         let config = RedisConfig::default();
         assert_eq!(config.call_deadline(), Duration::from_secs(2));
         assert_eq!(config.key_prefix, "otpd");
-        assert_eq!(config.pool_size, 16);
+        assert_eq!(config.pool_size, 1);
     }
 }

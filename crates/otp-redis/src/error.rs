@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use deadpool_redis::redis::{self, ErrorKind, ServerErrorKind};
-use deadpool_redis::PoolError;
+use redis::{ErrorKind, ServerErrorKind};
+
 use otp_domain::{DeliveryError, FieldError, StoreError};
 
 /// The provider name of the queue sender in a [`DeliveryError`].
@@ -23,13 +23,10 @@ pub enum RedisStoreError {
     /// A URL in the config does not parse.
     #[error("invalid redis url")]
     Url(#[source] redis::RedisError),
-    /// The pool could not be built from the config.
-    #[error("cannot build the redis pool")]
-    Build(#[source] deadpool_redis::BuildError),
-    /// No connection: Redis is down, refused us, or every connection was
-    /// busy for too long.
+    /// No connection: Redis is down, refused us, or did not complete the
+    /// handshake (a wrong password, TLS).
     #[error("no redis connection")]
-    Pool(#[source] deadpool_redis::PoolError),
+    Connect(#[source] redis::RedisError),
     /// A command failed on the wire or on the server.
     #[error("redis command failed")]
     Command(#[source] redis::RedisError),
@@ -68,10 +65,8 @@ impl RedisStoreError {
                 )
         }
         match self {
-            RedisStoreError::Timeout(_) | RedisStoreError::Pool(PoolError::Timeout(_)) => true,
-            RedisStoreError::Pool(PoolError::Backend(e)) | RedisStoreError::Command(e) => {
-                passing(e)
-            }
+            RedisStoreError::Timeout(_) => true,
+            RedisStoreError::Connect(e) | RedisStoreError::Command(e) => passing(e),
             _ => false,
         }
     }
@@ -83,9 +78,7 @@ impl RedisStoreError {
 impl From<RedisStoreError> for DeliveryError {
     fn from(e: RedisStoreError) -> Self {
         let code = match &e {
-            RedisStoreError::Pool(PoolError::Backend(inner)) | RedisStoreError::Command(inner) => {
-                inner.code()
-            }
+            RedisStoreError::Connect(inner) | RedisStoreError::Command(inner) => inner.code(),
             _ => None,
         };
         DeliveryError {
@@ -108,8 +101,8 @@ impl From<RedisStoreError> for StoreError {
             RedisStoreError::Command(ref inner) if RedisStoreError::is_corrupt_data(inner) => {
                 StoreError::Corrupt(inner.to_string())
             }
-            // Everything else may pass: a restart, a failover, a full
-            // pool. Callers answer 503 and the client retries.
+            // Everything else may pass: a restart, a failover, a slow
+            // Redis. Callers answer 503 and the client retries.
             other => StoreError::Unavailable(Box::new(other)),
         }
     }
@@ -141,7 +134,7 @@ mod tests {
     fn outages_are_transient_deliveries_and_refusals_are_not() {
         let refused =
             redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
-        let e = DeliveryError::from(RedisStoreError::Pool(PoolError::Backend(refused)));
+        let e = DeliveryError::from(RedisStoreError::Connect(refused));
         assert!(e.transient, "{e:?}");
         assert_eq!(e.provider, "redis-queue");
         let e = DeliveryError::from(RedisStoreError::Timeout(Duration::from_secs(2)));

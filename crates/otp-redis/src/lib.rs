@@ -1,5 +1,6 @@
 //! The Redis [`CodeStore`] of otpd, for several otpd instances sharing one
-//! store: standalone Redis or Redis Cluster, through deadpool-redis pools.
+//! store: standalone Redis or Redis Cluster, over a few shared connections
+//! that pipeline concurrent calls (one round trip per operation).
 //!
 //! Every rule of the port that reads and then writes is one Lua script,
 //! so it runs atomically inside Redis however many instances call it. The
@@ -10,10 +11,13 @@
 //! a sweeper.
 //!
 //! # Layout
-//! - [`RedisStore`]: builds the pool and implements the port; each call
-//!   gets a connection, runs one script, and gives up after the config's
-//!   time budget with `StoreError::Unavailable`.
-//! - [`RedisConfig`]: URLs, pool size, timeouts and the key prefix
+//! - [`RedisStore`]: implements the port; each call sends one script on a
+//!   shared connection, and gives up after the config's time budget with
+//!   `StoreError::Unavailable`.
+//! - `link`: the shared connections (redis-rs multiplexed connections, or
+//!   one async cluster connection each), opened on first use and replaced
+//!   when a call finds one broken; why not a pool is in its doc.
+//! - [`RedisConfig`]: URLs, connection count, timeouts and the key prefix
 //!   (serde, unknown keys refused).
 //! - [`RedisStoreError`]: this adapter's errors, converted to
 //!   [`StoreError`] at the port.
@@ -55,74 +59,39 @@
 mod config;
 mod error;
 mod keys;
+mod link;
 pub mod queue;
 mod scripts;
+
+use std::sync::Arc;
 
 use std::future::Future;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use deadpool_redis::redis::aio::ConnectionLike;
-use deadpool_redis::redis::{self, AsyncConnectionConfig, Cmd, FromRedisValue, Pipeline, Value};
-use deadpool_redis::{cluster, Runtime};
 use otp_domain::ports::{
     CheckOutcome, CodeRecord, CodeStore, HitOutcome, PairingOutcome, PutOutcome, RateBucket,
     TakeOutcome, Timestamp,
 };
 use otp_domain::{ChatId, CodeDigest, StoreError};
+use redis::cluster::ClusterClient;
+use redis::{AsyncConnectionConfig, Client, FromRedisValue};
 
 pub use config::RedisConfig;
 pub use error::RedisStoreError;
 pub use queue::{QueueConfig, RedisQueueSender};
 
 use keys::Keys;
+use link::{Conn, Connector, Link};
 
-/// A [`CodeStore`] on Redis. Cheap to clone: clones share the pool.
+/// A [`CodeStore`] on Redis. Cheap to clone: clones share the
+/// connections.
 #[derive(Clone)]
 pub struct RedisStore {
-    pool: Pool,
+    link: Arc<Link>,
+    mode: &'static str,
     keys: Keys,
     deadline: Duration,
-}
-
-#[derive(Clone)]
-enum Pool {
-    Standalone(deadpool_redis::Pool),
-    Cluster(cluster::Pool),
-}
-
-/// A pooled connection of either kind, so the scripts run on both.
-enum Conn {
-    Standalone(deadpool_redis::Connection),
-    Cluster(cluster::Connection),
-}
-
-impl ConnectionLike for Conn {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> redis::RedisFuture<'a, Value> {
-        match self {
-            Conn::Standalone(c) => c.req_packed_command(cmd),
-            Conn::Cluster(c) => c.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        cmd: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> redis::RedisFuture<'a, Vec<Value>> {
-        match self {
-            Conn::Standalone(c) => c.req_packed_commands(cmd, offset, count),
-            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Conn::Standalone(c) => c.get_db(),
-            Conn::Cluster(c) => c.get_db(),
-        }
-    }
 }
 
 impl RedisStore {
@@ -134,23 +103,21 @@ impl RedisStore {
     pub fn standalone(config: &RedisConfig) -> Result<Self, RedisStoreError> {
         let keys = Keys::new(&config.key_prefix)?;
         prepare_tls([config.url.as_str()]);
+        let client = Client::open(config.url.as_str()).map_err(RedisStoreError::Url)?;
         let connection = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(config.connect_timeout()))
             .set_response_timeout(Some(config.command_timeout()));
-        let manager = deadpool_redis::Manager::new_with_config(config.url.as_str(), connection)
-            .map_err(RedisStoreError::Url)?;
-        let pool = deadpool_redis::Pool::builder(manager)
-            .max_size(pool_size(config)?)
-            .wait_timeout(Some(config.wait_timeout()))
-            .create_timeout(Some(config.connect_timeout()))
-            // Recycling sends a PING: a dead connection fails it and is
-            // replaced, which is how the store heals after an outage.
-            .recycle_timeout(Some(config.command_timeout()))
-            .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(RedisStoreError::Build)?;
+        let connector = Connector::Standalone {
+            client,
+            config: connection,
+        };
         Ok(RedisStore {
-            pool: Pool::Standalone(pool),
+            link: Arc::new(Link::new(
+                connector,
+                pool_size(config)?,
+                config.connection_wait(),
+            )),
+            mode: "standalone",
             keys,
             deadline: config.call_deadline(),
         })
@@ -171,25 +138,24 @@ impl RedisStore {
         }
         let nodes: Vec<&str> = config.nodes.iter().map(String::as_str).collect();
         prepare_tls(nodes.iter().copied());
-        // deadpool's cluster manager takes no per-connection timeouts, so
-        // the per-call deadline (see `run`) is what bounds a slow cluster.
-        let manager = cluster::Manager::new(nodes, false).map_err(RedisStoreError::Url)?;
-        let pool = cluster::Pool::builder(manager)
-            .max_size(pool_size(config)?)
-            .wait_timeout(Some(config.wait_timeout()))
-            .create_timeout(Some(config.connect_timeout()))
-            .recycle_timeout(Some(config.command_timeout()))
-            .runtime(Runtime::Tokio1)
+        let client = ClusterClient::builder(nodes)
+            .connection_timeout(config.connect_timeout())
+            .response_timeout(config.command_timeout())
             .build()
-            .map_err(RedisStoreError::Build)?;
+            .map_err(RedisStoreError::Url)?;
         Ok(RedisStore {
-            pool: Pool::Cluster(pool),
+            link: Arc::new(Link::new(
+                Connector::Cluster(client),
+                pool_size(config)?,
+                config.connection_wait(),
+            )),
+            mode: "cluster",
             keys,
             deadline: config.call_deadline(),
         })
     }
 
-    /// Runs `work` on a pooled connection within the call's time budget.
+    /// Runs `work` on a shared connection within the call's time budget.
     /// When the budget runs out mid-script, the script may or may not have
     /// run; the caller sees `Unavailable` either way, as with any lost
     /// reply.
@@ -198,16 +164,7 @@ impl RedisStore {
         F: FnOnce(Conn) -> Fut,
         Fut: Future<Output = Result<T, redis::RedisError>>,
     {
-        let call = async {
-            let conn = match &self.pool {
-                Pool::Standalone(p) => {
-                    Conn::Standalone(p.get().await.map_err(RedisStoreError::Pool)?)
-                }
-                Pool::Cluster(p) => Conn::Cluster(p.get().await.map_err(RedisStoreError::Pool)?),
-            };
-            work(conn).await.map_err(RedisStoreError::Command)
-        };
-        tokio::time::timeout(self.deadline, call)
+        tokio::time::timeout(self.deadline, self.link.run(work))
             .await
             .map_err(|_| RedisStoreError::Timeout(self.deadline))?
     }
@@ -411,22 +368,25 @@ impl CodeStore for RedisStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.run(|mut conn| async move { redis::cmd("PING").query_async::<()>(&mut conn).await })
-            .await?;
+        // A PING may run twice, so one that meets a connection Redis closed
+        // while otpd was idle (a Redis restart) tries again on a new one,
+        // and readiness does not flap once Redis is back.
+        let ping = self.link.run_idempotent(|mut conn| async move {
+            redis::cmd("PING").query_async::<()>(&mut conn).await
+        });
+        tokio::time::timeout(self.deadline, ping)
+            .await
+            .map_err(|_| RedisStoreError::Timeout(self.deadline))??;
         Ok(())
     }
 }
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (mode, status) = match &self.pool {
-            Pool::Standalone(p) => ("standalone", p.status()),
-            Pool::Cluster(p) => ("cluster", p.status()),
-        };
         f.debug_struct("RedisStore")
-            .field("mode", &mode)
+            .field("mode", &self.mode)
             .field("keys", &self.keys)
-            .field("pool", &status)
+            .field("open_connections", &self.link.open())
             .field("deadline", &self.deadline)
             .finish()
     }

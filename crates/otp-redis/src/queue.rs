@@ -38,18 +38,17 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use deadpool_redis::redis::{self, AsyncConnectionConfig, IntoConnectionInfo};
-use deadpool_redis::Runtime;
 use otp_domain::ports::{Clock, OutgoingMessage, Sender, SystemClock};
 use otp_domain::{DeliveryError, FieldError, FieldProblem};
+use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo};
 use serde::Deserialize;
 
 use crate::config::redact_url;
+use crate::link::{Connector, Link};
 use crate::RedisStoreError;
 
-/// One sender sends one job at a time per request; a few connections
-/// cover many concurrent requests, since each XADD is quick.
-const POOL_SIZE: usize = 8;
+/// One shared connection pipelines the XADDs of concurrent sends.
+const CONNECTIONS: usize = 1;
 
 /// Where to queue jobs.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -124,10 +123,10 @@ impl fmt::Debug for QueueConfig {
 }
 
 /// A [`Sender`] that queues jobs on a Redis Stream; see the module doc
-/// for the job format. Cheap to clone: clones share the pool.
+/// for the job format. Cheap to clone: clones share the connection.
 #[derive(Clone)]
 pub struct RedisQueueSender {
-    pool: deadpool_redis::Pool,
+    link: std::sync::Arc<Link>,
     url: String,
     stream: String,
     maxlen: u64,
@@ -140,29 +139,27 @@ impl RedisQueueSender {
     ///
     /// # Errors
     /// `RedisStoreError::Setting` for a bad setting (see
-    /// [`QueueConfig::validate`]), `Url` or `Build` when deadpool refuses
-    /// it.
+    /// [`QueueConfig::validate`]), `Url` when redis-rs refuses the URL.
     pub fn new(config: &QueueConfig) -> Result<Self, RedisStoreError> {
         config.validate().map_err(RedisStoreError::Setting)?;
         crate::prepare_tls([config.url.as_str()]);
         let timeout = config.timeout();
+        let client = Client::open(config.url.as_str()).map_err(RedisStoreError::Url)?;
         let connection = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout));
-        let manager = deadpool_redis::Manager::new_with_config(config.url.as_str(), connection)
-            .map_err(RedisStoreError::Url)?;
-        let pool = deadpool_redis::Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .wait_timeout(Some(timeout))
-            .create_timeout(Some(timeout))
-            // Recycling PINGs, so a connection that died in an outage is
-            // replaced instead of failing the next send.
-            .recycle_timeout(Some(timeout))
-            .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(RedisStoreError::Build)?;
+        // A connection that broke in an outage is replaced by the send
+        // after the one that found it broken (see `link`).
+        let link = Link::new(
+            Connector::Standalone {
+                client,
+                config: connection,
+            },
+            CONNECTIONS,
+            timeout,
+        );
         Ok(RedisQueueSender {
-            pool,
+            link: std::sync::Arc::new(link),
             url: config.url.clone(),
             stream: config.stream.clone(),
             maxlen: config.maxlen,
@@ -180,12 +177,9 @@ impl RedisQueueSender {
             cmd.arg("MAXLEN").arg("~").arg(self.maxlen);
         }
         cmd.arg("*").arg("job").arg(job);
-        let call = async {
-            let mut conn = self.pool.get().await.map_err(RedisStoreError::Pool)?;
-            cmd.query_async::<String>(&mut conn)
-                .await
-                .map_err(RedisStoreError::Command)
-        };
+        let call = self
+            .link
+            .run(|mut conn| async move { cmd.query_async::<String>(&mut conn).await });
         tokio::time::timeout(self.timeout, call)
             .await
             .map_err(|_| RedisStoreError::Timeout(self.timeout))??;
@@ -228,7 +222,7 @@ impl fmt::Debug for RedisQueueSender {
             .field("stream", &self.stream)
             .field("maxlen", &self.maxlen)
             .field("timeout", &self.timeout)
-            .field("pool", &self.pool.status())
+            .field("open_connections", &self.link.open())
             .finish()
     }
 }

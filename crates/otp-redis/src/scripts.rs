@@ -4,7 +4,7 @@
 
 use std::sync::LazyLock;
 
-use deadpool_redis::redis::Script;
+use redis::Script;
 
 pub(crate) static PUT_CODE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use deadpool_redis::redis;
 use otp_domain::ports::{CheckOutcome, CodeRecord, CodeStore, PutOutcome};
 use otp_domain::CodeDigest;
 use otp_redis::RedisStore;

@@ -135,3 +135,49 @@ async fn a_code_survives_a_redis_crash_with_an_fsynced_aof() {
     };
     assert_eq!(got, CheckOutcome::Approved);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restart_while_idle_readiness_holds_and_each_connection_fails_at_most_once() {
+    // The default single connection, and several.
+    for pool_size in [1, 3] {
+        let mut server = RedisServer::start();
+        let config = otp_redis::RedisConfig {
+            pool_size,
+            ..server.config("otpd")
+        };
+        let store = RedisStore::standalone(&config).expect("store");
+        let key = "sms:+77011234567";
+        // Open every connection.
+        for _ in 0..2 * pool_size {
+            store
+                .put_code(key, record(1, now_ms()), &[], now_ms())
+                .await
+                .expect("put");
+        }
+
+        // Redis goes away and comes back while otpd sends nothing, so
+        // every connection otpd holds is dead when it next uses it.
+        server.restart();
+        store.ping().await.expect("ready right after the restart");
+        let mut failed = 0;
+        for _ in 0..2 * pool_size {
+            match store
+                .put_code(key, record(2, now_ms()), &[], now_ms())
+                .await
+            {
+                Ok(out) => assert_eq!(out, PutOutcome::Stored),
+                Err(StoreError::Unavailable(_)) => failed += 1,
+                Err(e) => panic!("unexpected {e:?}"),
+            }
+        }
+        // The ping replaced one connection; each other one failed once.
+        assert_eq!(failed, pool_size - 1, "with {pool_size} connections");
+        for _ in 0..2 * pool_size {
+            let out = store
+                .put_code(key, record(3, now_ms()), &[], now_ms())
+                .await
+                .expect("every connection was replaced");
+            assert_eq!(out, PutOutcome::Stored);
+        }
+    }
+}

@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use deadpool_redis::redis;
 use otp_domain::ports::{OutgoingMessage, Sender};
 use otp_domain::{Channel, DeliveryError, Destination};
 use otp_redis::{QueueConfig, RedisQueueSender};

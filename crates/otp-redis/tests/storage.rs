@@ -6,13 +6,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use deadpool_redis::redis::{self, AsyncCommands};
 use otp_domain::ports::{
     CheckOutcome, CodeRecord, CodeStore, HitOutcome, PutOutcome, RateBucket, TakeOutcome,
 };
 use otp_domain::{ChatId, Code, CodeHasher, StoreError};
 use otp_redis::RedisStore;
 use otp_testkit::redis::RedisServer;
+use redis::AsyncCommands;
 use support::StoreConfig;
 
 mod support;
@@ -256,4 +256,64 @@ async fn two_pools_racing_100_correct_checks_approve_exactly_one() {
         }
     }
     assert_eq!(approved, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_share_the_configured_connections_and_send_one_command_each() {
+    let server = RedisServer::start();
+    let config = server.config("otpd");
+    let store = Arc::new(RedisStore::standalone(&config).expect("store"));
+    let hasher = CodeHasher::new(vec![3u8; 32]);
+    let now = now_ms();
+    // Load the scripts first, so the counts below are of calls alone.
+    let warm = record(&hasher, "sms:+1", "1111", now);
+    store.put_code("sms:+1", warm, &[], now).await.expect("put");
+    store
+        .check_code("sms:+1", &warm.digest, now)
+        .await
+        .expect("check");
+    let mut conn = plain_connection(&server).await;
+    redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async::<()>(&mut conn)
+        .await
+        .expect("CONFIG RESETSTAT");
+
+    let calls: Vec<_> = (0..200)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            let key = format!("sms:+7701{i:07}");
+            let digest = hasher.code(&key, &Code::parse("123456").expect("code"));
+            tokio::spawn(async move { store.check_code(&key, &digest, now).await })
+        })
+        .collect();
+    for call in calls {
+        let got = call.await.expect("task").expect("check");
+        assert_eq!(got, CheckOutcome::NotFound);
+    }
+
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .expect("INFO");
+    let calls_of = |command: &str| -> u64 {
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    // One EVALSHA per call, and nothing else: no health check per call.
+    assert_eq!(calls_of("evalsha"), 200, "{stats}");
+    assert_eq!(calls_of("ping"), 0, "{stats}");
+    assert_eq!(calls_of("unwatch"), 0, "{stats}");
+    // The store's connections, and this test's own.
+    let clients: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut conn)
+        .await
+        .expect("CLIENT LIST");
+    assert_eq!(clients.lines().count(), config.pool_size + 1, "{clients}");
 }

@@ -243,4 +243,12 @@ fn a_sent_code_appears_live_in_the_outbox_and_checks_out() {
         &json!({"phone": "+77011234567", "password": code}).to_string(),
     );
     assert_eq!((status, &body["status"]), (200, &json!("approved")));
+
+    // The same message as JSON, for tests of integrating apps.
+    let (status, messages) = otpd.request("GET", "/outbox/messages?channel=sms", &[], "");
+    assert_eq!(status, 200);
+    assert_eq!(messages[0]["code"], json!(code));
+    assert_eq!(messages[0]["to"], json!("+77011234567"));
+    let (status, emails) = otpd.request("GET", "/outbox/messages?channel=email", &[], "");
+    assert_eq!((status, emails), (200, json!([])), "the filter applies");
 }

@@ -88,7 +88,7 @@ pub struct EmbeddedOptions {
 impl Default for EmbeddedOptions {
     fn default() -> Self {
         EmbeddedOptions {
-            cache_size_bytes: 16 * 1024 * 1024,
+            cache_size_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -232,6 +232,9 @@ fn hit_buckets(
     buckets: &[RateBucket],
     now: Timestamp,
 ) -> Result<Result<(), u64>, EmbeddedError> {
+    if buckets.is_empty() {
+        return Ok(Ok(()));
+    }
     let mut table = txn.open_table(BUCKETS)?;
     let mut current = Vec::with_capacity(buckets.len());
     for b in buckets {

@@ -718,6 +718,25 @@ async fn test_destinations_store_the_fixed_code_and_send_nothing() {
     )));
 }
 
+#[test]
+fn a_check_target_is_a_test_destination_however_its_number_was_typed() {
+    let mut policy = policy();
+    policy
+        .test_destinations
+        .insert("sms:+442079460958".into(), code("424242"));
+    let svc = service_with(
+        MockCodeStore::new(),
+        senders_with(Channel::Sms, silent_sender()),
+        Arc::new(MockCodeGenerator::new()),
+        policy,
+    );
+    assert!(svc.is_test_target(&check_target("+442079460958", None)));
+    assert!(svc.is_test_target(&check_target("+44 (0)20 7946 0958", None)));
+    assert!(!svc.is_test_target(&check_target("+442079460959", None)));
+    let call = CheckTarget::parse_in(Channel::Call, "+442079460958", None).expect("valid");
+    assert!(!svc.is_test_target(&call));
+}
+
 #[tokio::test]
 async fn each_webhook_update_is_handled_once() {
     let seen = std::sync::atomic::AtomicBool::new(false);

@@ -15,7 +15,11 @@ use crate::ports::{
     CheckOutcome, CodeRecord, CodeStore, HitOutcome, PairingOutcome, PutOutcome, RateBucket,
     TakeOutcome,
 };
-use crate::types::ChatId;
+use crate::types::{Channel, ChatId, Destination};
+use crate::verification::{
+    AttemptOutcome, CancelOutcome, CancelReason, DeliveryAttempt, EventSettle, EventType,
+    IdempotencyBegin, Status, StoredEvent, Verification, VerificationId,
+};
 
 const NOW: u64 = 1_800_000_000_000;
 
@@ -28,7 +32,9 @@ fn unique(name: &str) -> String {
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("contract:{name}:{nanos}:{n}")
+    // A real destination key (see `Destination::key`), as the service
+    // writes them: a verification names its code by it.
+    format!("email:{name}.{nanos}.{n}@contract.example")
 }
 
 fn digest(byte: u8) -> CodeDigest {
@@ -54,7 +60,37 @@ fn record(d: CodeDigest, max_attempts: u32) -> CodeRecord {
         expires_at: NOW + 60_000,
         attempts: 0,
         max_attempts,
+        verification: fresh_id(),
     }
+}
+
+/// A verification id nobody else uses.
+fn fresh_id() -> VerificationId {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&(nanos as u64).to_be_bytes());
+    bytes[8..].copy_from_slice(&n.to_be_bytes());
+    bytes[0] ^= 0x5a;
+    VerificationId::from_bytes(bytes)
+}
+
+/// The pending verification a send of `record` to `key` stores.
+fn verification_of(key: &str, record: &CodeRecord, created_at: u64) -> Verification {
+    let address = key.split_once(':').map_or(key, |(_, a)| a);
+    let destination = Destination::parse(Channel::Email, address)
+        .unwrap_or_else(|e| panic!("contract keys are email destinations: {e}"));
+    Verification::new(
+        record.verification,
+        &destination,
+        created_at,
+        record.expires_at,
+        record.max_attempts,
+        86_400_000,
+    )
 }
 
 fn chat(n: i64) -> ChatId {
@@ -71,7 +107,10 @@ async fn put(
     b: &[RateBucket],
     now: u64,
 ) -> PutOutcome {
-    match store.put_code(key, r, b, now).await {
+    match store
+        .put_code(key, r, &verification_of(key, &r, now), b, now)
+        .await
+    {
         Ok(o) => o,
         Err(e) => panic!("put_code failed: {e:?}"),
     }
@@ -108,6 +147,17 @@ pub async fn run_all(store: Arc<dyn CodeStore>) {
     a_single_bucket_counts_until_full(s).await;
     concurrent_correct_checks_approve_exactly_once(store.clone()).await;
     ping_answers(s).await;
+    a_send_records_a_pending_verification(s).await;
+    approval_ends_the_verification_with_one_event(s).await;
+    the_last_wrong_check_ends_it_as_max_attempts_reached(s).await;
+    a_replacing_send_cancels_the_old_verification(s).await;
+    a_failed_delivery_ends_it_as_failed(s).await;
+    a_verification_is_canceled_once_and_its_code_dies(s).await;
+    a_check_of_an_expired_code_ends_it_as_expired(s).await;
+    concurrent_sweeps_expire_each_verification_once(store.clone()).await;
+    claimed_events_are_leased_retried_and_settled(s).await;
+    concurrent_claims_hand_each_event_out_once(store.clone()).await;
+    idempotency_keys_start_once_and_replay(s).await;
 }
 
 pub async fn a_code_is_single_use(s: &dyn CodeStore) {
@@ -232,10 +282,14 @@ pub async fn buckets_limit_sends_and_refusals_change_nothing(s: &dyn CodeStore) 
 pub async fn discard_removes_only_the_same_code(s: &dyn CodeStore) {
     let key = unique("discard");
     put(s, &key, record(digest(1), 5), &[], NOW).await;
-    s.discard_code(&key, &digest(2)).await.expect("discard");
+    s.discard_code(&key, &digest(2), None, NOW)
+        .await
+        .expect("discard");
     assert_eq!(check(s, &key, digest(1), NOW).await, CheckOutcome::Approved);
     put(s, &key, record(digest(1), 5), &[], NOW).await;
-    s.discard_code(&key, &digest(1)).await.expect("discard");
+    s.discard_code(&key, &digest(1), None, NOW)
+        .await
+        .expect("discard");
     assert_eq!(check(s, &key, digest(1), NOW).await, CheckOutcome::NotFound);
 }
 
@@ -420,4 +474,464 @@ pub async fn concurrent_correct_checks_approve_exactly_once(store: Arc<dyn CodeS
 
 pub async fn ping_answers(s: &dyn CodeStore) {
     s.ping().await.expect("ping");
+}
+
+// ---- verifications and events ------------------------------------------
+
+/// Puts a fresh code under a fresh key and returns the key, its record and
+/// verification id.
+async fn send(s: &dyn CodeStore, name: &str, max_attempts: u32, now: u64) -> (String, CodeRecord) {
+    let key = unique(name);
+    let r = record(digest(1), max_attempts);
+    assert_eq!(put(s, &key, r, &[], now).await, PutOutcome::Stored);
+    (key, r)
+}
+
+async fn get(s: &dyn CodeStore, id: &VerificationId) -> Verification {
+    match s.verification(id).await {
+        Ok(Some(v)) => v,
+        other => panic!("verification {id} is not there: {other:?}"),
+    }
+}
+
+fn delivered_attempt(at: u64) -> DeliveryAttempt {
+    DeliveryAttempt {
+        provider: "contract".into(),
+        outcome: AttemptOutcome::Delivered,
+        at,
+        error: None,
+    }
+}
+
+/// Every outbox event of verification `id` that is due at `now`, leasing
+/// them for 1 ms only, so that other tests on a shared backend barely
+/// notice.
+async fn events_of(s: &dyn CodeStore, id: &VerificationId, now: u64) -> Vec<StoredEvent> {
+    let all = s.claim_events(now, 1, 100_000).await.expect("claim_events");
+    let mut ours: Vec<StoredEvent> = all
+        .into_iter()
+        .filter(|e| e.verification.id == *id)
+        .collect();
+    ours.sort_by_key(|e| e.id.rsplit('_').next().and_then(|n| n.parse::<u32>().ok()));
+    ours
+}
+
+fn kinds(events: &[StoredEvent]) -> Vec<EventType> {
+    events.iter().map(|e| e.kind).collect()
+}
+
+pub async fn a_send_records_a_pending_verification(s: &dyn CodeStore) {
+    let (key, r) = send(s, "vrf-pending", 5, NOW).await;
+    let id = r.verification;
+    let v = get(s, &id).await;
+    assert_eq!(v.status, Status::Pending);
+    assert_eq!(v.expires_at, r.expires_at);
+    assert_eq!(v.created_at, NOW);
+    assert_eq!(v.code_key(), key);
+    let latest = s.latest_verification(&key).await.expect("latest");
+    assert_eq!(latest.map(|v| v.id), Some(id));
+    // No event before the delivery.
+    assert!(events_of(s, &id, NOW + 10).await.is_empty());
+    s.delivered(&id, &[delivered_attempt(NOW + 5)], NOW + 5)
+        .await
+        .expect("delivered");
+    let events = events_of(s, &id, NOW + 10).await;
+    assert_eq!(kinds(&events), [EventType::Pending]);
+    assert_eq!(
+        events[0].verification.deliveries,
+        [delivered_attempt(NOW + 5)]
+    );
+    assert_eq!(events[0].time, NOW + 5);
+    assert_eq!(get(s, &id).await.deliveries, [delivered_attempt(NOW + 5)]);
+    assert_eq!(
+        s.latest_verification(&unique("vrf-none"))
+            .await
+            .expect("latest"),
+        None
+    );
+    assert_eq!(s.verification(&fresh_id()).await.expect("get"), None);
+}
+
+pub async fn approval_ends_the_verification_with_one_event(s: &dyn CodeStore) {
+    let (key, r) = send(s, "vrf-approve", 5, NOW).await;
+    let id = r.verification;
+    assert_eq!(
+        check(s, &key, digest(2), NOW + 1).await,
+        CheckOutcome::Mismatch { attempts_left: 4 }
+    );
+    assert_eq!(get(s, &id).await.attempts, 1);
+    assert_eq!(
+        check(s, &key, digest(1), NOW + 2).await,
+        CheckOutcome::Approved
+    );
+    let v = get(s, &id).await;
+    assert_eq!(
+        (v.status, v.ended_at, v.attempts),
+        (Status::Approved, Some(NOW + 2), 1)
+    );
+    assert_eq!(
+        check(s, &key, digest(1), NOW + 3).await,
+        CheckOutcome::NotFound
+    );
+    let events = events_of(s, &id, NOW + 10).await;
+    assert_eq!(kinds(&events), [EventType::Approved]);
+    assert_eq!(events[0].verification.status, Status::Approved);
+}
+
+pub async fn the_last_wrong_check_ends_it_as_max_attempts_reached(s: &dyn CodeStore) {
+    let (key, r) = send(s, "vrf-max", 2, NOW).await;
+    let id = r.verification;
+    check(s, &key, digest(2), NOW + 1).await;
+    assert_eq!(get(s, &id).await.status, Status::Pending);
+    assert_eq!(
+        check(s, &key, digest(2), NOW + 2).await,
+        CheckOutcome::Mismatch { attempts_left: 0 }
+    );
+    assert_eq!(
+        check(s, &key, digest(1), NOW + 3).await,
+        CheckOutcome::Locked
+    );
+    let v = get(s, &id).await;
+    assert_eq!(
+        (v.status, v.attempts, v.ended_at),
+        (Status::MaxAttemptsReached, 2, Some(NOW + 2))
+    );
+    assert_eq!(
+        kinds(&events_of(s, &id, NOW + 10).await),
+        [EventType::MaxAttemptsReached]
+    );
+}
+
+pub async fn a_replacing_send_cancels_the_old_verification(s: &dyn CodeStore) {
+    let (key, first) = send(s, "vrf-replace", 5, NOW).await;
+    let second = record(digest(2), 5);
+    assert_eq!(put(s, &key, second, &[], NOW + 1).await, PutOutcome::Stored);
+    let old = get(s, &first.verification).await;
+    assert_eq!(
+        (old.status, old.reason, old.ended_at),
+        (
+            Status::Canceled,
+            Some(CancelReason::Replaced),
+            Some(NOW + 1)
+        )
+    );
+    assert_eq!(get(s, &second.verification).await.status, Status::Pending);
+    let latest = s.latest_verification(&key).await.expect("latest");
+    assert_eq!(latest.map(|v| v.id), Some(second.verification));
+    assert_eq!(
+        kinds(&events_of(s, &first.verification, NOW + 10).await),
+        [EventType::Canceled]
+    );
+    // An approved code replaced later: its verification stays approved.
+    assert_eq!(
+        check(s, &key, digest(2), NOW + 2).await,
+        CheckOutcome::Approved
+    );
+    put(s, &key, record(digest(3), 5), &[], NOW + 3).await;
+    assert_eq!(get(s, &second.verification).await.status, Status::Approved);
+}
+
+pub async fn a_failed_delivery_ends_it_as_failed(s: &dyn CodeStore) {
+    let (key, r) = send(s, "vrf-failed", 5, NOW).await;
+    let id = r.verification;
+    let attempt = DeliveryAttempt {
+        provider: "contract".into(),
+        outcome: AttemptOutcome::Failed,
+        at: NOW + 1,
+        error: Some("HTTP 503".into()),
+    };
+    s.discard_code(
+        &key,
+        &digest(1),
+        Some(std::slice::from_ref(&attempt)),
+        NOW + 1,
+    )
+    .await
+    .expect("discard");
+    assert_eq!(
+        check(s, &key, digest(1), NOW + 2).await,
+        CheckOutcome::NotFound
+    );
+    let v = get(s, &id).await;
+    assert_eq!((v.status, v.ended_at), (Status::Failed, Some(NOW + 1)));
+    assert_eq!(v.deliveries, [attempt]);
+    assert_eq!(
+        kinds(&events_of(s, &id, NOW + 10).await),
+        [EventType::DeliveryFailed, EventType::Failed]
+    );
+    // A send that a limit refused after its code was stored never existed.
+    let (key, r) = send(s, "vrf-refused", 5, NOW).await;
+    s.discard_code(&key, &digest(1), None, NOW + 1)
+        .await
+        .expect("discard");
+    assert_eq!(s.verification(&r.verification).await.expect("get"), None);
+    assert!(events_of(s, &r.verification, NOW + 10).await.is_empty());
+}
+
+pub async fn a_verification_is_canceled_once_and_its_code_dies(s: &dyn CodeStore) {
+    let (key, r) = send(s, "vrf-cancel", 5, NOW).await;
+    let id = r.verification;
+    let canceled = match s.cancel_verification(&id, NOW + 1).await.expect("cancel") {
+        CancelOutcome::Canceled(v) => v,
+        other => panic!("expected Canceled, got {other:?}"),
+    };
+    assert_eq!(
+        (canceled.status, canceled.reason, canceled.ended_at),
+        (Status::Canceled, Some(CancelReason::Api), Some(NOW + 1))
+    );
+    assert_eq!(
+        check(s, &key, digest(1), NOW + 2).await,
+        CheckOutcome::NotFound
+    );
+    match s.cancel_verification(&id, NOW + 3).await.expect("cancel") {
+        CancelOutcome::AlreadyEnded(v) => assert_eq!(v.status, Status::Canceled),
+        other => panic!("expected AlreadyEnded, got {other:?}"),
+    }
+    assert_eq!(
+        s.cancel_verification(&fresh_id(), NOW)
+            .await
+            .expect("cancel"),
+        CancelOutcome::NotFound
+    );
+    assert_eq!(
+        kinds(&events_of(s, &id, NOW + 10).await),
+        [EventType::Canceled]
+    );
+    // Past its expiry, a pending verification ends as expired instead.
+    let (_, r) = send(s, "vrf-cancel-late", 5, NOW).await;
+    match s
+        .cancel_verification(&r.verification, r.expires_at)
+        .await
+        .expect("cancel")
+    {
+        CancelOutcome::AlreadyEnded(v) => assert_eq!(v.status, Status::Expired),
+        other => panic!("expected AlreadyEnded, got {other:?}"),
+    }
+    assert_eq!(
+        kinds(&events_of(s, &r.verification, r.expires_at + 10).await),
+        [EventType::Expired]
+    );
+}
+
+pub async fn a_check_of_an_expired_code_ends_it_as_expired(s: &dyn CodeStore) {
+    // Times before every other contract test's, so that a sweep here
+    // touches no other test's verifications on a shared backend.
+    let t0 = NOW - 5_000_000;
+    let (key, r) = send_at(s, "vrf-expired-check", t0).await;
+    assert_eq!(
+        check(s, &key, digest(1), r.expires_at).await,
+        CheckOutcome::NotFound
+    );
+    let v = get(s, &r.verification).await;
+    assert_eq!(
+        (v.status, v.ended_at),
+        (Status::Expired, Some(r.expires_at))
+    );
+    // A sweep later writes no second event.
+    s.sweep(r.expires_at + 1, 100_000).await.expect("sweep");
+    assert_eq!(
+        kinds(&events_of(s, &r.verification, r.expires_at + 10).await),
+        [EventType::Expired]
+    );
+}
+
+/// A send at `t0` whose code lives 1 s.
+async fn send_at(s: &dyn CodeStore, name: &str, t0: u64) -> (String, CodeRecord) {
+    let key = unique(name);
+    let r = CodeRecord {
+        expires_at: t0 + 1_000,
+        ..record(digest(1), 5)
+    };
+    assert_eq!(put(s, &key, r, &[], t0).await, PutOutcome::Stored);
+    (key, r)
+}
+
+pub async fn concurrent_sweeps_expire_each_verification_once(store: Arc<dyn CodeStore>) {
+    let t0 = NOW - 4_000_000;
+    let mut sent = Vec::new();
+    for i in 0..20 {
+        sent.push(send_at(store.as_ref(), &format!("vrf-sweep{i}"), t0).await);
+    }
+    // One of them was approved before it ran out: never expired.
+    let (approved_key, approved) = sent.pop().expect("twenty");
+    assert_eq!(
+        check(store.as_ref(), &approved_key, digest(1), t0 + 10).await,
+        CheckOutcome::Approved
+    );
+    // Not due yet: nothing of ours expires.
+    store.sweep(t0 + 999, 100_000).await.expect("sweep");
+    for (_, r) in &sent {
+        assert_eq!(
+            get(store.as_ref(), &r.verification).await.status,
+            Status::Pending
+        );
+    }
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store.sweep(t0 + 1_000, 100_000).await.expect("sweep")
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    // One claim for all of them: a claim leases what it hands out.
+    let events = store
+        .claim_events(t0 + 2_000, 1, 100_000)
+        .await
+        .expect("claim_events");
+    for (key, r) in &sent {
+        let v = get(store.as_ref(), &r.verification).await;
+        assert_eq!((v.status, v.ended_at), (Status::Expired, Some(t0 + 1_000)));
+        let ours: Vec<StoredEvent> = events
+            .iter()
+            .filter(|e| e.verification.id == r.verification)
+            .cloned()
+            .collect();
+        assert_eq!(kinds(&ours), [EventType::Expired]);
+        // Its code is gone too.
+        assert_eq!(
+            check(store.as_ref(), key, digest(1), t0 + 500).await,
+            CheckOutcome::NotFound
+        );
+    }
+    assert_eq!(
+        get(store.as_ref(), &approved.verification).await.status,
+        Status::Approved
+    );
+}
+
+pub async fn claimed_events_are_leased_retried_and_settled(s: &dyn CodeStore) {
+    let (_, r) = send(s, "vrf-lease", 5, NOW).await;
+    let id = r.verification;
+    s.delivered(&id, &[], NOW).await.expect("delivered");
+    let claim = |now: u64, lease: u64| async move {
+        s.claim_events(now, lease, 100_000)
+            .await
+            .expect("claim")
+            .into_iter()
+            .filter(|e| e.verification.id == id)
+            .collect::<Vec<_>>()
+    };
+    let first = claim(NOW + 100, 10_000).await;
+    assert_eq!(kinds(&first), [EventType::Pending]);
+    assert_eq!((first[0].tries, first[0].delivered.len()), (0, 0));
+    // Leased: not handed out again until the lease ends.
+    assert!(claim(NOW + 200, 10_000).await.is_empty());
+    assert_eq!(claim(NOW + 10_100, 10_000).await.len(), 1);
+    let event_id = first[0].id.clone();
+    s.settle_event(
+        &event_id,
+        &EventSettle::Retry {
+            at: NOW + 50_000,
+            delivered: vec!["hook-a".into()],
+        },
+    )
+    .await
+    .expect("settle");
+    assert!(claim(NOW + 49_999, 10_000).await.is_empty());
+    let again = claim(NOW + 50_000, 10_000).await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].id, event_id);
+    assert_eq!(again[0].tries, 1);
+    assert_eq!(again[0].delivered, ["hook-a".to_owned()]);
+    s.settle_event(&event_id, &EventSettle::Done)
+        .await
+        .expect("settle");
+    assert!(claim(NOW + 1_000_000, 10_000).await.is_empty());
+}
+
+pub async fn concurrent_claims_hand_each_event_out_once(store: Arc<dyn CodeStore>) {
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        let (_, r) = send(store.as_ref(), &format!("vrf-claims{i}"), 5, NOW).await;
+        store
+            .delivered(&r.verification, &[], NOW)
+            .await
+            .expect("delivered");
+        ids.push(r.verification);
+    }
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            for _ in 0..10 {
+                got.extend(
+                    store
+                        .claim_events(NOW + 100, 60_000, 7)
+                        .await
+                        .expect("claim"),
+                );
+            }
+            got
+        }));
+    }
+    let mut seen = std::collections::HashMap::new();
+    for t in tasks {
+        for e in t.await.expect("task") {
+            *seen.entry(e.verification.id).or_insert(0) += 1;
+        }
+    }
+    for id in &ids {
+        assert_eq!(
+            seen.get(id),
+            Some(&1),
+            "event of {id} handed out {:?} times",
+            seen.get(id)
+        );
+    }
+}
+
+pub async fn idempotency_keys_start_once_and_replay(s: &dyn CodeStore) {
+    let key = unique("idem");
+    let (a, b) = ([1u8; 32], [2u8; 32]);
+    let begin = |fp: [u8; 32], now: u64| {
+        let key = key.clone();
+        async move {
+            s.idempotency_begin(&key, &fp, 30_000, now)
+                .await
+                .expect("begin")
+        }
+    };
+    assert_eq!(begin(a, NOW).await, IdempotencyBegin::Started);
+    assert_eq!(begin(a, NOW + 1).await, IdempotencyBegin::InProgress);
+    assert_eq!(begin(b, NOW + 1).await, IdempotencyBegin::Mismatch);
+    // Another fingerprint cannot end it.
+    s.idempotency_end(&key, &b, Some(b"nope"), 60_000, NOW + 2)
+        .await
+        .expect("end");
+    s.idempotency_end(&key, &a, Some(b"{\"ok\":1}"), 60_000, NOW + 2)
+        .await
+        .expect("end");
+    assert_eq!(
+        begin(a, NOW + 3).await,
+        IdempotencyBegin::Replay(b"{\"ok\":1}".to_vec())
+    );
+    assert_eq!(begin(b, NOW + 3).await, IdempotencyBegin::Mismatch);
+    // A request that ended without a response frees its key.
+    let key2 = unique("idem-free");
+    assert_eq!(
+        s.idempotency_begin(&key2, &a, 30_000, NOW)
+            .await
+            .expect("begin"),
+        IdempotencyBegin::Started
+    );
+    s.idempotency_end(&key2, &a, None, 60_000, NOW + 1)
+        .await
+        .expect("end");
+    assert_eq!(
+        s.idempotency_begin(&key2, &b, 30_000, NOW + 2)
+            .await
+            .expect("begin"),
+        IdempotencyBegin::Started
+    );
+    // A start whose request never ended frees its key after the lease.
+    assert_eq!(
+        s.idempotency_begin(&key2, &a, 30_000, NOW + 30_002)
+            .await
+            .expect("begin"),
+        IdempotencyBegin::Started
+    );
 }

@@ -23,6 +23,9 @@
 //!   it without a cycle.
 //! - `contract` (feature `contract`): the behaviour every `CodeStore` must
 //!   show, as one suite that each store crate runs against its store.
+//! - [`verification`]: a send's record (`Verification`, its `Status`),
+//!   the transitions the stores apply, and the events they write to their
+//!   outbox.
 //! - [`memory`]: an in-memory `CodeStore`, for tests and as the reference
 //!   implementation of the port's contract.
 
@@ -39,6 +42,7 @@ pub mod settings;
 pub mod state;
 pub mod template;
 pub mod types;
+pub mod verification;
 
 pub use codes::RandomCodes;
 pub use digest::{CodeDigest, CodeHasher};
@@ -47,9 +51,13 @@ pub use error::{
 };
 pub use policy::{ChannelBudget, CountryRules, Policy, PolicyError, Templates};
 pub use ports::{
-    CheckOutcome, Clock, CodeGenerator, CodeRecord, CodeStore, OutgoingMessage, PairingOutcome,
-    PutOutcome, RateBucket, Sender, SystemClock, Timestamp,
+    CheckOutcome, Clock, CodeGenerator, CodeRecord, CodeStore, Delivered, OutgoingMessage,
+    PairingOutcome, PutOutcome, RateBucket, Sender, SystemClock, Timestamp,
 };
 pub use service::{CheckRequest, OtpService, SendReceipt, SendRequest, Senders};
 pub use settings::{FieldError, FieldProblem};
 pub use types::{Channel, ChatId, CheckTarget, Code, Destination, Email, Lifetime, Phone, Region};
+pub use verification::{
+    AttemptOutcome, CancelOutcome, CancelReason, DeliveryAttempt, EventSettle, EventType,
+    IdempotencyBegin, Status, StoredEvent, Verification, VerificationId,
+};

@@ -15,6 +15,25 @@ use crate::ports::{
 };
 use crate::state::{self, BucketState, CheckStep};
 use crate::types::ChatId;
+use crate::verification::{
+    CancelOutcome, CancelReason, DeliveryAttempt, EventSettle, IdempotencyBegin, Status,
+    StoredEvent, Verification, VerificationId,
+};
+
+/// An outbox entry: when it is due next, and its order of arrival.
+struct Queued {
+    due: Timestamp,
+    seq: u64,
+    event: StoredEvent,
+}
+
+/// An idempotency key: its fingerprint, the response once there is one,
+/// and until when it is held.
+struct IdemEntry {
+    fingerprint: [u8; 32],
+    response: Option<Vec<u8>>,
+    until: Timestamp,
+}
 
 #[derive(Default)]
 struct Inner {
@@ -22,6 +41,11 @@ struct Inner {
     buckets: HashMap<String, BucketState>,
     pairings: HashMap<CodeDigest, (ChatId, Timestamp)>,
     chat_pairing: HashMap<ChatId, CodeDigest>,
+    verifications: HashMap<VerificationId, Verification>,
+    latest: HashMap<String, VerificationId>,
+    outbox: HashMap<String, Queued>,
+    seq: u64,
+    idempotency: HashMap<String, IdemEntry>,
 }
 
 impl Inner {
@@ -35,6 +59,32 @@ impl Inner {
             self.buckets.insert(bucket.key.clone(), s);
         }
         Ok(())
+    }
+
+    fn emit(&mut self, event: StoredEvent, now: Timestamp) {
+        self.seq += 1;
+        let seq = self.seq;
+        self.outbox.insert(
+            event.id.clone(),
+            Queued {
+                due: now,
+                seq,
+                event,
+            },
+        );
+    }
+
+    /// Applies `change` to the verification `id` and writes the event it
+    /// returns.
+    fn change(
+        &mut self,
+        id: &VerificationId,
+        now: Timestamp,
+        change: impl FnOnce(&mut Verification) -> Option<StoredEvent>,
+    ) {
+        if let Some(event) = self.verifications.get_mut(id).and_then(change) {
+            self.emit(event, now);
+        }
     }
 
     /// The wait until `bucket` has room, if it is full now.
@@ -68,6 +118,7 @@ impl CodeStore for InMemoryStore {
         &self,
         key: &str,
         record: CodeRecord,
+        verification: &Verification,
         buckets: &[RateBucket],
         now: Timestamp,
     ) -> Result<PutOutcome, StoreError> {
@@ -75,14 +126,62 @@ impl CodeStore for InMemoryStore {
         if let Err(retry_after_ms) = inner.hit(buckets, now) {
             return Ok(PutOutcome::RateLimited { retry_after_ms });
         }
-        inner.codes.insert(key.to_owned(), record);
+        if let Some(old) = inner.codes.insert(key.to_owned(), record) {
+            inner.change(&old.verification, now, |v| v.replaced(now));
+        }
+        inner
+            .verifications
+            .insert(verification.id, verification.clone());
+        inner.latest.insert(key.to_owned(), verification.id);
         Ok(PutOutcome::Stored)
     }
 
-    async fn discard_code(&self, key: &str, digest: &CodeDigest) -> Result<(), StoreError> {
+    async fn delivered(
+        &self,
+        id: &VerificationId,
+        attempts: &[DeliveryAttempt],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         let mut inner = self.lock();
-        if inner.codes.get(key).is_some_and(|r| r.digest.ct_eq(digest)) {
-            inner.codes.remove(key);
+        inner.change(id, now, |v| {
+            v.is_pending().then(|| v.delivered(attempts, now))
+        });
+        Ok(())
+    }
+
+    async fn discard_code<'a>(
+        &self,
+        key: &str,
+        digest: &CodeDigest,
+        failure: Option<&'a [DeliveryAttempt]>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let Some(record) = inner.codes.get(key).copied() else {
+            return Ok(());
+        };
+        if !record.digest.ct_eq(digest) {
+            return Ok(());
+        }
+        inner.codes.remove(key);
+        let id = record.verification;
+        match failure {
+            Some(attempts) => {
+                let events = inner
+                    .verifications
+                    .get_mut(&id)
+                    .filter(|v| v.is_pending())
+                    .map(|v| v.failed(attempts, now));
+                for event in events.into_iter().flatten() {
+                    inner.emit(event, now);
+                }
+            }
+            None => {
+                inner.verifications.remove(&id);
+                if inner.latest.get(key) == Some(&id) {
+                    inner.latest.remove(key);
+                }
+            }
         }
         Ok(())
     }
@@ -94,7 +193,8 @@ impl CodeStore for InMemoryStore {
         now: Timestamp,
     ) -> Result<CheckOutcome, StoreError> {
         let mut inner = self.lock();
-        let (outcome, step) = state::check(inner.codes.get(key), digest, now);
+        let found = inner.codes.get(key).copied();
+        let (outcome, step) = state::check(found.as_ref(), digest, now);
         match step {
             CheckStep::Delete => {
                 inner.codes.remove(key);
@@ -103,6 +203,12 @@ impl CodeStore for InMemoryStore {
                 inner.codes.insert(key.to_owned(), record);
             }
             CheckStep::Keep => {}
+        }
+        if let Some(record) = found {
+            let expired = now >= record.expires_at;
+            inner.change(&record.verification, now, |v| {
+                v.after_check(outcome, expired, now)
+            });
         }
         Ok(outcome)
     }
@@ -195,6 +301,188 @@ impl CodeStore for InMemoryStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn verification(&self, id: &VerificationId) -> Result<Option<Verification>, StoreError> {
+        Ok(self.lock().verifications.get(id).cloned())
+    }
+
+    async fn latest_verification(&self, key: &str) -> Result<Option<Verification>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .latest
+            .get(key)
+            .and_then(|id| inner.verifications.get(id))
+            .cloned())
+    }
+
+    async fn cancel_verification(
+        &self,
+        id: &VerificationId,
+        now: Timestamp,
+    ) -> Result<CancelOutcome, StoreError> {
+        let mut inner = self.lock();
+        let Some(v) = inner.verifications.get(id).cloned() else {
+            return Ok(CancelOutcome::NotFound);
+        };
+        if !v.is_pending() {
+            return Ok(CancelOutcome::AlreadyEnded(v));
+        }
+        let key = v.code_key();
+        if inner.codes.get(&key).is_some_and(|r| r.verification == *id) {
+            inner.codes.remove(&key);
+        }
+        let expired = now >= v.expires_at;
+        let mut out = v;
+        inner.change(id, now, |v| {
+            let event = if expired {
+                v.end(Status::Expired, None, now)
+            } else {
+                v.end(Status::Canceled, Some(CancelReason::Api), now)
+            };
+            out = v.clone();
+            Some(event)
+        });
+        Ok(if expired {
+            CancelOutcome::AlreadyEnded(out)
+        } else {
+            CancelOutcome::Canceled(out)
+        })
+    }
+
+    async fn sweep(&self, now: Timestamp, max: usize) -> Result<usize, StoreError> {
+        let mut inner = self.lock();
+        let mut due: Vec<(Timestamp, VerificationId)> = inner
+            .verifications
+            .values()
+            .filter(|v| v.is_pending() && v.expires_at <= now)
+            .map(|v| (v.expires_at, v.id))
+            .collect();
+        due.sort();
+        due.truncate(max);
+        for (_, id) in &due {
+            if let Some(key) = inner.verifications.get(id).map(Verification::code_key) {
+                if inner.codes.get(&key).is_some_and(|r| r.verification == *id) {
+                    inner.codes.remove(&key);
+                }
+            }
+            inner.change(id, now, |v| Some(v.end(Status::Expired, None, now)));
+        }
+        inner.verifications.retain(|_, v| v.purge_at() > now);
+        let Inner {
+            latest,
+            verifications,
+            idempotency,
+            ..
+        } = &mut *inner;
+        latest.retain(|_, id| verifications.contains_key(id));
+        idempotency.retain(|_, e| e.until > now);
+        Ok(due.len())
+    }
+
+    async fn claim_events(
+        &self,
+        now: Timestamp,
+        lease_ms: u64,
+        max: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut inner = self.lock();
+        let mut due: Vec<(Timestamp, u64, String)> = inner
+            .outbox
+            .iter()
+            .filter(|(_, q)| q.due <= now)
+            .map(|(id, q)| (q.due, q.seq, id.clone()))
+            .collect();
+        due.sort();
+        due.truncate(max);
+        let mut out = Vec::with_capacity(due.len());
+        for (_, _, id) in due {
+            if let Some(q) = inner.outbox.get_mut(&id) {
+                q.due = now.saturating_add(lease_ms);
+                out.push(q.event.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    async fn settle_event(&self, id: &str, settle: &EventSettle) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        match settle {
+            EventSettle::Done => {
+                inner.outbox.remove(id);
+            }
+            EventSettle::Retry { at, delivered } => {
+                if let Some(q) = inner.outbox.get_mut(id) {
+                    q.due = *at;
+                    q.event.tries += 1;
+                    q.event.delivered.clone_from(delivered);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn idempotency_begin(
+        &self,
+        key: &str,
+        fingerprint: &[u8; 32],
+        lease_ms: u64,
+        now: Timestamp,
+    ) -> Result<IdempotencyBegin, StoreError> {
+        let mut inner = self.lock();
+        if let Some(e) = inner.idempotency.get(key).filter(|e| e.until > now) {
+            return Ok(if e.fingerprint != *fingerprint {
+                IdempotencyBegin::Mismatch
+            } else {
+                match &e.response {
+                    Some(r) => IdempotencyBegin::Replay(r.clone()),
+                    None => IdempotencyBegin::InProgress,
+                }
+            });
+        }
+        inner.idempotency.insert(
+            key.to_owned(),
+            IdemEntry {
+                fingerprint: *fingerprint,
+                response: None,
+                until: now.saturating_add(lease_ms),
+            },
+        );
+        Ok(IdempotencyBegin::Started)
+    }
+
+    async fn idempotency_end<'a>(
+        &self,
+        key: &str,
+        fingerprint: &[u8; 32],
+        response: Option<&'a [u8]>,
+        ttl_ms: u64,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let ours = inner
+            .idempotency
+            .get(key)
+            .is_some_and(|e| e.fingerprint == *fingerprint && e.response.is_none());
+        if !ours {
+            return Ok(());
+        }
+        match response {
+            Some(r) => {
+                inner.idempotency.insert(
+                    key.to_owned(),
+                    IdemEntry {
+                        fingerprint: *fingerprint,
+                        response: Some(r.to_vec()),
+                        until: now.saturating_add(ttl_ms),
+                    },
+                );
+            }
+            None => {
+                inner.idempotency.remove(key);
+            }
+        }
         Ok(())
     }
 }

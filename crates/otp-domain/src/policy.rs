@@ -99,6 +99,8 @@ pub struct Policy {
     /// How long a Telegram pairing code lives; parsed by whoever builds
     /// the policy, so no rule re-checks it.
     pub pairing_lifetime: Lifetime,
+    /// How long a verification is kept after it ends, in seconds.
+    pub verification_retention_secs: u64,
     pub templates: Templates,
 }
 
@@ -418,6 +420,7 @@ pub(crate) mod tests {
             call_countries: no_country_rules(),
             test_destinations: HashMap::new(),
             pairing_lifetime: Lifetime::parse(300, 1, 300).expect("valid"),
+            verification_retention_secs: 86_400,
             templates: Templates {
                 sms: "Your code is {password}. It expires in {lifetime} seconds.".into(),
                 call: "Your code is {password}.".into(),

@@ -13,6 +13,10 @@ use crate::digest::CodeDigest;
 pub use crate::error::DeliveryError;
 use crate::error::StoreError;
 use crate::types::{ChatId, Code, Destination};
+use crate::verification::{
+    CancelOutcome, DeliveryAttempt, EventSettle, IdempotencyBegin, StoredEvent, Verification,
+    VerificationId,
+};
 
 /// Milliseconds since the Unix epoch.
 pub type Timestamp = u64;
@@ -55,6 +59,8 @@ pub struct CodeRecord {
     pub attempts: u32,
     /// Failed checks that lock the code.
     pub max_attempts: u32,
+    /// The verification this code belongs to.
+    pub verification: VerificationId,
 }
 
 /// A fixed-window counter that a send must fit in: at most `limit` hits
@@ -126,37 +132,73 @@ pub enum PairingOutcome {
 #[async_trait]
 pub trait CodeStore: Send + Sync {
     /// Replace-on-send: counts one hit in every bucket and stores `record`
-    /// under `key`, replacing any earlier code there.
+    /// under `key`, replacing any earlier code there, with `verification`
+    /// (pending, `record.verification` is its id), which becomes the
+    /// latest verification of `key`.
+    ///
+    /// When the replaced code's verification is still pending, it ends as
+    /// `canceled` with reason `replaced`, and its event is written to the
+    /// outbox. The new verification gets no event yet: that comes with
+    /// [`CodeStore::delivered`].
     ///
     /// # Errors
     /// - MUST return `Ok(PutOutcome::RateLimited)` and change nothing when
     ///   any bucket is full at `now`; `retry_after_ms` is the longest wait.
-    /// - MUST make the hits and the write one atomic step.
+    /// - MUST make the hits, the writes and the event one atomic step.
     /// - `StoreError::Unavailable` when the backend cannot be reached.
     async fn put_code(
         &self,
         key: &str,
         record: CodeRecord,
+        verification: &Verification,
         buckets: &[RateBucket],
         now: Timestamp,
     ) -> Result<PutOutcome, StoreError>;
 
+    /// The code of verification `id` went out: records `attempts` and
+    /// writes its `pending` event ([`Verification::delivered`]), in one
+    /// step. Does nothing when the verification is gone or has ended.
+    async fn delivered(
+        &self,
+        id: &VerificationId,
+        attempts: &[DeliveryAttempt],
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+
     /// Removes the code under `key` only if its digest is `digest`, so a
-    /// failed delivery never removes a newer code sent meanwhile.
+    /// failed delivery never removes a newer code sent meanwhile. In the
+    /// same step, its verification:
+    /// - with `failure` (the delivery failed): ends as `failed` with the
+    ///   attempts recorded, writing `otpd.delivery.failed` and
+    ///   `otpd.verification.failed` ([`Verification::failed`]);
+    /// - without (a limit refused the send after the code was stored, and
+    ///   nobody ever saw its id): is deleted, with no event.
     ///
     /// # Errors
     /// `StoreError::Unavailable` when the backend cannot be reached.
-    async fn discard_code(&self, key: &str, digest: &CodeDigest) -> Result<(), StoreError>;
+    async fn discard_code<'a>(
+        &self,
+        key: &str,
+        digest: &CodeDigest,
+        failure: Option<&'a [DeliveryAttempt]>,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
 
-    /// Check-and-consume, in one atomic step.
+    /// Check-and-consume, in one atomic step with the verification's
+    /// change and its event.
     ///
     /// # Errors
-    /// - MUST return `NotFound` when there is no code or it expired at `now`.
+    /// - MUST return `NotFound` when there is no code or it expired at `now`;
+    ///   a pending verification of an expired code ends as `expired`.
     /// - MUST return `Locked`, and count nothing, once attempts reached
     ///   `max_attempts`, even for the right digest.
     /// - MUST return `Approved` and delete the code on a match, so exactly
-    ///   one of many concurrent correct checks is approved.
-    /// - MUST count a mismatch and return the attempts left.
+    ///   one of many concurrent correct checks is approved; the
+    ///   verification ends as `approved`.
+    /// - MUST count a mismatch (in the code and in its verification) and
+    ///   return the attempts left; the mismatch that uses the last attempt
+    ///   ends the verification as `max_attempts_reached`
+    ///   ([`Verification::mismatch`]).
     async fn check_code(
         &self,
         key: &str,
@@ -213,6 +255,72 @@ pub trait CodeStore: Send + Sync {
 
     /// Whether the backend answers, for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// The verification with `id`, while it is kept (until
+    /// [`Verification::purge_at`]).
+    async fn verification(&self, id: &VerificationId) -> Result<Option<Verification>, StoreError>;
+
+    /// The latest verification of the destination `key` (the last
+    /// `put_code` under it), while it is kept.
+    async fn latest_verification(&self, key: &str) -> Result<Option<Verification>, StoreError>;
+
+    /// Cancels a pending verification: its code dies, it ends as
+    /// `canceled` with reason `api`, and its event is written, in one step.
+    /// A pending verification already past its `expires_at` ends as
+    /// `expired` instead (with its event), and the answer is
+    /// `AlreadyEnded`.
+    async fn cancel_verification(
+        &self,
+        id: &VerificationId,
+        now: Timestamp,
+    ) -> Result<CancelOutcome, StoreError>;
+
+    /// Housekeeping, run every second or so by every instance: ends at
+    /// most `max` pending verifications whose `expires_at` is at or before
+    /// `now` as `expired` (each with exactly one event, even when several
+    /// instances sweep at once; their codes are deleted), and forgets
+    /// records and idempotency keys past their time. Returns how many
+    /// verifications it expired.
+    async fn sweep(&self, now: Timestamp, max: usize) -> Result<usize, StoreError>;
+
+    /// Leases up to `max` outbox events that are due at `now`, oldest
+    /// first: they are not handed out again before `now + lease_ms`, so
+    /// with several instances each event goes to one of them unless that
+    /// one dies or overruns its lease.
+    async fn claim_events(
+        &self,
+        now: Timestamp,
+        lease_ms: u64,
+        max: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// Reports how a claimed event went: removes it, or schedules its next
+    /// round (counting `tries`).
+    async fn settle_event(&self, id: &str, settle: &EventSettle) -> Result<(), StoreError>;
+
+    /// Starts a request under an idempotency key (already namespaced by
+    /// the caller). `fingerprint` identifies the request's body and route.
+    /// A started key is held for `lease_ms`, then free again if its
+    /// request never ended (its instance died).
+    async fn idempotency_begin(
+        &self,
+        key: &str,
+        fingerprint: &[u8; 32],
+        lease_ms: u64,
+        now: Timestamp,
+    ) -> Result<IdempotencyBegin, StoreError>;
+
+    /// Ends a request started with [`CodeStore::idempotency_begin`]:
+    /// with a response, it is kept for `ttl_ms` and replayed to the same
+    /// request; without one, the key is free again.
+    async fn idempotency_end<'a>(
+        &self,
+        key: &str,
+        fingerprint: &[u8; 32],
+        response: Option<&'a [u8]>,
+        ttl_ms: u64,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
 }
 
 /// A message ready for a provider. `Debug` hides the body and subject,
@@ -236,11 +344,30 @@ impl fmt::Debug for OutgoingMessage {
     }
 }
 
+/// A message went out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    /// The provider that took it.
+    pub provider: String,
+    /// Providers that failed before it, with their reasons (no secret).
+    pub failures: Vec<(String, String)>,
+}
+
+impl Delivered {
+    /// Taken by `provider` at the first try.
+    pub fn by(provider: impl Into<String>) -> Self {
+        Delivered {
+            provider: provider.into(),
+            failures: Vec::new(),
+        }
+    }
+}
+
 /// Delivers a message on one channel.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait Sender: Send + Sync {
     /// # Errors
     /// A `DeliveryError` whose reason holds no code or secret.
-    async fn send(&self, message: &OutgoingMessage) -> Result<(), DeliveryError>;
+    async fn send(&self, message: &OutgoingMessage) -> Result<Delivered, DeliveryError>;
 }

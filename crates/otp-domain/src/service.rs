@@ -9,11 +9,13 @@ use crate::digest::{CodeDigest, CodeHasher};
 use crate::error::{CheckError, Limit, PairError, ParseError, SendError, StoreError, TargetError};
 use crate::policy::{body_limit, Policy, SUBJECT_LIMIT};
 use crate::ports::{
-    CheckOutcome, Clock, CodeGenerator, CodeRecord, CodeStore, DeliveryError, HitOutcome,
-    OutgoingMessage, PairingOutcome, PutOutcome, RateBucket, Sender, TakeOutcome, Timestamp,
+    CheckOutcome, Clock, CodeGenerator, CodeRecord, CodeStore, Delivered, DeliveryError,
+    HitOutcome, OutgoingMessage, PairingOutcome, PutOutcome, RateBucket, Sender, TakeOutcome,
+    Timestamp,
 };
 use crate::template::{self, PASSWORD};
 use crate::types::{Channel, ChatId, CheckTarget, Code, Destination, Lifetime};
+use crate::verification::{AttemptOutcome, DeliveryAttempt, Verification, VerificationId};
 
 /// The senders of the four channels.
 #[derive(Clone)]
@@ -56,6 +58,8 @@ pub struct SendRequest {
 /// What a successful send reports. It never carries the code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SendReceipt {
+    /// The verification this send created.
+    pub id: VerificationId,
     pub channel: Channel,
     pub lifetime: Lifetime,
     pub expires_at: Timestamp,
@@ -76,8 +80,42 @@ fn ceil_secs(ms: u64) -> u64 {
 /// What a send stored before it went out, to remove again when it does
 /// not.
 enum Staged {
-    Code { key: String, digest: CodeDigest },
+    Code {
+        key: String,
+        digest: CodeDigest,
+        id: VerificationId,
+    },
     Pairing(CodeDigest),
+}
+
+/// A fresh verification id: 128 bits from the thread-local CSPRNG.
+fn new_verification_id() -> VerificationId {
+    use rand::RngExt;
+    VerificationId::from_bytes(rand::rng().random())
+}
+
+/// The attempts a delivery made, for the verification's record.
+fn attempts_of(result: &Result<Delivered, DeliveryError>, at: Timestamp) -> Vec<DeliveryAttempt> {
+    let failed = |provider: &str, reason: &str| DeliveryAttempt {
+        provider: provider.to_owned(),
+        outcome: AttemptOutcome::Failed,
+        at,
+        error: Some(reason.to_owned()),
+    };
+    match result {
+        Ok(d) => d
+            .failures
+            .iter()
+            .map(|(p, r)| failed(p, r))
+            .chain(std::iter::once(DeliveryAttempt {
+                provider: d.provider.clone(),
+                outcome: AttemptOutcome::Delivered,
+                at,
+                error: None,
+            }))
+            .collect(),
+        Err(e) => vec![failed(&e.provider, &e.reason)],
+    }
 }
 
 /// The outcome of a send's first step: the destination's own limits.
@@ -215,21 +253,39 @@ impl OtpService {
         };
         let key = message.destination.key();
         let now = self.clock.now();
+        let id = new_verification_id();
         let record = CodeRecord {
             digest: self.hasher.code(&key, &code),
             expires_at: now + lifetime.millis(),
             attempts: 0,
             max_attempts: p.max_attempts,
+            verification: id,
         };
+        let verification = Verification::new(
+            id,
+            &message.destination,
+            now,
+            record.expires_at,
+            p.max_attempts,
+            p.verification_retention_secs.saturating_mul(1000),
+        );
         if test_code.is_some() {
             // A test destination: fixed code, no limits, never delivered.
-            self.store.put_code(&key, record, &[], now).await?;
+            // With no buckets the put is never limited.
+            let outcome = self
+                .store
+                .put_code(&key, record, &verification, &[], now)
+                .await?;
+            if outcome == PutOutcome::Stored {
+                self.store.delivered(&id, &[], now).await?;
+            }
             tracing::warn!(
                 %channel,
                 destination = %message.destination.masked(),
                 "TEST destination: fixed code stored, nothing sent"
             );
             return Ok(SendReceipt {
+                id,
                 channel,
                 lifetime,
                 expires_at: record.expires_at,
@@ -239,13 +295,14 @@ impl OtpService {
             Ok::<_, SendError>(
                 match self
                     .store
-                    .put_code(&key, record, &p.send_buckets(&key), now)
+                    .put_code(&key, record, &verification, &p.send_buckets(&key), now)
                     .await?
                 {
                     PutOutcome::Stored => OwnLimits::Passed(
                         Staged::Code {
                             key: key.clone(),
                             digest: record.digest,
+                            id,
                         },
                         message,
                     ),
@@ -263,6 +320,7 @@ impl OtpService {
         )
         .await?;
         Ok(SendReceipt {
+            id,
             channel,
             lifetime,
             expires_at: record.expires_at,
@@ -310,21 +368,44 @@ impl OtpService {
                 },
                 Err(e) => Refusal::Store(e),
             };
-            self.discard(&staged).await;
+            self.discard(&staged, None).await;
             return Err(refusal.into());
         }
-        if let Err(e) = self.senders.get(channel).send(&message).await {
-            self.discard(&staged).await;
-            return Err(Refusal::Delivery(e).into());
+        let result = self.senders.get(channel).send(&message).await;
+        let attempts = attempts_of(&result, self.clock.now());
+        match result {
+            Ok(_) => {
+                if let Staged::Code { id, .. } = &staged {
+                    // The code is out: a store error now must not turn the
+                    // send into a failure the app would retry.
+                    if let Err(e) = self.store.delivered(id, &attempts, self.clock.now()).await {
+                        tracing::error!(
+                            error = %e,
+                            verification = %id,
+                            "could not record a delivery; the verification stays pending without its event"
+                        );
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.discard(&staged, Some(&attempts)).await;
+                Err(Refusal::Delivery(e).into())
+            }
         }
-        Ok(())
     }
 
-    /// Removes a code or pairing that will not be delivered. If that fails
-    /// too, it is unknown to everyone and expires on its own.
-    async fn discard(&self, staged: &Staged) {
+    /// Removes a code or pairing that will not be delivered: with the
+    /// failed `attempts` its verification ends as `failed`; without (a
+    /// limit refused it) it never existed for anyone. If that fails too,
+    /// the code is unknown to everyone and expires on its own.
+    async fn discard(&self, staged: &Staged, attempts: Option<&[DeliveryAttempt]>) {
         let result = match staged {
-            Staged::Code { key, digest } => self.store.discard_code(key, digest).await,
+            Staged::Code { key, digest, .. } => {
+                self.store
+                    .discard_code(key, digest, attempts, self.clock.now())
+                    .await
+            }
             Staged::Pairing(digest) => self.store.discard_pairing(digest).await,
         };
         if let Err(e) = result {
@@ -516,6 +597,59 @@ impl OtpService {
                 || target
                     .resolved_key()
                     .is_some_and(|k| tests.contains_key(&k)))
+    }
+
+    /// The verification with `id`, as a reader sees it now
+    /// ([`Verification::seen_at`]).
+    ///
+    /// # Errors
+    /// The store's error.
+    pub async fn verification(
+        &self,
+        id: &VerificationId,
+    ) -> Result<Option<Verification>, StoreError> {
+        let now = self.clock.now();
+        Ok(self
+            .store
+            .verification(id)
+            .await?
+            .filter(|v| v.purge_at() > now)
+            .map(|v| v.seen_at(now)))
+    }
+
+    /// The latest verification sent to `destination`, as a reader sees it
+    /// now.
+    ///
+    /// # Errors
+    /// The store's error.
+    pub async fn latest_verification(
+        &self,
+        destination: &Destination,
+    ) -> Result<Option<Verification>, StoreError> {
+        let now = self.clock.now();
+        Ok(self
+            .store
+            .latest_verification(&destination.key())
+            .await?
+            .filter(|v| v.purge_at() > now)
+            .map(|v| v.seen_at(now)))
+    }
+
+    /// Cancels a pending verification; its code dies at once.
+    ///
+    /// # Errors
+    /// The store's error.
+    pub async fn cancel(
+        &self,
+        id: &VerificationId,
+    ) -> Result<crate::verification::CancelOutcome, StoreError> {
+        use crate::verification::CancelOutcome;
+        let now = self.clock.now();
+        Ok(match self.store.cancel_verification(id, now).await? {
+            CancelOutcome::AlreadyEnded(v) if v.purge_at() <= now => CancelOutcome::NotFound,
+            CancelOutcome::AlreadyEnded(v) => CancelOutcome::AlreadyEnded(v.seen_at(now)),
+            other => other,
+        })
     }
 
     /// Whether the store answers.

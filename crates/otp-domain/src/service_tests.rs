@@ -14,6 +14,7 @@ use crate::ports::{
     DeliveryError, HitOutcome, MockClock, MockCodeGenerator, MockCodeStore, MockSender, TakeOutcome,
 };
 use crate::types::{Email, Phone};
+use crate::verification::Status;
 
 const NOW: u64 = 1_700_000_000_000;
 const SECRET: &[u8] = b"test-secret";
@@ -65,7 +66,7 @@ fn recording_sender(fail: bool) -> (Arc<MockSender>, Arc<Mutex<Vec<OutgoingMessa
                 source: None,
             })
         } else {
-            Ok(())
+            Ok(Delivered::by("mock"))
         }
     });
     (Arc::new(s), sent)
@@ -135,18 +136,20 @@ fn sms_request(
 #[tokio::test]
 async fn send_stores_only_the_digest_and_delivers_the_rendered_message() {
     let hasher = CodeHasher::new(SECRET.to_vec());
-    let expected = CodeRecord {
-        digest: hasher.code("sms:+77011234567", &code("482910")),
-        expires_at: NOW + 300_000,
-        attempts: 0,
-        max_attempts: 5,
-    };
+    let digest = hasher.code("sms:+77011234567", &code("482910"));
     let mut store = MockCodeStore::new();
     store
         .expect_put_code()
-        .withf(move |key, record, buckets, now| {
+        .withf(move |key, record, verification, buckets, now| {
             key == "sms:+77011234567"
-                && *record == expected
+                && record.digest == digest
+                && record.expires_at == NOW + 300_000
+                && (record.attempts, record.max_attempts) == (0, 5)
+                && verification.id == record.verification
+                && verification.status == Status::Pending
+                && verification.destination == "+77011234567"
+                && verification.country.as_deref() == Some("KZ")
+                && (verification.created_at, verification.expires_at) == (NOW, NOW + 300_000)
                 && *now == NOW
                 && buckets
                     == [
@@ -163,7 +166,11 @@ async fn send_stores_only_the_digest_and_delivers_the_rendered_message() {
                     ]
         })
         .times(1)
-        .returning(|_, _, _, _| Ok(PutOutcome::Stored));
+        .returning(|_, _, _, _, _| Ok(PutOutcome::Stored));
+    store
+        .expect_delivered()
+        .times(1)
+        .returning(|_, _, _| Ok(()));
     let (sender, sent) = recording_sender(false);
     let svc = service(
         store,
@@ -191,7 +198,11 @@ async fn send_uses_the_callers_password_and_message_verbatim() {
     store
         .expect_put_code()
         .times(1)
-        .returning(|_, _, _, _| Ok(PutOutcome::Stored));
+        .returning(|_, _, _, _, _| Ok(PutOutcome::Stored));
+    store
+        .expect_delivered()
+        .times(1)
+        .returning(|_, _, _| Ok(()));
     let (sender, sent) = recording_sender(false);
     // The generator must not be asked: the caller gave a password.
     let svc = service(
@@ -244,7 +255,7 @@ async fn send_refuses_a_lifetime_out_of_bounds_and_stores_nothing() {
 #[tokio::test]
 async fn rate_limited_send_delivers_nothing_and_says_when_to_retry() {
     let mut store = MockCodeStore::new();
-    store.expect_put_code().returning(|_, _, _, _| {
+    store.expect_put_code().returning(|_, _, _, _, _| {
         Ok(PutOutcome::RateLimited {
             retry_after_ms: 12_001,
         })
@@ -277,12 +288,12 @@ async fn failed_delivery_removes_the_new_code() {
     let mut store = MockCodeStore::new();
     store
         .expect_put_code()
-        .returning(|_, _, _, _| Ok(PutOutcome::Stored));
+        .returning(|_, _, _, _, _| Ok(PutOutcome::Stored));
     store
         .expect_discard_code()
-        .with(eq("sms:+77011234567"), eq(digest))
+        .with(eq("sms:+77011234567"), eq(digest), always(), always())
         .times(1)
-        .returning(|_, _| Ok(()));
+        .returning(|_, _, _, _| Ok(()));
     let (sender, _) = recording_sender(true);
     let svc = service(
         store,
@@ -302,7 +313,11 @@ async fn email_subject_is_rendered_and_must_be_one_line() {
     store
         .expect_put_code()
         .times(1)
-        .returning(|_, _, _, _| Ok(PutOutcome::Stored));
+        .returning(|_, _, _, _, _| Ok(PutOutcome::Stored));
+    store
+        .expect_delivered()
+        .times(1)
+        .returning(|_, _, _| Ok(()));
     let (sender, sent) = recording_sender(false);
     let svc = service(
         store,
@@ -580,7 +595,7 @@ async fn a_full_shared_limit_discards_the_stored_code_and_sends_nothing() {
     store
         .expect_put_code()
         .times(1)
-        .returning(|_, _, _, _| Ok(PutOutcome::Stored));
+        .returning(|_, _, _, _, _| Ok(PutOutcome::Stored));
     store
         .expect_hit_bucket()
         .withf(|b, now| b.key == "user:203.0.113.9" && b.limit == 10 && *now == NOW)
@@ -597,9 +612,9 @@ async fn a_full_shared_limit_discards_the_stored_code_and_sends_nothing() {
         });
     store
         .expect_discard_code()
-        .with(eq("sms:+77011234567"), eq(digest))
+        .with(eq("sms:+77011234567"), eq(digest), always(), always())
         .times(1)
-        .returning(|_, _| Ok(()));
+        .returning(|_, _, _, _| Ok(()));
     // The sender is silent: a delivery would panic the mock.
     let svc = service(
         store,
@@ -624,7 +639,7 @@ async fn a_full_shared_limit_discards_the_stored_code_and_sends_nothing() {
 #[tokio::test]
 async fn a_destination_refusal_charges_no_shared_limit() {
     let mut store = MockCodeStore::new();
-    store.expect_put_code().times(1).returning(|_, _, _, _| {
+    store.expect_put_code().times(1).returning(|_, _, _, _, _| {
         Ok(PutOutcome::RateLimited {
             retry_after_ms: 30_000,
         })
@@ -691,11 +706,15 @@ async fn test_destinations_store_the_fixed_code_and_send_nothing() {
     let mut store = MockCodeStore::new();
     store
         .expect_put_code()
-        .withf(move |key, record, buckets, _| {
+        .withf(move |key, record, _, buckets, _| {
             key == "sms:+77011234567" && record.digest == expected && buckets.is_empty()
         })
         .times(1)
-        .returning(|_, _, _, _| Ok(PutOutcome::Stored));
+        .returning(|_, _, _, _, _| Ok(PutOutcome::Stored));
+    store
+        .expect_delivered()
+        .times(1)
+        .returning(|_, _, _| Ok(()));
     let mut policy = policy();
     policy
         .test_destinations

@@ -114,6 +114,7 @@ mod tests {
             expires_at: 1_000,
             attempts: 0,
             max_attempts,
+            verification: crate::verification::VerificationId::from_bytes([3; 16]),
         }
     }
 

@@ -7,7 +7,8 @@ use crate::error::ParseError;
 
 /// The four delivery channels. SMS and voice share the phone destination
 /// type but keep separate codes, as the seed API checks them separately.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Channel {
     Sms,
     Call,
@@ -22,6 +23,16 @@ impl Channel {
             Channel::Call => "call",
             Channel::Email => "email",
             Channel::Telegram => "telegram",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "sms" => Some(Channel::Sms),
+            "call" => Some(Channel::Call),
+            "email" => Some(Channel::Email),
+            "telegram" => Some(Channel::Telegram),
+            _ => None,
         }
     }
 }

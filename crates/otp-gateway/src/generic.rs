@@ -12,6 +12,7 @@
 //! success_value = "queued"
 //! ```
 
+use otp_domain::ports::Delivered;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
@@ -327,8 +328,10 @@ impl HttpGatewaySender {
 
 #[async_trait]
 impl Sender for HttpGatewaySender {
-    async fn send(&self, message: &OutgoingMessage) -> Result<(), DeliveryError> {
-        self.deliver(message).await.map_err(DeliveryError::from)
+    async fn send(&self, message: &OutgoingMessage) -> Result<Delivered, DeliveryError> {
+        let sent: Result<(), DeliveryError> =
+            async { self.deliver(message).await.map_err(DeliveryError::from) }.await;
+        sent.map(|()| Delivered::by("gateway"))
     }
 }
 

@@ -8,6 +8,7 @@
 //!   with `To`, `From` and `Twiml`, a `<Say>` of the message with every
 //!   run of digits spaced out so the voice reads them one by one.
 
+use otp_domain::ports::Delivered;
 use std::fmt;
 use std::time::Duration;
 
@@ -282,8 +283,10 @@ impl TwilioSender {
 
 #[async_trait]
 impl Sender for TwilioSender {
-    async fn send(&self, message: &OutgoingMessage) -> Result<(), DeliveryError> {
-        self.deliver(message).await.map_err(DeliveryError::from)
+    async fn send(&self, message: &OutgoingMessage) -> Result<Delivered, DeliveryError> {
+        let sent: Result<(), DeliveryError> =
+            async { self.deliver(message).await.map_err(DeliveryError::from) }.await;
+        sent.map(|()| Delivered::by("twilio"))
     }
 }
 

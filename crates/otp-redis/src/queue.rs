@@ -38,7 +38,7 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use otp_domain::ports::{Clock, OutgoingMessage, Sender, SystemClock};
+use otp_domain::ports::{Clock, Delivered, OutgoingMessage, Sender, SystemClock};
 use otp_domain::{DeliveryError, FieldError, FieldProblem};
 use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo};
 use serde::Deserialize;
@@ -209,9 +209,13 @@ fn job_id() -> String {
 
 #[async_trait]
 impl Sender for RedisQueueSender {
-    async fn send(&self, message: &OutgoingMessage) -> Result<(), DeliveryError> {
-        let job = job_json(&job_id(), message, SystemClock.now());
-        self.xadd(job).await.map_err(DeliveryError::from)
+    async fn send(&self, message: &OutgoingMessage) -> Result<Delivered, DeliveryError> {
+        let sent: Result<(), DeliveryError> = async {
+            let job = job_json(&job_id(), message, SystemClock.now());
+            self.xadd(job).await.map_err(DeliveryError::from)
+        }
+        .await;
+        sent.map(|()| Delivered::by("redis-queue"))
     }
 }
 

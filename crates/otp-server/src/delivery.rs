@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use otp_domain::ports::{DeliveryError, OutgoingMessage, Sender};
+use otp_domain::ports::{Delivered, DeliveryError, OutgoingMessage, Sender};
 use otp_domain::Channel;
 use rand::RngExt;
 use tokio::time::Instant;
@@ -96,9 +96,9 @@ impl ReliableSender {
 
 #[async_trait]
 impl Sender for ReliableSender {
-    async fn send(&self, message: &OutgoingMessage) -> Result<(), DeliveryError> {
+    async fn send(&self, message: &OutgoingMessage) -> Result<Delivered, DeliveryError> {
         let deadline = Instant::now() + self.policy.deadline;
-        let mut failures: Vec<String> = Vec::new();
+        let mut failures: Vec<(String, String)> = Vec::new();
         let mut last: Option<DeliveryError> = None;
         'providers: for (provider, metrics) in self.providers.iter().zip(&self.metrics) {
             for attempt in 0..self.policy.attempts {
@@ -110,7 +110,7 @@ impl Sender for ReliableSender {
                 let outcome = tokio::time::timeout(remaining, provider.sender.send(message)).await;
                 if let Some(m) = metrics {
                     let kind = match &outcome {
-                        Ok(Ok(())) => Attempt::Delivered,
+                        Ok(Ok(_)) => Attempt::Delivered,
                         Ok(Err(e)) if e.transient => Attempt::TransientError,
                         Ok(Err(_)) => Attempt::PermanentError,
                         Err(_) => Attempt::Deadline,
@@ -118,11 +118,14 @@ impl Sender for ReliableSender {
                     m.attempt(kind, started.elapsed());
                 }
                 let err = match outcome {
-                    Ok(Ok(())) => {
+                    Ok(Ok(_)) => {
                         if !failures.is_empty() {
                             tracing::info!(provider = %provider.name, after = ?failures, "delivered after earlier failures");
                         }
-                        return Ok(());
+                        return Ok(Delivered {
+                            provider: provider.name.clone(),
+                            failures,
+                        });
                     }
                     Ok(Err(e)) => e,
                     Err(_) => DeliveryError {
@@ -140,7 +143,7 @@ impl Sender for ReliableSender {
                     reason = %err.reason,
                     "delivery attempt failed"
                 );
-                failures.push(format!("{}: {}", provider.name, err.reason));
+                failures.push((provider.name.clone(), err.reason.clone()));
                 let transient = err.transient;
                 let wait = self.policy.delay(attempt, err.retry_after);
                 last = Some(err);
@@ -165,7 +168,14 @@ impl Sender for ReliableSender {
                 .map(|p| p.name.as_str())
                 .collect::<Vec<_>>()
                 .join(","),
-            reason: format!("every provider failed: {}", failures.join("; ")),
+            reason: format!(
+                "every provider failed: {}",
+                failures
+                    .iter()
+                    .map(|(p, r)| format!("{p}: {r}"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
             transient: last.as_ref().is_some_and(|e| e.transient),
             retry_after: None,
             source: last.map(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>),

@@ -9,7 +9,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use otp_domain::ports::{DeliveryError, OutgoingMessage, Sender};
+use otp_domain::ports::{Delivered, DeliveryError, OutgoingMessage, Sender};
 
 use crate::outbox::DevOutbox;
 
@@ -26,23 +26,27 @@ impl LogSink {
 
 #[async_trait]
 impl Sender for LogSink {
-    async fn send(&self, m: &OutgoingMessage) -> Result<(), DeliveryError> {
-        self.outbox.push(m);
-        let line = serde_json::json!({
-            "dev_sink": m.destination.channel().as_str(),
-            "to": m.destination.address(),
-            "subject": m.subject,
-            "body": m.body,
-        });
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "{line}")
-            .and_then(|()| out.flush())
-            .map_err(|e| DeliveryError {
-                provider: "log".into(),
-                reason: "cannot write to stdout".into(),
-                transient: false,
-                retry_after: None,
-                source: Some(Box::new(e)),
-            })
+    async fn send(&self, m: &OutgoingMessage) -> Result<Delivered, DeliveryError> {
+        let sent: Result<(), DeliveryError> = async {
+            self.outbox.push(m);
+            let line = serde_json::json!({
+                "dev_sink": m.destination.channel().as_str(),
+                "to": m.destination.address(),
+                "subject": m.subject,
+                "body": m.body,
+            });
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{line}")
+                .and_then(|()| out.flush())
+                .map_err(|e| DeliveryError {
+                    provider: "log".into(),
+                    reason: "cannot write to stdout".into(),
+                    transient: false,
+                    retry_after: None,
+                    source: Some(Box::new(e)),
+                })
+        }
+        .await;
+        sent.map(|()| Delivered::by("log"))
     }
 }

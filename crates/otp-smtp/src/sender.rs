@@ -1,5 +1,6 @@
 //! The SMTP `Sender`.
 
+use otp_domain::ports::Delivered;
 use std::fmt;
 use std::time::Duration;
 
@@ -136,8 +137,10 @@ impl SmtpSender {
 
 #[async_trait]
 impl Sender for SmtpSender {
-    async fn send(&self, message: &OutgoingMessage) -> Result<(), DeliveryError> {
-        self.deliver(message).await.map_err(DeliveryError::from)
+    async fn send(&self, message: &OutgoingMessage) -> Result<Delivered, DeliveryError> {
+        let sent: Result<(), DeliveryError> =
+            async { self.deliver(message).await.map_err(DeliveryError::from) }.await;
+        sent.map(|()| Delivered::by("smtp"))
     }
 }
 

@@ -41,6 +41,7 @@ pub fn decode_record(b: &[u8]) -> Result<CodeRecord, EmbeddedError> {
         expires_at: u64_at(b, 32),
         attempts: u32_at(b, 40),
         max_attempts: u32_at(b, 44),
+        verification: otp_domain::VerificationId::from_bytes([0; 16]),
     })
 }
 

@@ -26,6 +26,10 @@ use otp_domain::ports::{
     TakeOutcome, Timestamp,
 };
 use otp_domain::state::{self, CheckStep};
+use otp_domain::verification::{
+    CancelOutcome, DeliveryAttempt, EventSettle, IdempotencyBegin, StoredEvent, Verification,
+    VerificationId,
+};
 use otp_domain::{ChatId, StoreError};
 use redb::{Database, ReadableTable, Table, TableDefinition, WriteTransaction};
 
@@ -296,6 +300,7 @@ impl CodeStore for EmbeddedStore {
         &self,
         key: &str,
         record: CodeRecord,
+        _verification: &Verification,
         buckets: &[RateBucket],
         now: Timestamp,
     ) -> Result<PutOutcome, StoreError> {
@@ -312,7 +317,13 @@ impl CodeStore for EmbeddedStore {
         .await
     }
 
-    async fn discard_code(&self, key: &str, digest: &CodeDigest) -> Result<(), StoreError> {
+    async fn discard_code<'a>(
+        &self,
+        key: &str,
+        digest: &CodeDigest,
+        _failure: Option<&'a [DeliveryAttempt]>,
+        _now: Timestamp,
+    ) -> Result<(), StoreError> {
         let key = key.to_owned();
         let digest = *digest;
         self.write(move |txn| {
@@ -498,5 +509,68 @@ impl CodeStore for EmbeddedStore {
         .await
         .map_err(EmbeddedError::Join)??;
         Ok(())
+    }
+
+    async fn delivered(
+        &self,
+        _id: &VerificationId,
+        _attempts: &[DeliveryAttempt],
+        _now: Timestamp,
+    ) -> Result<(), StoreError> {
+        unimplemented!("issue 9: delivered")
+    }
+
+    async fn verification(&self, _id: &VerificationId) -> Result<Option<Verification>, StoreError> {
+        unimplemented!("issue 9: verification")
+    }
+
+    async fn latest_verification(&self, _key: &str) -> Result<Option<Verification>, StoreError> {
+        unimplemented!("issue 9: latest_verification")
+    }
+
+    async fn cancel_verification(
+        &self,
+        _id: &VerificationId,
+        _now: Timestamp,
+    ) -> Result<CancelOutcome, StoreError> {
+        unimplemented!("issue 9: cancel_verification")
+    }
+
+    async fn sweep(&self, _now: Timestamp, _max: usize) -> Result<usize, StoreError> {
+        unimplemented!("issue 9: sweep")
+    }
+
+    async fn claim_events(
+        &self,
+        _now: Timestamp,
+        _lease_ms: u64,
+        _max: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        unimplemented!("issue 9: claim_events")
+    }
+
+    async fn settle_event(&self, _id: &str, _settle: &EventSettle) -> Result<(), StoreError> {
+        unimplemented!("issue 9: settle_event")
+    }
+
+    async fn idempotency_begin(
+        &self,
+        _key: &str,
+        _fingerprint: &[u8; 32],
+        _lease_ms: u64,
+        _now: Timestamp,
+    ) -> Result<IdempotencyBegin, StoreError> {
+        unimplemented!("issue 9: idempotency_begin")
+    }
+
+    async fn idempotency_end<'a>(
+        &self,
+        _key: &str,
+        _fingerprint: &[u8; 32],
+        _response: Option<&'a [u8]>,
+        _ttl_ms: u64,
+        _now: Timestamp,
+    ) -> Result<(), StoreError> {
+        unimplemented!("issue 9: idempotency_end")
     }
 }

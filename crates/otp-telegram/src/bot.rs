@@ -3,6 +3,7 @@
 //! `{"ok": true, "result": …}` or `{"ok": false, "error_code": …,
 //! "description": …, "parameters": {"retry_after": …}}`.
 
+use otp_domain::ports::Delivered;
 use std::fmt;
 use std::time::Duration;
 
@@ -164,8 +165,10 @@ impl TelegramSender {
 
 #[async_trait]
 impl Sender for TelegramSender {
-    async fn send(&self, message: &OutgoingMessage) -> Result<(), DeliveryError> {
-        self.deliver(message).await.map_err(DeliveryError::from)
+    async fn send(&self, message: &OutgoingMessage) -> Result<Delivered, DeliveryError> {
+        let sent: Result<(), DeliveryError> =
+            async { self.deliver(message).await.map_err(DeliveryError::from) }.await;
+        sent.map(|()| Delivered::by("telegram"))
     }
 }
 

@@ -9,6 +9,7 @@
 //! taken as delivered; the generic gateway cannot tell that apart and
 //! would retry, sending the code twice.
 
+use otp_domain::ports::Delivered;
 use std::fmt;
 use std::time::Duration;
 
@@ -191,8 +192,10 @@ impl HttpNotifySender {
 
 #[async_trait]
 impl Sender for HttpNotifySender {
-    async fn send(&self, message: &OutgoingMessage) -> Result<(), DeliveryError> {
-        self.deliver(message).await.map_err(DeliveryError::from)
+    async fn send(&self, message: &OutgoingMessage) -> Result<Delivered, DeliveryError> {
+        let sent: Result<(), DeliveryError> =
+            async { self.deliver(message).await.map_err(DeliveryError::from) }.await;
+        sent.map(|()| Delivered::by("notify"))
     }
 }
 

@@ -58,6 +58,7 @@ pub(super) fn policy(file: &ConfigFile) -> Result<Policy, ConfigError> {
         lifetime_min: o.lifetime_min,
         lifetime_max: o.lifetime_max,
         code_length: o.code_length,
+        verification_retention_secs: file.verifications.retention_secs,
         max_attempts: o.max_attempts,
         cooldown_secs: l.cooldown_secs,
         sends_per_window: l.sends_per_window,

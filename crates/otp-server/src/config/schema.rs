@@ -33,6 +33,15 @@ pub struct ConfigFile {
     pub telegram: TelegramChannelConfig,
     pub delivery: DeliveryConfig,
     pub dev: DevConfig,
+    pub verifications: VerificationsConfig,
+}
+
+/// The records every send creates (`/verifications`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerificationsConfig {
+    /// How long a verification is kept after it ends, in seconds.
+    pub retention_secs: u64,
 }
 
 /// The development tools that exist only while a channel uses the `log`

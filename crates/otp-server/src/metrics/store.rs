@@ -10,6 +10,10 @@ use otp_domain::ports::{
     CheckOutcome, CodeRecord, CodeStore, HitOutcome, PairingOutcome, PutOutcome, RateBucket,
     TakeOutcome, Timestamp,
 };
+use otp_domain::verification::{
+    CancelOutcome, DeliveryAttempt, EventSettle, IdempotencyBegin, StoredEvent, Verification,
+    VerificationId,
+};
 use otp_domain::{ChatId, CodeDigest, StoreError};
 use prometheus::{Histogram, IntCounter};
 
@@ -26,10 +30,19 @@ pub(super) enum Operation {
     TakePairing,
     HitBucket,
     Ping,
+    Delivered,
+    GetVerification,
+    LatestVerification,
+    CancelVerification,
+    Sweep,
+    ClaimEvents,
+    SettleEvent,
+    IdempotencyBegin,
+    IdempotencyEnd,
 }
 
 impl Operation {
-    pub(super) const ALL: [Operation; 8] = [
+    pub(super) const ALL: [Operation; 17] = [
         Operation::PutCode,
         Operation::DiscardCode,
         Operation::CheckCode,
@@ -38,6 +51,15 @@ impl Operation {
         Operation::TakePairing,
         Operation::HitBucket,
         Operation::Ping,
+        Operation::Delivered,
+        Operation::GetVerification,
+        Operation::LatestVerification,
+        Operation::CancelVerification,
+        Operation::Sweep,
+        Operation::ClaimEvents,
+        Operation::SettleEvent,
+        Operation::IdempotencyBegin,
+        Operation::IdempotencyEnd,
     ];
 
     pub(super) fn as_str(self) -> &'static str {
@@ -50,6 +72,15 @@ impl Operation {
             Operation::TakePairing => "take_pairing",
             Operation::HitBucket => "hit_bucket",
             Operation::Ping => "ping",
+            Operation::Delivered => "delivered",
+            Operation::GetVerification => "verification",
+            Operation::LatestVerification => "latest_verification",
+            Operation::CancelVerification => "cancel_verification",
+            Operation::Sweep => "sweep",
+            Operation::ClaimEvents => "claim_events",
+            Operation::SettleEvent => "settle_event",
+            Operation::IdempotencyBegin => "idempotency_begin",
+            Operation::IdempotencyEnd => "idempotency_end",
         }
     }
 }
@@ -100,19 +131,42 @@ impl CodeStore for MeteredStore {
         &self,
         key: &str,
         record: CodeRecord,
+        verification: &Verification,
         buckets: &[RateBucket],
         now: Timestamp,
     ) -> Result<PutOutcome, StoreError> {
         self.timed(
             Operation::PutCode,
-            self.inner.put_code(key, record, buckets, now),
+            self.inner.put_code(key, record, verification, buckets, now),
         )
         .await
     }
 
-    async fn discard_code(&self, key: &str, digest: &CodeDigest) -> Result<(), StoreError> {
-        self.timed(Operation::DiscardCode, self.inner.discard_code(key, digest))
-            .await
+    async fn discard_code<'a>(
+        &self,
+        key: &str,
+        digest: &CodeDigest,
+        failure: Option<&'a [DeliveryAttempt]>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.timed(
+            Operation::DiscardCode,
+            self.inner.discard_code(key, digest, failure, now),
+        )
+        .await
+    }
+
+    async fn delivered(
+        &self,
+        id: &VerificationId,
+        attempts: &[DeliveryAttempt],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.timed(
+            Operation::Delivered,
+            self.inner.delivered(id, attempts, now),
+        )
+        .await
     }
 
     async fn check_code(
@@ -176,5 +230,84 @@ impl CodeStore for MeteredStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.timed(Operation::Ping, self.inner.ping()).await
+    }
+
+    async fn verification(&self, id: &VerificationId) -> Result<Option<Verification>, StoreError> {
+        self.timed(Operation::GetVerification, self.inner.verification(id))
+            .await
+    }
+
+    async fn latest_verification(&self, key: &str) -> Result<Option<Verification>, StoreError> {
+        self.timed(
+            Operation::LatestVerification,
+            self.inner.latest_verification(key),
+        )
+        .await
+    }
+
+    async fn cancel_verification(
+        &self,
+        id: &VerificationId,
+        now: Timestamp,
+    ) -> Result<CancelOutcome, StoreError> {
+        self.timed(
+            Operation::CancelVerification,
+            self.inner.cancel_verification(id, now),
+        )
+        .await
+    }
+
+    async fn sweep(&self, now: Timestamp, max: usize) -> Result<usize, StoreError> {
+        self.timed(Operation::Sweep, self.inner.sweep(now, max))
+            .await
+    }
+
+    async fn claim_events(
+        &self,
+        now: Timestamp,
+        lease_ms: u64,
+        max: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.timed(
+            Operation::ClaimEvents,
+            self.inner.claim_events(now, lease_ms, max),
+        )
+        .await
+    }
+
+    async fn settle_event(&self, id: &str, settle: &EventSettle) -> Result<(), StoreError> {
+        self.timed(Operation::SettleEvent, self.inner.settle_event(id, settle))
+            .await
+    }
+
+    async fn idempotency_begin(
+        &self,
+        key: &str,
+        fingerprint: &[u8; 32],
+        lease_ms: u64,
+        now: Timestamp,
+    ) -> Result<IdempotencyBegin, StoreError> {
+        self.timed(
+            Operation::IdempotencyBegin,
+            self.inner
+                .idempotency_begin(key, fingerprint, lease_ms, now),
+        )
+        .await
+    }
+
+    async fn idempotency_end<'a>(
+        &self,
+        key: &str,
+        fingerprint: &[u8; 32],
+        response: Option<&'a [u8]>,
+        ttl_ms: u64,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.timed(
+            Operation::IdempotencyEnd,
+            self.inner
+                .idempotency_end(key, fingerprint, response, ttl_ms, now),
+        )
+        .await
     }
 }

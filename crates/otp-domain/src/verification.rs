@@ -1,0 +1,569 @@
+//! Verifications: what an app can follow of a send after it answered.
+//!
+//! Every send creates a [`Verification`] with an unguessable
+//! [`VerificationId`]. Its [`Status`] changes in the same atomic store step
+//! as the code change that causes it (approve-and-consume, lock, replace,
+//! discard, expiry), and each change, like each failed delivery, is written
+//! in that same step as a [`StoredEvent`] to the store's outbox, from which
+//! the server delivers it to the configured sinks.
+//!
+//! A verification never holds the code, nor anything derived from it.
+//!
+//! The in-process stores apply the transitions below; the Redis store runs
+//! the same rules in Lua.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ports::{CheckOutcome, Timestamp};
+use crate::types::{Channel, Destination};
+
+/// `vrf_` and 128 random bits as 32 lowercase hex digits: URL-safe and
+/// unguessable.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VerificationId([u8; 16]);
+
+impl VerificationId {
+    pub const PREFIX: &'static str = "vrf_";
+
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        VerificationId(bytes)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+
+    /// Reads `vrf_` + 32 hex digits (either case); `None` for anything else.
+    pub fn parse(s: &str) -> Option<Self> {
+        let hex = s.strip_prefix(Self::PREFIX)?;
+        if hex.len() != 32 || !hex.is_ascii() {
+            return None;
+        }
+        let mut out = [0u8; 16];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+        }
+        Some(VerificationId(out))
+    }
+}
+
+impl fmt::Display for VerificationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(Self::PREFIX)?;
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for VerificationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl Serialize for VerificationId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for VerificationId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        VerificationId::parse(&s).ok_or_else(|| serde::de::Error::custom("not a verification id"))
+    }
+}
+
+/// Where a verification stands. Every status but `Pending` is final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Pending,
+    Approved,
+    MaxAttemptsReached,
+    Expired,
+    Canceled,
+    Failed,
+}
+
+impl Status {
+    pub const ALL: [Status; 6] = [
+        Status::Pending,
+        Status::Approved,
+        Status::MaxAttemptsReached,
+        Status::Expired,
+        Status::Canceled,
+        Status::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Approved => "approved",
+            Status::MaxAttemptsReached => "max_attempts_reached",
+            Status::Expired => "expired",
+            Status::Canceled => "canceled",
+            Status::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Status::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// The event a change to this status produces.
+    pub fn event(self) -> EventType {
+        match self {
+            Status::Pending => EventType::Pending,
+            Status::Approved => EventType::Approved,
+            Status::MaxAttemptsReached => EventType::MaxAttemptsReached,
+            Status::Expired => EventType::Expired,
+            Status::Canceled => EventType::Canceled,
+            Status::Failed => EventType::Failed,
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a verification was canceled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelReason {
+    /// `POST /verifications/{id}/cancel`.
+    Api,
+    /// A new send to the same destination replaced its code.
+    Replaced,
+}
+
+impl CancelReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CancelReason::Api => "api",
+            CancelReason::Replaced => "replaced",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "api" => Some(CancelReason::Api),
+            "replaced" => Some(CancelReason::Replaced),
+            _ => None,
+        }
+    }
+}
+
+/// How one delivery attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    Delivered,
+    Failed,
+}
+
+/// One delivery attempt: which provider, how it ended, when. `error` is the
+/// provider's reason, which never holds a code or secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryAttempt {
+    pub provider: String,
+    pub outcome: AttemptOutcome,
+    pub at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The record of one send. It never holds the code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verification {
+    pub id: VerificationId,
+    pub channel: Channel,
+    /// The normalised address (E.164 phone, email, chat id).
+    pub destination: String,
+    /// ISO region of a phone number, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    pub status: Status,
+    /// Set when `status` is `canceled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<CancelReason>,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    /// Failed checks so far.
+    pub attempts: u32,
+    pub max_attempts: u32,
+    #[serde(default)]
+    pub deliveries: Vec<DeliveryAttempt>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<Timestamp>,
+    /// How long the record is kept after it ends (ms). Not shown by the
+    /// API.
+    pub retention_ms: u64,
+    /// Events written for this verification so far; numbers the next
+    /// event's id. Not shown by the API.
+    #[serde(default)]
+    pub events: u32,
+}
+
+impl Verification {
+    /// A new pending verification for a send to `destination`.
+    pub fn new(
+        id: VerificationId,
+        destination: &Destination,
+        created_at: Timestamp,
+        expires_at: Timestamp,
+        max_attempts: u32,
+        retention_ms: u64,
+    ) -> Self {
+        let country = match destination {
+            Destination::Sms(p) | Destination::Call(p) => p.region().map(|r| r.as_str().to_owned()),
+            _ => None,
+        };
+        Verification {
+            id,
+            channel: destination.channel(),
+            destination: destination.address(),
+            country,
+            status: Status::Pending,
+            reason: None,
+            created_at,
+            expires_at,
+            attempts: 0,
+            max_attempts,
+            deliveries: Vec::new(),
+            ended_at: None,
+            retention_ms,
+            events: 0,
+        }
+    }
+
+    /// The store key of the destination's code ([`Destination::key`]).
+    pub fn code_key(&self) -> String {
+        format!("{}:{}", self.channel, self.destination)
+    }
+
+    pub fn is_pending(&self) -> bool {
+        self.status == Status::Pending
+    }
+
+    /// The status as a reader sees it at `now`: a pending verification
+    /// past its expiry reads as `expired` even before the sweeper wrote
+    /// that (and its event).
+    pub fn seen_at(mut self, now: Timestamp) -> Self {
+        if self.is_pending() && now >= self.expires_at {
+            self.status = Status::Expired;
+            self.ended_at = Some(self.expires_at);
+        }
+        self
+    }
+
+    /// When the store may forget the record.
+    pub fn purge_at(&self) -> Timestamp {
+        self.ended_at
+            .unwrap_or(self.expires_at)
+            .saturating_add(self.retention_ms)
+    }
+
+    /// Ends a pending verification with `status` at `now` and returns the
+    /// event that records it. Call only on a pending verification.
+    pub fn end(
+        &mut self,
+        status: Status,
+        reason: Option<CancelReason>,
+        now: Timestamp,
+    ) -> StoredEvent {
+        self.status = status;
+        self.reason = reason;
+        self.ended_at = Some(now);
+        self.event(status.event(), now)
+    }
+
+    /// The next event of this verification, with a snapshot of it as it is
+    /// now. Numbers the event, so call it once per event.
+    pub fn event(&mut self, kind: EventType, now: Timestamp) -> StoredEvent {
+        self.events += 1;
+        StoredEvent {
+            id: event_id(&self.id, self.events),
+            kind,
+            time: now,
+            verification: self.clone(),
+            tries: 0,
+            delivered: Vec::new(),
+        }
+    }
+
+    /// Records a successful delivery: the attempts, and the `pending`
+    /// event.
+    pub fn delivered(&mut self, attempts: &[DeliveryAttempt], now: Timestamp) -> StoredEvent {
+        self.deliveries.extend_from_slice(attempts);
+        self.event(EventType::Pending, now)
+    }
+
+    /// Records a failed delivery: the attempts, the `delivery.failed`
+    /// event, then the end as `failed` and its event.
+    pub fn failed(&mut self, attempts: &[DeliveryAttempt], now: Timestamp) -> [StoredEvent; 2] {
+        self.deliveries.extend_from_slice(attempts);
+        let delivery = self.event(EventType::DeliveryFailed, now);
+        let end = self.end(Status::Failed, None, now);
+        [delivery, end]
+    }
+
+    /// Records one counted wrong check. Returns the `max_attempts_reached`
+    /// event when this attempt locked the code.
+    pub fn mismatch(&mut self, now: Timestamp) -> Option<StoredEvent> {
+        self.attempts = self.attempts.saturating_add(1);
+        (self.is_pending() && self.attempts >= self.max_attempts)
+            .then(|| self.end(Status::MaxAttemptsReached, None, now))
+    }
+}
+
+impl Verification {
+    /// What a check does to the verification of the code it found, given
+    /// the check's outcome; `expired` when the code was found past its
+    /// expiry. Returns the event of the change, if the status changed.
+    pub fn after_check(
+        &mut self,
+        outcome: CheckOutcome,
+        expired: bool,
+        now: Timestamp,
+    ) -> Option<StoredEvent> {
+        if !self.is_pending() {
+            // A locked code's attempts still count nothing; an ended
+            // verification never changes again.
+            return None;
+        }
+        match outcome {
+            CheckOutcome::Approved => Some(self.end(Status::Approved, None, now)),
+            CheckOutcome::Mismatch { .. } => self.mismatch(now),
+            CheckOutcome::NotFound if expired => Some(self.end(Status::Expired, None, now)),
+            CheckOutcome::NotFound | CheckOutcome::Locked => None,
+        }
+    }
+
+    /// A new send replaced this verification's code.
+    pub fn replaced(&mut self, now: Timestamp) -> Option<StoredEvent> {
+        self.is_pending()
+            .then(|| self.end(Status::Canceled, Some(CancelReason::Replaced), now))
+    }
+}
+
+/// An event's id: the verification's id and the event's number within it,
+/// so ids are unique without coordination, and a redelivery carries the
+/// same one (it is the `webhook-id`).
+pub fn event_id(id: &VerificationId, n: u32) -> String {
+    format!(
+        "evt_{}_{n}",
+        &id.to_string()[VerificationId::PREFIX.len()..]
+    )
+}
+
+/// The CloudEvents `type` of each event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EventType {
+    #[serde(rename = "otpd.verification.pending")]
+    Pending,
+    #[serde(rename = "otpd.verification.approved")]
+    Approved,
+    #[serde(rename = "otpd.verification.max_attempts_reached")]
+    MaxAttemptsReached,
+    #[serde(rename = "otpd.verification.expired")]
+    Expired,
+    #[serde(rename = "otpd.verification.canceled")]
+    Canceled,
+    #[serde(rename = "otpd.verification.failed")]
+    Failed,
+    #[serde(rename = "otpd.delivery.failed")]
+    DeliveryFailed,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 7] = [
+        EventType::Pending,
+        EventType::Approved,
+        EventType::MaxAttemptsReached,
+        EventType::Expired,
+        EventType::Canceled,
+        EventType::Failed,
+        EventType::DeliveryFailed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Pending => "otpd.verification.pending",
+            EventType::Approved => "otpd.verification.approved",
+            EventType::MaxAttemptsReached => "otpd.verification.max_attempts_reached",
+            EventType::Expired => "otpd.verification.expired",
+            EventType::Canceled => "otpd.verification.canceled",
+            EventType::Failed => "otpd.verification.failed",
+            EventType::DeliveryFailed => "otpd.delivery.failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        EventType::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An event in the store's outbox, until every sink has it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: EventType,
+    pub time: Timestamp,
+    /// The verification as it was right after the change.
+    pub verification: Verification,
+    /// Delivery rounds tried so far.
+    #[serde(default)]
+    pub tries: u32,
+    /// Names of the sinks that have it already.
+    #[serde(default)]
+    pub delivered: Vec<String>,
+}
+
+/// What the dispatcher reports back for a claimed event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventSettle {
+    /// Every sink has it (or gave up on it): remove it from the outbox.
+    Done,
+    /// Some sink still needs it: try again at `at`, skipping the sinks in
+    /// `delivered`.
+    Retry {
+        at: Timestamp,
+        delivered: Vec<String>,
+    },
+}
+
+/// The answer to cancelling a verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// It was pending; now it is canceled and its code is gone.
+    Canceled(Verification),
+    /// It had ended already; nothing changed.
+    AlreadyEnded(Verification),
+    NotFound,
+}
+
+/// The answer to starting a request under an `Idempotency-Key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotencyBegin {
+    /// The key is new (or its earlier holder gave it up): go ahead, then
+    /// call `idempotency_end`.
+    Started,
+    /// A request with this key and the same fingerprint is running.
+    InProgress,
+    /// A request with this key and the same fingerprint finished: its
+    /// stored response.
+    Replay(Vec<u8>),
+    /// The key was used with another fingerprint.
+    Mismatch,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id() -> VerificationId {
+        VerificationId::from_bytes([0xab; 16])
+    }
+
+    #[test]
+    fn ids_print_and_parse_back() {
+        let s = id().to_string();
+        assert_eq!(s, format!("vrf_{}", "ab".repeat(16)));
+        assert_eq!(VerificationId::parse(&s), Some(id()));
+        assert_eq!(VerificationId::parse(&s.to_uppercase()), None);
+        assert_eq!(VerificationId::parse("vrf_abc"), None);
+        assert_eq!(
+            VerificationId::parse(&format!("vrf_{}", "zz".repeat(16))),
+            None
+        );
+        assert_eq!(
+            VerificationId::parse(&format!("vrf_{}é", "a".repeat(30))),
+            None
+        );
+    }
+
+    fn pending() -> Verification {
+        let d = Destination::parse(Channel::Sms, "+77011234567").expect("phone");
+        Verification::new(id(), &d, 1_000, 61_000, 2, 86_400_000)
+    }
+
+    #[test]
+    fn a_new_verification_is_pending_with_its_country() {
+        let v = pending();
+        assert_eq!(v.status, Status::Pending);
+        assert_eq!(v.country.as_deref(), Some("KZ"));
+        assert_eq!(v.destination, "+77011234567");
+        assert_eq!(v.purge_at(), 61_000 + 86_400_000);
+    }
+
+    #[test]
+    fn events_are_numbered_and_carry_a_snapshot() {
+        let mut v = pending();
+        let first = v.delivered(&[], 2_000);
+        assert_eq!(first.kind, EventType::Pending);
+        assert_eq!(first.id, format!("evt_{}_1", "ab".repeat(16)));
+        assert_eq!(v.mismatch(3_000), None);
+        let locked = v.mismatch(4_000).expect("the second wrong check locks");
+        assert_eq!(locked.kind, EventType::MaxAttemptsReached);
+        assert_eq!(locked.id, format!("evt_{}_2", "ab".repeat(16)));
+        assert_eq!(locked.verification.attempts, 2);
+        assert_eq!(locked.verification.ended_at, Some(4_000));
+        assert_eq!(v.purge_at(), 4_000 + 86_400_000);
+    }
+
+    #[test]
+    fn a_failed_delivery_gives_two_events() {
+        let mut v = pending();
+        let attempt = DeliveryAttempt {
+            provider: "twilio".into(),
+            outcome: AttemptOutcome::Failed,
+            at: 1_500,
+            error: Some("HTTP 500".into()),
+        };
+        let [delivery, end] = v.failed(std::slice::from_ref(&attempt), 1_500);
+        assert_eq!(delivery.kind, EventType::DeliveryFailed);
+        assert_eq!(end.kind, EventType::Failed);
+        assert_eq!(end.verification.deliveries, vec![attempt]);
+        assert_eq!(v.status, Status::Failed);
+    }
+
+    #[test]
+    fn a_reader_sees_an_overdue_pending_verification_as_expired() {
+        let v = pending().seen_at(61_000);
+        assert_eq!(v.status, Status::Expired);
+        assert_eq!(v.ended_at, Some(61_000));
+        assert_eq!(pending().seen_at(60_999).status, Status::Pending);
+    }
+
+    #[test]
+    fn the_stored_form_round_trips_and_has_no_code() {
+        let mut v = pending();
+        let e = v.end(Status::Canceled, Some(CancelReason::Replaced), 5_000);
+        let json = serde_json::to_string(&e).expect("json");
+        assert!(json.contains("\"otpd.verification.canceled\""), "{json}");
+        assert!(json.contains("\"replaced\""), "{json}");
+        let back: StoredEvent = serde_json::from_str(&json).expect("parse");
+        assert_eq!(back, e);
+        for t in EventType::ALL {
+            assert_eq!(EventType::parse(t.as_str()), Some(t));
+        }
+        for s in Status::ALL {
+            assert_eq!(Status::parse(s.as_str()), Some(s));
+        }
+    }
+}

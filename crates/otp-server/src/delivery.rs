@@ -221,7 +221,7 @@ mod tests {
         s.expect_send().returning(move |_| {
             let i = counter.fetch_add(1, Ordering::SeqCst) as usize;
             match results.get(i).copied().unwrap_or(Err((false, None))) {
-                Ok(()) => Ok(()),
+                Ok(()) => Ok(Delivered::by("mock")),
                 Err((transient, retry_after)) => Err(failure(transient, retry_after)),
             }
         });

@@ -130,7 +130,7 @@ fn broken_store() -> Arc<MockCodeStore> {
         .returning(|_, _, _| Err(StoreError::Unavailable("connection refused".into())));
     store
         .expect_put_code()
-        .returning(|_, _, _, _| Err(StoreError::Unavailable("connection refused".into())));
+        .returning(|_, _, _, _, _| Err(StoreError::Unavailable("connection refused".into())));
     store
         .expect_hit_bucket()
         .returning(|_, _| Err(StoreError::Unavailable("connection refused".into())));

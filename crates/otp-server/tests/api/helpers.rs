@@ -47,7 +47,7 @@ fn recording_sender(outbox: Outbox, fail: bool) -> Arc<MockSender> {
                 source: None,
             })
         } else {
-            Ok(())
+            Ok(otp_domain::Delivered::by("mock"))
         }
     });
     Arc::new(s)

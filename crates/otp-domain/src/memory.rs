@@ -9,6 +9,8 @@ use async_trait::async_trait;
 
 use crate::digest::CodeDigest;
 use crate::error::StoreError;
+use crate::fraud::{Block, Counters, Prefix};
+use crate::ports::FraudLedger;
 use crate::ports::{
     CheckOutcome, CodeRecord, CodeStore, HitOutcome, PairingOutcome, PutOutcome, RateBucket,
     TakeOutcome, Timestamp,
@@ -46,6 +48,8 @@ struct Inner {
     outbox: HashMap<String, Queued>,
     seq: u64,
     idempotency: HashMap<String, IdemEntry>,
+    fraud_counters: HashMap<Prefix, Counters>,
+    fraud_blocks: HashMap<Prefix, Block>,
 }
 
 impl Inner {
@@ -484,6 +488,85 @@ impl CodeStore for InMemoryStore {
             }
         }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl FraudLedger for InMemoryStore {
+    async fn count(
+        &self,
+        prefix: &Prefix,
+        sends: u64,
+        approvals: u64,
+        window_ms: u64,
+        now: Timestamp,
+    ) -> Result<Counters, StoreError> {
+        let mut inner = self.lock();
+        let c = inner
+            .fraud_counters
+            .get(prefix)
+            .copied()
+            .unwrap_or_default();
+        let c = c.add(sends, approvals, now, window_ms);
+        inner.fraud_counters.insert(prefix.clone(), c);
+        Ok(c)
+    }
+
+    async fn block_of(&self, prefix: &Prefix, now: Timestamp) -> Result<Option<Block>, StoreError> {
+        Ok(self
+            .lock()
+            .fraud_blocks
+            .get(prefix)
+            .filter(|b| b.until > now)
+            .cloned())
+    }
+
+    async fn block(&self, block: &Block, now: Timestamp) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        if inner
+            .fraud_blocks
+            .get(&block.prefix)
+            .is_some_and(|b| b.until > now)
+        {
+            return Ok(false);
+        }
+        inner
+            .fraud_blocks
+            .insert(block.prefix.clone(), block.clone());
+        Ok(true)
+    }
+
+    async fn blocks(&self, now: Timestamp) -> Result<Vec<Block>, StoreError> {
+        let inner = self.lock();
+        let mut out: Vec<Block> = inner
+            .fraud_blocks
+            .values()
+            .filter(|b| b.until > now)
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| a.prefix.cmp(&b.prefix));
+        Ok(out)
+    }
+
+    async fn unblock(&self, prefix: &Prefix, now: Timestamp) -> Result<Option<Block>, StoreError> {
+        let mut inner = self.lock();
+        Ok(inner.fraud_blocks.remove(prefix).filter(|b| b.until > now))
+    }
+
+    async fn expire_blocks(&self, now: Timestamp, max: usize) -> Result<Vec<Block>, StoreError> {
+        let mut inner = self.lock();
+        let mut due: Vec<Prefix> = inner
+            .fraud_blocks
+            .values()
+            .filter(|b| b.until <= now)
+            .map(|b| b.prefix.clone())
+            .collect();
+        due.sort();
+        due.truncate(max);
+        Ok(due
+            .iter()
+            .filter_map(|p| inner.fraud_blocks.remove(p))
+            .collect())
     }
 }
 

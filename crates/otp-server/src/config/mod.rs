@@ -54,6 +54,8 @@ pub struct Config {
     pub providers: Providers,
     /// The domain rules.
     pub policy: Policy,
+    /// The fraud guard's rules.
+    pub fraud: otp_domain::fraud::FraudPolicy,
 }
 
 /// Why the configuration could not be loaded.
@@ -231,7 +233,9 @@ impl Config {
         check_server(&file)?;
         let (providers, telegram) = providers::resolve(&file)?;
         let policy = policy::policy(&file)?;
+        let fraud = policy::fraud(&file)?;
         Ok(Config {
+            fraud,
             server: file.server,
             log: file.log,
             metrics: file.metrics,

@@ -59,6 +59,6 @@ pub use service::{CheckRequest, FraudGuard, OtpService, SendReceipt, SendRequest
 pub use settings::{FieldError, FieldProblem};
 pub use types::{Channel, ChatId, CheckTarget, Code, Destination, Email, Lifetime, Phone, Region};
 pub use verification::{
-    AttemptOutcome, CancelOutcome, CancelReason, DeliveryAttempt, EventSettle, EventType,
-    IdempotencyBegin, Status, StoredEvent, Verification, VerificationId,
+    AttemptOutcome, CancelOutcome, CancelReason, DeliveryAttempt, EventData, EventSettle,
+    EventType, IdempotencyBegin, Status, StoredEvent, Verification, VerificationId,
 };

@@ -533,6 +533,7 @@ impl FraudLedger for InMemoryStore {
         inner
             .fraud_blocks
             .insert(block.prefix.clone(), block.clone());
+        inner.emit(StoredEvent::fraud(block, false, now), now);
         Ok(true)
     }
 
@@ -550,7 +551,17 @@ impl FraudLedger for InMemoryStore {
 
     async fn unblock(&self, prefix: &Prefix, now: Timestamp) -> Result<Option<Block>, StoreError> {
         let mut inner = self.lock();
-        Ok(inner.fraud_blocks.remove(prefix).filter(|b| b.until > now))
+        let Some(block) = inner
+            .fraud_blocks
+            .get(prefix)
+            .filter(|b| b.until > now)
+            .cloned()
+        else {
+            return Ok(None);
+        };
+        inner.fraud_blocks.remove(prefix);
+        inner.emit(StoredEvent::fraud(&block, true, now), now);
+        Ok(Some(block))
     }
 
     async fn expire_blocks(&self, now: Timestamp, max: usize) -> Result<Vec<Block>, StoreError> {
@@ -563,10 +574,14 @@ impl FraudLedger for InMemoryStore {
             .collect();
         due.sort();
         due.truncate(max);
-        Ok(due
+        let ended: Vec<Block> = due
             .iter()
             .filter_map(|p| inner.fraud_blocks.remove(p))
-            .collect())
+            .collect();
+        for block in &ended {
+            inner.emit(StoredEvent::fraud(block, true, now), now);
+        }
+        Ok(ended)
     }
 }
 
@@ -577,5 +592,6 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn memory_store_meets_the_contract() {
         crate::contract::run_all(std::sync::Arc::new(InMemoryStore::new())).await;
+        crate::contract::run_fraud(std::sync::Arc::new(InMemoryStore::new())).await;
     }
 }

@@ -218,27 +218,21 @@ impl Ports {
     /// # Errors
     /// When the store cannot be opened.
     pub fn from_config(config: &Config) -> Result<Ports, StartupError> {
-        let (store, fraud, embedded): (Arc<dyn CodeStore>, Arc<dyn FraudLedger>, _) =
-            match config.store.kind {
-                StoreKind::Embedded => {
-                    let store =
-                        EmbeddedStore::open_with(&config.store.path, config.store.embedded())?;
-                    (
-                        Arc::new(store.clone()),
-                        Arc::new(store.clone()),
-                        Some(store),
-                    )
-                }
-                StoreKind::Redis => {
-                    let store = Arc::new(RedisStore::standalone(&config.store.redis())?);
-                    (store.clone(), store, None)
-                }
-                StoreKind::RedisCluster => {
-                    let store = Arc::new(RedisStore::cluster(&config.store.redis())?);
-                    (store.clone(), store, None)
-                }
-            };
-        let fraud = Some(fraud);
+        let (store, embedded): (Arc<dyn CodeStore>, _) = match config.store.kind {
+            StoreKind::Embedded => {
+                let store = EmbeddedStore::open_with(&config.store.path, config.store.embedded())?;
+                (Arc::new(store.clone()), Some(store))
+            }
+            StoreKind::Redis => (
+                Arc::new(RedisStore::standalone(&config.store.redis())?),
+                None,
+            ),
+            StoreKind::RedisCluster => {
+                (Arc::new(RedisStore::cluster(&config.store.redis())?), None)
+            }
+        };
+        // WIP (issue 13): the stores' FraudLedger sides land next.
+        let fraud: Option<Arc<dyn FraudLedger>> = None;
         let metrics = match config.metrics.listen {
             Some(_) => Some(Arc::new(Metrics::new()?)),
             None => None,

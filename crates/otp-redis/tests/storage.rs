@@ -38,6 +38,7 @@ fn record(hasher: &CodeHasher, key: &str, code: &str, now: u64) -> CodeRecord {
         expires_at: now + 60_000,
         attempts: 0,
         max_attempts: 5,
+        verification: support::fresh_id(),
     }
 }
 
@@ -54,7 +55,15 @@ async fn redis_holds_the_digest_and_never_the_code() {
         limit: 1,
         window_ms: 30_000,
     };
-    let put = store.put_code(key, rec, &[cooldown], now).await;
+    let put = store
+        .put_code(
+            key,
+            rec,
+            &support::verification_for(key, &rec, now),
+            &[cooldown],
+            now,
+        )
+        .await;
     assert_eq!(put.expect("put"), PutOutcome::Stored);
 
     let mut conn = plain_connection(&server).await;
@@ -196,7 +205,15 @@ async fn stores_with_different_prefixes_do_not_see_each_other() {
     };
 
     assert_eq!(
-        a.put_code(key, rec, &[], now).await.expect("put"),
+        a.put_code(
+            key,
+            rec,
+            &support::verification_for(key, &rec, now),
+            &[],
+            now
+        )
+        .await
+        .expect("put"),
         PutOutcome::Stored
     );
     assert_eq!(
@@ -239,7 +256,16 @@ async fn two_pools_racing_100_correct_checks_approve_exactly_one() {
     let key = "call:+77011234567";
     let now = now_ms();
     let rec = record(&hasher, key, "4829", now);
-    stores[0].put_code(key, rec, &[], now).await.expect("put");
+    stores[0]
+        .put_code(
+            key,
+            rec,
+            &support::verification_for(key, &rec, now),
+            &[],
+            now,
+        )
+        .await
+        .expect("put");
 
     let tasks: Vec<_> = (0..100)
         .map(|i| {
@@ -267,7 +293,16 @@ async fn concurrent_calls_share_the_configured_connections_and_send_one_command_
     let now = now_ms();
     // Load the scripts first, so the counts below are of calls alone.
     let warm = record(&hasher, "sms:+1", "1111", now);
-    store.put_code("sms:+1", warm, &[], now).await.expect("put");
+    store
+        .put_code(
+            "sms:+1",
+            warm,
+            &support::verification_for("sms:+1", &warm, now),
+            &[],
+            now,
+        )
+        .await
+        .expect("put");
     store
         .check_code("sms:+1", &warm.digest, now)
         .await

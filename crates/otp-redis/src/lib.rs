@@ -7,8 +7,9 @@
 //! scripts decide with the `now` the caller passes, never Redis time, so
 //! tests can move time; instances sharing a Redis therefore need NTP, as a
 //! clock running ahead ends cooldowns and windows early.
-//! Every key also gets a TTL that ends with its record, so nothing needs
-//! a sweeper.
+//! Every key also gets a TTL that ends with its record; only pending
+//! verifications need the sweeper (their `expired` event) and outbox
+//! events live until settled.
 //!
 //! # Layout
 //! - [`RedisStore`]: implements the port; each call sends one script on a
@@ -34,7 +35,29 @@
 //! Cluster hash tag, so all keys of one script share a slot):
 //! - `otpd:{sms:+77011234567}:code`: the code record, a hash of
 //!   `d` (digest, hex), `e` (expires_at, unix ms), `a` (failed attempts),
-//!   `m` (max attempts). Never the code itself.
+//!   `m` (max attempts), `v` (its verification id, hex; codes stored
+//!   before verifications lack it and simply have none). Never the code.
+//! - `otpd:{sms:+77011234567}:vrf:<id hex>`: a verification record, in
+//!   its code's slot so one script changes both; flat fields, listed in
+//!   `scripts/vrf.lua`; TTL until its `purge_at`.
+//! - `otpd:{sms:+77011234567}:latest`: the destination's latest
+//!   verification id.
+//! - `otpd:vidx:{<id hex>}`: the destination tag of a verification, so a
+//!   look-up by id finds the record's slot. On a single Redis `put_code`
+//!   writes it in its script; on a cluster (another slot) right after it.
+//! - `otpd:{<outbox>}:due`, `otpd:{<outbox>}:evt:<event id>`,
+//!   `otpd:{<outbox>}:pending`: the outbox (event ids by due time, one
+//!   hash per event) and the pending verifications by expiry. `<outbox>`
+//!   is `outbox` on a single Redis; on a cluster it is a tag of the code's
+//!   slot (`ob<n>`, see `keys::SLOT_TAGS`), so the event is written in the
+//!   same script as the change.
+//! - `otpd:{outbox-slots}` (cluster only): the slots whose outbox may
+//!   have work, by when to look next. A call whose script wrote to a slot's
+//!   outbox lowers its score right after (a second command, only then);
+//!   claims and sweeps run one script per listed due slot and reschedule
+//!   it (at most 5 s ahead while it has work, 60 s when empty).
+//! - `otpd:idem:{<key>}`: an idempotency key: fingerprint, deadline and
+//!   the response.
 //! - `otpd:{sms:+77011234567}:bucket:<bucket key>`: a send rate bucket, a
 //!   hash of `s` (window start) and `c` (hits).
 //! - `otpd:{pairing}:d:<hex digest>`: a Telegram pairing, a hash of `c`

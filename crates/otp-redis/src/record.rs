@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 
 use otp_domain::verification::{
-    CancelReason, DeliveryAttempt, EventType, Status, StoredEvent, Verification, VerificationId,
+    CancelReason, DeliveryAttempt, EventData, EventType, Status, StoredEvent, Verification,
+    VerificationId,
 };
 use otp_domain::Channel;
 
@@ -144,7 +145,15 @@ pub(crate) fn event(flat: Vec<String>) -> Result<StoredEvent, RedisStoreError> {
         id: field(&map, "@id")?.to_owned(),
         kind,
         time: number(&map, "@time")?,
-        verification: verification(&map)?,
+        // A fraud block's event carries the block as JSON (written by
+        // Rust); a verification's carries the record's fields.
+        data: match map.get("@block") {
+            Some(block) => EventData::Block(
+                serde_json::from_str(block)
+                    .map_err(|e| corrupt(&format!("bad fraud block: {e}")))?,
+            ),
+            None => EventData::Verification(verification(&map)?),
+        },
         tries: number(&map, "@tries")?,
         delivered,
     })

@@ -10,6 +10,8 @@
 //! - `tx`: the verification side of a transaction (verifications, their
 //!   expiry and retention indexes, the latest per destination, the event
 //!   outbox), applying the domain's transitions.
+//! - `fraud`: the fraud guard's ledger ([`otp_domain::ports::FraudLedger`]):
+//!   per-prefix counters and blocks, whose events go to the same outbox.
 //! - `codec`: the binary records kept in the tables.
 //!
 //! A code and its verification change in the same transaction, with the
@@ -21,6 +23,7 @@
 //! loses the code (or the counted attempt) that answer promised.
 
 mod codec;
+mod fraud;
 mod tx;
 mod writer;
 
@@ -71,7 +74,7 @@ pub enum EmbeddedError {
     Panicked,
     #[error("unreadable record: {0}")]
     Corrupt(&'static str),
-    #[error("unreadable verification or event record")]
+    #[error("unreadable verification, event or fraud record")]
     Json(#[source] serde_json::Error),
 }
 
@@ -175,6 +178,9 @@ impl EmbeddedStore {
         txn.open_table(tx::META)?;
         txn.open_table(tx::IDEMPOTENCY)?;
         txn.open_table(tx::IDEMPOTENCY_EXPIRY)?;
+        txn.open_table(fraud::COUNTERS)?;
+        txn.open_table(fraud::BLOCKS)?;
+        txn.open_table(fraud::BLOCK_UNTIL)?;
         txn.commit()?;
         let db = Arc::new(db);
         let (queue, writer) = writer::spawn(db.clone()).map_err(EmbeddedError::Spawn)?;

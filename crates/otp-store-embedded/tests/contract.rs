@@ -9,9 +9,10 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use otp_domain::digest::CodeDigest;
-use otp_domain::ports::{CheckOutcome, CodeRecord, CodeStore, PutOutcome};
+use otp_domain::fraud::{Block, FraudMode, Prefix};
+use otp_domain::ports::{CheckOutcome, CodeRecord, CodeStore, FraudLedger, PutOutcome};
 use otp_domain::verification::{
-    AttemptOutcome, DeliveryAttempt, EventType, IdempotencyBegin, Status, StoredEvent,
+    AttemptOutcome, DeliveryAttempt, EventData, EventType, IdempotencyBegin, Status, StoredEvent,
     Verification, VerificationId,
 };
 use otp_domain::{Channel, Destination};
@@ -24,6 +25,13 @@ async fn embedded_store_meets_the_contract() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = EmbeddedStore::open(&dir.path().join("otpd.redb")).expect("open");
     otp_domain::contract::run_all(Arc::new(store)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_store_meets_the_fraud_ledger_contract() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = EmbeddedStore::open(&dir.path().join("otpd.redb")).expect("open");
+    otp_domain::contract::run_fraud(Arc::new(store)).await;
 }
 
 fn id(n: u32) -> VerificationId {
@@ -170,6 +178,129 @@ async fn verifications_and_their_events_survive_closing_and_reopening_the_file()
     assert_eq!(
         replay.expect("begin"),
         IdempotencyBegin::Replay(b"{\"id\":1}".to_vec())
+    );
+}
+
+fn fraud_block(prefix: &str, since: u64, until: u64) -> Block {
+    Block {
+        prefix: Prefix::parse(prefix).expect("prefix"),
+        country: Some("KZ".into()),
+        since,
+        until,
+        sends: 60.0,
+        approvals: 2.0,
+        mode: FraudMode::Block,
+    }
+}
+
+/// The fraud events due at `now`: their kind and block.
+async fn fraud_events(store: &EmbeddedStore, now: u64) -> Vec<(EventType, Block)> {
+    let all = store.claim_events(now, 1, 100_000).await.expect("claim");
+    all.into_iter()
+        .filter_map(|e| match e.data {
+            EventData::Block(b) => Some((e.kind, b)),
+            EventData::Verification(_) => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn fraud_blocks_counters_and_their_events_survive_closing_and_reopening_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("otpd.redb");
+    let w = 60_000;
+    let kz = Prefix::parse("7701").expect("prefix");
+    let block = fraud_block("7701", 1_000, 61_000);
+    {
+        let store = EmbeddedStore::open(&path).expect("open");
+        store.count(&kz, 50, 1, w, 900).await.expect("count");
+        assert!(store.block(&block, 1_000).await.expect("block"));
+    }
+    let store = EmbeddedStore::open(&path).expect("reopen");
+    assert_eq!(
+        store.block_of(&kz, 1_001).await.expect("block_of"),
+        Some(block.clone())
+    );
+    assert_eq!(
+        store.blocks(1_001).await.expect("blocks"),
+        std::slice::from_ref(&block)
+    );
+    // The counters go on from what was stored.
+    let c = store.count(&kz, 1, 0, w, 1_002).await.expect("count");
+    assert_eq!((c.window_start, c.sends, c.approvals), (0, 51, 1));
+    assert!(
+        !store.block(&block, 1_003).await.expect("block"),
+        "the stored block is still active"
+    );
+    // Its expiry index survived too: the sweep ends it once, with its event.
+    assert_eq!(
+        store.expire_blocks(61_000, 100).await.expect("expire"),
+        std::slice::from_ref(&block)
+    );
+    assert_eq!(store.expire_blocks(61_000, 100).await.expect("expire"), []);
+    assert_eq!(
+        fraud_events(&store, 62_000).await,
+        [
+            (EventType::PrefixBlocked, block.clone()),
+            (EventType::PrefixUnblocked, block)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_block_after_an_unswept_expired_one_ends_that_one_with_its_event() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = EmbeddedStore::open(&dir.path().join("otpd.redb")).expect("open");
+    let first = fraud_block("7701", 1_000, 2_000);
+    let second = fraud_block("7701", 5_000, 9_000);
+    assert!(store.block(&first, 1_000).await.expect("block"));
+    assert_eq!(
+        store.block_of(&first.prefix, 2_000).await.expect("of"),
+        None
+    );
+    assert!(store.block(&second, 5_000).await.expect("block"));
+    assert_eq!(
+        store.block_of(&first.prefix, 5_001).await.expect("of"),
+        Some(second.clone())
+    );
+    // The first block's index entry went with it: nothing is due now.
+    assert_eq!(store.expire_blocks(8_999, 100).await.expect("expire"), []);
+    let kinds: Vec<(EventType, u64)> = fraud_events(&store, 6_000)
+        .await
+        .into_iter()
+        .map(|(kind, b)| (kind, b.since))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (EventType::PrefixBlocked, 1_000),
+            (EventType::PrefixUnblocked, 1_000),
+            (EventType::PrefixBlocked, 5_000)
+        ]
+    );
+    assert_eq!(
+        store.expire_blocks(9_000, 100).await.expect("expire"),
+        [second]
+    );
+}
+
+#[tokio::test]
+async fn an_expiry_sweep_ends_at_most_max_blocks_earliest_first() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = EmbeddedStore::open(&dir.path().join("otpd.redb")).expect("open");
+    for (prefix, until) in [("7701", 3_000), ("7702", 1_000), ("7705", 2_000)] {
+        let b = fraud_block(prefix, 500, until);
+        assert!(store.block(&b, 500).await.expect("block"));
+    }
+    let ended = |bs: Vec<Block>| bs.into_iter().map(|b| b.until).collect::<Vec<_>>();
+    assert_eq!(
+        ended(store.expire_blocks(5_000, 2).await.expect("expire")),
+        [1_000, 2_000]
+    );
+    assert_eq!(ended(store.blocks(2_500).await.expect("blocks")), [3_000]);
+    assert_eq!(
+        ended(store.expire_blocks(5_000, 2).await.expect("expire")),
+        [3_000]
     );
 }
 

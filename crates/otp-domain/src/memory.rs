@@ -530,6 +530,11 @@ impl FraudLedger for InMemoryStore {
         {
             return Ok(false);
         }
+        // An expired block that no sweep ended yet ends now, with its
+        // event, so every block gets its `prefix_unblocked`.
+        if let Some(old) = inner.fraud_blocks.remove(&block.prefix) {
+            inner.emit(StoredEvent::fraud(&old, true, now), now);
+        }
         inner
             .fraud_blocks
             .insert(block.prefix.clone(), block.clone());

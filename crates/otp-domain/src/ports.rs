@@ -344,7 +344,9 @@ pub trait FraudLedger: Send + Sync {
     async fn block_of(&self, prefix: &Prefix, now: Timestamp) -> Result<Option<Block>, StoreError>;
 
     /// Stores `block` unless the prefix has an active block already, and
-    /// then writes its `otpd.fraud.prefix_blocked` event, in one step.
+    /// then writes its `otpd.fraud.prefix_blocked` event, in one step. A
+    /// block of the prefix that expired but was not ended yet ends first,
+    /// with its `otpd.fraud.prefix_unblocked` event.
     /// Returns whether it was stored: of several instances that judge a
     /// prefix at once, exactly one blocks it.
     async fn block(&self, block: &Block, now: Timestamp) -> Result<bool, StoreError>;

@@ -117,7 +117,11 @@ fn blocks(otpd: &Otpd) -> Vec<Value> {
 fn wait_unblocked(otpd: &Otpd, within: Duration) -> Duration {
     let start = Instant::now();
     while !blocks(otpd).is_empty() {
-        assert!(start.elapsed() < within, "the block did not lift: {:?}", blocks(otpd));
+        assert!(
+            start.elapsed() < within,
+            "the block did not lift: {:?}",
+            blocks(otpd)
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     start.elapsed()
@@ -152,7 +156,8 @@ fn blocking_run(instances: &[&Otpd], label: &str) {
     assert_eq!(send(instances[0], &attack(101)).0, 200);
     assert_eq!(send(instances[0], &attack(102)).0, 403);
     // ... and DELETE lets sends through at once.
-    let (status, body) = instances[1 % instances.len()].request("DELETE", "/fraud/blocks/7701", &[], "");
+    let (status, body) =
+        instances[1 % instances.len()].request("DELETE", "/fraud/blocks/7701", &[], "");
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["prefix"], "7701");
     assert_eq!(send(instances[0], &attack(103)).0, 200);

@@ -218,21 +218,27 @@ impl Ports {
     /// # Errors
     /// When the store cannot be opened.
     pub fn from_config(config: &Config) -> Result<Ports, StartupError> {
-        let (store, embedded): (Arc<dyn CodeStore>, _) = match config.store.kind {
-            StoreKind::Embedded => {
-                let store = EmbeddedStore::open_with(&config.store.path, config.store.embedded())?;
-                (Arc::new(store.clone()), Some(store))
-            }
-            StoreKind::Redis => (
-                Arc::new(RedisStore::standalone(&config.store.redis())?),
-                None,
-            ),
-            StoreKind::RedisCluster => {
-                (Arc::new(RedisStore::cluster(&config.store.redis())?), None)
-            }
-        };
-        // WIP (issue 13): the stores' FraudLedger sides land next.
-        let fraud: Option<Arc<dyn FraudLedger>> = None;
+        // One store behind both ports: the fraud guard's events go to the
+        // same outbox as the verifications'.
+        let (store, fraud, embedded): (Arc<dyn CodeStore>, Option<Arc<dyn FraudLedger>>, _) =
+            match config.store.kind {
+                StoreKind::Embedded => {
+                    let store =
+                        EmbeddedStore::open_with(&config.store.path, config.store.embedded())?;
+                    let shared = Arc::new(store.clone());
+                    (shared.clone(), Some(shared), Some(store))
+                }
+                StoreKind::Redis => (
+                    Arc::new(RedisStore::standalone(&config.store.redis())?),
+                    None,
+                    None,
+                ),
+                StoreKind::RedisCluster => (
+                    Arc::new(RedisStore::cluster(&config.store.redis())?),
+                    None,
+                    None,
+                ),
+            };
         let metrics = match config.metrics.listen {
             Some(_) => Some(Arc::new(Metrics::new()?)),
             None => None,

@@ -1066,6 +1066,9 @@ where
     assert_eq!(lifted.map(|b| b.prefix), Some(p.clone()));
     assert_eq!(s.block_of(&p, NOW + 6).await.expect("block_of"), None);
     assert_eq!(s.unblock(&p, NOW + 7).await.expect("unblock"), None);
+    // The prefix starts afresh: its counters are gone.
+    let fresh = s.count(&p, 0, 0, 60_000, NOW + 7).await.expect("count");
+    assert_eq!((fresh.sends, fresh.prev_sends), (0, 0));
     // A new block of the same prefix is possible at once.
     assert!(s
         .block(&block_of(&p, NOW + 8, NOW + 60_000), NOW + 8)

@@ -565,6 +565,7 @@ impl FraudLedger for InMemoryStore {
             return Ok(None);
         };
         inner.fraud_blocks.remove(prefix);
+        inner.fraud_counters.remove(prefix);
         inner.emit(StoredEvent::fraud(&block, true, now), now);
         Ok(Some(block))
     }

@@ -355,7 +355,9 @@ pub trait FraudLedger: Send + Sync {
     async fn blocks(&self, now: Timestamp) -> Result<Vec<Block>, StoreError>;
 
     /// Lifts the prefix's active block now, with its
-    /// `otpd.fraud.prefix_unblocked` event; `None` when it had none.
+    /// `otpd.fraud.prefix_unblocked` event, and forgets the prefix's
+    /// counters, so it is judged afresh (an operator said it is fine);
+    /// `None`, changing nothing, when it had no active block.
     async fn unblock(&self, prefix: &Prefix, now: Timestamp) -> Result<Option<Block>, StoreError>;
 
     /// Ends at most `max` blocks whose `until` is at or before `now`, each

@@ -180,6 +180,9 @@ impl FraudLedger for EmbeddedStore {
                 return Ok((None, false));
             };
             remove_block(&mut blocks, &mut until, &block)?;
+            // Judged afresh from now on: an operator's unblock says the
+            // prefix is fine.
+            txn.open_table(COUNTERS)?.remove(prefix.as_str())?;
             Tx::new(txn).emit(&StoredEvent::fraud(&block, true, now), now)?;
             Ok((Some(block), true))
         })

@@ -3,6 +3,7 @@
 mod auth;
 mod channels;
 mod errors;
+mod fraud;
 mod helpers;
 mod limits;
 mod observability;

@@ -45,7 +45,10 @@ macro_rules! channel_api {
                 /// within 24 h answers the first answer again (with
                 /// `Idempotent-Replayed: true`) and sends nothing. 1 to
                 /// 255 visible ASCII characters, e.g. a UUID.
-                #[oai(name = "Idempotency-Key")]
+                #[oai(
+                    name = "Idempotency-Key",
+                    validator(min_length = 1, max_length = 255, pattern = r"^[!-~]+$")
+                )]
                 _idempotency_key: Header<Option<String>>,
                 body: Json<SendBody<$send_body>>,
             ) -> SendResponse {

@@ -354,7 +354,10 @@ impl VerificationsApi {
         id: Path<String>,
         /// Makes retries safe: the same key within 24 h answers the first
         /// successful cancel again (with `Idempotent-Replayed: true`).
-        #[oai(name = "Idempotency-Key")]
+        #[oai(
+            name = "Idempotency-Key",
+            validator(min_length = 1, max_length = 255, pattern = r"^[!-~]+$")
+        )]
         _idempotency_key: Header<Option<String>>,
         req: &poem::Request,
     ) -> CancelResponse {

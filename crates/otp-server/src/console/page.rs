@@ -11,9 +11,11 @@ const STYLE: &str = r#"
 header, main { max-width: 72rem; }
 section { margin: 0 0 1.75rem; }
 h2 { font-size: 1.15rem; margin: 0 0 .5rem; }
-.facts { display: flex; flex-wrap: wrap; gap: .25rem 1.25rem; margin: .5rem 0 0; padding: 0; list-style: none; color: var(--muted); font-size: .95rem; }
+.facts { display: flex; flex-wrap: wrap; gap: .25rem 1.25rem; margin: 0 0 1.25rem; padding: 0; list-style: none; color: var(--muted); font-size: .95rem; }
 .facts strong { color: var(--fg); }
 .scroll { overflow-x: auto; }
+#updated:empty { display: none; }
+caption { caption-side: top; white-space: normal; }
 table { border-collapse: collapse; width: 100%; font-size: .95rem; }
 caption { text-align: left; color: var(--muted); font-size: .9rem; padding: 0 0 .25rem; }
 th, td { padding: .35rem .6rem; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top; }

@@ -198,7 +198,7 @@ const JSON: [(&str, &str); 1] = [("Content-Type", "application/json")];
 
 /// A developer opens /outbox, the app sends an SMS, the message appears
 /// on the open page without a reload, the code read off the page checks
-/// out through the API.
+/// out through the API; the console then shows that send and approval.
 #[test]
 fn a_sent_code_appears_live_in_the_outbox_and_checks_out() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -251,4 +251,40 @@ fn a_sent_code_appears_live_in_the_outbox_and_checks_out() {
     assert_eq!(messages[0]["to"], json!("+77011234567"));
     let (status, emails) = otpd.request("GET", "/outbox/messages?channel=email", &[], "");
     assert_eq!((status, emails), (200, json!([])), "the filter applies");
+
+    // The operator console shows that send and that approval, and no code.
+    browser.goto(&format!("http://{}/console", otpd.addr));
+    let statuses = browser.wait_for("li.vrf .status", Duration::from_secs(10));
+    assert_eq!(statuses, ["approved"], "the recent list");
+    assert_eq!(browser.texts("li.vrf .to"), ["+7701***4567"], "masked");
+    assert_eq!(
+        browser.texts("tr[data-channel=sms] td.sends"),
+        ["1"],
+        "one sms send"
+    );
+    assert_eq!(
+        browser.texts("tr[data-channel=sms] td.approvals"),
+        ["1"],
+        "one sms approval"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !browser.texts("#live")[0].starts_with("Live: ") {
+        assert!(
+            Instant::now() < deadline,
+            "the console's script did not run"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let page = browser.call("GET", "/source", Value::Null);
+    let page = page.as_str().expect("page source");
+    assert!(!page.contains(code.as_str()), "a code on the console");
+    assert!(!page.contains("+77011234567"), "an unmasked destination");
+    browser.screenshot("console-narrow.png");
+    browser.call(
+        "POST",
+        "/window/rect",
+        json!({"width": 1100, "height": 2000}),
+    );
+    let shot = browser.screenshot("console.png");
+    assert!(std::fs::metadata(&shot).is_ok_and(|m| m.len() > 1000));
 }

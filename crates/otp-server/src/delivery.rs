@@ -136,6 +136,9 @@ impl Sender for ReliableSender {
                         source: None,
                     },
                 };
+                if let Some(m) = metrics {
+                    m.failed(&err.reason);
+                }
                 tracing::warn!(
                     provider = %provider.name,
                     attempt = attempt + 1,

@@ -6,6 +6,8 @@
 //!   `loading` (figment layers), `providers` (the typed providers of each
 //!   channel), `policy` (the domain policy); every error names the full key.
 //! - [`api`]: the operations, security schemes and responses.
+//! - [`console`]: the operator console (`/console`), read from the
+//!   metrics registry and the verification records.
 //! - [`connections`]: the acceptor otpd serves through: header and idle
 //!   timeouts, the connection cap, the open-file limit.
 //! - [`delivery`]: retries with backoff and fallback across providers.
@@ -18,7 +20,8 @@
 //! - [`metrics`]: the Prometheus registry, the metered store and the
 //!   `/metrics` listener.
 //! - [`outbox`]: the dev outbox, the dev sink's last messages.
-//! - [`pages`]: the HTML pages (`/outbox`), server-rendered with maud.
+//! - [`pages`]: the HTML pages (`/outbox`, `/console`), server-rendered
+//!   with maud.
 //! - [`probe`]: `otpd health`, a readiness probe for container health
 //!   checks.
 //! - [`sinks`]: the `log` development sender.
@@ -28,6 +31,7 @@
 pub mod api;
 pub mod config;
 pub mod connections;
+pub mod console;
 pub mod delivery;
 pub mod error;
 pub mod http;

@@ -7,6 +7,8 @@
 //! - `GET /outbox`: the dev outbox (exists only with the dev sink).
 //! - `GET /outbox/events`: its new messages as server-sent events.
 //! - `POST /outbox/clear`: empties it, then back to `/outbox`.
+//! - `GET /console` and `GET /console/data`: the operator console
+//!   (`crate::console`).
 //!
 //! The auth gate guards them like every other route.
 
@@ -27,8 +29,8 @@ use crate::outbox::{Filter, OutboxEntry};
 
 /// Adds the pages' routes.
 pub fn mount(route: Route) -> Route {
-    let [page, events, clear] = PATHS;
-    route
+    let [page, events, clear, ..] = PATHS;
+    crate::console::mount(route)
         .at(page, poem::get(outbox_page))
         .at(events, poem::get(outbox_events))
         .at(clear, poem::post(outbox_clear))
@@ -36,7 +38,13 @@ pub fn mount(route: Route) -> Route {
 
 /// The pages' routes, which the spec does not list (for the metrics'
 /// route label).
-pub const PATHS: [&str; 3] = ["/outbox", "/outbox/events", "/outbox/clear"];
+pub const PATHS: [&str; 5] = [
+    "/outbox",
+    "/outbox/events",
+    "/outbox/clear",
+    crate::console::PATHS[0],
+    crate::console::PATHS[1],
+];
 
 fn not_found() -> Response {
     ErrorBody::new(
@@ -54,7 +62,8 @@ struct FilterQuery {
 
 const CHANNELS: [&str; 4] = ["sms", "call", "email", "telegram"];
 
-const STYLE: &str = r#"
+/// The pages' shared look; the console adds its own rules.
+pub(crate) const STYLE: &str = r#"
 :root { color-scheme: light dark; --fg: #111; --bg: #fff; --muted: #4a4a4a; --line: #c8c8c8; --accent: #0b57d0; --code-bg: #fff4c2; }
 @media (prefers-color-scheme: dark) { :root { --fg: #f2f2f2; --bg: #161616; --muted: #c2c2c2; --line: #444; --accent: #8ab4f8; --code-bg: #4a3f00; } }
 * { box-sizing: border-box; }

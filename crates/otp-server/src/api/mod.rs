@@ -42,6 +42,8 @@ pub struct AppState {
     pub metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
     /// The dev outbox, while a channel uses the dev sink.
     pub outbox: Option<std::sync::Arc<crate::outbox::DevOutbox>>,
+    /// The operator console's memory: recent sends, counter samples.
+    pub console: std::sync::Arc<crate::console::Console>,
 }
 
 /// The end user a request is for, for per-user limits: the

@@ -269,6 +269,7 @@ async fn send_once(
                 m.fraud_block(block);
             }
             tracing::info!(%channel, %destination, verification = %receipt.id, lifetime = receipt.lifetime.secs(), "code sent");
+            state.console.record(receipt.id);
             SendResponse::Sent(
                 Json(Sent {
                     id: receipt.id.to_string(),

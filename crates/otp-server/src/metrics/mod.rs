@@ -203,6 +203,8 @@ pub struct Metrics {
     fraud_blocks: IntCounterVec,
     fraud_refused: IntCounterVec,
     log_dropped_source: std::sync::OnceLock<crate::logging::DroppedLines>,
+    /// The last failure of each provider, for the console.
+    provider_errors: std::sync::Mutex<Vec<(Channel, String, LastErrorSlot)>>,
     process: process::ProcessMetrics,
     /// Every family's name, for [`Metrics::family_names`].
     families: Vec<(String, prometheus::proto::MetricType)>,
@@ -394,6 +396,7 @@ impl Metrics {
             fraud_blocks,
             fraud_refused,
             log_dropped_source: std::sync::OnceLock::new(),
+            provider_errors: std::sync::Mutex::new(Vec::new()),
             process,
             families,
         })
@@ -503,7 +506,25 @@ impl Metrics {
     /// The handles of one provider of one channel, resolved once.
     pub fn provider(&self, channel: Channel, provider: &str) -> ProviderMetrics {
         let c = channel.as_str();
+        let last_error = {
+            let mut slots = self
+                .provider_errors
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match slots
+                .iter()
+                .find(|(ch, p, _)| *ch == channel && p == provider)
+            {
+                Some((_, _, slot)) => slot.clone(),
+                None => {
+                    let slot = LastErrorSlot::default();
+                    slots.push((channel, provider.to_owned(), slot.clone()));
+                    slot
+                }
+            }
+        };
         ProviderMetrics {
+            last_error,
             attempts: Attempt::ALL.map(|a| {
                 self.delivery_attempts
                     .with_label_values(&[c, provider, a.as_str()])
@@ -533,6 +554,23 @@ impl Metrics {
     /// Reports the log writer's dropped lines.
     pub fn watch_dropped_log_lines(&self, counter: crate::logging::DroppedLines) {
         let _ = self.log_dropped_source.set(counter);
+    }
+
+    /// The last failure of every provider [`Metrics::provider`] resolved,
+    /// in the order they were resolved (`None`: no failure yet).
+    pub fn last_errors(&self) -> Vec<(Channel, String, Option<LastError>)> {
+        self.provider_errors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(c, p, slot)| (*c, p.clone(), slot.get()))
+            .collect()
+    }
+
+    /// The registry's families as a scrape would encode them: the console
+    /// reads its numbers here, so page and scrape never disagree.
+    pub fn gather(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.registry.gather()
     }
 
     /// The scrape: every family in the Prometheus text format 0.0.4.
@@ -573,11 +611,12 @@ impl Metrics {
     }
 }
 
-/// The counters and histogram of one provider.
+/// The counters and histogram of one provider, and its last failure.
 #[derive(Clone)]
 pub struct ProviderMetrics {
     attempts: [IntCounter; 4],
     seconds: Histogram,
+    last_error: LastErrorSlot,
 }
 
 impl ProviderMetrics {
@@ -585,6 +624,42 @@ impl ProviderMetrics {
         let i = Attempt::ALL.iter().position(|a| *a == attempt).unwrap_or(0);
         self.attempts[i].inc();
         self.seconds.observe(elapsed.as_secs_f64());
+    }
+
+    /// Keeps `reason` as the provider's last failure. Provider reasons
+    /// never hold a code or a secret (the adapters' contract).
+    pub fn failed(&self, reason: &str) {
+        self.last_error.set(LastError {
+            reason: reason.chars().take(300).collect(),
+            at: std::time::Instant::now(),
+        });
+    }
+}
+
+/// A provider's last failed attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastError {
+    /// The provider's reason, cut to 300 characters.
+    pub reason: String,
+    pub at: std::time::Instant,
+}
+
+#[derive(Clone, Default)]
+struct LastErrorSlot(Arc<std::sync::Mutex<Option<LastError>>>);
+
+impl LastErrorSlot {
+    fn set(&self, error: LastError) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(error);
+    }
+
+    fn get(&self) -> Option<LastError> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod auth;
 mod channels;
+mod console;
 mod errors;
 mod fraud;
 mod helpers;

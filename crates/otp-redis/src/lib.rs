@@ -1,4 +1,4 @@
-//! The Redis [`CodeStore`] of otpd, for several otpd instances sharing one
+//! The Redis [`CodeStore`] and [`FraudLedger`] of otpd, for several otpd instances sharing one
 //! store: standalone Redis or Redis Cluster, over a few shared connections
 //! that pipeline concurrent calls (one round trip per operation).
 //!
@@ -65,6 +65,19 @@
 //! - `otpd:{pairing}:chat:<chat id>`: the name of the chat's pairing key.
 //! - `otpd:{pairing}:bucket:<bucket key>`: a pairing rate bucket, or the
 //!   bucket of failed pairing lookups.
+//! - `otpd:{fraud}:c:<number prefix>`: the fraud guard's sliding-window
+//!   counters of a prefix, a hash of `w` (window start), `s`, `a` (sends,
+//!   approvals), `ps`, `pa` (of the window before); TTL two windows and a
+//!   minute. Counted in one script (`fraud_count.lua`) with the window
+//!   starts computed in Rust, so it is `Counters::add` exactly.
+//! - `otpd:{fraud}:b:<number prefix>`: a block, a hash of `j` (the Block
+//!   as JSON) and `ue` (the id of the event its end writes); and
+//!   `otpd:{fraud}:blocks`, the blocked prefixes scored by `until`. No
+//!   TTL: unblock or the expiry sweep ends a block, with its event, in the
+//!   script that removes it. Fraud events are in the outbox of the
+//!   `{fraud}` slot (the single outbox on one Redis), with the Block as
+//!   JSON in `@block` instead of a record's fields; their ids start with
+//!   `evt_fraud_`, which is how a settle finds that outbox on a cluster.
 //! - `otpd:bucket:{<bucket key>}`: a bucket that spans destinations (per
 //!   end user, per channel, a webhook update), hit on its own by
 //!   `hit_bucket`, so these spread over the cluster.
@@ -282,6 +295,13 @@ const IDLE_RECHECK_MS: u64 = 60_000;
 /// past this many unsettled ones it forgets them all (a settle then finds
 /// the outbox through the id index).
 const MAX_REMEMBERED_CLAIMS: usize = 100_000;
+
+/// How much longer than two windows a prefix's counters live. After two
+/// windows without a count they are zero anyway; the TTL runs on Redis's
+/// clock while windows run on the callers' `now`, so the margin keeps a
+/// caller whose clock lags (or a test's fixed clock) from losing counts
+/// the domain's math still holds.
+const COUNTER_TTL_MARGIN_MS: u64 = 60_000;
 
 /// The longest TTL set (PEXPIRE refuses huge values; a century is
 /// forever here).
@@ -908,7 +928,10 @@ impl FraudLedger for RedisStore {
             .checked_sub(window_ms)
             .map(|s| s.to_string())
             .unwrap_or_default();
-        let ttl = window_ms.saturating_mul(2).min(MAX_TTL_MS);
+        let ttl = window_ms
+            .saturating_mul(2)
+            .saturating_add(COUNTER_TTL_MARGIN_MS)
+            .min(MAX_TTL_MS);
         let mut inv = scripts::FRAUD_COUNT.key(self.keys.fraud_counters(prefix.as_str()));
         inv.arg(start)
             .arg(before)

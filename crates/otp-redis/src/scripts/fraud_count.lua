@@ -11,7 +11,8 @@
 -- ARGV[2]       the start of the window before it ('' when there is none)
 -- ARGV[3]       sends to add
 -- ARGV[4]       approvals to add
--- ARGV[5]       TTL (ms): two windows, after which the counters are zero
+-- ARGV[5]       TTL (ms): two windows (after which the counters are zero)
+--               and a margin for clock skew
 --
 -- Returns {w, s, a, ps, pa} after the add, as integer strings.
 

@@ -114,6 +114,31 @@ impl Keys {
         format!("{}:idem:{{{}}}", self.prefix, tag(key))
     }
 
+    // The fraud guard's keys all share the `{fraud}` tag, one slot, so
+    // one script changes a block, the index of blocks and the outbox of
+    // that slot. A prefix's counters are touched on every SMS or voice
+    // send and approval; one slot takes that easily (a small hash each).
+
+    /// A number prefix's sliding-window counters.
+    pub(crate) fn fraud_counters(&self, prefix: &str) -> String {
+        format!("{}:{{{FRAUD_TAG}}}:c:{prefix}", self.prefix)
+    }
+
+    /// What the block keys start with; the number prefix completes them.
+    pub(crate) fn fraud_block_prefix(&self) -> String {
+        format!("{}:{{{FRAUD_TAG}}}:b:", self.prefix)
+    }
+
+    /// A number prefix's block.
+    pub(crate) fn fraud_block(&self, prefix: &str) -> String {
+        format!("{}{prefix}", self.fraud_block_prefix())
+    }
+
+    /// The blocked number prefixes, scored by when their block ends.
+    pub(crate) fn fraud_blocks(&self) -> String {
+        format!("{}:{{{FRAUD_TAG}}}:blocks", self.prefix)
+    }
+
     // Pairings are found both by digest and by chat, so no per-destination
     // tag fits: they all share the `{pairing}` tag, one slot. Pairings are
     // rare (a person linking a chat), so one slot carries them easily.
@@ -138,6 +163,10 @@ impl Keys {
         format!("{}:{{pairing}}:bucket:{bucket}", self.prefix)
     }
 }
+
+/// The hash tag of every fraud key; on a cluster the fraud events go to
+/// the outbox of its slot.
+pub(crate) const FRAUD_TAG: &str = "fraud";
 
 /// `key` made safe to sit between braces: a `}` inside would end the tag
 /// early and a `{` would confuse readers, so both are percent-escaped (and
@@ -262,6 +291,24 @@ mod tests {
         }
         // Escaping keeps distinct destinations distinct.
         assert_ne!(k.code("a}"), k.code("a%7D"));
+    }
+
+    #[test]
+    fn fraud_keys_and_their_outbox_share_one_slot() {
+        let k = keys();
+        assert_eq!(k.fraud_counters("7701"), "otpd:{fraud}:c:7701");
+        assert_eq!(k.fraud_block("7701"), "otpd:{fraud}:b:7701");
+        assert_eq!(k.fraud_blocks(), "otpd:{fraud}:blocks");
+        let outbox = &SLOT_TAGS[usize::from(slot(FRAUD_TAG))];
+        for key in [
+            k.fraud_counters("7701"),
+            k.fraud_block("7701"),
+            k.fraud_blocks(),
+            k.due(outbox),
+            format!("{}evt_fraud_7701_1_blocked", k.event_prefix(outbox)),
+        ] {
+            assert_eq!(slot(hash_tag(&key)), slot(FRAUD_TAG), "{key}");
+        }
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The Redis [`CodeStore`] of otpd, for several otpd instances sharing one
+//! The Redis [`CodeStore`] and [`FraudLedger`] of otpd, for several otpd instances sharing one
 //! store: standalone Redis or Redis Cluster, over a few shared connections
 //! that pipeline concurrent calls (one round trip per operation).
 //!
@@ -65,6 +65,19 @@
 //! - `otpd:{pairing}:chat:<chat id>`: the name of the chat's pairing key.
 //! - `otpd:{pairing}:bucket:<bucket key>`: a pairing rate bucket, or the
 //!   bucket of failed pairing lookups.
+//! - `otpd:{fraud}:c:<number prefix>`: the fraud guard's sliding-window
+//!   counters of a prefix, a hash of `w` (window start), `s`, `a` (sends,
+//!   approvals), `ps`, `pa` (of the window before); TTL two windows and a
+//!   minute. Counted in one script (`fraud_count.lua`) with the window
+//!   starts computed in Rust, so it is `Counters::add` exactly.
+//! - `otpd:{fraud}:b:<number prefix>`: a block, a hash of `j` (the Block
+//!   as JSON) and `ue` (the id of the event its end writes); and
+//!   `otpd:{fraud}:blocks`, the blocked prefixes scored by `until`. No
+//!   TTL: unblock or the expiry sweep ends a block, with its event, in the
+//!   script that removes it. Fraud events are in the outbox of the
+//!   `{fraud}` slot (the single outbox on one Redis), with the Block as
+//!   JSON in `@block` instead of a record's fields; their ids start with
+//!   `evt_fraud_`, which is how a settle finds that outbox on a cluster.
 //! - `otpd:bucket:{<bucket key>}`: a bucket that spans destinations (per
 //!   end user, per channel, a webhook update), hit on its own by
 //!   `hit_bucket`, so these spread over the cluster.
@@ -94,13 +107,15 @@ use std::future::Future;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use otp_domain::fraud::{Block, Counters, Prefix};
+use otp_domain::ports::FraudLedger;
 use otp_domain::ports::{
     CheckOutcome, CodeRecord, CodeStore, HitOutcome, PairingOutcome, PutOutcome, RateBucket,
     TakeOutcome, Timestamp,
 };
 use otp_domain::verification::{
-    CancelOutcome, DeliveryAttempt, EventSettle, IdempotencyBegin, StoredEvent, Verification,
-    VerificationId,
+    CancelOutcome, DeliveryAttempt, EventSettle, EventType, IdempotencyBegin, StoredEvent,
+    Verification, VerificationId,
 };
 use otp_domain::{ChatId, CodeDigest, StoreError};
 use redis::cluster::ClusterClient;
@@ -281,10 +296,42 @@ const IDLE_RECHECK_MS: u64 = 60_000;
 /// the outbox through the id index).
 const MAX_REMEMBERED_CLAIMS: usize = 100_000;
 
+/// How much longer than two windows a prefix's counters live. After two
+/// windows without a count they are zero anyway; the TTL runs on Redis's
+/// clock while windows run on the callers' `now`, so the margin keeps a
+/// caller whose clock lags (or a test's fixed clock) from losing counts
+/// the domain's math still holds.
+const COUNTER_TTL_MARGIN_MS: u64 = 60_000;
+
+/// The longest TTL set (PEXPIRE refuses huge values; a century is
+/// forever here).
+const MAX_TTL_MS: u64 = 3_153_600_000_000;
+
 /// How much longer than its record the id index and the latest pointer
 /// live: a verification may end (and start its retention) a little after
 /// its expiry, when the sweeper gets to it.
 const INDEX_MARGIN_MS: u64 = 3_600_000;
+
+/// What the id of every fraud event starts with (see
+/// `StoredEvent::fraud`); a verification's event id is `evt_` and 32 hex
+/// digits, never `fraud`.
+const FRAUD_EVENT_PREFIX: &str = "evt_fraud_";
+
+/// A block as the fraud scripts store it and its events carry it.
+fn block_json(block: &Block) -> Result<String, RedisStoreError> {
+    serde_json::to_string(block)
+        .map_err(|e| RedisStoreError::Corrupt(format!("fraud block as JSON: {e}")))
+}
+
+/// A block the fraud scripts stored.
+fn block_of_json(json: &str) -> Result<Block, RedisStoreError> {
+    serde_json::from_str(json).map_err(|e| RedisStoreError::Corrupt(format!("fraud block: {e}")))
+}
+
+fn parse_u64(s: &str) -> Result<u64, RedisStoreError> {
+    s.parse()
+        .map_err(|_| RedisStoreError::Corrupt(format!("not a count: {s:?}")))
+}
 
 /// 32 bytes as 64 lowercase hex digits.
 fn hex32(bytes: &[u8; 32]) -> String {
@@ -421,6 +468,11 @@ impl RedisStore {
             .remove(id);
         if remembered.is_some() {
             return Ok(remembered);
+        }
+        // A fraud event (`evt_fraud_<prefix>_<since>_<what>`) is in the
+        // fraud slot's outbox.
+        if id.starts_with(FRAUD_EVENT_PREFIX) {
+            return Ok(Some(self.outbox_of(keys::FRAUD_TAG)));
         }
         // `evt_<hex>_<n>`: the verification's index names the slot.
         let hex = id
@@ -851,6 +903,147 @@ impl CodeStore for RedisStore {
             .arg(response.unwrap_or_default());
         let _ended: i64 = self.eval(inv).await?;
         Ok(())
+    }
+}
+
+/// The fraud guard's ledger. Every key is in the `{fraud}` slot (see
+/// `scripts/fraud.lua`), and the events go to that slot's outbox (the
+/// single outbox on one Redis), written by the same script as the block
+/// change.
+#[async_trait]
+impl FraudLedger for RedisStore {
+    async fn count(
+        &self,
+        prefix: &Prefix,
+        sends: u64,
+        approvals: u64,
+        window_ms: u64,
+        now: Timestamp,
+    ) -> Result<Counters, StoreError> {
+        // The window arithmetic of `Counters::at`, done here on integers;
+        // the script only compares the stored start with these strings.
+        let window_ms = window_ms.max(1);
+        let start = now - now % window_ms;
+        let before = start
+            .checked_sub(window_ms)
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        let ttl = window_ms
+            .saturating_mul(2)
+            .saturating_add(COUNTER_TTL_MARGIN_MS)
+            .min(MAX_TTL_MS);
+        let mut inv = scripts::FRAUD_COUNT.key(self.keys.fraud_counters(prefix.as_str()));
+        inv.arg(start)
+            .arg(before)
+            .arg(sends)
+            .arg(approvals)
+            .arg(ttl);
+        let got: Vec<String> = self.eval(inv).await?;
+        let [w, s, a, ps, pa] = got.as_slice() else {
+            return Err(RedisStoreError::Corrupt(format!(
+                "fraud counters of {} fields",
+                got.len()
+            ))
+            .into());
+        };
+        Ok(Counters {
+            window_start: parse_u64(w)?,
+            sends: parse_u64(s)?,
+            approvals: parse_u64(a)?,
+            prev_sends: parse_u64(ps)?,
+            prev_approvals: parse_u64(pa)?,
+        })
+    }
+
+    async fn block_of(&self, prefix: &Prefix, now: Timestamp) -> Result<Option<Block>, StoreError> {
+        let key = self.keys.fraud_block(prefix.as_str());
+        let json: Option<String> = self
+            .run(|mut conn| async move {
+                redis::cmd("HGET")
+                    .arg(key)
+                    .arg("j")
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        // An expired block stays until the sweep ends it; it blocks nothing.
+        Ok(json
+            .as_deref()
+            .map(block_of_json)
+            .transpose()?
+            .filter(|b| b.until > now))
+    }
+
+    async fn block(&self, block: &Block, now: Timestamp) -> Result<bool, StoreError> {
+        let outbox = self.outbox_of(keys::FRAUD_TAG);
+        let prefix = block.prefix.as_str();
+        let blocked = StoredEvent::fraud(block, false, now);
+        let unblocked = StoredEvent::fraud(block, true, now);
+        let mut inv = scripts::FRAUD_BLOCK.key(self.keys.fraud_block(prefix));
+        inv.key(self.keys.fraud_blocks())
+            .key(self.keys.due(outbox))
+            .arg(now)
+            .arg(prefix)
+            .arg(block.until)
+            .arg(block_json(block)?)
+            .arg(&blocked.id)
+            .arg(&unblocked.id)
+            .arg(self.keys.event_prefix(outbox))
+            .arg(blocked.kind.as_str())
+            .arg(unblocked.kind.as_str());
+        let stored: i64 = self.eval(inv).await?;
+        if stored == 1 {
+            self.mark(outbox, now).await?;
+        }
+        Ok(stored == 1)
+    }
+
+    async fn blocks(&self, now: Timestamp) -> Result<Vec<Block>, StoreError> {
+        let mut inv = scripts::FRAUD_BLOCKS.key(self.keys.fraud_blocks());
+        inv.arg(now).arg(self.keys.fraud_block_prefix());
+        let found: Vec<String> = self.eval(inv).await?;
+        let mut out = found
+            .iter()
+            .map(|j| block_of_json(j))
+            .collect::<Result<Vec<_>, _>>()?;
+        out.sort_by(|a, b| a.prefix.cmp(&b.prefix));
+        Ok(out)
+    }
+
+    async fn unblock(&self, prefix: &Prefix, now: Timestamp) -> Result<Option<Block>, StoreError> {
+        let outbox = self.outbox_of(keys::FRAUD_TAG);
+        let mut inv = scripts::FRAUD_UNBLOCK.key(self.keys.fraud_block(prefix.as_str()));
+        inv.key(self.keys.fraud_blocks())
+            .key(self.keys.due(outbox))
+            .arg(now)
+            .arg(prefix.as_str())
+            .arg(self.keys.event_prefix(outbox))
+            .arg(EventType::PrefixUnblocked.as_str());
+        let json: String = self.eval(inv).await?;
+        if json.is_empty() {
+            return Ok(None);
+        }
+        self.mark(outbox, now).await?;
+        Ok(Some(block_of_json(&json)?))
+    }
+
+    async fn expire_blocks(&self, now: Timestamp, max: usize) -> Result<Vec<Block>, StoreError> {
+        let outbox = self.outbox_of(keys::FRAUD_TAG);
+        let mut inv = scripts::FRAUD_EXPIRE.key(self.keys.fraud_blocks());
+        inv.key(self.keys.due(outbox))
+            .arg(now)
+            .arg(max)
+            .arg(self.keys.fraud_block_prefix())
+            .arg(self.keys.event_prefix(outbox))
+            .arg(EventType::PrefixUnblocked.as_str());
+        let ended: Vec<String> = self.eval(inv).await?;
+        if !ended.is_empty() {
+            self.mark(outbox, now).await?;
+        }
+        Ok(ended
+            .iter()
+            .map(|j| block_of_json(j))
+            .collect::<Result<Vec<_>, _>>()?)
     }
 }
 

@@ -1,7 +1,7 @@
 //! The Lua scripts, one per rule that must be atomic. Each file's header
 //! gives its KEYS, ARGV and reply. `Script` sends EVALSHA and loads the
 //! script on NOSCRIPT, so a restarted or new Redis node needs no setup.
-//! Shared functions (`buckets.lua`, `vrf.lua`) are prepended at build
+//! Shared functions (`buckets.lua`, `vrf.lua`, `fraud.lua`) are prepended at build
 //! time, as Redis has no include.
 
 use std::sync::LazyLock;
@@ -93,3 +93,30 @@ pub(crate) static HIT_BUCKET: LazyLock<Script> = LazyLock::new(|| {
         include_str!("scripts/hit_bucket.lua")
     ))
 });
+
+pub(crate) static FRAUD_COUNT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/fraud_count.lua")));
+
+pub(crate) static FRAUD_BLOCK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("scripts/fraud.lua"),
+        include_str!("scripts/fraud_block.lua")
+    ))
+});
+
+pub(crate) static FRAUD_UNBLOCK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("scripts/fraud.lua"),
+        include_str!("scripts/fraud_unblock.lua")
+    ))
+});
+
+pub(crate) static FRAUD_EXPIRE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("scripts/fraud.lua"),
+        include_str!("scripts/fraud_expire.lua")
+    ))
+});
+
+pub(crate) static FRAUD_BLOCKS: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/fraud_blocks.lua")));

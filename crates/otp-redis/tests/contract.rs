@@ -15,7 +15,9 @@ mod support;
 async fn redis_store_meets_the_contract() {
     let server = RedisServer::start();
     let store = RedisStore::standalone(&server.config("otpd")).expect("standalone store");
-    otp_domain::contract::run_all(Arc::new(store)).await;
+    let store = Arc::new(store);
+    otp_domain::contract::run_all(store.clone()).await;
+    otp_domain::contract::run_fraud(store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -23,6 +25,7 @@ async fn redis_cluster_store_meets_the_contract() {
     let cluster = RedisCluster::start();
     let store = Arc::new(RedisStore::cluster(&cluster.config("otpd")).expect("cluster store"));
     otp_domain::contract::run_all(store.clone()).await;
+    otp_domain::contract::run_fraud(store.clone()).await;
 
     // The codes really spread over the masters (a store that talked to one
     // node only would pass the contract too).

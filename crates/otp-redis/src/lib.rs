@@ -1015,6 +1015,7 @@ impl FraudLedger for RedisStore {
         let mut inv = scripts::FRAUD_UNBLOCK.key(self.keys.fraud_block(prefix.as_str()));
         inv.key(self.keys.fraud_blocks())
             .key(self.keys.due(outbox))
+            .key(self.keys.fraud_counters(prefix.as_str()))
             .arg(now)
             .arg(prefix.as_str())
             .arg(self.keys.event_prefix(outbox))

@@ -228,16 +228,14 @@ impl Ports {
                     let shared = Arc::new(store.clone());
                     (shared.clone(), Some(shared), Some(store))
                 }
-                StoreKind::Redis => (
-                    Arc::new(RedisStore::standalone(&config.store.redis())?),
-                    None,
-                    None,
-                ),
-                StoreKind::RedisCluster => (
-                    Arc::new(RedisStore::cluster(&config.store.redis())?),
-                    None,
-                    None,
-                ),
+                StoreKind::Redis => {
+                    let store = Arc::new(RedisStore::standalone(&config.store.redis())?);
+                    (store.clone(), Some(store), None)
+                }
+                StoreKind::RedisCluster => {
+                    let store = Arc::new(RedisStore::cluster(&config.store.redis())?);
+                    (store.clone(), Some(store), None)
+                }
             };
         let metrics = match config.metrics.listen {
             Some(_) => Some(Arc::new(Metrics::new()?)),

@@ -174,6 +174,20 @@ impl Console {
             ..store
         };
         let latency = counts.as_ref().map(|c| c.store_latency.clone());
+        let fraud_blocks = state.otp.fraud_blocks().await.ok().map(|blocks| {
+            blocks
+                .iter()
+                .map(|b| FraudRow {
+                    prefix: b.prefix.to_string(),
+                    country: b.country.clone(),
+                    mode: b.mode.as_str(),
+                    since: rfc3339(b.since),
+                    until: rfc3339(b.until),
+                    sends: (b.sends * 10.0).round() / 10.0,
+                    approvals: (b.approvals * 10.0).round() / 10.0,
+                })
+                .collect()
+        });
         Overview {
             version: env!("CARGO_PKG_VERSION"),
             uptime_secs: uptime,
@@ -189,6 +203,7 @@ impl Console {
                 latency,
             },
             recent,
+            fraud_blocks,
         }
     }
 }
@@ -217,6 +232,23 @@ pub struct Overview {
     pub store: StoreInfo,
     /// Newest first.
     pub recent: Vec<RecentRow>,
+    /// The fraud guard's active blocks (shared by every instance on the
+    /// store); `null` when the store could not be read.
+    pub fraud_blocks: Option<Vec<FraudRow>>,
+}
+
+/// One active fraud-guard block.
+#[derive(Debug, Clone, Serialize)]
+pub struct FraudRow {
+    pub prefix: String,
+    pub country: Option<String>,
+    /// `block` or `monitor`.
+    pub mode: &'static str,
+    /// RFC 3339.
+    pub since: String,
+    pub until: String,
+    pub sends: f64,
+    pub approvals: f64,
 }
 
 /// Which stretch of time the counts cover.

@@ -5,7 +5,7 @@
 
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
-use super::{ChannelRow, MinuteRow, Numbers, Overview, RecentRow, StoreInfo};
+use super::{ChannelRow, FraudRow, MinuteRow, Numbers, Overview, RecentRow, StoreInfo};
 
 const STYLE: &str = r#"
 header, main { max-width: 72rem; }
@@ -142,6 +142,7 @@ pub fn render(o: &Overview) -> Markup {
                         }
                     }
                     (store(&o.store))
+                    (fraud(o.fraud_blocks.as_deref()))
                     (recent(&o.recent))
                 }
                 footer {
@@ -322,6 +323,43 @@ fn store(s: &StoreInfo) -> Markup {
                 }
                 @if s.status.unreadable_records > 0 {
                     li.bad { (s.status.unreadable_records) " recent records unreadable" }
+                }
+            }
+        }
+    }
+}
+
+fn fraud(rows: Option<&[FraudRow]>) -> Markup {
+    html! {
+        section aria-labelledby="fraud" {
+            h2 #fraud { "Fraud guard: blocked prefixes" }
+            @match rows {
+                None => { p { "The store could not be read." } }
+                Some([]) => { p.empty { "No prefix is blocked." } }
+                Some(rows) => {
+                    div.scroll tabindex="0" role="region" aria-label="Blocked prefixes table" {
+                        table {
+                            thead { tr {
+                                th scope="col" { "Prefix" }
+                                th scope="col" { "Country" }
+                                th scope="col" { "Mode" }
+                                th scope="col" { "Since" }
+                                th scope="col" { "Until" }
+                                th.n scope="col" { "Sends" }
+                                th.n scope="col" { "Approvals" }
+                            } }
+                            tbody { @for r in rows { tr data-prefix=(r.prefix) {
+                                th scope="row" { "+" (r.prefix) }
+                                td { (r.country.as_deref().unwrap_or("none")) }
+                                td { (r.mode) }
+                                td { (time(&r.since)) }
+                                td { (time(&r.until)) }
+                                td.n { (r.sends) }
+                                td.n { (r.approvals) }
+                            } } }
+                        }
+                    }
+                    p { "Lift one now with " code { "DELETE /fraud/blocks/{prefix}" } "." }
                 }
             }
         }

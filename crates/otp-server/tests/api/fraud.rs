@@ -39,6 +39,20 @@ async fn a_pumped_prefix_is_listed_refused_and_can_be_lifted() {
     ] {
         assert!(scrape.lines().any(|l| l == line), "no {line} in\n{scrape}");
     }
+    // The console lists it.
+    let (status, data) = app.get("/console/data").await;
+    assert_eq!(status, 200, "{data}");
+    assert_eq!(data["fraud_blocks"][0]["prefix"], "7701", "{data}");
+    let page = app
+        .client
+        .get(format!("{}/console", app.base))
+        .send()
+        .await
+        .expect("console")
+        .text()
+        .await
+        .expect("html");
+    assert!(page.contains(r#"data-prefix="7701""#), "{page}");
     let r = app
         .client
         .delete(format!("{}/fraud/blocks/7701", app.base))

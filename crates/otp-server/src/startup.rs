@@ -375,10 +375,12 @@ pub fn app_state(config: &Config, ports: &Ports, secret: Vec<u8>) -> Arc<AppStat
         trusted_proxies: config.security.trusted_proxies.clone(),
         metrics: ports.metrics.clone(),
         outbox: ports.outbox.clone(),
-        console: Arc::new(crate::console::Console::new(
-            ports.metrics.clone(),
-            ports.clock.clone(),
-        )),
+        console: config.console.enabled.then(|| {
+            Arc::new(crate::console::Console::new(
+                ports.metrics.clone(),
+                ports.clock.clone(),
+            ))
+        }),
     })
 }
 
@@ -500,7 +502,11 @@ impl Application {
         let scrape = self
             .metrics
             .map(|(listener, _, metrics)| tokio::spawn(crate::metrics::serve(listener, metrics)));
-        let sampler = self.state.console.spawn_sampler();
+        let sampler = self
+            .state
+            .console
+            .as_ref()
+            .and_then(|console| console.spawn_sampler());
         let result = Server::new_with_acceptor(acceptor)
             .run_with_graceful_shutdown(
                 routes(self.state, self.body_limit),

@@ -43,7 +43,8 @@ pub struct AppState {
     /// The dev outbox, while a channel uses the dev sink.
     pub outbox: Option<std::sync::Arc<crate::outbox::DevOutbox>>,
     /// The operator console's memory: recent sends, counter samples.
-    pub console: std::sync::Arc<crate::console::Console>,
+    /// `None` when `console.enabled` is off (the pages are then 404).
+    pub console: Option<std::sync::Arc<crate::console::Console>>,
 }
 
 /// The end user a request is for, for per-user limits: the

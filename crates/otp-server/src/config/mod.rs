@@ -56,6 +56,7 @@ pub struct Config {
     pub policy: Policy,
     /// The fraud guard's rules.
     pub fraud: otp_domain::fraud::FraudPolicy,
+    pub console: schema::ConsoleConfig,
 }
 
 /// Why the configuration could not be loaded.
@@ -236,6 +237,7 @@ impl Config {
         let fraud = policy::fraud(&file)?;
         Ok(Config {
             fraud,
+            console: file.console,
             server: file.server,
             log: file.log,
             metrics: file.metrics,

@@ -35,6 +35,14 @@ pub struct ConfigFile {
     pub dev: DevConfig,
     pub verifications: VerificationsConfig,
     pub fraud: FraudConfig,
+    pub console: ConsoleConfig,
+}
+
+/// The operator console (`/console`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    pub enabled: bool,
 }
 
 /// The fraud guard (`[fraud]`): SMS pumping recognised by conversion per

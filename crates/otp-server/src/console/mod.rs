@@ -576,9 +576,21 @@ fn recent_row(state: &AppState, v: &Verification) -> RecentRow {
     }
 }
 
+/// The answer while `console.enabled` is off.
+fn off() -> Response {
+    crate::api::responses::ErrorBody::new(
+        crate::api::responses::ErrorCode::NotFound,
+        "the console is off (console.enabled = false)",
+    )
+    .response(poem::http::StatusCode::NOT_FOUND)
+}
+
 #[handler]
 async fn console_page(state: Data<&Arc<AppState>>) -> Response {
-    let overview = state.console.overview(&state).await;
+    let Some(console) = &state.console else {
+        return off();
+    };
+    let overview = console.overview(&state).await;
     Response::builder()
         .content_type("text/html; charset=utf-8")
         .header(header::CACHE_CONTROL, "no-store")
@@ -587,7 +599,10 @@ async fn console_page(state: Data<&Arc<AppState>>) -> Response {
 
 #[handler]
 async fn console_data(state: Data<&Arc<AppState>>) -> Response {
-    let overview = state.console.overview(&state).await;
+    let Some(console) = &state.console else {
+        return off();
+    };
+    let overview = console.overview(&state).await;
     let body = serde_json::to_string(&overview).unwrap_or_else(|_| "{}".to_owned());
     Response::builder()
         .content_type("application/json")

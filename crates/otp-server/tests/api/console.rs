@@ -287,3 +287,22 @@ async fn without_metrics_the_console_still_lists_the_store_and_recent_sends() {
         .expect("html");
     assert!(html.contains("Metrics are off"), "{html}");
 }
+
+#[tokio::test]
+async fn the_console_is_404_when_turned_off() {
+    let app = crate::helpers::TestApp::spawn_with(crate::helpers::Options {
+        toml: "[console]\nenabled = false\n",
+        ..crate::helpers::Options::default()
+    })
+    .await;
+    for path in ["/console", "/console/data"] {
+        let (status, body) = app.get(path).await;
+        assert_eq!(
+            (status, crate::helpers::error_code(&body)),
+            (404, "not_found"),
+            "{path}"
+        );
+    }
+    // Sends still work without it.
+    assert_eq!(app.send_sms("77011234567").await.0, 200);
+}

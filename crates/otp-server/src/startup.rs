@@ -81,6 +81,8 @@ pub enum StartupError {
     },
     #[error("cannot set up the metrics")]
     Metrics(#[from] prometheus::Error),
+    #[error("cannot set up the events")]
+    Events(#[from] crate::events::EventsError),
 }
 
 /// A channel's provider, with its settings, that startup can build.
@@ -515,6 +517,32 @@ fn connection_limits(config: &Config) -> Limits {
         idle_timeout: Duration::from_secs(config.server.idle_timeout_secs),
         max_connections,
     }
+}
+
+/// Starts the verification sweeper and the event dispatcher (see
+/// [`crate::events`]) on the current runtime, on the same (metered) store
+/// as the API. They stop when the returned value is dropped.
+///
+/// # Errors
+/// When an event sink cannot be set up.
+pub fn spawn_events(
+    config: &Config,
+    ports: &Ports,
+) -> Result<crate::events::EventTasks, StartupError> {
+    let store = match &ports.metrics {
+        Some(m) => Arc::new(MeteredStore::new(
+            ports.store.clone(),
+            m,
+            store_label(config.store.kind),
+        )) as Arc<dyn CodeStore>,
+        None => ports.store.clone(),
+    };
+    Ok(crate::events::spawn(
+        &config.events,
+        store,
+        ports.clock.clone(),
+        ports.metrics.clone(),
+    )?)
 }
 
 /// Deletes expired entries of the embedded store every minute, so its

@@ -5,7 +5,8 @@
 //!   and verifications;
 //! - [`MeteredStore`] wraps the `CodeStore` port and times every call;
 //! - `delivery::ReliableSender` reports each provider attempt;
-//! - the `http::observe` middleware counts requests by route template.
+//! - the `http::observe` middleware counts requests by route template;
+//! - the event dispatcher (`crate::events`) counts deliveries per sink.
 //!
 //! Every label value comes from a closed set (enums, configured provider
 //! names, ISO regions, the spec's route templates), never from a request:
@@ -13,6 +14,7 @@
 //!
 //! [`serve`] answers `GET /metrics` on a listener of its own.
 
+mod events;
 mod process;
 mod store;
 
@@ -27,6 +29,7 @@ use prometheus::{
     TextEncoder,
 };
 
+pub use self::events::SinkMetrics;
 pub use self::store::MeteredStore;
 
 const CHANNELS: [Channel; 4] = [
@@ -197,6 +200,7 @@ pub struct Metrics {
     log_dropped: IntCounter,
     log_dropped_source: std::sync::OnceLock<crate::logging::DroppedLines>,
     process: process::ProcessMetrics,
+    events: events::EventFamilies,
     /// Every family's name, for [`Metrics::family_names`].
     families: Vec<(String, prometheus::proto::MetricType)>,
 }
@@ -304,6 +308,7 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
         let process = process::ProcessMetrics::new()?;
+        let events = events::EventFamilies::new()?;
 
         let mut register = |c: Box<dyn prometheus::core::Collector>| {
             for desc in c.desc() {
@@ -324,13 +329,14 @@ impl Metrics {
         register(Box::new(http_seconds.clone()))?;
         register(Box::new(log_dropped.clone()))?;
         register(Box::new(build_info))?;
-        for c in process.collectors() {
+        for c in process.collectors().into_iter().chain(events.collectors()) {
             register(c)?;
         }
         let histograms = [
             "otpd_delivery_attempt_duration_seconds",
             "otpd_store_operation_duration_seconds",
             "otpd_http_request_duration_seconds",
+            events::BATCH_HISTOGRAM,
         ];
         let families = families
             .into_iter()
@@ -374,6 +380,7 @@ impl Metrics {
             log_dropped,
             log_dropped_source: std::sync::OnceLock::new(),
             process,
+            events,
             families,
         })
     }
@@ -474,6 +481,16 @@ impl Metrics {
             }),
             seconds: self.delivery_seconds.with_label_values(&[c, provider]),
         }
+    }
+
+    /// The event counters of the sink called `sink`, resolved once.
+    pub fn event_sink(&self, sink: &str) -> SinkMetrics {
+        self.events.sink(sink)
+    }
+
+    /// Records how many events one dispatcher round claimed.
+    pub fn event_batch(&self, size: usize) {
+        self.events.batch(size);
     }
 
     /// Counts one HTTP request. `route` is a template from the spec (or

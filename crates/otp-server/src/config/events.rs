@@ -15,7 +15,7 @@ use otp_domain::EventType;
 use secrecy::{ExposeSecret, SecretBox, SecretString};
 use serde::Deserialize;
 
-use super::{KeyError, Problem};
+use super::{ConfigError, KeyError, Problem};
 
 /// `[events]` as written.
 #[derive(Debug, Deserialize)]
@@ -155,11 +155,11 @@ impl fmt::Debug for SinkTarget {
 ///
 /// # Errors
 /// A bad source, name, URL, secret, type or duration.
-pub fn resolve(config: &EventsConfig) -> Result<EventSettings, KeyError> {
+pub fn resolve(config: &EventsConfig) -> Result<EventSettings, ConfigError> {
     if config.source.trim().is_empty() {
-        return Err(KeyError::new("events.source", Problem::Required).hint(
-            "a URI-reference naming this otpd, e.g. \"otpd\" or \"https://otp.example.com\"",
-        ));
+        return Err(KeyError::new("events.source", Problem::Required)
+            .hint("a URI-reference naming this otpd, e.g. \"otpd\" or \"https://otp.example.com\"")
+            .into());
     }
     let mut names = HashSet::new();
     let mut sinks = Vec::with_capacity(config.sinks.len());
@@ -183,13 +183,15 @@ pub fn resolve(config: &EventsConfig) -> Result<EventSettings, KeyError> {
             return Err(KeyError::new(
                 key("name"),
                 Problem::Must("be 1 to 64 letters, digits, '-', '_' or '.'"),
-            ));
+            )
+            .into());
         }
         if !names.insert(name.clone()) {
             return Err(KeyError::new(
                 key("name"),
                 Problem::Must("differ from every other sink's name"),
-            ));
+            )
+            .into());
         }
         let types = match types {
             None => None,
@@ -209,10 +211,10 @@ pub fn resolve(config: &EventsConfig) -> Result<EventSettings, KeyError> {
             }
         };
         if max_age_secs == 0 {
-            return Err(KeyError::new(key("max_age_secs"), Problem::AtLeast(1)));
+            return Err(KeyError::new(key("max_age_secs"), Problem::AtLeast(1)).into());
         }
         if timeout_secs == 0 {
-            return Err(KeyError::new(key("timeout_secs"), Problem::AtLeast(1)));
+            return Err(KeyError::new(key("timeout_secs"), Problem::AtLeast(1)).into());
         }
         let target = match sink {
             SinkConfig::Webhook(c) => {
@@ -220,7 +222,8 @@ pub fn resolve(config: &EventsConfig) -> Result<EventSettings, KeyError> {
                     return Err(KeyError::new(
                         key("url"),
                         Problem::Must("be an http:// or https:// URL"),
-                    ));
+                    )
+                    .into());
                 }
                 SinkTarget::Webhook {
                     url: c.url.clone(),
@@ -236,10 +239,11 @@ pub fn resolve(config: &EventsConfig) -> Result<EventSettings, KeyError> {
                     return Err(KeyError::new(
                         key("url"),
                         Problem::Must("be a redis:// or rediss:// URL"),
-                    ));
+                    )
+                    .into());
                 }
                 if c.stream.is_empty() {
-                    return Err(KeyError::new(key("stream"), Problem::Required));
+                    return Err(KeyError::new(key("stream"), Problem::Required).into());
                 }
                 SinkTarget::RedisStream {
                     url: c.url.clone(),
@@ -283,4 +287,177 @@ fn webhook_key(secret: &SecretString) -> Result<SecretBox<Vec<u8>>, Problem> {
         ));
     }
     Ok(SecretBox::new(Box::new(bytes)))
+}
+
+#[cfg(test)]
+// figment's Jail closures return figment::Error, which is large; fine in tests.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use std::path::Path;
+
+    use figment::Jail;
+
+    use super::super::Config;
+    use super::*;
+
+    const SECRET: &str = "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
+    fn load(jail: &mut Jail, toml: &str) -> Result<Config, ConfigError> {
+        jail.create_file("otpd.toml", toml)
+            .expect("write the config file");
+        Config::load(Some(Path::new("otpd.toml")))
+    }
+
+    fn webhook(extra: &str) -> String {
+        format!(
+            "[[events.sinks]]\nkind = \"webhook\"\nurl = \"https://app.example.com/hook?token=t0p\"\nsecret = \"{SECRET}\"\n{extra}\n"
+        )
+    }
+
+    #[test]
+    fn by_default_events_have_no_sink_and_the_source_otpd() {
+        Jail::expect_with(|_| {
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(c.events.source, "otpd");
+            assert!(c.events.sinks.is_empty());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_webhook_and_a_redis_stream_sink_load_with_derived_names_and_defaults() {
+        Jail::expect_with(|jail| {
+            let toml = format!(
+                "[events]\nsource = \"https://otp.example.com\"\n{}\n[[events.sinks]]\nkind = \"redis-stream\"\nurl = \"redis://127.0.0.1:6379\"\nstream = \"otpd:events\"\nname = \"audit\"\nmax_age_secs = 60\n",
+                webhook("types = [\"otpd.verification.approved\", \"otpd.delivery.failed\"]")
+            );
+            let c = load(jail, &toml).map_err(|e| e.to_string())?;
+            assert_eq!(c.events.source, "https://otp.example.com");
+            let [hook, stream] = &c.events.sinks[..] else {
+                panic!("two sinks: {:?}", c.events.sinks);
+            };
+            assert_eq!(hook.name, "webhook-0");
+            assert_eq!(
+                hook.types,
+                Some(vec![EventType::Approved, EventType::DeliveryFailed])
+            );
+            assert!(hook.wants(EventType::Approved) && !hook.wants(EventType::Pending));
+            assert_eq!(hook.max_age, Duration::from_secs(86_400));
+            match &hook.target {
+                SinkTarget::Webhook { key, .. } => {
+                    assert_eq!(
+                        key.expose_secret().as_slice(),
+                        b"0123456789abcdef0123456789abcdef"
+                    );
+                }
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(stream.name, "audit");
+            assert!(stream.wants(EventType::Pending));
+            assert_eq!(stream.max_age, Duration::from_secs(60));
+            assert_eq!(stream.target.kind(), "redis-stream");
+            let printed = format!("{:?}", c.events);
+            assert!(
+                !printed.contains("MDEy") && !printed.contains("t0p"),
+                "{printed}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_bad_secret_names_its_key_and_is_never_quoted() {
+        for bad in [
+            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+            "whsec_not*base64!",
+            "whsec_c2hvcnQ=",
+        ] {
+            Jail::expect_with(|jail| {
+                let toml = webhook("").replace(SECRET, bad);
+                let err = load(jail, &toml).map(|_| ()).expect_err(bad).to_string();
+                assert!(err.contains("events.sinks[0].secret must"), "{err}");
+                assert!(!err.contains(bad), "the secret leaked: {err}");
+                Ok(())
+            });
+        }
+    }
+
+    #[test]
+    fn bad_sink_settings_name_their_key() {
+        for (toml, expected) in [
+            (
+                webhook("types = [\"otpd.verification.done\"]"),
+                "events.sinks[0].types must",
+            ),
+            (
+                webhook("max_age_secs = 0"),
+                "events.sinks[0].max_age_secs must be at least 1",
+            ),
+            (webhook("name = \"a b\""), "events.sinks[0].name must"),
+            (
+                format!("{}{}", webhook(""), webhook("")).replacen("kind", "name = \"x\"\nkind", 2),
+                "events.sinks[1].name must differ",
+            ),
+            (
+                webhook("").replace("https://app.example.com/hook?token=t0p", "ftp://x"),
+                "events.sinks[0].url must be an http",
+            ),
+            (
+                "[[events.sinks]]\nkind = \"redis-stream\"\nurl = \"http://x\"\nstream = \"s\"\n"
+                    .into(),
+                "events.sinks[0].url must be a redis",
+            ),
+            (
+                "[events]\nsource = \" \"\n".into(),
+                "events.source is required",
+            ),
+        ] {
+            Jail::expect_with(|jail| {
+                let err = load(jail, &toml)
+                    .map(|_| ())
+                    .expect_err(expected)
+                    .to_string();
+                assert!(err.contains(expected), "{toml}\n=> {err}");
+                Ok(())
+            });
+        }
+    }
+
+    #[test]
+    fn an_unknown_kind_or_key_in_a_sink_fails_at_start() {
+        for (toml, expected) in [
+            ("[[events.sinks]]\nkind = \"kafka\"\n".to_owned(), "kafka"),
+            (webhook("secrit = \"x\""), "secrit"),
+            (
+                "[[events.sinks]]\nkind = \"webhook\"\nurl = \"http://x\"\n".to_owned(),
+                "secret",
+            ),
+        ] {
+            Jail::expect_with(|jail| {
+                let err = load(jail, &toml)
+                    .map(|_| ())
+                    .expect_err(expected)
+                    .to_string();
+                assert!(err.contains("events.sinks"), "{err}");
+                assert!(err.contains(expected), "{err}");
+                Ok(())
+            });
+        }
+    }
+
+    #[test]
+    fn the_source_and_the_sinks_can_come_from_the_environment() {
+        Jail::expect_with(|jail| {
+            jail.set_env("OTP_EVENTS__SOURCE", "otpd-eu");
+            jail.set_env(
+                "OTP_EVENTS__SINKS",
+                format!("[{{kind=\"webhook\",url=\"http://127.0.0.1:9/\",secret=\"{SECRET}\"}}]"),
+            );
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(c.events.source, "otpd-eu");
+            assert_eq!(c.events.sinks.len(), 1);
+            assert_eq!(c.events.sinks[0].name, "webhook-0");
+            Ok(())
+        });
+    }
 }

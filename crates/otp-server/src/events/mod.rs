@@ -157,3 +157,6 @@ pub fn spawn(
         tasks: vec![sweeper, dispatcher],
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -305,3 +305,49 @@ fn two_instances_share_a_redis_cluster() {
     }
     assert_eq!(b.request("GET", "/readyz", &[], "").0, 200);
 }
+
+#[test]
+fn one_idempotency_key_sends_once_across_two_instances() {
+    let pair = Arc::new(two_instances());
+    let body = r#"{"phone": "77011234567"}"#;
+    let mut threads = Vec::new();
+    for i in 0..10 {
+        let pair = pair.clone();
+        threads.push(std::thread::spawn(move || {
+            let otpd = if i % 2 == 0 { &pair.a } else { &pair.b };
+            otpd.request(
+                "POST",
+                "/sms",
+                &[JSON, ("Idempotency-Key", "e2e-signup-1")],
+                body,
+            )
+        }));
+    }
+    let mut answers = Vec::new();
+    for t in threads {
+        let (status, answer) = t.join().expect("thread");
+        match status {
+            200 => answers.push(answer),
+            409 => assert_eq!(answer["error"], "idempotency_in_progress", "{answer}"),
+            other => panic!("unexpected {other}: {answer}"),
+        }
+    }
+    assert!(!answers.is_empty());
+    assert!(answers.iter().all(|a| *a == answers[0]), "{answers:?}");
+    // One delivery in all: the dev sinks of both instances together.
+    std::thread::sleep(Duration::from_millis(300));
+    let delivered = pair.a.outbox().len() + pair.b.outbox().len();
+    assert_eq!(delivered, 1, "one code, one delivery");
+    // The verification is one record, visible from either instance, and
+    // a cancel on one is seen by the other.
+    let id = answers[0]["id"].as_str().expect("id").to_owned();
+    let (status, record) = pair.b.request("GET", &format!("/verifications/{id}"), &[], "");
+    assert_eq!((status, &record["status"]), (200, &json!("pending")), "{record}");
+    let (status, _) = pair
+        .a
+        .request("POST", &format!("/verifications/{id}/cancel"), &[], "");
+    assert_eq!(status, 200);
+    let (_, record) = pair.b.request("GET", &format!("/verifications/{id}"), &[], "");
+    assert_eq!(record["status"], "canceled", "{record}");
+    assert_eq!(record["reason"], "api", "{record}");
+}

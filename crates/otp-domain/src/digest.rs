@@ -77,6 +77,19 @@ impl CodeHasher {
         self.mac(b"pairing-miss", b"", b"")
     }
 
+    /// A keyed fingerprint of a request, for idempotency keys: the store
+    /// keeps this, never the request, whose password a plain hash would
+    /// let anyone who reads the store recover by trying every code.
+    /// `parts` are length-prefixed, so no two lists collide.
+    pub fn fingerprint(&self, parts: &[&[u8]]) -> [u8; 32] {
+        let mut framed = Vec::with_capacity(parts.iter().map(|p| p.len() + 8).sum());
+        for p in parts {
+            framed.extend_from_slice(&(p.len() as u64).to_be_bytes());
+            framed.extend_from_slice(p);
+        }
+        *self.mac(b"idempotency", b"", &framed).as_bytes()
+    }
+
     fn mac(&self, purpose: &[u8], key: &[u8], code: &[u8]) -> CodeDigest {
         // HMAC accepts keys of any length, so this cannot fail.
         let mut mac = match <Hmac<Sha256> as KeyInit>::new_from_slice(&self.secret) {

@@ -15,7 +15,16 @@ use crate::ports::{
 };
 use crate::template::{self, PASSWORD};
 use crate::types::{Channel, ChatId, CheckTarget, Code, Destination, Lifetime};
-use crate::verification::{AttemptOutcome, DeliveryAttempt, Verification, VerificationId};
+use crate::verification::{
+    AttemptOutcome, DeliveryAttempt, IdempotencyBegin, Verification, VerificationId,
+};
+
+/// How long a request under an `Idempotency-Key` holds the key while it
+/// runs: longer than any delivery's deadline, short enough that a key
+/// whose instance died is free again soon.
+pub const IDEMPOTENCY_LEASE_MS: u64 = 60_000;
+/// How long a finished request's answer is replayed (Stripe's 24 hours).
+pub const IDEMPOTENCY_TTL_MS: u64 = 24 * 3_600_000;
 
 /// The senders of the four channels.
 #[derive(Clone)]
@@ -650,6 +659,48 @@ impl OtpService {
             CancelOutcome::AlreadyEnded(v) => CancelOutcome::AlreadyEnded(v.seen_at(now)),
             other => other,
         })
+    }
+
+    /// Starts a request under an app's `Idempotency-Key`. `scope` names
+    /// the operation and the key; `parts` are the request as the operation
+    /// read it. Held for [`IDEMPOTENCY_LEASE_MS`] unless ended.
+    ///
+    /// # Errors
+    /// The store's error.
+    pub async fn idempotency_begin(
+        &self,
+        scope: &str,
+        parts: &[&[u8]],
+    ) -> Result<(IdempotencyBegin, [u8; 32]), StoreError> {
+        let fingerprint = self.hasher.fingerprint(parts);
+        let begin = self
+            .store
+            .idempotency_begin(scope, &fingerprint, IDEMPOTENCY_LEASE_MS, self.clock.now())
+            .await?;
+        Ok((begin, fingerprint))
+    }
+
+    /// Ends a request started with [`OtpService::idempotency_begin`]:
+    /// `response` is replayed to the same request for
+    /// [`IDEMPOTENCY_TTL_MS`]; `None` frees the key.
+    ///
+    /// # Errors
+    /// The store's error.
+    pub async fn idempotency_end(
+        &self,
+        scope: &str,
+        fingerprint: &[u8; 32],
+        response: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        self.store
+            .idempotency_end(
+                scope,
+                fingerprint,
+                response,
+                IDEMPOTENCY_TTL_MS,
+                self.clock.now(),
+            )
+            .await
     }
 
     /// Whether the store answers.

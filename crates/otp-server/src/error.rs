@@ -27,7 +27,7 @@ fn rate_limited(
     poem_openapi::payload::Json(body)
 }
 
-fn store_unavailable() -> poem_openapi::payload::Json<ErrorBody> {
+pub(crate) fn store_unavailable() -> poem_openapi::payload::Json<ErrorBody> {
     ErrorBody::json(
         ErrorCode::StoreUnavailable,
         "the store cannot be reached; retry later",

@@ -7,13 +7,21 @@
 //!   the port is atomic.
 //! - `writer`: group commit. One writer thread runs the calls; those that
 //!   queue up while it commits share the next transaction and its fsync.
-//! - `codec`: the fixed-size binary records kept in the tables.
+//! - `tx`: the verification side of a transaction (verifications, their
+//!   expiry and retention indexes, the latest per destination, the event
+//!   outbox), applying the domain's transitions.
+//! - `codec`: the binary records kept in the tables.
+//!
+//! A code and its verification change in the same transaction, with the
+//! events the change writes to the outbox, so an answered call never
+//! leaves one without the other.
 //!
 //! Commits are durable (fsync) by default, and no call is answered before
 //! the commit holding its writes returns, so a crash after an answer never
 //! loses the code (or the counted attempt) that answer promised.
 
 mod codec;
+mod tx;
 mod writer;
 
 use std::path::Path;
@@ -27,16 +35,16 @@ use otp_domain::ports::{
 };
 use otp_domain::state::{self, CheckStep};
 use otp_domain::verification::{
-    CancelOutcome, DeliveryAttempt, EventSettle, IdempotencyBegin, StoredEvent, Verification,
-    VerificationId,
+    CancelOutcome, CancelReason, DeliveryAttempt, EventSettle, IdempotencyBegin, Status,
+    StoredEvent, Verification, VerificationId,
 };
 use otp_domain::{ChatId, StoreError};
-use redb::{Database, ReadableTable, Table, TableDefinition, WriteTransaction};
+use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransaction};
 
-use codec::{BucketValue, PairingValue};
+use codec::{BucketValue, IdemValue, OutboxHead, PairingValue};
+use tx::{Change, Tx, CODES};
 use writer::{Call, Queue};
 
-const CODES: TableDefinition<&str, &[u8]> = TableDefinition::new("codes");
 const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
 const PAIRINGS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("pairings");
 const CHAT_PAIRING: TableDefinition<i64, &[u8]> = TableDefinition::new("chat_pairing");
@@ -63,6 +71,8 @@ pub enum EmbeddedError {
     Panicked,
     #[error("unreadable record: {0}")]
     Corrupt(&'static str),
+    #[error("unreadable verification or event record")]
+    Json(#[source] serde_json::Error),
 }
 
 impl<E: Into<redb::Error>> From<E> for EmbeddedError {
@@ -75,6 +85,7 @@ impl From<EmbeddedError> for StoreError {
     fn from(e: EmbeddedError) -> Self {
         match e {
             EmbeddedError::Corrupt(what) => StoreError::Corrupt(what.to_owned()),
+            EmbeddedError::Json(e) => StoreError::Corrupt(format!("unreadable record: {e}")),
             other => StoreError::Unavailable(Box::new(other)),
         }
     }
@@ -155,6 +166,15 @@ impl EmbeddedStore {
         txn.open_table(BUCKETS)?;
         txn.open_table(PAIRINGS)?;
         txn.open_table(CHAT_PAIRING)?;
+        txn.open_table(tx::VERIFICATIONS)?;
+        txn.open_table(tx::LATEST)?;
+        txn.open_table(tx::PENDING)?;
+        txn.open_table(tx::PURGE)?;
+        txn.open_table(tx::OUTBOX)?;
+        txn.open_table(tx::OUTBOX_DUE)?;
+        txn.open_table(tx::META)?;
+        txn.open_table(tx::IDEMPOTENCY)?;
+        txn.open_table(tx::IDEMPOTENCY_EXPIRY)?;
         txn.commit()?;
         let db = Arc::new(db);
         let (queue, writer) = writer::spawn(db.clone()).map_err(EmbeddedError::Spawn)?;
@@ -186,8 +206,26 @@ impl EmbeddedStore {
         Ok(answer?)
     }
 
+    /// Runs `f` in a read transaction off the async threads. Reads see
+    /// every answered write: answers wait for their commit.
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&redb::ReadTransaction) -> Result<T, EmbeddedError> + Send + 'static,
+    {
+        let db = self.inner.db.clone();
+        let answer = tokio::task::spawn_blocking(move || f(&db.begin_read()?))
+            .await
+            .map_err(EmbeddedError::Join)??;
+        Ok(answer)
+    }
+
     /// Deletes every expired code, bucket and pairing. The server calls it
     /// periodically; correctness never depends on it, only file size.
+    ///
+    /// Verifications, events and idempotency keys are
+    /// [`CodeStore::sweep`]'s: a code deleted here leaves its pending
+    /// verification to that sweep, which expires it with its event.
     ///
     /// # Errors
     /// When the transaction fails.
@@ -300,19 +338,49 @@ impl CodeStore for EmbeddedStore {
         &self,
         key: &str,
         record: CodeRecord,
-        _verification: &Verification,
+        verification: &Verification,
         buckets: &[RateBucket],
         now: Timestamp,
     ) -> Result<PutOutcome, StoreError> {
         let key = key.to_owned();
         let buckets = buckets.to_vec();
+        let verification = verification.clone();
         self.write(move |txn| {
             if let Err(retry_after_ms) = hit_buckets(txn, &buckets, now)? {
                 return Ok((PutOutcome::RateLimited { retry_after_ms }, false));
             }
-            let mut codes = txn.open_table(CODES)?;
-            codes.insert(key.as_str(), codec::encode_record(&record).as_slice())?;
+            let mut tx = Tx::new(txn);
+            let encoded = codec::encode_record(&record);
+            // An unreadable old code is replaced all the same; it names
+            // no verification this version could end.
+            let old = tx
+                .codes()?
+                .insert(key.as_str(), encoded.as_slice())?
+                .and_then(|old| codec::decode_record(old.value()).ok());
+            if let Some(old) = old.filter(|o| o.verification != verification.id) {
+                tx.change(&old.verification, now, |v| Change::event(v.replaced(now)))?;
+            }
+            tx.save(&verification, None)?;
+            tx.latest()?
+                .insert(key.as_str(), verification.id.as_bytes())?;
             Ok((PutOutcome::Stored, true))
+        })
+        .await
+    }
+
+    async fn delivered(
+        &self,
+        id: &VerificationId,
+        attempts: &[DeliveryAttempt],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let id = *id;
+        let attempts = attempts.to_vec();
+        self.write(move |txn| {
+            let (_, changed) = Tx::new(txn).change(&id, now, |v| {
+                Change::event(v.is_pending().then(|| v.delivered(&attempts, now)))
+            })?;
+            Ok(((), changed))
         })
         .await
     }
@@ -321,21 +389,45 @@ impl CodeStore for EmbeddedStore {
         &self,
         key: &str,
         digest: &CodeDigest,
-        _failure: Option<&'a [DeliveryAttempt]>,
-        _now: Timestamp,
+        failure: Option<&'a [DeliveryAttempt]>,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
         let key = key.to_owned();
         let digest = *digest;
+        let failure = failure.map(<[DeliveryAttempt]>::to_vec);
         self.write(move |txn| {
-            let mut codes = txn.open_table(CODES)?;
-            let same = match codes.get(key.as_str())? {
-                Some(v) => codec::decode_record(v.value())?.digest.ct_eq(&digest),
-                None => false,
+            let mut tx = Tx::new(txn);
+            let Some(record) = tx.code(&key)? else {
+                return Ok(((), false));
             };
-            if same {
-                codes.remove(key.as_str())?;
+            if !record.digest.ct_eq(&digest) {
+                return Ok(((), false));
             }
-            Ok(((), same))
+            tx.codes()?.remove(key.as_str())?;
+            let id = record.verification;
+            match &failure {
+                Some(attempts) => {
+                    tx.change(&id, now, |v| {
+                        if v.is_pending() {
+                            Change {
+                                changed: true,
+                                events: v.failed(attempts, now).map(Some),
+                            }
+                        } else {
+                            Change {
+                                changed: false,
+                                events: [None, None],
+                            }
+                        }
+                    })?;
+                }
+                None => {
+                    if let Some(v) = tx.load(&id)? {
+                        tx.forget(&v)?;
+                    }
+                }
+            }
+            Ok(((), true))
         })
         .await
     }
@@ -349,24 +441,35 @@ impl CodeStore for EmbeddedStore {
         let key = key.to_owned();
         let digest = *digest;
         self.write(move |txn| {
-            let mut codes = txn.open_table(CODES)?;
-            let record = match codes.get(key.as_str())? {
-                Some(v) => Some(codec::decode_record(v.value())?),
-                None => None,
-            };
+            let mut tx = Tx::new(txn);
+            let record = tx.code(&key)?;
             let (outcome, step) = state::check(record.as_ref(), &digest, now);
-            let changed = match step {
+            match step {
                 CheckStep::Delete => {
-                    codes.remove(key.as_str())?;
-                    true
+                    tx.codes()?.remove(key.as_str())?;
                 }
                 CheckStep::Update(r) => {
-                    codes.insert(key.as_str(), codec::encode_record(&r).as_slice())?;
-                    true
+                    let encoded = codec::encode_record(&r);
+                    tx.codes()?.insert(key.as_str(), encoded.as_slice())?;
                 }
-                CheckStep::Keep => false,
-            };
-            Ok((outcome, changed))
+                // A locked code, or none: the verification cannot change
+                // either (`after_check` counts nothing when locked), so
+                // the check stays a read and commits nothing.
+                CheckStep::Keep => return Ok((outcome, false)),
+            }
+            if let Some(r) = record {
+                let expired = now >= r.expires_at;
+                tx.change(&r.verification, now, |v| {
+                    let was_pending = v.is_pending();
+                    let event = v.after_check(outcome, expired, now);
+                    let counted = matches!(outcome, CheckOutcome::Mismatch { .. });
+                    Change {
+                        changed: was_pending && (event.is_some() || counted),
+                        events: [event],
+                    }
+                })?;
+            }
+            Ok((outcome, true))
         })
         .await
     }
@@ -501,7 +604,6 @@ impl CodeStore for EmbeddedStore {
     async fn ping(&self) -> Result<(), StoreError> {
         let db = self.inner.db.clone();
         tokio::task::spawn_blocking(move || {
-            use redb::ReadableDatabase;
             let txn = db.begin_read()?;
             txn.open_table(CODES)?;
             Ok::<(), EmbeddedError>(())
@@ -511,66 +613,308 @@ impl CodeStore for EmbeddedStore {
         Ok(())
     }
 
-    async fn delivered(
-        &self,
-        _id: &VerificationId,
-        _attempts: &[DeliveryAttempt],
-        _now: Timestamp,
-    ) -> Result<(), StoreError> {
-        unimplemented!("issue 9: delivered")
+    async fn verification(&self, id: &VerificationId) -> Result<Option<Verification>, StoreError> {
+        let id = *id;
+        self.read(move |txn| {
+            let table = txn.open_table(tx::VERIFICATIONS)?;
+            let found = table.get(id.as_bytes())?;
+            found
+                .map(|v| tx::decode_verification(v.value()))
+                .transpose()
+        })
+        .await
     }
 
-    async fn verification(&self, _id: &VerificationId) -> Result<Option<Verification>, StoreError> {
-        unimplemented!("issue 9: verification")
-    }
-
-    async fn latest_verification(&self, _key: &str) -> Result<Option<Verification>, StoreError> {
-        unimplemented!("issue 9: latest_verification")
+    async fn latest_verification(&self, key: &str) -> Result<Option<Verification>, StoreError> {
+        let key = key.to_owned();
+        self.read(move |txn| {
+            let latest = txn.open_table(tx::LATEST)?;
+            let Some(id) = latest.get(key.as_str())?.map(|g| *g.value()) else {
+                return Ok(None);
+            };
+            let table = txn.open_table(tx::VERIFICATIONS)?;
+            let found = table.get(&id)?;
+            found
+                .map(|v| tx::decode_verification(v.value()))
+                .transpose()
+        })
+        .await
     }
 
     async fn cancel_verification(
         &self,
-        _id: &VerificationId,
-        _now: Timestamp,
+        id: &VerificationId,
+        now: Timestamp,
     ) -> Result<CancelOutcome, StoreError> {
-        unimplemented!("issue 9: cancel_verification")
+        let id = *id;
+        self.write(move |txn| {
+            let mut tx = Tx::new(txn);
+            let Some(mut v) = tx.load(&id)? else {
+                return Ok((CancelOutcome::NotFound, false));
+            };
+            if !v.is_pending() {
+                return Ok((CancelOutcome::AlreadyEnded(v), false));
+            }
+            tx.remove_code_of(&v.code_key(), &id)?;
+            let expired = now >= v.expires_at;
+            let event = if expired {
+                v.end(Status::Expired, None, now)
+            } else {
+                v.end(Status::Canceled, Some(CancelReason::Api), now)
+            };
+            tx.save(&v, Some(true))?;
+            tx.emit(&event, now)?;
+            Ok((
+                if expired {
+                    CancelOutcome::AlreadyEnded(v)
+                } else {
+                    CancelOutcome::Canceled(v)
+                },
+                true,
+            ))
+        })
+        .await
     }
 
-    async fn sweep(&self, _now: Timestamp, _max: usize) -> Result<usize, StoreError> {
-        unimplemented!("issue 9: sweep")
+    async fn sweep(&self, now: Timestamp, max: usize) -> Result<usize, StoreError> {
+        self.write(move |txn| {
+            let mut tx = Tx::new(txn);
+            let expired = expire_due(&mut tx, now, max)?;
+            let purged = purge_ended(&mut tx, now, max)?;
+            let dropped = drop_idempotency(&mut tx, now, max)?;
+            Ok((expired, expired + purged + dropped > 0))
+        })
+        .await
     }
 
     async fn claim_events(
         &self,
-        _now: Timestamp,
-        _lease_ms: u64,
-        _max: usize,
+        now: Timestamp,
+        lease_ms: u64,
+        max: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        unimplemented!("issue 9: claim_events")
+        self.write(move |txn| {
+            let mut tx = Tx::new(txn);
+            let due: Vec<((u64, u64), String)> = tx
+                .outbox_due()?
+                .range(..=(now, u64::MAX))?
+                .take(max)
+                .map(|e| e.map(|(k, v)| (k.value(), v.value().to_owned())))
+                .collect::<Result<_, _>>()?;
+            let until = now.saturating_add(lease_ms);
+            let mut out = Vec::with_capacity(due.len());
+            for ((at, seq), id) in due {
+                tx.outbox_due()?.remove((at, seq))?;
+                let value = tx.outbox()?.get(id.as_str())?.map(|g| g.value().to_vec());
+                // An index entry without its event: nothing to hand out.
+                let Some(value) = value else { continue };
+                let (_, body) = OutboxHead::decode(&value)?;
+                out.push(tx::decode_event(body)?);
+                let leased = OutboxHead { due: until, seq }.encode_with(body);
+                tx.outbox()?.insert(id.as_str(), leased.as_slice())?;
+                tx.outbox_due()?.insert((until, seq), id.as_str())?;
+            }
+            let changed = !out.is_empty();
+            Ok((out, changed))
+        })
+        .await
     }
 
-    async fn settle_event(&self, _id: &str, _settle: &EventSettle) -> Result<(), StoreError> {
-        unimplemented!("issue 9: settle_event")
+    async fn settle_event(&self, id: &str, settle: &EventSettle) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        let settle = settle.clone();
+        self.write(move |txn| {
+            let mut tx = Tx::new(txn);
+            let value = tx.outbox()?.get(id.as_str())?.map(|g| g.value().to_vec());
+            let Some(value) = value else {
+                return Ok(((), false));
+            };
+            let (head, body) = OutboxHead::decode(&value)?;
+            tx.outbox_due()?.remove((head.due, head.seq))?;
+            match &settle {
+                EventSettle::Done => {
+                    tx.outbox()?.remove(id.as_str())?;
+                }
+                EventSettle::Retry { at, delivered } => {
+                    let mut event = tx::decode_event(body)?;
+                    event.tries = event.tries.saturating_add(1);
+                    event.delivered.clone_from(delivered);
+                    let json = serde_json::to_vec(&event).map_err(EmbeddedError::Json)?;
+                    let next = OutboxHead {
+                        due: *at,
+                        seq: head.seq,
+                    };
+                    tx.outbox()?
+                        .insert(id.as_str(), next.encode_with(&json).as_slice())?;
+                    tx.outbox_due()?.insert((*at, head.seq), id.as_str())?;
+                }
+            }
+            Ok(((), true))
+        })
+        .await
     }
 
     async fn idempotency_begin(
         &self,
-        _key: &str,
-        _fingerprint: &[u8; 32],
-        _lease_ms: u64,
-        _now: Timestamp,
+        key: &str,
+        fingerprint: &[u8; 32],
+        lease_ms: u64,
+        now: Timestamp,
     ) -> Result<IdempotencyBegin, StoreError> {
-        unimplemented!("issue 9: idempotency_begin")
+        let key = key.to_owned();
+        let fingerprint = *fingerprint;
+        self.write(move |txn| {
+            let mut tx = Tx::new(txn);
+            let held = idem_entry(&mut tx, &key)?;
+            if let Some(e) = held.as_ref().filter(|e| e.until > now) {
+                let answer = if e.fingerprint != fingerprint {
+                    IdempotencyBegin::Mismatch
+                } else {
+                    match &e.response {
+                        Some(r) => IdempotencyBegin::Replay(r.clone()),
+                        None => IdempotencyBegin::InProgress,
+                    }
+                };
+                return Ok((answer, false));
+            }
+            let entry = IdemValue {
+                fingerprint,
+                until: now.saturating_add(lease_ms),
+                response: None,
+            };
+            put_idem(&mut tx, &key, held.as_ref(), &entry)?;
+            Ok((IdempotencyBegin::Started, true))
+        })
+        .await
     }
 
     async fn idempotency_end<'a>(
         &self,
-        _key: &str,
-        _fingerprint: &[u8; 32],
-        _response: Option<&'a [u8]>,
-        _ttl_ms: u64,
-        _now: Timestamp,
+        key: &str,
+        fingerprint: &[u8; 32],
+        response: Option<&'a [u8]>,
+        ttl_ms: u64,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
-        unimplemented!("issue 9: idempotency_end")
+        let key = key.to_owned();
+        let fingerprint = *fingerprint;
+        let response = response.map(<[u8]>::to_vec);
+        self.write(move |txn| {
+            let mut tx = Tx::new(txn);
+            let held = idem_entry(&mut tx, &key)?;
+            let Some(held) = held.filter(|e| e.fingerprint == fingerprint && e.response.is_none())
+            else {
+                return Ok(((), false));
+            };
+            match &response {
+                Some(r) => {
+                    let entry = IdemValue {
+                        fingerprint,
+                        until: now.saturating_add(ttl_ms),
+                        response: Some(r.clone()),
+                    };
+                    put_idem(&mut tx, &key, Some(&held), &entry)?;
+                }
+                None => {
+                    tx.idempotency()?.remove(key.as_str())?;
+                    tx.idempotency_expiry()?
+                        .remove((held.until, key.as_str()))?;
+                }
+            }
+            Ok(((), true))
+        })
+        .await
     }
+}
+
+/// Ends at most `max` pending verifications due at `now` as `expired`,
+/// oldest expiry first, each with its event, deleting their codes (when
+/// still theirs). Returns how many it ended.
+fn expire_due(tx: &mut Tx<'_>, now: Timestamp, max: usize) -> Result<usize, EmbeddedError> {
+    let due: Vec<(u64, [u8; 16])> = tx
+        .pending()?
+        .range(..=(now, &[u8::MAX; 16]))?
+        .take(max)
+        .map(|e| e.map(|(k, _)| (k.value().0, *k.value().1)))
+        .collect::<Result<_, _>>()?;
+    let mut expired = 0;
+    for (at, id) in due {
+        let id = VerificationId::from_bytes(id);
+        match tx.load(&id)? {
+            Some(mut v) if v.is_pending() => {
+                tx.remove_code_of(&v.code_key(), &id)?;
+                let event = v.end(Status::Expired, None, now);
+                tx.save(&v, Some(true))?;
+                tx.emit(&event, now)?;
+                expired += 1;
+            }
+            // An index entry without a pending record: drop it.
+            _ => {
+                tx.pending()?.remove((at, id.as_bytes()))?;
+            }
+        }
+    }
+    Ok(expired)
+}
+
+/// Forgets at most `max` ended verifications past their retention, with
+/// the latest pointers that still name them.
+fn purge_ended(tx: &mut Tx<'_>, now: Timestamp, max: usize) -> Result<usize, EmbeddedError> {
+    let due: Vec<(u64, [u8; 16])> = tx
+        .purge()?
+        .range(..=(now, &[u8::MAX; 16]))?
+        .take(max)
+        .map(|e| e.map(|(k, _)| (k.value().0, *k.value().1)))
+        .collect::<Result<_, _>>()?;
+    let purged = due.len();
+    for (at, id) in due {
+        tx.purge()?.remove((at, &id))?;
+        if let Some(v) = tx.load(&VerificationId::from_bytes(id))? {
+            tx.forget(&v)?;
+        }
+    }
+    Ok(purged)
+}
+
+/// Drops at most `max` idempotency keys held until `now` or before.
+fn drop_idempotency(tx: &mut Tx<'_>, now: Timestamp, max: usize) -> Result<usize, EmbeddedError> {
+    let due: Vec<(u64, String)> = tx
+        .idempotency_expiry()?
+        .iter()?
+        .map(|e| e.map(|(k, _)| (k.value().0, k.value().1.to_owned())))
+        .take_while(|e| e.as_ref().map_or(true, |(until, _)| *until <= now))
+        .take(max)
+        .collect::<Result<_, _>>()?;
+    let dropped = due.len();
+    for (until, key) in due {
+        tx.idempotency_expiry()?.remove((until, key.as_str()))?;
+        // Only the entry this index key was written for.
+        if idem_entry(tx, &key)?.is_some_and(|e| e.until == until) {
+            tx.idempotency()?.remove(key.as_str())?;
+        }
+    }
+    Ok(dropped)
+}
+
+fn idem_entry(tx: &mut Tx<'_>, key: &str) -> Result<Option<IdemValue>, EmbeddedError> {
+    match tx.idempotency()?.get(key)? {
+        Some(v) => Ok(Some(IdemValue::decode(v.value())?)),
+        None => Ok(None),
+    }
+}
+
+/// Writes `entry` under `key` in place of `held`, moving its expiry index
+/// entry.
+fn put_idem(
+    tx: &mut Tx<'_>,
+    key: &str,
+    held: Option<&IdemValue>,
+    entry: &IdemValue,
+) -> Result<(), EmbeddedError> {
+    if let Some(held) = held {
+        tx.idempotency_expiry()?.remove((held.until, key))?;
+    }
+    tx.idempotency()?.insert(key, entry.encode().as_slice())?;
+    tx.idempotency_expiry()?.insert((entry.until, key), ())?;
+    Ok(())
 }

@@ -41,10 +41,19 @@ macro_rules! channel_api {
                 /// session id), for per-user send limits. Optional.
                 #[oai(name = "X-OTP-User-Key")]
                 user_key: Header<Option<String>>,
+                /// Makes retries safe: the same key with the same body
+                /// within 24 h answers the first answer again (with
+                /// `Idempotent-Replayed: true`) and sends nothing. 1 to
+                /// 255 visible ASCII characters, e.g. a UUID.
+                #[oai(
+                    name = "Idempotency-Key",
+                    validator(min_length = 1, max_length = 255, pattern = r"^[!-~]+$")
+                )]
+                _idempotency_key: Header<Option<String>>,
                 body: Json<SendBody<$send_body>>,
             ) -> SendResponse {
                 let user = super::user_key(req, user_key.0.as_deref(), &state);
-                otp::send(&state, $channel, body.0 .0.into(), user).await
+                otp::send(&state, $channel, body.0 .0.into(), user, req).await
             }
 
             /// Check a password (JSON body). The legacy form, GET with the

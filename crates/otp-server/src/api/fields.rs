@@ -326,6 +326,13 @@ impl Field<DateTimeSpec> {
         let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis);
         Field::new(humantime::format_rfc3339_seconds(at).to_string())
     }
+
+    /// From milliseconds since the Unix epoch, to the millisecond: for
+    /// timelines, where events a few ms apart must stay in order.
+    pub fn from_millis_precise(millis: u64) -> Self {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis);
+        Field::new(humantime::format_rfc3339_millis(at).to_string())
+    }
 }
 
 /// An optional field: absent or `null` both mean "not given", as they

@@ -17,9 +17,11 @@ pub mod channels;
 pub mod dev;
 pub mod fields;
 pub mod health;
+pub mod idempotency;
 pub mod otp;
 pub mod responses;
 pub mod telegram_bot;
+pub mod verifications;
 
 use otp_domain::OtpService;
 use poem_openapi::{OpenApiService, Tags};
@@ -80,6 +82,8 @@ pub enum ApiTags {
     Email,
     /// One-time passwords by Telegram, and the bot that pairs chats.
     Telegram,
+    /// Verifications: every send's record, to look up or cancel.
+    Verifications,
     /// Liveness and readiness.
     Health,
     /// Development tools: the dev outbox of the `log` sink.
@@ -92,6 +96,7 @@ pub type Api = (
     channels::EmailApi,
     channels::TelegramApi,
     telegram_bot::TelegramBotApi,
+    verifications::VerificationsApi,
     health::HealthApi,
     dev::DevApi,
 );
@@ -105,6 +110,7 @@ pub fn api_service() -> OpenApiService<Api, ()> {
             channels::EmailApi,
             channels::TelegramApi,
             telegram_bot::TelegramBotApi,
+            verifications::VerificationsApi,
             health::HealthApi,
             dev::DevApi,
         ),

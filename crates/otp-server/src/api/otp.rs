@@ -11,8 +11,10 @@ use super::fields::{
     PhoneField, PhoneMessage, Subject, TelegramMessage, TemplatedBody,
 };
 
-use super::responses::{Approved, CheckResponse, ErrorBody, ErrorCode, SendResponse, Sent};
+use super::idempotency::{self, Early};
+use super::responses::{self, Approved, CheckResponse, ErrorBody, ErrorCode, SendResponse, Sent};
 use super::AppState;
+use poem_openapi::types::{ParseFromJSON, ToJSON};
 
 /// `POST /sms` and `POST /call`.
 #[derive(Debug, Object)]
@@ -147,6 +149,22 @@ impl From<TelegramCheck> for CheckParts {
     }
 }
 
+impl SendParts {
+    /// What makes two sends the same request, for `Idempotency-Key`.
+    fn fingerprint_parts<'a>(&'a self, channel: &'a str, lifetime: &'a [u8]) -> [&'a [u8]; 7] {
+        let opt = |o: &'a Option<String>| o.as_deref().map_or(&b"\0"[..], str::as_bytes);
+        [
+            b"send",
+            channel.as_bytes(),
+            self.address.as_bytes(),
+            opt(&self.password),
+            lifetime,
+            opt(&self.message),
+            opt(&self.subject),
+        ]
+    }
+}
+
 fn send_request(
     state: &AppState,
     channel: Channel,
@@ -163,8 +181,63 @@ fn send_request(
     })
 }
 
-/// Sends a code on `channel`.
+/// Sends a code on `channel`, under the app's `Idempotency-Key` if it gave
+/// one.
 pub async fn send(
+    state: &AppState,
+    channel: Channel,
+    parts: SendParts,
+    user_key: Option<String>,
+    req: &poem::Request,
+) -> SendResponse {
+    let lifetime = parts.lifetime.map(|l| l.to_be_bytes());
+    let held = match idempotency::begin(
+        state,
+        req,
+        &parts.fingerprint_parts(
+            channel.as_str(),
+            lifetime.as_ref().map_or(&b"\0"[..], |l| &l[..]),
+        ),
+    )
+    .await
+    {
+        Ok(held) => held,
+        Err(early) => return refused_send(early),
+    };
+    let response = send_once(state, channel, parts, user_key).await;
+    let answer = match &response {
+        SendResponse::Sent(Json(sent), _) => sent.to_json().map(|v| v.to_string()),
+        _ => None,
+    };
+    idempotency::finish(state, held, answer.as_deref().map(str::as_bytes)).await;
+    response
+}
+
+/// The answer to a send that an `Idempotency-Key` stopped.
+fn refused_send(early: Early) -> SendResponse {
+    match early {
+        Early::Replay(answer) => {
+            let sent = serde_json::from_slice::<serde_json::Value>(&answer)
+                .ok()
+                .and_then(|v| Sent::parse_from_json(Some(v)).ok());
+            match sent {
+                Some(sent) => SendResponse::Sent(Json(sent), Some("true".into())),
+                None => {
+                    tracing::error!("a stored idempotent answer does not parse");
+                    SendResponse::Unavailable(crate::error::store_unavailable())
+                }
+            }
+        }
+        Early::InProgress => SendResponse::Conflict(responses::in_progress()),
+        Early::Reused => SendResponse::KeyReused(responses::key_reused()),
+        Early::Invalid(m) => {
+            SendResponse::BadRequest(ErrorBody::json(ErrorCode::InvalidRequest, m))
+        }
+        Early::Store(_) => SendResponse::Unavailable(crate::error::store_unavailable()),
+    }
+}
+
+async fn send_once(
     state: &AppState,
     channel: Channel,
     parts: SendParts,
@@ -192,13 +265,17 @@ pub async fn send(
     }
     match result {
         Ok(receipt) => {
-            tracing::info!(%channel, %destination, lifetime = receipt.lifetime.secs(), "code sent");
-            SendResponse::Sent(Json(Sent {
-                status: "sent".into(),
-                channel: channel.to_string(),
-                lifetime: receipt.lifetime.secs(),
-                expires_at: DateTime::from_millis(receipt.expires_at),
-            }))
+            tracing::info!(%channel, %destination, verification = %receipt.id, lifetime = receipt.lifetime.secs(), "code sent");
+            SendResponse::Sent(
+                Json(Sent {
+                    id: receipt.id.to_string(),
+                    status: "sent".into(),
+                    channel: channel.to_string(),
+                    lifetime: receipt.lifetime.secs(),
+                    expires_at: DateTime::from_millis(receipt.expires_at),
+                }),
+                None,
+            )
         }
         Err(e) => {
             crate::error::log_send_error(channel, &destination, &e);

@@ -15,9 +15,15 @@ use poem_openapi::{ApiResponse, Enum, Object};
 /// - `unauthorized` (401): Basic auth is on and the credentials are missing or wrong,
 ///   or the webhook's secret token is missing or wrong.
 /// - `destination_not_allowed` (403): the phone's country is not allowed on this channel.
-/// - `not_found` (404): no such route, or no active code or pairing.
+/// - `not_found` (404): no such route, no active code or pairing, or no such
+///   verification.
 /// - `method_not_allowed` (405): the route does not take that method (see `Allow`).
+/// - `already_ended` (409): the verification is no longer pending.
+/// - `idempotency_in_progress` (409): a request with the same `Idempotency-Key`
+///   is still running.
 /// - `payload_too_large` (413): the body is larger than `server.body_limit`.
+/// - `idempotency_key_reused` (422): the `Idempotency-Key` was used with
+///   another request.
 /// - `wrong_password` (422): the code did not match; see `attempts_left`.
 /// - `too_many_attempts` (429): the code is locked after too many wrong passwords.
 /// - `rate_limited` (429): a send or lookup limit was hit; see `retry_after`.
@@ -32,7 +38,10 @@ pub enum ErrorCode {
     DestinationNotAllowed,
     NotFound,
     MethodNotAllowed,
+    AlreadyEnded,
+    IdempotencyInProgress,
     PayloadTooLarge,
+    IdempotencyKeyReused,
     WrongPassword,
     TooManyAttempts,
     RateLimited,
@@ -91,6 +100,8 @@ fn invalid_request(err: &poem::Error) -> Json<ErrorBody> {
 /// A code was sent.
 #[derive(Debug, Object)]
 pub struct Sent {
+    /// The verification this send created: `GET /verifications/{id}`.
+    pub id: String,
     /// Always `sent`.
     pub status: String,
     /// `sms`, `call`, `email` or `telegram`.
@@ -105,9 +116,13 @@ pub struct Sent {
 #[oai(bad_request_handler = "send_bad_request")]
 pub enum SendResponse {
     /// The code was stored and handed to the provider. The password is
-    /// never echoed.
+    /// never echoed. `Idempotent-Replayed: true` marks the stored answer
+    /// of an earlier request with the same `Idempotency-Key`.
     #[oai(status = 200)]
-    Sent(Json<Sent>),
+    Sent(
+        Json<Sent>,
+        #[oai(header = "Idempotent-Replayed")] Option<String>,
+    ),
     /// Malformed JSON, a missing field or an invalid value
     /// (`invalid_request`).
     #[oai(status = 400)]
@@ -120,9 +135,17 @@ pub enum SendResponse {
     /// (`destination_not_allowed`).
     #[oai(status = 403)]
     Forbidden(Json<ErrorBody>),
+    /// A request with the same `Idempotency-Key` is still running
+    /// (`idempotency_in_progress`).
+    #[oai(status = 409)]
+    Conflict(Json<ErrorBody>),
     /// The body is larger than `server.body_limit` (`payload_too_large`).
     #[oai(status = 413)]
     PayloadTooLarge(Json<ErrorBody>),
+    /// The `Idempotency-Key` was used with another request
+    /// (`idempotency_key_reused`).
+    #[oai(status = 422)]
+    KeyReused(Json<ErrorBody>),
     /// Too many sends: to this destination, for this end user, or on this
     /// channel in the last hour (`rate_limited`); see `Retry-After`.
     #[oai(status = 429)]
@@ -135,6 +158,21 @@ pub enum SendResponse {
     /// The store cannot be reached (`store_unavailable`).
     #[oai(status = 503)]
     Unavailable(Json<ErrorBody>),
+}
+
+/// The error bodies of an `Idempotency-Key` that stops a request.
+pub fn in_progress() -> Json<ErrorBody> {
+    ErrorBody::json(
+        ErrorCode::IdempotencyInProgress,
+        "a request with this Idempotency-Key is still running; retry later",
+    )
+}
+
+pub fn key_reused() -> Json<ErrorBody> {
+    ErrorBody::json(
+        ErrorCode::IdempotencyKeyReused,
+        "this Idempotency-Key was used with another request",
+    )
 }
 
 fn send_bad_request(err: poem::Error) -> SendResponse {

@@ -266,3 +266,22 @@ fn spec_error_codes() -> &'static Vec<String> {
             .collect()
     })
 }
+
+impl TestApp {
+    /// POST with extra headers; also returns the response headers.
+    pub async fn post_with(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Value,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        let mut req = self.client.post(format!("{}{path}", self.base)).json(&body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let r = req.send().await.expect("request");
+        let headers = r.headers().clone();
+        let (status, value) = read(r).await;
+        (status, headers, value)
+    }
+}

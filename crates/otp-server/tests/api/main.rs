@@ -9,3 +9,4 @@ mod observability;
 mod security;
 mod spec;
 mod telegram;
+mod verifications;

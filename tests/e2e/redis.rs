@@ -341,13 +341,21 @@ fn one_idempotency_key_sends_once_across_two_instances() {
     // The verification is one record, visible from either instance, and
     // a cancel on one is seen by the other.
     let id = answers[0]["id"].as_str().expect("id").to_owned();
-    let (status, record) = pair.b.request("GET", &format!("/verifications/{id}"), &[], "");
-    assert_eq!((status, &record["status"]), (200, &json!("pending")), "{record}");
+    let (status, record) = pair
+        .b
+        .request("GET", &format!("/verifications/{id}"), &[], "");
+    assert_eq!(
+        (status, &record["status"]),
+        (200, &json!("pending")),
+        "{record}"
+    );
     let (status, _) = pair
         .a
         .request("POST", &format!("/verifications/{id}/cancel"), &[], "");
     assert_eq!(status, 200);
-    let (_, record) = pair.b.request("GET", &format!("/verifications/{id}"), &[], "");
+    let (_, record) = pair
+        .b
+        .request("GET", &format!("/verifications/{id}"), &[], "");
     assert_eq!(record["status"], "canceled", "{record}");
     assert_eq!(record["reason"], "api", "{record}");
 }

@@ -3,8 +3,8 @@
 //! never drift apart.
 
 use otp_domain::ports::Timestamp;
-use otp_domain::{AttemptOutcome, Verification};
-use serde_json::{json, Value};
+use otp_domain::Verification;
+use serde_json::Value;
 
 /// A timestamp (Unix ms) as RFC 3339 in UTC with milliseconds,
 /// `2026-11-29T17:05:00.123Z`.
@@ -13,60 +13,38 @@ pub fn rfc3339(at: Timestamp) -> String {
     humantime::format_rfc3339_millis(at).to_string()
 }
 
-/// The API form of a verification, a JSON object with exactly these keys:
+/// The API form of a verification, as `GET /verifications/{id}` answers
+/// it: the events' `data`. It delegates to the API's own
+/// [`VerificationBody::json`](crate::api::verifications::VerificationBody::json),
+/// so a webhook and the API never disagree. The keys:
 ///
 /// | key            | value                                                   |
 /// |----------------|---------------------------------------------------------|
 /// | `id`           | `vrf_` + 32 hex digits                                  |
 /// | `channel`      | `sms`, `call`, `email` or `telegram`                    |
 /// | `destination`  | the normalised address (E.164 phone, email, chat id)    |
-/// | `country`      | ISO region of a phone, else `null`                      |
+/// | `country`      | ISO region of a phone; absent otherwise                 |
 /// | `status`       | `pending`, `approved`, `max_attempts_reached`, `expired`, `canceled`, `failed` |
-/// | `reason`       | `api` or `replaced` when `canceled`, else `null`        |
-/// | `created_at`, `expires_at` | RFC 3339 UTC ([`rfc3339`])                  |
-/// | `attempts`, `max_attempts` | failed checks so far, and the limit         |
-/// | `deliveries`   | `[{provider, outcome: delivered\|failed, at, error}]`, `error` `null` unless failed |
-/// | `ended_at`     | RFC 3339 UTC, `null` while pending                      |
+/// | `reason`       | `api` or `replaced` when `canceled`; absent otherwise   |
+/// | `created_at`, `expires_at` | RFC 3339 UTC with milliseconds              |
+/// | `attempts`, `max_attempts` | wrong checks so far, and the limit          |
+/// | `deliveries`   | `[{provider, outcome: delivered\|failed, at, error?}]`  |
+/// | `ended_at`     | RFC 3339 UTC; absent while pending                      |
 ///
 /// It has no code (the record holds none) and none of the store's own
 /// fields (`retention_ms`, `events`). It shows the record as given: pass
 /// `Verification::seen_at(now)` for what a reader should see now.
 pub fn api_json(v: &Verification) -> Value {
-    let deliveries: Vec<Value> = v
-        .deliveries
-        .iter()
-        .map(|d| {
-            json!({
-                "provider": d.provider,
-                "outcome": match d.outcome {
-                    AttemptOutcome::Delivered => "delivered",
-                    AttemptOutcome::Failed => "failed",
-                },
-                "at": rfc3339(d.at),
-                "error": d.error,
-            })
-        })
-        .collect();
-    json!({
-        "id": v.id.to_string(),
-        "channel": v.channel.as_str(),
-        "destination": v.destination,
-        "country": v.country,
-        "status": v.status.as_str(),
-        "reason": v.reason.map(|r| r.as_str()),
-        "created_at": rfc3339(v.created_at),
-        "expires_at": rfc3339(v.expires_at),
-        "attempts": v.attempts,
-        "max_attempts": v.max_attempts,
-        "deliveries": deliveries,
-        "ended_at": v.ended_at.map(rfc3339),
-    })
+    crate::api::verifications::VerificationBody::json(v)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use otp_domain::{CancelReason, Channel, DeliveryAttempt, Destination, Status, VerificationId};
+    use otp_domain::{
+        AttemptOutcome, CancelReason, Channel, DeliveryAttempt, Destination, Status, VerificationId,
+    };
+    use serde_json::json;
 
     #[test]
     fn the_api_form_has_every_documented_key_and_nothing_internal() {
@@ -118,14 +96,14 @@ mod tests {
     }
 
     #[test]
-    fn a_pending_email_verification_has_nulls_where_nothing_happened() {
+    fn a_pending_email_verification_leaves_out_what_did_not_happen() {
         let d = Destination::parse(Channel::Email, "A@Example.com").expect("email");
         let v = Verification::new(VerificationId::from_bytes([1; 16]), &d, 0, 60_000, 3, 1);
         let json = api_json(&v);
         assert_eq!(json["status"], "pending");
-        assert_eq!(json["country"], Value::Null);
-        assert_eq!(json["reason"], Value::Null);
-        assert_eq!(json["ended_at"], Value::Null);
+        assert!(json.get("country").is_none());
+        assert!(json.get("reason").is_none());
+        assert!(json.get("ended_at").is_none());
         assert_eq!(json["deliveries"], json!([]));
         assert_eq!(json["created_at"], "1970-01-01T00:00:00.000Z");
         assert!(json.get("retention_ms").is_none() && json.get("events").is_none());

@@ -3,6 +3,7 @@
 
 mod browser;
 mod events;
+mod fraud;
 mod load;
 mod observability;
 mod providers;

@@ -510,7 +510,7 @@ async fn events_of(s: &dyn CodeStore, id: &VerificationId, now: u64) -> Vec<Stor
     let all = s.claim_events(now, 1, 100_000).await.expect("claim_events");
     let mut ours: Vec<StoredEvent> = all
         .into_iter()
-        .filter(|e| e.verification.id == *id)
+        .filter(|e| e.verification().is_some_and(|v| v.id == *id))
         .collect();
     ours.sort_by_key(|e| e.id.rsplit('_').next().and_then(|n| n.parse::<u32>().ok()));
     ours
@@ -538,8 +538,8 @@ pub async fn a_send_records_a_pending_verification(s: &dyn CodeStore) {
     let events = events_of(s, &id, NOW + 10).await;
     assert_eq!(kinds(&events), [EventType::Pending]);
     assert_eq!(
-        events[0].verification.deliveries,
-        [delivered_attempt(NOW + 5)]
+        events[0].verification().map(|v| v.deliveries.clone()),
+        Some(vec![delivered_attempt(NOW + 5)])
     );
     assert_eq!(events[0].time, NOW + 5);
     assert_eq!(get(s, &id).await.deliveries, [delivered_attempt(NOW + 5)]);
@@ -575,7 +575,10 @@ pub async fn approval_ends_the_verification_with_one_event(s: &dyn CodeStore) {
     );
     let events = events_of(s, &id, NOW + 10).await;
     assert_eq!(kinds(&events), [EventType::Approved]);
-    assert_eq!(events[0].verification.status, Status::Approved);
+    assert_eq!(
+        events[0].verification().map(|v| v.status),
+        Some(Status::Approved)
+    );
 }
 
 pub async fn the_last_wrong_check_ends_it_as_max_attempts_reached(s: &dyn CodeStore) {
@@ -786,7 +789,7 @@ pub async fn concurrent_sweeps_expire_each_verification_once(store: Arc<dyn Code
         assert_eq!((v.status, v.ended_at), (Status::Expired, Some(t0 + 1_000)));
         let ours: Vec<StoredEvent> = events
             .iter()
-            .filter(|e| e.verification.id == r.verification)
+            .filter(|e| e.verification().is_some_and(|v| v.id == r.verification))
             .cloned()
             .collect();
         assert_eq!(kinds(&ours), [EventType::Expired]);
@@ -811,7 +814,7 @@ pub async fn claimed_events_are_leased_retried_and_settled(s: &dyn CodeStore) {
             .await
             .expect("claim")
             .into_iter()
-            .filter(|e| e.verification.id == id)
+            .filter(|e| e.verification().is_some_and(|v| v.id == id))
             .collect::<Vec<_>>()
     };
     let first = claim(NOW + 100, 10_000).await;
@@ -871,7 +874,9 @@ pub async fn concurrent_claims_hand_each_event_out_once(store: Arc<dyn CodeStore
     let mut seen = std::collections::HashMap::new();
     for t in tasks {
         for e in t.await.expect("task") {
-            *seen.entry(e.verification.id).or_insert(0) += 1;
+            if let Some(v) = e.verification() {
+                *seen.entry(v.id).or_insert(0) += 1;
+            }
         }
     }
     for id in &ids {
@@ -934,4 +939,205 @@ pub async fn idempotency_keys_start_once_and_replay(s: &dyn CodeStore) {
             .expect("begin"),
         IdempotencyBegin::Started
     );
+}
+
+// ---- the fraud guard's ledger ------------------------------------------
+
+/// A prefix nobody else uses: 15 digits from the clock and the counter.
+fn unique_prefix() -> crate::fraud::Prefix {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let digits = format!("9{:09}{:05}", nanos % 1_000_000_000, n % 100_000);
+    crate::fraud::Prefix::parse(&digits).unwrap_or_else(|| panic!("bad prefix {digits}"))
+}
+
+fn block_of(prefix: &crate::fraud::Prefix, since: u64, until: u64) -> crate::fraud::Block {
+    crate::fraud::Block {
+        prefix: prefix.clone(),
+        country: Some("KZ".into()),
+        since,
+        until,
+        sends: 50.0,
+        approvals: 1.0,
+        mode: crate::fraud::FraudMode::Block,
+    }
+}
+
+/// The fraud events of `prefix` due at `now` (leased for 1 ms).
+async fn fraud_events(
+    s: &dyn CodeStore,
+    prefix: &crate::fraud::Prefix,
+    now: u64,
+) -> Vec<StoredEvent> {
+    s.claim_events(now, 1, 100_000)
+        .await
+        .expect("claim_events")
+        .into_iter()
+        .filter(
+            |e| matches!(&e.data, crate::verification::EventData::Block(b) if b.prefix == *prefix),
+        )
+        .collect()
+}
+
+/// Runs every fraud-ledger contract test against `store`, which must be
+/// both the code store (its outbox carries the fraud events) and the
+/// ledger.
+pub async fn run_fraud<S>(store: Arc<S>)
+where
+    S: CodeStore + crate::ports::FraudLedger + 'static,
+{
+    counters_add_up_in_a_sliding_window(store.as_ref()).await;
+    a_prefix_is_blocked_once_with_one_event(store.clone()).await;
+    unblock_lifts_a_block_at_once_with_its_event(store.as_ref()).await;
+    concurrent_expiries_end_each_block_once(store.clone()).await;
+}
+
+pub async fn counters_add_up_in_a_sliding_window<S: crate::ports::FraudLedger + ?Sized>(s: &S) {
+    let p = unique_prefix();
+    let w = 60_000;
+    let t = NOW - NOW % w;
+    s.count(&p, 3, 0, w, t + 10).await.expect("count");
+    let c = s.count(&p, 0, 1, w, t + 20).await.expect("count");
+    assert_eq!((c.sends, c.approvals, c.window_start), (3, 1, t));
+    // The next window starts from zero and remembers the last one.
+    let c = s.count(&p, 1, 0, w, t + w + 5).await.expect("count");
+    assert_eq!((c.sends, c.prev_sends, c.prev_approvals), (1, 3, 1));
+    let conversion = c.conversion(t + w + w / 2, w);
+    assert!((conversion.sends - 2.5).abs() < 1e-9, "{conversion:?}");
+    // Prefixes count apart.
+    let other = s
+        .count(&unique_prefix(), 1, 0, w, t + 10)
+        .await
+        .expect("count");
+    assert_eq!(other.sends, 1);
+}
+
+pub async fn a_prefix_is_blocked_once_with_one_event<S>(store: Arc<S>)
+where
+    S: CodeStore + crate::ports::FraudLedger + 'static,
+{
+    let p = unique_prefix();
+    let block = block_of(&p, NOW, NOW + 60_000);
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (store, block) = (store.clone(), block.clone());
+        tasks.push(tokio::spawn(async move {
+            store.block(&block, NOW).await.expect("block")
+        }));
+    }
+    let mut stored = 0;
+    for t in tasks {
+        if t.await.expect("task") {
+            stored += 1;
+        }
+    }
+    assert_eq!(stored, 1, "exactly one of several instances blocks");
+    assert_eq!(
+        store.block_of(&p, NOW + 1).await.expect("block_of"),
+        Some(block.clone())
+    );
+    assert_eq!(
+        store.block_of(&p, NOW + 60_000).await.expect("block_of"),
+        None
+    );
+    assert!(store
+        .blocks(NOW + 1)
+        .await
+        .expect("blocks")
+        .iter()
+        .any(|b| b.prefix == p));
+    let events = fraud_events(store.as_ref(), &p, NOW + 10).await;
+    assert_eq!(kinds(&events), [EventType::PrefixBlocked]);
+}
+
+pub async fn unblock_lifts_a_block_at_once_with_its_event<S>(s: &S)
+where
+    S: CodeStore + crate::ports::FraudLedger,
+{
+    let p = unique_prefix();
+    assert!(s
+        .block(&block_of(&p, NOW, NOW + 60_000), NOW)
+        .await
+        .expect("block"));
+    let lifted = s.unblock(&p, NOW + 5).await.expect("unblock");
+    assert_eq!(lifted.map(|b| b.prefix), Some(p.clone()));
+    assert_eq!(s.block_of(&p, NOW + 6).await.expect("block_of"), None);
+    assert_eq!(s.unblock(&p, NOW + 7).await.expect("unblock"), None);
+    // A new block of the same prefix is possible at once.
+    assert!(s
+        .block(&block_of(&p, NOW + 8, NOW + 60_000), NOW + 8)
+        .await
+        .expect("block"));
+    let events = fraud_events(s, &p, NOW + 10).await;
+    let mut kinds = kinds(&events);
+    kinds.sort_by_key(|k| k.as_str());
+    assert_eq!(
+        kinds,
+        [
+            EventType::PrefixBlocked,
+            EventType::PrefixBlocked,
+            EventType::PrefixUnblocked
+        ]
+    );
+}
+
+pub async fn concurrent_expiries_end_each_block_once<S>(store: Arc<S>)
+where
+    S: CodeStore + crate::ports::FraudLedger + 'static,
+{
+    // Times before every other fraud test's, so these sweeps end none of
+    // theirs on a shared backend.
+    let t0 = NOW - 3_000_000;
+    let prefixes: Vec<_> = (0..5).map(|_| unique_prefix()).collect();
+    for p in &prefixes {
+        assert!(store
+            .block(&block_of(p, t0, t0 + 1_000), t0)
+            .await
+            .expect("block"));
+    }
+    assert!(store
+        .expire_blocks(t0 + 999, 1_000)
+        .await
+        .expect("expire")
+        .iter()
+        .all(|b| !prefixes.contains(&b.prefix)));
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .expire_blocks(t0 + 1_000, 1_000)
+                .await
+                .expect("expire")
+        }));
+    }
+    let mut ended = Vec::new();
+    for t in tasks {
+        ended.extend(t.await.expect("task"));
+    }
+    for p in &prefixes {
+        assert_eq!(
+            ended.iter().filter(|b| b.prefix == *p).count(),
+            1,
+            "{p} ended once"
+        );
+        assert_eq!(store.block_of(p, t0 + 500).await.expect("block_of"), None);
+    }
+    let events = store
+        .claim_events(t0 + 2_000, 1, 100_000)
+        .await
+        .expect("claim_events");
+    for p in &prefixes {
+        let unblocked = events
+            .iter()
+            .filter(|e| e.kind == EventType::PrefixUnblocked)
+            .filter(
+                |e| matches!(&e.data, crate::verification::EventData::Block(b) if b.prefix == *p),
+            )
+            .count();
+        assert_eq!(unblocked, 1, "one unblocked event for {p}");
+    }
 }

@@ -42,6 +42,10 @@ pub enum SendError {
     MultilineSubject,
     #[error("sending to this country is not allowed")]
     DestinationNotAllowed,
+    /// The number's prefix is blocked by the fraud guard. The message
+    /// says nothing about thresholds.
+    #[error("sending to this number is refused for now")]
+    FraudSuspected,
     #[error("too many sends; retry after {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64, limit: Limit },
     #[error("delivery failed")]

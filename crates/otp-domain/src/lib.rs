@@ -34,6 +34,7 @@ pub mod codes;
 pub mod contract;
 pub mod digest;
 pub mod error;
+pub mod fraud;
 pub mod memory;
 pub mod policy;
 pub mod ports;
@@ -54,10 +55,10 @@ pub use ports::{
     CheckOutcome, Clock, CodeGenerator, CodeRecord, CodeStore, Delivered, OutgoingMessage,
     PairingOutcome, PutOutcome, RateBucket, Sender, SystemClock, Timestamp,
 };
-pub use service::{CheckRequest, OtpService, SendReceipt, SendRequest, Senders};
+pub use service::{CheckRequest, FraudGuard, OtpService, SendReceipt, SendRequest, Senders};
 pub use settings::{FieldError, FieldProblem};
 pub use types::{Channel, ChatId, CheckTarget, Code, Destination, Email, Lifetime, Phone, Region};
 pub use verification::{
-    AttemptOutcome, CancelOutcome, CancelReason, DeliveryAttempt, EventSettle, EventType,
-    IdempotencyBegin, Status, StoredEvent, Verification, VerificationId,
+    AttemptOutcome, CancelOutcome, CancelReason, DeliveryAttempt, EventData, EventSettle,
+    EventType, IdempotencyBegin, Status, StoredEvent, Verification, VerificationId,
 };

@@ -9,6 +9,8 @@ use async_trait::async_trait;
 
 use crate::digest::CodeDigest;
 use crate::error::StoreError;
+use crate::fraud::{Block, Counters, Prefix};
+use crate::ports::FraudLedger;
 use crate::ports::{
     CheckOutcome, CodeRecord, CodeStore, HitOutcome, PairingOutcome, PutOutcome, RateBucket,
     TakeOutcome, Timestamp,
@@ -46,6 +48,8 @@ struct Inner {
     outbox: HashMap<String, Queued>,
     seq: u64,
     idempotency: HashMap<String, IdemEntry>,
+    fraud_counters: HashMap<Prefix, Counters>,
+    fraud_blocks: HashMap<Prefix, Block>,
 }
 
 impl Inner {
@@ -487,6 +491,100 @@ impl CodeStore for InMemoryStore {
     }
 }
 
+#[async_trait]
+impl FraudLedger for InMemoryStore {
+    async fn count(
+        &self,
+        prefix: &Prefix,
+        sends: u64,
+        approvals: u64,
+        window_ms: u64,
+        now: Timestamp,
+    ) -> Result<Counters, StoreError> {
+        let mut inner = self.lock();
+        let c = inner
+            .fraud_counters
+            .get(prefix)
+            .copied()
+            .unwrap_or_default();
+        let c = c.add(sends, approvals, now, window_ms);
+        inner.fraud_counters.insert(prefix.clone(), c);
+        Ok(c)
+    }
+
+    async fn block_of(&self, prefix: &Prefix, now: Timestamp) -> Result<Option<Block>, StoreError> {
+        Ok(self
+            .lock()
+            .fraud_blocks
+            .get(prefix)
+            .filter(|b| b.until > now)
+            .cloned())
+    }
+
+    async fn block(&self, block: &Block, now: Timestamp) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        if inner
+            .fraud_blocks
+            .get(&block.prefix)
+            .is_some_and(|b| b.until > now)
+        {
+            return Ok(false);
+        }
+        inner
+            .fraud_blocks
+            .insert(block.prefix.clone(), block.clone());
+        inner.emit(StoredEvent::fraud(block, false, now), now);
+        Ok(true)
+    }
+
+    async fn blocks(&self, now: Timestamp) -> Result<Vec<Block>, StoreError> {
+        let inner = self.lock();
+        let mut out: Vec<Block> = inner
+            .fraud_blocks
+            .values()
+            .filter(|b| b.until > now)
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| a.prefix.cmp(&b.prefix));
+        Ok(out)
+    }
+
+    async fn unblock(&self, prefix: &Prefix, now: Timestamp) -> Result<Option<Block>, StoreError> {
+        let mut inner = self.lock();
+        let Some(block) = inner
+            .fraud_blocks
+            .get(prefix)
+            .filter(|b| b.until > now)
+            .cloned()
+        else {
+            return Ok(None);
+        };
+        inner.fraud_blocks.remove(prefix);
+        inner.emit(StoredEvent::fraud(&block, true, now), now);
+        Ok(Some(block))
+    }
+
+    async fn expire_blocks(&self, now: Timestamp, max: usize) -> Result<Vec<Block>, StoreError> {
+        let mut inner = self.lock();
+        let mut due: Vec<Prefix> = inner
+            .fraud_blocks
+            .values()
+            .filter(|b| b.until <= now)
+            .map(|b| b.prefix.clone())
+            .collect();
+        due.sort();
+        due.truncate(max);
+        let ended: Vec<Block> = due
+            .iter()
+            .filter_map(|p| inner.fraud_blocks.remove(p))
+            .collect();
+        for block in &ended {
+            inner.emit(StoredEvent::fraud(block, true, now), now);
+        }
+        Ok(ended)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -494,5 +592,6 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn memory_store_meets_the_contract() {
         crate::contract::run_all(std::sync::Arc::new(InMemoryStore::new())).await;
+        crate::contract::run_fraud(std::sync::Arc::new(InMemoryStore::new())).await;
     }
 }

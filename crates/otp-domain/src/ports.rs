@@ -12,6 +12,7 @@ use crate::digest::CodeDigest;
 // here because it is part of this port's contract.
 pub use crate::error::DeliveryError;
 use crate::error::StoreError;
+use crate::fraud::{Block, Counters, Prefix};
 use crate::types::{ChatId, Code, Destination};
 use crate::verification::{
     CancelOutcome, DeliveryAttempt, EventSettle, IdempotencyBegin, StoredEvent, Verification,
@@ -321,6 +322,44 @@ pub trait CodeStore: Send + Sync {
         ttl_ms: u64,
         now: Timestamp,
     ) -> Result<(), StoreError>;
+}
+
+/// The fraud guard's counters and blocks, per number prefix (see
+/// [`crate::fraud`]). Several instances on one store share them.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait FraudLedger: Send + Sync {
+    /// Adds `sends` and `approvals` to the prefix's counters at `now`, in
+    /// one atomic step, and returns them after the add.
+    async fn count(
+        &self,
+        prefix: &Prefix,
+        sends: u64,
+        approvals: u64,
+        window_ms: u64,
+        now: Timestamp,
+    ) -> Result<Counters, StoreError>;
+
+    /// The prefix's active block (`until > now`), if any.
+    async fn block_of(&self, prefix: &Prefix, now: Timestamp) -> Result<Option<Block>, StoreError>;
+
+    /// Stores `block` unless the prefix has an active block already, and
+    /// then writes its `otpd.fraud.prefix_blocked` event, in one step.
+    /// Returns whether it was stored: of several instances that judge a
+    /// prefix at once, exactly one blocks it.
+    async fn block(&self, block: &Block, now: Timestamp) -> Result<bool, StoreError>;
+
+    /// Every active block.
+    async fn blocks(&self, now: Timestamp) -> Result<Vec<Block>, StoreError>;
+
+    /// Lifts the prefix's active block now, with its
+    /// `otpd.fraud.prefix_unblocked` event; `None` when it had none.
+    async fn unblock(&self, prefix: &Prefix, now: Timestamp) -> Result<Option<Block>, StoreError>;
+
+    /// Ends at most `max` blocks whose `until` is at or before `now`, each
+    /// exactly once (even with several instances sweeping), with its
+    /// `otpd.fraud.prefix_unblocked` event. Returns them.
+    async fn expire_blocks(&self, now: Timestamp, max: usize) -> Result<Vec<Block>, StoreError>;
 }
 
 /// A message ready for a provider. `Debug` hides the body and subject,

@@ -5,13 +5,14 @@ use std::sync::Arc;
 
 use crate::codes::normalize_pairing;
 use crate::digest::{CodeDigest, CodeHasher};
+use crate::fraud::{Block, FraudMode, FraudPolicy, Prefix};
 
 use crate::error::{CheckError, Limit, PairError, ParseError, SendError, StoreError, TargetError};
 use crate::policy::{body_limit, Policy, SUBJECT_LIMIT};
 use crate::ports::{
     CheckOutcome, Clock, CodeGenerator, CodeRecord, CodeStore, Delivered, DeliveryError,
-    HitOutcome, OutgoingMessage, PairingOutcome, PutOutcome, RateBucket, Sender, TakeOutcome,
-    Timestamp,
+    FraudLedger, HitOutcome, OutgoingMessage, PairingOutcome, PutOutcome, RateBucket, Sender,
+    TakeOutcome, Timestamp,
 };
 use crate::template::{self, PASSWORD};
 use crate::types::{Channel, ChatId, CheckTarget, Code, Destination, Lifetime};
@@ -65,13 +66,22 @@ pub struct SendRequest {
 }
 
 /// What a successful send reports. It never carries the code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SendReceipt {
     /// The verification this send created.
     pub id: VerificationId,
     pub channel: Channel,
     pub lifetime: Lifetime,
     pub expires_at: Timestamp,
+    /// The block this send's count put on its number's prefix, if it did.
+    pub fraud_block: Option<Block>,
+}
+
+/// The fraud guard: its policy and where it counts.
+#[derive(Clone)]
+pub struct FraudGuard {
+    pub policy: FraudPolicy,
+    pub ledger: Arc<dyn FraudLedger>,
 }
 
 /// A check of what the user typed.
@@ -175,6 +185,7 @@ impl From<Refusal> for PairError {
 }
 
 pub struct OtpService {
+    fraud: Option<FraudGuard>,
     store: Arc<dyn CodeStore>,
     senders: Senders,
     clock: Arc<dyn Clock>,
@@ -193,12 +204,83 @@ impl OtpService {
         policy: Policy,
     ) -> Self {
         OtpService {
+            fraud: None,
             store,
             senders,
             clock,
             codes,
             hasher,
             policy,
+        }
+    }
+
+    /// Turns the fraud guard on (unless its mode is `off`).
+    #[must_use]
+    pub fn with_fraud(mut self, guard: FraudGuard) -> Self {
+        self.fraud = (guard.policy.mode != FraudMode::Off).then_some(guard);
+        self
+    }
+
+    /// The guard and the prefix of `destination`, when the guard watches
+    /// it: SMS and voice, not a test destination.
+    fn guarded(&self, destination: &Destination) -> Option<(&FraudGuard, Prefix)> {
+        let guard = self.fraud.as_ref()?;
+        let (Destination::Sms(phone) | Destination::Call(phone)) = destination else {
+            return None;
+        };
+        if self.is_test_destination(destination) {
+            return None;
+        }
+        Prefix::of_e164(phone.as_str(), guard.policy.prefix_digits).map(|p| (guard, p))
+    }
+
+    /// Counts a delivered send under `prefix` and blocks the prefix when
+    /// its conversion says so. A store error is logged, never returned:
+    /// the code is out already.
+    async fn judge(
+        &self,
+        guard: &FraudGuard,
+        prefix: Prefix,
+        country: Option<String>,
+        now: Timestamp,
+    ) -> Option<Block> {
+        let p = &guard.policy;
+        let counted = guard.ledger.count(&prefix, 1, 0, p.window_ms(), now).await;
+        let conversion = match counted {
+            Ok(c) => c.conversion(now, p.window_ms()),
+            Err(e) => {
+                tracing::error!(error = %e, %prefix, "fraud guard: could not count a send");
+                return None;
+            }
+        };
+        if !p.judges_fraud(&prefix, conversion) {
+            return None;
+        }
+        let block = Block {
+            prefix,
+            country,
+            since: now,
+            until: now.saturating_add(p.block_secs.saturating_mul(1000)),
+            sends: conversion.sends,
+            approvals: conversion.approvals,
+            mode: p.mode,
+        };
+        match guard.ledger.block(&block, now).await {
+            Ok(true) => {
+                tracing::warn!(
+                    prefix = %block.prefix,
+                    mode = block.mode.as_str(),
+                    sends = conversion.sends,
+                    approvals = conversion.approvals,
+                    "fraud guard: prefix blocked (low conversion)"
+                );
+                Some(block)
+            }
+            Ok(false) => None,
+            Err(e) => {
+                tracing::error!(error = %e, prefix = %block.prefix, "fraud guard: could not block");
+                None
+            }
         }
     }
 
@@ -298,8 +380,23 @@ impl OtpService {
                 channel,
                 lifetime,
                 expires_at: record.expires_at,
+                fraud_block: None,
             });
         }
+        let guarded = self.guarded(&message.destination);
+        if let Some((guard, prefix)) = &guarded {
+            if guard.policy.mode == FraudMode::Block {
+                if let Some(block) = guard.ledger.block_of(prefix, now).await? {
+                    if block.mode == FraudMode::Block {
+                        return Err(SendError::FraudSuspected);
+                    }
+                }
+            }
+        }
+        let country = match &message.destination {
+            Destination::Sms(p) | Destination::Call(p) => p.region().map(|r| r.as_str().to_owned()),
+            _ => None,
+        };
         let own = async {
             Ok::<_, SendError>(
                 match self
@@ -328,11 +425,16 @@ impl OtpService {
             now,
         )
         .await?;
+        let fraud_block = match guarded {
+            Some((guard, prefix)) => self.judge(guard, prefix, country, now).await,
+            None => None,
+        };
         Ok(SendReceipt {
             id,
             channel,
             lifetime,
             expires_at: record.expires_at,
+            fraud_block,
         })
     }
 
@@ -446,16 +548,80 @@ impl OtpService {
             return Err(CheckError::NotFound);
         };
         let mut outcome = self.check_key(&key, password).await?;
+        let mut approved_key = key;
         if outcome == CheckOutcome::NotFound {
             if let Some(key) = target.resolved_key() {
                 outcome = self.check_key(&key, password).await?;
+                approved_key = key;
             }
         }
         match outcome {
-            CheckOutcome::Approved => Ok(()),
+            CheckOutcome::Approved => {
+                self.count_approval(target, &approved_key).await;
+                Ok(())
+            }
             CheckOutcome::Mismatch { attempts_left } => Err(CheckError::Mismatch { attempts_left }),
             CheckOutcome::Locked => Err(CheckError::Locked),
             CheckOutcome::NotFound => Err(CheckError::NotFound),
+        }
+    }
+
+    /// Counts an approval of an SMS or voice code under its number's
+    /// prefix, for the fraud guard. Errors are logged: the check stands.
+    async fn count_approval(&self, target: &CheckTarget, key: &str) {
+        let Some(guard) = &self.fraud else {
+            return;
+        };
+        if !matches!(target.channel(), Channel::Sms | Channel::Call) || self.is_test_target(target)
+        {
+            return;
+        }
+        let Some(prefix) = key
+            .split_once(':')
+            .and_then(|(_, e164)| Prefix::of_e164(e164, guard.policy.prefix_digits))
+        else {
+            return;
+        };
+        let now = self.clock.now();
+        if let Err(e) = guard
+            .ledger
+            .count(&prefix, 0, 1, guard.policy.window_ms(), now)
+            .await
+        {
+            tracing::error!(error = %e, %prefix, "fraud guard: could not count an approval");
+        }
+    }
+
+    /// The fraud guard's active blocks (none when it is off).
+    ///
+    /// # Errors
+    /// The store's error.
+    pub async fn fraud_blocks(&self) -> Result<Vec<Block>, StoreError> {
+        match &self.fraud {
+            Some(g) => g.ledger.blocks(self.clock.now()).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Lifts a block now; `None` when the prefix had none.
+    ///
+    /// # Errors
+    /// The store's error.
+    pub async fn fraud_unblock(&self, prefix: &Prefix) -> Result<Option<Block>, StoreError> {
+        match &self.fraud {
+            Some(g) => g.ledger.unblock(prefix, self.clock.now()).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Ends blocks past their time (the sweeper calls it); returns them.
+    ///
+    /// # Errors
+    /// The store's error.
+    pub async fn fraud_expire(&self, max: usize) -> Result<Vec<Block>, StoreError> {
+        match &self.fraud {
+            Some(g) => g.ledger.expire_blocks(self.clock.now(), max).await,
+            None => Ok(Vec::new()),
         }
     }
 
@@ -715,3 +881,7 @@ impl OtpService {
 #[cfg(test)]
 #[path = "service_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "fraud_tests.rs"]
+mod fraud_tests;

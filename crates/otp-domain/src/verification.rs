@@ -293,7 +293,7 @@ impl Verification {
             id: event_id(&self.id, self.events),
             kind,
             time: now,
-            verification: self.clone(),
+            data: EventData::Verification(self.clone()),
             tries: 0,
             delivered: Vec::new(),
         }
@@ -381,10 +381,14 @@ pub enum EventType {
     Failed,
     #[serde(rename = "otpd.delivery.failed")]
     DeliveryFailed,
+    #[serde(rename = "otpd.fraud.prefix_blocked")]
+    PrefixBlocked,
+    #[serde(rename = "otpd.fraud.prefix_unblocked")]
+    PrefixUnblocked,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 7] = [
+    pub const ALL: [EventType; 9] = [
         EventType::Pending,
         EventType::Approved,
         EventType::MaxAttemptsReached,
@@ -392,6 +396,8 @@ impl EventType {
         EventType::Canceled,
         EventType::Failed,
         EventType::DeliveryFailed,
+        EventType::PrefixBlocked,
+        EventType::PrefixUnblocked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -403,6 +409,8 @@ impl EventType {
             EventType::Canceled => "otpd.verification.canceled",
             EventType::Failed => "otpd.verification.failed",
             EventType::DeliveryFailed => "otpd.delivery.failed",
+            EventType::PrefixBlocked => "otpd.fraud.prefix_blocked",
+            EventType::PrefixUnblocked => "otpd.fraud.prefix_unblocked",
         }
     }
 
@@ -417,21 +425,60 @@ impl fmt::Display for EventType {
     }
 }
 
+/// What an event is about.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventData {
+    /// The verification as it was right after the change.
+    Verification(Verification),
+    /// A fraud-guard block of a number prefix, as it was blocked.
+    Block(crate::fraud::Block),
+}
+
 /// An event in the store's outbox, until every sink has it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredEvent {
     pub id: String,
     #[serde(rename = "type")]
     pub kind: EventType,
     pub time: Timestamp,
-    /// The verification as it was right after the change.
-    pub verification: Verification,
+    pub data: EventData,
     /// Delivery rounds tried so far.
     #[serde(default)]
     pub tries: u32,
     /// Names of the sinks that have it already.
     #[serde(default)]
     pub delivered: Vec<String>,
+}
+
+impl StoredEvent {
+    /// The verification an event is about, if it is about one.
+    pub fn verification(&self) -> Option<&Verification> {
+        match &self.data {
+            EventData::Verification(v) => Some(v),
+            EventData::Block(_) => None,
+        }
+    }
+
+    /// The fraud guard's event that a prefix was blocked
+    /// (`unblocked: false`) or that its block ended. Its id names the
+    /// prefix and the block's start, so every instance that would write it
+    /// writes the same id.
+    pub fn fraud(block: &crate::fraud::Block, unblocked: bool, now: Timestamp) -> StoredEvent {
+        let (kind, what) = if unblocked {
+            (EventType::PrefixUnblocked, "unblocked")
+        } else {
+            (EventType::PrefixBlocked, "blocked")
+        };
+        StoredEvent {
+            id: format!("evt_fraud_{}_{}_{what}", block.prefix, block.since),
+            kind,
+            time: now,
+            data: EventData::Block(block.clone()),
+            tries: 0,
+            delivered: Vec::new(),
+        }
+    }
 }
 
 /// What the dispatcher reports back for a claimed event.
@@ -521,8 +568,9 @@ mod tests {
         let locked = v.mismatch(4_000).expect("the second wrong check locks");
         assert_eq!(locked.kind, EventType::MaxAttemptsReached);
         assert_eq!(locked.id, format!("evt_{}_2", "ab".repeat(16)));
-        assert_eq!(locked.verification.attempts, 2);
-        assert_eq!(locked.verification.ended_at, Some(4_000));
+        let snapshot = locked.verification().expect("a verification event");
+        assert_eq!(snapshot.attempts, 2);
+        assert_eq!(snapshot.ended_at, Some(4_000));
         assert_eq!(v.purge_at(), 4_000 + 86_400_000);
     }
 
@@ -538,7 +586,10 @@ mod tests {
         let [delivery, end] = v.failed(std::slice::from_ref(&attempt), 1_500);
         assert_eq!(delivery.kind, EventType::DeliveryFailed);
         assert_eq!(end.kind, EventType::Failed);
-        assert_eq!(end.verification.deliveries, vec![attempt]);
+        assert_eq!(
+            end.verification().map(|v| v.deliveries.clone()),
+            Some(vec![attempt])
+        );
         assert_eq!(v.status, Status::Failed);
     }
 

@@ -28,6 +28,7 @@ async fn send_to(config: HttpGatewayConfig, body: &str) -> Result<(), DeliveryEr
         .expect("valid config")
         .send(&sms(body))
         .await
+        .map(|d| assert_eq!(d.provider, "gateway"))
 }
 
 #[tokio::test]

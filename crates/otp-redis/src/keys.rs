@@ -52,6 +52,68 @@ impl Keys {
         format!("{}:bucket:{{{}}}", self.prefix, tag(bucket))
     }
 
+    /// The key prefix, for scripts that build keys from stored data.
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The latest verification of the destination `key`: its id (hex).
+    pub(crate) fn latest(&self, key: &str) -> String {
+        format!("{}:{{{}}}:latest", self.prefix, tag(key))
+    }
+
+    /// The record of verification `hex` (32 hex digits) of the code sent
+    /// to `key`: in the code's slot, so one script changes both.
+    pub(crate) fn verification(&self, key: &str, hex: &str) -> String {
+        self.verification_in(&tag(key), hex)
+    }
+
+    /// As [`Keys::verification`], from the escaped tag (as the index
+    /// stores it).
+    pub(crate) fn verification_in(&self, tag: &str, hex: &str) -> String {
+        format!("{}:{{{tag}}}:vrf:{hex}", self.prefix)
+    }
+
+    /// The code key, from the escaped tag.
+    pub(crate) fn code_in(&self, tag: &str) -> String {
+        format!("{}:{{{tag}}}:code", self.prefix)
+    }
+
+    /// The index of verification `hex`: the escaped tag of its
+    /// destination, so a look-up by id finds the record's slot.
+    pub(crate) fn index(&self, hex: &str) -> String {
+        format!("{}:vidx:{{{hex}}}", self.prefix)
+    }
+
+    /// The outbox of one outbox tag: a sorted set of event ids by due time.
+    pub(crate) fn due(&self, outbox: &str) -> String {
+        format!("{}:{{{outbox}}}:due", self.prefix)
+    }
+
+    /// The pending verifications of one outbox tag, by `expires_at`, for
+    /// the sweeper; members are the id (hex) followed by the escaped tag.
+    pub(crate) fn pending(&self, outbox: &str) -> String {
+        format!("{}:{{{outbox}}}:pending", self.prefix)
+    }
+
+    /// What the event keys of one outbox tag start with; the event id
+    /// completes them.
+    pub(crate) fn event_prefix(&self, outbox: &str) -> String {
+        format!("{}:{{{outbox}}}:evt:", self.prefix)
+    }
+
+    /// Redis Cluster only: the outbox tags that have (or may have) work,
+    /// scored by when to look at them next. Writers lower a score after
+    /// a script wrote to that slot's outbox; claims and sweeps raise it.
+    pub(crate) fn schedule(&self) -> String {
+        format!("{}:{{outbox-slots}}", self.prefix)
+    }
+
+    /// An idempotency key, in a slot of its own.
+    pub(crate) fn idempotency(&self, key: &str) -> String {
+        format!("{}:idem:{{{}}}", self.prefix, tag(key))
+    }
+
     // Pairings are found both by digest and by chat, so no per-destination
     // tag fits: they all share the `{pairing}` tag, one slot. Pairings are
     // rare (a person linking a chat), so one slot carries them easily.
@@ -80,7 +142,7 @@ impl Keys {
 /// `key` made safe to sit between braces: a `}` inside would end the tag
 /// early and a `{` would confuse readers, so both are percent-escaped (and
 /// `%` itself, to keep distinct keys distinct).
-fn tag(key: &str) -> String {
+pub(crate) fn tag(key: &str) -> String {
     let mut out = String::with_capacity(key.len());
     for c in key.chars() {
         match c {
@@ -92,6 +154,44 @@ fn tag(key: &str) -> String {
     }
     out
 }
+
+/// The Redis Cluster slot of a hash tag: CRC16/XMODEM modulo 16384.
+pub(crate) fn slot(tag: &str) -> u16 {
+    let mut crc: u16 = 0;
+    for &byte in tag.as_bytes() {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc % SLOTS
+}
+
+/// Slots in a Redis Cluster.
+pub(crate) const SLOTS: u16 = 16384;
+
+/// For every slot, a short hash tag (`ob<n>`) that maps to it: the outbox
+/// keys of a slot carry it, so a script that changes a code can write its
+/// events in the same slot. The same on every instance.
+pub(crate) static SLOT_TAGS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+    let mut tags: Vec<Option<String>> = vec![None; usize::from(SLOTS)];
+    let mut missing = tags.len();
+    let mut n: u64 = 0;
+    while missing > 0 {
+        let candidate = format!("ob{n}");
+        let entry = &mut tags[usize::from(slot(&candidate))];
+        if entry.is_none() {
+            *entry = Some(candidate);
+            missing -= 1;
+        }
+        n += 1;
+    }
+    tags.into_iter().flatten().collect()
+});
 
 #[cfg(test)]
 mod tests {
@@ -170,5 +270,38 @@ mod tests {
         assert!(Keys::new("otpd}").is_err());
         assert!(Keys::new("").is_err());
         assert!(Keys::new("tenant-a:otpd").is_ok());
+    }
+
+    #[test]
+    fn slots_follow_the_redis_cluster_spec() {
+        // The examples of the Redis Cluster spec and of `CLUSTER KEYSLOT`.
+        assert_eq!(slot("123456789"), 0x31C3 % SLOTS);
+        assert_eq!(slot("somekey"), 11058);
+        assert_eq!(slot("foo"), 12182);
+        assert_eq!(SLOT_TAGS.len(), usize::from(SLOTS));
+        for (i, t) in SLOT_TAGS.iter().enumerate() {
+            assert_eq!(usize::from(slot(t)), i, "{t}");
+        }
+    }
+
+    #[test]
+    fn a_verification_lives_in_its_codes_slot() {
+        let k = keys();
+        let dest = "email:a}b@x.kz";
+        let hex = "ab".repeat(16);
+        assert_eq!(
+            hash_tag(&k.verification(dest, &hex)),
+            hash_tag(&k.code(dest))
+        );
+        assert_eq!(hash_tag(&k.latest(dest)), hash_tag(&k.code(dest)));
+        assert_eq!(
+            k.verification_in(&tag(dest), &hex),
+            k.verification(dest, &hex)
+        );
+        let outbox = &SLOT_TAGS[usize::from(slot(hash_tag(&k.code(dest))))];
+        assert_eq!(
+            slot(hash_tag(&k.due(outbox))),
+            slot(hash_tag(&k.code(dest)))
+        );
     }
 }

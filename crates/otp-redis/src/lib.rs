@@ -7,8 +7,9 @@
 //! scripts decide with the `now` the caller passes, never Redis time, so
 //! tests can move time; instances sharing a Redis therefore need NTP, as a
 //! clock running ahead ends cooldowns and windows early.
-//! Every key also gets a TTL that ends with its record, so nothing needs
-//! a sweeper.
+//! Every key also gets a TTL that ends with its record; only pending
+//! verifications need the sweeper (their `expired` event) and outbox
+//! events live until settled.
 //!
 //! # Layout
 //! - [`RedisStore`]: implements the port; each call sends one script on a
@@ -34,7 +35,29 @@
 //! Cluster hash tag, so all keys of one script share a slot):
 //! - `otpd:{sms:+77011234567}:code`: the code record, a hash of
 //!   `d` (digest, hex), `e` (expires_at, unix ms), `a` (failed attempts),
-//!   `m` (max attempts). Never the code itself.
+//!   `m` (max attempts), `v` (its verification id, hex; codes stored
+//!   before verifications lack it and simply have none). Never the code.
+//! - `otpd:{sms:+77011234567}:vrf:<id hex>`: a verification record, in
+//!   its code's slot so one script changes both; flat fields, listed in
+//!   `scripts/vrf.lua`; TTL until its `purge_at`.
+//! - `otpd:{sms:+77011234567}:latest`: the destination's latest
+//!   verification id.
+//! - `otpd:vidx:{<id hex>}`: the destination tag of a verification, so a
+//!   look-up by id finds the record's slot. On a single Redis `put_code`
+//!   writes it in its script; on a cluster (another slot) right after it.
+//! - `otpd:{<outbox>}:due`, `otpd:{<outbox>}:evt:<event id>`,
+//!   `otpd:{<outbox>}:pending`: the outbox (event ids by due time, one
+//!   hash per event) and the pending verifications by expiry. `<outbox>`
+//!   is `outbox` on a single Redis; on a cluster it is a tag of the code's
+//!   slot (`ob<n>`, see `keys::SLOT_TAGS`), so the event is written in the
+//!   same script as the change.
+//! - `otpd:{outbox-slots}` (cluster only): the slots whose outbox may
+//!   have work, by when to look next. A call whose script wrote to a slot's
+//!   outbox lowers its score right after (a second command, only then);
+//!   claims and sweeps run one script per listed due slot and reschedule
+//!   it (at most 5 s ahead while it has work, 60 s when empty).
+//! - `otpd:idem:{<key>}`: an idempotency key: fingerprint, deadline and
+//!   the response.
 //! - `otpd:{sms:+77011234567}:bucket:<bucket key>`: a send rate bucket, a
 //!   hash of `s` (window start) and `c` (hits).
 //! - `otpd:{pairing}:d:<hex digest>`: a Telegram pairing, a hash of `c`
@@ -61,9 +84,11 @@ mod error;
 mod keys;
 mod link;
 pub mod queue;
+mod record;
 mod scripts;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use std::future::Future;
 use std::time::Duration;
@@ -94,7 +119,12 @@ use link::{Conn, Connector, Link};
 pub struct RedisStore {
     link: Arc<Link>,
     mode: &'static str,
+    /// Whether this is a Redis Cluster: outboxes are per slot then.
+    cluster: bool,
     keys: Keys,
+    /// The outbox of each event this process claimed and has not settled
+    /// yet (cluster only), so a settle needs no look-up.
+    claims: Arc<Mutex<HashMap<String, &'static str>>>,
     deadline: Duration,
 }
 
@@ -122,7 +152,9 @@ impl RedisStore {
                 config.connection_wait(),
             )),
             mode: "standalone",
+            cluster: false,
             keys,
+            claims: Arc::default(),
             deadline: config.call_deadline(),
         })
     }
@@ -154,7 +186,9 @@ impl RedisStore {
                 config.connection_wait(),
             )),
             mode: "cluster",
+            cluster: true,
             keys,
+            claims: Arc::default(),
             deadline: config.call_deadline(),
         })
     }
@@ -230,17 +264,198 @@ fn wait_ms(n: i64) -> Result<u64, RedisStoreError> {
         .ok_or_else(|| RedisStoreError::Corrupt(format!("rate limit wait of {n} ms")))
 }
 
+/// The outbox tag of a single Redis: one outbox for every destination.
+const SINGLE_OUTBOX: &str = "outbox";
+
+/// Cluster only: the longest a slot with work waits for its next look
+/// (see [`RedisStore::reschedule`]).
+const RECHECK_MS: u64 = 5_000;
+
+/// Cluster only: how often an empty slot that once had work is looked at
+/// again: slots stay in the schedule, so a mark lost to a race (or to a
+/// crash between a script and its mark) costs a delay, not an event.
+const IDLE_RECHECK_MS: u64 = 60_000;
+
+/// Claimed events whose outbox this process remembers for their settle;
+/// past this many unsettled ones it forgets them all (a settle then finds
+/// the outbox through the id index).
+const MAX_REMEMBERED_CLAIMS: usize = 100_000;
+
+/// How much longer than its record the id index and the latest pointer
+/// live: a verification may end (and start its retention) a little after
+/// its expiry, when the sweeper gets to it.
+const INDEX_MARGIN_MS: u64 = 3_600_000;
+
+/// 32 bytes as 64 lowercase hex digits.
+fn hex32(bytes: &[u8; 32]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+impl RedisStore {
+    /// The outbox tag of a destination tag: the single outbox, or on a
+    /// cluster the tag of the destination's slot, so a script that changes
+    /// a code writes its events in the same slot.
+    fn outbox_of(&self, tag: &str) -> &'static str {
+        if self.cluster {
+            let tags: &'static [String] = &keys::SLOT_TAGS;
+            tags[usize::from(keys::slot(tag))].as_str()
+        } else {
+            SINGLE_OUTBOX
+        }
+    }
+
+    /// The escaped destination tag of verification `hex`, from the index.
+    async fn locate(&self, hex: &str) -> Result<Option<String>, RedisStoreError> {
+        let index = self.keys.index(hex);
+        self.run(
+            |mut conn| async move { redis::cmd("GET").arg(index).query_async(&mut conn).await },
+        )
+        .await
+    }
+
+    /// The outboxes that may have work due at `now`: the single one, or
+    /// on a cluster the slots the schedule lists as due.
+    async fn busy_outboxes(&self, now: Timestamp) -> Result<Vec<&'static str>, RedisStoreError> {
+        if !self.cluster {
+            return Ok(vec![SINGLE_OUTBOX]);
+        }
+        let schedule = self.keys.schedule();
+        let due: Vec<String> = self
+            .run(|mut conn| async move {
+                redis::cmd("ZRANGEBYSCORE")
+                    .arg(schedule)
+                    .arg("-inf")
+                    .arg(now)
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        let tags: &'static [String] = &keys::SLOT_TAGS;
+        Ok(due
+            .iter()
+            .filter_map(|t| tags.get(usize::from(keys::slot(t))).filter(|own| *own == t))
+            .map(String::as_str)
+            .collect())
+    }
+
+    /// Cluster only: a script wrote to `outbox` something due at `at`, so
+    /// claims and sweeps look at its slot from then on (`ZADD LT` keeps
+    /// an earlier time).
+    async fn mark(&self, outbox: &'static str, at: Timestamp) -> Result<(), RedisStoreError> {
+        if !self.cluster {
+            return Ok(());
+        }
+        let schedule = self.keys.schedule();
+        self.run(|mut conn| async move {
+            redis::cmd("ZADD")
+                .arg(schedule)
+                .arg("LT")
+                .arg(at)
+                .arg(outbox)
+                .query_async::<()>(&mut conn)
+                .await
+        })
+        .await
+    }
+
+    /// Cluster only: after a claim or sweep of `outbox` that found its
+    /// next work at `next` (Redis's score string; empty for none), when
+    /// to look again: then, but never later than `RECHECK_MS` from now
+    /// (a writer's mark that raced with this update is late by that much
+    /// at most), or after `IDLE_RECHECK_MS` when it is empty.
+    async fn reschedule(
+        &self,
+        outbox: &'static str,
+        next: &str,
+        now: Timestamp,
+    ) -> Result<(), RedisStoreError> {
+        if !self.cluster {
+            return Ok(());
+        }
+        let at = match next.parse::<u64>() {
+            Ok(next) => next.min(now.saturating_add(RECHECK_MS)),
+            Err(_) => now.saturating_add(IDLE_RECHECK_MS),
+        };
+        let schedule = self.keys.schedule();
+        self.run(|mut conn| async move {
+            redis::cmd("ZADD")
+                .arg(schedule)
+                .arg("XX")
+                .arg(at)
+                .arg(outbox)
+                .query_async::<()>(&mut conn)
+                .await
+        })
+        .await
+    }
+
+    fn remember_claims(&self, outbox: &'static str, events: &[StoredEvent]) {
+        if !self.cluster {
+            return;
+        }
+        let mut claims = self
+            .claims
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if claims.len() > MAX_REMEMBERED_CLAIMS {
+            claims.clear();
+        }
+        for e in events {
+            claims.insert(e.id.clone(), outbox);
+        }
+    }
+
+    /// The outbox holding event `id`.
+    async fn outbox_of_event(&self, id: &str) -> Result<Option<&'static str>, RedisStoreError> {
+        if !self.cluster {
+            return Ok(Some(SINGLE_OUTBOX));
+        }
+        let remembered = self
+            .claims
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(id);
+        if remembered.is_some() {
+            return Ok(remembered);
+        }
+        // `evt_<hex>_<n>`: the verification's index names the slot.
+        let hex = id
+            .strip_prefix("evt_")
+            .and_then(|rest| rest.split_once('_'))
+            .map(|(hex, _)| hex)
+            .ok_or_else(|| RedisStoreError::Corrupt(format!("event id {id:?}")))?;
+        Ok(self.locate(hex).await?.map(|tag| self.outbox_of(&tag)))
+    }
+}
+
 #[async_trait]
 impl CodeStore for RedisStore {
     async fn put_code(
         &self,
         key: &str,
         record: CodeRecord,
-        _verification: &Verification,
+        verification: &Verification,
         buckets: &[RateBucket],
         now: Timestamp,
     ) -> Result<PutOutcome, StoreError> {
+        let tag = keys::tag(key);
+        let outbox = self.outbox_of(&tag);
+        let hex = record::hex(&record.verification);
+        let index = self.keys.index(&hex);
+        let index_ttl = verification
+            .expires_at
+            .saturating_add(verification.retention_ms)
+            .saturating_add(INDEX_MARGIN_MS)
+            .saturating_sub(now)
+            .max(1);
         let mut inv = scripts::PUT_CODE.key(self.keys.code(key));
+        inv.key(self.keys.latest(key))
+            .key(self.keys.due(outbox))
+            .key(self.keys.pending(outbox));
         for b in buckets {
             inv.key(self.keys.code_bucket(key, &b.key));
         }
@@ -248,27 +463,64 @@ impl CodeStore for RedisStore {
             .arg(record.digest.to_hex())
             .arg(record.expires_at)
             .arg(record.attempts)
-            .arg(record.max_attempts);
+            .arg(record.max_attempts)
+            .arg(&hex)
+            .arg(self.keys.prefix())
+            .arg(&tag)
+            .arg(outbox)
+            // On a cluster the index is in another slot: written below.
+            .arg(if self.cluster { "" } else { index.as_str() })
+            .arg(index_ttl);
         bucket_args(&mut inv, buckets);
+        inv.arg(record::fields(verification)?);
         let wait: i64 = self.eval(inv).await?;
-        if wait == 0 {
-            return Ok(PutOutcome::Stored);
+        if wait != 0 {
+            return Ok(PutOutcome::RateLimited {
+                retry_after_ms: wait_ms(wait)?,
+            });
         }
-        Ok(PutOutcome::RateLimited {
-            retry_after_ms: wait_ms(wait)?,
-        })
+        if self.cluster {
+            // Before the caller learns the id: a look-up by id can only
+            // come after this returned.
+            self.run(|mut conn| async move {
+                redis::cmd("SET")
+                    .arg(index)
+                    .arg(tag)
+                    .arg("PX")
+                    .arg(index_ttl)
+                    .query_async::<()>(&mut conn)
+                    .await
+            })
+            .await?;
+            self.mark(outbox, now).await?;
+        }
+        Ok(PutOutcome::Stored)
     }
 
     async fn discard_code<'a>(
         &self,
         key: &str,
         digest: &CodeDigest,
-        _failure: Option<&'a [DeliveryAttempt]>,
-        _now: Timestamp,
+        failure: Option<&'a [DeliveryAttempt]>,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
+        let tag = keys::tag(key);
+        let outbox = self.outbox_of(&tag);
+        let failure = failure.map(record::attempts_json).transpose()?;
         let mut inv = scripts::DISCARD_CODE.key(self.keys.code(key));
-        inv.arg(digest.to_hex());
-        let _removed: i64 = self.eval(inv).await?;
+        inv.key(self.keys.due(outbox))
+            .key(self.keys.pending(outbox))
+            .key(self.keys.latest(key))
+            .arg(digest.to_hex())
+            .arg(now)
+            .arg(self.keys.prefix())
+            .arg(&tag)
+            .arg(outbox)
+            .arg(failure.clone().unwrap_or_default());
+        let removed: i64 = self.eval(inv).await?;
+        if removed == 1 && failure.is_some() {
+            self.mark(outbox, now).await?;
+        }
         Ok(())
     }
 
@@ -278,9 +530,22 @@ impl CodeStore for RedisStore {
         digest: &CodeDigest,
         now: Timestamp,
     ) -> Result<CheckOutcome, StoreError> {
+        let tag = keys::tag(key);
+        let outbox = self.outbox_of(&tag);
         let mut inv = scripts::CHECK_CODE.key(self.keys.code(key));
-        inv.arg(now).arg(digest.to_hex());
-        let (status, left): (i64, i64) = self.eval(inv).await?;
+        inv.key(self.keys.due(outbox))
+            .key(self.keys.pending(outbox))
+            .arg(now)
+            .arg(digest.to_hex())
+            .arg(self.keys.prefix())
+            .arg(&tag)
+            .arg(outbox);
+        let (status, left, events): (i64, i64, i64) = self.eval(inv).await?;
+        if events > 0 {
+            // Cluster only, and only for a check that ended its
+            // verification: a second round trip.
+            self.mark(outbox, now).await?;
+        }
         let outcome = match status {
             0 => CheckOutcome::NotFound,
             1 => CheckOutcome::Approved,
@@ -393,65 +658,199 @@ impl CodeStore for RedisStore {
 
     async fn delivered(
         &self,
-        _id: &VerificationId,
-        _attempts: &[DeliveryAttempt],
-        _now: Timestamp,
+        id: &VerificationId,
+        attempts: &[DeliveryAttempt],
+        now: Timestamp,
     ) -> Result<(), StoreError> {
-        unimplemented!("issue 9: delivered")
+        let hex = record::hex(id);
+        let Some(tag) = self.locate(&hex).await? else {
+            return Ok(());
+        };
+        let outbox = self.outbox_of(&tag);
+        let mut inv = scripts::DELIVERED.key(self.keys.verification_in(&tag, &hex));
+        inv.key(self.keys.due(outbox))
+            .arg(now)
+            .arg(&hex)
+            .arg(self.keys.prefix())
+            .arg(outbox)
+            .arg(record::attempts_json(attempts)?);
+        let recorded: i64 = self.eval(inv).await?;
+        if recorded == 1 {
+            self.mark(outbox, now).await?;
+        }
+        Ok(())
     }
 
-    async fn verification(&self, _id: &VerificationId) -> Result<Option<Verification>, StoreError> {
-        unimplemented!("issue 9: verification")
+    async fn verification(&self, id: &VerificationId) -> Result<Option<Verification>, StoreError> {
+        let hex = record::hex(id);
+        let Some(tag) = self.locate(&hex).await? else {
+            return Ok(None);
+        };
+        let key = self.keys.verification_in(&tag, &hex);
+        let flat: Vec<String> =
+            self.run(|mut conn| async move {
+                redis::cmd("HGETALL").arg(key).query_async(&mut conn).await
+            })
+            .await?;
+        Ok(record::verification_of(flat)?)
     }
 
-    async fn latest_verification(&self, _key: &str) -> Result<Option<Verification>, StoreError> {
-        unimplemented!("issue 9: latest_verification")
+    async fn latest_verification(&self, key: &str) -> Result<Option<Verification>, StoreError> {
+        let mut inv = scripts::LATEST.key(self.keys.latest(key));
+        inv.arg(self.keys.verification(key, ""));
+        let flat: Vec<String> = self.eval(inv).await?;
+        Ok(record::verification_of(flat)?)
     }
 
     async fn cancel_verification(
         &self,
-        _id: &VerificationId,
-        _now: Timestamp,
+        id: &VerificationId,
+        now: Timestamp,
     ) -> Result<CancelOutcome, StoreError> {
-        unimplemented!("issue 9: cancel_verification")
+        let hex = record::hex(id);
+        let Some(tag) = self.locate(&hex).await? else {
+            return Ok(CancelOutcome::NotFound);
+        };
+        let outbox = self.outbox_of(&tag);
+        let mut inv = scripts::CANCEL.key(self.keys.verification_in(&tag, &hex));
+        inv.key(self.keys.code_in(&tag))
+            .key(self.keys.due(outbox))
+            .key(self.keys.pending(outbox))
+            .arg(now)
+            .arg(&hex)
+            .arg(self.keys.prefix())
+            .arg(&tag)
+            .arg(outbox);
+        let (status, flat): (i64, Vec<String>) = self.eval(inv).await?;
+        if status != 0 {
+            self.mark(outbox, now).await?;
+        }
+        let found = || {
+            record::verification_of(flat.clone())?
+                .ok_or_else(|| RedisStoreError::Corrupt("canceled an empty record".to_owned()))
+        };
+        Ok(match status {
+            0 => CancelOutcome::NotFound,
+            1 => CancelOutcome::Canceled(found()?),
+            2 => CancelOutcome::AlreadyEnded(found()?),
+            other => {
+                return Err(RedisStoreError::Corrupt(format!("cancel status {other}")).into());
+            }
+        })
     }
 
-    async fn sweep(&self, _now: Timestamp, _max: usize) -> Result<usize, StoreError> {
-        unimplemented!("issue 9: sweep")
+    async fn sweep(&self, now: Timestamp, max: usize) -> Result<usize, StoreError> {
+        let mut expired = 0usize;
+        for outbox in self.busy_outboxes(now).await? {
+            if expired >= max {
+                break;
+            }
+            let mut inv = scripts::SWEEP.key(self.keys.pending(outbox));
+            inv.key(self.keys.due(outbox))
+                .arg(now)
+                .arg(max - expired)
+                .arg(self.keys.prefix())
+                .arg(outbox);
+            let (n, next): (usize, String) = self.eval(inv).await?;
+            self.reschedule(outbox, &next, now).await?;
+            expired += n;
+        }
+        Ok(expired)
     }
 
     async fn claim_events(
         &self,
-        _now: Timestamp,
-        _lease_ms: u64,
-        _max: usize,
+        now: Timestamp,
+        lease_ms: u64,
+        max: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        unimplemented!("issue 9: claim_events")
+        let mut out = Vec::new();
+        for outbox in self.busy_outboxes(now).await? {
+            if out.len() >= max {
+                break;
+            }
+            let mut inv = scripts::CLAIM_EVENTS.key(self.keys.due(outbox));
+            inv.key(self.keys.pending(outbox))
+                .arg(now)
+                .arg(now.saturating_add(lease_ms))
+                .arg(max - out.len())
+                .arg(self.keys.event_prefix(outbox));
+            let (claimed, next): (Vec<Vec<String>>, String) = self.eval(inv).await?;
+            self.reschedule(outbox, &next, now).await?;
+            let events = claimed
+                .into_iter()
+                .map(record::event)
+                .collect::<Result<Vec<_>, _>>()?;
+            self.remember_claims(outbox, &events);
+            out.extend(events);
+        }
+        Ok(out)
     }
 
-    async fn settle_event(&self, _id: &str, _settle: &EventSettle) -> Result<(), StoreError> {
-        unimplemented!("issue 9: settle_event")
+    async fn settle_event(&self, id: &str, settle: &EventSettle) -> Result<(), StoreError> {
+        let Some(outbox) = self.outbox_of_event(id).await? else {
+            return Err(RedisStoreError::Corrupt(format!(
+                "event {id} of a verification no longer indexed"
+            ))
+            .into());
+        };
+        let mut inv = scripts::SETTLE_EVENT.key(self.keys.due(outbox));
+        inv.key(format!("{}{id}", self.keys.event_prefix(outbox)))
+            .arg(id);
+        match settle {
+            EventSettle::Done => {
+                inv.arg("").arg("");
+            }
+            EventSettle::Retry { delivered, at } => {
+                let sinks = serde_json::to_string(delivered)
+                    .map_err(|e| RedisStoreError::Corrupt(format!("sink names as JSON: {e}")))?;
+                inv.arg(*at).arg(sinks);
+            }
+        }
+        let found: i64 = self.eval(inv).await?;
+        if let (EventSettle::Retry { at, .. }, 1) = (settle, found) {
+            self.mark(outbox, *at).await?;
+        }
+        Ok(())
     }
 
     async fn idempotency_begin(
         &self,
-        _key: &str,
-        _fingerprint: &[u8; 32],
-        _lease_ms: u64,
-        _now: Timestamp,
+        key: &str,
+        fingerprint: &[u8; 32],
+        lease_ms: u64,
+        now: Timestamp,
     ) -> Result<IdempotencyBegin, StoreError> {
-        unimplemented!("issue 9: idempotency_begin")
+        let mut inv = scripts::IDEMPOTENCY_BEGIN.key(self.keys.idempotency(key));
+        inv.arg(now).arg(hex32(fingerprint)).arg(lease_ms);
+        let (status, response): (i64, Vec<u8>) = self.eval(inv).await?;
+        Ok(match status {
+            0 => IdempotencyBegin::Started,
+            1 => IdempotencyBegin::InProgress,
+            2 => IdempotencyBegin::Replay(response),
+            3 => IdempotencyBegin::Mismatch,
+            other => {
+                return Err(RedisStoreError::Corrupt(format!("idempotency status {other}")).into());
+            }
+        })
     }
 
     async fn idempotency_end<'a>(
         &self,
-        _key: &str,
-        _fingerprint: &[u8; 32],
-        _response: Option<&'a [u8]>,
-        _ttl_ms: u64,
-        _now: Timestamp,
+        key: &str,
+        fingerprint: &[u8; 32],
+        response: Option<&'a [u8]>,
+        ttl_ms: u64,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
-        unimplemented!("issue 9: idempotency_end")
+        let mut inv = scripts::IDEMPOTENCY_END.key(self.keys.idempotency(key));
+        inv.arg(now)
+            .arg(hex32(fingerprint))
+            .arg(if response.is_some() { "1" } else { "0" })
+            .arg(ttl_ms)
+            .arg(response.unwrap_or_default());
+        let _ended: i64 = self.eval(inv).await?;
+        Ok(())
     }
 }
 

@@ -1,6 +1,8 @@
 //! The Lua scripts, one per rule that must be atomic. Each file's header
 //! gives its KEYS, ARGV and reply. `Script` sends EVALSHA and loads the
 //! script on NOSCRIPT, so a restarted or new Redis node needs no setup.
+//! Shared functions (`buckets.lua`, `vrf.lua`) are prepended at build
+//! time, as Redis has no include.
 
 use std::sync::LazyLock;
 
@@ -9,15 +11,64 @@ use redis::Script;
 pub(crate) static PUT_CODE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         include_str!("scripts/buckets.lua"),
+        include_str!("scripts/vrf.lua"),
         include_str!("scripts/put_code.lua")
     ))
 });
 
-pub(crate) static CHECK_CODE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/check_code.lua")));
+pub(crate) static CHECK_CODE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("scripts/vrf.lua"),
+        include_str!("scripts/check_code.lua")
+    ))
+});
 
-pub(crate) static DISCARD_CODE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/discard_code.lua")));
+pub(crate) static DISCARD_CODE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("scripts/vrf.lua"),
+        include_str!("scripts/discard_code.lua")
+    ))
+});
+
+pub(crate) static DELIVERED: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("scripts/vrf.lua"),
+        include_str!("scripts/delivered.lua")
+    ))
+});
+
+pub(crate) static CANCEL: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("scripts/vrf.lua"),
+        include_str!("scripts/cancel.lua")
+    ))
+});
+
+pub(crate) static SWEEP: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("scripts/vrf.lua"),
+        include_str!("scripts/sweep.lua")
+    ))
+});
+
+pub(crate) static CLAIM_EVENTS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("scripts/vrf.lua"),
+        include_str!("scripts/claim_events.lua")
+    ))
+});
+
+pub(crate) static SETTLE_EVENT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/settle_event.lua")));
+
+pub(crate) static LATEST: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/latest.lua")));
+
+pub(crate) static IDEMPOTENCY_BEGIN: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/idempotency_begin.lua")));
+
+pub(crate) static IDEMPOTENCY_END: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/idempotency_end.lua")));
 
 pub(crate) static PUT_PAIRING: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(

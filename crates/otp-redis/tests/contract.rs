@@ -31,10 +31,20 @@ async fn redis_cluster_store_meets_the_contract() {
         expires_at: 60_000,
         attempts: 0,
         max_attempts: 5,
+        verification: support::fresh_id(),
     };
     let keys: Vec<String> = (0..30).map(|i| format!("sms:+7701000{i:04}")).collect();
     for key in &keys {
-        let put = store.put_code(key, record, &[], 0).await.expect("put");
+        let put = store
+            .put_code(
+                key,
+                record,
+                &support::verification_for(key, &record, 0),
+                &[],
+                0,
+            )
+            .await
+            .expect("put");
         assert_eq!(put, PutOutcome::Stored);
     }
     let mut holding = 0;

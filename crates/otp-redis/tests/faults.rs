@@ -25,14 +25,30 @@ fn record(byte: u8, now: u64) -> CodeRecord {
         expires_at: now + 60_000,
         attempts: 0,
         max_attempts: 5,
+        verification: support::fresh_id(),
     }
+}
+
+/// A pending verification for a put whose record is not looked at.
+fn pending(key: &str) -> otp_domain::verification::Verification {
+    let now = now_ms();
+    support::verification_for(key, &record(0, now), now)
 }
 
 /// Retries `put_code` until it succeeds, for up to 5 s.
 async fn put_when_back(store: &RedisStore, key: &str, rec: CodeRecord) -> Duration {
     let started = Instant::now();
     loop {
-        match store.put_code(key, rec, &[], now_ms()).await {
+        match store
+            .put_code(
+                key,
+                rec,
+                &support::verification_for(key, &rec, now_ms()),
+                &[],
+                now_ms(),
+            )
+            .await
+        {
             Ok(out) => {
                 assert_eq!(out, PutOutcome::Stored);
                 return started.elapsed();
@@ -53,7 +69,16 @@ async fn a_call_while_redis_is_down_fails_fast_and_the_store_heals() {
     let key = "sms:+77011234567";
     let rec = record(1, now_ms());
     // Warm the pool, so the outage meets open connections.
-    store.put_code(key, rec, &[], now_ms()).await.expect("put");
+    store
+        .put_code(
+            key,
+            rec,
+            &support::verification_for(key, &rec, now_ms()),
+            &[],
+            now_ms(),
+        )
+        .await
+        .expect("put");
     store.ping().await.expect("ping");
 
     server.kill();
@@ -117,7 +142,16 @@ async fn a_code_survives_a_redis_crash_with_an_fsynced_aof() {
     let key = "email:ann@example.kz";
     let now = now_ms();
     let rec = record(7, now);
-    let put = store.put_code(key, rec, &[], now).await.expect("put");
+    let put = store
+        .put_code(
+            key,
+            rec,
+            &support::verification_for(key, &rec, now),
+            &[],
+            now,
+        )
+        .await
+        .expect("put");
     assert_eq!(put, PutOutcome::Stored);
 
     // SIGKILL: no chance to flush anything not already fsynced.
@@ -150,7 +184,7 @@ async fn after_a_restart_while_idle_readiness_holds_and_each_connection_fails_at
         // Open every connection.
         for _ in 0..2 * pool_size {
             store
-                .put_code(key, record(1, now_ms()), &[], now_ms())
+                .put_code(key, record(1, now_ms()), &pending(key), &[], now_ms())
                 .await
                 .expect("put");
         }
@@ -162,7 +196,7 @@ async fn after_a_restart_while_idle_readiness_holds_and_each_connection_fails_at
         let mut failed = 0;
         for _ in 0..2 * pool_size {
             match store
-                .put_code(key, record(2, now_ms()), &[], now_ms())
+                .put_code(key, record(2, now_ms()), &pending(key), &[], now_ms())
                 .await
             {
                 Ok(out) => assert_eq!(out, PutOutcome::Stored),
@@ -174,7 +208,7 @@ async fn after_a_restart_while_idle_readiness_holds_and_each_connection_fails_at
         assert_eq!(failed, pool_size - 1, "with {pool_size} connections");
         for _ in 0..2 * pool_size {
             let out = store
-                .put_code(key, record(3, now_ms()), &[], now_ms())
+                .put_code(key, record(3, now_ms()), &pending(key), &[], now_ms())
                 .await
                 .expect("every connection was replaced");
             assert_eq!(out, PutOutcome::Stored);

@@ -38,6 +38,7 @@ fn record(hasher: &CodeHasher, key: &str, code: &str, now: u64) -> CodeRecord {
         expires_at: now + 60_000,
         attempts: 0,
         max_attempts: 5,
+        verification: support::fresh_id(),
     }
 }
 
@@ -54,19 +55,44 @@ async fn redis_holds_the_digest_and_never_the_code() {
         limit: 1,
         window_ms: 30_000,
     };
-    let put = store.put_code(key, rec, &[cooldown], now).await;
+    let put = store
+        .put_code(
+            key,
+            rec,
+            &support::verification_for(key, &rec, now),
+            &[cooldown],
+            now,
+        )
+        .await;
     assert_eq!(put.expect("put"), PutOutcome::Stored);
 
     let mut conn = plain_connection(&server).await;
     let mut keys: Vec<String> = conn.keys("*").await.expect("KEYS");
     keys.sort();
-    assert_eq!(
-        keys,
-        [
-            "otpd:{sms:+77011234567}:bucket:cooldown:sms:+77011234567",
-            "otpd:{sms:+77011234567}:code",
-        ]
+    let hex = rec.verification.to_string()["vrf_".len()..].to_owned();
+    let record_key = format!("otpd:{{sms:+77011234567}}:vrf:{hex}");
+    let mut expected_keys = vec![
+        "otpd:{outbox}:pending".to_owned(),
+        "otpd:{sms:+77011234567}:bucket:cooldown:sms:+77011234567".to_owned(),
+        "otpd:{sms:+77011234567}:code".to_owned(),
+        "otpd:{sms:+77011234567}:latest".to_owned(),
+        record_key.clone(),
+        format!("otpd:vidx:{{{hex}}}"),
+    ];
+    expected_keys.sort();
+    assert_eq!(keys, expected_keys);
+    // The verification record is kept until its retention ends after its
+    // expiry, and holds no code either.
+    let record_ttl: i64 = conn.pttl(&record_key).await.expect("PTTL");
+    assert!(
+        (86_400_000..=86_460_000).contains(&record_ttl),
+        "record TTL {record_ttl}"
     );
+    let record_fields: HashMap<String, String> = conn.hgetall(&record_key).await.expect("HGETALL");
+    assert_eq!(record_fields.get("s").map(String::as_str), Some("pending"));
+    for value in record_fields.values() {
+        assert!(!value.contains("482913"), "the code leaked: {value}");
+    }
 
     let stored: HashMap<String, String> = conn
         .hgetall("otpd:{sms:+77011234567}:code")
@@ -77,6 +103,7 @@ async fn redis_holds_the_digest_and_never_the_code() {
         ("e", rec.expires_at.to_string()),
         ("a", "0".to_owned()),
         ("m", "5".to_owned()),
+        ("v", hex.clone()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -196,7 +223,15 @@ async fn stores_with_different_prefixes_do_not_see_each_other() {
     };
 
     assert_eq!(
-        a.put_code(key, rec, &[], now).await.expect("put"),
+        a.put_code(
+            key,
+            rec,
+            &support::verification_for(key, &rec, now),
+            &[],
+            now
+        )
+        .await
+        .expect("put"),
         PutOutcome::Stored
     );
     assert_eq!(
@@ -239,7 +274,16 @@ async fn two_pools_racing_100_correct_checks_approve_exactly_one() {
     let key = "call:+77011234567";
     let now = now_ms();
     let rec = record(&hasher, key, "4829", now);
-    stores[0].put_code(key, rec, &[], now).await.expect("put");
+    stores[0]
+        .put_code(
+            key,
+            rec,
+            &support::verification_for(key, &rec, now),
+            &[],
+            now,
+        )
+        .await
+        .expect("put");
 
     let tasks: Vec<_> = (0..100)
         .map(|i| {
@@ -267,7 +311,16 @@ async fn concurrent_calls_share_the_configured_connections_and_send_one_command_
     let now = now_ms();
     // Load the scripts first, so the counts below are of calls alone.
     let warm = record(&hasher, "sms:+1", "1111", now);
-    store.put_code("sms:+1", warm, &[], now).await.expect("put");
+    store
+        .put_code(
+            "sms:+1",
+            warm,
+            &support::verification_for("sms:+1", &warm, now),
+            &[],
+            now,
+        )
+        .await
+        .expect("put");
     store
         .check_code("sms:+1", &warm.digest, now)
         .await
@@ -316,4 +369,87 @@ async fn concurrent_calls_share_the_configured_connections_and_send_one_command_
         .await
         .expect("CLIENT LIST");
     assert_eq!(clients.lines().count(), config.pool_size + 1, "{clients}");
+}
+
+#[tokio::test]
+async fn a_code_stored_before_verifications_still_checks() {
+    let server = RedisServer::start();
+    let store = RedisStore::standalone(&server.config("otpd")).expect("store");
+    let hasher = CodeHasher::new(vec![9u8; 32]);
+    let key = "sms:+77011234568";
+    let now = now_ms();
+    let rec = record(&hasher, key, "123456", now);
+    // The layout of the release before verifications: no `v`.
+    let mut conn = plain_connection(&server).await;
+    let _: () = conn
+        .hset_multiple(
+            "otpd:{sms:+77011234568}:code",
+            &[
+                ("d", rec.digest.to_hex()),
+                ("e", rec.expires_at.to_string()),
+                ("a", "0".to_owned()),
+                ("m", "2".to_owned()),
+            ],
+        )
+        .await
+        .expect("HSET");
+    let wrong = hasher.code(key, &Code::parse("654321").expect("code"));
+    assert_eq!(
+        store.check_code(key, &wrong, now).await.expect("check"),
+        CheckOutcome::Mismatch { attempts_left: 1 }
+    );
+    assert_eq!(
+        store
+            .check_code(key, &rec.digest, now)
+            .await
+            .expect("check"),
+        CheckOutcome::Approved
+    );
+    assert!(store
+        .claim_events(now, 1_000, 100)
+        .await
+        .expect("claim")
+        .is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stores_on_one_redis_claim_disjoint_events() {
+    let server = RedisServer::start();
+    let a = Arc::new(RedisStore::standalone(&server.config("otpd")).expect("store"));
+    let b = Arc::new(RedisStore::standalone(&server.config("otpd")).expect("store"));
+    let hasher = CodeHasher::new(vec![9u8; 32]);
+    let now = now_ms();
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        let key = format!("sms:+7701555{i:04}");
+        let rec = record(&hasher, &key, "123456", now);
+        let v = support::verification_for(&key, &rec, now);
+        a.put_code(&key, rec, &v, &[], now).await.expect("put");
+        a.delivered(&rec.verification, &[], now)
+            .await
+            .expect("delivered");
+        ids.push(rec.verification);
+    }
+    let mut tasks = Vec::new();
+    for store in [a, b] {
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            for _ in 0..20 {
+                got.extend(store.claim_events(now, 60_000, 3).await.expect("claim"));
+            }
+            got
+        }));
+    }
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut per_store = Vec::new();
+    for t in tasks {
+        let got = t.await.expect("task");
+        per_store.push(got.len());
+        for e in got {
+            *seen.entry(e.id).or_default() += 1;
+        }
+    }
+    assert_eq!(seen.len(), ids.len(), "every event handed out");
+    assert!(seen.values().all(|&n| n == 1), "{seen:?}");
+    assert_eq!(per_store.iter().sum::<usize>(), ids.len());
 }

@@ -12,6 +12,9 @@ use otp_domain::{CodeDigest, StoreError};
 use otp_redis::{RedisConfig, RedisStore};
 use otp_testkit::redis::RedisServer;
 
+#[allow(dead_code)]
+mod support;
+
 fn now_ms() -> u64 {
     let since = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -44,10 +47,19 @@ async fn rediss_urls_verify_the_server_certificate() {
         expires_at: now + 60_000,
         attempts: 0,
         max_attempts: 5,
+        verification: support::fresh_id(),
     };
 
     let untrusting = RedisStore::standalone(&config).expect("store");
-    let refused = untrusting.put_code("sms:+1", record, &[], now).await;
+    let refused = untrusting
+        .put_code(
+            "sms:+1",
+            record,
+            &support::verification_for("sms:+1", &record, now),
+            &[],
+            now,
+        )
+        .await;
     let Err(StoreError::Unavailable(cause)) = refused else {
         panic!("expected Unavailable, got {refused:?}");
     };
@@ -61,7 +73,13 @@ async fn rediss_urls_verify_the_server_certificate() {
     std::env::set_var("SSL_CERT_FILE", &ca_cert);
     let store = RedisStore::standalone(&config).expect("store");
     let put = store
-        .put_code("sms:+1", record, &[], now)
+        .put_code(
+            "sms:+1",
+            record,
+            &support::verification_for("sms:+1", &record, now),
+            &[],
+            now,
+        )
         .await
         .expect("put over TLS");
     assert_eq!(put, PutOutcome::Stored);

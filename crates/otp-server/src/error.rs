@@ -47,6 +47,9 @@ impl From<SendError> for SendResponse {
                 ErrorCode::DestinationNotAllowed,
                 e.to_string(),
             )),
+            SendError::FraudSuspected => {
+                SendResponse::Forbidden(ErrorBody::json(ErrorCode::FraudSuspected, e.to_string()))
+            }
             SendError::RateLimited {
                 retry_after_secs, ..
             } => SendResponse::RateLimited(rate_limited(&e, retry_after_secs), retry_after_secs),

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use otp_domain::ports::{Clock, CodeGenerator, CodeStore, Sender, SystemClock};
-use otp_domain::{CodeHasher, OtpService, RandomCodes, Senders};
+use otp_domain::ports::{Clock, CodeGenerator, CodeStore, FraudLedger, Sender, SystemClock};
+use otp_domain::{CodeHasher, FraudGuard, OtpService, RandomCodes, Senders};
 use otp_redis::RedisStore;
 use otp_store_embedded::EmbeddedStore;
 use poem::middleware::CatchPanic;
@@ -33,6 +33,9 @@ use otp_telegram::{HttpNotifySender, TelegramSender};
 /// the binary builds them from config with [`Ports::from_config`].
 pub struct Ports {
     pub store: Arc<dyn CodeStore>,
+    /// Where the fraud guard counts: the same store, through its
+    /// `FraudLedger` side.
+    pub fraud: Option<Arc<dyn FraudLedger>>,
     pub senders: Senders,
     pub clock: Arc<dyn Clock>,
     pub codes: Arc<dyn CodeGenerator>,
@@ -230,6 +233,8 @@ impl Ports {
                 (Arc::new(RedisStore::cluster(&config.store.redis())?), None)
             }
         };
+        // WIP (issue 13): the stores' FraudLedger sides land next.
+        let fraud: Option<Arc<dyn FraudLedger>> = None;
         let metrics = match config.metrics.listen {
             Some(_) => Some(Arc::new(Metrics::new()?)),
             None => None,
@@ -251,6 +256,7 @@ impl Ports {
         }
         Ok(Ports {
             store,
+            fraud,
             senders,
             clock,
             codes: Arc::new(RandomCodes),
@@ -346,15 +352,22 @@ pub fn app_state(config: &Config, ports: &Ports, secret: Vec<u8>) -> Arc<AppStat
         )) as Arc<dyn CodeStore>,
         None => ports.store.clone(),
     };
+    let mut otp = OtpService::new(
+        store,
+        ports.senders.clone(),
+        ports.clock.clone(),
+        ports.codes.clone(),
+        CodeHasher::new(secret),
+        config.policy.clone(),
+    );
+    if let Some(ledger) = &ports.fraud {
+        otp = otp.with_fraud(FraudGuard {
+            policy: config.fraud.clone(),
+            ledger: ledger.clone(),
+        });
+    }
     Arc::new(AppState {
-        otp: OtpService::new(
-            store,
-            ports.senders.clone(),
-            ports.clock.clone(),
-            ports.codes.clone(),
-            CodeHasher::new(secret),
-            config.policy.clone(),
-        ),
+        otp,
         credentials,
         webhook_secret,
         trusted_proxies: config.security.trusted_proxies.clone(),

@@ -31,6 +31,7 @@ async fn send(api_url: &str, chat: i64, body: &str) -> Result<(), DeliveryError>
         .expect("valid config")
         .send(&to_chat(chat, body))
         .await
+        .map(|d| assert_eq!(d.provider, "telegram"))
 }
 
 #[tokio::test]

@@ -1,40 +1,59 @@
--- check_code.lua: check-and-consume, as otp_domain::state::check.
+-- check_code.lua: check-and-consume, as otp_domain::state::check, and the
+-- verification's change (Verification::after_check) with its event.
 --
 -- KEYS[1]       the code record (see put_code.lua)
+-- KEYS[2]       the outbox (see vrf.lua)
+-- KEYS[3]       the pending verifications (see vrf.lua)
 -- ARGV[1]       now (unix ms)
 -- ARGV[2]       digest (hex) of the code being checked
+-- ARGV[3]       key prefix
+-- ARGV[4]       the destination's tag
+-- ARGV[5]       the outbox tag
 --
--- Returns {status, attempts_left}: {0, 0} no code or expired,
+-- Returns {status, attempts_left, events}: {0, 0} no code or expired,
 -- {1, 0} approved (the record is gone), {2, n} mismatch with n attempts
--- left, {3, 0} locked (nothing counted).
+-- left, {3, 0} locked (nothing counted); events is 1 when the check
+-- wrote an event, else 0.
 
 local key = KEYS[1]
 local now = tonumber(ARGV[1])
-local r = redis.call('HMGET', key, 'd', 'e', 'a', 'm')
+local r = redis.call('HMGET', key, 'd', 'e', 'a', 'm', 'v')
 if not (r[1] or r[2] or r[3] or r[4]) then
-  return {0, 0}
+  return {0, 0, 0}
 end
 local digest, expires_at = r[1], tonumber(r[2])
 local attempts, max_attempts = tonumber(r[3]), tonumber(r[4])
 if not (digest and expires_at and attempts and max_attempts) then
   return redis.error_reply('CORRUPT unreadable code record')
 end
+-- A record written before verifications has none: nothing more to do.
+local hex, tag = r[5], ARGV[4]
+local ctx = vrf_ctx(ARGV[3], ARGV[5], KEYS[2], KEYS[3])
 
 -- The TTL may not have fired yet (or the caller's clock is ahead): the
 -- caller's `now` decides.
 if now >= expires_at then
   redis.call('DEL', key)
-  return {0, 0}
+  if hex and vrf_finish(ctx, tag, hex, 'expired', nil, now, ARGV[1]) then
+    return {0, 0, 1}
+  end
+  return {0, 0, 0}
 end
 if attempts >= max_attempts then
-  return {3, 0}
+  return {3, 0, 0}
 end
 -- Plain string equality is fine here: both sides are HMACs under a
 -- secret the caller cannot see, so timing says nothing about the code.
 if digest == ARGV[2] then
   redis.call('DEL', key)
-  return {1, 0}
+  if hex and vrf_finish(ctx, tag, hex, 'approved', nil, now, ARGV[1]) then
+    return {1, 0, 1}
+  end
+  return {1, 0, 0}
 end
 -- HINCRBY keeps the record's TTL.
 attempts = redis.call('HINCRBY', key, 'a', 1)
-return {2, max_attempts - attempts}
+if hex and vrf_mismatch(ctx, tag, hex, now, ARGV[1]) then
+  return {2, max_attempts - attempts, 1}
+end
+return {2, max_attempts - attempts, 0}

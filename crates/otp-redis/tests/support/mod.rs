@@ -1,6 +1,12 @@
 //! What the suites share: a store config for a test Redis. The harness
 //! in otp-testkit hands out URLs only, so it does not depend on this crate.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use otp_domain::ports::CodeRecord;
+use otp_domain::verification::{Status, Verification, VerificationId};
+use otp_domain::Channel;
 use otp_redis::RedisConfig;
 use otp_testkit::redis::{RedisCluster, RedisServer};
 
@@ -31,5 +37,39 @@ fn with_prefix(key_prefix: &str) -> RedisConfig {
     RedisConfig {
         key_prefix: key_prefix.to_owned(),
         ..RedisConfig::default()
+    }
+}
+
+/// A verification id nobody else uses in this test process.
+pub fn fresh_id() -> VerificationId {
+    static COUNTER: AtomicU64 = AtomicU64::new(1);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&(nanos as u64).to_be_bytes());
+    bytes[8..].copy_from_slice(&COUNTER.fetch_add(1, Ordering::Relaxed).to_be_bytes());
+    VerificationId::from_bytes(bytes)
+}
+
+/// The pending verification a send of `record` to `key` (`channel:address`)
+/// stores, created at `now`.
+pub fn verification_for(key: &str, record: &CodeRecord, now: u64) -> Verification {
+    let (channel, address) = key.split_once(':').expect("a channel:address key");
+    Verification {
+        id: record.verification,
+        channel: Channel::parse(channel).expect("a known channel"),
+        destination: address.to_owned(),
+        country: None,
+        status: Status::Pending,
+        reason: None,
+        created_at: now,
+        expires_at: record.expires_at,
+        attempts: 0,
+        max_attempts: record.max_attempts,
+        deliveries: Vec::new(),
+        ended_at: None,
+        retention_ms: 86_400_000,
+        events: 0,
     }
 }

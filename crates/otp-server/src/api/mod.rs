@@ -16,6 +16,7 @@ pub mod auth;
 pub mod channels;
 pub mod dev;
 pub mod fields;
+pub mod fraud;
 pub mod health;
 pub mod idempotency;
 pub mod otp;
@@ -84,6 +85,8 @@ pub enum ApiTags {
     Telegram,
     /// Verifications: every send's record, to look up or cancel.
     Verifications,
+    /// The fraud guard: blocked number prefixes.
+    Fraud,
     /// Liveness and readiness.
     Health,
     /// Development tools: the dev outbox of the `log` sink.
@@ -97,6 +100,7 @@ pub type Api = (
     channels::TelegramApi,
     telegram_bot::TelegramBotApi,
     verifications::VerificationsApi,
+    fraud::FraudApi,
     health::HealthApi,
     dev::DevApi,
 );
@@ -111,6 +115,7 @@ pub fn api_service() -> OpenApiService<Api, ()> {
             channels::TelegramApi,
             telegram_bot::TelegramBotApi,
             verifications::VerificationsApi,
+            fraud::FraudApi,
             health::HealthApi,
             dev::DevApi,
         ),

@@ -265,6 +265,9 @@ async fn send_once(
     }
     match result {
         Ok(receipt) => {
+            if let (Some(m), Some(block)) = (&state.metrics, &receipt.fraud_block) {
+                m.fraud_block(block);
+            }
             tracing::info!(%channel, %destination, verification = %receipt.id, lifetime = receipt.lifetime.secs(), "code sent");
             SendResponse::Sent(
                 Json(Sent {

@@ -15,6 +15,8 @@ use poem_openapi::{ApiResponse, Enum, Object};
 /// - `unauthorized` (401): Basic auth is on and the credentials are missing or wrong,
 ///   or the webhook's secret token is missing or wrong.
 /// - `destination_not_allowed` (403): the phone's country is not allowed on this channel.
+/// - `fraud_suspected` (403): the fraud guard refuses sends to this number
+///   for now.
 /// - `not_found` (404): no such route, no active code or pairing, or no such
 ///   verification.
 /// - `method_not_allowed` (405): the route does not take that method (see `Allow`).
@@ -36,6 +38,7 @@ pub enum ErrorCode {
     InvalidRequest,
     Unauthorized,
     DestinationNotAllowed,
+    FraudSuspected,
     NotFound,
     MethodNotAllowed,
     AlreadyEnded,
@@ -132,7 +135,8 @@ pub enum SendResponse {
     #[oai(status = 401)]
     Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
     /// The phone's country is not allowed for this channel
-    /// (`destination_not_allowed`).
+    /// (`destination_not_allowed`), or the fraud guard refuses sends to
+    /// this number for now (`fraud_suspected`).
     #[oai(status = 403)]
     Forbidden(Json<ErrorBody>),
     /// A request with the same `Idempotency-Key` is still running

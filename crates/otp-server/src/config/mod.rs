@@ -60,6 +60,8 @@ pub struct Config {
     pub policy: Policy,
     /// Where verification events go.
     pub events: EventSettings,
+    /// The fraud guard's rules.
+    pub fraud: otp_domain::fraud::FraudPolicy,
 }
 
 /// Why the configuration could not be loaded.
@@ -238,7 +240,9 @@ impl Config {
         let (providers, telegram) = providers::resolve(&file)?;
         let policy = policy::policy(&file)?;
         let events = events::resolve(&file.events)?;
+        let fraud = policy::fraud(&file)?;
         Ok(Config {
+            fraud,
             server: file.server,
             log: file.log,
             metrics: file.metrics,

@@ -138,6 +138,50 @@ fn test_destinations(
         .collect()
 }
 
+/// The fraud guard's policy, each rule named by its key.
+pub(super) fn fraud(file: &ConfigFile) -> Result<otp_domain::fraud::FraudPolicy, ConfigError> {
+    let f = &file.fraud;
+    if f.prefix_digits > 6 {
+        return Err(KeyError::new("fraud.prefix_digits", Problem::Must("be at most 6")).into());
+    }
+    if f.window_secs < 60 {
+        return Err(KeyError::new("fraud.window_secs", Problem::AtLeast(60)).into());
+    }
+    if f.min_sends < 1 {
+        return Err(KeyError::new("fraud.min_sends", Problem::AtLeast(1)).into());
+    }
+    if !(0.0..=1.0).contains(&f.min_conversion) {
+        return Err(
+            KeyError::new("fraud.min_conversion", Problem::Must("be between 0 and 1")).into(),
+        );
+    }
+    if f.block_secs < 1 {
+        return Err(KeyError::new("fraud.block_secs", Problem::AtLeast(1)).into());
+    }
+    let mut never_block = Vec::with_capacity(f.never_block.len());
+    for p in &f.never_block {
+        match otp_domain::fraud::Prefix::parse(p.trim()) {
+            Some(p) => never_block.push(p.as_str().to_owned()),
+            None => {
+                return Err(KeyError::new(
+                    "fraud.never_block",
+                    Problem::Must("list prefixes of 1 to 15 digits, e.g. \"7701\""),
+                )
+                .into())
+            }
+        }
+    }
+    Ok(otp_domain::fraud::FraudPolicy {
+        mode: f.mode,
+        prefix_digits: f.prefix_digits,
+        window_secs: f.window_secs,
+        min_sends: f.min_sends,
+        min_conversion: f.min_conversion,
+        block_secs: f.block_secs,
+        never_block,
+    })
+}
+
 #[cfg(test)]
 // figment's Jail closures return figment::Error, which is large; fine in tests.
 #[allow(clippy::result_large_err)]

@@ -35,6 +35,22 @@ pub struct ConfigFile {
     pub dev: DevConfig,
     pub verifications: VerificationsConfig,
     pub events: super::events::EventsConfig,
+    pub fraud: FraudConfig,
+}
+
+/// The fraud guard (`[fraud]`): SMS pumping recognised by conversion per
+/// number prefix.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FraudConfig {
+    pub mode: otp_domain::fraud::FraudMode,
+    pub prefix_digits: usize,
+    pub window_secs: u64,
+    pub min_sends: u32,
+    pub min_conversion: f64,
+    pub block_secs: u64,
+    #[serde(deserialize_with = "list_or_comma_separated")]
+    pub never_block: Vec<String>,
 }
 
 /// The records every send creates (`/verifications`).

@@ -2,6 +2,7 @@
 //! and what every event carries as `data`. One function, so the two
 //! never drift apart.
 
+use otp_domain::fraud::Block;
 use otp_domain::ports::Timestamp;
 use otp_domain::Verification;
 use serde_json::Value;
@@ -36,6 +37,16 @@ pub fn rfc3339(at: Timestamp) -> String {
 /// `Verification::seen_at(now)` for what a reader should see now.
 pub fn api_json(v: &Verification) -> Value {
     crate::api::verifications::VerificationBody::json(v)
+}
+
+/// A fraud-guard block as `GET /fraud/blocks` shows it: the `data` of the
+/// `otpd.fraud.prefix_blocked` and `otpd.fraud.prefix_unblocked` events
+/// (`prefix`, `country`, `since`, `until`, `sends`, `approvals`, `mode`).
+pub fn block_json(b: &Block) -> Value {
+    use poem_openapi::types::ToJSON;
+    crate::api::fraud::BlockBody::from(b)
+        .to_json()
+        .unwrap_or(Value::Null)
 }
 
 #[cfg(test)]

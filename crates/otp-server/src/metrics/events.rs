@@ -70,9 +70,9 @@ impl EventFamilies {
 /// One sink's counters, resolved once, with a zero series per type.
 #[derive(Clone)]
 pub struct SinkMetrics {
-    delivered: [IntCounter; 7],
-    failed: [IntCounter; 7],
-    given_up: [IntCounter; 7],
+    delivered: [IntCounter; EventType::ALL.len()],
+    failed: [IntCounter; EventType::ALL.len()],
+    given_up: [IntCounter; EventType::ALL.len()],
 }
 
 fn index(t: EventType) -> usize {

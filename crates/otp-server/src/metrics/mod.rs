@@ -50,6 +50,8 @@ pub enum SendOutcome {
     Invalid,
     /// The destination's country is not allowed on the channel (403).
     CountryRefused,
+    /// The fraud guard blocks the number's prefix (403).
+    FraudRefused,
     /// A limit refused it (429); which one is in the rate-limit counter.
     RateLimited,
     /// Every provider failed (502); the code was discarded.
@@ -59,11 +61,12 @@ pub enum SendOutcome {
 }
 
 impl SendOutcome {
-    const ALL: [SendOutcome; 7] = [
+    const ALL: [SendOutcome; 8] = [
         SendOutcome::Sent,
         SendOutcome::Test,
         SendOutcome::Invalid,
         SendOutcome::CountryRefused,
+        SendOutcome::FraudRefused,
         SendOutcome::RateLimited,
         SendOutcome::DeliveryFailed,
         SendOutcome::StoreError,
@@ -75,6 +78,7 @@ impl SendOutcome {
             SendOutcome::Test => "test",
             SendOutcome::Invalid => "invalid",
             SendOutcome::CountryRefused => "country_refused",
+            SendOutcome::FraudRefused => "fraud_refused",
             SendOutcome::RateLimited => "rate_limited",
             SendOutcome::DeliveryFailed => "delivery_failed",
             SendOutcome::StoreError => "store_error",
@@ -91,6 +95,7 @@ impl SendOutcome {
                 | SendError::MultilineSubject,
             ) => SendOutcome::Invalid,
             Err(SendError::DestinationNotAllowed) => SendOutcome::CountryRefused,
+            Err(SendError::FraudSuspected) => SendOutcome::FraudRefused,
             Err(SendError::RateLimited { .. }) => SendOutcome::RateLimited,
             Err(SendError::Delivery(_)) => SendOutcome::DeliveryFailed,
             Err(SendError::Store(_)) => SendOutcome::StoreError,
@@ -198,6 +203,8 @@ pub struct Metrics {
     http_requests: IntCounterVec,
     http_seconds: HistogramVec,
     log_dropped: IntCounter,
+    fraud_blocks: IntCounterVec,
+    fraud_refused: IntCounterVec,
     log_dropped_source: std::sync::OnceLock<crate::logging::DroppedLines>,
     process: process::ProcessMetrics,
     events: events::EventFamilies,
@@ -237,7 +244,7 @@ impl Metrics {
         };
         let sends = counter(
             "otpd_sends_total",
-            "Send requests, by channel and outcome (sent, test, invalid, country_refused, rate_limited, delivery_failed, store_error).",
+            "Send requests, by channel and outcome (sent, test, invalid, country_refused, fraud_refused, rate_limited, delivery_failed, store_error).",
             &["channel", "outcome"],
         )?;
         let sends_rate_limited = counter(
@@ -297,6 +304,16 @@ impl Metrics {
             "otpd_log_lines_dropped_total",
             "Log lines dropped because the log writer was behind (logging never blocks a request).",
         )?;
+        let fraud_blocks = counter(
+            "otpd_fraud_blocks_total",
+            "Number prefixes the fraud guard blocked (low conversion), by country (ISO region, none when unknown) and mode (block, monitor). Counted by the instance that made the block.",
+            &["country", "mode"],
+        )?;
+        let fraud_refused = counter(
+            "otpd_fraud_refused_sends_total",
+            "Sends refused because the fraud guard blocks their prefix, by channel and country.",
+            &["channel", "country"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "otpd_build_info",
@@ -328,6 +345,8 @@ impl Metrics {
         register(Box::new(http_requests.clone()))?;
         register(Box::new(http_seconds.clone()))?;
         register(Box::new(log_dropped.clone()))?;
+        register(Box::new(fraud_blocks.clone()))?;
+        register(Box::new(fraud_refused.clone()))?;
         register(Box::new(build_info))?;
         for c in process.collectors().into_iter().chain(events.collectors()) {
             register(c)?;
@@ -378,6 +397,8 @@ impl Metrics {
             http_requests,
             http_seconds,
             log_dropped,
+            fraud_blocks,
+            fraud_refused,
             log_dropped_source: std::sync::OnceLock::new(),
             process,
             events,
@@ -386,6 +407,16 @@ impl Metrics {
     }
 
     /// Counts a send to `destination` (`test`: a test destination).
+    /// A block this instance put on a prefix.
+    pub fn fraud_block(&self, block: &otp_domain::fraud::Block) {
+        self.fraud_blocks
+            .with_label_values(&[
+                block.country.as_deref().unwrap_or("none"),
+                block.mode.as_str(),
+            ])
+            .inc();
+    }
+
     pub fn send(
         &self,
         channel: Channel,
@@ -399,6 +430,11 @@ impl Metrics {
             outcome = SendOutcome::Test;
         }
         self.sends.with_label_values(&[c, outcome.as_str()]).inc();
+        if let Err(SendError::FraudSuspected) = result {
+            self.fraud_refused
+                .with_label_values(&[c, &country(destination)])
+                .inc();
+        }
         if let Err(SendError::RateLimited { limit, .. }) = result {
             self.sends_rate_limited
                 .with_label_values(&[c, limit.as_str()])

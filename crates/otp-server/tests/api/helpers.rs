@@ -109,10 +109,10 @@ impl TestApp {
             .expect_pairing()
             .returning(|| Code::parse(PAIRING).expect("valid"));
         let clock = Arc::new(TestClock(AtomicU64::new(START)));
+        let memory = Arc::new(InMemoryStore::new());
         let ports = Ports {
-            store: options
-                .store
-                .unwrap_or_else(|| Arc::new(InMemoryStore::new())),
+            fraud: Some(memory.clone()),
+            store: options.store.unwrap_or(memory),
             senders: Senders {
                 sms: sender.clone(),
                 call: sender.clone(),

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use otp_testkit::{FakePeer, Recorded, Reply};
 use serde_json::{json, Value};
 
-use super::support::Otpd;
+use super::support::{try_http, Otpd};
 
 const JSON: (&str, &str) = ("Content-Type", "application/json");
 /// `whsec_` + base64 of 32 bytes.
@@ -234,35 +234,188 @@ fn each_terminal_status_shows_in_the_api_and_reaches_the_receiver_as_a_signed_ev
     assert_eq!(got.len(), expected, "nothing more, nothing twice");
 }
 
-#[test]
-fn events_of_acknowledged_transitions_survive_a_kill_9_and_arrive_after_the_restart() {
+/// `kill -9` of otpd under load (four clients sending and approving),
+/// with the receiver down; a restart with the receiver up delivers the
+/// event of every transition the API acknowledged before the kill.
+/// `env` picks the store.
+fn events_survive_a_kill_9(env: &[(&str, &str)]) {
     let dir = tempfile::tempdir().expect("tempdir");
     let down = format!("http://127.0.0.1:{}/", otp_testkit::closed_port());
-    let otpd = start_with(dir.path(), &webhook_sink(&down), &[]);
-    let mut ids = Vec::new();
-    for i in 0..20 {
-        let phone = format!("7701222{i:04}");
-        ids.push(send_sms(&otpd, &phone, "4321", 300));
-        assert_eq!(check_sms(&otpd, &phone, "4321"), 200);
+    let otpd = start_with(dir.path(), &webhook_sink(&down), env);
+    let addr = otpd.addr;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let clients: Vec<_> = (0..4)
+        .map(|c| {
+            let stop = stop.clone();
+            let sent = sent.clone();
+            std::thread::spawn(move || {
+                // (id, approval acknowledged) of every acknowledged send.
+                let mut acked: Vec<(String, bool)> = Vec::new();
+                for i in 0.. {
+                    if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        break;
+                    }
+                    let phone = format!("77012{c}{i:05}");
+                    let send = json!({"phone": phone, "password": "4321", "lifetime": 300, "message": "Code {password}"});
+                    let Ok((200, body)) = try_http(addr, "POST", "/sms", &[JSON], &send.to_string()) else {
+                        break;
+                    };
+                    let id = serde_json::from_str::<Value>(&body).expect("JSON")["id"]
+                        .as_str()
+                        .expect("id")
+                        .to_owned();
+                    acked.push((id, false));
+                    sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let check = json!({"phone": phone, "password": "4321"});
+                    match try_http(addr, "POST", "/sms/check", &[JSON], &check.to_string()) {
+                        Ok((200, _)) => {
+                            if let Some(last) = acked.last_mut() {
+                                last.1 = true;
+                            }
+                        }
+                        _ => break,
+                    }
+                }
+                acked
+            })
+        })
+        .collect();
+    // Killed mid-flight, once there is something to lose.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sent.load(std::sync::atomic::Ordering::SeqCst) < 40 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
     }
     otpd.kill_9();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let acked: Vec<(String, bool)> = clients
+        .into_iter()
+        .flat_map(|c| c.join().expect("client"))
+        .collect();
+    assert!(
+        acked.len() >= 20,
+        "only {} sends before the kill",
+        acked.len()
+    );
+    let owed = acked.len() + acked.iter().filter(|(_, approved)| *approved).count();
 
     let receiver = FakePeer::start_blocking(Reply::json(200, "{}"));
-    let otpd = start_with(dir.path(), &webhook_sink(&receiver.base_url), &[]);
+    let otpd = start_with(dir.path(), &webhook_sink(&receiver.base_url), env);
     // Events leased by the killed instance wait out their 30 s lease.
-    let got = wait_for(&receiver, 40, 90);
+    let got = wait_for(&receiver, owed, 90);
     verify_all(&got);
-    for id in &ids {
-        let mut types: Vec<String> = events_of(&got, id).into_iter().map(|(t, _)| t).collect();
+    for (id, approved) in &acked {
+        let types: Vec<String> = events_of(&got, id).into_iter().map(|(t, _)| t).collect();
+        assert!(
+            types.iter().any(|t| t == "otpd.verification.pending"),
+            "{id}: {types:?}"
+        );
+        if *approved {
+            assert!(
+                types.iter().any(|t| t == "otpd.verification.approved"),
+                "{id}: {types:?}"
+            );
+        }
+    }
+    drop(otpd);
+}
+
+#[test]
+fn events_of_acknowledged_transitions_survive_a_kill_9_on_the_embedded_store() {
+    events_survive_a_kill_9(&[]);
+}
+
+#[test]
+fn events_of_acknowledged_transitions_survive_a_kill_9_on_redis() {
+    let redis = otp_testkit::redis::RedisServer::start_with_aof();
+    let url = redis.url();
+    events_survive_a_kill_9(&[
+        ("OTP_STORE__KIND", "redis"),
+        ("OTP_STORE__URL", url.as_str()),
+        ("OTP_SECURITY__SECRET", REDIS_SECRET),
+    ]);
+}
+
+const REDIS_SECRET: &str = "e2e-events-secret-0123456789abcdef";
+
+#[test]
+fn two_instances_on_one_redis_deliver_every_event_exactly_once_and_one_expiry_each() {
+    let redis = otp_testkit::redis::RedisServer::start();
+    let url = redis.url();
+    let receiver = FakePeer::start_blocking(Reply::json(204, ""));
+    let toml = format!(
+        "{}[otp]\nlifetime_min = 1\n[fraud]\nmode = \"off\"\n",
+        webhook_sink(&receiver.base_url)
+    );
+    let env = [
+        ("OTP_STORE__KIND", "redis"),
+        ("OTP_STORE__URL", url.as_str()),
+        ("OTP_SECURITY__SECRET", REDIS_SECRET),
+    ];
+    let dir_a = tempfile::tempdir().expect("tempdir");
+    let dir_b = tempfile::tempdir().expect("tempdir");
+    let a = start_with(dir_a.path(), &toml, &env);
+    let b = start_with(dir_b.path(), &toml, &env);
+
+    // Even ones are approved on the other instance; odd ones expire.
+    let mut approved = Vec::new();
+    let mut expiring = Vec::new();
+    for i in 0..200 {
+        let (sender, checker) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        let phone = format!("7701333{i:04}");
+        let id = send_sms(sender, &phone, "2468", 4);
+        if i % 2 == 0 {
+            assert_eq!(check_sms(checker, &phone, "2468"), 200);
+            approved.push(id);
+        } else {
+            expiring.push(id);
+        }
+    }
+
+    let got = wait_for(&receiver, 400, 60);
+    // Anything sent twice would arrive within a few more rounds.
+    std::thread::sleep(Duration::from_secs(3));
+    let got_all = receiver.received();
+    assert_eq!(
+        got.len(),
+        400,
+        "pending + one terminal event per verification"
+    );
+    assert_eq!(got_all.len(), 400, "and nothing twice");
+    let mut ids: Vec<String> = got_all
+        .iter()
+        .filter_map(|r| r.header("webhook-id").map(str::to_owned))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 400);
+    verify_all(&got_all);
+    for id in &approved {
+        let mut types: Vec<String> = events_of(&got_all, id)
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect();
         types.sort();
-        types.dedup();
         assert_eq!(
             types,
             ["otpd.verification.approved", "otpd.verification.pending"],
             "{id}"
         );
     }
-    drop(otpd);
+    for id in &expiring {
+        let mut types: Vec<String> = events_of(&got_all, id)
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect();
+        types.sort();
+        assert_eq!(
+            types,
+            ["otpd.verification.expired", "otpd.verification.pending"],
+            "{id}"
+        );
+        assert_eq!(status_of(&a, id)["status"], "expired");
+    }
+    drop((a, b));
 }
 
 #[test]

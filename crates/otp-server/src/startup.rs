@@ -533,22 +533,29 @@ fn connection_limits(config: &Config) -> Limits {
 }
 
 /// Starts the verification sweeper and the event dispatcher (see
-/// [`crate::events`]) on the current runtime, on the same (metered) store
-/// as the API. They stop when the returned value is dropped.
+/// [`crate::events`]) on the current runtime. They stop when the returned
+/// value is dropped.
+///
+/// On Redis they get a store of their own (their own connection), so
+/// their scripts never queue in front of an API request's on the shared,
+/// pipelined socket, nor share its timeouts; the embedded store is one
+/// file and is shared.
 ///
 /// # Errors
-/// When an event sink cannot be set up.
+/// When an event sink or the background store cannot be set up.
 pub fn spawn_events(
     config: &Config,
     ports: &Ports,
 ) -> Result<crate::events::EventTasks, StartupError> {
+    let store: Arc<dyn CodeStore> = match config.store.kind {
+        StoreKind::Embedded => ports.store.clone(),
+        StoreKind::Redis => Arc::new(RedisStore::standalone(&config.store.redis())?),
+        StoreKind::RedisCluster => Arc::new(RedisStore::cluster(&config.store.redis())?),
+    };
     let store = match &ports.metrics {
-        Some(m) => Arc::new(MeteredStore::new(
-            ports.store.clone(),
-            m,
-            store_label(config.store.kind),
-        )) as Arc<dyn CodeStore>,
-        None => ports.store.clone(),
+        Some(m) => Arc::new(MeteredStore::new(store, m, store_label(config.store.kind)))
+            as Arc<dyn CodeStore>,
+        None => store,
     };
     Ok(crate::events::spawn(
         &config.events,

@@ -476,3 +476,29 @@ fn the_redis_stream_sink_carries_the_events_for_a_consumer_group() {
     }
     drop(otpd);
 }
+
+#[test]
+fn trace_logs_of_failing_deliveries_name_the_sink_but_never_its_secret_url_or_a_code() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let receiver = FakePeer::start_blocking(Reply::json(503, ""));
+    let url = format!("{}/hook?token=url-token-SECRET-0042", receiver.base_url);
+    let otpd = start_with(dir.path(), &webhook_sink(&url), &[("RUST_LOG", "trace")]);
+    send_sms(&otpd, "77014440001", "864209", 300);
+
+    let got = wait_for(&receiver, 3, 20);
+    assert!(got.len() >= 3, "retried: {}", got.len());
+    let logs = otpd.stderr_once("event delivery failed");
+    assert!(logs.contains("event delivery failed"), "{logs}");
+    assert!(logs.contains("app"), "the sink is named");
+    for secret in [
+        SECRET,
+        SECRET.trim_start_matches("whsec_"),
+        "url-token-SECRET-0042",
+        "864209",
+    ] {
+        assert!(!logs.contains(secret), "{secret} leaked into the logs");
+    }
+    for r in &got {
+        assert!(!r.body_text().contains("864209"), "the code is in an event");
+    }
+}

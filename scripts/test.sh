@@ -29,6 +29,13 @@ if [ -d crates/otp-smtp ] && ! python3 -c "import aiosmtpd" 2>/dev/null; then
   python3 -m pip install --quiet aiosmtpd
 fi
 
+# The events suites verify every webhook signature with the Standard
+# Webhooks reference library, not only with otpd's own code.
+if ! python3 -c "import standardwebhooks" 2>/dev/null; then
+  echo "== installing standardwebhooks"
+  python3 -m pip install --quiet standardwebhooks
+fi
+
 # The browser test drives Debian's chromium through chromedriver.
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
   echo "== installing chromium and chromium-driver"

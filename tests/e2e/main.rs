@@ -2,6 +2,7 @@
 //! dev sink, spoken to over raw TCP.
 
 mod browser;
+mod events;
 mod fraud;
 mod load;
 mod observability;

@@ -12,6 +12,8 @@
 //!   timeouts, the connection cap, the open-file limit.
 //! - [`delivery`]: retries with backoff and fallback across providers.
 //! - [`error`]: domain errors → HTTP responses and log lines, in one place.
+//! - [`events`]: verification events: the outbox dispatcher and its
+//!   sinks (webhook, redis-stream), the CloudEvent form, the sweeper.
 //! - [`http`]: middleware (request ids, access log and HTTP metrics,
 //!   legacy GET-with-body checks, size limit, JSON errors for unknown
 //!   routes, `Allow` on every 405).
@@ -34,6 +36,7 @@ pub mod connections;
 pub mod console;
 pub mod delivery;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod logging;
 pub mod metrics;

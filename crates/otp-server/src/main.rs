@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use otp_server::config::{Config, LogFormat};
-use otp_server::startup::{app_state, load_secret, spawn_sweeper, Application, Ports};
+use otp_server::startup::{
+    app_state, load_secret, spawn_events, spawn_sweeper, Application, Ports,
+};
 
 #[derive(Parser)]
 #[command(
@@ -245,6 +247,8 @@ async fn serve(
     if let Some(store) = ports.embedded.clone() {
         spawn_sweeper(store, ports.clock.clone());
     }
+    // Sweeps verifications and delivers their events until otpd stops.
+    let _events = spawn_events(&config, &ports)?;
     tracing::info!(%addr, store = ?config.store.kind, "otpd listening; docs at http://{addr}/docs");
     app.run_until(shutdown_signal()).await?;
     tracing::info!("otpd stopped");

@@ -84,6 +84,8 @@ pub enum StartupError {
     },
     #[error("cannot set up the metrics")]
     Metrics(#[from] prometheus::Error),
+    #[error("cannot set up the events")]
+    Events(#[from] crate::events::EventsError),
 }
 
 /// A channel's provider, with its settings, that startup can build.
@@ -546,6 +548,39 @@ fn connection_limits(config: &Config) -> Limits {
         idle_timeout: Duration::from_secs(config.server.idle_timeout_secs),
         max_connections,
     }
+}
+
+/// Starts the verification sweeper and the event dispatcher (see
+/// [`crate::events`]) on the current runtime. They stop when the returned
+/// value is dropped.
+///
+/// On Redis they get a store of their own (their own connection), so
+/// their scripts never queue in front of an API request's on the shared,
+/// pipelined socket, nor share its timeouts; the embedded store is one
+/// file and is shared.
+///
+/// # Errors
+/// When an event sink or the background store cannot be set up.
+pub fn spawn_events(
+    config: &Config,
+    ports: &Ports,
+) -> Result<crate::events::EventTasks, StartupError> {
+    let store: Arc<dyn CodeStore> = match config.store.kind {
+        StoreKind::Embedded => ports.store.clone(),
+        StoreKind::Redis => Arc::new(RedisStore::standalone(&config.store.redis())?),
+        StoreKind::RedisCluster => Arc::new(RedisStore::cluster(&config.store.redis())?),
+    };
+    let store = match &ports.metrics {
+        Some(m) => Arc::new(MeteredStore::new(store, m, store_label(config.store.kind)))
+            as Arc<dyn CodeStore>,
+        None => store,
+    };
+    Ok(crate::events::spawn(
+        &config.events,
+        store,
+        ports.clock.clone(),
+        ports.metrics.clone(),
+    )?)
 }
 
 /// Deletes expired entries of the embedded store every minute, so its

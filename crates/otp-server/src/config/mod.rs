@@ -15,7 +15,10 @@
 //!   resolution from the provider lists and their sections.
 //! - `policy`: the domain [`Policy`] from `[otp]`, `[limits]`,
 //!   `[templates]` and more, with its errors told in config keys.
+//! - [`events`]: `[events]` and its `[[events.sinks]]`, checked into
+//!   [`EventSettings`].
 
+pub mod events;
 mod loading;
 mod policy;
 pub mod providers;
@@ -28,6 +31,7 @@ use figment::Figment;
 use otp_domain::{FieldProblem, ParseError, Policy};
 use secrecy::ExposeSecret;
 
+pub use events::{EventSettings, SinkSettings, SinkTarget};
 pub use loading::DEFAULT_TOML;
 pub use providers::{EmailProvider, PhoneProvider, Providers, TelegramProvider, TelegramSettings};
 pub use schema::{
@@ -54,6 +58,8 @@ pub struct Config {
     pub providers: Providers,
     /// The domain rules.
     pub policy: Policy,
+    /// Where verification events go.
+    pub events: EventSettings,
     /// The fraud guard's rules.
     pub fraud: otp_domain::fraud::FraudPolicy,
     pub console: schema::ConsoleConfig,
@@ -234,6 +240,7 @@ impl Config {
         check_server(&file)?;
         let (providers, telegram) = providers::resolve(&file)?;
         let policy = policy::policy(&file)?;
+        let events = events::resolve(&file.events)?;
         let fraud = policy::fraud(&file)?;
         Ok(Config {
             fraud,
@@ -249,6 +256,7 @@ impl Config {
             telegram,
             providers,
             policy,
+            events,
         })
     }
 

@@ -34,6 +34,7 @@ pub struct ConfigFile {
     pub delivery: DeliveryConfig,
     pub dev: DevConfig,
     pub verifications: VerificationsConfig,
+    pub events: super::events::EventsConfig,
     pub fraud: FraudConfig,
     pub console: ConsoleConfig,
 }

@@ -5,7 +5,8 @@
 //!   and verifications;
 //! - [`MeteredStore`] wraps the `CodeStore` port and times every call;
 //! - `delivery::ReliableSender` reports each provider attempt;
-//! - the `http::observe` middleware counts requests by route template.
+//! - the `http::observe` middleware counts requests by route template;
+//! - the event dispatcher (`crate::events`) counts deliveries per sink.
 //!
 //! Every label value comes from a closed set (enums, configured provider
 //! names, ISO regions, the spec's route templates), never from a request:
@@ -13,6 +14,7 @@
 //!
 //! [`serve`] answers `GET /metrics` on a listener of its own.
 
+mod events;
 mod process;
 mod store;
 
@@ -27,6 +29,7 @@ use prometheus::{
     TextEncoder,
 };
 
+pub use self::events::SinkMetrics;
 pub use self::store::MeteredStore;
 
 const CHANNELS: [Channel; 4] = [
@@ -206,6 +209,7 @@ pub struct Metrics {
     /// The last failure of each provider, for the console.
     provider_errors: std::sync::Mutex<Vec<(Channel, String, LastErrorSlot)>>,
     process: process::ProcessMetrics,
+    events: events::EventFamilies,
     /// Every family's name, for [`Metrics::family_names`].
     families: Vec<(String, prometheus::proto::MetricType)>,
 }
@@ -323,6 +327,7 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
         let process = process::ProcessMetrics::new()?;
+        let events = events::EventFamilies::new()?;
 
         let mut register = |c: Box<dyn prometheus::core::Collector>| {
             for desc in c.desc() {
@@ -345,13 +350,14 @@ impl Metrics {
         register(Box::new(fraud_blocks.clone()))?;
         register(Box::new(fraud_refused.clone()))?;
         register(Box::new(build_info))?;
-        for c in process.collectors() {
+        for c in process.collectors().into_iter().chain(events.collectors()) {
             register(c)?;
         }
         let histograms = [
             "otpd_delivery_attempt_duration_seconds",
             "otpd_store_operation_duration_seconds",
             "otpd_http_request_duration_seconds",
+            events::BATCH_HISTOGRAM,
         ];
         let families = families
             .into_iter()
@@ -398,6 +404,7 @@ impl Metrics {
             log_dropped_source: std::sync::OnceLock::new(),
             provider_errors: std::sync::Mutex::new(Vec::new()),
             process,
+            events,
             families,
         })
     }
@@ -531,6 +538,16 @@ impl Metrics {
             }),
             seconds: self.delivery_seconds.with_label_values(&[c, provider]),
         }
+    }
+
+    /// The event counters of the sink called `sink`, resolved once.
+    pub fn event_sink(&self, sink: &str) -> SinkMetrics {
+        self.events.sink(sink)
+    }
+
+    /// Records how many events one dispatcher round claimed.
+    pub fn event_batch(&self, size: usize) {
+        self.events.batch(size);
     }
 
     /// Counts one HTTP request. `route` is a template from the spec (or

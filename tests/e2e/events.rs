@@ -16,11 +16,11 @@ const JSON: (&str, &str) = ("Content-Type", "application/json");
 /// `whsec_` + base64 of 32 bytes.
 const SECRET: &str = "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 
-fn webhook_sink(url: &str) -> String {
+pub(crate) fn webhook_sink(url: &str) -> String {
     format!("[[events.sinks]]\nkind = \"webhook\"\nname = \"app\"\nurl = \"{url}\"\nsecret = \"{SECRET}\"\n")
 }
 
-fn start_with(dir: &Path, toml: &str, env: &[(&str, &str)]) -> Otpd {
+pub(crate) fn start_with(dir: &Path, toml: &str, env: &[(&str, &str)]) -> Otpd {
     let path = dir.join("otpd.toml");
     std::fs::write(&path, toml).expect("write the config file");
     let path = path.to_str().expect("a UTF-8 temp path").to_owned();
@@ -30,7 +30,7 @@ fn start_with(dir: &Path, toml: &str, env: &[(&str, &str)]) -> Otpd {
 }
 
 /// Waits up to `secs` for `n` requests at `peer`.
-fn wait_for(peer: &FakePeer, n: usize, secs: u64) -> Vec<Recorded> {
+pub(crate) fn wait_for(peer: &FakePeer, n: usize, secs: u64) -> Vec<Recorded> {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         let got = peer.received();
@@ -42,7 +42,7 @@ fn wait_for(peer: &FakePeer, n: usize, secs: u64) -> Vec<Recorded> {
 }
 
 /// Checks every request with the reference library's `Webhook.verify`.
-fn verify_all(requests: &[Recorded]) {
+pub(crate) fn verify_all(requests: &[Recorded]) {
     let script = r#"
 import json, sys
 from standardwebhooks.webhooks import Webhook

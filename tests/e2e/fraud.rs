@@ -7,8 +7,10 @@
 use std::time::{Duration, Instant};
 
 use otp_testkit::redis::RedisServer;
+use otp_testkit::{FakePeer, Recorded, Reply};
 use serde_json::Value;
 
+use crate::events::{start_with, verify_all, wait_for, webhook_sink};
 use crate::support::Otpd;
 
 const JSON: (&str, &str) = ("Content-Type", "application/json");
@@ -27,6 +29,38 @@ fn guard_env(mode: &'static str) -> Vec<(&'static str, &'static str)> {
         ("OTP_LIMITS__USER_SENDS_PER_WINDOW", "0"),
         ("OTP_LIMITS__SMS_PER_HOUR", "0"),
     ]
+}
+
+/// The fraud events at `receiver` (signatures checked with the reference
+/// library), as `(type, prefix, mode)` in arrival order.
+fn fraud_events(receiver: &FakePeer, at_least: usize) -> Vec<(String, String, String)> {
+    let got: Vec<Recorded> = wait_for(receiver, at_least, 15)
+        .into_iter()
+        .filter(|r| {
+            r.json()["type"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("otpd.fraud."))
+        })
+        .collect();
+    verify_all(&got);
+    got.iter()
+        .map(Recorded::json)
+        .map(|ce| {
+            (
+                ce["type"].as_str().unwrap_or_default().to_owned(),
+                ce["data"]["prefix"].as_str().unwrap_or_default().to_owned(),
+                ce["data"]["mode"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// A config file with a webhook sink for fraud events only.
+fn fraud_sink(url: &str) -> String {
+    format!(
+        "{}types = [\"otpd.fraud.prefix_blocked\", \"otpd.fraud.prefix_unblocked\"]\n",
+        webhook_sink(url)
+    )
 }
 
 /// What a run saw.
@@ -168,8 +202,30 @@ fn blocking_run(instances: &[&Otpd], label: &str) {
 #[test]
 fn the_fraud_guard_blocks_a_pumped_prefix_and_no_legitimate_send_on_the_embedded_store() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let otpd = Otpd::start(dir.path(), &guard_env("block"));
+    let receiver = FakePeer::start_blocking(Reply::json(204, ""));
+    let otpd = start_with(
+        dir.path(),
+        &fraud_sink(&receiver.base_url),
+        &guard_env("block"),
+    );
     blocking_run(&[&otpd], "embedded");
+    // Blocked, ended by time, blocked again, lifted by DELETE.
+    let events = fraud_events(&receiver, 4);
+    let kinds: Vec<&str> = events.iter().map(|(t, _, _)| t.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "otpd.fraud.prefix_blocked",
+            "otpd.fraud.prefix_unblocked",
+            "otpd.fraud.prefix_blocked",
+            "otpd.fraud.prefix_unblocked"
+        ],
+        "{events:?}"
+    );
+    assert!(
+        events.iter().all(|(_, prefix, _)| prefix == "7701"),
+        "{events:?}"
+    );
 }
 
 #[test]
@@ -189,9 +245,14 @@ fn the_fraud_guard_blocks_across_two_instances_sharing_redis() {
 }
 
 #[test]
-fn monitor_mode_refuses_nothing_and_counts_the_block() {
+fn monitor_mode_refuses_nothing_emits_the_events_and_counts_the_block() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let otpd = Otpd::start(dir.path(), &guard_env("monitor"));
+    let receiver = FakePeer::start_blocking(Reply::json(204, ""));
+    let otpd = start_with(
+        dir.path(),
+        &fraud_sink(&receiver.base_url),
+        &guard_env("monitor"),
+    );
     let run = traffic(&[&otpd]);
     eprintln!("fraud guard, monitor: {run:?}");
     assert_eq!(run.attack_refused, 0);
@@ -206,5 +267,14 @@ fn monitor_mode_refuses_nothing_and_counts_the_block() {
             .lines()
             .any(|l| l == r#"otpd_fraud_blocks_total{country="KZ",mode="monitor"} 1"#),
         "{scrape}"
+    );
+    let events = fraud_events(&receiver, 1);
+    assert_eq!(
+        events,
+        [(
+            "otpd.fraud.prefix_blocked".to_owned(),
+            "7701".to_owned(),
+            "monitor".to_owned()
+        )]
     );
 }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use otp_server::config::{Config, LogFormat};
 use otp_server::startup::{
-    app_state, load_secret, spawn_events, spawn_sweeper, Application, Ports,
+    app_state, load_secret, spawn_block_sweeper, spawn_events, spawn_sweeper, Application, Ports,
 };
 
 #[derive(Parser)]
@@ -224,6 +224,8 @@ async fn serve(
     }
     let secret = load_secret(&config)?;
     let state = app_state(&config, &ports, secret);
+    // Ends fraud-guard blocks past their time, each once, with its event.
+    let _blocks = spawn_block_sweeper(state.clone());
     let app = Application::bind(&config, state).await?;
     let addr = app.local_addr();
     let limits = app.limits();

@@ -583,6 +583,30 @@ pub fn spawn_events(
     )?)
 }
 
+/// Ends the fraud guard's blocks whose time is up, every second: each
+/// ends once, with its `otpd.fraud.prefix_unblocked` event, however many
+/// instances sweep (the store sees to that). Sends are let through from
+/// `until` on either way; this writes the end down.
+pub fn spawn_block_sweeper(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match state.otp.fraud_expire(100).await {
+                Ok(ended) => {
+                    for block in ended {
+                        tracing::warn!(prefix = %block.prefix, "fraud guard: block ended");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %crate::error::chain(&e), "the fraud block sweep failed");
+                }
+            }
+        }
+    })
+}
+
 /// Deletes expired entries of the embedded store every minute, so its
 /// file does not grow with codes nobody checked.
 pub fn spawn_sweeper(store: EmbeddedStore, clock: Arc<dyn Clock>) -> tokio::task::JoinHandle<()> {

@@ -43,8 +43,11 @@ fn fraud_events(receiver: &FakePeer, at_least: usize) -> Vec<(String, String, St
         })
         .collect();
     verify_all(&got);
-    got.iter()
-        .map(Recorded::json)
+    // Delivery order is not guaranteed: order them by their time.
+    let mut events: Vec<Value> = got.iter().map(Recorded::json).collect();
+    events.sort_by(|a, b| a["time"].as_str().cmp(&b["time"].as_str()));
+    events
+        .into_iter()
         .map(|ce| {
             (
                 ce["type"].as_str().unwrap_or_default().to_owned(),

@@ -26,6 +26,8 @@
 //!   kill and restart on the same port) and [`redis::RedisCluster`] (three
 //!   masters), each on free ports and a temporary folder. They hand out
 //!   URLs; a test builds its own store config from them.
+//! - [`webhooks`]: Standard Webhooks signatures checked by the reference
+//!   library.
 //! - [`chain_text`]: an error's whole source chain as text, for "no secret
 //!   leaks" checks.
 
@@ -34,6 +36,7 @@ use std::time::{Duration, Instant};
 pub mod http;
 pub mod redis;
 pub mod smtp;
+pub mod webhooks;
 
 pub use http::{closed_port, FakePeer, Recorded, Reply};
 /// The parser [`Received::parsed`] returns messages from, so tests use the

@@ -474,3 +474,47 @@ fn trace_logs_of_failing_deliveries_name_the_sink_but_never_its_secret_url_or_a_
         assert!(!r.body_text().contains("864209"), "the code is in an event");
     }
 }
+
+/// The receiver is down (connection refused) for 10 s while verifications
+/// change, then comes back on the same address: every event arrives.
+#[test]
+fn a_receiver_down_for_10_s_gets_every_event_once_it_is_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = otp_testkit::closed_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let otpd = start_with(dir.path(), &webhook_sink(&url), &[]);
+    let mut owed = Vec::new();
+    for i in 0..5 {
+        let phone = format!("7701555{i:04}");
+        let id = send_sms(&otpd, &phone, "1234", 300);
+        assert_eq!(check_sms(&otpd, &phone, "1234"), 200);
+        owed.push(id);
+    }
+    std::thread::sleep(Duration::from_secs(10));
+    let receiver = FakePeer::start_blocking_on(port, Reply::json(204, ""));
+    // Retries back off (1 s, 2 s, 4 s, 8 s, ... with jitter), so the
+    // last failed try may have been scheduled up to ~16 s out.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let got = loop {
+        let got = receiver.received();
+        let done = owed.iter().all(|id| {
+            let types: Vec<String> = events_of(&got, id).into_iter().map(|(t, _)| t).collect();
+            types.iter().any(|t| t == "otpd.verification.pending")
+                && types.iter().any(|t| t == "otpd.verification.approved")
+        });
+        if done || Instant::now() > deadline {
+            break got;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    verify_all(&got);
+    for id in &owed {
+        let types: Vec<String> = events_of(&got, id).into_iter().map(|(t, _)| t).collect();
+        assert!(
+            types.contains(&"otpd.verification.pending".to_owned())
+                && types.contains(&"otpd.verification.approved".to_owned()),
+            "{id}: {types:?}"
+        );
+    }
+    drop(otpd);
+}

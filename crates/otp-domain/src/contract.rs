@@ -1144,3 +1144,29 @@ where
         assert_eq!(unblocked, 1, "one unblocked event for {p}");
     }
 }
+
+/// For a store made with events off (no sink configured): statuses
+/// change as ever, and no verification event is written.
+pub async fn without_events_statuses_change_and_no_event_is_written(s: &dyn CodeStore) {
+    let (key, r) = send(s, "vrf-quiet", 2, NOW).await;
+    let id = r.verification;
+    s.delivered(&id, &[delivered_attempt(NOW + 1)], NOW + 1)
+        .await
+        .expect("delivered");
+    assert_eq!(
+        check(s, &key, digest(1), NOW + 2).await,
+        CheckOutcome::Approved
+    );
+    let v = get(s, &id).await;
+    assert_eq!((v.status, v.deliveries.len()), (Status::Approved, 1));
+    let (_, other) = send(s, "vrf-quiet-cancel", 2, NOW).await;
+    assert!(matches!(
+        s.cancel_verification(&other.verification, NOW + 3)
+            .await
+            .expect("cancel"),
+        CancelOutcome::Canceled(_)
+    ));
+    for id in [id, other.verification] {
+        assert!(events_of(s, &id, NOW + 10).await.is_empty(), "{id}");
+    }
+}

@@ -141,6 +141,9 @@ pub struct RedisStore {
     /// yet (cluster only), so a settle needs no look-up.
     claims: Arc<Mutex<HashMap<String, &'static str>>>,
     deadline: Duration,
+    /// Whether status changes write events to the outbox (off when no
+    /// event sink is configured: nobody would read them).
+    record_events: bool,
 }
 
 impl RedisStore {
@@ -171,6 +174,7 @@ impl RedisStore {
             keys,
             claims: Arc::default(),
             deadline: config.call_deadline(),
+            record_events: true,
         })
     }
 
@@ -205,6 +209,7 @@ impl RedisStore {
             keys,
             claims: Arc::default(),
             deadline: config.call_deadline(),
+            record_events: true,
         })
     }
 
@@ -343,6 +348,24 @@ fn hex32(bytes: &[u8; 32]) -> String {
 }
 
 impl RedisStore {
+    /// Stops writing verification events (status changes still happen as
+    /// ever): for a deployment with no event sink, where each event would
+    /// be written only to be dropped.
+    #[must_use]
+    pub fn without_events(mut self) -> Self {
+        self.record_events = false;
+        self
+    }
+
+    /// The outbox argument of a script: empty when events are off.
+    fn event_outbox(&self, outbox: &'static str) -> &'static str {
+        if self.record_events {
+            outbox
+        } else {
+            ""
+        }
+    }
+
     /// The outbox tag of a destination tag: the single outbox, or on a
     /// cluster the tag of the destination's slot, so a script that changes
     /// a code writes its events in the same slot.
@@ -519,7 +542,7 @@ impl CodeStore for RedisStore {
             .arg(&hex)
             .arg(self.keys.prefix())
             .arg(&tag)
-            .arg(outbox)
+            .arg(self.event_outbox(outbox))
             // On a cluster the index is in another slot: written below.
             .arg(if self.cluster { "" } else { index.as_str() })
             .arg(index_ttl);
@@ -567,7 +590,7 @@ impl CodeStore for RedisStore {
             .arg(now)
             .arg(self.keys.prefix())
             .arg(&tag)
-            .arg(outbox)
+            .arg(self.event_outbox(outbox))
             .arg(failure.clone().unwrap_or_default());
         let removed: i64 = self.eval(inv).await?;
         if removed == 1 && failure.is_some() {
@@ -591,7 +614,7 @@ impl CodeStore for RedisStore {
             .arg(digest.to_hex())
             .arg(self.keys.prefix())
             .arg(&tag)
-            .arg(outbox);
+            .arg(self.event_outbox(outbox));
         let (status, left, events): (i64, i64, i64) = self.eval(inv).await?;
         if events > 0 {
             // Cluster only, and only for a check that ended its
@@ -724,7 +747,7 @@ impl CodeStore for RedisStore {
             .arg(now)
             .arg(&hex)
             .arg(self.keys.prefix())
-            .arg(outbox)
+            .arg(self.event_outbox(outbox))
             .arg(record::attempts_json(attempts)?);
         let recorded: i64 = self.eval(inv).await?;
         if recorded == 1 {
@@ -772,7 +795,7 @@ impl CodeStore for RedisStore {
             .arg(&hex)
             .arg(self.keys.prefix())
             .arg(&tag)
-            .arg(outbox);
+            .arg(self.event_outbox(outbox));
         let (status, flat): (i64, Vec<String>) = self.eval(inv).await?;
         if status != 0 {
             self.mark(outbox, now).await?;
@@ -802,7 +825,7 @@ impl CodeStore for RedisStore {
                 .arg(now)
                 .arg(max - expired)
                 .arg(self.keys.prefix())
-                .arg(outbox);
+                .arg(self.event_outbox(outbox));
             let (n, next): (usize, String) = self.eval(inv).await?;
             self.reschedule(outbox, &next, now).await?;
             expired += n;

@@ -453,3 +453,16 @@ async fn two_stores_on_one_redis_claim_disjoint_events() {
     assert!(seen.values().all(|&n| n == 1), "{seen:?}");
     assert_eq!(per_store.iter().sum::<usize>(), ids.len());
 }
+
+#[tokio::test]
+async fn with_events_off_statuses_change_and_no_event_is_written() {
+    let server = RedisServer::start();
+    let store = RedisStore::standalone(&server.config("otpd"))
+        .expect("store")
+        .without_events();
+    otp_domain::contract::without_events_statuses_change_and_no_event_is_written(&store).await;
+    // Nothing in the outbox at all.
+    let mut conn = plain_connection(&server).await;
+    let keys: Vec<String> = conn.keys("*:evt:*").await.expect("KEYS");
+    assert!(keys.is_empty(), "{keys:?}");
+}

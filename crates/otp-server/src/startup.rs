@@ -226,16 +226,22 @@ impl Ports {
             match config.store.kind {
                 StoreKind::Embedded => {
                     let store =
-                        EmbeddedStore::open_with(&config.store.path, config.store.embedded())?;
+                        EmbeddedStore::open_with(&config.store.path, embedded_options(config))?;
                     let shared = Arc::new(store.clone());
                     (shared.clone(), Some(shared), Some(store))
                 }
                 StoreKind::Redis => {
-                    let store = Arc::new(RedisStore::standalone(&config.store.redis())?);
+                    let store = Arc::new(redis_events(
+                        config,
+                        RedisStore::standalone(&config.store.redis())?,
+                    ));
                     (store.clone(), Some(store), None)
                 }
                 StoreKind::RedisCluster => {
-                    let store = Arc::new(RedisStore::cluster(&config.store.redis())?);
+                    let store = Arc::new(redis_events(
+                        config,
+                        RedisStore::cluster(&config.store.redis())?,
+                    ));
                     (store.clone(), Some(store), None)
                 }
             };
@@ -567,8 +573,14 @@ pub fn spawn_events(
 ) -> Result<crate::events::EventTasks, StartupError> {
     let store: Arc<dyn CodeStore> = match config.store.kind {
         StoreKind::Embedded => ports.store.clone(),
-        StoreKind::Redis => Arc::new(RedisStore::standalone(&config.store.redis())?),
-        StoreKind::RedisCluster => Arc::new(RedisStore::cluster(&config.store.redis())?),
+        StoreKind::Redis => Arc::new(redis_events(
+            config,
+            RedisStore::standalone(&config.store.redis())?,
+        )),
+        StoreKind::RedisCluster => Arc::new(redis_events(
+            config,
+            RedisStore::cluster(&config.store.redis())?,
+        )),
     };
     let store = match &ports.metrics {
         Some(m) => Arc::new(MeteredStore::new(store, m, store_label(config.store.kind)))
@@ -581,6 +593,28 @@ pub fn spawn_events(
         ports.clock.clone(),
         ports.metrics.clone(),
     )?)
+}
+
+/// Whether the stores write events: only when some sink will take them.
+/// Without a sink each event would be written, claimed and dropped again,
+/// which costs every send and check a few store writes for nothing.
+fn record_events(config: &Config) -> bool {
+    !config.events.sinks.is_empty()
+}
+
+fn embedded_options(config: &Config) -> otp_store_embedded::EmbeddedOptions {
+    otp_store_embedded::EmbeddedOptions {
+        record_events: record_events(config),
+        ..config.store.embedded()
+    }
+}
+
+fn redis_events(config: &Config, store: RedisStore) -> RedisStore {
+    if record_events(config) {
+        store
+    } else {
+        store.without_events()
+    }
 }
 
 /// Ends the fraud guard's blocks whose time is up, every second: each

@@ -101,12 +101,17 @@ pub struct EmbeddedOptions {
     /// 1 GiB, which a busy store slowly fills). Pages beyond it are read
     /// from the OS page cache again when needed.
     pub cache_size_bytes: usize,
+    /// Whether status changes write events to the outbox (off when no
+    /// event sink is configured: nobody would read them). The records
+    /// change as ever.
+    pub record_events: bool,
 }
 
 impl Default for EmbeddedOptions {
     fn default() -> Self {
         EmbeddedOptions {
             cache_size_bytes: 4 * 1024 * 1024,
+            record_events: true,
         }
     }
 }
@@ -183,7 +188,8 @@ impl EmbeddedStore {
         txn.open_table(fraud::BLOCK_UNTIL)?;
         txn.commit()?;
         let db = Arc::new(db);
-        let (queue, writer) = writer::spawn(db.clone()).map_err(EmbeddedError::Spawn)?;
+        let (queue, writer) =
+            writer::spawn(db.clone(), options.record_events).map_err(EmbeddedError::Spawn)?;
         Ok(EmbeddedStore {
             inner: Arc::new(Inner {
                 db,

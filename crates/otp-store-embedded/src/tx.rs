@@ -21,6 +21,14 @@ use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
 use crate::codec::{self, OutboxHead};
 use crate::EmbeddedError;
 
+thread_local! {
+    /// Whether writes on this thread record events: set once by each
+    /// store's writer thread, from `EmbeddedOptions::record_events` (off
+    /// when no event sink is configured). Fraud events are written the
+    /// same way.
+    pub(crate) static RECORD_EVENTS: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
+
 pub const CODES: TableDefinition<&str, &[u8]> = TableDefinition::new("codes");
 /// Verification id -> its JSON.
 pub const VERIFICATIONS: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("verifications");
@@ -190,6 +198,9 @@ impl<'t> Tx<'t> {
     /// Writes `event` to the outbox, due at `now`, after every entry
     /// written before it.
     pub fn emit(&mut self, event: &StoredEvent, now: Timestamp) -> Result<(), EmbeddedError> {
+        if !RECORD_EVENTS.with(std::cell::Cell::get) {
+            return Ok(());
+        }
         let seq = {
             let meta = self.meta()?;
             let seq = meta.get(OUTBOX_SEQ)?.map_or(0, |v| v.value()) + 1;

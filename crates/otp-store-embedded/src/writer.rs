@@ -109,11 +109,16 @@ pub type Queue = mpsc::Sender<Box<dyn Job>>;
 ///
 /// # Errors
 /// When the thread cannot be spawned.
-pub fn spawn(db: Arc<Database>) -> std::io::Result<(Queue, std::thread::JoinHandle<()>)> {
+pub fn spawn(
+    db: Arc<Database>,
+    record_events: bool,
+) -> std::io::Result<(Queue, std::thread::JoinHandle<()>)> {
     let (queue, mut jobs) = mpsc::channel::<Box<dyn Job>>(QUEUE);
     let handle = std::thread::Builder::new()
         .name("otpd-store-writer".into())
         .spawn(move || {
+            // Every write of this store runs on this thread.
+            crate::tx::RECORD_EVENTS.with(|on| on.set(record_events));
             let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
             while let Some(first) = jobs.blocking_recv() {
                 batch.push(first);
@@ -265,7 +270,7 @@ mod tests {
     #[tokio::test]
     async fn calls_queued_behind_a_busy_writer_share_one_transaction() {
         let (_dir, db) = db();
-        let (queue, _writer) = spawn(db.clone()).expect("spawn");
+        let (queue, _writer) = spawn(db.clone(), true).expect("spawn");
         let held = hold_writer(&queue).await;
         let first = enqueue(&queue, |txn| Ok((put(txn, "x", 1)?, true))).await;
         let reader = db.clone();
@@ -289,7 +294,7 @@ mod tests {
     #[tokio::test]
     async fn a_failing_call_leaves_none_of_its_writes_and_the_others_still_commit() {
         let (_dir, db) = db();
-        let (queue, _writer) = spawn(db.clone()).expect("spawn");
+        let (queue, _writer) = spawn(db.clone(), true).expect("spawn");
         let held = hold_writer(&queue).await;
         let a = enqueue(&queue, |txn| Ok((put(txn, "a", 1)?, true))).await;
         let broken = enqueue(&queue, |txn| {
@@ -323,7 +328,7 @@ mod tests {
     #[tokio::test]
     async fn a_panicking_call_gets_an_error_and_the_writer_carries_on() {
         let (_dir, db) = db();
-        let (queue, _writer) = spawn(db.clone()).expect("spawn");
+        let (queue, _writer) = spawn(db.clone(), true).expect("spawn");
         let boom = enqueue(&queue, |_| -> Result<((), bool), EmbeddedError> {
             panic!("on purpose")
         })
@@ -342,7 +347,7 @@ mod tests {
     #[tokio::test]
     async fn a_lone_call_is_answered_without_waiting_for_company() {
         let (_dir, db) = db();
-        let (queue, _writer) = spawn(db).expect("spawn");
+        let (queue, _writer) = spawn(db, true).expect("spawn");
         let started = std::time::Instant::now();
         let one = enqueue(&queue, |txn| Ok((put(txn, "alone", 1)?, true))).await;
         one.await.expect("reply").expect("put");
@@ -353,7 +358,7 @@ mod tests {
     #[test]
     fn the_writer_ends_when_the_queue_closes() {
         let (_dir, db) = db();
-        let (queue, writer) = spawn(db).expect("spawn");
+        let (queue, writer) = spawn(db, true).expect("spawn");
         drop(queue);
         writer.join().expect("the writer thread ends cleanly");
     }

@@ -579,3 +579,17 @@ fn a_second_open_of_the_same_file_is_refused() {
     let _first = EmbeddedStore::open(&path).expect("open");
     assert!(EmbeddedStore::open(&path).is_err());
 }
+
+#[tokio::test]
+async fn with_events_off_statuses_change_and_no_event_is_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = EmbeddedStore::open_with(
+        &dir.path().join("otpd.redb"),
+        otp_store_embedded::EmbeddedOptions {
+            record_events: false,
+            ..otp_store_embedded::EmbeddedOptions::default()
+        },
+    )
+    .expect("open");
+    otp_domain::contract::without_events_statuses_change_and_no_event_is_written(&store).await;
+}

@@ -126,8 +126,18 @@ impl FakePeer {
     /// runs on its own thread with its own runtime until the peer is
     /// dropped.
     pub fn start_script_blocking(script: Vec<Reply>) -> Self {
+        Self::blocking_on(bind_to(0), script)
+    }
+
+    /// Like [`FakePeer::start_blocking`], on a given loopback `port`: for
+    /// a receiver that comes back where it was (see [`closed_port`]).
+    pub fn start_blocking_on(port: u16, reply: Reply) -> Self {
+        Self::blocking_on(bind_to(port), vec![reply])
+    }
+
+    fn blocking_on(bound: (std::net::TcpListener, String), script: Vec<Reply>) -> Self {
         let recorder = Recorder::new(script);
-        let (listener, base_url) = bind();
+        let (listener, base_url) = bound;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -199,7 +209,11 @@ pub fn closed_port() -> u16 {
 }
 
 fn bind() -> (std::net::TcpListener, String) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    bind_to(0)
+}
+
+fn bind_to(port: u16) -> (std::net::TcpListener, String) {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind loopback");
     listener
         .set_nonblocking(true)
         .expect("a non-blocking listener, as tokio needs");

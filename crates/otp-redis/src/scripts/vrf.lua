@@ -36,8 +36,11 @@ local function vrf_ttl(until_ms, now)
 end
 
 -- What the keys of one call are built from.
+-- An empty `outbox` means events are off (no sink is configured): the
+-- records change as ever, and no event is written.
 local function vrf_ctx(prefix, outbox, due, pending)
   return {
+    off = outbox == '',
     prefix = prefix,
     due = due,
     pending = pending,
@@ -67,6 +70,9 @@ end
 -- Writes the next event of the record `rec` (id `hex`) to the outbox,
 -- due now, with a copy of the record as it is now.
 local function vrf_emit(ctx, rec, hex, kind, now_arg)
+  if ctx.off then
+    return
+  end
   local n = redis.call('HINCRBY', rec, 'ev', 1)
   local id = 'evt_' .. hex .. '_' .. string.format('%d', n)
   local key = ctx.events .. id

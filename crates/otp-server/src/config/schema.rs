@@ -162,6 +162,7 @@ impl StoreConfig {
     pub fn embedded(&self) -> otp_store_embedded::EmbeddedOptions {
         otp_store_embedded::EmbeddedOptions {
             cache_size_bytes: self.cache_size_mb.saturating_mul(1024 * 1024),
+            record_events: true,
         }
     }
 

@@ -393,10 +393,9 @@ impl OtpService {
                 }
             }
         }
-        let country = match &message.destination {
-            Destination::Sms(p) | Destination::Call(p) => p.region().map(|r| r.as_str().to_owned()),
-            _ => None,
-        };
+        // The record found the phone's region already (a libphonenumber
+        // lookup where calling codes are shared): reuse it.
+        let country = guarded.as_ref().and(verification.country.clone());
         let own = async {
             Ok::<_, SendError>(
                 match self

@@ -99,11 +99,7 @@ fn ceil_secs(ms: u64) -> u64 {
 /// What a send stored before it went out, to remove again when it does
 /// not.
 enum Staged {
-    Code {
-        key: String,
-        digest: CodeDigest,
-        id: VerificationId,
-    },
+    Code { key: String, digest: CodeDigest },
     Pairing(CodeDigest),
 }
 
@@ -407,7 +403,6 @@ impl OtpService {
                         Staged::Code {
                             key: key.clone(),
                             digest: record.digest,
-                            id,
                         },
                         message,
                     ),
@@ -417,17 +412,25 @@ impl OtpService {
                 },
             )
         };
-        self.dispatch(
-            channel,
-            own,
-            p.shared_buckets(channel, req.user_key.as_deref()),
-            now,
-        )
-        .await?;
-        let fraud_block = match guarded {
-            Some((guard, prefix)) => self.judge(guard, prefix, country, now).await,
-            None => None,
+        let attempts = self
+            .dispatch(
+                channel,
+                own,
+                p.shared_buckets(channel, req.user_key.as_deref()),
+                now,
+            )
+            .await?;
+        // The two writes after a delivery do not depend on each other: run
+        // them together, so they share a group commit (embedded) or a
+        // pipelined round trip (Redis).
+        let judged = async {
+            match guarded {
+                Some((guard, prefix)) => self.judge(guard, prefix, country, now).await,
+                None => None,
+            }
         };
+        let ((), fraud_block) =
+            futures_util::future::join(self.record_delivery(&id, &attempts), judged).await;
         Ok(SendReceipt {
             id,
             channel,
@@ -455,7 +458,7 @@ impl OtpService {
         own: impl std::future::Future<Output = Result<OwnLimits, E>>,
         shared: Vec<(Limit, RateBucket)>,
         now: Timestamp,
-    ) -> Result<(), E>
+    ) -> Result<Vec<DeliveryAttempt>, E>
     where
         E: From<Refusal>,
     {
@@ -484,24 +487,25 @@ impl OtpService {
         let result = self.senders.get(channel).send(&message).await;
         let attempts = attempts_of(&result, self.clock.now());
         match result {
-            Ok(_) => {
-                if let Staged::Code { id, .. } = &staged {
-                    // The code is out: a store error now must not turn the
-                    // send into a failure the app would retry.
-                    if let Err(e) = self.store.delivered(id, &attempts, self.clock.now()).await {
-                        tracing::error!(
-                            error = %e,
-                            verification = %id,
-                            "could not record a delivery; the verification stays pending without its event"
-                        );
-                    }
-                }
-                Ok(())
-            }
+            // The caller records a code's delivery (see `record_delivery`).
+            Ok(_) => Ok(attempts),
             Err(e) => {
                 self.discard(&staged, Some(&attempts)).await;
                 Err(Refusal::Delivery(e).into())
             }
+        }
+    }
+
+    /// The code of verification `id` went out: record it (and its
+    /// `pending` event). A store error now must not turn the send into a
+    /// failure the app would retry: it is logged.
+    async fn record_delivery(&self, id: &VerificationId, attempts: &[DeliveryAttempt]) {
+        if let Err(e) = self.store.delivered(id, attempts, self.clock.now()).await {
+            tracing::error!(
+                error = %e,
+                verification = %id,
+                "could not record a delivery; the verification stays pending without its event"
+            );
         }
     }
 
@@ -678,6 +682,7 @@ impl OtpService {
             now,
         )
         .await
+        .map(|_| ())
     }
 
     /// Trades a pairing code for the chat it was sent to, once.

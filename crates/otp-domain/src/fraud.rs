@@ -152,11 +152,14 @@ impl Conversion {
 }
 
 impl Counters {
-    /// The counters moved to the fixed window that holds `now`.
+    /// The counters moved to the fixed window that holds `now`. A caller
+    /// whose clock lags the instance that already moved them on counts
+    /// into the stored window, so clock skew between instances never
+    /// wipes the counts.
     pub fn at(self, now: Timestamp, window_ms: u64) -> Counters {
         let window_ms = window_ms.max(1);
         let start = now - now % window_ms;
-        if start == self.window_start {
+        if start <= self.window_start {
             self
         } else if start == self.window_start + window_ms {
             Counters {
@@ -188,7 +191,7 @@ impl Counters {
     pub fn conversion(self, now: Timestamp, window_ms: u64) -> Conversion {
         let window_ms = window_ms.max(1);
         let c = self.at(now, window_ms);
-        let elapsed = (now - c.window_start) as f64 / window_ms as f64;
+        let elapsed = now.saturating_sub(c.window_start) as f64 / window_ms as f64;
         let weight = (1.0 - elapsed).clamp(0.0, 1.0);
         Conversion {
             sends: c.sends as f64 + c.prev_sends as f64 * weight,
@@ -274,6 +277,27 @@ mod tests {
         assert!((half.approvals - 5.0).abs() < 1e-9, "{half:?}");
         // Two windows later everything is gone.
         assert_eq!(c.conversion(3000, w).sends, 0.0);
+    }
+
+    #[test]
+    fn a_lagging_clock_counts_into_the_newer_window_and_wipes_nothing() {
+        let w = 1000;
+        // Another instance moved the counters to the window at 2000.
+        let c = Counters::default().add(10, 1, 1500, w).add(4, 0, 2100, w);
+        assert_eq!((c.window_start, c.sends, c.prev_sends), (2000, 4, 10));
+        // This instance's clock still says 1990.
+        let lagging = c.add(1, 1, 1990, w);
+        assert_eq!(
+            (
+                lagging.window_start,
+                lagging.sends,
+                lagging.approvals,
+                lagging.prev_sends
+            ),
+            (2000, 5, 1, 10)
+        );
+        let seen = lagging.conversion(1990, w);
+        assert!(seen.sends >= 15.0, "{seen:?}");
     }
 
     #[test]

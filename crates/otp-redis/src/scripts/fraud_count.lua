@@ -17,9 +17,18 @@
 -- Returns {w, s, a, ps, pa} after the add, as integer strings.
 
 local key = KEYS[1]
+-- Whether decimal string `a` is a larger number than `b` (both integers
+-- without leading zeros, as the crate writes them).
+local function larger(a, b)
+  return #a > #b or (#a == #b and a > b)
+end
 -- No counters are zero counters, whatever window they were of.
 local stored = redis.call('HGET', key, 'w')
-if stored ~= ARGV[1] then
+-- A caller whose clock lags the instance that moved the counters on
+-- counts into the stored window (Counters::at): skew wipes nothing.
+if stored and larger(stored, ARGV[1]) then
+  -- keep the stored window as it is
+elseif stored ~= ARGV[1] then
   if ARGV[2] ~= '' and stored == ARGV[2] then
     local last = redis.call('HMGET', key, 's', 'a')
     redis.call('HSET', key, 'w', ARGV[1], 's', '0', 'a', '0',

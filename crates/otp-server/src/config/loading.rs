@@ -277,6 +277,45 @@ mod tests {
     }
 
     #[test]
+    fn retention_and_the_delivery_deadline_are_bounded_by_what_depends_on_them() {
+        for (key, value, named) in [
+            (
+                "OTP_VERIFICATIONS__RETENTION_SECS",
+                "59",
+                "verifications.retention_secs must be at least 60",
+            ),
+            (
+                "OTP_DELIVERY__DEADLINE_SECS",
+                "46",
+                "delivery.deadline_secs must be at most 45",
+            ),
+            (
+                "OTP_FRAUD__MIN_CONVERSION",
+                "1.5",
+                "fraud.min_conversion must be between 0 and 1",
+            ),
+            (
+                "OTP_FRAUD__NEVER_BLOCK",
+                "77a",
+                "fraud.never_block must list prefixes",
+            ),
+        ] {
+            Jail::expect_with(|jail| {
+                jail.set_env(key, value);
+                let err = load_in_jail(jail).map(|_| ()).expect_err("refused");
+                assert!(err.to_string().contains(named), "{key}: {err}");
+                Ok(())
+            });
+        }
+        Jail::expect_with(|jail| {
+            jail.set_env("OTP_VERIFICATIONS__RETENTION_SECS", "60");
+            jail.set_env("OTP_DELIVERY__DEADLINE_SECS", "45");
+            load_in_jail(jail).expect("the bounds themselves are fine");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn missing_config_file_is_an_error() {
         let err = Config::load(Some(Path::new("/nonexistent/otpd.toml"))).map(|_| ());
         assert!(matches!(err, Err(ConfigError::MissingFile(_))));

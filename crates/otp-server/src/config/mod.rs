@@ -292,6 +292,20 @@ fn log_level_ok(level: &str) -> bool {
 
 /// The rules across the server's own keys: auth, store, body limit.
 fn check_server(file: &ConfigFile) -> Result<(), ConfigError> {
+    // The store keeps a record at least until its expiry event is written
+    // (the sweeper runs every second; instances' clocks differ a little).
+    if file.verifications.retention_secs < 60 {
+        return Err(KeyError::new("verifications.retention_secs", Problem::AtLeast(60)).into());
+    }
+    // A send under an Idempotency-Key holds the key for 60 s: a delivery
+    // must end well within that, or a retry could send a second code.
+    if file.delivery.deadline_secs > 45 {
+        return Err(KeyError::new(
+            "delivery.deadline_secs",
+            Problem::Must("be at most 45 (an Idempotency-Key holds its request for 60 s)"),
+        )
+        .into());
+    }
     let user_set = !file.auth.username.is_empty();
     let pass_set = !file.auth.password.expose_secret().is_empty();
     if user_set != pass_set {

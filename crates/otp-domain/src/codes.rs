@@ -4,6 +4,7 @@ use rand::RngExt;
 
 use crate::ports::CodeGenerator;
 use crate::types::Code;
+use crate::verification::VerificationId;
 
 /// Crockford's base32: no I, L, O or U, so a code read aloud or typed from
 /// a phone screen is hard to get wrong. 32 symbols, 5 bits each.
@@ -31,6 +32,10 @@ impl CodeGenerator for RandomCodes {
             .map(|_| char::from(PAIRING_ALPHABET[rng.random_range(0..PAIRING_ALPHABET.len())]))
             .collect();
         Code::parse(&s).unwrap_or_else(|_| unreachable!("8 base32 symbols always parse"))
+    }
+
+    fn verification_id(&self) -> VerificationId {
+        VerificationId::from_bytes(rand::rng().random())
     }
 }
 
@@ -81,6 +86,13 @@ mod tests {
         assert!(c.expose().bytes().all(|b| PAIRING_ALPHABET.contains(&b)));
         let typed = c.expose().to_ascii_lowercase();
         assert_eq!(normalize_pairing(&typed), Some(c));
+    }
+
+    #[test]
+    fn verification_ids_are_fresh_128_bit_draws() {
+        let ids: std::collections::HashSet<VerificationId> =
+            (0..50).map(|_| RandomCodes.verification_id()).collect();
+        assert_eq!(ids.len(), 50);
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The store contract: one suite of behaviour that every [`CodeStore`]
-//! must show. Each store crate calls [`run_all`] from its own tests,
+//! The store contract: one suite of behaviour that every [`Store`] (all
+//! the store ports at once) must show. Each store crate calls [`run_all`] from its own tests,
 //! against a real backend. Keys are unique per run, so a shared backend
 //! (one Redis for several test processes) is fine.
 //!
@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::digest::CodeDigest;
 use crate::ports::{
-    CheckOutcome, CodeRecord, CodeStore, HitOutcome, PairingOutcome, PutOutcome, RateBucket,
+    CheckOutcome, CodeRecord, HitOutcome, PairingOutcome, PutOutcome, RateBucket, Store,
     TakeOutcome,
 };
 use crate::types::{Channel, ChatId, Destination};
@@ -101,7 +101,7 @@ fn chat(n: i64) -> ChatId {
 }
 
 async fn put(
-    store: &dyn CodeStore,
+    store: &dyn Store,
     key: &str,
     r: CodeRecord,
     b: &[RateBucket],
@@ -116,14 +116,14 @@ async fn put(
     }
 }
 
-async fn check(store: &dyn CodeStore, key: &str, d: CodeDigest, now: u64) -> CheckOutcome {
+async fn check(store: &dyn Store, key: &str, d: CodeDigest, now: u64) -> CheckOutcome {
     match store.check_code(key, &d, now).await {
         Ok(o) => o,
         Err(e) => panic!("check_code failed: {e:?}"),
     }
 }
 
-async fn take(store: &dyn CodeStore, d: &CodeDigest, now: u64) -> Option<ChatId> {
+async fn take(store: &dyn Store, d: &CodeDigest, now: u64) -> Option<ChatId> {
     match store.take_pairing(d, None, now).await {
         Ok(TakeOutcome::Found(chat)) => Some(chat),
         Ok(TakeOutcome::NotFound) => None,
@@ -132,7 +132,7 @@ async fn take(store: &dyn CodeStore, d: &CodeDigest, now: u64) -> Option<ChatId>
 }
 
 /// Runs every contract test against `store`.
-pub async fn run_all(store: Arc<dyn CodeStore>) {
+pub async fn run_all(store: Arc<dyn Store>) {
     let s = store.as_ref();
     a_code_is_single_use(s).await;
     a_code_expires(s).await;
@@ -160,7 +160,7 @@ pub async fn run_all(store: Arc<dyn CodeStore>) {
     idempotency_keys_start_once_and_replay(s).await;
 }
 
-pub async fn a_code_is_single_use(s: &dyn CodeStore) {
+pub async fn a_code_is_single_use(s: &dyn Store) {
     let key = unique("single");
     assert_eq!(
         put(s, &key, record(digest(1), 5), &[], NOW).await,
@@ -176,7 +176,7 @@ pub async fn a_code_is_single_use(s: &dyn CodeStore) {
     );
 }
 
-pub async fn a_code_expires(s: &dyn CodeStore) {
+pub async fn a_code_expires(s: &dyn Store) {
     let key = unique("expiry");
     put(s, &key, record(digest(1), 5), &[], NOW).await;
     assert_eq!(
@@ -194,7 +194,7 @@ pub async fn a_code_expires(s: &dyn CodeStore) {
     );
 }
 
-pub async fn a_new_send_replaces_the_old_code(s: &dyn CodeStore) {
+pub async fn a_new_send_replaces_the_old_code(s: &dyn Store) {
     let key = unique("replace");
     put(s, &key, record(digest(1), 5), &[], NOW).await;
     // Lock up some attempts on the old code; the new one starts fresh.
@@ -210,7 +210,7 @@ pub async fn a_new_send_replaces_the_old_code(s: &dyn CodeStore) {
     assert_eq!(check(s, &key, digest(2), NOW).await, CheckOutcome::Approved);
 }
 
-pub async fn wrong_checks_lock_the_code(s: &dyn CodeStore) {
+pub async fn wrong_checks_lock_the_code(s: &dyn Store) {
     let key = unique("lock");
     put(s, &key, record(digest(1), 3), &[], NOW).await;
     for left in [2, 1, 0] {
@@ -230,7 +230,7 @@ pub async fn wrong_checks_lock_the_code(s: &dyn CodeStore) {
     );
 }
 
-pub async fn buckets_limit_sends_and_refusals_change_nothing(s: &dyn CodeStore) {
+pub async fn buckets_limit_sends_and_refusals_change_nothing(s: &dyn Store) {
     let key = unique("rate");
     let wide = RateBucket {
         key: unique("bucket-wide"),
@@ -279,7 +279,7 @@ pub async fn buckets_limit_sends_and_refusals_change_nothing(s: &dyn CodeStore) 
     );
 }
 
-pub async fn discard_removes_only_the_same_code(s: &dyn CodeStore) {
+pub async fn discard_removes_only_the_same_code(s: &dyn Store) {
     let key = unique("discard");
     put(s, &key, record(digest(1), 5), &[], NOW).await;
     s.discard_code(&key, &digest(2), None, NOW)
@@ -293,7 +293,7 @@ pub async fn discard_removes_only_the_same_code(s: &dyn CodeStore) {
     assert_eq!(check(s, &key, digest(1), NOW).await, CheckOutcome::NotFound);
 }
 
-pub async fn pairing_is_traded_once_and_replaced_per_chat(s: &dyn CodeStore) {
+pub async fn pairing_is_traded_once_and_replaced_per_chat(s: &dyn Store) {
     let (d1, d2, d3) = (unique_digest(), unique_digest(), unique_digest());
     let c = chat(4242);
     let put = |d: CodeDigest, exp: u64| async move {
@@ -340,7 +340,7 @@ pub async fn pairing_is_traded_once_and_replaced_per_chat(s: &dyn CodeStore) {
     assert_eq!(take(s, &d5, NOW).await, Some(c));
 }
 
-pub async fn pairing_digests_are_unique_among_active_pairings(s: &dyn CodeStore) {
+pub async fn pairing_digests_are_unique_among_active_pairings(s: &dyn Store) {
     let d = unique_digest();
     let (a, b) = (chat(1001), chat(-1002));
     assert_eq!(
@@ -358,7 +358,7 @@ pub async fn pairing_digests_are_unique_among_active_pairings(s: &dyn CodeStore)
     assert_eq!(take(s, &d, NOW).await, Some(a));
 }
 
-pub async fn a_chat_never_removes_a_pairing_another_chat_holds_now(s: &dyn CodeStore) {
+pub async fn a_chat_never_removes_a_pairing_another_chat_holds_now(s: &dyn Store) {
     let (d, d2) = (unique_digest(), unique_digest());
     let (a, b) = (chat(7001), chat(7002));
     let put =
@@ -378,7 +378,7 @@ pub async fn a_chat_never_removes_a_pairing_another_chat_holds_now(s: &dyn CodeS
     assert_eq!(take(s, &d2, NOW + 2_200).await, Some(a));
 }
 
-pub async fn failed_pairing_lookups_are_counted_and_limited(s: &dyn CodeStore) {
+pub async fn failed_pairing_lookups_are_counted_and_limited(s: &dyn Store) {
     let bucket = RateBucket {
         key: unique("lookup-failures"),
         limit: 2,
@@ -422,7 +422,7 @@ pub async fn failed_pairing_lookups_are_counted_and_limited(s: &dyn CodeStore) {
     assert_eq!(after_window.expect("take"), TakeOutcome::NotFound);
 }
 
-pub async fn a_single_bucket_counts_until_full(s: &dyn CodeStore) {
+pub async fn a_single_bucket_counts_until_full(s: &dyn Store) {
     let b = RateBucket {
         key: unique("single-bucket"),
         limit: 2,
@@ -448,7 +448,7 @@ pub async fn a_single_bucket_counts_until_full(s: &dyn CodeStore) {
     );
 }
 
-pub async fn concurrent_correct_checks_approve_exactly_once(store: Arc<dyn CodeStore>) {
+pub async fn concurrent_correct_checks_approve_exactly_once(store: Arc<dyn Store>) {
     let key = unique("race");
     put(store.as_ref(), &key, record(digest(1), 5), &[], NOW).await;
     let mut tasks = Vec::new();
@@ -472,7 +472,7 @@ pub async fn concurrent_correct_checks_approve_exactly_once(store: Arc<dyn CodeS
     assert_eq!(approved, 1);
 }
 
-pub async fn ping_answers(s: &dyn CodeStore) {
+pub async fn ping_answers(s: &dyn Store) {
     s.ping().await.expect("ping");
 }
 
@@ -480,14 +480,14 @@ pub async fn ping_answers(s: &dyn CodeStore) {
 
 /// Puts a fresh code under a fresh key and returns the key, its record and
 /// verification id.
-async fn send(s: &dyn CodeStore, name: &str, max_attempts: u32, now: u64) -> (String, CodeRecord) {
+async fn send(s: &dyn Store, name: &str, max_attempts: u32, now: u64) -> (String, CodeRecord) {
     let key = unique(name);
     let r = record(digest(1), max_attempts);
     assert_eq!(put(s, &key, r, &[], now).await, PutOutcome::Stored);
     (key, r)
 }
 
-async fn get(s: &dyn CodeStore, id: &VerificationId) -> Verification {
+async fn get(s: &dyn Store, id: &VerificationId) -> Verification {
     match s.verification(id).await {
         Ok(Some(v)) => v,
         other => panic!("verification {id} is not there: {other:?}"),
@@ -506,7 +506,7 @@ fn delivered_attempt(at: u64) -> DeliveryAttempt {
 /// Every outbox event of verification `id` that is due at `now`, leasing
 /// them for 1 ms only, so that other tests on a shared backend barely
 /// notice.
-async fn events_of(s: &dyn CodeStore, id: &VerificationId, now: u64) -> Vec<StoredEvent> {
+async fn events_of(s: &dyn Store, id: &VerificationId, now: u64) -> Vec<StoredEvent> {
     let all = s.claim_events(now, 1, 100_000).await.expect("claim_events");
     let mut ours: Vec<StoredEvent> = all
         .into_iter()
@@ -520,7 +520,7 @@ fn kinds(events: &[StoredEvent]) -> Vec<EventType> {
     events.iter().map(|e| e.kind).collect()
 }
 
-pub async fn a_send_records_a_pending_verification(s: &dyn CodeStore) {
+pub async fn a_send_records_a_pending_verification(s: &dyn Store) {
     let (key, r) = send(s, "vrf-pending", 5, NOW).await;
     let id = r.verification;
     let v = get(s, &id).await;
@@ -552,7 +552,7 @@ pub async fn a_send_records_a_pending_verification(s: &dyn CodeStore) {
     assert_eq!(s.verification(&fresh_id()).await.expect("get"), None);
 }
 
-pub async fn approval_ends_the_verification_with_one_event(s: &dyn CodeStore) {
+pub async fn approval_ends_the_verification_with_one_event(s: &dyn Store) {
     let (key, r) = send(s, "vrf-approve", 5, NOW).await;
     let id = r.verification;
     assert_eq!(
@@ -581,7 +581,7 @@ pub async fn approval_ends_the_verification_with_one_event(s: &dyn CodeStore) {
     );
 }
 
-pub async fn the_last_wrong_check_ends_it_as_max_attempts_reached(s: &dyn CodeStore) {
+pub async fn the_last_wrong_check_ends_it_as_max_attempts_reached(s: &dyn Store) {
     let (key, r) = send(s, "vrf-max", 2, NOW).await;
     let id = r.verification;
     check(s, &key, digest(2), NOW + 1).await;
@@ -605,7 +605,7 @@ pub async fn the_last_wrong_check_ends_it_as_max_attempts_reached(s: &dyn CodeSt
     );
 }
 
-pub async fn a_replacing_send_cancels_the_old_verification(s: &dyn CodeStore) {
+pub async fn a_replacing_send_cancels_the_old_verification(s: &dyn Store) {
     let (key, first) = send(s, "vrf-replace", 5, NOW).await;
     let second = record(digest(2), 5);
     assert_eq!(put(s, &key, second, &[], NOW + 1).await, PutOutcome::Stored);
@@ -634,7 +634,7 @@ pub async fn a_replacing_send_cancels_the_old_verification(s: &dyn CodeStore) {
     assert_eq!(get(s, &second.verification).await.status, Status::Approved);
 }
 
-pub async fn a_failed_delivery_ends_it_as_failed(s: &dyn CodeStore) {
+pub async fn a_failed_delivery_ends_it_as_failed(s: &dyn Store) {
     let (key, r) = send(s, "vrf-failed", 5, NOW).await;
     let id = r.verification;
     let attempt = DeliveryAttempt {
@@ -671,7 +671,7 @@ pub async fn a_failed_delivery_ends_it_as_failed(s: &dyn CodeStore) {
     assert!(events_of(s, &r.verification, NOW + 10).await.is_empty());
 }
 
-pub async fn a_verification_is_canceled_once_and_its_code_dies(s: &dyn CodeStore) {
+pub async fn a_verification_is_canceled_once_and_its_code_dies(s: &dyn Store) {
     let (key, r) = send(s, "vrf-cancel", 5, NOW).await;
     let id = r.verification;
     let canceled = match s.cancel_verification(&id, NOW + 1).await.expect("cancel") {
@@ -716,7 +716,7 @@ pub async fn a_verification_is_canceled_once_and_its_code_dies(s: &dyn CodeStore
     );
 }
 
-pub async fn a_check_of_an_expired_code_ends_it_as_expired(s: &dyn CodeStore) {
+pub async fn a_check_of_an_expired_code_ends_it_as_expired(s: &dyn Store) {
     // Times before every other contract test's, so that a sweep here
     // touches no other test's verifications on a shared backend.
     let t0 = NOW - 5_000_000;
@@ -739,7 +739,7 @@ pub async fn a_check_of_an_expired_code_ends_it_as_expired(s: &dyn CodeStore) {
 }
 
 /// A send at `t0` whose code lives 1 s.
-async fn send_at(s: &dyn CodeStore, name: &str, t0: u64) -> (String, CodeRecord) {
+async fn send_at(s: &dyn Store, name: &str, t0: u64) -> (String, CodeRecord) {
     let key = unique(name);
     let r = CodeRecord {
         expires_at: t0 + 1_000,
@@ -749,7 +749,7 @@ async fn send_at(s: &dyn CodeStore, name: &str, t0: u64) -> (String, CodeRecord)
     (key, r)
 }
 
-pub async fn concurrent_sweeps_expire_each_verification_once(store: Arc<dyn CodeStore>) {
+pub async fn concurrent_sweeps_expire_each_verification_once(store: Arc<dyn Store>) {
     let t0 = NOW - 4_000_000;
     let mut sent = Vec::new();
     for i in 0..20 {
@@ -805,7 +805,7 @@ pub async fn concurrent_sweeps_expire_each_verification_once(store: Arc<dyn Code
     );
 }
 
-pub async fn claimed_events_are_leased_retried_and_settled(s: &dyn CodeStore) {
+pub async fn claimed_events_are_leased_retried_and_settled(s: &dyn Store) {
     let (_, r) = send(s, "vrf-lease", 5, NOW).await;
     let id = r.verification;
     s.delivered(&id, &[], NOW).await.expect("delivered");
@@ -845,7 +845,7 @@ pub async fn claimed_events_are_leased_retried_and_settled(s: &dyn CodeStore) {
     assert!(claim(NOW + 1_000_000, 10_000).await.is_empty());
 }
 
-pub async fn concurrent_claims_hand_each_event_out_once(store: Arc<dyn CodeStore>) {
+pub async fn concurrent_claims_hand_each_event_out_once(store: Arc<dyn Store>) {
     let mut ids = Vec::new();
     for i in 0..30 {
         let (_, r) = send(store.as_ref(), &format!("vrf-claims{i}"), 5, NOW).await;
@@ -889,7 +889,7 @@ pub async fn concurrent_claims_hand_each_event_out_once(store: Arc<dyn CodeStore
     }
 }
 
-pub async fn idempotency_keys_start_once_and_replay(s: &dyn CodeStore) {
+pub async fn idempotency_keys_start_once_and_replay(s: &dyn Store) {
     let key = unique("idem");
     let (a, b) = ([1u8; 32], [2u8; 32]);
     let begin = |fp: [u8; 32], now: u64| {
@@ -967,11 +967,7 @@ fn block_of(prefix: &crate::fraud::Prefix, since: u64, until: u64) -> crate::fra
 }
 
 /// The fraud events of `prefix` due at `now` (leased for 1 ms).
-async fn fraud_events(
-    s: &dyn CodeStore,
-    prefix: &crate::fraud::Prefix,
-    now: u64,
-) -> Vec<StoredEvent> {
+async fn fraud_events(s: &dyn Store, prefix: &crate::fraud::Prefix, now: u64) -> Vec<StoredEvent> {
     s.claim_events(now, 1, 100_000)
         .await
         .expect("claim_events")
@@ -987,7 +983,7 @@ async fn fraud_events(
 /// ledger.
 pub async fn run_fraud<S>(store: Arc<S>)
 where
-    S: CodeStore + crate::ports::FraudLedger + 'static,
+    S: Store + 'static,
 {
     counters_add_up_in_a_sliding_window(store.as_ref()).await;
     a_prefix_is_blocked_once_with_one_event(store.clone()).await;
@@ -1017,7 +1013,7 @@ pub async fn counters_add_up_in_a_sliding_window<S: crate::ports::FraudLedger + 
 
 pub async fn a_prefix_is_blocked_once_with_one_event<S>(store: Arc<S>)
 where
-    S: CodeStore + crate::ports::FraudLedger + 'static,
+    S: Store + 'static,
 {
     let p = unique_prefix();
     let block = block_of(&p, NOW, NOW + 60_000);
@@ -1055,7 +1051,7 @@ where
 
 pub async fn unblock_lifts_a_block_at_once_with_its_event<S>(s: &S)
 where
-    S: CodeStore + crate::ports::FraudLedger,
+    S: Store,
 {
     let p = unique_prefix();
     assert!(s
@@ -1089,7 +1085,7 @@ where
 
 pub async fn concurrent_expiries_end_each_block_once<S>(store: Arc<S>)
 where
-    S: CodeStore + crate::ports::FraudLedger + 'static,
+    S: Store + 'static,
 {
     // Times before every other fraud test's, so these sweeps end none of
     // theirs on a shared backend.
@@ -1147,7 +1143,7 @@ where
 
 /// For a store made with events off (no sink configured): statuses
 /// change as ever, and no verification event is written.
-pub async fn without_events_statuses_change_and_no_event_is_written(s: &dyn CodeStore) {
+pub async fn without_events_statuses_change_and_no_event_is_written(s: &dyn Store) {
     let (key, r) = send(s, "vrf-quiet", 2, NOW).await;
     let id = r.verification;
     s.delivered(&id, &[delivered_attempt(NOW + 1)], NOW + 1)

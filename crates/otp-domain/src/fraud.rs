@@ -19,7 +19,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ports::Timestamp;
+use crate::time::Timestamp;
 
 /// What the guard does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -46,7 +46,7 @@ fn harness(mode: FraudMode) -> Harness {
     p.sends_per_window = 0;
     p.user_sends_per_window = 0;
     let otp = OtpService::new(
-        store.clone(),
+        crate::service::Stores::of(store.clone()),
         Senders {
             sms: sender.clone(),
             call: sender.clone(),

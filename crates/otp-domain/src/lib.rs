@@ -29,22 +29,27 @@
 //! - [`memory`]: an in-memory `CodeStore`, for tests and as the reference
 //!   implementation of the port's contract.
 
+pub mod backoff;
 pub mod codes;
 #[cfg(any(test, feature = "contract"))]
 pub mod contract;
 pub mod digest;
 pub mod error;
 pub mod fraud;
+#[cfg(any(test, feature = "memory"))]
 pub mod memory;
+pub mod outcome;
 pub mod policy;
 pub mod ports;
 pub mod service;
 pub mod settings;
 pub mod state;
 pub mod template;
+pub mod time;
 pub mod types;
 pub mod verification;
 
+pub use backoff::Backoff;
 pub use codes::RandomCodes;
 pub use digest::{CodeDigest, CodeHasher};
 pub use error::{
@@ -52,10 +57,13 @@ pub use error::{
 };
 pub use policy::{ChannelBudget, CountryRules, Policy, PolicyError, Templates};
 pub use ports::{
-    CheckOutcome, Clock, CodeGenerator, CodeRecord, CodeStore, Delivered, OutgoingMessage,
-    PairingOutcome, PutOutcome, RateBucket, Sender, SystemClock, Timestamp,
+    CheckOutcome, Clock, CodeGenerator, CodeRecord, CodeStore, Delivered, EventMessage, EventSink,
+    FraudLedger, IdempotencyStore, Outbox, OutgoingMessage, PairingOutcome, PutOutcome, RateBucket,
+    Sender, SinkError, Store, SystemClock, Timestamp, VerificationStore,
 };
-pub use service::{CheckRequest, FraudGuard, OtpService, SendReceipt, SendRequest, Senders};
+pub use service::{
+    CheckRequest, FraudGuard, OtpService, SendReceipt, SendRequest, Senders, Stores,
+};
 pub use settings::{FieldError, FieldProblem};
 pub use types::{Channel, ChatId, CheckTarget, Code, Destination, Email, Lifetime, Phone, Region};
 pub use verification::{

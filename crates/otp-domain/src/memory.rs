@@ -1,4 +1,4 @@
-//! An in-memory [`CodeStore`]: the reference implementation of the port's
+//! An in-memory store of every store port: the reference implementation of their
 //! contract, used by tests. It forgets everything on restart, so the
 //! server does not offer it as a store kind.
 
@@ -10,11 +10,11 @@ use async_trait::async_trait;
 use crate::digest::CodeDigest;
 use crate::error::StoreError;
 use crate::fraud::{Block, Counters, Prefix};
-use crate::ports::FraudLedger;
 use crate::ports::{
     CheckOutcome, CodeRecord, CodeStore, HitOutcome, PairingOutcome, PutOutcome, RateBucket,
     TakeOutcome, Timestamp,
 };
+use crate::ports::{FraudLedger, IdempotencyStore, Outbox, VerificationStore};
 use crate::state::{self, BucketState, CheckStep};
 use crate::types::ChatId;
 use crate::verification::{
@@ -307,7 +307,10 @@ impl CodeStore for InMemoryStore {
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }
+}
 
+#[async_trait]
+impl VerificationStore for InMemoryStore {
     async fn verification(&self, id: &VerificationId) -> Result<Option<Verification>, StoreError> {
         Ok(self.lock().verifications.get(id).cloned())
     }
@@ -384,7 +387,10 @@ impl CodeStore for InMemoryStore {
         idempotency.retain(|_, e| e.until > now);
         Ok(due.len())
     }
+}
 
+#[async_trait]
+impl Outbox for InMemoryStore {
     async fn claim_events(
         &self,
         now: Timestamp,
@@ -426,7 +432,10 @@ impl CodeStore for InMemoryStore {
         }
         Ok(())
     }
+}
 
+#[async_trait]
+impl IdempotencyStore for InMemoryStore {
     async fn idempotency_begin(
         &self,
         key: &str,

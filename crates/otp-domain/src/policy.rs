@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 use crate::error::Limit;
-use crate::ports::RateBucket;
+use crate::outcome::RateBucket;
 use crate::template::PASSWORD;
 use crate::types::{Channel, Code, Lifetime, Region};
 

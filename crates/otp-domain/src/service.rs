@@ -11,8 +11,8 @@ use crate::error::{CheckError, Limit, PairError, ParseError, SendError, StoreErr
 use crate::policy::{body_limit, Policy, SUBJECT_LIMIT};
 use crate::ports::{
     CheckOutcome, Clock, CodeGenerator, CodeRecord, CodeStore, Delivered, DeliveryError,
-    FraudLedger, HitOutcome, OutgoingMessage, PairingOutcome, PutOutcome, RateBucket, Sender,
-    TakeOutcome, Timestamp,
+    FraudLedger, HitOutcome, IdempotencyStore, OutgoingMessage, PairingOutcome, PutOutcome,
+    RateBucket, Sender, Store, TakeOutcome, Timestamp, VerificationStore,
 };
 use crate::template::{self, PASSWORD};
 use crate::types::{Channel, ChatId, CheckTarget, Code, Destination, Lifetime};
@@ -103,12 +103,6 @@ enum Staged {
     Pairing(CodeDigest),
 }
 
-/// A fresh verification id: 128 bits from the thread-local CSPRNG.
-fn new_verification_id() -> VerificationId {
-    use rand::RngExt;
-    VerificationId::from_bytes(rand::rng().random())
-}
-
 /// The attempts a delivery made, for the verification's record.
 fn attempts_of(result: &Result<Delivered, DeliveryError>, at: Timestamp) -> Vec<DeliveryAttempt> {
     let failed = |provider: &str, reason: &str| DeliveryAttempt {
@@ -180,22 +174,42 @@ impl From<Refusal> for PairError {
     }
 }
 
+/// The store ports the service uses, each its role of one store (see
+/// [`Stores::of`]) or, in tests, a mock of one role.
+#[derive(Clone)]
+pub struct Stores {
+    pub codes: Arc<dyn CodeStore>,
+    pub verifications: Arc<dyn VerificationStore>,
+    pub idempotency: Arc<dyn IdempotencyStore>,
+}
+
+impl Stores {
+    /// Every role from one store.
+    pub fn of(store: Arc<dyn Store>) -> Self {
+        Stores {
+            codes: store.clone(),
+            verifications: store.clone(),
+            idempotency: store,
+        }
+    }
+}
+
 pub struct OtpService {
     fraud: Option<FraudGuard>,
-    store: Arc<dyn CodeStore>,
+    store: Stores,
     senders: Senders,
     clock: Arc<dyn Clock>,
-    codes: Arc<dyn CodeGenerator>,
+    random: Arc<dyn CodeGenerator>,
     hasher: CodeHasher,
     policy: Policy,
 }
 
 impl OtpService {
     pub fn new(
-        store: Arc<dyn CodeStore>,
+        store: Stores,
         senders: Senders,
         clock: Arc<dyn Clock>,
-        codes: Arc<dyn CodeGenerator>,
+        random: Arc<dyn CodeGenerator>,
         hasher: CodeHasher,
         policy: Policy,
     ) -> Self {
@@ -204,7 +218,7 @@ impl OtpService {
             store,
             senders,
             clock,
-            codes,
+            random,
             hasher,
             policy,
         }
@@ -330,7 +344,7 @@ impl OtpService {
         let code = match (test_code.clone(), req.password) {
             (Some(code), _) => code,
             (None, Some(code)) => code,
-            (None, None) => self.codes.numeric(p.code_length),
+            (None, None) => self.random.numeric(p.code_length),
         };
         let message = OutgoingMessage {
             subject: subject.map(|s| template::render(s, &code, lifetime)),
@@ -340,7 +354,7 @@ impl OtpService {
         };
         let key = message.destination.key();
         let now = self.clock.now();
-        let id = new_verification_id();
+        let id = self.random.verification_id();
         let record = CodeRecord {
             digest: self.hasher.code(&key, &code),
             expires_at: now + lifetime.millis(),
@@ -361,10 +375,11 @@ impl OtpService {
             // With no buckets the put is never limited.
             let outcome = self
                 .store
+                .codes
                 .put_code(&key, record, &verification, &[], now)
                 .await?;
             if outcome == PutOutcome::Stored {
-                self.store.delivered(&id, &[], now).await?;
+                self.store.codes.delivered(&id, &[], now).await?;
             }
             tracing::warn!(
                 %channel,
@@ -396,6 +411,7 @@ impl OtpService {
             Ok::<_, SendError>(
                 match self
                     .store
+                    .codes
                     .put_code(&key, record, &verification, &p.send_buckets(&key), now)
                     .await?
                 {
@@ -473,7 +489,7 @@ impl OtpService {
             }
         };
         for (limit, bucket) in shared {
-            let refusal = match self.store.hit_bucket(&bucket, now).await {
+            let refusal = match self.store.codes.hit_bucket(&bucket, now).await {
                 Ok(HitOutcome::Counted) => continue,
                 Ok(HitOutcome::Full { retry_after_ms }) => Refusal::RateLimited {
                     retry_after_secs: ceil_secs(retry_after_ms),
@@ -500,7 +516,12 @@ impl OtpService {
     /// `pending` event). A store error now must not turn the send into a
     /// failure the app would retry: it is logged.
     async fn record_delivery(&self, id: &VerificationId, attempts: &[DeliveryAttempt]) {
-        if let Err(e) = self.store.delivered(id, attempts, self.clock.now()).await {
+        if let Err(e) = self
+            .store
+            .codes
+            .delivered(id, attempts, self.clock.now())
+            .await
+        {
             tracing::error!(
                 error = %e,
                 verification = %id,
@@ -517,10 +538,11 @@ impl OtpService {
         let result = match staged {
             Staged::Code { key, digest, .. } => {
                 self.store
+                    .codes
                     .discard_code(key, digest, attempts, self.clock.now())
                     .await
             }
-            Staged::Pairing(digest) => self.store.discard_pairing(digest).await,
+            Staged::Pairing(digest) => self.store.codes.discard_pairing(digest).await,
         };
         if let Err(e) = result {
             tracing::error!(
@@ -630,7 +652,10 @@ impl OtpService {
 
     async fn check_key(&self, key: &str, password: &Code) -> Result<CheckOutcome, StoreError> {
         let digest = self.hasher.code(key, password);
-        self.store.check_code(key, &digest, self.clock.now()).await
+        self.store
+            .codes
+            .check_code(key, &digest, self.clock.now())
+            .await
     }
 
     /// The Telegram bot flow: a user messaged the bot from `chat`, so hand
@@ -649,10 +674,11 @@ impl OtpService {
             // tries make "about" into "never" for any realistic number of
             // chats.
             for _ in 0..5 {
-                let code = self.codes.pairing();
+                let code = self.random.pairing();
                 let digest = self.hasher.pairing(&code);
                 let outcome = self
                     .store
+                    .codes
                     .put_pairing(chat, &digest, now + lifetime.millis(), &buckets, now)
                     .await?;
                 return Ok(match outcome {
@@ -711,6 +737,7 @@ impl OtpService {
         };
         match self
             .store
+            .codes
             .take_pairing(&digest, failures.as_ref(), self.clock.now())
             .await?
         {
@@ -752,7 +779,10 @@ impl OtpService {
             window_ms: 24 * 3_600_000,
         };
         Ok(matches!(
-            self.store.hit_bucket(&bucket, self.clock.now()).await?,
+            self.store
+                .codes
+                .hit_bucket(&bucket, self.clock.now())
+                .await?,
             HitOutcome::Counted
         ))
     }
@@ -790,6 +820,7 @@ impl OtpService {
         let now = self.clock.now();
         Ok(self
             .store
+            .verifications
             .verification(id)
             .await?
             .filter(|v| v.purge_at() > now)
@@ -808,6 +839,7 @@ impl OtpService {
         let now = self.clock.now();
         Ok(self
             .store
+            .verifications
             .latest_verification(&destination.key())
             .await?
             .filter(|v| v.purge_at() > now)
@@ -824,11 +856,18 @@ impl OtpService {
     ) -> Result<crate::verification::CancelOutcome, StoreError> {
         use crate::verification::CancelOutcome;
         let now = self.clock.now();
-        Ok(match self.store.cancel_verification(id, now).await? {
-            CancelOutcome::AlreadyEnded(v) if v.purge_at() <= now => CancelOutcome::NotFound,
-            CancelOutcome::AlreadyEnded(v) => CancelOutcome::AlreadyEnded(v.seen_at(now)),
-            other => other,
-        })
+        Ok(
+            match self
+                .store
+                .verifications
+                .cancel_verification(id, now)
+                .await?
+            {
+                CancelOutcome::AlreadyEnded(v) if v.purge_at() <= now => CancelOutcome::NotFound,
+                CancelOutcome::AlreadyEnded(v) => CancelOutcome::AlreadyEnded(v.seen_at(now)),
+                other => other,
+            },
+        )
     }
 
     /// Starts a request under an app's `Idempotency-Key`. `scope` names
@@ -845,6 +884,7 @@ impl OtpService {
         let fingerprint = self.hasher.fingerprint(parts);
         let begin = self
             .store
+            .idempotency
             .idempotency_begin(scope, &fingerprint, IDEMPOTENCY_LEASE_MS, self.clock.now())
             .await?;
         Ok((begin, fingerprint))
@@ -863,6 +903,7 @@ impl OtpService {
         response: Option<&[u8]>,
     ) -> Result<(), StoreError> {
         self.store
+            .idempotency
             .idempotency_end(
                 scope,
                 fingerprint,
@@ -878,7 +919,7 @@ impl OtpService {
     /// # Errors
     /// The store's error.
     pub async fn ready(&self) -> Result<(), StoreError> {
-        self.store.ping().await
+        self.store.codes.ping().await
     }
 }
 

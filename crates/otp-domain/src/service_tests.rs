@@ -33,8 +33,36 @@ fn fixed_clock() -> Arc<MockClock> {
     Arc::new(clock)
 }
 
+/// Fresh, distinct verification ids, as the CSPRNG would draw them.
+fn with_ids(g: &mut MockCodeGenerator) {
+    let next = std::sync::atomic::AtomicU8::new(1);
+    g.expect_verification_id().returning(move || {
+        let n = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        crate::verification::VerificationId::from_bytes([n; 16])
+    });
+}
+
+/// A generator that may only be asked for ids: a test that asks it for
+/// a code panics.
+fn ids_only() -> Arc<MockCodeGenerator> {
+    let mut g = MockCodeGenerator::new();
+    with_ids(&mut g);
+    Arc::new(g)
+}
+
+/// The roles of a store, the code store mocked, the others in memory.
+fn mocked(store: MockCodeStore) -> Stores {
+    let memory = Arc::new(crate::memory::InMemoryStore::new());
+    Stores {
+        codes: Arc::new(store),
+        verifications: memory.clone(),
+        idempotency: memory,
+    }
+}
+
 fn generator(numeric: &'static str, pairing: Vec<&'static str>) -> Arc<MockCodeGenerator> {
     let mut g = MockCodeGenerator::new();
+    with_ids(&mut g);
     g.expect_numeric()
         .with(eq(6))
         .returning(move |_| code(numeric));
@@ -109,7 +137,7 @@ fn service_with(
         .expect_hit_bucket()
         .returning(|_, _| Ok(HitOutcome::Counted));
     OtpService::new(
-        Arc::new(store),
+        mocked(store),
         senders,
         fixed_clock(),
         codes,
@@ -205,11 +233,7 @@ async fn send_uses_the_callers_password_and_message_verbatim() {
         .returning(|_, _, _| Ok(()));
     let (sender, sent) = recording_sender(false);
     // The generator must not be asked: the caller gave a password.
-    let svc = service(
-        store,
-        senders_with(Channel::Sms, sender),
-        Arc::new(MockCodeGenerator::new()),
-    );
+    let svc = service(store, senders_with(Channel::Sms, sender), ids_only());
 
     svc.send(sms_request(
         Some("12345"),
@@ -646,7 +670,7 @@ async fn a_destination_refusal_charges_no_shared_limit() {
     });
     store.expect_hit_bucket().never();
     let svc = OtpService::new(
-        Arc::new(store),
+        mocked(store),
         senders_with(Channel::Sms, silent_sender()),
         fixed_clock(),
         generator("482910", vec![]),
@@ -723,7 +747,7 @@ async fn test_destinations_store_the_fixed_code_and_send_nothing() {
     let svc = service_with(
         store,
         senders_with(Channel::Sms, silent_sender()),
-        Arc::new(MockCodeGenerator::new()),
+        ids_only(),
         policy,
     );
     svc.send(sms_request(None, None, None))
@@ -746,7 +770,7 @@ fn a_check_target_is_a_test_destination_however_its_number_was_typed() {
     let svc = service_with(
         MockCodeStore::new(),
         senders_with(Channel::Sms, silent_sender()),
-        Arc::new(MockCodeGenerator::new()),
+        ids_only(),
         policy,
     );
     assert!(svc.is_test_target(&check_target("+442079460958", None)));
@@ -799,7 +823,7 @@ async fn a_chat_refused_by_its_own_cooldown_charges_no_shared_budget() {
     });
     let (sender, sent) = recording_sender(false);
     let svc = OtpService::new(
-        Arc::new(crate::memory::InMemoryStore::new()),
+        Stores::of(Arc::new(crate::memory::InMemoryStore::new())),
         senders_with(Channel::Telegram, sender),
         fixed_clock(),
         Arc::new(codes),

@@ -4,7 +4,9 @@
 //! Redis store runs the same rules as Lua, inside Redis.)
 
 use crate::digest::CodeDigest;
-use crate::ports::{CheckOutcome, CodeRecord, RateBucket, Timestamp};
+use crate::outcome::{CheckOutcome, RateBucket};
+use crate::ports::CodeRecord;
+use crate::time::Timestamp;
 
 /// The counter of one rate bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

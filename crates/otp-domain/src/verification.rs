@@ -16,7 +16,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ports::{CheckOutcome, Timestamp};
+use crate::outcome::CheckOutcome;
+use crate::time::Timestamp;
 use crate::types::{Channel, Destination};
 
 /// `vrf_` and 128 random bits as 32 lowercase hex digits: URL-safe and

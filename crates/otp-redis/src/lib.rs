@@ -110,8 +110,8 @@ use async_trait::async_trait;
 use otp_domain::fraud::{Block, Counters, Prefix};
 use otp_domain::ports::FraudLedger;
 use otp_domain::ports::{
-    CheckOutcome, CodeRecord, CodeStore, HitOutcome, PairingOutcome, PutOutcome, RateBucket,
-    TakeOutcome, Timestamp,
+    CheckOutcome, CodeRecord, CodeStore, HitOutcome, IdempotencyStore, Outbox, PairingOutcome,
+    PutOutcome, RateBucket, TakeOutcome, Timestamp, VerificationStore,
 };
 use otp_domain::verification::{
     CancelOutcome, DeliveryAttempt, EventSettle, EventType, IdempotencyBegin, StoredEvent,
@@ -755,7 +755,10 @@ impl CodeStore for RedisStore {
         }
         Ok(())
     }
+}
 
+#[async_trait]
+impl VerificationStore for RedisStore {
     async fn verification(&self, id: &VerificationId) -> Result<Option<Verification>, StoreError> {
         let hex = record::hex(id);
         let Some(tag) = self.locate(&hex).await? else {
@@ -832,7 +835,10 @@ impl CodeStore for RedisStore {
         }
         Ok(expired)
     }
+}
 
+#[async_trait]
+impl Outbox for RedisStore {
     async fn claim_events(
         &self,
         now: Timestamp,
@@ -888,7 +894,10 @@ impl CodeStore for RedisStore {
         }
         Ok(())
     }
+}
 
+#[async_trait]
+impl IdempotencyStore for RedisStore {
     async fn idempotency_begin(
         &self,
         key: &str,

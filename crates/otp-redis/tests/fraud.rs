@@ -6,6 +6,7 @@
 
 use otp_domain::fraud::{Block, Counters, FraudMode, Prefix};
 use otp_domain::ports::{CodeRecord, CodeStore, FraudLedger, PutOutcome};
+use otp_domain::ports::{Outbox, VerificationStore};
 use otp_domain::verification::{EventData, EventSettle, EventType, StoredEvent};
 use otp_domain::CodeDigest;
 use otp_redis::RedisStore;

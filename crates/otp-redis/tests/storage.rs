@@ -9,6 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use otp_domain::ports::{
     CheckOutcome, CodeRecord, CodeStore, HitOutcome, PutOutcome, RateBucket, TakeOutcome,
 };
+use otp_domain::ports::{Outbox, Store};
 use otp_domain::{ChatId, Code, CodeHasher, StoreError};
 use otp_redis::RedisStore;
 use otp_testkit::redis::RedisServer;
@@ -266,7 +267,7 @@ async fn stores_with_different_prefixes_do_not_see_each_other() {
 async fn two_pools_racing_100_correct_checks_approve_exactly_one() {
     let server = RedisServer::start();
     let config = server.config("otpd");
-    let stores: [Arc<dyn CodeStore>; 2] = [
+    let stores: [Arc<dyn Store>; 2] = [
         Arc::new(RedisStore::standalone(&config).expect("store 1")),
         Arc::new(RedisStore::standalone(&config).expect("store 2")),
     ];

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use otp_domain::ports::{Clock, CodeGenerator, CodeStore, FraudLedger, Sender, SystemClock};
+use otp_domain::ports::{Clock, CodeGenerator, FraudLedger, Sender, Store, SystemClock};
 use otp_domain::{CodeHasher, FraudGuard, OtpService, RandomCodes, Senders};
 use otp_redis::RedisStore;
 use otp_store_embedded::EmbeddedStore;
@@ -32,7 +32,8 @@ use otp_telegram::{HttpNotifySender, TelegramSender};
 /// The adapters behind the ports. Tests build their own (mocks, fakes);
 /// the binary builds them from config with [`Ports::from_config`].
 pub struct Ports {
-    pub store: Arc<dyn CodeStore>,
+    /// The store's roles the API uses.
+    pub stores: otp_domain::Stores,
     /// Where the fraud guard counts: the same store, through its
     /// `FraudLedger` side.
     pub fraud: Option<Arc<dyn FraudLedger>>,
@@ -84,6 +85,8 @@ pub enum StartupError {
     },
     #[error("cannot set up the metrics")]
     Metrics(#[from] prometheus::Error),
+    #[error("the embedded store is configured but was not opened")]
+    NoEmbeddedStore,
     #[error("cannot set up the events")]
     Events(#[from] crate::events::EventsError),
 }
@@ -222,7 +225,7 @@ impl Ports {
     pub fn from_config(config: &Config) -> Result<Ports, StartupError> {
         // One store behind both ports: the fraud guard's events go to the
         // same outbox as the verifications'.
-        let (store, fraud, embedded): (Arc<dyn CodeStore>, Option<Arc<dyn FraudLedger>>, _) =
+        let (store, fraud, embedded): (Arc<dyn Store>, Option<Arc<dyn FraudLedger>>, _) =
             match config.store.kind {
                 StoreKind::Embedded => {
                     let store =
@@ -265,7 +268,7 @@ impl Ports {
             tracing::warn!("the dev outbox is on: the dev sink's messages, codes included, are shown at /outbox and /outbox/messages");
         }
         Ok(Ports {
-            store,
+            stores: otp_domain::Stores::of(store),
             fraud,
             senders,
             clock,
@@ -354,16 +357,27 @@ pub fn app_state(config: &Config, ports: &Ports, secret: Vec<u8>) -> Arc<AppStat
         .then(|| Credentials::new(&config.auth.username, config.auth.password.expose_secret()));
     let webhook = config.telegram.webhook_secret.expose_secret();
     let webhook_secret = (!webhook.is_empty()).then(|| Credentials::new("", webhook));
-    let store = match &ports.metrics {
-        Some(m) => Arc::new(MeteredStore::new(
-            ports.store.clone(),
-            m,
-            store_label(config.store.kind),
-        )) as Arc<dyn CodeStore>,
-        None => ports.store.clone(),
+    let stores = match &ports.metrics {
+        Some(m) => {
+            let label = store_label(config.store.kind);
+            otp_domain::Stores {
+                codes: Arc::new(MeteredStore::new(ports.stores.codes.clone(), m, label)),
+                verifications: Arc::new(MeteredStore::new(
+                    ports.stores.verifications.clone(),
+                    m,
+                    label,
+                )),
+                idempotency: Arc::new(MeteredStore::new(
+                    ports.stores.idempotency.clone(),
+                    m,
+                    label,
+                )),
+            }
+        }
+        None => ports.stores.clone(),
     };
     let mut otp = OtpService::new(
-        store,
+        stores,
         ports.senders.clone(),
         ports.clock.clone(),
         ports.codes.clone(),
@@ -571,8 +585,11 @@ pub fn spawn_events(
     config: &Config,
     ports: &Ports,
 ) -> Result<crate::events::EventTasks, StartupError> {
-    let store: Arc<dyn CodeStore> = match config.store.kind {
-        StoreKind::Embedded => ports.store.clone(),
+    let store: Arc<dyn Store> = match config.store.kind {
+        StoreKind::Embedded => match &ports.embedded {
+            Some(store) => Arc::new(store.clone()),
+            None => return Err(StartupError::NoEmbeddedStore),
+        },
         StoreKind::Redis => Arc::new(redis_events(
             config,
             RedisStore::standalone(&config.store.redis())?,
@@ -583,8 +600,9 @@ pub fn spawn_events(
         )),
     };
     let store = match &ports.metrics {
-        Some(m) => Arc::new(MeteredStore::new(store, m, store_label(config.store.kind)))
-            as Arc<dyn CodeStore>,
+        Some(m) => {
+            Arc::new(MeteredStore::new(store, m, store_label(config.store.kind))) as Arc<dyn Store>
+        }
         None => store,
     };
     Ok(crate::events::spawn(

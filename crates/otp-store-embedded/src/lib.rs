@@ -33,8 +33,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use otp_domain::digest::CodeDigest;
 use otp_domain::ports::{
-    CheckOutcome, CodeRecord, CodeStore, HitOutcome, PairingOutcome, PutOutcome, RateBucket,
-    TakeOutcome, Timestamp,
+    CheckOutcome, CodeRecord, CodeStore, HitOutcome, IdempotencyStore, Outbox, PairingOutcome,
+    PutOutcome, RateBucket, TakeOutcome, Timestamp, VerificationStore,
 };
 use otp_domain::state::{self, CheckStep};
 use otp_domain::verification::{
@@ -624,7 +624,10 @@ impl CodeStore for EmbeddedStore {
         .map_err(EmbeddedError::Join)??;
         Ok(())
     }
+}
 
+#[async_trait]
+impl VerificationStore for EmbeddedStore {
     async fn verification(&self, id: &VerificationId) -> Result<Option<Verification>, StoreError> {
         let id = *id;
         self.read(move |txn| {
@@ -698,7 +701,10 @@ impl CodeStore for EmbeddedStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl Outbox for EmbeddedStore {
     async fn claim_events(
         &self,
         now: Timestamp,
@@ -765,7 +771,10 @@ impl CodeStore for EmbeddedStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl IdempotencyStore for EmbeddedStore {
     async fn idempotency_begin(
         &self,
         key: &str,

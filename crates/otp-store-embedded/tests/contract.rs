@@ -11,6 +11,7 @@ use std::sync::Arc;
 use otp_domain::digest::CodeDigest;
 use otp_domain::fraud::{Block, FraudMode, Prefix};
 use otp_domain::ports::{CheckOutcome, CodeRecord, CodeStore, FraudLedger, PutOutcome};
+use otp_domain::ports::{IdempotencyStore, Outbox, VerificationStore};
 use otp_domain::verification::{
     AttemptOutcome, DeliveryAttempt, EventData, EventType, IdempotencyBegin, Status, StoredEvent,
     Verification, VerificationId,

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::stream::{self, StreamExt};
-use otp_domain::ports::{Clock, CodeStore, Timestamp};
+use otp_domain::ports::{Clock, Store, Timestamp};
 use otp_domain::{EventSettle, EventType, StoredEvent};
 
 use super::backoff::Backoff;
@@ -76,7 +76,7 @@ pub type Jitter = Arc<dyn Fn() -> f64 + Send + Sync>;
 
 /// Drains the outbox into the sinks.
 pub struct Dispatcher {
-    store: Arc<dyn CodeStore>,
+    store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     source: String,
     sinks: Vec<Sink>,
@@ -94,7 +94,7 @@ enum Fate {
 
 impl Dispatcher {
     pub fn new(
-        store: Arc<dyn CodeStore>,
+        store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         source: String,
         sinks: Vec<Sink>,

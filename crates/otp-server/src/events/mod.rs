@@ -27,7 +27,7 @@
 //! - [`sinks`]: the `webhook` and `redis-stream` sinks behind
 //!   [`sinks::Deliver`].
 //! - [`dispatcher`]: claim, deliver, settle.
-//! - [`sweeper`]: the periodic `CodeStore::sweep`.
+//! - [`sweeper`]: the periodic `VerificationStore::sweep`.
 
 pub mod backoff;
 pub mod cloud;
@@ -40,7 +40,7 @@ pub mod sweeper;
 use std::sync::Arc;
 use std::time::Duration;
 
-use otp_domain::ports::{Clock, CodeStore};
+use otp_domain::ports::{Clock, Store};
 
 pub use dispatcher::{Dispatcher, Sink, Tuning};
 
@@ -131,7 +131,7 @@ impl Drop for EventTasks {
 /// When a sink cannot be set up.
 pub fn spawn(
     settings: &EventSettings,
-    store: Arc<dyn CodeStore>,
+    store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     metrics: Option<Arc<Metrics>>,
 ) -> Result<EventTasks, EventsError> {

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use otp_domain::ports::{Clock, CodeStore};
+use otp_domain::ports::{Clock, Store};
 
 /// Verifications one sweep call may expire; a full call is followed by
 /// another at once.
@@ -15,7 +15,7 @@ pub const SWEEP_BATCH: usize = 500;
 
 /// Sweeps `store` every `every` until the task is dropped.
 pub fn spawn_sweeper(
-    store: Arc<dyn CodeStore>,
+    store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     every: Duration,
 ) -> tokio::task::JoinHandle<()> {
@@ -31,7 +31,7 @@ pub fn spawn_sweeper(
 
 /// Sweeps until a call expires less than a full batch (or fails).
 /// Returns how many verifications it expired.
-pub async fn sweep_all(store: &dyn CodeStore, clock: &dyn Clock) -> usize {
+pub async fn sweep_all(store: &dyn Store, clock: &dyn Clock) -> usize {
     let mut total = 0;
     loop {
         match store.sweep(clock.now(), SWEEP_BATCH).await {

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use otp_domain::memory::InMemoryStore;
-use otp_domain::ports::{Clock, CodeRecord, CodeStore, SystemClock};
+use otp_domain::ports::{Clock, CodeRecord, CodeStore, Outbox, SystemClock, VerificationStore};
 use otp_domain::{
     Channel, CodeDigest, Destination, EventSettle, EventType, Status, Verification, VerificationId,
 };

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
+use otp_domain::fraud::{Block, Counters, Prefix};
 use otp_domain::ports::{
-    CheckOutcome, CodeRecord, CodeStore, HitOutcome, PairingOutcome, PutOutcome, RateBucket,
-    TakeOutcome, Timestamp,
+    CheckOutcome, CodeRecord, CodeStore, FraudLedger, HitOutcome, IdempotencyStore, Outbox,
+    PairingOutcome, PutOutcome, RateBucket, TakeOutcome, Timestamp, VerificationStore,
 };
 use otp_domain::verification::{
     CancelOutcome, DeliveryAttempt, EventSettle, IdempotencyBegin, StoredEvent, Verification,
@@ -39,10 +40,16 @@ pub(super) enum Operation {
     SettleEvent,
     IdempotencyBegin,
     IdempotencyEnd,
+    FraudCount,
+    FraudBlockOf,
+    FraudBlock,
+    FraudBlocks,
+    FraudUnblock,
+    FraudExpireBlocks,
 }
 
 impl Operation {
-    pub(super) const ALL: [Operation; 17] = [
+    pub(super) const ALL: [Operation; 23] = [
         Operation::PutCode,
         Operation::DiscardCode,
         Operation::CheckCode,
@@ -60,6 +67,12 @@ impl Operation {
         Operation::SettleEvent,
         Operation::IdempotencyBegin,
         Operation::IdempotencyEnd,
+        Operation::FraudCount,
+        Operation::FraudBlockOf,
+        Operation::FraudBlock,
+        Operation::FraudBlocks,
+        Operation::FraudUnblock,
+        Operation::FraudExpireBlocks,
     ];
 
     pub(super) fn as_str(self) -> &'static str {
@@ -81,6 +94,12 @@ impl Operation {
             Operation::SettleEvent => "settle_event",
             Operation::IdempotencyBegin => "idempotency_begin",
             Operation::IdempotencyEnd => "idempotency_end",
+            Operation::FraudCount => "fraud_count",
+            Operation::FraudBlockOf => "fraud_block_of",
+            Operation::FraudBlock => "fraud_block",
+            Operation::FraudBlocks => "fraud_blocks",
+            Operation::FraudUnblock => "fraud_unblock",
+            Operation::FraudExpireBlocks => "fraud_expire_blocks",
         }
     }
 }
@@ -90,15 +109,17 @@ pub(super) struct OpMetrics {
     pub(super) errors: IntCounter,
 }
 
-/// Wraps a store; the handles of each operation are resolved once.
-pub struct MeteredStore {
-    inner: Arc<dyn CodeStore>,
+/// Wraps one store port (`S` is `dyn CodeStore`, `dyn Outbox`, … or a
+/// whole store); the handles of each operation are resolved once. It
+/// implements every port `S` does.
+pub struct MeteredStore<S: ?Sized> {
+    inner: Arc<S>,
     ops: Vec<OpMetrics>,
 }
 
-impl MeteredStore {
+impl<S: ?Sized> MeteredStore<S> {
     /// `kind` is the store's label (`embedded`, `redis`, …).
-    pub fn new(inner: Arc<dyn CodeStore>, metrics: &Metrics, kind: &str) -> Self {
+    pub fn new(inner: Arc<S>, metrics: &Metrics, kind: &str) -> Self {
         MeteredStore {
             inner,
             ops: Operation::ALL
@@ -126,7 +147,7 @@ impl MeteredStore {
 }
 
 #[async_trait]
-impl CodeStore for MeteredStore {
+impl<S: CodeStore + ?Sized> CodeStore for MeteredStore<S> {
     async fn put_code(
         &self,
         key: &str,
@@ -231,7 +252,10 @@ impl CodeStore for MeteredStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.timed(Operation::Ping, self.inner.ping()).await
     }
+}
 
+#[async_trait]
+impl<S: VerificationStore + ?Sized> VerificationStore for MeteredStore<S> {
     async fn verification(&self, id: &VerificationId) -> Result<Option<Verification>, StoreError> {
         self.timed(Operation::GetVerification, self.inner.verification(id))
             .await
@@ -261,7 +285,10 @@ impl CodeStore for MeteredStore {
         self.timed(Operation::Sweep, self.inner.sweep(now, max))
             .await
     }
+}
 
+#[async_trait]
+impl<S: Outbox + ?Sized> Outbox for MeteredStore<S> {
     async fn claim_events(
         &self,
         now: Timestamp,
@@ -279,7 +306,10 @@ impl CodeStore for MeteredStore {
         self.timed(Operation::SettleEvent, self.inner.settle_event(id, settle))
             .await
     }
+}
 
+#[async_trait]
+impl<S: IdempotencyStore + ?Sized> IdempotencyStore for MeteredStore<S> {
     async fn idempotency_begin(
         &self,
         key: &str,
@@ -307,6 +337,52 @@ impl CodeStore for MeteredStore {
             Operation::IdempotencyEnd,
             self.inner
                 .idempotency_end(key, fingerprint, response, ttl_ms, now),
+        )
+        .await
+    }
+}
+
+#[async_trait]
+impl<S: FraudLedger + ?Sized> FraudLedger for MeteredStore<S> {
+    async fn count(
+        &self,
+        prefix: &Prefix,
+        sends: u64,
+        approvals: u64,
+        window_ms: u64,
+        now: Timestamp,
+    ) -> Result<Counters, StoreError> {
+        self.timed(
+            Operation::FraudCount,
+            self.inner.count(prefix, sends, approvals, window_ms, now),
+        )
+        .await
+    }
+
+    async fn block_of(&self, prefix: &Prefix, now: Timestamp) -> Result<Option<Block>, StoreError> {
+        self.timed(Operation::FraudBlockOf, self.inner.block_of(prefix, now))
+            .await
+    }
+
+    async fn block(&self, block: &Block, now: Timestamp) -> Result<bool, StoreError> {
+        self.timed(Operation::FraudBlock, self.inner.block(block, now))
+            .await
+    }
+
+    async fn blocks(&self, now: Timestamp) -> Result<Vec<Block>, StoreError> {
+        self.timed(Operation::FraudBlocks, self.inner.blocks(now))
+            .await
+    }
+
+    async fn unblock(&self, prefix: &Prefix, now: Timestamp) -> Result<Option<Block>, StoreError> {
+        self.timed(Operation::FraudUnblock, self.inner.unblock(prefix, now))
+            .await
+    }
+
+    async fn expire_blocks(&self, now: Timestamp, max: usize) -> Result<Vec<Block>, StoreError> {
+        self.timed(
+            Operation::FraudExpireBlocks,
+            self.inner.expire_blocks(now, max),
         )
         .await
     }

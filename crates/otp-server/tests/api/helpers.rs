@@ -10,7 +10,7 @@ use figment::providers::{Format, Toml};
 use figment::Figment;
 use otp_domain::memory::InMemoryStore;
 use otp_domain::ports::{
-    Clock, CodeStore, DeliveryError, MockCodeGenerator, MockSender, OutgoingMessage,
+    Clock, CodeGenerator, CodeStore, DeliveryError, MockCodeGenerator, MockSender, OutgoingMessage,
 };
 use otp_domain::{Code, Senders};
 use otp_server::config::{Config, DEFAULT_TOML};
@@ -68,7 +68,7 @@ pub struct Options {
     pub toml: &'static str,
     /// Senders fail every delivery.
     pub failing_senders: bool,
-    /// Replaces the in-memory store.
+    /// Replaces the in-memory store's code store.
     pub store: Option<Arc<dyn CodeStore>>,
     /// Records metrics and serves them on a port of their own.
     pub metrics: bool,
@@ -108,11 +108,19 @@ impl TestApp {
         codes
             .expect_pairing()
             .returning(|| Code::parse(PAIRING).expect("valid"));
+        // Ids stay random: tests tell verifications apart by them.
+        codes
+            .expect_verification_id()
+            .returning(|| otp_domain::RandomCodes.verification_id());
         let clock = Arc::new(TestClock(AtomicU64::new(START)));
         let memory = Arc::new(InMemoryStore::new());
         let ports = Ports {
             fraud: Some(memory.clone()),
-            store: options.store.unwrap_or(memory),
+            stores: otp_domain::Stores {
+                codes: options.store.unwrap_or(memory.clone()),
+                verifications: memory.clone(),
+                idempotency: memory,
+            },
             senders: Senders {
                 sms: sender.clone(),
                 call: sender.clone(),

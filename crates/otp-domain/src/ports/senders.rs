@@ -1,0 +1,59 @@
+//! [`Sender`]: delivering a message on one channel, and what crosses it.
+
+use std::fmt;
+
+use async_trait::async_trait;
+
+// The Sender port's error lives with the other errors; it is re-exported
+// here because it is part of this port's contract.
+pub use crate::error::DeliveryError;
+use crate::types::{Code, Destination};
+
+/// A message ready for a provider. `Debug` hides the body and subject,
+/// which carry the code.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OutgoingMessage {
+    pub destination: Destination,
+    pub subject: Option<String>,
+    pub body: String,
+    /// The code the body carries. Providers send the body; the dev
+    /// outbox shows the code apart, so a developer can copy it.
+    pub code: Code,
+}
+
+impl fmt::Debug for OutgoingMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OutgoingMessage")
+            .field("destination", &self.destination)
+            .field("body", &"***")
+            .finish()
+    }
+}
+
+/// A message went out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    /// The provider that took it.
+    pub provider: String,
+    /// Providers that failed before it, with their reasons (no secret).
+    pub failures: Vec<(String, String)>,
+}
+
+impl Delivered {
+    /// Taken by `provider` at the first try.
+    pub fn by(provider: impl Into<String>) -> Self {
+        Delivered {
+            provider: provider.into(),
+            failures: Vec::new(),
+        }
+    }
+}
+
+/// Delivers a message on one channel.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait Sender: Send + Sync {
+    /// # Errors
+    /// A `DeliveryError` whose reason holds no code or secret.
+    async fn send(&self, message: &OutgoingMessage) -> Result<Delivered, DeliveryError>;
+}

@@ -99,6 +99,7 @@ mod link;
 pub mod queue;
 mod record;
 mod scripts;
+mod stream;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -124,6 +125,7 @@ use redis::{AsyncConnectionConfig, Client, FromRedisValue};
 pub use config::RedisConfig;
 pub use error::RedisStoreError;
 pub use queue::{QueueConfig, RedisQueueSender};
+pub use stream::RedisStreamSink;
 
 use keys::Keys;
 use link::{Conn, Connector, Link};

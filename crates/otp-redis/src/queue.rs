@@ -40,15 +40,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use otp_domain::ports::{Clock, Delivered, OutgoingMessage, Sender, SystemClock};
 use otp_domain::{DeliveryError, FieldError, FieldProblem};
-use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo};
+use redis::IntoConnectionInfo;
 use serde::Deserialize;
 
 use crate::config::redact_url;
-use crate::link::{Connector, Link};
+use crate::stream::StreamWriter;
 use crate::RedisStoreError;
-
-/// One shared connection pipelines the XADDs of concurrent sends.
-const CONNECTIONS: usize = 1;
 
 /// Where to queue jobs.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -126,11 +123,7 @@ impl fmt::Debug for QueueConfig {
 /// for the job format. Cheap to clone: clones share the connection.
 #[derive(Clone)]
 pub struct RedisQueueSender {
-    link: std::sync::Arc<Link>,
-    url: String,
-    stream: String,
-    maxlen: u64,
-    timeout: Duration,
+    writer: std::sync::Arc<StreamWriter>,
 }
 
 impl RedisQueueSender {
@@ -142,48 +135,20 @@ impl RedisQueueSender {
     /// [`QueueConfig::validate`]), `Url` when redis-rs refuses the URL.
     pub fn new(config: &QueueConfig) -> Result<Self, RedisStoreError> {
         config.validate().map_err(RedisStoreError::Setting)?;
-        crate::prepare_tls([config.url.as_str()]);
-        let timeout = config.timeout();
-        let client = Client::open(config.url.as_str()).map_err(RedisStoreError::Url)?;
-        let connection = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout));
         // A connection that broke in an outage is replaced by the send
-        // after the one that found it broken (see `link`).
-        let link = Link::new(
-            Connector::Standalone {
-                client,
-                config: connection,
-            },
-            CONNECTIONS,
-            timeout,
-        );
+        // after the one that found it broken (see `link`). When the
+        // budget runs out after Redis got the XADD, the job may be queued
+        // anyway; a retry then queues a second job with the same code,
+        // which is harmless.
+        let writer = StreamWriter::new(
+            &config.url,
+            config.stream.clone(),
+            config.maxlen,
+            config.timeout(),
+        )?;
         Ok(RedisQueueSender {
-            link: std::sync::Arc::new(link),
-            url: config.url.clone(),
-            stream: config.stream.clone(),
-            maxlen: config.maxlen,
-            timeout,
+            writer: std::sync::Arc::new(writer),
         })
-    }
-
-    /// Appends `job` within the time budget. When the budget runs out
-    /// after Redis got the command, the job may be queued anyway; a retry
-    /// then queues a second job with the same code, which is harmless.
-    async fn xadd(&self, job: String) -> Result<(), RedisStoreError> {
-        let mut cmd = redis::cmd("XADD");
-        cmd.arg(&self.stream);
-        if self.maxlen > 0 {
-            cmd.arg("MAXLEN").arg("~").arg(self.maxlen);
-        }
-        cmd.arg("*").arg("job").arg(job);
-        let call = self
-            .link
-            .run(|mut conn| async move { cmd.query_async::<String>(&mut conn).await });
-        tokio::time::timeout(self.timeout, call)
-            .await
-            .map_err(|_| RedisStoreError::Timeout(self.timeout))??;
-        Ok(())
     }
 }
 
@@ -212,7 +177,10 @@ impl Sender for RedisQueueSender {
     async fn send(&self, message: &OutgoingMessage) -> Result<Delivered, DeliveryError> {
         let sent: Result<(), DeliveryError> = async {
             let job = job_json(&job_id(), message, SystemClock.now());
-            self.xadd(job).await.map_err(DeliveryError::from)
+            self.writer
+                .xadd(&[("job", job.as_bytes())])
+                .await
+                .map_err(DeliveryError::from)
         }
         .await;
         sent.map(|()| Delivered::by("redis-queue"))
@@ -222,11 +190,7 @@ impl Sender for RedisQueueSender {
 impl fmt::Debug for RedisQueueSender {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisQueueSender")
-            .field("url", &redact_url(&self.url))
-            .field("stream", &self.stream)
-            .field("maxlen", &self.maxlen)
-            .field("timeout", &self.timeout)
-            .field("open_connections", &self.link.open())
+            .field("writer", &self.writer)
             .finish()
     }
 }

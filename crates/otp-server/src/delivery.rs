@@ -14,7 +14,7 @@ use otp_domain::Channel;
 use rand::RngExt;
 use tokio::time::Instant;
 
-use crate::metrics::{Attempt, Metrics, ProviderMetrics};
+use otp_telemetry::metrics::{Attempt, Metrics, ProviderMetrics};
 
 /// How hard to try one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -22,11 +22,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use poem::http::{header, HeaderName, HeaderValue, Method, StatusCode};
-use poem::{Endpoint, Error, IntoResponse, Request, Response, Result};
+use poem::{Endpoint, EndpointExt, Error, IntoResponse, Request, Response, Result};
 use tracing::Instrument;
 
 use crate::api::responses::{ErrorBody, ErrorCode};
-use crate::metrics::Metrics;
+use otp_telemetry::metrics::Metrics;
 
 /// Paths whose GET form may carry a JSON body.
 const CHECK_PATHS: &[&str] = &[
@@ -232,7 +232,7 @@ pub async fn observe<E: Endpoint>(
         metrics.http(
             observer.route(&path),
             method_label(&method),
-            status,
+            status.as_u16(),
             elapsed,
         );
     }
@@ -409,4 +409,33 @@ mod tests {
         assert!(!looks_like_json(b"a=1"));
         assert!(!looks_like_json(b""));
     }
+}
+
+#[poem::handler]
+async fn scrape(metrics: poem::web::Data<&Arc<Metrics>>) -> poem::Response {
+    metrics
+        .render()
+        .with_content_type("text/plain; version=0.0.4; charset=utf-8")
+        .into_response()
+}
+
+/// The scrape listener's routes: `GET /metrics`, nothing else.
+pub fn metrics_routes(metrics: Arc<Metrics>) -> impl Endpoint {
+    poem::Route::new()
+        .at("/metrics", poem::get(scrape))
+        .data(metrics)
+}
+
+/// Serves [`metrics_routes`] until the task is dropped.
+///
+/// # Errors
+/// IO errors of the listener.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+) -> std::io::Result<()> {
+    let acceptor = poem::listener::TcpAcceptor::from_tokio(listener)?;
+    poem::Server::new_with_acceptor(acceptor)
+        .run(metrics_routes(metrics))
+        .await
 }

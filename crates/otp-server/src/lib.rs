@@ -12,15 +12,11 @@
 //!   timeouts, the connection cap, the open-file limit.
 //! - [`delivery`]: retries with backoff and fallback across providers.
 //! - [`error`]: domain errors → HTTP responses and log lines, in one place.
-//! - [`events`]: verification events: the outbox dispatcher and its
-//!   sinks (webhook, redis-stream), the CloudEvent form, the sweeper.
+//! - [`background`]: the sweepers and the event dispatcher
+//!   ([`otp_events`]) with its sinks, under one guard.
 //! - [`http`]: middleware (request ids, access log and HTTP metrics,
 //!   legacy GET-with-body checks, size limit, JSON errors for unknown
 //!   routes, `Allow` on every 405).
-//! - [`logging`]: the text or JSON log subscriber behind a non-blocking
-//!   writer.
-//! - [`metrics`]: the Prometheus registry, the metered store and the
-//!   `/metrics` listener.
 //! - [`outbox`]: the dev outbox, the dev sink's last messages.
 //! - [`pages`]: the HTML pages (`/outbox`, `/console`), server-rendered
 //!   with maud.
@@ -31,15 +27,13 @@
 //!   the server.
 
 pub mod api;
+pub mod background;
 pub mod config;
 pub mod connections;
 pub mod console;
 pub mod delivery;
 pub mod error;
-pub mod events;
 pub mod http;
-pub mod logging;
-pub mod metrics;
 pub mod outbox;
 pub mod pages;
 pub mod probe;

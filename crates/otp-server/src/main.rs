@@ -6,9 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use otp_server::config::{Config, LogFormat};
-use otp_server::startup::{
-    app_state, load_secret, spawn_block_sweeper, spawn_events, spawn_sweeper, Application, Ports,
-};
+use otp_server::startup::{app_state, load_secret, Application, Ports};
 
 #[derive(Parser)]
 #[command(
@@ -81,7 +79,7 @@ fn main() -> ExitCode {
         }
     };
     let json = config.log.format == LogFormat::Json;
-    let logging = match otp_server::logging::init(&config.log) {
+    let logging = match otp_telemetry::logging::init(&config.log) {
         Ok(l) => l,
         Err(e) => {
             fatal(json, &format!("cannot set up logging: {e}"));
@@ -207,7 +205,7 @@ fn set_webhook(config: &Config, url: &str) -> ExitCode {
 
 async fn serve(
     config: Config,
-    logging: &otp_server::logging::Logging,
+    logging: &otp_telemetry::logging::Logging,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     match otp_server::connections::raise_open_file_limit() {
         Ok(limit) => tracing::info!(
@@ -224,8 +222,6 @@ async fn serve(
     }
     let secret = load_secret(&config)?;
     let state = app_state(&config, &ports, secret);
-    // Ends fraud-guard blocks past their time, each once, with its event.
-    let _blocks = spawn_block_sweeper(state.clone());
     let app = Application::bind(&config, state).await?;
     let addr = app.local_addr();
     let limits = app.limits();
@@ -246,11 +242,8 @@ async fn serve(
     if !config.auth_enabled() && !addr.ip().is_loopback() {
         tracing::warn!(%addr, "Basic auth is OFF and otpd listens beyond loopback: anyone who reaches it can send and check codes. Set HTTP_AUTH_USERNAME and HTTP_AUTH_PASSWORD.");
     }
-    if let Some(store) = ports.embedded.clone() {
-        spawn_sweeper(store, ports.clock.clone());
-    }
-    // Sweeps verifications and delivers their events until otpd stops.
-    let _events = spawn_events(&config, &ports)?;
+    // The sweepers and the event dispatcher, until otpd stops.
+    let _background = otp_server::background::spawn(&config, &ports)?;
     tracing::info!(%addr, store = ?config.store.kind, "otpd listening; docs at http://{addr}/docs");
     app.run_until(shutdown_signal()).await?;
     tracing::info!("otpd stopped");

@@ -20,7 +20,6 @@ use crate::api::{api_service, AppState};
 use crate::config::{Config, EmailProvider, PhoneProvider, StoreKind, TelegramProvider};
 use crate::connections::{default_max_connections, open_file_limit, GuardedAcceptor, Limits};
 use crate::delivery::{Provider, ReliableSender};
-use crate::metrics::{MeteredStore, Metrics};
 use crate::outbox::DevOutbox;
 use crate::sinks::LogSink;
 use otp_domain::Channel;
@@ -28,6 +27,7 @@ use otp_gateway::{HttpGatewaySender, TwilioSender};
 use otp_redis::RedisQueueSender;
 use otp_smtp::SmtpSender;
 use otp_telegram::{HttpNotifySender, TelegramSender};
+use otp_telemetry::metrics::{MeteredStore, Metrics};
 
 /// The adapters behind the ports. Tests build their own (mocks, fakes);
 /// the binary builds them from config with [`Ports::from_config`].
@@ -88,7 +88,7 @@ pub enum StartupError {
     #[error("the embedded store is configured but was not opened")]
     NoEmbeddedStore,
     #[error("cannot set up the events")]
-    Events(#[from] crate::events::EventsError),
+    Events(#[from] crate::background::EventsError),
 }
 
 /// A channel's provider, with its settings, that startup can build.
@@ -225,29 +225,8 @@ impl Ports {
     pub fn from_config(config: &Config) -> Result<Ports, StartupError> {
         // One store behind both ports: the fraud guard's events go to the
         // same outbox as the verifications'.
-        let (store, fraud, embedded): (Arc<dyn Store>, Option<Arc<dyn FraudLedger>>, _) =
-            match config.store.kind {
-                StoreKind::Embedded => {
-                    let store =
-                        EmbeddedStore::open_with(&config.store.path, embedded_options(config))?;
-                    let shared = Arc::new(store.clone());
-                    (shared.clone(), Some(shared), Some(store))
-                }
-                StoreKind::Redis => {
-                    let store = Arc::new(redis_events(
-                        config,
-                        RedisStore::standalone(&config.store.redis())?,
-                    ));
-                    (store.clone(), Some(store), None)
-                }
-                StoreKind::RedisCluster => {
-                    let store = Arc::new(redis_events(
-                        config,
-                        RedisStore::cluster(&config.store.redis())?,
-                    ));
-                    (store.clone(), Some(store), None)
-                }
-            };
+        let (store, embedded) = open_store(config, None)?;
+        let fraud: Option<Arc<dyn FraudLedger>> = Some(store.clone());
         let metrics = match config.metrics.listen {
             Some(_) => Some(Arc::new(Metrics::new()?)),
             None => None,
@@ -521,9 +500,9 @@ impl Application {
         let acceptor = GuardedAcceptor::new(self.listener, self.limits)?;
         // The scrape listener lives as long as the API: it stops when the
         // API has drained, so the last scrape can still see the drain.
-        let scrape = self
-            .metrics
-            .map(|(listener, _, metrics)| tokio::spawn(crate::metrics::serve(listener, metrics)));
+        let scrape = self.metrics.map(|(listener, _, metrics)| {
+            tokio::spawn(crate::http::serve_metrics(listener, metrics))
+        });
         let sampler = self
             .state
             .console
@@ -570,53 +549,10 @@ fn connection_limits(config: &Config) -> Limits {
     }
 }
 
-/// Starts the verification sweeper and the event dispatcher (see
-/// [`crate::events`]) on the current runtime. They stop when the returned
-/// value is dropped.
-///
-/// On Redis they get a store of their own (their own connection), so
-/// their scripts never queue in front of an API request's on the shared,
-/// pipelined socket, nor share its timeouts; the embedded store is one
-/// file and is shared.
-///
-/// # Errors
-/// When an event sink or the background store cannot be set up.
-pub fn spawn_events(
-    config: &Config,
-    ports: &Ports,
-) -> Result<crate::events::EventTasks, StartupError> {
-    let store: Arc<dyn Store> = match config.store.kind {
-        StoreKind::Embedded => match &ports.embedded {
-            Some(store) => Arc::new(store.clone()),
-            None => return Err(StartupError::NoEmbeddedStore),
-        },
-        StoreKind::Redis => Arc::new(redis_events(
-            config,
-            RedisStore::standalone(&config.store.redis())?,
-        )),
-        StoreKind::RedisCluster => Arc::new(redis_events(
-            config,
-            RedisStore::cluster(&config.store.redis())?,
-        )),
-    };
-    let store = match &ports.metrics {
-        Some(m) => {
-            Arc::new(MeteredStore::new(store, m, store_label(config.store.kind))) as Arc<dyn Store>
-        }
-        None => store,
-    };
-    Ok(crate::events::spawn(
-        &config.events,
-        store,
-        ports.clock.clone(),
-        ports.metrics.clone(),
-    )?)
-}
-
 /// Whether the stores write events: only when some sink will take them.
 /// Without a sink each event would be written, claimed and dropped again,
 /// which costs every send and check a few store writes for nothing.
-fn record_events(config: &Config) -> bool {
+pub(crate) fn record_events(config: &Config) -> bool {
     !config.events.sinks.is_empty()
 }
 
@@ -627,50 +563,39 @@ fn embedded_options(config: &Config) -> otp_store_embedded::EmbeddedOptions {
     }
 }
 
-fn redis_events(config: &Config, store: RedisStore) -> RedisStore {
-    if record_events(config) {
-        store
-    } else {
-        store.without_events()
-    }
-}
-
-/// Ends the fraud guard's blocks whose time is up, every second: each
-/// ends once, with its `otpd.fraud.prefix_unblocked` event, however many
-/// instances sweep (the store sees to that). Sends are let through from
-/// `until` on either way; this writes the end down.
-pub fn spawn_block_sweeper(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            match state.otp.fraud_expire(100).await {
-                Ok(ended) => {
-                    for block in ended {
-                        tracing::warn!(prefix = %block.prefix, "fraud guard: block ended");
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %crate::error::chain(&e), "the fraud block sweep failed");
-                }
-            }
+/// Opens the configured store: the embedded file (or a handle of
+/// `embedded`, the one already open: a file is opened once), or a new
+/// Redis client with connections of its own. Also returns the embedded
+/// store itself, for its file sweep.
+///
+/// # Errors
+/// When the file cannot be opened or Redis settings are refused.
+pub(crate) fn open_store(
+    config: &Config,
+    embedded: Option<&EmbeddedStore>,
+) -> Result<(Arc<dyn Store>, Option<EmbeddedStore>), StartupError> {
+    let redis = |store: RedisStore| {
+        if record_events(config) {
+            store
+        } else {
+            store.without_events()
         }
-    })
-}
-
-/// Deletes expired entries of the embedded store every minute, so its
-/// file does not grow with codes nobody checked.
-pub fn spawn_sweeper(store: EmbeddedStore, clock: Arc<dyn Clock>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
-        loop {
-            tick.tick().await;
-            match store.sweep_expired(clock.now()).await {
-                Ok(0) => {}
-                Ok(n) => tracing::debug!(removed = n, "swept expired entries"),
-                Err(e) => tracing::warn!(error = %crate::error::chain(&e), "sweep failed"),
-            }
+    };
+    Ok(match config.store.kind {
+        StoreKind::Embedded => {
+            let store = match embedded {
+                Some(open) => open.clone(),
+                None => EmbeddedStore::open_with(&config.store.path, embedded_options(config))?,
+            };
+            (Arc::new(store.clone()), Some(store))
         }
+        StoreKind::Redis => (
+            Arc::new(redis(RedisStore::standalone(&config.store.redis())?)),
+            None,
+        ),
+        StoreKind::RedisCluster => (
+            Arc::new(redis(RedisStore::cluster(&config.store.redis())?)),
+            None,
+        ),
     })
 }

@@ -39,7 +39,7 @@ pub struct AppState {
     /// Proxies whose `X-Forwarded-For` names the end user.
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Counters of sends, checks and requests; `None` when metrics are off.
-    pub metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
+    pub metrics: Option<std::sync::Arc<otp_telemetry::metrics::Metrics>>,
     /// The dev outbox, while a channel uses the dev sink.
     pub outbox: Option<std::sync::Arc<crate::outbox::DevOutbox>>,
     /// The operator console's memory: recent sends, counter samples.

@@ -92,23 +92,8 @@ pub struct ServerConfig {
     pub max_connections: usize,
 }
 
-/// How log lines are written (see `logging`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LogConfig {
-    pub format: LogFormat,
-    /// A level or an `EnvFilter` directive list; `RUST_LOG` wins.
-    pub level: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// For people: one line per event, with the request's span.
-    Text,
-    /// For machines: one JSON object per line.
-    Json,
-}
+/// How log lines are written (see `otp_telemetry::logging`).
+pub use otp_telemetry::logging::{LogConfig, LogFormat};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -44,7 +44,7 @@ use serde::Serialize;
 
 use self::window::{Sample, Window};
 use crate::api::AppState;
-use crate::metrics::Metrics;
+use otp_telemetry::metrics::Metrics;
 
 /// How many of this instance's latest verifications the console lists.
 pub const RECENT: usize = 50;

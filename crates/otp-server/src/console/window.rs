@@ -158,8 +158,8 @@ impl Window<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::Metrics;
     use otp_domain::{Channel, Destination, Phone};
+    use otp_telemetry::metrics::Metrics;
 
     #[test]
     fn a_window_counts_what_the_counters_gained_between_two_samples() {

@@ -14,8 +14,8 @@ use otp_domain::ports::{
 };
 use otp_domain::{Code, Senders};
 use otp_server::config::{Config, DEFAULT_TOML};
-use otp_server::metrics::Metrics;
 use otp_server::startup::{app_state, Application, Ports};
+use otp_telemetry::metrics::Metrics;
 use serde_json::Value;
 
 pub const START: u64 = 1_800_000_000_000;

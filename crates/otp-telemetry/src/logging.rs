@@ -24,7 +24,26 @@ use std::time::Duration;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{LogConfig, LogFormat};
+use serde::Deserialize;
+
+/// `[log]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A level or an `EnvFilter` directive list; `RUST_LOG` wins.
+    pub level: String,
+}
+
+/// `log.format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// For people: one line per event, with the request's span.
+    Text,
+    /// For machines: one JSON object per line.
+    Json,
+}
 
 /// Bytes of log lines that may wait for the writer: about 40,000 lines.
 pub const BUFFER_LIMIT: usize = 8 << 20;

@@ -4,7 +4,7 @@
 use otp_domain::{EventData, StoredEvent};
 use serde_json::json;
 
-use super::record::{api_json, block_json, rfc3339};
+use crate::payload::{rfc3339, BlockData, VerificationData};
 
 /// The media type of a structured CloudEvent, which the webhook sink
 /// sends as its `content-type`.
@@ -13,15 +13,15 @@ pub const CONTENT_TYPE: &str = "application/cloudevents+json";
 /// The CloudEvent of `event`:
 /// `{specversion: "1.0", id, source, type, time, datacontenttype:
 /// "application/json", subject, data}`, where `subject` and `data` are the
-/// verification's id and API form ([`api_json`]), or for the fraud
-/// guard's `otpd.fraud.*` events the blocked prefix and the block as
-/// `/fraud/blocks` shows it ([`block_json`]). The same event always gives
+/// verification's id and API form ([`VerificationData`]), or for the
+/// fraud guard's `otpd.fraud.*` events the blocked prefix and the block as
+/// `/fraud/blocks` shows it ([`BlockData`]). The same event always gives
 /// the same id (so a redelivery can be recognised), and `data` never
 /// holds a code.
 pub fn cloud_event(source: &str, event: &StoredEvent) -> serde_json::Value {
     let (subject, data) = match &event.data {
-        EventData::Verification(v) => (v.id.to_string(), api_json(v)),
-        EventData::Block(b) => (b.prefix.to_string(), block_json(b)),
+        EventData::Verification(v) => (v.id.to_string(), json!(VerificationData::from(v))),
+        EventData::Block(b) => (b.prefix.to_string(), json!(BlockData::from(b))),
     };
     json!({
         "specversion": "1.0",
@@ -55,7 +55,7 @@ mod tests {
         assert_eq!(ce["time"], "1970-01-01T00:00:01.500Z");
         assert_eq!(ce["datacontenttype"], "application/json");
         assert_eq!(ce["subject"], v.id.to_string());
-        assert_eq!(ce["data"], api_json(&v));
+        assert_eq!(ce["data"], json!(VerificationData::from(&v)));
         assert_eq!(ce["data"]["status"], "approved");
         let keys: Vec<&String> = ce.as_object().expect("object").keys().collect();
         assert_eq!(keys.len(), 8, "{keys:?}");

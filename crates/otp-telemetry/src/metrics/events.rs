@@ -4,7 +4,7 @@
 
 use otp_domain::EventType;
 use prometheus::core::Collector;
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts};
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts};
 
 pub(super) const BATCH_HISTOGRAM: &str = "otpd_event_claim_batch_size";
 
@@ -51,14 +51,13 @@ impl EventFamilies {
         ]
     }
 
-    pub(super) fn sink(&self, sink: &str) -> SinkMetrics {
-        let each = |family: &IntCounterVec| {
-            EventType::ALL.map(|t| family.with_label_values(&[sink, t.as_str()]))
-        };
-        SinkMetrics {
-            delivered: each(&self.delivered),
-            failed: each(&self.failed),
-            given_up: each(&self.given_up),
+    /// Makes the zero series of `sink`, one per event type, so a sink
+    /// shows up in a scrape before its first event.
+    pub(super) fn register_sink(&self, sink: &str) {
+        for t in EventType::ALL {
+            for family in [&self.delivered, &self.failed, &self.given_up] {
+                family.with_label_values(&[sink, t.as_str()]);
+            }
         }
     }
 
@@ -67,28 +66,30 @@ impl EventFamilies {
     }
 }
 
-/// One sink's counters, resolved once, with a zero series per type.
-#[derive(Clone)]
-pub struct SinkMetrics {
-    delivered: [IntCounter; EventType::ALL.len()],
-    failed: [IntCounter; EventType::ALL.len()],
-    given_up: [IntCounter; EventType::ALL.len()],
-}
-
-fn index(t: EventType) -> usize {
-    EventType::ALL.iter().position(|x| *x == t).unwrap_or(0)
-}
-
-impl SinkMetrics {
-    pub fn delivered(&self, t: EventType) {
-        self.delivered[index(t)].inc();
+/// The dispatcher's reports, counted.
+impl otp_events::Observer for super::Metrics {
+    fn claimed(&self, size: usize) {
+        self.events.batch(size);
     }
 
-    pub fn failed(&self, t: EventType) {
-        self.failed[index(t)].inc();
+    fn delivered(&self, sink: &str, kind: EventType) {
+        self.events
+            .delivered
+            .with_label_values(&[sink, kind.as_str()])
+            .inc();
     }
 
-    pub fn given_up(&self, t: EventType) {
-        self.given_up[index(t)].inc();
+    fn failed(&self, sink: &str, kind: EventType) {
+        self.events
+            .failed
+            .with_label_values(&[sink, kind.as_str()])
+            .inc();
+    }
+
+    fn given_up(&self, sink: &str, kind: EventType) {
+        self.events
+            .given_up
+            .with_label_values(&[sink, kind.as_str()])
+            .inc();
     }
 }

@@ -1,5 +1,5 @@
-//! The dispatcher against the reference store (`InMemoryStore`), real
-//! loopback receivers and a real redis-server. Every webhook signature is
+//! The dispatcher against the reference store (`InMemoryStore`) and real
+//! loopback receivers. Every webhook signature is
 //! checked with the Standard Webhooks reference library (PyPI
 //! `standardwebhooks`), not only with otpd's own code.
 
@@ -8,16 +8,14 @@ use std::time::Duration;
 
 use otp_domain::memory::InMemoryStore;
 use otp_domain::ports::{Clock, CodeRecord, CodeStore, Outbox, SystemClock, VerificationStore};
+use otp_domain::ports::{EventMessage, EventSink, SinkError};
+use otp_domain::Backoff;
 use otp_domain::{
     Channel, CodeDigest, Destination, EventSettle, EventType, Status, Verification, VerificationId,
 };
+use otp_events::{sweeper, Dispatcher, Observer, Sink, Tuning, WebhookSink};
 use otp_testkit::{FakePeer, Recorded, Reply};
 use secrecy::{SecretBox, SecretString};
-
-use super::backoff::Backoff;
-use super::sinks::{Deliver, RedisStreamSink, WebhookSink};
-use super::{sweeper, Dispatcher, Sink, Tuning};
-use crate::metrics::Metrics;
 
 /// 32 bytes, base64: `whsec_` + this is the sinks' secret.
 const SECRET_B64: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
@@ -54,12 +52,7 @@ fn tuning() -> Tuning {
     }
 }
 
-fn webhook(
-    name: &str,
-    url: &str,
-    types: Option<Vec<EventType>>,
-    metrics: Option<&Metrics>,
-) -> Sink {
+fn webhook(name: &str, url: &str, types: Option<Vec<EventType>>) -> Sink {
     let timeout = Duration::from_secs(2);
     Sink {
         name: name.to_owned(),
@@ -70,7 +63,6 @@ fn webhook(
             WebhookSink::new(SecretString::from(url.to_owned()), key(), timeout, clock())
                 .expect("client"),
         ),
-        metrics: metrics.map(|m| m.event_sink(name)),
     }
 }
 
@@ -136,7 +128,7 @@ async fn every_event_reaches_the_webhook_as_a_signed_cloud_event() {
     let store = Arc::new(InMemoryStore::new());
     let peer = FakePeer::start(Reply::json(204, "")).await;
     let sent = sends(&store, 3, now()).await;
-    let d = dispatcher(&store, vec![webhook("app", &peer.base_url, None, None)]);
+    let d = dispatcher(&store, vec![webhook("app", &peer.base_url, None)]);
 
     assert_eq!(d.round().await.expect("round"), 3);
 
@@ -183,11 +175,9 @@ async fn a_failing_receiver_gets_the_event_again_with_the_same_webhook_id_until_
     ])
     .await;
     sends(&store, 1, now()).await;
-    let metrics = Metrics::new().expect("metrics");
-    let d = dispatcher(
-        &store,
-        vec![webhook("app", &peer.base_url, None, Some(&metrics))],
-    );
+    let counted = Arc::new(Counted::default());
+    let d = dispatcher(&store, vec![webhook("app", &peer.base_url, None)])
+        .with_observer(counted.clone());
     let running = tokio::spawn(d.run());
 
     let got = peer.wait_for(4).await;
@@ -206,19 +196,8 @@ async fn a_failing_receiver_gets_the_event_again_with_the_same_webhook_id_until_
     );
     verify_with_standardwebhooks(&got);
     assert_eq!(outbox_left(&store).await, 0);
-    let scrape = metrics.render();
-    assert!(
-        scrape.contains(
-            r#"otpd_event_delivery_failures_total{sink="app",type="otpd.verification.pending"} 3"#
-        ),
-        "{scrape}"
-    );
-    assert!(
-        scrape.contains(
-            r#"otpd_events_delivered_total{sink="app",type="otpd.verification.pending"} 1"#
-        ),
-        "{scrape}"
-    );
+    assert_eq!(counted.times("failed", "app", EventType::Pending), 3);
+    assert_eq!(counted.times("delivered", "app", EventType::Pending), 1);
 }
 
 /// `(webhook-id, body)` of each request a receiver took.
@@ -257,27 +236,18 @@ async fn events_sent_while_the_receiver_is_down_all_arrive_once_it_is_back() {
     let store = Arc::new(InMemoryStore::new());
     let port = otp_testkit::closed_port();
     sends(&store, 5, now()).await;
-    let metrics = Metrics::new().expect("metrics");
+    let counted = Arc::new(Counted::default());
     let d = dispatcher(
         &store,
-        vec![webhook(
-            "app",
-            &format!("http://127.0.0.1:{port}/"),
-            None,
-            Some(&metrics),
-        )],
-    );
+        vec![webhook("app", &format!("http://127.0.0.1:{port}/"), None)],
+    )
+    .with_observer(counted.clone());
     let running = tokio::spawn(d.run());
     // Several failed rounds (connection refused) while it is down.
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let failures = metrics.render();
     assert!(
-        failures.contains(
-            r#"otpd_event_delivery_failures_total{sink="app",type="otpd.verification.pending"} "#
-        ) && !failures.contains(
-            r#"otpd_event_delivery_failures_total{sink="app",type="otpd.verification.pending"} 0"#
-        ),
-        "{failures}"
+        counted.times("failed", "app", EventType::Pending) > 0,
+        "failed attempts are reported"
     );
 
     let log = Arc::new(Mutex::new(Vec::new()));
@@ -326,7 +296,6 @@ async fn a_sink_takes_only_the_types_it_names_and_unwanted_events_leave_the_outb
             "approvals",
             &peer.base_url,
             Some(vec![EventType::Approved]),
-            None,
         )],
     );
 
@@ -343,105 +312,87 @@ async fn a_sink_takes_only_the_types_it_names_and_unwanted_events_leave_the_outb
 }
 
 #[tokio::test]
-async fn a_down_webhook_does_not_hold_back_the_redis_stream_and_the_stream_gets_each_event_once() {
-    let redis_server = otp_testkit::redis::RedisServer::start();
+async fn a_down_webhook_does_not_hold_back_another_sink_and_that_one_gets_each_event_once() {
     let store = Arc::new(InMemoryStore::new());
     let down = FakePeer::start(Reply::json(503, "")).await;
+    let up = FakePeer::start(Reply::json(204, "")).await;
     sends(&store, 3, now()).await;
-    let stream = Sink {
-        name: "stream".into(),
-        types: None,
-        max_age: Duration::from_secs(3600),
-        timeout: Duration::from_secs(2),
-        deliver: Arc::new(
-            RedisStreamSink::new(
-                &SecretString::from(redis_server.url()),
-                "otpd:events".into(),
-                0,
-                Duration::from_secs(2),
-            )
-            .expect("sink"),
-        ),
-        metrics: None,
-    };
     let d = dispatcher(
         &store,
-        vec![webhook("down", &down.base_url, None, None), stream],
+        vec![
+            webhook("down", &down.base_url, None),
+            webhook("up", &up.base_url, None),
+        ],
     );
     let running = tokio::spawn(d.run());
-    // Several rounds: the webhook fails each time.
+    // Several rounds: the down webhook fails each time.
     let tries = down.wait_for(9).await;
     running.abort();
     assert!(tries.len() >= 9, "the webhook was retried: {}", tries.len());
 
-    let client = redis::Client::open(redis_server.url()).expect("client");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect");
-    let _: () = redis::cmd("XGROUP")
-        .arg("CREATE")
-        .arg("otpd:events")
-        .arg("app")
-        .arg("0")
-        .query_async(&mut conn)
-        .await
-        .expect("XGROUP CREATE");
-    type Entries = Vec<(String, Vec<(String, Vec<String>)>)>;
-    let read: Entries = redis::cmd("XREADGROUP")
-        .arg("GROUP")
-        .arg("app")
-        .arg("c1")
-        .arg("COUNT")
-        .arg(100)
-        .arg("STREAMS")
-        .arg("otpd:events")
-        .arg(">")
-        .query_async(&mut conn)
-        .await
-        .expect("XREADGROUP");
-    let entries: Vec<std::collections::HashMap<String, String>> = read
-        .into_iter()
-        .flat_map(|(_, entries)| entries)
-        .map(|(_, fields)| {
-            fields
-                .chunks(2)
-                .map(|kv| (kv[0].clone(), kv[1].clone()))
-                .collect()
-        })
+    let got = up.received();
+    verify_with_standardwebhooks(&got);
+    let mut ids: Vec<String> = got
+        .iter()
+        .map(|r| r.header("webhook-id").expect("webhook-id").to_owned())
         .collect();
     assert_eq!(
-        entries.len(),
+        ids.len(),
         3,
-        "each event once, however often the webhook failed"
+        "each event once, however often the other sink failed"
     );
-    let mut ids = Vec::new();
-    for e in entries {
-        let id = e["id"].clone();
-        let kind = e["type"].clone();
-        let json = &e["event"];
-        let ce: serde_json::Value = serde_json::from_str(json).expect("CloudEvent JSON");
-        assert_eq!(ce["id"], id.as_str());
-        assert_eq!(ce["type"], kind.as_str());
-        assert_eq!(kind, "otpd.verification.pending");
-        ids.push(id);
-    }
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 3);
-    assert_eq!(outbox_left(&store).await, 3, "the webhook still owes them");
+    assert_eq!(
+        outbox_left(&store).await,
+        3,
+        "the down webhook still owes them"
+    );
+}
+
+/// Counts what the dispatcher reports.
+#[derive(Default)]
+struct Counted(Mutex<Vec<(String, String, EventType)>>);
+
+impl Observer for Counted {
+    fn delivered(&self, sink: &str, kind: EventType) {
+        self.push("delivered", sink, kind);
+    }
+    fn failed(&self, sink: &str, kind: EventType) {
+        self.push("failed", sink, kind);
+    }
+    fn given_up(&self, sink: &str, kind: EventType) {
+        self.push("given_up", sink, kind);
+    }
+}
+
+impl Counted {
+    fn times(&self, what: &str, sink: &str, kind: EventType) -> usize {
+        self.0
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|(w, s, k)| w == what && s == sink && *k == kind)
+            .count()
+    }
+
+    fn push(&self, what: &str, sink: &str, kind: EventType) {
+        self.0
+            .lock()
+            .expect("lock")
+            .push((what.to_owned(), sink.to_owned(), kind));
+    }
 }
 
 #[tokio::test]
 async fn an_event_older_than_the_sinks_max_age_is_given_up_and_counted() {
     let store = Arc::new(InMemoryStore::new());
     let peer = FakePeer::start(Reply::json(200, "")).await;
-    let metrics = Metrics::new().expect("metrics");
+    let counted = Arc::new(Counted::default());
     sends(&store, 1, now() - 7_200_000).await;
-    let d = dispatcher(
-        &store,
-        vec![webhook("app", &peer.base_url, None, Some(&metrics))],
-    );
+    let d = dispatcher(&store, vec![webhook("app", &peer.base_url, None)])
+        .with_observer(counted.clone());
 
     assert_eq!(d.round().await.expect("round"), 1);
 
@@ -450,9 +401,10 @@ async fn an_event_older_than_the_sinks_max_age_is_given_up_and_counted() {
         "an event past max_age is not sent"
     );
     assert_eq!(outbox_left(&store).await, 0);
-    assert!(metrics
-        .render()
-        .contains(r#"otpd_events_given_up_total{sink="app",type="otpd.verification.pending"} 1"#));
+    assert_eq!(
+        *counted.0.lock().expect("lock"),
+        vec![("given_up".to_owned(), "app".to_owned(), EventType::Pending)]
+    );
 }
 
 /// A sink that records what it is given and fails while told to.
@@ -462,11 +414,11 @@ struct Flaky {
 }
 
 #[async_trait::async_trait]
-impl Deliver for Flaky {
-    async fn deliver(&self, m: &super::sinks::Message) -> Result<(), super::sinks::SinkError> {
+impl EventSink for Flaky {
+    async fn deliver(&self, m: &EventMessage) -> Result<(), SinkError> {
         self.got.lock().expect("got").push(m.id.clone());
         if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
-            Err(super::sinks::SinkError::Status(500))
+            Err(SinkError::Status(500))
         } else {
             Ok(())
         }
@@ -490,7 +442,6 @@ async fn a_failed_round_is_retried_after_the_backoff_and_records_which_sinks_hav
         max_age: Duration::from_secs(3600),
         timeout: Duration::from_secs(1),
         deliver: d,
-        metrics: None,
     };
     let at = now();
     sends(&store, 1, at).await;
@@ -555,9 +506,12 @@ async fn the_sweeper_expires_overdue_verifications_once_and_their_event_is_deliv
     let at = now() - 600_000;
     let sent = sends(&store, 2, at).await;
 
-    assert_eq!(sweeper::sweep_all(store.as_ref(), &SystemClock).await, 2);
     assert_eq!(
-        sweeper::sweep_all(store.as_ref(), &SystemClock).await,
+        sweeper::sweep_verifications(store.as_ref(), &SystemClock).await,
+        2
+    );
+    assert_eq!(
+        sweeper::sweep_verifications(store.as_ref(), &SystemClock).await,
         0,
         "once"
     );
@@ -567,7 +521,6 @@ async fn the_sweeper_expires_overdue_verifications_once_and_their_event_is_deliv
             "app",
             &peer.base_url,
             Some(vec![EventType::Expired]),
-            None,
         )],
     );
     while d.round().await.expect("round") > 0 {}

@@ -1,18 +1,21 @@
 //! Prometheus metrics: one registry that the server owns (no global), fed
 //! at the server's boundaries only, so the domain and the adapters stay
 //! free of metric calls:
-//! - the API's generic send and check paths (`api::otp`) count outcomes
+//! - the API's generic send and check paths count outcomes
 //!   and verifications;
 //! - [`MeteredStore`] wraps the `CodeStore` port and times every call;
-//! - `delivery::ReliableSender` reports each provider attempt;
-//! - the `http::observe` middleware counts requests by route template;
-//! - the event dispatcher (`crate::events`) counts deliveries per sink.
+//! - the server's `delivery::ReliableSender` reports each provider attempt;
+//! - the server's `http::observe` middleware counts requests by route
+//!   template;
+//! - the event dispatcher ([`otp_events::Dispatcher`]) reports deliveries
+//!   per sink through [`otp_events::Observer`].
 //!
 //! Every label value comes from a closed set (enums, configured provider
 //! names, ISO regions, the spec's route templates), never from a request:
 //! no destination, code or id can become a label.
 //!
-//! [`serve`] answers `GET /metrics` on a listener of its own.
+//! The server answers `GET /metrics` with [`Metrics::render`] on a
+//! listener of its own.
 
 mod events;
 mod process;
@@ -22,14 +25,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use otp_domain::{Channel, CheckError, CheckTarget, Destination, Limit, Region, SendError};
-use poem::http::StatusCode;
-use poem::{handler, web::Data, EndpointExt, IntoResponse, Response, Route};
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
 
-pub use self::events::SinkMetrics;
 pub use self::store::MeteredStore;
 
 const CHANNELS: [Channel; 4] = [
@@ -540,20 +540,15 @@ impl Metrics {
         }
     }
 
-    /// The event counters of the sink called `sink`, resolved once.
-    pub fn event_sink(&self, sink: &str) -> SinkMetrics {
-        self.events.sink(sink)
-    }
-
-    /// Records how many events one dispatcher round claimed.
-    pub fn event_batch(&self, size: usize) {
-        self.events.batch(size);
+    /// Makes the zero event series of the sink called `sink`.
+    pub fn event_sink(&self, sink: &str) {
+        self.events.register_sink(sink);
     }
 
     /// Counts one HTTP request. `route` is a template from the spec (or
     /// a fixed word), never the raw path.
-    pub fn http(&self, route: &str, method: &str, status: StatusCode, elapsed: Duration) {
-        let class = match status.as_u16() {
+    pub fn http(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
+        let class = match status {
             100..=199 => "1xx",
             200..=299 => "2xx",
             300..=399 => "3xx",
@@ -707,33 +702,6 @@ fn country(destination: &impl Country) -> String {
     destination
         .region()
         .map_or_else(|| "none".to_owned(), |r| r.as_str().to_owned())
-}
-
-#[handler]
-async fn scrape(metrics: Data<&Arc<Metrics>>) -> Response {
-    metrics
-        .render()
-        .with_content_type("text/plain; version=0.0.4; charset=utf-8")
-        .into_response()
-}
-
-/// The scrape listener's routes: `GET /metrics`, nothing else.
-pub fn routes(metrics: Arc<Metrics>) -> impl poem::Endpoint {
-    Route::new().at("/metrics", poem::get(scrape)).data(metrics)
-}
-
-/// Serves [`routes`] until the task is dropped.
-///
-/// # Errors
-/// IO errors of the listener.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    metrics: Arc<Metrics>,
-) -> std::io::Result<()> {
-    let acceptor = poem::listener::TcpAcceptor::from_tokio(listener)?;
-    poem::Server::new_with_acceptor(acceptor)
-        .run(routes(metrics))
-        .await
 }
 
 #[cfg(test)]

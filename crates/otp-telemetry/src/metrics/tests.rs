@@ -228,10 +228,10 @@ async fn the_metered_store_times_every_call_and_counts_errors_by_operation() {
 fn http_requests_are_counted_by_status_class() {
     let m = Metrics::new().expect("metrics");
     let ms = Duration::from_millis(3);
-    m.http("/sms", "POST", StatusCode::OK, ms);
-    m.http("/sms", "POST", StatusCode::TOO_MANY_REQUESTS, ms);
-    m.http("/sms", "POST", StatusCode::BAD_GATEWAY, ms);
-    m.http("unmatched", "GET", StatusCode::NOT_FOUND, ms);
+    m.http("/sms", "POST", 200, ms);
+    m.http("/sms", "POST", 429, ms);
+    m.http("/sms", "POST", 502, ms);
+    m.http("unmatched", "GET", 404, ms);
     let s = m.render();
     let req = |route: &str, method: &str, status: &str| {
         value(

@@ -12,13 +12,29 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::stream::{self, StreamExt};
-use otp_domain::ports::{Clock, Store, Timestamp};
-use otp_domain::{EventSettle, EventType, StoredEvent};
+use otp_domain::error::chain;
+use otp_domain::ports::{Clock, EventMessage, EventSink, Outbox, Timestamp};
+use otp_domain::{Backoff, EventSettle, EventType, StoredEvent};
 
-use super::backoff::Backoff;
-use super::cloud::cloud_event;
-use super::sinks::{Deliver, Message};
-use crate::metrics::SinkMetrics;
+use crate::cloud::cloud_event;
+
+/// What the dispatcher did, for whoever counts it (the server's metrics).
+/// Every method has a no-op default.
+pub trait Observer: Send + Sync {
+    /// A round claimed `size` events (0 when idle).
+    fn claimed(&self, _size: usize) {}
+    /// Sink `sink` took an event of type `kind`.
+    fn delivered(&self, _sink: &str, _kind: EventType) {}
+    /// An attempt to hand an event to `sink` failed; it is retried.
+    fn failed(&self, _sink: &str, _kind: EventType) {}
+    /// `sink` never took the event within its `max_age`.
+    fn given_up(&self, _sink: &str, _kind: EventType) {}
+}
+
+/// The observer that counts nothing.
+pub struct Unobserved;
+
+impl Observer for Unobserved {}
 
 /// One configured sink, as the dispatcher sees it.
 pub struct Sink {
@@ -30,8 +46,7 @@ pub struct Sink {
     pub max_age: Duration,
     /// The most one delivery may take.
     pub timeout: Duration,
-    pub deliver: Arc<dyn Deliver>,
-    pub metrics: Option<SinkMetrics>,
+    pub deliver: Arc<dyn EventSink>,
 }
 
 impl Sink {
@@ -66,23 +81,29 @@ impl Tuning {
             concurrency: 64,
             lease: (timeout * 3).max(Duration::from_secs(30)),
             idle: Duration::from_millis(250),
-            backoff: Backoff::default(),
+            backoff: EVENT_BACKOFF,
         }
     }
 }
+
+/// The retry schedule of sinks: 1 s doubling up to 10 minutes.
+pub const EVENT_BACKOFF: Backoff = Backoff {
+    base: Duration::from_secs(1),
+    cap: Duration::from_secs(600),
+};
 
 /// What a draw of jitter in `[0, 1)` comes from.
 pub type Jitter = Arc<dyn Fn() -> f64 + Send + Sync>;
 
 /// Drains the outbox into the sinks.
 pub struct Dispatcher {
-    store: Arc<dyn Store>,
+    store: Arc<dyn Outbox>,
     clock: Arc<dyn Clock>,
     source: String,
     sinks: Vec<Sink>,
     tuning: Tuning,
     jitter: Jitter,
-    batch_metric: Option<Arc<crate::metrics::Metrics>>,
+    observer: Arc<dyn Observer>,
 }
 
 /// How one sink fared with one event.
@@ -94,7 +115,7 @@ enum Fate {
 
 impl Dispatcher {
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn Outbox>,
         clock: Arc<dyn Clock>,
         source: String,
         sinks: Vec<Sink>,
@@ -107,7 +128,7 @@ impl Dispatcher {
             sinks,
             tuning,
             jitter: Arc::new(rand::random::<f64>),
-            batch_metric: None,
+            observer: Arc::new(Unobserved),
         }
     }
 
@@ -117,9 +138,11 @@ impl Dispatcher {
         self
     }
 
-    /// Records each round's batch size.
-    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
-        self.batch_metric = Some(metrics);
+    /// Reports each round and each sink's fate of each event to
+    /// `observer`.
+    #[must_use]
+    pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = observer;
         self
     }
 
@@ -135,9 +158,7 @@ impl Dispatcher {
             .store
             .claim_events(now, lease, self.tuning.batch)
             .await?;
-        if let Some(m) = &self.batch_metric {
-            m.event_batch(events.len());
-        }
+        self.observer.claimed(events.len());
         let n = events.len();
         stream::iter(events)
             .for_each_concurrent(self.tuning.concurrency.max(1), |e| self.handle(e))
@@ -153,7 +174,7 @@ impl Dispatcher {
                 Ok(n) if n >= self.tuning.batch => continue,
                 Ok(_) => tokio::time::sleep(self.tuning.idle).await,
                 Err(e) => {
-                    tracing::warn!(error = %crate::error::chain(&e), "cannot claim events from the store; trying again in 1 s");
+                    tracing::warn!(error = %chain(&e), "cannot claim events from the store; trying again in 1 s");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
@@ -174,7 +195,7 @@ impl Dispatcher {
         if let Err(e) = self.store.settle_event(&event.id, &settle).await {
             // The lease runs out and the event is claimed again: sinks
             // that took it this round may get it twice, with its id.
-            tracing::warn!(event_id = %event.id, error = %crate::error::chain(&e), "cannot settle an event; it will be delivered again");
+            tracing::warn!(event_id = %event.id, error = %chain(&e), "cannot settle an event; it will be delivered again");
         }
     }
 
@@ -182,7 +203,7 @@ impl Dispatcher {
         let now = self.clock.now();
         let age = Duration::from_millis(now.saturating_sub(event.time));
         let message = match serde_json::to_vec(&cloud_event(&self.source, event)) {
-            Ok(body) => Message {
+            Ok(body) => EventMessage {
                 id: event.id.clone(),
                 kind: event.kind,
                 body,
@@ -208,7 +229,7 @@ impl Dispatcher {
                             event_id = %event.id,
                             event_type = %event.kind,
                             tries = event.tries + 1,
-                            error = %crate::error::chain(&e),
+                            error = %chain(&e),
                             "event delivery failed; will retry"
                         );
                         Fate::Failed
@@ -233,9 +254,7 @@ impl Dispatcher {
         for (sink, fate) in pending.iter().zip(fates) {
             match fate {
                 Fate::Delivered => {
-                    if let Some(m) = &sink.metrics {
-                        m.delivered(event.kind);
-                    }
+                    self.observer.delivered(&sink.name, event.kind);
                     delivered.push(sink.name.clone());
                 }
                 Fate::GaveUp => {
@@ -248,16 +267,12 @@ impl Dispatcher {
                         max_age_secs = sink.max_age.as_secs(),
                         "giving up on an event the sink never took"
                     );
-                    if let Some(m) = &sink.metrics {
-                        m.given_up(event.kind);
-                    }
+                    self.observer.given_up(&sink.name, event.kind);
                     // Recorded as done with, so it is not counted twice.
                     delivered.push(sink.name.clone());
                 }
                 Fate::Failed => {
-                    if let Some(m) = &sink.metrics {
-                        m.failed(event.kind);
-                    }
+                    self.observer.failed(&sink.name, event.kind);
                     failed = true;
                 }
             }

@@ -1,0 +1,190 @@
+//! The work every instance does beside the API, each task under one
+//! guard ([`Background`]) that aborts them all when dropped:
+//!
+//! - the verification sweep (each second): pending verifications past
+//!   their time end as `expired`, with their event;
+//! - the fraud guard's block sweep (each second, when the guard is on);
+//! - the embedded store's file sweep (each minute);
+//! - the event dispatcher, from the store's outbox to the configured
+//!   sinks ([`otp_events`]).
+//!
+//! On Redis they get a store of their own (their own connection), so
+//! their scripts never queue in front of an API request's on the shared,
+//! pipelined socket, nor share its timeouts; the embedded store is one
+//! file and is shared.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use otp_domain::ports::{Clock, Store};
+use otp_events::{sweeper, Dispatcher, Sink, Tuning, WebhookSink};
+use otp_redis::RedisStreamSink;
+
+use crate::config::{Config, EventSettings, SinkTarget, StoreKind};
+use crate::startup::{open_store, store_label, Ports, StartupError};
+use otp_telemetry::metrics::{MeteredStore, Metrics};
+
+/// A sink could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum EventsError {
+    #[error("events sink {sink}: cannot build the HTTP client")]
+    Http {
+        sink: String,
+        #[source]
+        source: otp_http::ClientError,
+    },
+    #[error("events sink {sink}: cannot set up the Redis stream")]
+    Redis {
+        sink: String,
+        #[source]
+        source: otp_redis::RedisStoreError,
+    },
+}
+
+/// The running background tasks; dropping this aborts every one.
+pub struct Background {
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl Background {
+    /// How many tasks run.
+    pub fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Whether none runs.
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+}
+
+/// Starts every background task on the current runtime.
+///
+/// # Errors
+/// When an event sink or the background store cannot be set up.
+pub fn spawn(config: &Config, ports: &Ports) -> Result<Background, StartupError> {
+    let store = background_store(config, ports)?;
+    let clock = ports.clock.clone();
+    let mut tasks = tokio::task::JoinSet::new();
+
+    let (s, c) = (store.clone(), clock.clone());
+    tasks.spawn(sweeper::every(Duration::from_secs(1), move || {
+        let (s, c) = (s.clone(), c.clone());
+        async move { sweeper::sweep_verifications(s.as_ref(), c.as_ref()).await }
+    }));
+
+    if ports.fraud.is_some() {
+        // Each block ends once, with its `otpd.fraud.prefix_unblocked`
+        // event, however many instances sweep (the store sees to that).
+        let (s, c) = (store.clone(), clock.clone());
+        tasks.spawn(sweeper::every(Duration::from_secs(1), move || {
+            let (s, c) = (s.clone(), c.clone());
+            async move { sweeper::expire_blocks(s.as_ref(), c.as_ref()).await }
+        }));
+    }
+
+    if let Some(embedded) = ports.embedded.clone() {
+        // Expired entries go, so the file does not grow with codes
+        // nobody checked.
+        let c = clock.clone();
+        tasks.spawn(sweeper::every(Duration::from_secs(60), move || {
+            let (embedded, c) = (embedded.clone(), c.clone());
+            async move {
+                match embedded.sweep_expired(c.now()).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(removed = n, "swept expired entries"),
+                    Err(e) => {
+                        tracing::warn!(error = %otp_domain::error::chain(&e), "sweep failed");
+                    }
+                }
+            }
+        }));
+    }
+
+    let dispatcher = dispatcher(&config.events, store, clock, ports.metrics.clone())?;
+    tasks.spawn(dispatcher.run());
+    Ok(Background { tasks })
+}
+
+/// The store of the background tasks, metered like the API's.
+fn background_store(config: &Config, ports: &Ports) -> Result<Arc<dyn Store>, StartupError> {
+    if config.store.kind == StoreKind::Embedded && ports.embedded.is_none() {
+        return Err(StartupError::NoEmbeddedStore);
+    }
+    let (store, _) = open_store(config, ports.embedded.as_ref())?;
+    Ok(match &ports.metrics {
+        Some(m) => Arc::new(MeteredStore::new(store, m, store_label(config.store.kind))),
+        None => store,
+    })
+}
+
+/// The dispatcher of the sinks `settings` configures.
+///
+/// # Errors
+/// When a sink's client cannot be built.
+pub fn dispatcher(
+    settings: &EventSettings,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    metrics: Option<Arc<Metrics>>,
+) -> Result<Dispatcher, EventsError> {
+    let sinks = settings
+        .sinks
+        .iter()
+        .map(|s| {
+            let deliver: Arc<dyn otp_domain::ports::EventSink> = match &s.target {
+                SinkTarget::Webhook { url, key } => Arc::new(
+                    WebhookSink::new(url.clone(), key.clone(), s.timeout, clock.clone()).map_err(
+                        |source| EventsError::Http {
+                            sink: s.name.clone(),
+                            source,
+                        },
+                    )?,
+                ),
+                SinkTarget::RedisStream {
+                    url,
+                    stream,
+                    maxlen,
+                } => Arc::new(
+                    RedisStreamSink::new(
+                        secrecy::ExposeSecret::expose_secret(url),
+                        stream.clone(),
+                        *maxlen,
+                        s.timeout,
+                    )
+                    .map_err(|source| EventsError::Redis {
+                        sink: s.name.clone(),
+                        source,
+                    })?,
+                ),
+            };
+            if let Some(m) = &metrics {
+                m.event_sink(&s.name);
+            }
+            tracing::info!(sink = %s.name, kind = s.target.kind(), "events sink ready");
+            Ok(Sink {
+                name: s.name.clone(),
+                types: s.types.clone(),
+                max_age: s.max_age,
+                timeout: s.timeout,
+                deliver,
+            })
+        })
+        .collect::<Result<Vec<_>, EventsError>>()?;
+    let slowest = sinks
+        .iter()
+        .map(|s| s.timeout)
+        .max()
+        .unwrap_or(Duration::from_secs(10));
+    let dispatcher = Dispatcher::new(
+        store,
+        clock,
+        settings.source.clone(),
+        sinks,
+        Tuning::for_timeout(slowest),
+    );
+    Ok(match metrics {
+        Some(m) => dispatcher.with_observer(m),
+        None => dispatcher,
+    })
+}

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use otp_server::connections::{default_max_connections, raise_open_file_limit};
+use otp_listener::{default_max_connections, raise_open_file_limit};
 
 use crate::support::{try_http, Otpd};
 

@@ -8,9 +8,6 @@
 //! - [`api`]: the operations, security schemes and responses.
 //! - [`console`]: the operator console (`/console`), read from the
 //!   metrics registry and the verification records.
-//! - [`connections`]: the acceptor otpd serves through: header and idle
-//!   timeouts, the connection cap, the open-file limit.
-//! - [`delivery`]: retries with backoff and fallback across providers.
 //! - [`error`]: domain errors → HTTP responses and log lines, in one place.
 //! - [`background`]: the sweepers and the event dispatcher
 //!   ([`otp_events`]) with its sinks, under one guard.
@@ -29,9 +26,7 @@
 pub mod api;
 pub mod background;
 pub mod config;
-pub mod connections;
 pub mod console;
-pub mod delivery;
 pub mod error;
 pub mod http;
 pub mod outbox;

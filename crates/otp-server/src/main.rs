@@ -207,7 +207,7 @@ async fn serve(
     config: Config,
     logging: &otp_telemetry::logging::Logging,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    match otp_server::connections::raise_open_file_limit() {
+    match otp_listener::raise_open_file_limit() {
         Ok(limit) => tracing::info!(
             soft = limit.soft,
             soft_before = limit.soft_before,

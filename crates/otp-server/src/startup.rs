@@ -18,12 +18,12 @@ use secrecy::ExposeSecret;
 use crate::api::auth::Credentials;
 use crate::api::{api_service, AppState};
 use crate::config::{Config, EmailProvider, PhoneProvider, StoreKind, TelegramProvider};
-use crate::connections::{default_max_connections, open_file_limit, GuardedAcceptor, Limits};
-use crate::delivery::{Provider, ReliableSender};
 use crate::outbox::DevOutbox;
 use crate::sinks::LogSink;
+use otp_delivery::{Provider, ReliableSender};
 use otp_domain::Channel;
 use otp_gateway::{HttpGatewaySender, TwilioSender};
+use otp_listener::{default_max_connections, open_file_limit, GuardedAcceptor, Limits};
 use otp_redis::RedisQueueSender;
 use otp_smtp::SmtpSender;
 use otp_telegram::{HttpNotifySender, TelegramSender};
@@ -203,7 +203,7 @@ fn channel_sender(
         .collect::<Result<Vec<_>, StartupError>>()?;
     let sender = ReliableSender::new(providers, config.retry_policy());
     Ok(Arc::new(match metrics {
-        Some(m) => sender.observed(m, channel),
+        Some(m) => sender.observed(|name| Arc::new(m.provider(channel, name))),
         None => sender,
     }))
 }

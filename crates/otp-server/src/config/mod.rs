@@ -266,9 +266,9 @@ impl Config {
     }
 
     /// The retry policy of every channel.
-    pub fn retry_policy(&self) -> crate::delivery::RetryPolicy {
+    pub fn retry_policy(&self) -> otp_delivery::RetryPolicy {
         let d = &self.delivery;
-        crate::delivery::RetryPolicy {
+        otp_delivery::RetryPolicy {
             attempts: d.attempts.max(1),
             base_delay: std::time::Duration::from_millis(d.base_delay_ms),
             max_delay: std::time::Duration::from_millis(d.max_delay_ms),

@@ -158,35 +158,7 @@ impl Ended {
     }
 }
 
-/// One provider attempt's result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Attempt {
-    Delivered,
-    /// Worth a retry (timeout, connect error, 5xx, 429).
-    TransientError,
-    /// Not retried (other 4xx, refused input).
-    PermanentError,
-    /// Cut off by the overall delivery deadline.
-    Deadline,
-}
-
-impl Attempt {
-    const ALL: [Attempt; 4] = [
-        Attempt::Delivered,
-        Attempt::TransientError,
-        Attempt::PermanentError,
-        Attempt::Deadline,
-    ];
-
-    fn as_str(self) -> &'static str {
-        match self {
-            Attempt::Delivered => "delivered",
-            Attempt::TransientError => "transient_error",
-            Attempt::PermanentError => "permanent_error",
-            Attempt::Deadline => "deadline",
-        }
-    }
-}
+pub use otp_delivery::Attempt;
 
 /// The metric families otpd exports, and the registry that holds them.
 pub struct Metrics {
@@ -631,16 +603,17 @@ pub struct ProviderMetrics {
     last_error: LastErrorSlot,
 }
 
-impl ProviderMetrics {
-    pub fn attempt(&self, attempt: Attempt, elapsed: Duration) {
-        let i = Attempt::ALL.iter().position(|a| *a == attempt).unwrap_or(0);
-        self.attempts[i].inc();
+impl ProviderMetrics {}
+
+impl otp_delivery::AttemptObserver for ProviderMetrics {
+    fn attempt(&self, attempt: Attempt, elapsed: Duration) {
+        self.attempts[attempt.index()].inc();
         self.seconds.observe(elapsed.as_secs_f64());
     }
 
     /// Keeps `reason` as the provider's last failure. Provider reasons
     /// never hold a code or a secret (the adapters' contract).
-    pub fn failed(&self, reason: &str) {
+    fn failed(&self, reason: &str) {
         self.last_error.set(LastError {
             reason: reason.chars().take(300).collect(),
             at: std::time::Instant::now(),

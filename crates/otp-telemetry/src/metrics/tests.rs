@@ -335,3 +335,35 @@ fn metric_names_are_found_in_promql() {
         vec!["otpd_sends_total", "process_open_fds"]
     );
 }
+
+#[test]
+fn provider_attempts_are_counted_by_channel_provider_and_outcome_with_the_last_error() {
+    use otp_delivery::AttemptObserver;
+    let m = Metrics::new().expect("metrics");
+    let twilio = m.provider(Channel::Sms, "twilio");
+    let http = m.provider(Channel::Sms, "http");
+    twilio.attempt(Attempt::TransientError, Duration::from_millis(5));
+    twilio.failed("HTTP 503");
+    twilio.attempt(Attempt::PermanentError, Duration::from_millis(5));
+    http.attempt(Attempt::Delivered, Duration::from_millis(5));
+    let scrape = m.render();
+    for line in [
+        r#"otpd_delivery_attempts_total{channel="sms",outcome="transient_error",provider="twilio"} 1"#,
+        r#"otpd_delivery_attempts_total{channel="sms",outcome="permanent_error",provider="twilio"} 1"#,
+        r#"otpd_delivery_attempts_total{channel="sms",outcome="delivered",provider="twilio"} 0"#,
+        r#"otpd_delivery_attempts_total{channel="sms",outcome="delivered",provider="http"} 1"#,
+        r#"otpd_delivery_attempt_duration_seconds_count{channel="sms",provider="twilio"} 2"#,
+        r#"otpd_delivery_attempt_duration_seconds_count{channel="sms",provider="http"} 1"#,
+    ] {
+        assert!(scrape.lines().any(|l| l == line), "no {line} in:\n{scrape}");
+    }
+    let errors = m.last_errors();
+    let reason = |p: &str| {
+        errors
+            .iter()
+            .find(|(_, name, _)| name == p)
+            .and_then(|(_, _, e)| e.as_ref().map(|e| e.reason.clone()))
+    };
+    assert_eq!(reason("twilio").as_deref(), Some("HTTP 503"));
+    assert_eq!(reason("http"), None);
+}

@@ -249,7 +249,8 @@ impl Table {
     }
 
     /// Open connections now.
-    pub fn open(&self) -> usize {
+    #[cfg(test)]
+    fn open(&self) -> usize {
         self.slots.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 }
@@ -270,11 +271,6 @@ impl GuardedAcceptor {
             limits,
             table: Arc::new(Table::new(limits.max_connections)),
         })
-    }
-
-    /// The connection table, to count open connections.
-    pub fn table(&self) -> Arc<Table> {
-        self.table.clone()
     }
 }
 

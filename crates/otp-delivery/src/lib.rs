@@ -1,20 +1,71 @@
 //! Reliable delivery over any providers: each channel lists one or more
 //! senders in fallback order. Transient failures (connect errors,
-//! timeouts, 5xx, 429) are retried with bounded exponential backoff and
-//! full jitter, honouring a provider's `Retry-After`, within one overall
-//! deadline; permanent ones (other 4xx, refused input) are not retried
-//! and move on to the next provider.
+//! timeouts, 5xx, 429) are retried with the domain's bounded exponential
+//! [`Backoff`] and equal jitter (a wait between half the ceiling and the
+//! ceiling, so a retry never comes at once), honouring a provider's
+//! `Retry-After`, within one overall deadline; permanent ones (other 4xx,
+//! refused input) are not retried and move on to the next provider.
+//!
+//! Every attempt is reported to the provider's [`AttemptObserver`] (the
+//! server's metrics); this crate knows no metrics crate.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use otp_domain::ports::{Delivered, DeliveryError, OutgoingMessage, Sender};
-use otp_domain::Channel;
-use rand::RngExt;
+use otp_domain::Backoff;
 use tokio::time::Instant;
 
-use otp_telemetry::metrics::{Attempt, Metrics, ProviderMetrics};
+/// One provider attempt's result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    Delivered,
+    /// Worth a retry (timeout, connect error, 5xx, 429).
+    TransientError,
+    /// Not retried (other 4xx, refused input).
+    PermanentError,
+    /// Cut off by the overall delivery deadline.
+    Deadline,
+}
+
+impl Attempt {
+    pub const ALL: [Attempt; 4] = [
+        Attempt::Delivered,
+        Attempt::TransientError,
+        Attempt::PermanentError,
+        Attempt::Deadline,
+    ];
+
+    /// The `outcome` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Attempt::Delivered => "delivered",
+            Attempt::TransientError => "transient_error",
+            Attempt::PermanentError => "permanent_error",
+            Attempt::Deadline => "deadline",
+        }
+    }
+
+    /// Its place in [`Attempt::ALL`].
+    pub fn index(self) -> usize {
+        match self {
+            Attempt::Delivered => 0,
+            Attempt::TransientError => 1,
+            Attempt::PermanentError => 2,
+            Attempt::Deadline => 3,
+        }
+    }
+}
+
+/// Who hears of one provider's attempts.
+pub trait AttemptObserver: Send + Sync {
+    /// One attempt ended as `outcome` after `elapsed`.
+    fn attempt(&self, outcome: Attempt, elapsed: Duration);
+    /// An attempt failed for `reason` (the provider's words, never a code
+    /// or a secret: the adapters' contract).
+    fn failed(&self, reason: &str);
+}
 
 /// How hard to try one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,20 +92,24 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// The wait before try `attempt + 1` (attempt counts from 0): full
-    /// jitter over an exponential cap, or the provider's `Retry-After`.
+    /// The retry schedule: `base_delay` doubling up to `max_delay`.
+    pub fn backoff(&self) -> Backoff {
+        Backoff {
+            base: self.base_delay,
+            cap: self.max_delay,
+        }
+    }
+
+    /// The wait before try `attempt + 1` (attempt counts from 0): equal
+    /// jitter over the backoff's ceiling, or the provider's `Retry-After`.
     fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
         if let Some(wait) = retry_after {
             // A provider's number; never longer than the whole deadline
             // (the caller then moves on), and no overflow from a huge one.
             return wait.min(self.deadline);
         }
-        let cap = self
-            .base_delay
-            .saturating_mul(2u32.saturating_pow(attempt))
-            .min(self.max_delay);
-        let millis = u64::try_from(cap.as_millis()).unwrap_or(u64::MAX);
-        Duration::from_millis(rand::rng().random_range(millis / 2..=millis.max(1)))
+        self.backoff()
+            .delay(attempt, 0.5 + rand::random::<f64>() / 2.0)
     }
 }
 
@@ -68,8 +123,8 @@ pub struct Provider {
 pub struct ReliableSender {
     providers: Vec<Provider>,
     policy: RetryPolicy,
-    /// Per provider (same order), when metrics are on.
-    metrics: Vec<Option<ProviderMetrics>>,
+    /// Per provider (same order), when observed.
+    metrics: Vec<Option<Arc<dyn AttemptObserver>>>,
 }
 
 impl ReliableSender {
@@ -82,13 +137,14 @@ impl ReliableSender {
         }
     }
 
-    /// Counts and times every attempt of every provider, as `channel`.
+    /// Reports every attempt of every provider to the observer that
+    /// `observer` gives for the provider's name.
     #[must_use]
-    pub fn observed(mut self, metrics: &Metrics, channel: Channel) -> Self {
+    pub fn observed(mut self, observer: impl Fn(&str) -> Arc<dyn AttemptObserver>) -> Self {
         self.metrics = self
             .providers
             .iter()
-            .map(|p| Some(metrics.provider(channel, &p.name)))
+            .map(|p| Some(observer(&p.name)))
             .collect();
         self
     }
@@ -306,28 +362,66 @@ mod tests {
         assert_eq!(b_calls.load(Ordering::SeqCst), 1);
     }
 
+    /// Writes down what it hears, as `provider outcome` lines.
+    #[derive(Default)]
+    struct Recorder {
+        lines: std::sync::Mutex<Vec<String>>,
+    }
+
+    struct Named(String, Arc<Recorder>);
+
+    impl AttemptObserver for Named {
+        fn attempt(&self, outcome: Attempt, _elapsed: Duration) {
+            let line = format!("{} {}", self.0, outcome.as_str());
+            self.1.lines.lock().expect("lock").push(line);
+        }
+
+        fn failed(&self, reason: &str) {
+            let line = format!("{} failed: {reason}", self.0);
+            self.1.lines.lock().expect("lock").push(line);
+        }
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn an_observed_sender_counts_every_attempt_by_provider_and_outcome() {
+    async fn an_observed_sender_reports_every_attempt_by_provider_and_outcome() {
         let (a, _) = scripted(vec![Err((true, None)), Err((false, None))]);
         let (b, _) = scripted(vec![Ok(())]);
-        let metrics = Metrics::new().expect("metrics");
+        let heard = Arc::new(Recorder::default());
         let r = ReliableSender::new(
             vec![provider("twilio", a), provider("http", b)],
             RetryPolicy::default(),
         )
-        .observed(&metrics, Channel::Sms);
+        .observed(|name| Arc::new(Named(name.to_owned(), heard.clone())));
         r.send(&message()).await.expect("http answers");
-        let scrape = metrics.render();
-        for line in [
-            r#"otpd_delivery_attempts_total{channel="sms",outcome="transient_error",provider="twilio"} 1"#,
-            r#"otpd_delivery_attempts_total{channel="sms",outcome="permanent_error",provider="twilio"} 1"#,
-            r#"otpd_delivery_attempts_total{channel="sms",outcome="delivered",provider="twilio"} 0"#,
-            r#"otpd_delivery_attempts_total{channel="sms",outcome="delivered",provider="http"} 1"#,
-            r#"otpd_delivery_attempt_duration_seconds_count{channel="sms",provider="twilio"} 2"#,
-            r#"otpd_delivery_attempt_duration_seconds_count{channel="sms",provider="http"} 1"#,
-        ] {
-            assert!(scrape.lines().any(|l| l == line), "no {line} in:\n{scrape}");
+        assert_eq!(
+            *heard.lines.lock().expect("lock"),
+            [
+                "twilio transient_error",
+                "twilio failed: failed",
+                "twilio permanent_error",
+                "twilio failed: failed",
+                "http delivered",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_retry_waits_between_half_the_ceiling_and_the_ceiling() {
+        let policy = RetryPolicy::default();
+        for attempt in 0..6 {
+            let ceiling = policy.backoff().ceiling(attempt);
+            for _ in 0..50 {
+                let wait = policy.delay(attempt, None);
+                assert!(
+                    wait >= ceiling / 2 && wait <= ceiling,
+                    "{attempt}: {wait:?}"
+                );
+            }
         }
+        assert_eq!(
+            policy.delay(0, Some(Duration::from_secs(3))),
+            Duration::from_secs(3)
+        );
     }
 
     #[tokio::test(start_paused = true)]

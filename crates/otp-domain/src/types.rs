@@ -17,6 +17,14 @@ pub enum Channel {
 }
 
 impl Channel {
+    /// Every channel, in the order metrics and the console list them.
+    pub const ALL: [Channel; 4] = [
+        Channel::Sms,
+        Channel::Call,
+        Channel::Email,
+        Channel::Telegram,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Channel::Sms => "sms",

@@ -32,12 +32,18 @@ use prometheus::{
 
 pub use self::store::MeteredStore;
 
-const CHANNELS: [Channel; 4] = [
-    Channel::Sms,
-    Channel::Call,
-    Channel::Email,
-    Channel::Telegram,
-];
+/// The names of the families the console reads (see [`crate::snapshot`]),
+/// written once for both.
+pub(crate) mod names {
+    pub const SENDS: &str = "otpd_sends_total";
+    pub const RATE_LIMITED: &str = "otpd_sends_rate_limited_total";
+    pub const CHECKS: &str = "otpd_checks_total";
+    pub const STARTED: &str = "otpd_verifications_started_total";
+    pub const ENDED: &str = "otpd_verifications_ended_total";
+    pub const ATTEMPTS: &str = "otpd_delivery_attempts_total";
+    pub const STORE_SECONDS: &str = "otpd_store_operation_duration_seconds";
+    pub const STORE_ERRORS: &str = "otpd_store_errors_total";
+}
 
 /// What became of a send request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,32 +223,32 @@ impl Metrics {
             )
         };
         let sends = counter(
-            "otpd_sends_total",
+            names::SENDS,
             "Send requests, by channel and outcome (sent, test, invalid, country_refused, fraud_refused, rate_limited, delivery_failed, store_error).",
             &["channel", "outcome"],
         )?;
         let sends_rate_limited = counter(
-            "otpd_sends_rate_limited_total",
+            names::RATE_LIMITED,
             "Sends refused with 429, by channel and the limit that refused them (destination, user, channel).",
             &["channel", "limit"],
         )?;
         let checks = counter(
-            "otpd_checks_total",
+            names::CHECKS,
             "Checks, by channel and outcome (approved, wrong_password, locked, not_found, invalid, store_error).",
             &["channel", "outcome"],
         )?;
         let started = counter(
-            "otpd_verifications_started_total",
+            names::STARTED,
             "Codes stored for delivery (test destinations excluded), by channel and country (ISO region of the phone, none otherwise).",
             &["channel", "country"],
         )?;
         let ended = counter(
-            "otpd_verifications_ended_total",
+            names::ENDED,
             "Verifications that ended, by channel, country and status (approved, max_attempts_reached, failed).",
             &["channel", "country", "status"],
         )?;
         let delivery_attempts = counter(
-            "otpd_delivery_attempts_total",
+            names::ATTEMPTS,
             "Attempts to hand a message to a provider, by channel, provider and outcome (delivered, transient_error, permanent_error, deadline).",
             &["channel", "provider", "outcome"],
         )?;
@@ -253,13 +259,13 @@ impl Metrics {
             DELIVERY_BUCKETS,
         )?;
         let store_seconds = histogram(
-            "otpd_store_operation_duration_seconds",
+            names::STORE_SECONDS,
             "Time of one store call, by store kind and operation.",
             &["store", "operation"],
             FAST_BUCKETS,
         )?;
         let store_errors = counter(
-            "otpd_store_errors_total",
+            names::STORE_ERRORS,
             "Store calls that failed (backend unreachable or corrupt data), by store kind and operation.",
             &["store", "operation"],
         )?;
@@ -345,7 +351,7 @@ impl Metrics {
             })
             .collect();
 
-        for channel in CHANNELS {
+        for channel in Channel::ALL {
             let c = channel.as_str();
             for outcome in SendOutcome::ALL {
                 sends.with_label_values(&[c, outcome.as_str()]);

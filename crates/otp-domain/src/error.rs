@@ -54,6 +54,56 @@ pub enum SendError {
     Store(#[from] StoreError),
 }
 
+/// What kind of refusal a [`SendError`] is: the one classification that
+/// the HTTP status and error code, the metric outcome and the log level
+/// are all read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendErrorKind {
+    /// The request broke a rule of its fields (400).
+    Invalid,
+    /// The destination's country is not allowed on the channel (403).
+    CountryRefused,
+    /// The fraud guard blocks the number's prefix (403).
+    FraudRefused,
+    /// A limit refused it (429).
+    RateLimited,
+    /// Every provider failed (502); the code was discarded.
+    DeliveryFailed,
+    /// The store failed (503).
+    StoreError,
+}
+
+impl SendErrorKind {
+    /// The `outcome` label of `otpd_sends_total`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SendErrorKind::Invalid => "invalid",
+            SendErrorKind::CountryRefused => "country_refused",
+            SendErrorKind::FraudRefused => "fraud_refused",
+            SendErrorKind::RateLimited => "rate_limited",
+            SendErrorKind::DeliveryFailed => "delivery_failed",
+            SendErrorKind::StoreError => "store_error",
+        }
+    }
+}
+
+impl SendError {
+    /// Its kind; see [`SendErrorKind`].
+    pub fn kind(&self) -> SendErrorKind {
+        match self {
+            SendError::Invalid(_)
+            | SendError::MessageWithoutCode
+            | SendError::TooLong { .. }
+            | SendError::MultilineSubject => SendErrorKind::Invalid,
+            SendError::DestinationNotAllowed => SendErrorKind::CountryRefused,
+            SendError::FraudSuspected => SendErrorKind::FraudRefused,
+            SendError::RateLimited { .. } => SendErrorKind::RateLimited,
+            SendError::Delivery(_) => SendErrorKind::DeliveryFailed,
+            SendError::Store(_) => SendErrorKind::StoreError,
+        }
+    }
+}
+
 /// Which limit refused a send, for operators (metrics, logs); clients
 /// are told only when to retry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -53,7 +53,8 @@ pub use backoff::Backoff;
 pub use codes::RandomCodes;
 pub use digest::{CodeDigest, CodeHasher};
 pub use error::{
-    CheckError, DeliveryError, Limit, PairError, ParseError, SendError, StoreError, TargetError,
+    CheckError, DeliveryError, Limit, PairError, ParseError, SendError, SendErrorKind, StoreError,
+    TargetError,
 };
 pub use policy::{ChannelBudget, CountryRules, Policy, PolicyError, Templates};
 pub use ports::{

@@ -41,6 +41,16 @@ pub enum EventsError {
     },
 }
 
+/// A task that is aborted when this is dropped (a bare `JoinHandle`
+/// detaches its task instead).
+pub struct AbortOnDrop<T>(pub tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// The running background tasks; dropping this aborts every one.
 pub struct Background {
     tasks: tokio::task::JoinSet<()>,
@@ -187,4 +197,21 @@ pub fn dispatcher(
         Some(m) => dispatcher.with_observer(m),
         None => dispatcher,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_dropped_guard_aborts_its_task() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+        let guard = AbortOnDrop(tokio::spawn(async move {
+            let _keep = tx;
+            std::future::pending::<()>().await;
+        }));
+        drop(guard);
+        // The sender goes with the aborted task, which closes the channel.
+        assert!(rx.recv().await.is_none());
+    }
 }

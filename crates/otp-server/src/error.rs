@@ -2,21 +2,11 @@
 //! Internal causes are logged with their chain; clients get a stable
 //! `{error, message}` body that never carries internals or secrets.
 
-use otp_domain::{Channel, CheckError, SendError, StoreError, TargetError};
+use otp_domain::{Channel, CheckError, SendError, SendErrorKind, StoreError, TargetError};
 
 use crate::api::responses::{CheckResponse, ErrorBody, ErrorCode, SendResponse, TargetResponse};
 
-/// An error and its sources, joined for one log field.
-pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
+pub use otp_domain::error::chain;
 
 fn rate_limited(
     e: &dyn std::error::Error,
@@ -36,28 +26,27 @@ pub(crate) fn store_unavailable() -> poem_openapi::payload::Json<ErrorBody> {
 
 impl From<SendError> for SendResponse {
     fn from(e: SendError) -> Self {
-        match e {
-            SendError::Invalid(_)
-            | SendError::MessageWithoutCode
-            | SendError::TooLong { .. }
-            | SendError::MultilineSubject => {
-                SendResponse::BadRequest(ErrorBody::json(ErrorCode::InvalidRequest, e.to_string()))
+        let body = |code| ErrorBody::json(code, e.to_string());
+        match e.kind() {
+            SendErrorKind::Invalid => SendResponse::BadRequest(body(ErrorCode::InvalidRequest)),
+            SendErrorKind::CountryRefused => {
+                SendResponse::Forbidden(body(ErrorCode::DestinationNotAllowed))
             }
-            SendError::DestinationNotAllowed => SendResponse::Forbidden(ErrorBody::json(
-                ErrorCode::DestinationNotAllowed,
-                e.to_string(),
-            )),
-            SendError::FraudSuspected => {
-                SendResponse::Forbidden(ErrorBody::json(ErrorCode::FraudSuspected, e.to_string()))
+            SendErrorKind::FraudRefused => SendResponse::Forbidden(body(ErrorCode::FraudSuspected)),
+            SendErrorKind::RateLimited => {
+                let secs = match &e {
+                    SendError::RateLimited {
+                        retry_after_secs, ..
+                    } => *retry_after_secs,
+                    _ => 0,
+                };
+                SendResponse::RateLimited(rate_limited(&e, secs), secs)
             }
-            SendError::RateLimited {
-                retry_after_secs, ..
-            } => SendResponse::RateLimited(rate_limited(&e, retry_after_secs), retry_after_secs),
-            SendError::Delivery(_) => SendResponse::DeliveryFailed(ErrorBody::json(
+            SendErrorKind::DeliveryFailed => SendResponse::DeliveryFailed(ErrorBody::json(
                 ErrorCode::DeliveryFailed,
                 "the provider did not accept the message; no code was issued",
             )),
-            SendError::Store(_) => SendResponse::Unavailable(store_unavailable()),
+            SendErrorKind::StoreError => SendResponse::Unavailable(store_unavailable()),
         }
     }
 }

@@ -120,53 +120,69 @@ fn new_request_id() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
-/// What `observe` needs: the route templates of the spec and the metrics.
-pub struct Observer {
-    /// Exact paths of the spec (and the fixed routes) → their template.
-    exact: HashMap<String, Arc<str>>,
+/// The routes of the spec the server runs, and the fixed routes beside
+/// it, read once: each template with the methods it takes. The route
+/// label of a request (`observe`) and the `Allow` of a 405
+/// (`allow_header`) are both looked up here.
+pub struct RouteTable {
+    /// Exact paths → index in `routes`.
+    exact: HashMap<String, usize>,
     /// Templates with `{param}` segments, matched segment by segment.
-    templated: Vec<(Vec<String>, Arc<str>)>,
-    metrics: Option<Arc<Metrics>>,
+    templated: Vec<(Vec<String>, usize)>,
+    /// Template, and the `Allow` value for spec routes.
+    routes: Vec<(Arc<str>, Option<String>)>,
 }
 
-impl Observer {
-    /// Reads the route templates of `spec` (OpenAPI JSON).
-    pub fn new(spec: &str, metrics: Option<Arc<Metrics>>) -> Self {
-        let spec: serde_json::Value = serde_json::from_str(spec).unwrap_or_default();
-        let mut exact = HashMap::new();
-        let mut templated = Vec::new();
-        let paths = spec
-            .get("paths")
-            .and_then(|p| p.as_object())
-            .map(|p| p.keys().cloned().collect::<Vec<_>>())
-            .unwrap_or_default();
-        for path in paths
-            .into_iter()
-            .chain(["/openapi.json", "/openapi.yaml"].map(str::to_owned))
-            .chain(crate::pages::PATHS.map(str::to_owned))
-        {
-            let template: Arc<str> = Arc::from(path.as_str());
-            if path.contains('{') {
-                templated.push((segments(&path), template));
-            } else {
-                exact.insert(path, template);
-            }
+impl RouteTable {
+    /// Reads the paths and methods of `spec` (OpenAPI JSON), and adds the
+    /// spec's own routes and the pages.
+    ///
+    /// # Errors
+    /// When `spec` is not JSON with a `paths` object.
+    pub fn from_spec(spec: &str) -> Result<Self, serde_json::Error> {
+        #[derive(serde::Deserialize)]
+        struct Spec {
+            paths: serde_json::Map<String, serde_json::Value>,
         }
-        Observer {
-            exact,
-            templated,
-            metrics,
+        let spec: Spec = serde_json::from_str(spec)?;
+        let mut table = RouteTable {
+            exact: HashMap::new(),
+            templated: Vec::new(),
+            routes: Vec::new(),
+        };
+        for (path, ops) in &spec.paths {
+            let mut methods: Vec<String> = ops
+                .as_object()
+                .map(|o| o.keys().map(|m| m.to_ascii_uppercase()).collect())
+                .unwrap_or_default();
+            if methods.iter().any(|m| m == "GET") {
+                methods.push("HEAD".into());
+            }
+            methods.sort();
+            table.add(path, Some(methods.join(", ")));
+        }
+        for path in ["/openapi.json", "/openapi.yaml"]
+            .into_iter()
+            .chain(crate::pages::PATHS)
+        {
+            table.add(path, None);
+        }
+        Ok(table)
+    }
+
+    fn add(&mut self, path: &str, allow: Option<String>) {
+        let i = self.routes.len();
+        self.routes.push((Arc::from(path), allow));
+        if path.contains('{') {
+            self.templated.push((segments(path), i));
+        } else {
+            self.exact.insert(path.to_owned(), i);
         }
     }
 
-    /// The route template `path` matches: a spec path, `/docs` for the
-    /// Swagger UI and its assets, else `unmatched`. Never the raw path.
-    pub fn route(&self, path: &str) -> &str {
-        if let Some(t) = self.exact.get(path) {
-            return t;
-        }
-        if path == "/docs" || path.starts_with("/docs/") {
-            return "/docs";
+    fn find(&self, path: &str) -> Option<&(Arc<str>, Option<String>)> {
+        if let Some(i) = self.exact.get(path) {
+            return self.routes.get(*i);
         }
         let given = segments(path);
         self.templated
@@ -178,8 +194,28 @@ impl Observer {
                         .zip(&given)
                         .all(|(r, g)| r == g || (r.starts_with('{') && r.ends_with('}')))
             })
-            .map_or("unmatched", |(_, t)| t)
+            .and_then(|(_, i)| self.routes.get(*i))
     }
+
+    /// The route template `path` matches: a spec path, `/docs` for the
+    /// Swagger UI and its assets, else `unmatched`. Never the raw path.
+    pub fn label(&self, path: &str) -> &str {
+        if path == "/docs" || path.starts_with("/docs/") {
+            return "/docs";
+        }
+        self.find(path).map_or("unmatched", |(t, _)| t)
+    }
+
+    /// The `Allow` value of the spec route that matches `path`.
+    pub fn allow(&self, path: &str) -> Option<&str> {
+        self.find(path).and_then(|(_, allow)| allow.as_deref())
+    }
+}
+
+/// What `observe` needs: the route table and the metrics.
+pub struct Observer {
+    pub routes: Arc<RouteTable>,
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 /// The `method` label: a standard method, else `other`.
@@ -230,7 +266,7 @@ pub async fn observe<E: Endpoint>(
     });
     if let Some(metrics) = &observer.metrics {
         metrics.http(
-            observer.route(&path),
+            observer.routes.label(&path),
             method_label(&method),
             status.as_u16(),
             elapsed,
@@ -271,45 +307,6 @@ pub async fn json_errors(err: Error) -> Response {
     error_response(status, code, &message)
 }
 
-/// The methods each route takes, from the spec the server runs, for the
-/// `Allow` header that RFC 9110 requires on every 405.
-pub struct AllowedMethods(Vec<(Vec<String>, String)>);
-
-impl AllowedMethods {
-    /// Reads the paths and methods of `spec` (OpenAPI JSON).
-    pub fn from_spec(spec: &str) -> Self {
-        let spec: serde_json::Value = serde_json::from_str(spec).unwrap_or_default();
-        let mut routes: Vec<(Vec<String>, String)> = Vec::new();
-        if let Some(paths) = spec.get("paths").and_then(|p| p.as_object()) {
-            for (path, ops) in paths {
-                let mut methods: Vec<String> = ops
-                    .as_object()
-                    .map(|o| o.keys().map(|m| m.to_ascii_uppercase()).collect())
-                    .unwrap_or_default();
-                if methods.iter().any(|m| m == "GET") {
-                    methods.push("HEAD".into());
-                }
-                methods.sort();
-                routes.push((segments(path), methods.join(", ")));
-            }
-        }
-        AllowedMethods(routes)
-    }
-
-    /// The `Allow` value of the route that matches `path`.
-    pub fn of(&self, path: &str) -> Option<&str> {
-        let given = segments(path);
-        self.0.iter().find_map(|(route, methods)| {
-            let hit = route.len() == given.len()
-                && route
-                    .iter()
-                    .zip(&given)
-                    .all(|(r, g)| r == g || (r.starts_with('{') && r.ends_with('}')));
-            hit.then_some(methods.as_str())
-        })
-    }
-}
-
 fn segments(path: &str) -> Vec<String> {
     path.split('/')
         .filter(|s| !s.is_empty())
@@ -321,13 +318,13 @@ fn segments(path: &str) -> Vec<String> {
 pub async fn allow_header<E: Endpoint>(
     next: Arc<E>,
     req: Request,
-    allowed: Arc<AllowedMethods>,
+    allowed: Arc<RouteTable>,
 ) -> Result<Response> {
     let path = req.uri().path().to_owned();
     let mut resp = next.call(req).await?.into_response();
     if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
         if let Some(value) = allowed
-            .of(&path)
+            .allow(&path)
             .and_then(|m| HeaderValue::from_str(m).ok())
         {
             resp.headers_mut().insert(header::ALLOW, value);
@@ -380,27 +377,28 @@ mod tests {
     #[test]
     fn routes_are_labelled_by_template_never_by_raw_path() {
         let spec = crate::api::api_service().spec();
-        let o = Observer::new(&spec, None);
-        assert_eq!(o.route("/sms/check"), "/sms/check");
-        assert_eq!(o.route("/healthz"), "/healthz");
-        assert_eq!(o.route("/openapi.json"), "/openapi.json");
-        assert_eq!(o.route("/outbox"), "/outbox");
-        assert_eq!(o.route("/outbox/messages"), "/outbox/messages");
-        assert_eq!(o.route("/docs/oauth-receiver.html"), "/docs");
-        assert_eq!(o.route("/sms/+77011234567"), "unmatched");
-        assert_eq!(o.route("/nope"), "unmatched");
-        let templated = Observer {
-            exact: HashMap::new(),
-            templated: vec![(
-                segments("/verifications/{id}"),
-                Arc::from("/verifications/{id}"),
-            )],
-            metrics: None,
-        };
+        let o = RouteTable::from_spec(&spec).expect("our spec reads");
+        assert_eq!(o.label("/sms/check"), "/sms/check");
+        assert_eq!(o.label("/healthz"), "/healthz");
+        assert_eq!(o.label("/openapi.json"), "/openapi.json");
+        assert_eq!(o.label("/outbox"), "/outbox");
+        assert_eq!(o.label("/outbox/messages"), "/outbox/messages");
+        assert_eq!(o.label("/docs/oauth-receiver.html"), "/docs");
+        assert_eq!(o.label("/sms/+77011234567"), "unmatched");
+        assert_eq!(o.label("/nope"), "unmatched");
         assert_eq!(
-            templated.route("/verifications/vrf_secret123"),
+            o.label("/verifications/vrf_secret123"),
             "/verifications/{id}"
         );
+        assert_eq!(o.allow("/sms/check"), Some("GET, HEAD, POST"));
+        assert_eq!(o.allow("/verifications/vrf_x/cancel"), Some("POST"));
+        assert_eq!(o.allow("/outbox"), None, "not a spec route");
+    }
+
+    #[test]
+    fn a_spec_that_does_not_read_is_an_error_not_an_empty_table() {
+        assert!(RouteTable::from_spec("not json").is_err());
+        assert!(RouteTable::from_spec("{}").is_err(), "no paths");
     }
 
     #[test]

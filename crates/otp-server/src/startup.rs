@@ -17,6 +17,7 @@ use secrecy::ExposeSecret;
 
 use crate::api::auth::Credentials;
 use crate::api::{api_service, AppState};
+use crate::background::AbortOnDrop;
 use crate::config::{Config, EmailProvider, PhoneProvider, StoreKind, TelegramProvider};
 use crate::outbox::DevOutbox;
 use crate::sinks::LogSink;
@@ -386,16 +387,22 @@ pub fn app_state(config: &Config, ports: &Ports, secret: Vec<u8>) -> Arc<AppStat
 }
 
 /// The whole route tree with its middleware.
-pub fn routes(state: Arc<AppState>, body_limit: usize) -> impl Endpoint {
+///
+/// # Errors
+/// When the generated spec does not read back (a bug, said at start).
+pub fn routes(state: Arc<AppState>, body_limit: usize) -> Result<impl Endpoint, serde_json::Error> {
     let api = api_service();
-    let spec = api.spec();
-    let allowed = Arc::new(crate::http::AllowedMethods::from_spec(&spec));
-    let observer = Arc::new(crate::http::Observer::new(&spec, state.metrics.clone()));
+    let table = Arc::new(crate::http::RouteTable::from_spec(&api.spec())?);
+    let allowed = table.clone();
+    let observer = Arc::new(crate::http::Observer {
+        routes: table,
+        metrics: state.metrics.clone(),
+    });
     let spec_json = api.spec_endpoint();
     let spec_yaml = api.spec_endpoint_yaml();
     let docs = LazyDocs::default();
     let gate = state.clone();
-    crate::pages::mount(Route::new())
+    Ok(crate::pages::mount(Route::new())
         .at("/openapi.json", spec_json)
         .at("/openapi.yaml", spec_yaml)
         .nest("/docs", docs)
@@ -408,7 +415,7 @@ pub fn routes(state: Arc<AppState>, body_limit: usize) -> impl Endpoint {
         .with(CatchPanic::new().with_handler(crate::http::panic_response))
         .catch_all_error(crate::http::json_errors)
         .around(move |ep, req| crate::http::allow_header(ep, req, allowed.clone()))
-        .around(move |ep, req| crate::http::observe(ep, req, observer.clone()))
+        .around(move |ep, req| crate::http::observe(ep, req, observer.clone())))
 }
 
 /// Swagger UI, built on its first visit. poem-openapi builds the page (a
@@ -497,31 +504,28 @@ impl Application {
     /// # Errors
     /// IO errors of the listener.
     pub async fn run_until(self, signal: impl Future<Output = ()> + Send) -> io::Result<()> {
+        let endpoint = routes(self.state.clone(), self.body_limit).map_err(io::Error::other)?;
         let acceptor = GuardedAcceptor::new(self.listener, self.limits)?;
         // The scrape listener lives as long as the API: it stops when the
         // API has drained, so the last scrape can still see the drain.
-        let scrape = self.metrics.map(|(listener, _, metrics)| {
-            tokio::spawn(crate::http::serve_metrics(listener, metrics))
+        // Both tasks end with this call, however it ends (the guards
+        // abort them on drop).
+        let _scrape = self.metrics.map(|(listener, _, metrics)| {
+            AbortOnDrop(tokio::spawn(async move {
+                if let Err(e) = crate::http::serve_metrics(listener, metrics).await {
+                    tracing::error!(error = %e, "the metrics listener stopped");
+                }
+            }))
         });
-        let sampler = self
+        let _sampler = self
             .state
             .console
             .as_ref()
-            .and_then(|console| console.spawn_sampler());
-        let result = Server::new_with_acceptor(acceptor)
-            .run_with_graceful_shutdown(
-                routes(self.state, self.body_limit),
-                signal,
-                Some(self.shutdown_timeout),
-            )
-            .await;
-        if let Some(task) = scrape {
-            task.abort();
-        }
-        if let Some(task) = sampler {
-            task.abort();
-        }
-        result
+            .and_then(|console| console.spawn_sampler())
+            .map(AbortOnDrop);
+        Server::new_with_acceptor(acceptor)
+            .run_with_graceful_shutdown(endpoint, signal, Some(self.shutdown_timeout))
+            .await
     }
 }
 

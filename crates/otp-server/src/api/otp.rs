@@ -11,10 +11,9 @@ use super::fields::{
     PhoneField, PhoneMessage, Subject, TelegramMessage, TemplatedBody,
 };
 
-use super::idempotency::{self, Early};
+use super::idempotency::{self, Refusal};
 use super::responses::{self, Approved, CheckResponse, ErrorBody, ErrorCode, SendResponse, Sent};
 use super::AppState;
-use poem_openapi::types::{ParseFromJSON, ToJSON};
 
 /// `POST /sms` and `POST /call`.
 #[derive(Debug, Object)]
@@ -191,49 +190,42 @@ pub async fn send(
     req: &poem::Request,
 ) -> SendResponse {
     let lifetime = parts.lifetime.map(|l| l.to_be_bytes());
-    let held = match idempotency::begin(
-        state,
-        req,
-        &parts.fingerprint_parts(
-            channel.as_str(),
-            lifetime.as_ref().map_or(&b"\0"[..], |l| &l[..]),
-        ),
-    )
-    .await
-    {
-        Ok(held) => held,
-        Err(early) => return refused_send(early),
+    let fingerprint = parts.fingerprint_parts(
+        channel.as_str(),
+        lifetime.as_ref().map_or(&b"\0"[..], |l| &l[..]),
+    );
+    let held = match idempotency::start(state, req, &fingerprint).await {
+        idempotency::Start::Answer(answer) => return answer,
+        idempotency::Start::Run(held) => held,
     };
     let response = send_once(state, channel, parts, user_key).await;
-    let answer = match &response {
-        SendResponse::Sent(Json(sent), _) => sent.to_json().map(|v| v.to_string()),
-        _ => None,
-    };
-    idempotency::finish(state, held, answer.as_deref().map(str::as_bytes)).await;
-    response
+    idempotency::end(state, held, response).await
 }
 
-/// The answer to a send that an `Idempotency-Key` stopped.
-fn refused_send(early: Early) -> SendResponse {
-    match early {
-        Early::Replay(answer) => {
-            let sent = serde_json::from_slice::<serde_json::Value>(&answer)
-                .ok()
-                .and_then(|v| Sent::parse_from_json(Some(v)).ok());
-            match sent {
-                Some(sent) => SendResponse::Sent(Json(sent), Some("true".into())),
-                None => {
-                    tracing::error!("a stored idempotent answer does not parse");
-                    SendResponse::Unavailable(crate::error::store_unavailable())
-                }
-            }
+impl idempotency::Keyed for SendResponse {
+    type Body = Sent;
+
+    fn kept(&self) -> Option<&Sent> {
+        match self {
+            SendResponse::Sent(Json(sent), _) => Some(sent),
+            _ => None,
         }
-        Early::InProgress => SendResponse::Conflict(responses::in_progress()),
-        Early::Reused => SendResponse::KeyReused(responses::key_reused()),
-        Early::Invalid(m) => {
-            SendResponse::BadRequest(ErrorBody::json(ErrorCode::InvalidRequest, m))
+    }
+
+    fn replayed(sent: Sent) -> Self {
+        SendResponse::Sent(Json(sent), Some("true".into()))
+    }
+
+    fn refused(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::InvalidKey => SendResponse::BadRequest(ErrorBody::json(
+                ErrorCode::InvalidRequest,
+                idempotency::INVALID_KEY,
+            )),
+            Refusal::InProgress => SendResponse::Conflict(responses::in_progress()),
+            Refusal::Reused => SendResponse::KeyReused(responses::key_reused()),
+            Refusal::Unavailable => SendResponse::Unavailable(crate::error::store_unavailable()),
         }
-        Early::Store(_) => SendResponse::Unavailable(crate::error::store_unavailable()),
     }
 }
 

@@ -9,12 +9,12 @@ use otp_domain::{Channel, StoreError, Verification, VerificationId};
 use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
-use poem_openapi::types::{ParseFromJSON, ToJSON};
+use poem_openapi::types::ToJSON;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
 use super::auth::ApiAuth;
 use super::fields::DateTime;
-use super::idempotency::{self, Early};
+use super::idempotency::{self, Refusal};
 use super::responses::{self, ErrorBody, ErrorCode};
 use super::{ApiTags, AppState};
 
@@ -361,17 +361,13 @@ impl VerificationsApi {
         _idempotency_key: Header<Option<String>>,
         req: &poem::Request,
     ) -> CancelResponse {
-        let held = match idempotency::begin(&state, req, &[b"cancel", id.0.as_bytes()]).await {
-            Ok(held) => held,
-            Err(early) => return refused_cancel(early),
-        };
-        let response = cancel_once(&state, &id.0).await;
-        let answer = match &response {
-            CancelResponse::Canceled(Json(body), _) => body.to_json().map(|v| v.to_string()),
-            _ => None,
-        };
-        idempotency::finish(&state, held, answer.as_deref().map(str::as_bytes)).await;
-        response
+        idempotency::run(
+            &state,
+            req,
+            &[b"cancel", id.0.as_bytes()],
+            cancel_once(&state, &id.0),
+        )
+        .await
     }
 }
 
@@ -393,25 +389,29 @@ async fn cancel_once(state: &AppState, id: &str) -> CancelResponse {
     }
 }
 
-fn refused_cancel(early: Early) -> CancelResponse {
-    match early {
-        Early::Replay(answer) => {
-            let body = serde_json::from_slice::<serde_json::Value>(&answer)
-                .ok()
-                .and_then(|v| VerificationBody::parse_from_json(Some(v)).ok());
-            match body {
-                Some(body) => CancelResponse::Canceled(Json(body), Some("true".into())),
-                None => {
-                    tracing::error!("a stored idempotent answer does not parse");
-                    CancelResponse::Unavailable(crate::error::store_unavailable())
-                }
-            }
+impl idempotency::Keyed for CancelResponse {
+    type Body = VerificationBody;
+
+    fn kept(&self) -> Option<&VerificationBody> {
+        match self {
+            CancelResponse::Canceled(Json(body), _) => Some(body),
+            _ => None,
         }
-        Early::InProgress => CancelResponse::Conflict(responses::in_progress()),
-        Early::Reused => CancelResponse::KeyReused(responses::key_reused()),
-        Early::Invalid(m) => {
-            CancelResponse::BadRequest(ErrorBody::json(ErrorCode::InvalidRequest, m))
+    }
+
+    fn replayed(body: VerificationBody) -> Self {
+        CancelResponse::Canceled(Json(body), Some("true".into()))
+    }
+
+    fn refused(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::InvalidKey => CancelResponse::BadRequest(ErrorBody::json(
+                ErrorCode::InvalidRequest,
+                idempotency::INVALID_KEY,
+            )),
+            Refusal::InProgress => CancelResponse::Conflict(responses::in_progress()),
+            Refusal::Reused => CancelResponse::KeyReused(responses::key_reused()),
+            Refusal::Unavailable => CancelResponse::Unavailable(crate::error::store_unavailable()),
         }
-        Early::Store(e) => CancelResponse::Unavailable(store_error(&e)),
     }
 }

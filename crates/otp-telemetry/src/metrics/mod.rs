@@ -24,7 +24,9 @@ mod store;
 use std::sync::Arc;
 use std::time::Duration;
 
-use otp_domain::{Channel, CheckError, CheckTarget, Destination, Limit, Region, SendError};
+use otp_domain::{
+    Channel, CheckError, CheckTarget, Destination, Limit, Region, SendError, SendErrorKind,
+};
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -92,19 +94,14 @@ impl SendOutcome {
     }
 
     fn of(result: &Result<(), &SendError>) -> Self {
-        match result {
+        match result.map_err(|e| e.kind()) {
             Ok(()) => SendOutcome::Sent,
-            Err(
-                SendError::Invalid(_)
-                | SendError::MessageWithoutCode
-                | SendError::TooLong { .. }
-                | SendError::MultilineSubject,
-            ) => SendOutcome::Invalid,
-            Err(SendError::DestinationNotAllowed) => SendOutcome::CountryRefused,
-            Err(SendError::FraudSuspected) => SendOutcome::FraudRefused,
-            Err(SendError::RateLimited { .. }) => SendOutcome::RateLimited,
-            Err(SendError::Delivery(_)) => SendOutcome::DeliveryFailed,
-            Err(SendError::Store(_)) => SendOutcome::StoreError,
+            Err(SendErrorKind::Invalid) => SendOutcome::Invalid,
+            Err(SendErrorKind::CountryRefused) => SendOutcome::CountryRefused,
+            Err(SendErrorKind::FraudRefused) => SendOutcome::FraudRefused,
+            Err(SendErrorKind::RateLimited) => SendOutcome::RateLimited,
+            Err(SendErrorKind::DeliveryFailed) => SendOutcome::DeliveryFailed,
+            Err(SendErrorKind::StoreError) => SendOutcome::StoreError,
         }
     }
 }

@@ -1,10 +1,9 @@
-//! otpd's server: the poem-openapi API, figment config and the wiring of
-//! ports to adapters chosen by config.
+//! otpd's server: the poem-openapi API and the wiring of ports to
+//! adapters chosen by config.
 //!
 //! # Layout
-//! - [`config`]: configuration, parsed once: `schema` (the serde structs),
-//!   `loading` (figment layers), `providers` (the typed providers of each
-//!   channel), `policy` (the domain policy); every error names the full key.
+//! - [`config`]: the `otp-config` crate, re-exported: the keys, parsed
+//!   once into typed providers and the domain policy.
 //! - [`api`]: the operations, security schemes and responses.
 //! - [`console`]: the operator console (`/console`), read from the
 //!   metrics registry and the verification records.
@@ -25,7 +24,7 @@
 
 pub mod api;
 pub mod background;
-pub mod config;
+pub use otp_config as config;
 pub mod console;
 pub mod error;
 pub mod http;

@@ -20,7 +20,7 @@ use figment::{Figment, Metadata, Profile, Provider, Source};
 use super::{ConfigError, KeyError, Problem};
 
 /// The built-in defaults.
-pub const DEFAULT_TOML: &str = include_str!("../../../../config/default.toml");
+pub const DEFAULT_TOML: &str = include_str!("../../../config/default.toml");
 
 /// The seed image's plain env vars and the keys they set.
 const SEED_ENV: &[(&str, &str)] = &[

@@ -1,7 +1,7 @@
 //! The typed provider model: each channel kind has its own enum of the
 //! providers that can serve it, each variant holding that provider's
 //! checked settings. The schema already refuses a provider name that a
-//! channel cannot use; [`resolve`] pairs each name with its section once,
+//! channel cannot use; `resolve` pairs each name with its section once,
 //! so startup only matches on the result.
 //!
 //! | channel     | providers                         |

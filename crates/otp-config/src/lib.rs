@@ -7,6 +7,11 @@
 //! (`sms.twilio.auth_token is required`, `otp.lifetime_min must be at most
 //! otp.lifetime_max`).
 //!
+//! The keys are the contract deployments rely on, so they live in a crate
+//! of their own: it knows the domain and the adapters' settings types and
+//! nothing above them (the server re-exports it as `otp_server::config`).
+//!
+//! # Layout
 //! - [`schema`]: the serde structs, one per section; unknown keys and
 //!   providers a channel cannot use fail here.
 //! - `loading`: the figment layers (defaults, file, `OTP_*`, the seed's

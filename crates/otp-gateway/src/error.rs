@@ -29,27 +29,13 @@ pub enum GatewayError {
     /// A voice call needs a caller id, and the config has none.
     #[error("{provider} needs {key} for voice calls")]
     NotConfigured { provider: String, key: &'static str },
-    /// No connection could be made (refused, DNS, TLS handshake).
-    #[error("could not connect to {provider}")]
-    Connect {
+    /// No answer: no connection, no reply within the timeout, a broken
+    /// exchange, or a request that could not be built from the settings.
+    #[error("{}", .source.message(provider))]
+    Transport {
         provider: String,
         #[source]
-        source: reqwest::Error,
-    },
-    /// No complete answer within the configured timeout.
-    #[error("no answer from {provider} within {} s", .timeout.as_secs())]
-    Timeout {
-        provider: String,
-        timeout: Duration,
-        #[source]
-        source: reqwest::Error,
-    },
-    /// The request failed after connecting (reset, broken body).
-    #[error("the request to {provider} failed")]
-    Request {
-        provider: String,
-        #[source]
-        source: reqwest::Error,
+        source: otp_http::TransportError,
     },
     /// A non-2xx answer. `provider_code` is the provider's numeric error
     /// code when it documents one (Twilio's `code`).
@@ -77,9 +63,7 @@ impl GatewayError {
     /// are not.
     pub fn is_transient(&self) -> bool {
         match self {
-            GatewayError::Connect { .. }
-            | GatewayError::Timeout { .. }
-            | GatewayError::Request { .. } => true,
+            GatewayError::Transport { source, .. } => source.is_transient(),
             GatewayError::Status { status, .. } => {
                 *status >= 500 || *status == 429 || *status == 408
             }
@@ -122,9 +106,7 @@ impl GatewayError {
             GatewayError::WrongChannel { provider, .. }
             | GatewayError::Client { provider, .. }
             | GatewayError::NotConfigured { provider, .. }
-            | GatewayError::Connect { provider, .. }
-            | GatewayError::Timeout { provider, .. }
-            | GatewayError::Request { provider, .. }
+            | GatewayError::Transport { provider, .. }
             | GatewayError::Status { provider, .. }
             | GatewayError::Unsuccessful { provider, .. } => provider,
         }
@@ -149,22 +131,11 @@ pub(crate) fn client_error(provider: &str) -> impl FnOnce(otp_http::ClientError)
     move |source| GatewayError::Client { provider, source }
 }
 
-/// Classifies a reqwest failure. The URL is dropped from the error, as it
-/// may hold an API key or the message.
+/// Classifies a reqwest failure (the URL dropped: it may hold an API key
+/// or the message).
 pub(crate) fn from_reqwest(provider: &str, timeout: Duration, e: reqwest::Error) -> GatewayError {
-    let provider = provider.to_owned();
-    let source = e.without_url();
-    if source.is_timeout() {
-        GatewayError::Timeout {
-            provider,
-            timeout,
-            source,
-        }
-    } else if source.is_connect() {
-        GatewayError::Connect { provider, source }
-    } else if source.is_builder() {
-        GatewayError::Config(format!("{provider}: the request could not be built"))
-    } else {
-        GatewayError::Request { provider, source }
+    GatewayError::Transport {
+        provider: provider.to_owned(),
+        source: otp_http::TransportError::new(timeout, e),
     }
 }

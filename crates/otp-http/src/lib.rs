@@ -10,6 +10,8 @@
 //! - [`client`]: the one way to build a `reqwest::Client` (one timeout for
 //!   the whole exchange, connecting included; redirects not followed;
 //!   `otpd/<version>` user agent), and [`ClientError`].
+//! - [`TransportError`]: a request that got no answer, classified once
+//!   (connect, timeout, not buildable, broken), its URL dropped.
 //! - [`parse_retry_after`] / [`parse_retry_after_at`]: `Retry-After` as
 //!   delta-seconds or an HTTP date.
 //! - [`is_http_url`] / [`is_https_url`]: an absolute URL of that scheme
@@ -28,6 +30,92 @@ pub const USER_AGENT: &str = concat!("otpd/", env!("CARGO_PKG_VERSION"));
 #[derive(Debug, thiserror::Error)]
 #[error("the HTTP client could not be built")]
 pub struct ClientError(#[source] reqwest::Error);
+
+/// What kind of failure a [`TransportError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// No connection could be made (refused, DNS, TLS handshake).
+    Connect,
+    /// No complete answer within the client's timeout.
+    Timeout,
+    /// The request could not be built from the settings (a config
+    /// problem, not worth retrying).
+    Build,
+    /// The request failed after connecting (reset, broken body).
+    Broken,
+}
+
+/// A request that got no answer, classified once for every HTTP adapter.
+/// The URL is dropped from the cause: it may hold an API key, a bot token
+/// or the message. `Display` is reqwest's own text, so an adapter's variant
+/// that names its provider and keeps this as its `#[source]` prints every
+/// cause once.
+#[derive(Debug)]
+pub struct TransportError {
+    kind: Transport,
+    timeout: Duration,
+    source: reqwest::Error,
+}
+
+impl TransportError {
+    /// Classifies `e`, a failure of a request sent with `timeout`.
+    pub fn new(timeout: Duration, e: reqwest::Error) -> Self {
+        let source = e.without_url();
+        let kind = if source.is_timeout() {
+            Transport::Timeout
+        } else if source.is_connect() {
+            Transport::Connect
+        } else if source.is_builder() {
+            Transport::Build
+        } else {
+            Transport::Broken
+        };
+        TransportError {
+            kind,
+            timeout,
+            source,
+        }
+    }
+
+    pub fn kind(&self) -> Transport {
+        self.kind
+    }
+
+    /// Worth retrying: everything but a request that cannot be built.
+    pub fn is_transient(&self) -> bool {
+        self.kind != Transport::Build
+    }
+
+    /// The adapter's message for this failure of `provider`
+    /// (`no answer from twilio within 5 s`).
+    pub fn message(&self, provider: &str) -> String {
+        match self.kind {
+            Transport::Connect => format!("could not connect to {provider}"),
+            Transport::Timeout => {
+                format!(
+                    "no answer from {provider} within {} s",
+                    self.timeout.as_secs()
+                )
+            }
+            Transport::Build => {
+                format!("invalid config: {provider}: the request could not be built")
+            }
+            Transport::Broken => format!("the request to {provider} failed"),
+        }
+    }
+}
+
+impl std::fmt::Display for TransportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.source.fmt(f)
+    }
+}
+
+impl std::error::Error for TransportError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.source)
+    }
+}
 
 /// One client per sender. `timeout` bounds the whole exchange: connecting
 /// (a handshake that never completes), sending, and reading the full

@@ -130,3 +130,69 @@ fn full_listener() -> (tokio::net::TcpListener, SocketAddr, Vec<TcpStream>) {
     }
     (listener, addr, queued)
 }
+
+/// Every cause of an error, one line, as a log shows it.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}
+
+#[tokio::test]
+async fn transport_errors_are_classified_and_keep_no_url() {
+    use otp_http::{Transport, TransportError};
+
+    // Timeout: a peer that accepts and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let addr = silent.local_addr().expect("local addr");
+    let (err, _) = get_with_timeout(&format!("http://{addr}/send?key=SECRETKEY")).await;
+    let timeout = TransportError::new(TIMEOUT, err);
+    assert_eq!(timeout.kind(), Transport::Timeout);
+    assert!(timeout.is_transient());
+    assert_eq!(
+        timeout.message("twilio"),
+        "no answer from twilio within 0 s"
+    );
+
+    // Connect: a port nobody listens on (bound, then closed).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let closed_addr = closed.local_addr().expect("local addr");
+    drop(closed);
+    let (err, _) = get_with_timeout(&format!("http://{closed_addr}/send?key=SECRETKEY")).await;
+    let refused = TransportError::new(TIMEOUT, err);
+    assert_eq!(refused.kind(), Transport::Connect, "{refused:?}");
+    assert!(refused.is_transient());
+    assert_eq!(refused.message("gw"), "could not connect to gw");
+
+    // Build: a header value reqwest refuses to put on the wire.
+    let client = otp_http::client(TIMEOUT).expect("client");
+    let err = client
+        .get(format!("http://{addr}/"))
+        .header("x-token", "bad\nvalue")
+        .send()
+        .await
+        .expect_err("an invalid header value cannot be sent");
+    let unbuildable = TransportError::new(TIMEOUT, err);
+    assert_eq!(unbuildable.kind(), Transport::Build, "{unbuildable:?}");
+    assert!(
+        !unbuildable.is_transient(),
+        "a config problem is not retried"
+    );
+    assert_eq!(
+        unbuildable.message("gw"),
+        "invalid config: gw: the request could not be built"
+    );
+
+    for e in [&timeout, &refused, &unbuildable] {
+        let line = chain(e);
+        assert!(
+            !line.contains("SECRETKEY") && !line.contains("127.0.0.1"),
+            "{line}"
+        );
+    }
+}

@@ -33,27 +33,13 @@ pub enum TelegramError {
         provider: &'static str,
         channel: Channel,
     },
-    /// No connection could be made (refused, DNS, TLS handshake).
-    #[error("could not connect to {provider}")]
-    Connect {
+    /// No answer: no connection, no reply within the timeout, a broken
+    /// exchange, or a request that could not be built from the settings.
+    #[error("{}", .source.message(provider))]
+    Transport {
         provider: &'static str,
         #[source]
-        source: reqwest::Error,
-    },
-    /// No complete answer within the configured timeout.
-    #[error("no answer from {provider} within {} s", .timeout.as_secs())]
-    Timeout {
-        provider: &'static str,
-        timeout: Duration,
-        #[source]
-        source: reqwest::Error,
-    },
-    /// The request failed after connecting.
-    #[error("the request to {provider} failed")]
-    Request {
-        provider: &'static str,
-        #[source]
-        source: reqwest::Error,
+        source: otp_http::TransportError,
     },
     /// The Bot API answered `"ok": false` or a non-2xx status.
     /// `description` is Telegram's fixed explanation ("Forbidden: bot was
@@ -88,9 +74,7 @@ impl TelegramError {
     /// bot blocked) and config problems are not.
     pub fn is_transient(&self) -> bool {
         match self {
-            TelegramError::Connect { .. }
-            | TelegramError::Timeout { .. }
-            | TelegramError::Request { .. } => true,
+            TelegramError::Transport { source, .. } => source.is_transient(),
             TelegramError::Api { status, code, .. } => {
                 *code == 429 || *status == 429 || *status >= 500 || (500..600).contains(code)
             }
@@ -139,9 +123,7 @@ impl TelegramError {
             }
             TelegramError::WrongChannel { provider, .. }
             | TelegramError::Client { provider, .. }
-            | TelegramError::Connect { provider, .. }
-            | TelegramError::Timeout { provider, .. }
-            | TelegramError::Request { provider, .. }
+            | TelegramError::Transport { provider, .. }
             | TelegramError::BadResponse { provider, .. }
             | TelegramError::Status { provider, .. } => provider,
         }

@@ -19,18 +19,8 @@ pub(crate) fn transport_error(
     timeout: Duration,
     e: reqwest::Error,
 ) -> TelegramError {
-    let source = e.without_url();
-    if source.is_timeout() {
-        TelegramError::Timeout {
-            provider,
-            timeout,
-            source,
-        }
-    } else if source.is_connect() {
-        TelegramError::Connect { provider, source }
-    } else if source.is_builder() {
-        TelegramError::Config(format!("{provider}: the request could not be built"))
-    } else {
-        TelegramError::Request { provider, source }
+    TelegramError::Transport {
+        provider,
+        source: otp_http::TransportError::new(timeout, e),
     }
 }

@@ -82,7 +82,10 @@ fn main() -> ExitCode {
     let logging = match otp_telemetry::logging::init(&config.log) {
         Ok(l) => l,
         Err(e) => {
-            fatal(json, &format!("cannot set up logging: {e}"));
+            fatal(
+                json,
+                &format!("cannot set up logging: {}", otp_server::error::chain(&e)),
+            );
             return ExitCode::FAILURE;
         }
     };

@@ -57,8 +57,10 @@ pub enum StartupError {
     Store(#[from] otp_store_embedded::EmbeddedError),
     #[error("cannot set up the Redis store")]
     Redis(#[from] otp_redis::RedisStoreError),
-    #[error("security.secret: {0}")]
-    Secret(String),
+    #[error("security.secret must be at least 16 characters; use 32 random bytes, e.g. `openssl rand -hex 32`")]
+    SecretTooShort,
+    #[error("security.secret: {} is shorter than 32 characters", .0.display())]
+    SecretFileTooShort(PathBuf),
     #[error("security.secret: cannot read or create {path}")]
     SecretFile {
         path: PathBuf,
@@ -95,6 +97,9 @@ pub enum StartupError {
 /// A channel's provider, with its settings, that startup can build.
 trait Build {
     fn name(&self) -> &'static str;
+    /// The `log` dev sink, which warns for itself instead of saying
+    /// "provider ready".
+    fn is_dev_sink(&self) -> bool;
     /// The sender, or the adapter's error.
     fn sender(
         &self,
@@ -124,6 +129,10 @@ impl Build for PhoneProvider {
         PhoneProvider::name(self)
     }
 
+    fn is_dev_sink(&self) -> bool {
+        matches!(self, PhoneProvider::Log)
+    }
+
     fn sender(
         &self,
         channel: Channel,
@@ -143,6 +152,10 @@ impl Build for EmailProvider {
         EmailProvider::name(self)
     }
 
+    fn is_dev_sink(&self) -> bool {
+        matches!(self, EmailProvider::Log)
+    }
+
     fn sender(
         &self,
         channel: Channel,
@@ -159,6 +172,10 @@ impl Build for EmailProvider {
 impl Build for TelegramProvider {
     fn name(&self) -> &'static str {
         TelegramProvider::name(self)
+    }
+
+    fn is_dev_sink(&self) -> bool {
+        matches!(self, TelegramProvider::Log)
     }
 
     fn sender(
@@ -193,7 +210,7 @@ fn channel_sender(
                     provider: p.name(),
                     source,
                 })?;
-            if p.name() != "log" {
+            if !p.is_dev_sink() {
                 tracing::info!(%channel, provider = p.name(), "provider ready");
             }
             Ok(Provider {
@@ -269,10 +286,7 @@ pub fn load_secret(config: &Config) -> Result<Vec<u8>, StartupError> {
     let configured = config.security.secret.expose_secret();
     if !configured.is_empty() {
         if configured.len() < 16 {
-            return Err(StartupError::Secret(
-                "must be at least 16 characters; use 32 random bytes, e.g. `openssl rand -hex 32`"
-                    .into(),
-            ));
+            return Err(StartupError::SecretTooShort);
         }
         return Ok(configured.as_bytes().to_vec());
     }
@@ -292,12 +306,7 @@ fn secret_file(path: &Path) -> Result<Vec<u8>, StartupError> {
     };
     match std::fs::read_to_string(path) {
         Ok(s) if s.trim().len() >= 32 => return Ok(s.trim().as_bytes().to_vec()),
-        Ok(_) => {
-            return Err(StartupError::Secret(format!(
-                "{} is shorter than 32 characters",
-                path.display()
-            )))
-        }
+        Ok(_) => return Err(StartupError::SecretFileTooShort(path.to_owned())),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(err(e)),
     }
@@ -602,4 +611,25 @@ pub(crate) fn open_store(
             None,
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_short_secret_file_is_refused_by_name_and_a_missing_one_is_made() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("secret");
+
+        let made = secret_file(&path).expect("a missing file is generated");
+        assert_eq!(made.len(), 64, "32 random bytes, hex");
+        assert_eq!(secret_file(&path).expect("read back"), made);
+
+        std::fs::write(&path, "short").expect("write");
+        match secret_file(&path) {
+            Err(StartupError::SecretFileTooShort(p)) => assert_eq!(p, path),
+            other => panic!("expected SecretFileTooShort, got {other:?}"),
+        }
+    }
 }

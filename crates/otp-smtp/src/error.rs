@@ -17,6 +17,13 @@ pub enum SmtpError {
     /// The config could not be put to use.
     #[error("invalid SMTP config: {0}")]
     Config(String),
+    /// `smtp.from` is not an address lettre accepts.
+    #[error("invalid SMTP config: smtp.from must be an email address")]
+    From(#[source] lettre::address::AddressError),
+    /// TLS could not be set up for `smtp.host` (the name is not one a
+    /// certificate can be checked against, or the TLS backend failed).
+    #[error("invalid SMTP config: smtp.host: cannot set up TLS for this host")]
+    TlsSetup(#[source] lettre::transport::smtp::Error),
     /// The sender was handed a message for another channel.
     #[error("the SMTP sender cannot deliver to {0}")]
     WrongChannel(Channel),
@@ -55,6 +62,8 @@ impl SmtpError {
             }
             SmtpError::Setting(_)
             | SmtpError::Config(_)
+            | SmtpError::From(_)
+            | SmtpError::TlsSetup(_)
             | SmtpError::WrongChannel(_)
             | SmtpError::HeaderInjection(_)
             | SmtpError::Address(_)

@@ -46,11 +46,7 @@ impl SmtpSender {
     /// reaper here, so call it from async start-up code.
     pub fn new(config: SmtpConfig) -> Result<Self, SmtpError> {
         config.validate().map_err(SmtpError::Setting)?;
-        let from_address: Address = config
-            .from
-            .trim()
-            .parse()
-            .map_err(|_| SmtpError::Config("smtp.from must be an email address".to_owned()))?;
+        let from_address: Address = config.from.trim().parse().map_err(SmtpError::From)?;
         let from = Mailbox::new(config.display_name().map(str::to_owned), from_address);
         let timeout = Duration::from_secs(config.timeout_secs);
 
@@ -145,8 +141,7 @@ impl Sender for SmtpSender {
 }
 
 fn tls_parameters(host: &str) -> Result<TlsParameters, SmtpError> {
-    TlsParameters::new(host.trim().to_owned())
-        .map_err(|_| SmtpError::Config("smtp.host: cannot set up TLS for this host".to_owned()))
+    TlsParameters::new(host.trim().to_owned()).map_err(SmtpError::TlsSetup)
 }
 
 /// The template with every `{body}` replaced by the HTML-escaped body.

@@ -80,7 +80,14 @@ pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 impl BatchWriter {
     /// A writer into `out`, with at most `limit` bytes pending, and the
     /// thread that writes them.
-    pub fn new<W: Write + Send + 'static>(mut out: W, limit: usize) -> (BatchWriter, Flusher) {
+    ///
+    /// # Errors
+    /// When the writer thread cannot be spawned: without it every line
+    /// would be lost, so the caller must not go on as if logging worked.
+    pub fn new<W: Write + Send + 'static>(
+        mut out: W,
+        limit: usize,
+    ) -> std::io::Result<(BatchWriter, Flusher)> {
         let shared = Arc::new(Shared {
             pending: Mutex::new(Vec::with_capacity(64 << 10)),
             limit,
@@ -117,13 +124,13 @@ impl BatchWriter {
                     }
                 }
                 let _ = finished.send(());
-            });
+            })?;
         let flusher = Flusher {
             shared: shared.clone(),
-            thread: thread.ok(),
+            thread: Some(thread),
             done,
         };
-        (BatchWriter { shared }, flusher)
+        Ok((BatchWriter { shared }, flusher))
     }
 
     /// Lines dropped so far because the buffer was full.
@@ -203,13 +210,24 @@ fn filter(config: &LogConfig) -> EnvFilter {
         .unwrap_or_else(|_| EnvFilter::new("info"))
 }
 
+/// Why logging could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum LogInitError {
+    #[error("the log writer thread could not be started")]
+    Thread(#[source] std::io::Error),
+    #[error("a global log subscriber is already installed")]
+    Installed(#[source] tracing_subscriber::util::TryInitError),
+}
+
 /// Installs the global subscriber.
 ///
 /// # Errors
-/// When a global subscriber is already installed.
-pub fn init(config: &LogConfig) -> Result<Logging, tracing_subscriber::util::TryInitError> {
+/// [`LogInitError`] when the writer thread cannot start or a global
+/// subscriber is already installed.
+pub fn init(config: &LogConfig) -> Result<Logging, LogInitError> {
     use tracing_subscriber::util::SubscriberInitExt;
-    let (writer, flusher) = BatchWriter::new(std::io::stderr(), BUFFER_LIMIT);
+    let (writer, flusher) =
+        BatchWriter::new(std::io::stderr(), BUFFER_LIMIT).map_err(LogInitError::Thread)?;
     let dropped = writer.dropped_counter();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter(config))
@@ -218,14 +236,16 @@ pub fn init(config: &LogConfig) -> Result<Logging, tracing_subscriber::util::Try
         LogFormat::Text => builder
             .with_ansi(std::io::stderr().is_terminal())
             .finish()
-            .try_init()?,
+            .try_init()
+            .map_err(LogInitError::Installed)?,
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
             .finish()
-            .try_init()?,
+            .try_init()
+            .map_err(LogInitError::Installed)?,
     }
     Ok(Logging {
         _flusher: flusher,
@@ -259,7 +279,7 @@ mod tests {
     #[test]
     fn lines_reach_the_output_in_order_and_all_of_them_on_drop() {
         let sink = Sink::default();
-        let (writer, flusher) = BatchWriter::new(sink.clone(), 1 << 20);
+        let (writer, flusher) = BatchWriter::new(sink.clone(), 1 << 20).expect("log writer thread");
         for i in 0..1000 {
             writer
                 .make_writer()
@@ -279,7 +299,7 @@ mod tests {
     fn a_stuck_output_delays_the_shutdown_by_the_flush_timeout_only() {
         let sink = Sink::default();
         let closed = sink.gate.lock().expect("lock");
-        let (writer, flusher) = BatchWriter::new(sink.clone(), 1 << 20);
+        let (writer, flusher) = BatchWriter::new(sink.clone(), 1 << 20).expect("log writer thread");
         writer.make_writer().write_all(b"stuck\n").expect("write");
         std::thread::sleep(FLUSH_EVERY * 3);
         let start = std::time::Instant::now();
@@ -296,7 +316,7 @@ mod tests {
     fn a_blocked_output_drops_and_counts_lines_and_never_blocks_the_writer() {
         let sink = Sink::default();
         let closed = sink.gate.lock().expect("lock");
-        let (writer, flusher) = BatchWriter::new(sink.clone(), 100);
+        let (writer, flusher) = BatchWriter::new(sink.clone(), 100).expect("log writer thread");
         // The thread may be stuck writing the first batch; later lines
         // pile up to the limit, and the rest are dropped, at once.
         let start = std::time::Instant::now();

@@ -20,9 +20,8 @@ use otp_domain::ports::{Clock, Store};
 use otp_events::{sweeper, Dispatcher, Sink, Tuning, WebhookSink};
 use otp_redis::RedisStreamSink;
 
-use crate::config::{Config, EventSettings, SinkTarget, StoreKind};
-use crate::startup::{open_store, store_label, Ports, StartupError};
-use otp_telemetry::metrics::{MeteredStore, Metrics};
+use crate::config::{EventSettings, SinkTarget};
+use otp_telemetry::metrics::Metrics;
 
 /// A sink could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -68,13 +67,30 @@ impl Background {
     }
 }
 
+/// What the background tasks run on.
+pub struct Inputs {
+    /// Their own store (see the module doc), metered like the API's.
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    /// Whether the fraud guard is on, so its blocks need sweeping.
+    pub fraud_guard: bool,
+    /// The embedded store, when used, for its file sweep.
+    pub embedded: Option<otp_store_embedded::EmbeddedStore>,
+    pub metrics: Option<Arc<Metrics>>,
+}
+
 /// Starts every background task on the current runtime.
 ///
 /// # Errors
-/// When an event sink or the background store cannot be set up.
-pub fn spawn(config: &Config, ports: &Ports) -> Result<Background, StartupError> {
-    let store = background_store(config, ports)?;
-    let clock = ports.clock.clone();
+/// When an event sink cannot be set up.
+pub fn spawn(events: &EventSettings, inputs: Inputs) -> Result<Background, EventsError> {
+    let Inputs {
+        store,
+        clock,
+        fraud_guard,
+        embedded,
+        metrics,
+    } = inputs;
     let mut tasks = tokio::task::JoinSet::new();
 
     let (s, c) = (store.clone(), clock.clone());
@@ -83,7 +99,7 @@ pub fn spawn(config: &Config, ports: &Ports) -> Result<Background, StartupError>
         async move { sweeper::sweep_verifications(s.as_ref(), c.as_ref()).await }
     }));
 
-    if ports.fraud.is_some() {
+    if fraud_guard {
         // Each block ends once, with its `otpd.fraud.prefix_unblocked`
         // event, however many instances sweep (the store sees to that).
         let (s, c) = (store.clone(), clock.clone());
@@ -93,7 +109,7 @@ pub fn spawn(config: &Config, ports: &Ports) -> Result<Background, StartupError>
         }));
     }
 
-    if let Some(embedded) = ports.embedded.clone() {
+    if let Some(embedded) = embedded {
         // Expired entries go, so the file does not grow with codes
         // nobody checked.
         let c = clock.clone();
@@ -111,21 +127,9 @@ pub fn spawn(config: &Config, ports: &Ports) -> Result<Background, StartupError>
         }));
     }
 
-    let dispatcher = dispatcher(&config.events, store, clock, ports.metrics.clone())?;
+    let dispatcher = dispatcher(events, store, clock, metrics)?;
     tasks.spawn(dispatcher.run());
     Ok(Background { tasks })
-}
-
-/// The store of the background tasks, metered like the API's.
-fn background_store(config: &Config, ports: &Ports) -> Result<Arc<dyn Store>, StartupError> {
-    if config.store.kind == StoreKind::Embedded && ports.embedded.is_none() {
-        return Err(StartupError::NoEmbeddedStore);
-    }
-    let (store, _) = open_store(config, ports.embedded.as_ref())?;
-    Ok(match &ports.metrics {
-        Some(m) => Arc::new(MeteredStore::new(store, m, store_label(config.store.kind))),
-        None => store,
-    })
 }
 
 /// The dispatcher of the sinks `settings` configures.

@@ -246,7 +246,7 @@ async fn serve(
         tracing::warn!(%addr, "Basic auth is OFF and otpd listens beyond loopback: anyone who reaches it can send and check codes. Set HTTP_AUTH_USERNAME and HTTP_AUTH_PASSWORD.");
     }
     // The sweepers and the event dispatcher, until otpd stops.
-    let _background = otp_server::background::spawn(&config, &ports)?;
+    let _background = otp_server::startup::spawn_background(&config, &ports)?;
     tracing::info!(%addr, store = ?config.store.kind, "otpd listening; docs at http://{addr}/docs");
     app.run_until(shutdown_signal()).await?;
     tracing::info!("otpd stopped");

@@ -17,7 +17,7 @@ use secrecy::ExposeSecret;
 
 use crate::api::auth::Credentials;
 use crate::api::{api_service, AppState};
-use crate::background::AbortOnDrop;
+use crate::background::{self, AbortOnDrop, Background};
 use crate::config::{Config, EmailProvider, PhoneProvider, StoreKind, TelegramProvider};
 use crate::outbox::DevOutbox;
 use crate::sinks::LogSink;
@@ -275,6 +275,34 @@ impl Ports {
             metrics,
         })
     }
+}
+
+/// Starts the background tasks ([`crate::background`]) on a store of
+/// their own.
+///
+/// # Errors
+/// When the background store or an event sink cannot be set up.
+pub fn spawn_background(config: &Config, ports: &Ports) -> Result<Background, StartupError> {
+    let inputs = background::Inputs {
+        store: background_store(config, ports)?,
+        clock: ports.clock.clone(),
+        fraud_guard: ports.fraud.is_some(),
+        embedded: ports.embedded.clone(),
+        metrics: ports.metrics.clone(),
+    };
+    Ok(background::spawn(&config.events, inputs)?)
+}
+
+/// The store of the background tasks, metered like the API's.
+fn background_store(config: &Config, ports: &Ports) -> Result<Arc<dyn Store>, StartupError> {
+    if config.store.kind == StoreKind::Embedded && ports.embedded.is_none() {
+        return Err(StartupError::NoEmbeddedStore);
+    }
+    let (store, _) = open_store(config, ports.embedded.as_ref())?;
+    Ok(match &ports.metrics {
+        Some(m) => Arc::new(MeteredStore::new(store, m, store_label(config.store.kind))),
+        None => store,
+    })
 }
 
 /// The HMAC key: `security.secret` when set, else (embedded store) the

@@ -12,8 +12,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::digest::CodeDigest;
 use crate::ports::{
-    CheckOutcome, CodeRecord, HitOutcome, PairingOutcome, PutOutcome, RateBucket, Store,
-    TakeOutcome,
+    CheckOutcome, CodeRecord, FraudTally, HitOutcome, PairingOutcome, PutOutcome, RateBucket,
+    SendLimits, Store, TakeOutcome,
 };
 use crate::types::{Channel, ChatId, Destination};
 use crate::verification::{
@@ -139,6 +139,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     a_new_send_replaces_the_old_code(s).await;
     wrong_checks_lock_the_code(s).await;
     buckets_limit_sends_and_refusals_change_nothing(s).await;
+    shared_buckets_are_charged_after_the_own_ones_and_refuse_without_a_code(s).await;
     discard_removes_only_the_same_code(s).await;
     pairing_is_traded_once_and_replaced_per_chat(s).await;
     pairing_digests_are_unique_among_active_pairings(s).await;
@@ -277,6 +278,131 @@ pub async fn buckets_limit_sends_and_refusals_change_nothing(s: &dyn Store) {
         put(s, &key, record(digest(6), 5), &both, NOW + 10_000).await,
         PutOutcome::Stored
     );
+}
+
+fn bucket(name: &str, limit: u32) -> RateBucket {
+    RateBucket {
+        key: unique(name),
+        limit,
+        window_ms: 60_000,
+    }
+}
+
+async fn stage(
+    s: &dyn Store,
+    key: &str,
+    r: CodeRecord,
+    limits: &SendLimits,
+    now: u64,
+) -> PutOutcome {
+    match s
+        .stage_send(key, r, &verification_of(key, &r, now), limits, now)
+        .await
+    {
+        Ok(o) => o,
+        Err(e) => panic!("stage_send failed: {e:?}"),
+    }
+}
+
+async fn hit(s: &dyn Store, b: &RateBucket, now: u64) -> HitOutcome {
+    s.hit_bucket(b, now).await.expect("hit_bucket")
+}
+
+/// Nothing checkable and nothing pending under `key`, and no record of
+/// the refused send `r`.
+async fn nothing_left(s: &dyn Store, key: &str, r: &CodeRecord, now: u64) {
+    assert_eq!(check(s, key, r.digest, now).await, CheckOutcome::NotFound);
+    assert_eq!(s.verification(&r.verification).await.expect("get"), None);
+    let latest = s.latest_verification(key).await.expect("latest");
+    assert!(
+        latest
+            .as_ref()
+            .is_none_or(|v| v.id != r.verification && !v.is_pending()),
+        "{latest:?}"
+    );
+}
+
+pub async fn shared_buckets_are_charged_after_the_own_ones_and_refuse_without_a_code(
+    s: &dyn Store,
+) {
+    let (user, channel) = (bucket("user", 2), bucket("channel", 1));
+    let limits = |own: &RateBucket| SendLimits {
+        blocked: None,
+        own: vec![own.clone()],
+        shared: vec![user.clone(), channel.clone()],
+    };
+    let (first, second) = (unique("shared-a"), unique("shared-b"));
+    let own_a = bucket("own-a", 1);
+    let own_b = bucket("own-b", 5);
+    let r = record(digest(1), 5);
+    assert_eq!(
+        stage(s, &first, r, &limits(&own_a), NOW).await,
+        PutOutcome::Stored
+    );
+    assert_eq!(
+        check(s, &first, digest(1), NOW + 1).await,
+        CheckOutcome::Approved
+    );
+
+    // `channel` (limit 1) is full now: a send to another destination is
+    // refused by it, naming it, and leaves nothing behind.
+    let r = record(digest(2), 5);
+    assert!(matches!(
+        stage(s, &second, r, &limits(&own_b), NOW + 2).await,
+        PutOutcome::SharedLimited { index: 1, retry_after_ms } if retry_after_ms > 0
+    ));
+    nothing_left(s, &second, &r, NOW + 3).await;
+    // The buckets before the full one were charged: `user` (limit 2) has
+    // both hits and is full.
+    assert!(matches!(
+        hit(s, &user, NOW + 4).await,
+        HitOutcome::Full { .. }
+    ));
+
+    // A refusal by the destination's own bucket charges no shared bucket.
+    let fresh = bucket("fresh", 1);
+    let r = record(digest(3), 5);
+    let own_full = SendLimits {
+        blocked: None,
+        own: vec![own_a.clone()],
+        shared: vec![fresh.clone()],
+    };
+    assert!(matches!(
+        stage(s, &first, r, &own_full, NOW + 5).await,
+        PutOutcome::RateLimited { .. }
+    ));
+    nothing_left(s, &first, &r, NOW + 6).await;
+    assert_eq!(hit(s, &fresh, NOW + 7).await, HitOutcome::Counted);
+
+    // A send whose delivery then failed leaves nothing checkable and no
+    // pending verification either.
+    let third = unique("shared-c");
+    let r = record(digest(4), 5);
+    let open = SendLimits {
+        blocked: None,
+        own: vec![bucket("own-c", 1)],
+        shared: vec![bucket("open", 10)],
+    };
+    assert_eq!(stage(s, &third, r, &open, NOW).await, PutOutcome::Stored);
+    let failed = DeliveryAttempt {
+        provider: "contract".into(),
+        outcome: AttemptOutcome::Failed,
+        at: NOW + 1,
+        error: Some("HTTP 503".into()),
+    };
+    s.discard_code(
+        &third,
+        &digest(4),
+        Some(std::slice::from_ref(&failed)),
+        NOW + 1,
+    )
+    .await
+    .expect("discard");
+    assert_eq!(
+        check(s, &third, digest(4), NOW + 2).await,
+        CheckOutcome::NotFound
+    );
+    assert_eq!(get(s, &r.verification).await.status, Status::Failed);
 }
 
 pub async fn discard_removes_only_the_same_code(s: &dyn Store) {
@@ -986,9 +1112,121 @@ where
     S: Store + 'static,
 {
     counters_add_up_in_a_sliding_window(store.as_ref()).await;
+    a_blocked_prefix_refuses_the_first_step_and_changes_nothing(store.as_ref()).await;
+    the_fraud_tally_rides_with_the_delivery_and_the_approval(store.as_ref()).await;
     a_prefix_is_blocked_once_with_one_event(store.clone()).await;
     unblock_lifts_a_block_at_once_with_its_event(store.as_ref()).await;
     concurrent_expiries_end_each_block_once(store.clone()).await;
+}
+
+pub async fn a_blocked_prefix_refuses_the_first_step_and_changes_nothing(s: &dyn Store) {
+    let p = unique_prefix();
+    let key = unique("blocked");
+    let own = bucket("blocked-own", 1);
+    let limits = SendLimits {
+        blocked: Some(p.clone()),
+        own: vec![own.clone()],
+        shared: Vec::new(),
+    };
+    assert!(s
+        .block(&block_of(&p, NOW, NOW + 60_000), NOW)
+        .await
+        .expect("block"));
+    let r = record(digest(1), 5);
+    assert_eq!(
+        stage(s, &key, r, &limits, NOW + 1).await,
+        PutOutcome::FraudBlocked
+    );
+    nothing_left(s, &key, &r, NOW + 2).await;
+    assert_eq!(
+        hit(s, &own, NOW + 3).await,
+        HitOutcome::Counted,
+        "nothing was charged"
+    );
+
+    // A monitor-mode block refuses nothing, nor does an ended one.
+    let q = unique_prefix();
+    let mut observed = block_of(&q, NOW, NOW + 60_000);
+    observed.mode = crate::fraud::FraudMode::Monitor;
+    assert!(s.block(&observed, NOW).await.expect("block"));
+    let observing = SendLimits {
+        blocked: Some(q),
+        ..SendLimits::default()
+    };
+    assert_eq!(
+        stage(
+            s,
+            &unique("observed"),
+            record(digest(2), 5),
+            &observing,
+            NOW + 1
+        )
+        .await,
+        PutOutcome::Stored
+    );
+    let limits = SendLimits {
+        blocked: Some(p),
+        ..SendLimits::default()
+    };
+    assert_eq!(
+        stage(
+            s,
+            &unique("after-block"),
+            record(digest(3), 5),
+            &limits,
+            NOW + 60_000
+        )
+        .await,
+        PutOutcome::Stored
+    );
+}
+
+pub async fn the_fraud_tally_rides_with_the_delivery_and_the_approval(s: &dyn Store) {
+    let p = unique_prefix();
+    let w = 60_000;
+    let tally = FraudTally {
+        prefix: p.clone(),
+        window_ms: w,
+    };
+    let key = unique("tally");
+    let r = record(digest(1), 5);
+    assert_eq!(put(s, &key, r, &[], NOW).await, PutOutcome::Stored);
+    let counted = s
+        .record_delivery(
+            &r.verification,
+            &[delivered_attempt(NOW + 1)],
+            Some(&tally),
+            NOW + 1,
+        )
+        .await
+        .expect("record_delivery");
+    assert_eq!(counted.map(|c| (c.sends, c.approvals)), Some((1, 0)));
+    assert_eq!(get(s, &r.verification).await.deliveries.len(), 1);
+    assert_eq!(
+        s.record_delivery(&r.verification, &[], None, NOW + 1)
+            .await
+            .expect("record_delivery"),
+        None,
+        "no tally, no counters"
+    );
+    // A wrong check counts no approval; the approving one does.
+    let wrong = s
+        .check_tallied(&key, &digest(2), Some(&tally), NOW + 2)
+        .await
+        .expect("check");
+    assert_eq!(wrong, CheckOutcome::Mismatch { attempts_left: 4 });
+    let right = s
+        .check_tallied(&key, &digest(1), Some(&tally), NOW + 3)
+        .await
+        .expect("check");
+    assert_eq!(right, CheckOutcome::Approved);
+    let gone = s
+        .check_tallied(&key, &digest(1), Some(&tally), NOW + 4)
+        .await
+        .expect("check");
+    assert_eq!(gone, CheckOutcome::NotFound);
+    let c = s.count(&p, 0, 0, w, NOW + 5).await.expect("count");
+    assert_eq!((c.sends, c.approvals), (1, 1));
 }
 
 pub async fn counters_add_up_in_a_sliding_window<S: crate::ports::FraudLedger + ?Sized>(s: &S) {

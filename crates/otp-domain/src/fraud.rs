@@ -216,6 +216,13 @@ pub struct Block {
     pub mode: FraudMode,
 }
 
+impl Block {
+    /// Whether this block refuses sends at `now`: active, in block mode.
+    pub fn refuses(&self, now: Timestamp) -> bool {
+        self.mode == FraudMode::Block && self.until > now
+    }
+}
+
 impl FraudPolicy {
     /// Whether `conversion` calls for a block of `prefix`.
     pub fn judges_fraud(&self, prefix: &Prefix, conversion: Conversion) -> bool {

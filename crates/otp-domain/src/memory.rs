@@ -11,8 +11,8 @@ use crate::digest::CodeDigest;
 use crate::error::StoreError;
 use crate::fraud::{Block, Counters, Prefix};
 use crate::ports::{
-    CheckOutcome, CodeRecord, CodeStore, HitOutcome, PairingOutcome, PutOutcome, RateBucket,
-    TakeOutcome, Timestamp,
+    CheckOutcome, CodeRecord, CodeStore, FraudTally, HitOutcome, PairingOutcome, PutOutcome,
+    RateBucket, SendLimits, TakeOutcome, Timestamp,
 };
 use crate::ports::{FraudLedger, IdempotencyStore, Outbox, VerificationStore};
 use crate::state::{self, BucketState, CheckStep};
@@ -91,6 +91,18 @@ impl Inner {
         }
     }
 
+    /// Adds to the fraud counters of the tally's prefix.
+    fn tally(&mut self, t: &FraudTally, sends: u64, approvals: u64, now: Timestamp) -> Counters {
+        let c = self
+            .fraud_counters
+            .get(&t.prefix)
+            .copied()
+            .unwrap_or_default()
+            .add(sends, approvals, now, t.window_ms);
+        self.fraud_counters.insert(t.prefix.clone(), c);
+        c
+    }
+
     /// The wait until `bucket` has room, if it is full now.
     fn full(&self, bucket: &RateBucket, now: Timestamp) -> Option<u64> {
         let state = self.buckets.get(&bucket.key).copied();
@@ -118,17 +130,37 @@ impl InMemoryStore {
 
 #[async_trait]
 impl CodeStore for InMemoryStore {
-    async fn put_code(
+    async fn stage_send(
         &self,
         key: &str,
         record: CodeRecord,
         verification: &Verification,
-        buckets: &[RateBucket],
+        limits: &SendLimits,
         now: Timestamp,
     ) -> Result<PutOutcome, StoreError> {
         let mut inner = self.lock();
-        if let Err(retry_after_ms) = inner.hit(buckets, now) {
-            return Ok(PutOutcome::RateLimited { retry_after_ms });
+        if let Some(prefix) = &limits.blocked {
+            if inner
+                .fraud_blocks
+                .get(prefix)
+                .is_some_and(|b| b.refuses(now))
+            {
+                return Ok(PutOutcome::FraudBlocked);
+            }
+        }
+        let states = |inner: &Inner, buckets: &[RateBucket]| -> Vec<Option<BucketState>> {
+            buckets
+                .iter()
+                .map(|b| inner.buckets.get(&b.key).copied())
+                .collect()
+        };
+        let (own, shared) = (states(&inner, &limits.own), states(&inner, &limits.shared));
+        let (writes, refused) = state::stage_limits(limits, &own, &shared, now);
+        for (bucket, s) in limits.own.iter().chain(&limits.shared).zip(writes) {
+            inner.buckets.insert(bucket.key.clone(), s);
+        }
+        if let Some(refused) = refused {
+            return Ok(refused);
         }
         if let Some(old) = inner.codes.insert(key.to_owned(), record) {
             inner.change(&old.verification, now, |v| v.replaced(now));
@@ -140,17 +172,18 @@ impl CodeStore for InMemoryStore {
         Ok(PutOutcome::Stored)
     }
 
-    async fn delivered(
+    async fn record_delivery<'a>(
         &self,
         id: &VerificationId,
         attempts: &[DeliveryAttempt],
+        tally: Option<&'a FraudTally>,
         now: Timestamp,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<Counters>, StoreError> {
         let mut inner = self.lock();
         inner.change(id, now, |v| {
             v.is_pending().then(|| v.delivered(attempts, now))
         });
-        Ok(())
+        Ok(tally.map(|t| inner.tally(t, 1, 0, now)))
     }
 
     async fn discard_code<'a>(
@@ -190,10 +223,11 @@ impl CodeStore for InMemoryStore {
         Ok(())
     }
 
-    async fn check_code(
+    async fn check_tallied<'a>(
         &self,
         key: &str,
         digest: &CodeDigest,
+        tally: Option<&'a FraudTally>,
         now: Timestamp,
     ) -> Result<CheckOutcome, StoreError> {
         let mut inner = self.lock();
@@ -213,6 +247,9 @@ impl CodeStore for InMemoryStore {
             inner.change(&record.verification, now, |v| {
                 v.after_check(outcome, expired, now)
             });
+        }
+        if let (CheckOutcome::Approved, Some(t)) = (outcome, tally) {
+            inner.tally(t, 0, 1, now);
         }
         Ok(outcome)
     }
@@ -510,15 +547,11 @@ impl FraudLedger for InMemoryStore {
         window_ms: u64,
         now: Timestamp,
     ) -> Result<Counters, StoreError> {
-        let mut inner = self.lock();
-        let c = inner
-            .fraud_counters
-            .get(prefix)
-            .copied()
-            .unwrap_or_default();
-        let c = c.add(sends, approvals, now, window_ms);
-        inner.fraud_counters.insert(prefix.clone(), c);
-        Ok(c)
+        let tally = FraudTally {
+            prefix: prefix.clone(),
+            window_ms,
+        };
+        Ok(self.lock().tally(&tally, sends, approvals, now))
     }
 
     async fn block_of(&self, prefix: &Prefix, now: Timestamp) -> Result<Option<Block>, StoreError> {

@@ -17,10 +17,19 @@ pub struct RateBucket {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PutOutcome {
     Stored,
-    /// Some bucket was full; nothing was stored or counted.
+    /// Some bucket of the destination's own was full; nothing was stored
+    /// or counted.
     RateLimited {
         retry_after_ms: u64,
     },
+    /// The shared bucket at `index` was full: no code was stored (the
+    /// buckets charged before it stay counted).
+    SharedLimited {
+        index: usize,
+        retry_after_ms: u64,
+    },
+    /// The number's prefix is blocked by the fraud guard; nothing changed.
+    FraudBlocked,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

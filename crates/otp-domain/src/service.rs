@@ -5,14 +5,14 @@ use std::sync::Arc;
 
 use crate::codes::normalize_pairing;
 use crate::digest::{CodeDigest, CodeHasher};
-use crate::fraud::{Block, FraudMode, FraudPolicy, Prefix};
+use crate::fraud::{Block, Counters, FraudMode, FraudPolicy, Prefix};
 
 use crate::error::{CheckError, Limit, PairError, ParseError, SendError, StoreError, TargetError};
 use crate::policy::{body_limit, Policy, SUBJECT_LIMIT};
 use crate::ports::{
     CheckOutcome, Clock, CodeGenerator, CodeRecord, CodeStore, Delivered, DeliveryError,
-    FraudLedger, HitOutcome, IdempotencyStore, OutgoingMessage, PairingOutcome, PutOutcome,
-    RateBucket, Sender, Store, TakeOutcome, Timestamp, VerificationStore,
+    FraudLedger, FraudTally, HitOutcome, IdempotencyStore, OutgoingMessage, PairingOutcome,
+    PutOutcome, RateBucket, SendLimits, Sender, Store, TakeOutcome, Timestamp, VerificationStore,
 };
 use crate::template::{self, PASSWORD};
 use crate::types::{Channel, ChatId, CheckTarget, Code, Destination, Lifetime};
@@ -244,25 +244,19 @@ impl OtpService {
         Prefix::of_e164(phone.as_str(), guard.policy.prefix_digits).map(|p| (guard, p))
     }
 
-    /// Counts a delivered send under `prefix` and blocks the prefix when
-    /// its conversion says so. A store error is logged, never returned:
-    /// the code is out already.
+    /// Blocks `prefix` when the `counters` its delivered send left say
+    /// so. A store error is logged, never returned: the code is out
+    /// already.
     async fn judge(
         &self,
         guard: &FraudGuard,
         prefix: Prefix,
         country: Option<String>,
+        counters: Counters,
         now: Timestamp,
     ) -> Option<Block> {
         let p = &guard.policy;
-        let counted = guard.ledger.count(&prefix, 1, 0, p.window_ms(), now).await;
-        let conversion = match counted {
-            Ok(c) => c.conversion(now, p.window_ms()),
-            Err(e) => {
-                tracing::error!(error = %e, %prefix, "fraud guard: could not count a send");
-                return None;
-            }
-        };
+        let conversion = counters.conversion(now, p.window_ms());
         if !p.judges_fraud(&prefix, conversion) {
             return None;
         }
@@ -376,10 +370,13 @@ impl OtpService {
             let outcome = self
                 .store
                 .codes
-                .put_code(&key, record, &verification, &[], now)
+                .stage_send(&key, record, &verification, &SendLimits::default(), now)
                 .await?;
             if outcome == PutOutcome::Stored {
-                self.store.codes.delivered(&id, &[], now).await?;
+                self.store
+                    .codes
+                    .record_delivery(&id, &[], None, now)
+                    .await?;
             }
             tracing::warn!(
                 %channel,
@@ -395,58 +392,66 @@ impl OtpService {
             });
         }
         let guarded = self.guarded(&message.destination);
-        if let Some((guard, prefix)) = &guarded {
-            if guard.policy.mode == FraudMode::Block {
-                if let Some(block) = guard.ledger.block_of(prefix, now).await? {
-                    if block.mode == FraudMode::Block {
-                        return Err(SendError::FraudSuspected);
-                    }
-                }
-            }
-        }
         // The record found the phone's region already (a libphonenumber
         // lookup where calling codes are shared): reuse it.
         let country = guarded.as_ref().and(verification.country.clone());
-        let own = async {
-            Ok::<_, SendError>(
-                match self
-                    .store
-                    .codes
-                    .put_code(&key, record, &verification, &p.send_buckets(&key), now)
-                    .await?
-                {
-                    PutOutcome::Stored => OwnLimits::Passed(
-                        Staged::Code {
-                            key: key.clone(),
-                            digest: record.digest,
-                        },
-                        message,
-                    ),
-                    PutOutcome::RateLimited { retry_after_ms } => {
-                        OwnLimits::Refused { retry_after_ms }
-                    }
-                },
-            )
+        let shared = p.shared_buckets(channel, req.user_key.as_deref());
+        let limits = SendLimits {
+            blocked: guarded
+                .as_ref()
+                .filter(|(guard, _)| guard.policy.mode == FraudMode::Block)
+                .map(|(_, prefix)| prefix.clone()),
+            own: p.send_buckets(&key),
+            shared: shared.iter().map(|(_, b)| b.clone()).collect(),
+        };
+        // Step 1: the block, every limit and the code, in one store step.
+        let refusal = match self
+            .store
+            .codes
+            .stage_send(&key, record, &verification, &limits, now)
+            .await?
+        {
+            PutOutcome::Stored => None,
+            PutOutcome::FraudBlocked => return Err(SendError::FraudSuspected),
+            PutOutcome::RateLimited { retry_after_ms } => {
+                Some((Limit::Destination, retry_after_ms))
+            }
+            PutOutcome::SharedLimited {
+                index,
+                retry_after_ms,
+            } => Some((
+                shared
+                    .get(index)
+                    .map_or(Limit::Channel, |(limit, _)| *limit),
+                retry_after_ms,
+            )),
+        };
+        if let Some((limit, retry_after_ms)) = refusal {
+            return Err(Refusal::RateLimited {
+                retry_after_secs: ceil_secs(retry_after_ms),
+                limit,
+            }
+            .into());
+        }
+        let staged = Staged::Code {
+            key: key.clone(),
+            digest: record.digest,
         };
         let attempts = self
-            .dispatch(
-                channel,
-                own,
-                p.shared_buckets(channel, req.user_key.as_deref()),
-                now,
-            )
+            .deliver::<SendError>(channel, &staged, &message)
             .await?;
-        // The two writes after a delivery do not depend on each other: run
-        // them together, so they share a group commit (embedded) or a
-        // pipelined round trip (Redis).
-        let judged = async {
-            match guarded {
-                Some((guard, prefix)) => self.judge(guard, prefix, country, now).await,
-                None => None,
+        // Step 2: the delivery and the fraud guard's count, in one.
+        let tally = guarded.as_ref().map(|(guard, prefix)| FraudTally {
+            prefix: prefix.clone(),
+            window_ms: guard.policy.window_ms(),
+        });
+        let counters = self.record_delivery(&id, &attempts, tally.as_ref()).await;
+        let fraud_block = match (guarded, counters) {
+            (Some((guard, prefix)), Some(counters)) => {
+                self.judge(guard, prefix, country, counters, now).await
             }
+            _ => None,
         };
-        let ((), fraud_block) =
-            futures_util::future::join(self.record_delivery(&id, &attempts), judged).await;
         Ok(SendReceipt {
             id,
             channel,
@@ -456,18 +461,18 @@ impl OtpService {
         })
     }
 
-    /// The one order in which a send is charged to the limits and goes
-    /// out, for codes and pairings alike:
-    /// 1. `own`: the store step that counts the destination's (or the
-    ///    chat's) own buckets and stores the code, in one atomic call;
-    /// 2. only when that passed, each limit across destinations (per end
-    ///    user, per channel), each its own store call (on Redis Cluster,
-    ///    its own slot);
+    /// The order in which a pairing is charged to the limits and goes
+    /// out, the same as a code's (whose store does it in one step, see
+    /// [`CodeStore::stage_send`]):
+    /// 1. `own`: the store step that counts the chat's own buckets and
+    ///    stores the pairing, in one atomic call;
+    /// 2. only when that passed, each limit across chats, each its own
+    ///    store call (pairings are rare: one step each costs nothing);
     /// 3. delivery.
     ///
-    /// So hammering one destination cannot use up a user's or the
-    /// channel's budget. A full shared bucket, a store error after step 1
-    /// or a failed delivery removes what step 1 stored.
+    /// So hammering one chat cannot use up the channel's budget. A full
+    /// shared bucket, a store error after step 1 or a failed delivery
+    /// removes what step 1 stored.
     async fn dispatch<E>(
         &self,
         channel: Channel,
@@ -500,13 +505,26 @@ impl OtpService {
             self.discard(&staged, None).await;
             return Err(refusal.into());
         }
-        let result = self.senders.get(channel).send(&message).await;
+        self.deliver(channel, &staged, &message).await
+    }
+
+    /// Delivers a staged code or pairing; a failed delivery removes it.
+    async fn deliver<E>(
+        &self,
+        channel: Channel,
+        staged: &Staged,
+        message: &OutgoingMessage,
+    ) -> Result<Vec<DeliveryAttempt>, E>
+    where
+        E: From<Refusal>,
+    {
+        let result = self.senders.get(channel).send(message).await;
         let attempts = attempts_of(&result, self.clock.now());
         match result {
             // The caller records a code's delivery (see `record_delivery`).
             Ok(_) => Ok(attempts),
             Err(e) => {
-                self.discard(&staged, Some(&attempts)).await;
+                self.discard(staged, Some(&attempts)).await;
                 Err(Refusal::Delivery(e).into())
             }
         }
@@ -515,18 +533,30 @@ impl OtpService {
     /// The code of verification `id` went out: record it (and its
     /// `pending` event). A store error now must not turn the send into a
     /// failure the app would retry: it is logged.
-    async fn record_delivery(&self, id: &VerificationId, attempts: &[DeliveryAttempt]) {
-        if let Err(e) = self
+    ///
+    /// With `tally`, the same step counts the send for the fraud guard and
+    /// returns its counters (`None` when that step failed).
+    async fn record_delivery(
+        &self,
+        id: &VerificationId,
+        attempts: &[DeliveryAttempt],
+        tally: Option<&FraudTally>,
+    ) -> Option<Counters> {
+        match self
             .store
             .codes
-            .delivered(id, attempts, self.clock.now())
+            .record_delivery(id, attempts, tally, self.clock.now())
             .await
         {
-            tracing::error!(
-                error = %e,
-                verification = %id,
-                "could not record a delivery; the verification stays pending without its event"
-            );
+            Ok(counters) => counters,
+            Err(e) => {
+                tracing::error!(
+                    error = %e,
+                    verification = %id,
+                    "could not record a delivery; the verification stays pending without its event"
+                );
+                None
+            }
         }
     }
 
@@ -572,49 +602,36 @@ impl OtpService {
         let Some(key) = target.key() else {
             return Err(CheckError::NotFound);
         };
-        let mut outcome = self.check_key(&key, password).await?;
-        let mut approved_key = key;
+        let mut outcome = self.check_key(target, &key, password).await?;
         if outcome == CheckOutcome::NotFound {
             if let Some(key) = target.resolved_key() {
-                outcome = self.check_key(&key, password).await?;
-                approved_key = key;
+                outcome = self.check_key(target, &key, password).await?;
             }
         }
         match outcome {
-            CheckOutcome::Approved => {
-                self.count_approval(target, &approved_key).await;
-                Ok(())
-            }
+            CheckOutcome::Approved => Ok(()),
             CheckOutcome::Mismatch { attempts_left } => Err(CheckError::Mismatch { attempts_left }),
             CheckOutcome::Locked => Err(CheckError::Locked),
             CheckOutcome::NotFound => Err(CheckError::NotFound),
         }
     }
 
-    /// Counts an approval of an SMS or voice code under its number's
-    /// prefix, for the fraud guard. Errors are logged: the check stands.
-    async fn count_approval(&self, target: &CheckTarget, key: &str) {
-        let Some(guard) = &self.fraud else {
-            return;
-        };
+    /// The fraud guard's count of an approval of `key`'s code, for an SMS
+    /// or voice code under its number's prefix: it rides along with the
+    /// check (see [`CodeStore::check_tallied`]).
+    fn approval_tally(&self, target: &CheckTarget, key: &str) -> Option<FraudTally> {
+        let guard = self.fraud.as_ref()?;
         if !matches!(target.channel(), Channel::Sms | Channel::Call) || self.is_test_target(target)
         {
-            return;
+            return None;
         }
-        let Some(prefix) = key
+        let prefix = key
             .split_once(':')
-            .and_then(|(_, e164)| Prefix::of_e164(e164, guard.policy.prefix_digits))
-        else {
-            return;
-        };
-        let now = self.clock.now();
-        if let Err(e) = guard
-            .ledger
-            .count(&prefix, 0, 1, guard.policy.window_ms(), now)
-            .await
-        {
-            tracing::error!(error = %e, %prefix, "fraud guard: could not count an approval");
-        }
+            .and_then(|(_, e164)| Prefix::of_e164(e164, guard.policy.prefix_digits))?;
+        Some(FraudTally {
+            prefix,
+            window_ms: guard.policy.window_ms(),
+        })
     }
 
     /// The fraud guard's active blocks (none when it is off).
@@ -650,11 +667,17 @@ impl OtpService {
         }
     }
 
-    async fn check_key(&self, key: &str, password: &Code) -> Result<CheckOutcome, StoreError> {
+    async fn check_key(
+        &self,
+        target: &CheckTarget,
+        key: &str,
+        password: &Code,
+    ) -> Result<CheckOutcome, StoreError> {
         let digest = self.hasher.code(key, password);
+        let tally = self.approval_tally(target, key);
         self.store
             .codes
-            .check_code(key, &digest, self.clock.now())
+            .check_tallied(key, &digest, tally.as_ref(), self.clock.now())
             .await
     }
 

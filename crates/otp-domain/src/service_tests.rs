@@ -167,7 +167,7 @@ async fn send_stores_only_the_digest_and_delivers_the_rendered_message() {
     let digest = hasher.code("sms:+77011234567", &code("482910"));
     let mut store = MockCodeStore::new();
     store
-        .expect_put_code()
+        .expect_stage_send()
         .withf(move |key, record, verification, buckets, now| {
             key == "sms:+77011234567"
                 && record.digest == digest
@@ -179,7 +179,14 @@ async fn send_stores_only_the_digest_and_delivers_the_rendered_message() {
                 && verification.country.as_deref() == Some("KZ")
                 && (verification.created_at, verification.expires_at) == (NOW, NOW + 300_000)
                 && *now == NOW
-                && buckets
+                && buckets.shared
+                    == [RateBucket {
+                        key: "channel:sms".into(),
+                        limit: 1000,
+                        window_ms: 3_600_000,
+                    }]
+                && buckets.blocked.is_none()
+                && buckets.own
                     == [
                         RateBucket {
                             key: "cooldown:sms:+77011234567".into(),
@@ -196,9 +203,9 @@ async fn send_stores_only_the_digest_and_delivers_the_rendered_message() {
         .times(1)
         .returning(|_, _, _, _, _| Ok(PutOutcome::Stored));
     store
-        .expect_delivered()
+        .expect_record_delivery()
         .times(1)
-        .returning(|_, _, _| Ok(()));
+        .returning(|_, _, _, _| Ok(None));
     let (sender, sent) = recording_sender(false);
     let svc = service(
         store,
@@ -224,13 +231,13 @@ async fn send_stores_only_the_digest_and_delivers_the_rendered_message() {
 async fn send_uses_the_callers_password_and_message_verbatim() {
     let mut store = MockCodeStore::new();
     store
-        .expect_put_code()
+        .expect_stage_send()
         .times(1)
         .returning(|_, _, _, _, _| Ok(PutOutcome::Stored));
     store
-        .expect_delivered()
+        .expect_record_delivery()
         .times(1)
-        .returning(|_, _, _| Ok(()));
+        .returning(|_, _, _, _| Ok(None));
     let (sender, sent) = recording_sender(false);
     // The generator must not be asked: the caller gave a password.
     let svc = service(store, senders_with(Channel::Sms, sender), ids_only());
@@ -279,7 +286,7 @@ async fn send_refuses_a_lifetime_out_of_bounds_and_stores_nothing() {
 #[tokio::test]
 async fn rate_limited_send_delivers_nothing_and_says_when_to_retry() {
     let mut store = MockCodeStore::new();
-    store.expect_put_code().returning(|_, _, _, _, _| {
+    store.expect_stage_send().returning(|_, _, _, _, _| {
         Ok(PutOutcome::RateLimited {
             retry_after_ms: 12_001,
         })
@@ -311,7 +318,7 @@ async fn failed_delivery_removes_the_new_code() {
     let digest = hasher.code("sms:+77011234567", &code("482910"));
     let mut store = MockCodeStore::new();
     store
-        .expect_put_code()
+        .expect_stage_send()
         .returning(|_, _, _, _, _| Ok(PutOutcome::Stored));
     store
         .expect_discard_code()
@@ -335,13 +342,13 @@ async fn failed_delivery_removes_the_new_code() {
 async fn email_subject_is_rendered_and_must_be_one_line() {
     let mut store = MockCodeStore::new();
     store
-        .expect_put_code()
+        .expect_stage_send()
         .times(1)
         .returning(|_, _, _, _, _| Ok(PutOutcome::Stored));
     store
-        .expect_delivered()
+        .expect_record_delivery()
         .times(1)
-        .returning(|_, _, _| Ok(()));
+        .returning(|_, _, _, _| Ok(None));
     let (sender, sent) = recording_sender(false);
     let svc = service(
         store,
@@ -385,10 +392,10 @@ async fn check_maps_every_store_outcome() {
     for (outcome, name) in cases {
         let mut store = MockCodeStore::new();
         store
-            .expect_check_code()
-            .with(eq("call:+77011234567"), eq(digest), eq(NOW))
+            .expect_check_tallied()
+            .with(eq("call:+77011234567"), eq(digest), always(), eq(NOW))
             .times(1)
-            .returning(move |_, _, _| Ok(outcome));
+            .returning(move |_, _, _, _| Ok(outcome));
         let svc = service(
             store,
             senders_with(Channel::Call, silent_sender()),
@@ -422,10 +429,10 @@ async fn a_check_found_under_its_digits_looks_no_further() {
     let digest = hasher.code("sms:+77011234567", &code("12345"));
     let mut store = MockCodeStore::new();
     store
-        .expect_check_code()
-        .with(eq("sms:+77011234567"), eq(digest), eq(NOW))
+        .expect_check_tallied()
+        .with(eq("sms:+77011234567"), eq(digest), always(), eq(NOW))
         .times(1)
-        .returning(|_, _, _| Ok(CheckOutcome::Mismatch { attempts_left: 2 }));
+        .returning(|_, _, _, _| Ok(CheckOutcome::Mismatch { attempts_left: 2 }));
     let svc = service(
         store,
         senders_with(Channel::Sms, silent_sender()),
@@ -447,15 +454,15 @@ async fn a_check_typed_with_a_national_prefix_after_the_country_code_finds_the_s
     let e164 = hasher.code("sms:+442079460958", &code("12345"));
     let mut store = MockCodeStore::new();
     store
-        .expect_check_code()
-        .with(eq("sms:+4402079460958"), eq(typed), eq(NOW))
+        .expect_check_tallied()
+        .with(eq("sms:+4402079460958"), eq(typed), always(), eq(NOW))
         .times(1)
-        .returning(|_, _, _| Ok(CheckOutcome::NotFound));
+        .returning(|_, _, _, _| Ok(CheckOutcome::NotFound));
     store
-        .expect_check_code()
-        .with(eq("sms:+442079460958"), eq(e164), eq(NOW))
+        .expect_check_tallied()
+        .with(eq("sms:+442079460958"), eq(e164), always(), eq(NOW))
         .times(1)
-        .returning(|_, _, _| Ok(CheckOutcome::Approved));
+        .returning(|_, _, _, _| Ok(CheckOutcome::Approved));
     let svc = service(
         store,
         senders_with(Channel::Sms, silent_sender()),
@@ -472,10 +479,10 @@ async fn a_check_for_a_number_no_send_accepts_is_not_found() {
     // Well-shaped, not valid: one lookup under its digits, no second.
     let mut store = MockCodeStore::new();
     store
-        .expect_check_code()
-        .with(eq("sms:+78001234567"), always(), eq(NOW))
+        .expect_check_tallied()
+        .with(eq("sms:+78001234567"), always(), always(), eq(NOW))
         .times(1)
-        .returning(|_, _, _| Ok(CheckOutcome::NotFound));
+        .returning(|_, _, _, _| Ok(CheckOutcome::NotFound));
     let svc = service(
         store,
         senders_with(Channel::Sms, silent_sender()),
@@ -502,8 +509,8 @@ async fn a_check_for_a_number_no_send_accepts_is_not_found() {
 async fn store_outage_is_reported_not_swallowed() {
     let mut store = MockCodeStore::new();
     store
-        .expect_check_code()
-        .returning(|_, _, _| Err(StoreError::Unavailable("connection refused".into())));
+        .expect_check_tallied()
+        .returning(|_, _, _, _| Err(StoreError::Unavailable("connection refused".into())));
     let svc = service(
         store,
         senders_with(Channel::Sms, silent_sender()),
@@ -613,32 +620,30 @@ async fn redeem_normalizes_what_the_user_typed() {
 }
 
 #[tokio::test]
-async fn a_full_shared_limit_discards_the_stored_code_and_sends_nothing() {
-    let digest = CodeHasher::new(SECRET.to_vec()).code("sms:+77011234567", &code("482910"));
+async fn a_full_shared_limit_refuses_in_the_first_step_and_sends_nothing() {
     let mut store = MockCodeStore::new();
     store
-        .expect_put_code()
+        .expect_stage_send()
+        .withf(|_, _, _, limits, _| {
+            limits.own.len() == 2
+                && limits.shared.len() == 2
+                && limits.shared[0].key == "user:203.0.113.9"
+                && limits.shared[0].limit == 10
+                && limits.shared[1].key == "channel:sms"
+                && limits.shared[1].limit == 1000
+                && limits.shared[1].window_ms == 3_600_000
+        })
         .times(1)
-        .returning(|_, _, _, _, _| Ok(PutOutcome::Stored));
-    store
-        .expect_hit_bucket()
-        .withf(|b, now| b.key == "user:203.0.113.9" && b.limit == 10 && *now == NOW)
-        .times(1)
-        .returning(|_, _| Ok(HitOutcome::Counted));
-    store
-        .expect_hit_bucket()
-        .withf(|b, _| b.key == "channel:sms" && b.limit == 1000 && b.window_ms == 3_600_000)
-        .times(1)
-        .returning(|_, _| {
-            Ok(HitOutcome::Full {
+        .returning(|_, _, _, _, _| {
+            Ok(PutOutcome::SharedLimited {
+                index: 1,
                 retry_after_ms: 1_500,
             })
         });
-    store
-        .expect_discard_code()
-        .with(eq("sms:+77011234567"), eq(digest), always(), always())
-        .times(1)
-        .returning(|_, _, _, _| Ok(()));
+    // Nothing was stored, so nothing is discarded, and no bucket is hit
+    // in a step of its own.
+    store.expect_discard_code().never();
+    store.expect_hit_bucket().never();
     // The sender is silent: a delivery would panic the mock.
     let svc = service(
         store,
@@ -663,11 +668,14 @@ async fn a_full_shared_limit_discards_the_stored_code_and_sends_nothing() {
 #[tokio::test]
 async fn a_destination_refusal_charges_no_shared_limit() {
     let mut store = MockCodeStore::new();
-    store.expect_put_code().times(1).returning(|_, _, _, _, _| {
-        Ok(PutOutcome::RateLimited {
-            retry_after_ms: 30_000,
-        })
-    });
+    store
+        .expect_stage_send()
+        .times(1)
+        .returning(|_, _, _, _, _| {
+            Ok(PutOutcome::RateLimited {
+                retry_after_ms: 30_000,
+            })
+        });
     store.expect_hit_bucket().never();
     let svc = OtpService::new(
         mocked(store),
@@ -729,16 +737,18 @@ async fn test_destinations_store_the_fixed_code_and_send_nothing() {
     let expected = hasher.code("sms:+77011234567", &fixed);
     let mut store = MockCodeStore::new();
     store
-        .expect_put_code()
+        .expect_stage_send()
         .withf(move |key, record, _, buckets, _| {
-            key == "sms:+77011234567" && record.digest == expected && buckets.is_empty()
+            key == "sms:+77011234567"
+                && record.digest == expected
+                && *buckets == SendLimits::default()
         })
         .times(1)
         .returning(|_, _, _, _, _| Ok(PutOutcome::Stored));
     store
-        .expect_delivered()
+        .expect_record_delivery()
         .times(1)
-        .returning(|_, _, _| Ok(()));
+        .returning(|_, _, _, _| Ok(None));
     let mut policy = policy();
     policy
         .test_destinations

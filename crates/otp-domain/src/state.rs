@@ -4,8 +4,8 @@
 //! Redis store runs the same rules as Lua, inside Redis.)
 
 use crate::digest::CodeDigest;
-use crate::outcome::{CheckOutcome, RateBucket};
-use crate::ports::CodeRecord;
+use crate::outcome::{CheckOutcome, PutOutcome, RateBucket};
+use crate::ports::{CodeRecord, SendLimits};
 use crate::time::Timestamp;
 
 /// The counter of one rate bucket.
@@ -55,6 +55,48 @@ pub fn hit_buckets(
     } else {
         Ok(next)
     }
+}
+
+/// The buckets of a send's first step ([`crate::ports::CodeStore::stage_send`]),
+/// in their order: the destination's own all or nothing, then each
+/// shared bucket in turn.
+///
+/// `own[i]` and `shared[i]` are the stored states of `limits.own[i]` and
+/// `limits.shared[i]`. Returns the states to write, for the first
+/// `writes.len()` buckets of `own` then `shared`, and the refusal, if
+/// any: a refusal by the own buckets writes nothing; one by a shared
+/// bucket writes the own buckets and the shared ones before it.
+pub fn stage_limits(
+    limits: &SendLimits,
+    own: &[Option<BucketState>],
+    shared: &[Option<BucketState>],
+    now: Timestamp,
+) -> (Vec<BucketState>, Option<PutOutcome>) {
+    let mut writes = match hit_buckets(&limits.own, own, now) {
+        Ok(next) => next,
+        Err(retry_after_ms) => {
+            return (Vec::new(), Some(PutOutcome::RateLimited { retry_after_ms }))
+        }
+    };
+    for (index, (bucket, state)) in limits.shared.iter().zip(shared).enumerate() {
+        match hit_buckets(
+            std::slice::from_ref(bucket),
+            std::slice::from_ref(state),
+            now,
+        ) {
+            Ok(next) => writes.extend(next),
+            Err(retry_after_ms) => {
+                return (
+                    writes,
+                    Some(PutOutcome::SharedLimited {
+                        index,
+                        retry_after_ms,
+                    }),
+                )
+            }
+        }
+    }
+    (writes, None)
 }
 
 /// What the store must do with the record after a check.

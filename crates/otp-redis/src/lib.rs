@@ -43,8 +43,9 @@
 //! - `otpd:{sms:+77011234567}:latest`: the destination's latest
 //!   verification id.
 //! - `otpd:vidx:{<id hex>}`: the destination tag of a verification, so a
-//!   look-up by id finds the record's slot. On a single Redis `put_code`
-//!   writes it in its script; on a cluster (another slot) right after it.
+//!   look-up by id finds the record's slot. On a single Redis `stage_send`
+//!   writes it in its script (and `record_delivery` reads it there); on a
+//!   cluster (another slot) they are steps of their own.
 //! - `otpd:{<outbox>}:due`, `otpd:{<outbox>}:evt:<event id>`,
 //!   `otpd:{<outbox>}:pending`: the outbox (event ids by due time, one
 //!   hash per event) and the pending verifications by expiry. `<outbox>`
@@ -68,8 +69,10 @@
 //! - `otpd:{fraud}:c:<number prefix>`: the fraud guard's sliding-window
 //!   counters of a prefix, a hash of `w` (window start), `s`, `a` (sends,
 //!   approvals), `ps`, `pa` (of the window before); TTL two windows and a
-//!   minute. Counted in one script (`fraud_count.lua`) with the window
-//!   starts computed in Rust, so it is `Counters::add` exactly.
+//!   minute. Counted by `counters.lua` with the window starts computed in
+//!   Rust, so it is `Counters::add` exactly: on a single Redis inside the
+//!   delivery's and the approving check's scripts, on a cluster (another
+//!   slot) in `fraud_count.lua` right after them.
 //! - `otpd:{fraud}:b:<number prefix>`: a block, a hash of `j` (the Block
 //!   as JSON) and `ue` (the id of the event its end writes); and
 //!   `otpd:{fraud}:blocks`, the blocked prefixes scored by `until`. No
@@ -79,8 +82,10 @@
 //!   JSON in `@block` instead of a record's fields; their ids start with
 //!   `evt_fraud_`, which is how a settle finds that outbox on a cluster.
 //! - `otpd:bucket:{<bucket key>}`: a bucket that spans destinations (per
-//!   end user, per channel, a webhook update), hit on its own by
-//!   `hit_bucket`, so these spread over the cluster.
+//!   end user, per channel, a webhook update), tagged with its own key so
+//!   these spread over a cluster: charged by the first step of a send
+//!   (`put_code.lua`) on a single Redis, and by `hit_bucket` after it on a
+//!   cluster (and for a webhook update).
 //!
 //! A `{` or `}` (or `%`) inside a destination is percent-escaped within
 //! its tag, so no destination can split its keys across slots.
@@ -111,8 +116,8 @@ use async_trait::async_trait;
 use otp_domain::fraud::{Block, Counters, Prefix};
 use otp_domain::ports::FraudLedger;
 use otp_domain::ports::{
-    CheckOutcome, CodeRecord, CodeStore, HitOutcome, IdempotencyStore, Outbox, PairingOutcome,
-    PutOutcome, RateBucket, TakeOutcome, Timestamp, VerificationStore,
+    CheckOutcome, CodeRecord, CodeStore, FraudTally, HitOutcome, IdempotencyStore, Outbox,
+    PairingOutcome, PutOutcome, RateBucket, SendLimits, TakeOutcome, Timestamp, VerificationStore,
 };
 use otp_domain::verification::{
     CancelOutcome, DeliveryAttempt, EventSettle, EventType, IdempotencyBegin, StoredEvent,
@@ -340,6 +345,56 @@ fn parse_u64(s: &str) -> Result<u64, RedisStoreError> {
         .map_err(|_| RedisStoreError::Corrupt(format!("not a count: {s:?}")))
 }
 
+/// The arguments of `counters_add` (see `scripts/counters.lua`): the
+/// window arithmetic of `Counters::at`, done here on integers, so the
+/// script only compares the stored start with these strings.
+struct CounterArgs {
+    start: u64,
+    before: String,
+    ttl: u64,
+}
+
+impl CounterArgs {
+    fn new(window_ms: u64, now: Timestamp) -> Self {
+        let window_ms = window_ms.max(1);
+        let start = now - now % window_ms;
+        CounterArgs {
+            start,
+            before: start
+                .checked_sub(window_ms)
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
+            ttl: window_ms
+                .saturating_mul(2)
+                .saturating_add(COUNTER_TTL_MARGIN_MS)
+                .min(MAX_TTL_MS),
+        }
+    }
+
+    /// Appends start, before and TTL, as the scripts that count inline
+    /// take them after their own arguments.
+    fn push(self, inv: &mut redis::ScriptInvocation<'_>) {
+        inv.arg(self.start).arg(self.before).arg(self.ttl);
+    }
+}
+
+/// `{w, s, a, ps, pa}` as `counters_add` returns them.
+fn parse_counters(got: &[String]) -> Result<Counters, RedisStoreError> {
+    let [w, s, a, ps, pa] = got else {
+        return Err(RedisStoreError::Corrupt(format!(
+            "fraud counters of {} fields",
+            got.len()
+        )));
+    };
+    Ok(Counters {
+        window_start: parse_u64(w)?,
+        sends: parse_u64(s)?,
+        approvals: parse_u64(a)?,
+        prev_sends: parse_u64(ps)?,
+        prev_approvals: parse_u64(pa)?,
+    })
+}
+
 /// 32 bytes as 64 lowercase hex digits.
 fn hex32(bytes: &[u8; 32]) -> String {
     use std::fmt::Write;
@@ -511,14 +566,27 @@ impl RedisStore {
 
 #[async_trait]
 impl CodeStore for RedisStore {
-    async fn put_code(
+    async fn stage_send(
         &self,
         key: &str,
         record: CodeRecord,
         verification: &Verification,
-        buckets: &[RateBucket],
+        limits: &SendLimits,
         now: Timestamp,
     ) -> Result<PutOutcome, StoreError> {
+        // On a cluster the block and the shared buckets live in other
+        // slots: one step each, around the script (see the README).
+        if self.cluster {
+            if let Some(prefix) = &limits.blocked {
+                if self
+                    .block_of(prefix, now)
+                    .await?
+                    .is_some_and(|b| b.refuses(now))
+                {
+                    return Ok(PutOutcome::FraudBlocked);
+                }
+            }
+        }
         let tag = keys::tag(key);
         let outbox = self.outbox_of(&tag);
         let hex = record::hex(&record.verification);
@@ -529,12 +597,20 @@ impl CodeStore for RedisStore {
             .saturating_add(INDEX_MARGIN_MS)
             .saturating_sub(now)
             .max(1);
+        let shared: &[RateBucket] = if self.cluster { &[] } else { &limits.shared };
+        let blocked = limits.blocked.as_ref().filter(|_| !self.cluster);
         let mut inv = scripts::PUT_CODE.key(self.keys.code(key));
         inv.key(self.keys.latest(key))
             .key(self.keys.due(outbox))
             .key(self.keys.pending(outbox));
-        for b in buckets {
+        for b in &limits.own {
             inv.key(self.keys.code_bucket(key, &b.key));
+        }
+        for b in shared {
+            inv.key(self.keys.bucket(&b.key));
+        }
+        if let Some(prefix) = blocked {
+            inv.key(self.keys.fraud_block(prefix.as_str()));
         }
         inv.arg(now)
             .arg(record.digest.to_hex())
@@ -547,30 +623,61 @@ impl CodeStore for RedisStore {
             .arg(self.event_outbox(outbox))
             // On a cluster the index is in another slot: written below.
             .arg(if self.cluster { "" } else { index.as_str() })
-            .arg(index_ttl);
-        bucket_args(&mut inv, buckets);
+            .arg(index_ttl)
+            .arg(limits.own.len())
+            .arg(shared.len())
+            .arg(if blocked.is_some() { "1" } else { "0" });
+        bucket_args(&mut inv, &limits.own);
+        bucket_args(&mut inv, shared);
         inv.arg(record::fields(verification)?);
-        let wait: i64 = self.eval(inv).await?;
-        if wait != 0 {
-            return Ok(PutOutcome::RateLimited {
-                retry_after_ms: wait_ms(wait)?,
-            });
+        let (status, wait, at): (i64, i64, i64) = self.eval(inv).await?;
+        match status {
+            0 => {}
+            1 => {
+                return Ok(PutOutcome::RateLimited {
+                    retry_after_ms: wait_ms(wait)?,
+                })
+            }
+            2 => {
+                return Ok(PutOutcome::SharedLimited {
+                    index: usize::try_from(at)
+                        .map_err(|_| RedisStoreError::Corrupt(format!("bucket index {at}")))?,
+                    retry_after_ms: wait_ms(wait)?,
+                })
+            }
+            3 => return Ok(PutOutcome::FraudBlocked),
+            other => {
+                return Err(RedisStoreError::Corrupt(format!("send status {other}")).into());
+            }
         }
-        if self.cluster {
-            // Before the caller learns the id: a look-up by id can only
-            // come after this returned.
-            self.run(|mut conn| async move {
-                redis::cmd("SET")
-                    .arg(index)
-                    .arg(tag)
-                    .arg("PX")
-                    .arg(index_ttl)
-                    .query_async::<()>(&mut conn)
-                    .await
-            })
-            .await?;
-            self.mark(outbox, now).await?;
+        if !self.cluster {
+            return Ok(PutOutcome::Stored);
         }
+        // Cluster: the script may have ended a replaced verification
+        // (its event is in this slot's outbox) whatever follows.
+        for (i, b) in limits.shared.iter().enumerate() {
+            if let HitOutcome::Full { retry_after_ms } = self.hit_bucket(b, now).await? {
+                self.discard_code(key, &record.digest, None, now).await?;
+                self.mark(outbox, now).await?;
+                return Ok(PutOutcome::SharedLimited {
+                    index: i,
+                    retry_after_ms,
+                });
+            }
+        }
+        // Before the caller learns the id: a look-up by id can only come
+        // after this returned.
+        self.run(|mut conn| async move {
+            redis::cmd("SET")
+                .arg(index)
+                .arg(tag)
+                .arg("PX")
+                .arg(index_ttl)
+                .query_async::<()>(&mut conn)
+                .await
+        })
+        .await?;
+        self.mark(outbox, now).await?;
         Ok(PutOutcome::Stored)
     }
 
@@ -601,10 +708,11 @@ impl CodeStore for RedisStore {
         Ok(())
     }
 
-    async fn check_code(
+    async fn check_tallied<'a>(
         &self,
         key: &str,
         digest: &CodeDigest,
+        tally: Option<&'a FraudTally>,
         now: Timestamp,
     ) -> Result<CheckOutcome, StoreError> {
         let tag = keys::tag(key);
@@ -617,6 +725,13 @@ impl CodeStore for RedisStore {
             .arg(self.keys.prefix())
             .arg(&tag)
             .arg(self.event_outbox(outbox));
+        // The counters are in the `{fraud}` slot: on a cluster, a second
+        // step after an approval.
+        let inline = tally.filter(|_| !self.cluster);
+        if let Some(t) = inline {
+            inv.key(self.keys.fraud_counters(t.prefix.as_str()));
+            CounterArgs::new(t.window_ms, now).push(&mut inv);
+        }
         let (status, left, events): (i64, i64, i64) = self.eval(inv).await?;
         if events > 0 {
             // Cluster only, and only for a check that ended its
@@ -635,6 +750,9 @@ impl CodeStore for RedisStore {
                 return Err(RedisStoreError::Corrupt(format!("check status {other}")).into());
             }
         };
+        if let (Some(t), CheckOutcome::Approved, true) = (tally, outcome, self.cluster) {
+            self.count(&t.prefix, 0, 1, t.window_ms, now).await?;
+        }
         Ok(outcome)
     }
 
@@ -733,29 +851,61 @@ impl CodeStore for RedisStore {
         Ok(())
     }
 
-    async fn delivered(
+    async fn record_delivery<'a>(
         &self,
         id: &VerificationId,
         attempts: &[DeliveryAttempt],
+        tally: Option<&'a FraudTally>,
         now: Timestamp,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<Counters>, StoreError> {
         let hex = record::hex(id);
-        let Some(tag) = self.locate(&hex).await? else {
-            return Ok(());
-        };
-        let outbox = self.outbox_of(&tag);
-        let mut inv = scripts::DELIVERED.key(self.keys.verification_in(&tag, &hex));
-        inv.key(self.keys.due(outbox))
-            .arg(now)
-            .arg(&hex)
-            .arg(self.keys.prefix())
-            .arg(self.event_outbox(outbox))
-            .arg(record::attempts_json(attempts)?);
-        let recorded: i64 = self.eval(inv).await?;
-        if recorded == 1 {
-            self.mark(outbox, now).await?;
+        let attempts = record::attempts_json(attempts)?;
+        if !self.cluster {
+            // One script: it reads the index itself, and counts the send.
+            let mut inv = scripts::DELIVERED.key(self.keys.index(&hex));
+            inv.key(self.keys.due(SINGLE_OUTBOX))
+                .arg(now)
+                .arg(&hex)
+                .arg(self.keys.prefix())
+                .arg(self.event_outbox(SINGLE_OUTBOX))
+                .arg(attempts)
+                .arg("1");
+            if let Some(t) = tally {
+                inv.key(self.keys.fraud_counters(t.prefix.as_str()));
+                CounterArgs::new(t.window_ms, now).push(&mut inv);
+            }
+            let got: Vec<String> = self.eval(inv).await?;
+            return match got.split_first() {
+                Some((_, [])) if tally.is_none() => Ok(None),
+                Some((_, counters)) if tally.is_some() => Ok(Some(parse_counters(counters)?)),
+                _ => Err(RedisStoreError::Corrupt(format!(
+                    "delivery reply of {} fields",
+                    got.len()
+                ))
+                .into()),
+            };
         }
-        Ok(())
+        // Cluster: the index, the record's slot and the counters' slot are
+        // three places, one step each.
+        if let Some(tag) = self.locate(&hex).await? {
+            let outbox = self.outbox_of(&tag);
+            let mut inv = scripts::DELIVERED.key(self.keys.verification_in(&tag, &hex));
+            inv.key(self.keys.due(outbox))
+                .arg(now)
+                .arg(&hex)
+                .arg(self.keys.prefix())
+                .arg(self.event_outbox(outbox))
+                .arg(attempts)
+                .arg("0");
+            let got: Vec<String> = self.eval(inv).await?;
+            if got.first().map(String::as_str) == Some("1") {
+                self.mark(outbox, now).await?;
+            }
+        }
+        match tally {
+            Some(t) => Ok(Some(self.count(&t.prefix, 1, 0, t.window_ms, now).await?)),
+            None => Ok(None),
+        }
     }
 }
 
@@ -954,39 +1104,15 @@ impl FraudLedger for RedisStore {
         window_ms: u64,
         now: Timestamp,
     ) -> Result<Counters, StoreError> {
-        // The window arithmetic of `Counters::at`, done here on integers;
-        // the script only compares the stored start with these strings.
-        let window_ms = window_ms.max(1);
-        let start = now - now % window_ms;
-        let before = start
-            .checked_sub(window_ms)
-            .map(|s| s.to_string())
-            .unwrap_or_default();
-        let ttl = window_ms
-            .saturating_mul(2)
-            .saturating_add(COUNTER_TTL_MARGIN_MS)
-            .min(MAX_TTL_MS);
         let mut inv = scripts::FRAUD_COUNT.key(self.keys.fraud_counters(prefix.as_str()));
-        inv.arg(start)
-            .arg(before)
+        let args = CounterArgs::new(window_ms, now);
+        inv.arg(args.start)
+            .arg(args.before)
             .arg(sends)
             .arg(approvals)
-            .arg(ttl);
+            .arg(args.ttl);
         let got: Vec<String> = self.eval(inv).await?;
-        let [w, s, a, ps, pa] = got.as_slice() else {
-            return Err(RedisStoreError::Corrupt(format!(
-                "fraud counters of {} fields",
-                got.len()
-            ))
-            .into());
-        };
-        Ok(Counters {
-            window_start: parse_u64(w)?,
-            sends: parse_u64(s)?,
-            approvals: parse_u64(a)?,
-            prev_sends: parse_u64(ps)?,
-            prev_approvals: parse_u64(pa)?,
-        })
+        Ok(parse_counters(&got)?)
     }
 
     async fn block_of(&self, prefix: &Prefix, now: Timestamp) -> Result<Option<Block>, StoreError> {

@@ -1,7 +1,7 @@
 //! The Lua scripts, one per rule that must be atomic. Each file's header
 //! gives its KEYS, ARGV and reply. `Script` sends EVALSHA and loads the
 //! script on NOSCRIPT, so a restarted or new Redis node needs no setup.
-//! Shared functions (`buckets.lua`, `vrf.lua`, `fraud.lua`) are prepended at build
+//! Shared functions (`buckets.lua`, `vrf.lua`, `fraud.lua`, `counters.lua`) are prepended at build
 //! time, as Redis has no include.
 
 use std::sync::LazyLock;
@@ -19,6 +19,7 @@ pub(crate) static PUT_CODE: LazyLock<Script> = LazyLock::new(|| {
 pub(crate) static CHECK_CODE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         include_str!("scripts/vrf.lua"),
+        include_str!("scripts/counters.lua"),
         include_str!("scripts/check_code.lua")
     ))
 });
@@ -33,6 +34,7 @@ pub(crate) static DISCARD_CODE: LazyLock<Script> = LazyLock::new(|| {
 pub(crate) static DELIVERED: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         include_str!("scripts/vrf.lua"),
+        include_str!("scripts/counters.lua"),
         include_str!("scripts/delivered.lua")
     ))
 });
@@ -94,8 +96,12 @@ pub(crate) static HIT_BUCKET: LazyLock<Script> = LazyLock::new(|| {
     ))
 });
 
-pub(crate) static FRAUD_COUNT: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/fraud_count.lua")));
+pub(crate) static FRAUD_COUNT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("scripts/counters.lua"),
+        include_str!("scripts/fraud_count.lua")
+    ))
+});
 
 pub(crate) static FRAUD_BLOCK: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(

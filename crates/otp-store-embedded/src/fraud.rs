@@ -89,6 +89,42 @@ fn remove_block(
     Ok(())
 }
 
+/// Adds `sends` and `approvals` to the prefix's counters in `txn`;
+/// returns them after the add, and whether anything was written.
+pub(crate) fn tally(
+    txn: &WriteTransaction,
+    prefix: &Prefix,
+    sends: u64,
+    approvals: u64,
+    window_ms: u64,
+    now: Timestamp,
+) -> Result<(Counters, bool), EmbeddedError> {
+    let mut table = txn.open_table(COUNTERS)?;
+    let old = table
+        .get(prefix.as_str())?
+        .map(|v| decode_counters(v.value()))
+        .transpose()?;
+    let next = old
+        .unwrap_or_default()
+        .add(sends, approvals, now, window_ms);
+    if old == Some(next) {
+        return Ok((next, false));
+    }
+    let json = serde_json::to_vec(&next).map_err(EmbeddedError::Json)?;
+    table.insert(prefix.as_str(), json.as_slice())?;
+    Ok((next, true))
+}
+
+/// Whether the prefix's stored block refuses sends at `now`.
+pub(crate) fn refuses(
+    txn: &WriteTransaction,
+    prefix: &Prefix,
+    now: Timestamp,
+) -> Result<bool, EmbeddedError> {
+    let blocks = txn.open_table(BLOCKS)?;
+    Ok(stored_block(&blocks, prefix.as_str())?.is_some_and(|b| b.refuses(now)))
+}
+
 #[async_trait]
 impl FraudLedger for EmbeddedStore {
     async fn count(
@@ -101,20 +137,7 @@ impl FraudLedger for EmbeddedStore {
     ) -> Result<Counters, StoreError> {
         let prefix = prefix.clone();
         self.write(move |txn: &WriteTransaction| {
-            let mut table = txn.open_table(COUNTERS)?;
-            let old = table
-                .get(prefix.as_str())?
-                .map(|v| decode_counters(v.value()))
-                .transpose()?;
-            let next = old
-                .unwrap_or_default()
-                .add(sends, approvals, now, window_ms);
-            if old == Some(next) {
-                return Ok((next, false));
-            }
-            let json = serde_json::to_vec(&next).map_err(EmbeddedError::Json)?;
-            table.insert(prefix.as_str(), json.as_slice())?;
-            Ok((next, true))
+            tally(txn, &prefix, sends, approvals, window_ms, now)
         })
         .await
     }

@@ -32,9 +32,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use otp_domain::digest::CodeDigest;
+use otp_domain::fraud::Counters;
 use otp_domain::ports::{
-    CheckOutcome, CodeRecord, CodeStore, HitOutcome, IdempotencyStore, Outbox, PairingOutcome,
-    PutOutcome, RateBucket, TakeOutcome, Timestamp, VerificationStore,
+    CheckOutcome, CodeRecord, CodeStore, FraudTally, HitOutcome, IdempotencyStore, Outbox,
+    PairingOutcome, PutOutcome, RateBucket, SendLimits, TakeOutcome, Timestamp, VerificationStore,
 };
 use otp_domain::state::{self, CheckStep};
 use otp_domain::verification::{
@@ -281,6 +282,39 @@ impl EmbeddedStore {
 }
 
 /// Counts one hit in each bucket, all or nothing, inside `txn`.
+/// The buckets of a send's first step, in their order
+/// ([`state::stage_limits`]): writes what it charged, and returns the
+/// refusal, if any.
+fn stage_buckets(
+    txn: &WriteTransaction,
+    limits: &SendLimits,
+    now: Timestamp,
+) -> Result<Option<PutOutcome>, EmbeddedError> {
+    if limits.own.is_empty() && limits.shared.is_empty() {
+        return Ok(None);
+    }
+    let mut table = txn.open_table(BUCKETS)?;
+    let read = |buckets: &[RateBucket]| -> Result<Vec<_>, EmbeddedError> {
+        buckets
+            .iter()
+            .map(|b| match table.get(b.key.as_str())? {
+                Some(v) => Ok(Some(BucketValue::decode(v.value())?.state)),
+                None => Ok(None),
+            })
+            .collect()
+    };
+    let (own, shared) = (read(&limits.own)?, read(&limits.shared)?);
+    let (writes, refused) = state::stage_limits(limits, &own, &shared, now);
+    for (b, s) in limits.own.iter().chain(&limits.shared).zip(writes) {
+        let value = BucketValue {
+            state: s,
+            expires_at: s.expires_at(b),
+        };
+        table.insert(b.key.as_str(), value.encode().as_slice())?;
+    }
+    Ok(refused)
+}
+
 fn hit_buckets(
     txn: &WriteTransaction,
     buckets: &[RateBucket],
@@ -346,20 +380,27 @@ fn to_chat(n: i64) -> Result<ChatId, EmbeddedError> {
 
 #[async_trait]
 impl CodeStore for EmbeddedStore {
-    async fn put_code(
+    async fn stage_send(
         &self,
         key: &str,
         record: CodeRecord,
         verification: &Verification,
-        buckets: &[RateBucket],
+        limits: &SendLimits,
         now: Timestamp,
     ) -> Result<PutOutcome, StoreError> {
         let key = key.to_owned();
-        let buckets = buckets.to_vec();
+        let limits = limits.clone();
         let verification = verification.clone();
         self.write(move |txn| {
-            if let Err(retry_after_ms) = hit_buckets(txn, &buckets, now)? {
-                return Ok((PutOutcome::RateLimited { retry_after_ms }, false));
+            if let Some(prefix) = &limits.blocked {
+                if fraud::refuses(txn, prefix, now)? {
+                    return Ok((PutOutcome::FraudBlocked, false));
+                }
+            }
+            let charged = stage_buckets(txn, &limits, now)?;
+            if let Some(refused) = charged {
+                let wrote = matches!(refused, PutOutcome::SharedLimited { .. });
+                return Ok((refused, wrote));
             }
             let mut tx = Tx::new(txn);
             let encoded = codec::encode_record(&record);
@@ -380,19 +421,25 @@ impl CodeStore for EmbeddedStore {
         .await
     }
 
-    async fn delivered(
+    async fn record_delivery<'a>(
         &self,
         id: &VerificationId,
         attempts: &[DeliveryAttempt],
+        tally: Option<&'a FraudTally>,
         now: Timestamp,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<Counters>, StoreError> {
         let id = *id;
         let attempts = attempts.to_vec();
+        let tally = tally.cloned();
         self.write(move |txn| {
             let (_, changed) = Tx::new(txn).change(&id, now, |v| {
                 Change::event(v.is_pending().then(|| v.delivered(&attempts, now)))
             })?;
-            Ok(((), changed))
+            let Some(t) = &tally else {
+                return Ok((None, changed));
+            };
+            let (counters, counted) = fraud::tally(txn, &t.prefix, 1, 0, t.window_ms, now)?;
+            Ok((Some(counters), changed || counted))
         })
         .await
     }
@@ -444,14 +491,16 @@ impl CodeStore for EmbeddedStore {
         .await
     }
 
-    async fn check_code(
+    async fn check_tallied<'a>(
         &self,
         key: &str,
         digest: &CodeDigest,
+        tally: Option<&'a FraudTally>,
         now: Timestamp,
     ) -> Result<CheckOutcome, StoreError> {
         let key = key.to_owned();
         let digest = *digest;
+        let tally = tally.cloned();
         self.write(move |txn| {
             let mut tx = Tx::new(txn);
             let record = tx.code(&key)?;
@@ -480,6 +529,9 @@ impl CodeStore for EmbeddedStore {
                         events: [event],
                     }
                 })?;
+            }
+            if let (CheckOutcome::Approved, Some(t)) = (outcome, &tally) {
+                fraud::tally(txn, &t.prefix, 0, 1, t.window_ms, now)?;
             }
             Ok((outcome, true))
         })

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 
 use crate::digest::CodeDigest;
 use crate::error::StoreError;
+use crate::fraud::{Counters, Prefix};
 use crate::outcome::{
     CheckOutcome, HitOutcome, PairingOutcome, PutOutcome, RateBucket, TakeOutcome,
 };
@@ -26,25 +27,92 @@ pub struct CodeRecord {
     pub verification: VerificationId,
 }
 
+/// What the first step of a send must pass before its code is stored,
+/// in this order (see [`CodeStore::stage_send`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SendLimits {
+    /// Refuse the send while this number prefix has an active block in
+    /// block mode (the fraud guard, when it blocks).
+    pub blocked: Option<Prefix>,
+    /// The destination's own buckets (cooldown, sends per window): all or
+    /// nothing, charged first.
+    pub own: Vec<RateBucket>,
+    /// Buckets across destinations (per end user, per channel), charged
+    /// one after another only once `own` passed, so hammering one
+    /// destination cannot drain them.
+    pub shared: Vec<RateBucket>,
+}
+
+impl SendLimits {
+    /// Only the destination's own buckets.
+    pub fn own(buckets: &[RateBucket]) -> Self {
+        SendLimits {
+            own: buckets.to_vec(),
+            ..SendLimits::default()
+        }
+    }
+}
+
+/// The fraud guard's count that rides along with a step of a send or a
+/// check: one send (after a delivery) or one approval (after a check that
+/// approved) under `prefix`, in windows of `window_ms`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FraudTally {
+    pub prefix: Prefix,
+    pub window_ms: u64,
+}
+
 /// Codes and pairings, and the buckets that limit sends.
+///
+/// A send is two steps, [`CodeStore::stage_send`] before the delivery and
+/// [`CodeStore::record_delivery`] after it, and an approving check is one,
+/// [`CodeStore::check_tallied`]: each carries the fraud guard's part, so
+/// a single store does each in one atomic call (one transaction, one
+/// script). `put_code`, `delivered` and `check_code` are those steps
+/// without the limits across destinations and the fraud guard.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait CodeStore: Send + Sync {
-    /// Replace-on-send: counts one hit in every bucket and stores `record`
-    /// under `key`, replacing any earlier code there, with `verification`
-    /// (pending, `record.verification` is its id), which becomes the
-    /// latest verification of `key`.
+    /// The first step of a send, in one atomic step: refuses the send
+    /// when `limits.blocked` has an active block in block mode; counts
+    /// one hit in every bucket of `limits.own`, then of `limits.shared`;
+    /// and stores `record` under `key`, replacing any earlier code there,
+    /// with `verification` (pending, `record.verification` is its id),
+    /// which becomes the latest verification of `key`.
     ///
     /// When the replaced code's verification is still pending, it ends as
     /// `canceled` with reason `replaced`, and its event is written to the
     /// outbox. The new verification gets no event yet: that comes with
-    /// [`CodeStore::delivered`].
+    /// [`CodeStore::record_delivery`].
     ///
     /// # Errors
+    /// - MUST return `Ok(PutOutcome::FraudBlocked)` and change nothing
+    ///   when the prefix is blocked.
     /// - MUST return `Ok(PutOutcome::RateLimited)` and change nothing when
-    ///   any bucket is full at `now`; `retry_after_ms` is the longest wait.
-    /// - MUST make the hits, the writes and the event one atomic step.
+    ///   any bucket of `limits.own` is full at `now`; `retry_after_ms` is
+    ///   the longest wait.
+    /// - MUST return `Ok(PutOutcome::SharedLimited)` naming the first full
+    ///   bucket of `limits.shared` and store no code and no verification;
+    ///   the hits of `limits.own` and of the shared buckets before it stay
+    ///   counted.
+    /// - MUST make the hits, the writes and the event one atomic step on
+    ///   one node; a store whose buckets live apart (Redis Cluster) takes
+    ///   one step per place, and undoes the code when a later one refuses.
     /// - `StoreError::Unavailable` when the backend cannot be reached.
+    async fn stage_send(
+        &self,
+        key: &str,
+        record: CodeRecord,
+        verification: &Verification,
+        limits: &SendLimits,
+        now: Timestamp,
+    ) -> Result<PutOutcome, StoreError>;
+
+    /// [`CodeStore::stage_send`] with only the destination's own
+    /// `buckets`.
+    ///
+    /// # Errors
+    /// As [`CodeStore::stage_send`].
     async fn put_code(
         &self,
         key: &str,
@@ -52,17 +120,42 @@ pub trait CodeStore: Send + Sync {
         verification: &Verification,
         buckets: &[RateBucket],
         now: Timestamp,
-    ) -> Result<PutOutcome, StoreError>;
+    ) -> Result<PutOutcome, StoreError> {
+        self.stage_send(key, record, verification, &SendLimits::own(buckets), now)
+            .await
+    }
 
-    /// The code of verification `id` went out: records `attempts` and
-    /// writes its `pending` event ([`Verification::delivered`]), in one
-    /// step. Does nothing when the verification is gone or has ended.
+    /// The second step of a send: the code of verification `id` went
+    /// out. Records `attempts` and writes its `pending` event
+    /// ([`Verification::delivered`]), and with `tally` counts one send
+    /// under its prefix ([`super::FraudLedger::count`]), returning the
+    /// counters after the add; in one step. The verification part does
+    /// nothing when it is gone or has ended; the tally counts all the same.
+    ///
+    /// # Errors
+    /// `StoreError::Unavailable` when the backend cannot be reached.
+    async fn record_delivery<'a>(
+        &self,
+        id: &VerificationId,
+        attempts: &[DeliveryAttempt],
+        tally: Option<&'a FraudTally>,
+        now: Timestamp,
+    ) -> Result<Option<Counters>, StoreError>;
+
+    /// [`CodeStore::record_delivery`] without a tally.
+    ///
+    /// # Errors
+    /// As [`CodeStore::record_delivery`].
     async fn delivered(
         &self,
         id: &VerificationId,
         attempts: &[DeliveryAttempt],
         now: Timestamp,
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), StoreError> {
+        self.record_delivery(id, attempts, None, now)
+            .await
+            .map(|_| ())
+    }
 
     /// Removes the code under `key` only if its digest is `digest`, so a
     /// failed delivery never removes a newer code sent meanwhile. In the
@@ -84,7 +177,9 @@ pub trait CodeStore: Send + Sync {
     ) -> Result<(), StoreError>;
 
     /// Check-and-consume, in one atomic step with the verification's
-    /// change and its event.
+    /// change and its event, and, when it approves and `tally` is given,
+    /// one approval counted under the tally's prefix
+    /// ([`super::FraudLedger::count`]).
     ///
     /// # Errors
     /// - MUST return `NotFound` when there is no code or it expired at `now`;
@@ -98,12 +193,27 @@ pub trait CodeStore: Send + Sync {
     ///   return the attempts left; the mismatch that uses the last attempt
     ///   ends the verification as `max_attempts_reached`
     ///   ([`Verification::mismatch`]).
+    /// - MUST count the tally only with `Approved`.
+    async fn check_tallied<'a>(
+        &self,
+        key: &str,
+        digest: &CodeDigest,
+        tally: Option<&'a FraudTally>,
+        now: Timestamp,
+    ) -> Result<CheckOutcome, StoreError>;
+
+    /// [`CodeStore::check_tallied`] without a tally.
+    ///
+    /// # Errors
+    /// As [`CodeStore::check_tallied`].
     async fn check_code(
         &self,
         key: &str,
         digest: &CodeDigest,
         now: Timestamp,
-    ) -> Result<CheckOutcome, StoreError>;
+    ) -> Result<CheckOutcome, StoreError> {
+        self.check_tallied(key, digest, None, now).await
+    }
 
     /// Stores a Telegram pairing: `digest` → `chat`, replacing the chat's
     /// earlier pairing, after counting one hit in every bucket.

@@ -31,7 +31,7 @@ pub use crate::outcome::{
     CheckOutcome, HitOutcome, PairingOutcome, PutOutcome, RateBucket, TakeOutcome,
 };
 pub use crate::time::{Clock, SystemClock, Timestamp};
-pub use codes::{CodeRecord, CodeStore};
+pub use codes::{CodeRecord, CodeStore, FraudTally, SendLimits};
 pub use fraud::FraudLedger;
 pub use idempotency::IdempotencyStore;
 pub use outbox::{EventMessage, EventSink, Outbox, SinkError};

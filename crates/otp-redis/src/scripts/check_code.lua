@@ -9,6 +9,10 @@
 -- ARGV[3]       key prefix
 -- ARGV[4]       the destination's tag
 -- ARGV[5]       the outbox tag
+-- KEYS[4]       the fraud counters, to count an approval under the
+--               number's prefix (only with a tally, a single Redis)
+-- ARGV[6..8]    with KEYS[4]: window start, the window before, TTL (ms)
+--               (see counters.lua)
 --
 -- Returns {status, attempts_left, events}: {0, 0} no code or expired,
 -- {1, 0} approved (the record is gone), {2, n} mismatch with n attempts
@@ -46,6 +50,9 @@ end
 -- secret the caller cannot see, so timing says nothing about the code.
 if digest == ARGV[2] then
   redis.call('DEL', key)
+  if KEYS[4] then
+    counters_add(KEYS[4], ARGV[6], ARGV[7], '0', '1', ARGV[8])
+  end
   if hex and vrf_finish(ctx, tag, hex, 'approved', nil, now, ARGV[1]) then
     return {1, 0, 1}
   end

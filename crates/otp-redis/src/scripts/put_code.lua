@@ -1,7 +1,9 @@
--- put_code.lua: replace-on-send. Counts one hit in every bucket, stores
--- the code record (replacing any earlier one, whose pending verification
--- ends as canceled/replaced with its event) and the new verification;
--- a full bucket refuses the whole call and changes nothing.
+-- put_code.lua: the first step of a send (CodeStore::stage_send). Refuses
+-- the send when the number's prefix is blocked; counts one hit in every
+-- bucket of the destination's own (all or nothing), then in each shared
+-- bucket in turn; and stores the code record (replacing any earlier one,
+-- whose pending verification ends as canceled/replaced with its event)
+-- and the new verification. The order is otp_domain::state::stage_limits.
 --
 -- KEYS[1]       the code record, a hash: d = digest (hex),
 --               e = expires_at (unix ms), a = attempts, m = max_attempts,
@@ -10,7 +12,11 @@
 -- KEYS[2]       the destination's latest verification id
 -- KEYS[3]       the outbox (see vrf.lua)
 -- KEYS[4]       the pending verifications (see vrf.lua)
--- KEYS[5..]     one rate bucket each (see buckets.lua)
+-- KEYS[5..]     the own buckets (ARGV[12] of them), then the shared ones
+--               (ARGV[13]; a single Redis only: on a cluster they live in
+--               other slots and the crate hits them after this script),
+--               then, when ARGV[14] is '1', the prefix's fraud block (a
+--               single Redis only), all as in buckets.lua and fraud.lua
 -- ARGV[1]       now (unix ms)
 -- ARGV[2]       digest (hex)
 -- ARGV[3]       expires_at (unix ms)
@@ -23,17 +29,42 @@
 -- ARGV[10]      the id index key to write (single Redis), or '' (Redis
 --               Cluster: it lives in another slot; the crate writes it)
 -- ARGV[11]      TTL (ms) of the latest pointer and the index
--- ARGV[12..]    limit, window_ms of each bucket, in KEYS order
+-- ARGV[12]      how many own buckets
+-- ARGV[13]      how many shared buckets
+-- ARGV[14]      '1' when the last key is a fraud block to honour, else '0'
+-- ARGV[15..]    limit, window_ms of each bucket, in KEYS order
 -- ARGV[..]      then the new record's fields and values (see vrf.lua)
 --
--- Returns 0 when stored, else the wait in ms until every full bucket has
--- room again.
+-- Returns {status, wait_ms, index}: {0, 0, 0} stored; {1, wait, 0} an own
+-- bucket was full (nothing changed); {2, wait, i} the shared bucket i
+-- (from 0) was full (the buckets before it stay counted, no code was
+-- stored); {3, 0, 0} the prefix is blocked (nothing changed).
 
 local now = tonumber(ARGV[1])
-local buckets = #KEYS - 4
-local retry = hit_buckets(4, 11, buckets, now, ARGV[1])
-if retry > 0 then
-  return retry
+local own, shared = tonumber(ARGV[12]), tonumber(ARGV[13])
+if ARGV[14] == '1' then
+  -- The Block as the crate wrote it (JSON); `until` is a Lua keyword.
+  local json = redis.call('HGET', KEYS[#KEYS], 'j')
+  if json then
+    local ok, block = pcall(cjson.decode, json)
+    if not ok or type(block) ~= 'table' then
+      return redis.error_reply('CORRUPT unreadable fraud block')
+    end
+    local ends = tonumber(block['until'])
+    if block.mode == 'block' and ends and ends > now then
+      return {3, 0, 0}
+    end
+  end
+end
+local wait = hit_buckets(4, 14, own, now, ARGV[1])
+if wait > 0 then
+  return {1, wait, 0}
+end
+for j = 1, shared do
+  wait = hit_buckets(3 + own + j, 14 + 2 * (own + j - 1), 1, now, ARGV[1])
+  if wait > 0 then
+    return {2, wait, j - 1}
+  end
 end
 
 local key, tag, hex = KEYS[1], ARGV[8], ARGV[6]
@@ -48,7 +79,7 @@ redis.call('HSET', key, 'd', ARGV[2], 'e', ARGV[3], 'a', ARGV[4], 'm', ARGV[5], 
 redis.call('PEXPIRE', key, ttl_ms(tonumber(ARGV[3]), now))
 
 local fields = {}
-for i = 12 + 2 * buckets, #ARGV do
+for i = 15 + 2 * (own + shared), #ARGV do
   fields[#fields + 1] = ARGV[i]
 end
 local rec = vrf_key(ctx, tag, hex)
@@ -67,4 +98,4 @@ redis.call('SET', KEYS[2], hex, 'PX', ARGV[11])
 if ARGV[10] ~= '' then
   redis.call('SET', ARGV[10], tag, 'PX', ARGV[11])
 end
-return 0
+return {0, 0, 0}

@@ -126,14 +126,11 @@ fn broken_store() -> Arc<MockCodeStore> {
         .expect_ping()
         .returning(|| Err(StoreError::Unavailable("connection refused".into())));
     store
-        .expect_check_code()
-        .returning(|_, _, _| Err(StoreError::Unavailable("connection refused".into())));
+        .expect_check_tallied()
+        .returning(|_, _, _, _| Err(StoreError::Unavailable("connection refused".into())));
     store
-        .expect_put_code()
+        .expect_stage_send()
         .returning(|_, _, _, _, _| Err(StoreError::Unavailable("connection refused".into())));
-    store
-        .expect_hit_bucket()
-        .returning(|_, _| Err(StoreError::Unavailable("connection refused".into())));
     Arc::new(store)
 }
 

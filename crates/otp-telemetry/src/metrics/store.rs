@@ -8,8 +8,9 @@ use std::time::Instant;
 use async_trait::async_trait;
 use otp_domain::fraud::{Block, Counters, Prefix};
 use otp_domain::ports::{
-    CheckOutcome, CodeRecord, CodeStore, FraudLedger, HitOutcome, IdempotencyStore, Outbox,
-    PairingOutcome, PutOutcome, RateBucket, TakeOutcome, Timestamp, VerificationStore,
+    CheckOutcome, CodeRecord, CodeStore, FraudLedger, FraudTally, HitOutcome, IdempotencyStore,
+    Outbox, PairingOutcome, PutOutcome, RateBucket, SendLimits, TakeOutcome, Timestamp,
+    VerificationStore,
 };
 use otp_domain::verification::{
     CancelOutcome, DeliveryAttempt, EventSettle, IdempotencyBegin, StoredEvent, Verification,
@@ -148,17 +149,21 @@ impl<S: ?Sized> MeteredStore<S> {
 
 #[async_trait]
 impl<S: CodeStore + ?Sized> CodeStore for MeteredStore<S> {
-    async fn put_code(
+    // The send's first step keeps the `put_code` label: it is the same
+    // operation, with the limits across destinations and the fraud block
+    // read folded in.
+    async fn stage_send(
         &self,
         key: &str,
         record: CodeRecord,
         verification: &Verification,
-        buckets: &[RateBucket],
+        limits: &SendLimits,
         now: Timestamp,
     ) -> Result<PutOutcome, StoreError> {
         self.timed(
             Operation::PutCode,
-            self.inner.put_code(key, record, verification, buckets, now),
+            self.inner
+                .stage_send(key, record, verification, limits, now),
         )
         .await
     }
@@ -177,28 +182,30 @@ impl<S: CodeStore + ?Sized> CodeStore for MeteredStore<S> {
         .await
     }
 
-    async fn delivered(
+    async fn record_delivery<'a>(
         &self,
         id: &VerificationId,
         attempts: &[DeliveryAttempt],
+        tally: Option<&'a FraudTally>,
         now: Timestamp,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<Counters>, StoreError> {
         self.timed(
             Operation::Delivered,
-            self.inner.delivered(id, attempts, now),
+            self.inner.record_delivery(id, attempts, tally, now),
         )
         .await
     }
 
-    async fn check_code(
+    async fn check_tallied<'a>(
         &self,
         key: &str,
         digest: &CodeDigest,
+        tally: Option<&'a FraudTally>,
         now: Timestamp,
     ) -> Result<CheckOutcome, StoreError> {
         self.timed(
             Operation::CheckCode,
-            self.inner.check_code(key, digest, now),
+            self.inner.check_tallied(key, digest, tally, now),
         )
         .await
     }

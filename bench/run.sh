@@ -108,6 +108,28 @@ start_otpd() { # store extra-env...
 start_otpd embedded
 start_otpd redis OTP_STORE__KIND=redis OTP_STORE__URL="redis://127.0.0.1:$redis_port"
 
+# Production: a second otpd per store with the default limits (only the
+# SMS channel cap raised, so every bucket is charged and the send rows
+# still measure accepted sends) and a webhook sink, a loopback receiver
+# that answers 204, so every send and check also writes its event and the
+# dispatcher delivers it. Its rows are the `*-prod` stores.
+python3 bench/webhook_sink.py "$work/sink.port" 2>"$work/sink.log" &
+pids+=("$!")
+for _ in $(seq 1 100); do [ -s "$work/sink.port" ] && break; sleep 0.05; done
+cat >"$work/prod.toml" <<TOML
+[[events.sinks]]
+kind = "webhook"
+name = "bench"
+url = "http://127.0.0.1:$(cat "$work/sink.port")/events"
+secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+TOML
+prod=(OTP_CONFIG="$work/prod.toml" OTP_LIMITS__COOLDOWN_SECS=30 OTP_LIMITS__SENDS_PER_WINDOW=5
+      OTP_LIMITS__USER_SENDS_PER_WINDOW=10 OTP_LIMITS__SMS_PER_HOUR=1000000000
+      OTP_LIMITS__TARGET_FAILURES_PER_WINDOW=10 OTP_OTP__MAX_ATTEMPTS=5)
+start_otpd embedded-prod "${prod[@]}"
+start_otpd redis-prod OTP_STORE__KIND=redis OTP_STORE__URL="redis://127.0.0.1:$redis_port" \
+  OTP_STORE__KEY_PREFIX=prod "${prod[@]}"
+
 # Cold start, five times per store on a fresh store folder (the embedded
 # store creates its file and secret): the median, and all five.
 declare -A cold
@@ -223,6 +245,18 @@ for round in $(seq 1 "$ROUNDS"); do
     presend "$store" 7702 "$base" $(( (need + THREADS - 1) / THREADS )) "$secs"
     row "$round" "$store" approve BASE="$base"
   done
+  for store in redis-prod embedded-prod; do
+    echo "== round $round, $store (default limits, webhook sink)"
+    row "$round" "$store" healthz
+    row "$round" "$store" send
+    send_rate=$(rate "$store" send "$round")
+    need=$(( send_rate * DURATION * 3 / 2 + 2000 ))
+    secs=$(( need * 8 / 5 / (send_rate > 0 ? send_rate : 1) + 3 ))
+    base=$(( (round - 1) * 3000000 ))
+    [ "$need" -le 2900000 ] || need=2900000
+    presend "$store" 7702 "$base" $(( (need + THREADS - 1) / THREADS )) "$secs"
+    row "$round" "$store" approve BASE="$base"
+  done
 done
 
 meta=$work/meta.json
@@ -237,6 +271,8 @@ json.dump({
     "stores": {
         "embedded": {"start_ms": "${cold[embedded]}", "hwm_kb": $(status_kb "${pid[embedded]}" VmHWM), "rss_kb": $(status_kb "${pid[embedded]}" VmRSS)},
         "redis": {"start_ms": "${cold[redis]}", "hwm_kb": $(status_kb "${pid[redis]}" VmHWM), "rss_kb": $(status_kb "${pid[redis]}" VmRSS)},
+        "embedded-prod": {"start_ms": "-", "hwm_kb": $(status_kb "${pid[embedded-prod]}" VmHWM), "rss_kb": $(status_kb "${pid[embedded-prod]}" VmRSS)},
+        "redis-prod": {"start_ms": "-", "hwm_kb": $(status_kb "${pid[redis-prod]}" VmHWM), "rss_kb": $(status_kb "${pid[redis-prod]}" VmRSS)},
     },
 }, open(sys.argv[1], "w"))
 EOF

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Check otpd's built-in locale data (crates/otp-domain/locales/).
+"""Check otpd's built-in locale data (crates/otp-config/locales/).
 
 Run from anywhere: python3 scripts/check-locales.py [LOCALES_DIR]
 Exits 1 and prints every problem if any rule is broken; prints a summary otherwise.
@@ -191,7 +191,7 @@ def check_countries(path, problems):
 
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
-    root = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "crates", "otp-domain", "locales")
+    root = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "crates", "otp-config", "locales")
     problems = []
     present = sorted(os.listdir(root))
     expected = sorted([f"{t}.toml" for t in TAGS] + ["countries.toml"])

@@ -4,7 +4,11 @@ that no JSON Schema keyword can state (see crates/otp-server/src/api/fields.rs).
 - `phone`: a number libphonenumber knows as valid. Generated from a few
   national numbering plans, in the spellings people type.
 - `otpd-email`: an address the domain accepts, at most 64 characters before @.
+- `otpd-locale`: a tag a served locale matches after fallback: a built-in
+  tag (crates/otp-config/locales/), in any case, with `_` or `-`, and
+  sometimes a region or variant that falls back to it (`de-AT`, `pt-BR-x1`).
 """
+import pathlib
 import schemathesis
 from hypothesis import strategies as st
 
@@ -38,5 +42,23 @@ _email = st.builds(
     st.lists(st.from_regex(rf"\A{_LABEL}\Z"), min_size=2, max_size=4),
 )
 
+_LOCALES = sorted(
+    p.stem
+    for p in (pathlib.Path(__file__).parent.parent / "crates/otp-config/locales").glob("*.toml")
+    if p.stem != "countries"
+)
+
+
+@st.composite
+def _locale(draw):
+    tag = draw(st.sampled_from(_LOCALES))
+    # Chinese tags with a script subtag fall back by script, not language.
+    if draw(st.booleans()) and not tag.startswith("zh"):
+        tag += draw(st.from_regex(r"\A-[A-Z]{2}(-[a-z0-9]{5,8})?\Z"))
+    tag = "".join(c.upper() if draw(st.booleans()) else c.lower() for c in tag)
+    return tag.replace("-", draw(st.sampled_from(["-", "_"])))
+
+
 schemathesis.openapi.format("phone", _phone())
+schemathesis.openapi.format("otpd-locale", _locale())
 schemathesis.openapi.format("otpd-email", _email)

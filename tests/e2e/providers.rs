@@ -235,7 +235,8 @@ fn twilio_gets_form_encoded_messages_and_calls_with_basic_auth() {
             ("Body", "Your code is 123456"),
         ])
     );
-    let say = r#"<Say language="en-US" voice="alice">Your code is 4 8 2 9 1 0.</Say>"#;
+    // A German number: the call speaks German, in Twilio's de-DE voice.
+    let say = r#"<Say language="de-DE" voice="alice">Ihr Code lautet 4 8 2 9 1 0.</Say>"#;
     assert_eq!(
         got[1].form(),
         form(&[
@@ -709,4 +710,63 @@ fn a_notify_relay_without_a_url_stops_otpd_naming_telegram_notify_url() {
         &[],
         &["telegram.notify.url"],
     );
+}
+
+// --- Locales ---------------------------------------------------------------
+
+#[test]
+fn locale_de_reaches_the_gateway_smtp_and_the_bot_api_in_german() {
+    let gateway = FakePeer::start_blocking(Reply::json(200, r#"{"status":"queued"}"#));
+    let bot = FakePeer::start_blocking(bot_api_ok(123456789));
+    let smtp = SmtpPeer::start_blocking();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("{}/send?lang={{locale}}", gateway.base_url);
+    let config = format!(
+        "[sms]\nprovider = \"http\"\n{}\
+         [email]\nprovider = \"smtp\"\n[email.smtp]\nhost = \"127.0.0.1\"\nport = {}\n\
+         tls = \"none\"\nfrom = \"otp@example.com\"\n\
+         [telegram]\nprovider = \"telegram\"\n",
+        gateway_section(&url),
+        smtp.port
+    );
+    let otpd = start_with(
+        dir.path(),
+        &config,
+        &[
+            ("TELEGRAM_BOT_TOKEN", BOT_TOKEN),
+            ("TELEGRAM_WEBHOOK_SECRET", WEBHOOK_SECRET),
+            ("TELEGRAM_API_URL", &bot.base_url),
+        ],
+    );
+    let german = "Ihr Code lautet 480915. Er ist 5 Min. gültig.";
+    for (path, body) in [
+        (
+            "/sms",
+            json!({"phone": "+16502530000", "password": "480915", "locale": "de"}),
+        ),
+        (
+            "/email",
+            json!({"email": "user@example.com", "password": "480915", "locale": "de"}),
+        ),
+        (
+            "/telegram",
+            json!({"chat_id": 123456789, "password": "480915", "locale": "de"}),
+        ),
+    ] {
+        let (status, answer) = otpd.request("POST", path, &[JSON], &body.to_string());
+        assert_eq!(status, 200, "{path}: {answer}");
+        let id = answer["id"].as_str().expect("id");
+        let (_, v) = otpd.request("GET", &format!("/verifications/{id}"), &[], "");
+        assert_eq!(v["locale"], "de", "{path}: {v}");
+    }
+
+    let sms = gateway.only_request();
+    assert_eq!(sms.query.as_deref(), Some("lang=de"));
+    assert_eq!(sms.json()["text"], german);
+    let mail = smtp.wait_for_blocking(1);
+    let parsed = mail[0].parsed();
+    assert_eq!(parsed.subject(), Some("Ihr Bestätigungscode"));
+    assert_eq!(parsed.body_text(0).expect("a text body").trim_end(), german);
+    let sent = bot.only_request();
+    assert_eq!(sent.json()["text"], german);
 }

@@ -25,6 +25,7 @@
 
 pub mod events;
 mod loading;
+mod locales;
 mod policy;
 pub mod providers;
 pub mod schema;
@@ -175,6 +176,8 @@ pub enum Problem {
     AtLeast(u64),
     /// Any other rule, as the rest of "must …".
     Must(&'static str),
+    /// A locale that cannot be served.
+    Locales(otp_domain::LocalesError),
 }
 
 impl fmt::Display for Problem {
@@ -211,6 +214,7 @@ impl fmt::Display for Problem {
             Problem::Parse(e) => write!(f, "is not accepted: {e}"),
             Problem::AtLeast(min) => write!(f, "must be at least {min}"),
             Problem::Must(rule) => write!(f, "must {rule}"),
+            Problem::Locales(e) => write!(f, "is not accepted: {e}"),
         }
     }
 }

@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use otp_domain::policy::{Setting, Template};
 use otp_domain::{
     ChannelBudget, Code, CountryRules, Destination, Lifetime, Policy, PolicyError, Region,
-    Templates,
 };
 
 use super::schema::{ConfigFile, PhoneChannelConfig};
@@ -39,7 +38,14 @@ pub(super) fn key(setting: Setting) -> &'static str {
 
 impl From<PolicyError> for ConfigError {
     fn from(e: PolicyError) -> Self {
-        KeyError::new(key(e.setting), Problem::Policy(e.problem)).into()
+        let name = match &e.locale {
+            Some(locale) => {
+                let field = key(e.setting).trim_start_matches("templates.");
+                format!("templates.locales.{locale}.{field}")
+            }
+            None => key(e.setting).to_owned(),
+        };
+        KeyError::new(name, Problem::Policy(e.problem)).into()
     }
 }
 
@@ -81,14 +87,7 @@ pub(super) fn policy(file: &ConfigFile) -> Result<Policy, ConfigError> {
             .map_err(|_| {
             KeyError::new("telegram.pairing_lifetime", Problem::AtLeast(1))
         })?,
-        templates: Templates {
-            sms: t.sms.clone(),
-            call: t.call.clone(),
-            email_subject: t.email_subject.clone(),
-            email_text: t.email_text.clone(),
-            telegram: t.telegram.clone(),
-            pairing: t.pairing.clone(),
-        },
+        locales: super::locales::locales(t)?,
     };
     policy.validate()?;
     Ok(policy)
@@ -236,6 +235,30 @@ mod tests {
             (
                 &[("OTP_TEMPLATES__PAIRING", "Hi")][..],
                 "templates.pairing must contain {password}",
+            ),
+            (
+                &[("OTP_TEMPLATES__LOCALES__DE__SMS", "Hallo")][..],
+                "templates.locales.de.sms must contain {password}",
+            ),
+            (
+                &[("OTP_TEMPLATES__LOCALES__XX__EMAIL_SUBJECT", "a\nb")][..],
+                "templates.locales.xx.email_subject must be a single line",
+            ),
+            (
+                &[("OTP_TEMPLATES__DEFAULT_LOCALE", "xx")][..],
+                "templates.default_locale is not accepted: the default locale xx is not served (neither built in nor configured)",
+            ),
+            (
+                &[("OTP_TEMPLATES__DEFAULT_LOCALE", "german!")][..],
+                "templates.default_locale is not accepted: invalid locale: a language tag must start with a 2 or 3 letter language code",
+            ),
+            (
+                &[("OTP_TEMPLATES__COUNTRY_LOCALES__KZ", "xx")][..],
+                "templates.country_locales.KZ is not accepted: country KZ maps to xx, which is not served",
+            ),
+            (
+                &[("OTP_TEMPLATES__LOCALES__EN__SMS", "{password}")][..],
+                "templates.locales.en must not be set: the English texts are the [templates] keys themselves",
             ),
         ] {
             Jail::expect_with(|jail| {

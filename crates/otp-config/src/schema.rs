@@ -255,6 +255,8 @@ pub struct LimitsConfig {
     pub telegram_per_hour: u32,
 }
 
+/// `[templates]`: the English texts (the top-level keys), the default
+/// locale, the region map's overrides and each locale's overrides.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TemplatesConfig {
@@ -264,6 +266,31 @@ pub struct TemplatesConfig {
     pub email_text: String,
     pub telegram: String,
     pub pairing: String,
+    /// The locale of a send that names none and whose country maps to
+    /// none (and of every email and Telegram send without one).
+    pub default_locale: String,
+    /// ISO region → locale, over the built-in map (`KZ = "kk"`).
+    #[serde(default)]
+    pub country_locales: std::collections::BTreeMap<String, String>,
+    /// A locale's texts, over its built-in ones, or a locale of its own.
+    #[serde(default)]
+    pub locales: std::collections::BTreeMap<String, LocaleConfig>,
+}
+
+/// `[templates.locales.<tag>]`: any of a locale's texts.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocaleConfig {
+    pub sms: Option<String>,
+    pub call: Option<String>,
+    pub email_subject: Option<String>,
+    pub email_text: Option<String>,
+    pub telegram: Option<String>,
+    pub pairing: Option<String>,
+    /// The language's own name, for `GET /locales`.
+    pub name: Option<String>,
+    /// The text-to-speech language of a voice call (`de-DE`).
+    pub voice: Option<String>,
 }
 
 /// How hard otpd tries to deliver one message (see `delivery`).

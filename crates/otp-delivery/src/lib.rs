@@ -257,6 +257,7 @@ mod tests {
             subject: None,
             body: "Your code is 1234".into(),
             code: otp_domain::Code::parse("1234").expect("code"),
+            locale: None,
         }
     }
 

@@ -83,14 +83,17 @@ fn verification_of(key: &str, record: &CodeRecord, created_at: u64) -> Verificat
     let address = key.split_once(':').map_or(key, |(_, a)| a);
     let destination = Destination::parse(Channel::Email, address)
         .unwrap_or_else(|e| panic!("contract keys are email destinations: {e}"));
-    Verification::new(
+    let mut v = Verification::new(
         record.verification,
         &destination,
         created_at,
         record.expires_at,
         record.max_attempts,
         86_400_000,
-    )
+    );
+    // Every store keeps the locale its message went out in.
+    v.locale = Some("pt-BR".to_owned());
+    v
 }
 
 fn chat(n: i64) -> ChatId {

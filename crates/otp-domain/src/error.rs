@@ -16,6 +16,8 @@ pub enum ParseError {
     Code(&'static str),
     #[error("lifetime must be between {min} and {max} seconds")]
     Lifetime { min: u32, max: u32 },
+    #[error("invalid locale: {0}")]
+    Locale(&'static str),
 }
 
 /// The store could not be reached or answered something unreadable.
@@ -42,6 +44,10 @@ pub enum SendError {
     MultilineSubject,
     #[error("sending to this country is not allowed")]
     DestinationNotAllowed,
+    /// A well-formed locale that no served locale matches, even after
+    /// fallback.
+    #[error("locale {0} is not supported (GET /locales lists those that are)")]
+    UnsupportedLocale(String),
     /// The number's prefix is blocked by the fraud guard. The message
     /// says nothing about thresholds.
     #[error("sending to this number is refused for now")]
@@ -61,6 +67,8 @@ pub enum SendError {
 pub enum SendErrorKind {
     /// The request broke a rule of its fields (400).
     Invalid,
+    /// The request asked for a locale otpd does not serve (400).
+    UnsupportedLocale,
     /// The destination's country is not allowed on the channel (403).
     CountryRefused,
     /// The fraud guard blocks the number's prefix (403).
@@ -77,7 +85,7 @@ impl SendErrorKind {
     /// The `outcome` label of `otpd_sends_total`.
     pub fn as_str(self) -> &'static str {
         match self {
-            SendErrorKind::Invalid => "invalid",
+            SendErrorKind::Invalid | SendErrorKind::UnsupportedLocale => "invalid",
             SendErrorKind::CountryRefused => "country_refused",
             SendErrorKind::FraudRefused => "fraud_refused",
             SendErrorKind::RateLimited => "rate_limited",
@@ -95,6 +103,7 @@ impl SendError {
             | SendError::MessageWithoutCode
             | SendError::TooLong { .. }
             | SendError::MultilineSubject => SendErrorKind::Invalid,
+            SendError::UnsupportedLocale(_) => SendErrorKind::UnsupportedLocale,
             SendError::DestinationNotAllowed => SendErrorKind::CountryRefused,
             SendError::FraudSuspected => SendErrorKind::FraudRefused,
             SendError::RateLimited { .. } => SendErrorKind::RateLimited,

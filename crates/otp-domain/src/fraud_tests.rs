@@ -81,6 +81,7 @@ fn sms(number: &str, password: &str) -> SendRequest {
         message: None,
         subject: None,
         user_key: None,
+        locale: None,
     }
 }
 

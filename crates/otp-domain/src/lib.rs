@@ -36,6 +36,7 @@ pub mod contract;
 pub mod digest;
 pub mod error;
 pub mod fraud;
+pub mod locale;
 #[cfg(any(test, feature = "memory"))]
 pub mod memory;
 pub mod outcome;
@@ -56,6 +57,7 @@ pub use error::{
     CheckError, DeliveryError, Limit, PairError, ParseError, SendError, SendErrorKind, StoreError,
     TargetError,
 };
+pub use locale::{Locale, LocaleSource, LocaleTag, Locales, LocalesError};
 pub use policy::{ChannelBudget, CountryRules, Policy, PolicyError, Templates};
 pub use ports::{
     CheckOutcome, Clock, CodeGenerator, CodeRecord, CodeStore, Delivered, EventMessage, EventSink,

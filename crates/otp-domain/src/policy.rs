@@ -10,12 +10,14 @@ use std::collections::HashMap;
 use std::fmt;
 
 use crate::error::Limit;
+use crate::locale::Locales;
 use crate::outcome::RateBucket;
 use crate::template::PASSWORD;
 use crate::types::{Channel, Code, Lifetime, Region};
 
-/// Default texts per channel, used when a request carries none.
-#[derive(Debug, Clone)]
+/// Default texts per channel, used when a request carries none: one set
+/// per locale (see [`Locales`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Templates {
     pub sms: String,
     pub call: String,
@@ -24,6 +26,49 @@ pub struct Templates {
     pub telegram: String,
     /// What the bot answers a user who messages it.
     pub pairing: String,
+}
+
+impl Templates {
+    /// The body text of `channel`.
+    pub fn body(&self, channel: Channel) -> &str {
+        match channel {
+            Channel::Sms => &self.sms,
+            Channel::Call => &self.call,
+            Channel::Email => &self.email_text,
+            Channel::Telegram => &self.telegram,
+        }
+    }
+
+    /// Checks each text against what a request's own text must meet:
+    /// bodies show the code and fit the channel's limit, the subject is
+    /// one line and short.
+    ///
+    /// # Errors
+    /// The first text that does not, and why.
+    pub fn validate(&self) -> Result<(), (Template, Problem)> {
+        for (template, text, channel) in [
+            (Template::Sms, &self.sms, Channel::Sms),
+            (Template::Call, &self.call, Channel::Call),
+            (Template::EmailText, &self.email_text, Channel::Email),
+            (Template::Telegram, &self.telegram, Channel::Telegram),
+            (Template::Pairing, &self.pairing, Channel::Telegram),
+        ] {
+            if !text.contains(PASSWORD) {
+                return Err((template, Problem::MissingPlaceholder));
+            }
+            let (_, max) = body_limit(channel);
+            if text.chars().count() > max {
+                return Err((template, Problem::TooLong(max)));
+            }
+        }
+        if self.email_subject.contains(['\r', '\n']) {
+            return Err((Template::EmailSubject, Problem::MultiLine));
+        }
+        if self.email_subject.chars().count() > SUBJECT_LIMIT {
+            return Err((Template::EmailSubject, Problem::TooLong(SUBJECT_LIMIT)));
+        }
+        Ok(())
+    }
 }
 
 /// Which country calling codes a phone channel may send to. An empty
@@ -101,7 +146,8 @@ pub struct Policy {
     pub pairing_lifetime: Lifetime,
     /// How long a verification is kept after it ends, in seconds.
     pub verification_retention_secs: u64,
-    pub templates: Templates,
+    /// The texts of every locale served, and which locale a send gets.
+    pub locales: Locales,
 }
 
 /// A setting of the [`Policy`] that can be wrong. The server maps each to
@@ -223,11 +269,35 @@ impl Problem {
 }
 
 /// A policy setting that is out of range.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("{setting} {}", problem.describe(|s| s.name().to_owned()))]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} {}", self.setting_name(), problem.describe(|s| s.name().to_owned()))]
 pub struct PolicyError {
     pub setting: Setting,
     pub problem: Problem,
+    /// For a template: the locale whose text it is, unless that is `en`,
+    /// whose texts are the top-level `templates.*`.
+    pub locale: Option<String>,
+}
+
+impl PolicyError {
+    pub fn new(setting: Setting, problem: Problem) -> Self {
+        PolicyError {
+            setting,
+            problem,
+            locale: None,
+        }
+    }
+
+    /// The setting's name, with its locale: `templates.locales.de.sms`.
+    pub fn setting_name(&self) -> String {
+        match &self.locale {
+            Some(locale) => {
+                let field = self.setting.name().trim_start_matches("templates.");
+                format!("templates.locales.{locale}.{field}")
+            }
+            None => self.setting.name().to_owned(),
+        }
+    }
 }
 
 impl Policy {
@@ -236,7 +306,7 @@ impl Policy {
     /// # Errors
     /// The first setting that is out of range, and why.
     pub fn validate(&self) -> Result<(), PolicyError> {
-        let fail = |setting, problem| Err(PolicyError { setting, problem });
+        let fail = |setting, problem| Err(PolicyError::new(setting, problem));
         if !(4..=10).contains(&self.code_length) {
             return fail(Setting::CodeLength, Problem::OutOfRange { min: 4, max: 10 });
         }
@@ -281,39 +351,17 @@ impl Policy {
         }
         // A template is what a request without its own text sends: it
         // must fit the same limits, or every such send would fail.
-        let t = &self.templates;
-        for (template, text, channel) in [
-            (Template::Sms, &t.sms, Channel::Sms),
-            (Template::Call, &t.call, Channel::Call),
-            (Template::EmailText, &t.email_text, Channel::Email),
-            (Template::Telegram, &t.telegram, Channel::Telegram),
-            (Template::Pairing, &t.pairing, Channel::Telegram),
-        ] {
-            if !text.contains(PASSWORD) {
-                return fail(Setting::Template(template), Problem::MissingPlaceholder);
-            }
-            let (_, max) = body_limit(channel);
-            if text.chars().count() > max {
-                return fail(Setting::Template(template), Problem::TooLong(max));
-            }
-        }
-        let subject = Setting::Template(Template::EmailSubject);
-        if t.email_subject.contains(['\r', '\n']) {
-            return fail(subject, Problem::MultiLine);
-        }
-        if t.email_subject.chars().count() > SUBJECT_LIMIT {
-            return fail(subject, Problem::TooLong(SUBJECT_LIMIT));
+        for locale in self.locales.all() {
+            locale
+                .templates
+                .validate()
+                .map_err(|(template, problem)| PolicyError {
+                    setting: Setting::Template(template),
+                    problem,
+                    locale: (locale.tag.as_str() != "en").then(|| locale.tag.to_string()),
+                })?;
         }
         Ok(())
-    }
-
-    pub(crate) fn template(&self, channel: Channel) -> &str {
-        match channel {
-            Channel::Sms => &self.templates.sms,
-            Channel::Call => &self.templates.call,
-            Channel::Email => &self.templates.email_text,
-            Channel::Telegram => &self.templates.telegram,
-        }
     }
 
     pub(crate) fn countries(&self, channel: Channel) -> Option<&CountryRules> {
@@ -421,29 +469,41 @@ pub(crate) mod tests {
             test_destinations: HashMap::new(),
             pairing_lifetime: Lifetime::parse(300, 1, 300).expect("valid"),
             verification_retention_secs: 86_400,
-            templates: Templates {
-                sms: "Your code is {password}. It expires in {lifetime} seconds.".into(),
-                call: "Your code is {password}.".into(),
-                email_subject: "Your verification code".into(),
-                email_text: "Your code is {password}. It expires in {lifetime} seconds.".into(),
-                telegram: "Your code is {password}. It expires in {lifetime} seconds.".into(),
-                pairing: "Your code is {password}. Enter it in the app within {lifetime} seconds."
-                    .into(),
-            },
+            locales: Locales::english(en_templates()),
         }
+    }
+
+    /// otpd's English defaults.
+    pub(crate) fn en_templates() -> Templates {
+        Templates {
+            sms: "Your code is {password}. It expires in {lifetime} seconds.".into(),
+            call: "Your code is {password}.".into(),
+            email_subject: "Your verification code".into(),
+            email_text: "Your code is {password}. It expires in {lifetime} seconds.".into(),
+            telegram: "Your code is {password}. It expires in {lifetime} seconds.".into(),
+            pairing: "Your code is {password}. Enter it in the app within {lifetime} seconds."
+                .into(),
+        }
+    }
+
+    /// Changes the English texts of `p`.
+    pub(crate) fn set_en(p: &mut Policy, change: impl FnOnce(&mut Templates)) {
+        let mut t = p.locales.default_locale().templates.clone();
+        change(&mut t);
+        p.locales = Locales::english(t);
     }
 
     #[test]
     fn default_policy_is_valid_and_bad_ones_name_the_setting() {
         assert_eq!(policy().validate(), Ok(()));
         let mut p = policy();
-        p.templates.sms = "no code here".into();
+        set_en(&mut p, |t| t.sms = "no code here".into());
         assert_eq!(
             p.validate(),
-            Err(PolicyError {
-                setting: Setting::Template(Template::Sms),
-                problem: Problem::MissingPlaceholder,
-            })
+            Err(PolicyError::new(
+                Setting::Template(Template::Sms),
+                Problem::MissingPlaceholder
+            ))
         );
         let p = Policy {
             lifetime_default: 5,
@@ -451,10 +511,10 @@ pub(crate) mod tests {
         };
         assert_eq!(
             p.validate(),
-            Err(PolicyError {
-                setting: Setting::LifetimeDefault,
-                problem: Problem::Between(Setting::LifetimeMin, Setting::LifetimeMax),
-            })
+            Err(PolicyError::new(
+                Setting::LifetimeDefault,
+                Problem::Between(Setting::LifetimeMin, Setting::LifetimeMax)
+            ))
         );
     }
 
@@ -491,22 +551,26 @@ pub(crate) mod tests {
                 Problem::RequiredWhen(Setting::UserSendsPerWindow),
             ),
             (
-                |p| p.templates.pairing = "Hello".into(),
+                |p| set_en(p, |t| t.pairing = "Hello".into()),
                 Setting::Template(Template::Pairing),
                 Problem::MissingPlaceholder,
             ),
             (
-                |p| p.templates.sms = format!("{{password}}{}", "x".repeat(1600)),
+                |p| set_en(p, |t| t.sms = format!("{{password}}{}", "x".repeat(1600))),
                 Setting::Template(Template::Sms),
                 Problem::TooLong(1600),
             ),
             (
-                |p| p.templates.email_subject = "Your code\nBcc: x@example.com".into(),
+                |p| {
+                    set_en(p, |t| {
+                        t.email_subject = "Your code\nBcc: x@example.com".into()
+                    })
+                },
                 Setting::Template(Template::EmailSubject),
                 Problem::MultiLine,
             ),
             (
-                |p| p.templates.email_subject = "x".repeat(256),
+                |p| set_en(p, |t| t.email_subject = "x".repeat(256)),
                 Setting::Template(Template::EmailSubject),
                 Problem::TooLong(255),
             ),
@@ -514,7 +578,7 @@ pub(crate) mod tests {
         for (spoil, setting, problem) in cases {
             let mut p = policy();
             spoil(&mut p);
-            assert_eq!(p.validate(), Err(PolicyError { setting, problem }));
+            assert_eq!(p.validate(), Err(PolicyError::new(setting, problem)));
         }
         // A window of 0 is fine while its limit is off.
         let mut p = policy();
@@ -525,19 +589,16 @@ pub(crate) mod tests {
 
     #[test]
     fn problems_name_other_settings_in_the_callers_words() {
-        let err = PolicyError {
-            setting: Setting::LifetimeMin,
-            problem: Problem::AtMost(Setting::LifetimeMax),
-        };
+        let err = PolicyError::new(Setting::LifetimeMin, Problem::AtMost(Setting::LifetimeMax));
         assert_eq!(err.to_string(), "lifetime_min must be at most lifetime_max");
         assert_eq!(
             err.problem.describe(|s| format!("otp.{}", s.name())),
             "must be at most otp.lifetime_max"
         );
-        let err = PolicyError {
-            setting: Setting::Template(Template::Sms),
-            problem: Problem::MissingPlaceholder,
-        };
+        let err = PolicyError::new(
+            Setting::Template(Template::Sms),
+            Problem::MissingPlaceholder,
+        );
         assert_eq!(err.to_string(), "templates.sms must contain {password}");
     }
 }

@@ -8,14 +8,16 @@ use crate::digest::{CodeDigest, CodeHasher};
 use crate::fraud::{Block, Counters, FraudMode, FraudPolicy, Prefix};
 
 use crate::error::{CheckError, Limit, PairError, ParseError, SendError, StoreError, TargetError};
+use crate::locale::LocaleTag;
 use crate::policy::{body_limit, Policy, SUBJECT_LIMIT};
 use crate::ports::{
     CheckOutcome, Clock, CodeGenerator, CodeRecord, CodeStore, Delivered, DeliveryError,
-    FraudLedger, FraudTally, HitOutcome, IdempotencyStore, OutgoingMessage, PairingOutcome,
-    PutOutcome, RateBucket, SendLimits, Sender, Store, TakeOutcome, Timestamp, VerificationStore,
+    FraudLedger, FraudTally, HitOutcome, IdempotencyStore, MessageLocale, OutgoingMessage,
+    PairingOutcome, PutOutcome, RateBucket, SendLimits, Sender, Store, TakeOutcome, Timestamp,
+    VerificationStore,
 };
 use crate::template::{self, PASSWORD};
-use crate::types::{Channel, ChatId, CheckTarget, Code, Destination, Lifetime};
+use crate::types::{Channel, ChatId, CheckTarget, Code, Destination, Lifetime, Region};
 use crate::verification::{
     AttemptOutcome, DeliveryAttempt, IdempotencyBegin, Verification, VerificationId,
 };
@@ -63,6 +65,9 @@ pub struct SendRequest {
     /// The end user on whose behalf the app asks (their IP or session),
     /// for per-user limits. Not the app's own address.
     pub user_key: Option<String>,
+    /// A BCP-47 tag for the message's language; without it, a phone's
+    /// country picks the locale, and other channels get the default.
+    pub locale: Option<String>,
 }
 
 /// What a successful send reports. It never carries the code.
@@ -130,7 +135,7 @@ fn attempts_of(result: &Result<Delivered, DeliveryError>, at: Timestamp) -> Vec<
 /// The outcome of a send's first step: the destination's own limits.
 enum OwnLimits {
     /// Counted and stored; the message is ready to go.
-    Passed(Staged, OutgoingMessage),
+    Passed(Staged, Box<OutgoingMessage>),
     /// The destination's own bucket was full; nothing was counted.
     Refused { retry_after_ms: u64 },
 }
@@ -302,7 +307,21 @@ impl OtpService {
             p.lifetime_min,
             p.lifetime_max,
         )?;
-        let template = req.message.as_deref().unwrap_or(p.template(channel));
+        let region = match &req.destination {
+            Destination::Sms(phone) | Destination::Call(phone) => phone.region(),
+            Destination::Email(_) | Destination::Telegram(_) => None,
+        };
+        let locale = match req.locale.as_deref() {
+            Some(raw) => {
+                let tag = LocaleTag::parse(raw)?;
+                p.locales
+                    .resolve(&tag)
+                    .ok_or_else(|| SendError::UnsupportedLocale(tag.to_string()))?
+            }
+            None => p.locales.for_region(region.as_ref().map(Region::as_str)),
+        };
+        let texts = &locale.templates;
+        let template = req.message.as_deref().unwrap_or(texts.body(channel));
         if req.password.is_none() && !template.contains(PASSWORD) {
             return Err(SendError::MessageWithoutCode);
         }
@@ -312,7 +331,7 @@ impl OtpService {
         }
         let subject = match channel {
             Channel::Email => {
-                let s = req.subject.as_deref().unwrap_or(&p.templates.email_subject);
+                let s = req.subject.as_deref().unwrap_or(&texts.email_subject);
                 if s.contains(['\r', '\n']) {
                     return Err(SendError::MultilineSubject);
                 }
@@ -345,6 +364,10 @@ impl OtpService {
             body: template::render(template, &code, lifetime),
             code: code.clone(),
             destination: req.destination,
+            locale: Some(MessageLocale {
+                tag: locale.tag.to_string(),
+                voice: (!p.locales.is_default(locale)).then(|| locale.voice.clone()),
+            }),
         };
         let key = message.destination.key();
         let now = self.clock.now();
@@ -356,14 +379,16 @@ impl OtpService {
             max_attempts: p.max_attempts,
             verification: id,
         };
-        let verification = Verification::new(
+        let mut verification = Verification::new_in(
             id,
             &message.destination,
+            region.map(|r| r.as_str().to_owned()),
             now,
             record.expires_at,
             p.max_attempts,
             p.verification_retention_secs.saturating_mul(1000),
         );
+        verification.locale = Some(locale.tag.to_string());
         if test_code.is_some() {
             // A test destination: fixed code, no limits, never delivered.
             // With no buckets the put is never limited.
@@ -484,7 +509,7 @@ impl OtpService {
         E: From<Refusal>,
     {
         let (staged, message) = match own.await? {
-            OwnLimits::Passed(staged, message) => (staged, message),
+            OwnLimits::Passed(staged, message) => (staged, *message),
             OwnLimits::Refused { retry_after_ms } => {
                 return Err(Refusal::RateLimited {
                     retry_after_secs: ceil_secs(retry_after_ms),
@@ -709,15 +734,22 @@ impl OtpService {
                     PairingOutcome::RateLimited { retry_after_ms } => {
                         OwnLimits::Refused { retry_after_ms }
                     }
-                    PairingOutcome::Stored => OwnLimits::Passed(
-                        Staged::Pairing(digest),
-                        OutgoingMessage {
-                            destination: Destination::Telegram(chat),
-                            subject: None,
-                            body: template::render(&p.templates.pairing, &code, lifetime),
-                            code: code.clone(),
-                        },
-                    ),
+                    PairingOutcome::Stored => {
+                        let locale = p.locales.default_locale();
+                        OwnLimits::Passed(
+                            Staged::Pairing(digest),
+                            Box::new(OutgoingMessage {
+                                destination: Destination::Telegram(chat),
+                                subject: None,
+                                body: template::render(&locale.templates.pairing, &code, lifetime),
+                                code: code.clone(),
+                                locale: Some(MessageLocale {
+                                    tag: locale.tag.to_string(),
+                                    voice: None,
+                                }),
+                            }),
+                        )
+                    }
                 });
             }
             Err(PairError::Exhausted)
@@ -770,6 +802,11 @@ impl OtpService {
                 retry_after_secs: ceil_secs(retry_after_ms),
             }),
         }
+    }
+
+    /// The locales this service writes messages in.
+    pub fn locales(&self) -> &crate::locale::Locales {
+        &self.policy.locales
     }
 
     /// Parses a request's address, with the policy's default region for

@@ -158,6 +158,7 @@ fn sms_request(
         message: message.map(str::to_owned),
         subject: None,
         user_key: None,
+        locale: None,
     }
 }
 
@@ -363,6 +364,7 @@ async fn email_subject_is_rendered_and_must_be_one_line() {
         message: Some("Code: {password}".into()),
         subject: Some(subject.into()),
         user_key: None,
+        locale: None,
     };
 
     let err = svc

@@ -191,6 +191,10 @@ pub struct Verification {
     /// ISO region of a phone number, when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub country: Option<String>,
+    /// The locale its message was written in (a BCP-47 tag); absent on
+    /// records from before locales.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
     pub status: Status,
     /// Set when `status` is `canceled`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -227,11 +231,35 @@ impl Verification {
             Destination::Sms(p) | Destination::Call(p) => p.region().map(|r| r.as_str().to_owned()),
             _ => None,
         };
+        Self::new_in(
+            id,
+            destination,
+            country,
+            created_at,
+            expires_at,
+            max_attempts,
+            retention_ms,
+        )
+    }
+
+    /// [`Verification::new`] with the phone's region already looked up
+    /// (a libphonenumber parse where calling codes are shared).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new_in(
+        id: VerificationId,
+        destination: &Destination,
+        country: Option<String>,
+        created_at: Timestamp,
+        expires_at: Timestamp,
+        max_attempts: u32,
+        retention_ms: u64,
+    ) -> Self {
         Verification {
             id,
             channel: destination.channel(),
             destination: destination.address(),
             country,
+            locale: None,
             status: Status::Pending,
             reason: None,
             created_at,

@@ -12,6 +12,7 @@
 //! | `channel`      | `sms`, `call`, `email` or `telegram`                    |
 //! | `destination`  | the normalised address (E.164 phone, email, chat id)    |
 //! | `country`      | ISO region of a phone; absent otherwise                 |
+//! | `locale`       | the message's locale (BCP-47); absent on old records    |
 //! | `status`       | `pending`, `approved`, `max_attempts_reached`, `expired`, `canceled`, `failed` |
 //! | `reason`       | `api` or `replaced` when `canceled`; absent otherwise   |
 //! | `created_at`, `expires_at` | RFC 3339 UTC with milliseconds              |
@@ -41,6 +42,8 @@ pub struct VerificationData {
     pub destination: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub country: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
     pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
@@ -70,6 +73,7 @@ impl From<&Verification> for VerificationData {
             channel: v.channel.as_str(),
             destination: v.destination.clone(),
             country: v.country.clone(),
+            locale: v.locale.clone(),
             status: v.status.as_str(),
             reason: v.reason.map(|r| r.as_str()),
             created_at: rfc3339(v.created_at),

@@ -34,6 +34,7 @@ use crate::{http, DEFAULT_TIMEOUT_SECS};
 const SAMPLE: Values<'static> = Values {
     phone: "+10000000000",
     message: "Code \"1234\" \\ & = + ?\nÄ",
+    locale: "pt-BR",
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -282,6 +283,7 @@ impl HttpGatewaySender {
         let values = Values {
             phone,
             message: &message.body,
+            locale: message.locale.as_ref().map_or("", |l| l.tag.as_str()),
         };
         let url = fill(&self.url, &values, Escape::Url);
         let mut request = self

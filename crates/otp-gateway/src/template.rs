@@ -1,5 +1,6 @@
 //! Placeholder filling for the generic gateway. The placeholders are
-//! `{phone}` (E.164, with `+`) and `{message}` (the text to deliver).
+//! `{phone}` (E.164, with `+`), `{message}` (the text to deliver) and
+//! `{locale}` (the message's BCP-47 tag, e.g. `de`).
 //! Each value is escaped for the place it lands in, so a message can hold
 //! quotes, `&` or line breaks without breaking the request.
 //!
@@ -10,7 +11,7 @@ use otp_domain::{FieldError, FieldProblem};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 /// The placeholders a template may use.
-pub const PLACEHOLDERS: [&str; 2] = ["phone", "message"];
+pub const PLACEHOLDERS: [&str; 3] = ["phone", "message", "locale"];
 
 /// Everything but RFC 3986's unreserved characters is encoded, so a value
 /// fits in a path segment or a query value alike.
@@ -37,6 +38,7 @@ pub enum Escape {
 pub struct Values<'a> {
     pub phone: &'a str,
     pub message: &'a str,
+    pub locale: &'a str,
 }
 
 impl Values<'_> {
@@ -44,6 +46,7 @@ impl Values<'_> {
         match name {
             "phone" => Some(self.phone),
             "message" => Some(self.message),
+            "locale" => Some(self.locale),
             _ => None,
         }
     }
@@ -146,6 +149,7 @@ mod tests {
     const V: Values<'static> = Values {
         phone: "+77011234567",
         message: "Код \"1234\" \\ a&b=c\nnext",
+        locale: "pt-BR",
     };
 
     #[test]
@@ -168,6 +172,7 @@ mod tests {
         let v = Values {
             phone: "",
             message: "a\u{1}b\u{1f}",
+            locale: "",
         };
         assert_eq!(
             fill("{message}", &v, Escape::JsonString),
@@ -192,6 +197,7 @@ mod tests {
         let v = Values {
             phone: "+77011234567",
             message: "{phone}",
+            locale: "{message}",
         };
         assert_eq!(
             fill("{ {message} {other} {", &v, Escape::JsonString),

@@ -252,7 +252,14 @@ impl TwilioSender {
                         key: "twilio.from",
                     });
                 };
-                let twiml = twiml(&message.body, &self.language, &self.voice, self.repeat);
+                // The message's locale speaks its own language; the
+                // default locale the configured one.
+                let language = message
+                    .locale
+                    .as_ref()
+                    .and_then(|l| l.voice.as_deref())
+                    .unwrap_or(&self.language);
+                let twiml = twiml(&message.body, language, &self.voice, self.repeat);
                 let form = form_urlencoded::Serializer::new(String::new())
                     .append_pair("To", phone.as_str())
                     .append_pair("From", from)

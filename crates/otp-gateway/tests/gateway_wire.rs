@@ -14,6 +14,7 @@ fn sms(body: &str) -> OutgoingMessage {
         subject: None,
         body: body.to_owned(),
         code: otp_domain::Code::parse("1234").expect("code"),
+        locale: None,
     }
 }
 
@@ -269,6 +270,7 @@ async fn a_telegram_destination_is_refused_without_a_request() {
         subject: None,
         body: "x".to_owned(),
         code: otp_domain::Code::parse("1234").expect("code"),
+        locale: None,
     };
 
     let err = sender.send(&message).await.expect_err("wrong channel");
@@ -276,4 +278,27 @@ async fn a_telegram_destination_is_refused_without_a_request() {
     assert!(!err.transient);
     assert_eq!(err.reason, "the gateway sender cannot deliver to telegram");
     assert!(peer.received().is_empty());
+}
+
+#[tokio::test]
+async fn the_locale_placeholder_carries_the_messages_locale() {
+    let peer = FakePeer::start(Reply::json(200, r#"{"id":1}"#)).await;
+    let mut config = HttpGatewayConfig::new(format!("{}/send?lang={{locale}}", peer.base_url));
+    config.body = Some(r#"{"to":"{phone}","text":"{message}","lang":"{locale}"}"#.to_owned());
+    let mut message = sms("Ihr Code lautet 4829.");
+    message.locale = Some(otp_domain::ports::MessageLocale {
+        tag: "pt-BR".to_owned(),
+        voice: Some("pt-BR".to_owned()),
+    });
+    HttpGatewaySender::new(config)
+        .expect("valid config")
+        .send(&message)
+        .await
+        .expect("delivered");
+    let got = peer.only_request();
+    assert_eq!(got.query.as_deref(), Some("lang=pt-BR"));
+    assert_eq!(
+        got.body_text(),
+        r#"{"to":"+77011234567","text":"Ihr Code lautet 4829.","lang":"pt-BR"}"#
+    );
 }

@@ -30,6 +30,7 @@ fn sms(body: &str) -> OutgoingMessage {
         subject: None,
         body: body.to_owned(),
         code: otp_domain::Code::parse("1234").expect("code"),
+        locale: None,
     }
 }
 
@@ -39,6 +40,7 @@ fn call(body: &str) -> OutgoingMessage {
         subject: None,
         body: body.to_owned(),
         code: otp_domain::Code::parse("1234").expect("code"),
+        locale: None,
     }
 }
 
@@ -126,6 +128,46 @@ async fn voice_posts_twiml_that_reads_the_code_digit_by_digit_twice() {
                 "Twiml".to_owned(),
                 format!("<Response>{say}<Pause length=\"1\"/>{say}</Response>")
             ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_call_in_a_locale_speaks_that_locales_language() {
+    let peer = FakePeer::start(Reply::json(201, r#"{"sid":"CA123"}"#)).await;
+    let sender = TwilioSender::new(config(&peer.base_url)).expect("valid config");
+    let mut message = call("Ihr Code lautet 4829.");
+    message.locale = Some(otp_domain::ports::MessageLocale {
+        tag: "de".to_owned(),
+        voice: Some("de-DE".to_owned()),
+    });
+    sender.send(&message).await.expect("call started");
+    // The default locale (no voice of its own) keeps the configured one.
+    message.locale = Some(otp_domain::ports::MessageLocale {
+        tag: "en".to_owned(),
+        voice: None,
+    });
+    message.body = "Your code is 4829.".to_owned();
+    sender.send(&message).await.expect("call started");
+
+    let twimls: Vec<String> = peer
+        .received()
+        .iter()
+        .map(|r| {
+            r.form()
+                .into_iter()
+                .find(|(k, _)| k == "Twiml")
+                .expect("Twiml field")
+                .1
+        })
+        .collect();
+    let say_de = "<Say language=\"de-DE\" voice=\"alice\">Ihr Code lautet 4 8 2 9.</Say>";
+    let say_en = "<Say language=\"en-US\" voice=\"alice\">Your code is 4 8 2 9.</Say>";
+    assert_eq!(
+        twimls,
+        [
+            format!("<Response>{say_de}<Pause length=\"1\"/>{say_de}</Response>"),
+            format!("<Response>{say_en}<Pause length=\"1\"/>{say_en}</Response>"),
         ]
     );
 }

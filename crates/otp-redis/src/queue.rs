@@ -263,6 +263,7 @@ mod tests {
             subject: Some("Your code".to_owned()),
             body: "Code: 4821 \"quoted\"".to_owned(),
             code: otp_domain::Code::parse("1234").expect("code"),
+            locale: None,
         };
         let job: serde_json::Value =
             serde_json::from_str(&job_json("00ff00ff00ff00ff", &message, 42)).expect("json");

@@ -46,6 +46,9 @@ pub(crate) fn fields(v: &Verification) -> Result<Vec<String>, RedisStoreError> {
     if let Some(country) = &v.country {
         out.extend(["cc".to_owned(), country.clone()]);
     }
+    if let Some(locale) = &v.locale {
+        out.extend(["lc".to_owned(), locale.clone()]);
+    }
     if let Some(reason) = v.reason {
         out.extend(["rs".to_owned(), reason.as_str().to_owned()]);
     }
@@ -114,6 +117,7 @@ pub(crate) fn verification(map: &HashMap<String, String>) -> Result<Verification
         channel,
         destination: field(map, "to")?.to_owned(),
         country: map.get("cc").cloned(),
+        locale: map.get("lc").cloned(),
         status,
         reason,
         created_at: number(map, "c")?,

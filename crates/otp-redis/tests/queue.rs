@@ -36,6 +36,7 @@ fn message(channel: Channel, to: &str, subject: Option<&str>, body: &str) -> Out
         subject: subject.map(str::to_owned),
         body: body.to_owned(),
         code: otp_domain::Code::parse("1234").expect("code"),
+        locale: None,
     }
 }
 

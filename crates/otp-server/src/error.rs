@@ -29,6 +29,9 @@ impl From<SendError> for SendResponse {
         let body = |code| ErrorBody::json(code, e.to_string());
         match e.kind() {
             SendErrorKind::Invalid => SendResponse::BadRequest(body(ErrorCode::InvalidRequest)),
+            SendErrorKind::UnsupportedLocale => {
+                SendResponse::BadRequest(body(ErrorCode::UnsupportedLocale))
+            }
             SendErrorKind::CountryRefused => {
                 SendResponse::Forbidden(body(ErrorCode::DestinationNotAllowed))
             }

@@ -156,6 +156,7 @@ mod tests {
             subject: None,
             body: format!("Your code is {code}"),
             code: Code::parse(code).expect("code"),
+            locale: None,
         }
     }
 
@@ -169,6 +170,7 @@ mod tests {
             subject: Some("Your code".into()),
             body: "3333".into(),
             code: Code::parse("3333").expect("code"),
+            locale: None,
         });
         let all = outbox.list(&Filter::default());
         let codes: Vec<&str> = all.iter().map(|e| e.code.as_str()).collect();

@@ -184,6 +184,7 @@ mod tests {
             subject: subject.map(str::to_owned),
             body: "Your code is 123456".to_owned(),
             code: otp_domain::Code::parse("1234").expect("code"),
+            locale: None,
         }
     }
 
@@ -218,6 +219,7 @@ mod tests {
             subject: None,
             body: "x".to_owned(),
             code: otp_domain::Code::parse("1234").expect("code"),
+            locale: None,
         };
         let err: DeliveryError = s.build(&msg).expect_err("wrong channel").into();
         assert_eq!(err.provider, "smtp");

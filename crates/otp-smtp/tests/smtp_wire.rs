@@ -23,6 +23,7 @@ fn email(to: &str, subject: Option<&str>, body: &str) -> OutgoingMessage {
         subject: subject.map(str::to_owned),
         body: body.to_owned(),
         code: otp_domain::Code::parse("1234").expect("code"),
+        locale: None,
     }
 }
 

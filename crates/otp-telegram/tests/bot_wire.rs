@@ -23,6 +23,7 @@ fn to_chat(chat: i64, body: &str) -> OutgoingMessage {
         subject: None,
         body: body.to_owned(),
         code: otp_domain::Code::parse("1234").expect("code"),
+        locale: None,
     }
 }
 

@@ -12,6 +12,7 @@ fn to_chat(body: &str) -> OutgoingMessage {
         subject: None,
         body: body.to_owned(),
         code: otp_domain::Code::parse("1234").expect("code"),
+        locale: None,
     }
 }
 

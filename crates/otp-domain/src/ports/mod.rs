@@ -36,7 +36,7 @@ pub use fraud::FraudLedger;
 pub use idempotency::IdempotencyStore;
 pub use outbox::{EventMessage, EventSink, Outbox, SinkError};
 pub use random::CodeGenerator;
-pub use senders::{Delivered, DeliveryError, OutgoingMessage, Sender};
+pub use senders::{Delivered, DeliveryError, MessageLocale, OutgoingMessage, Sender};
 pub use verifications::VerificationStore;
 
 #[cfg(any(test, feature = "mocks"))]

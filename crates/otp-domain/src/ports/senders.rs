@@ -19,12 +19,27 @@ pub struct OutgoingMessage {
     /// The code the body carries. Providers send the body; the dev
     /// outbox shows the code apart, so a developer can copy it.
     pub code: Code,
+    /// The locale the body is written in (every send has one; `None`
+    /// only in messages built outside the service).
+    pub locale: Option<MessageLocale>,
+}
+
+/// The locale of a message, for providers that speak it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageLocale {
+    /// The BCP-47 tag (`de`, `pt-BR`), for templated gateways.
+    pub tag: String,
+    /// The text-to-speech language of a voice call (`de-DE`); `None` for
+    /// the default locale, which a provider speaks in its configured
+    /// language.
+    pub voice: Option<String>,
 }
 
 impl fmt::Debug for OutgoingMessage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OutgoingMessage")
             .field("destination", &self.destination)
+            .field("locale", &self.locale)
             .field("body", &"***")
             .finish()
     }

@@ -9,7 +9,7 @@
 --
 -- A record is a hash `<prefix>:{<dest tag>}:vrf:<id hex>`, in its code's
 -- slot, with flat fields (the crate reads them back, see lib.rs):
---   id hex id, ch channel, to destination, cc country (optional),
+--   id hex id, ch channel, to destination, cc country (optional), lc locale (optional),
 --   s status, rs cancel reason (optional), c created_at, x expires_at,
 --   a attempts, m max_attempts, dl delivery attempts (a JSON array the
 --   crate writes; scripts only splice arrays together), en ended_at

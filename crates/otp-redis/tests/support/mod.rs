@@ -61,6 +61,7 @@ pub fn verification_for(key: &str, record: &CodeRecord, now: u64) -> Verificatio
         channel: Channel::parse(channel).expect("a known channel"),
         destination: address.to_owned(),
         country: None,
+        locale: None,
         status: Status::Pending,
         reason: None,
         created_at: now,

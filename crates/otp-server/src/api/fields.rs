@@ -292,6 +292,30 @@ text_field!(
     "Subject line: one line of at most 255 characters; placeholders are filled in. Default from config."
 );
 
+/// A message's locale: a BCP-47 tag that a served locale matches.
+pub struct LocaleFieldSpec;
+
+impl FieldSpec for LocaleFieldSpec {
+    const NAME: &'static str = "locale";
+    const NUMBERS: Numbers = Numbers::No;
+
+    fn schema() -> MetaSchema {
+        let mut s = string(Some(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*$"), Some(35));
+        // Which tags are served is the deployment's (GET /locales), which
+        // no pattern states: a format names the rule.
+        s.format = Some("otpd-locale");
+        s.description = Some(
+            "The message's language, a BCP-47 tag such as `de`, `pt-BR` or `zh-Hant-HK`, matched case-insensitively (`_` for `-` too) and along its fallback chain (`pt-BR` → `pt`). \
+             Format `otpd-locale`: a tag that a locale of `GET /locales` matches after fallback; a well-formed tag that none matches is 400 `unsupported_locale`. \
+             Default: for a phone, the locale of its country; otherwise `templates.default_locale`. A request's own message text is sent as given, whatever the locale.",
+        );
+        s.example = Some(Value::String("pt-BR".into()));
+        s
+    }
+}
+
+pub type LocaleField = Field<LocaleFieldSpec>;
+
 /// Free text without a limit of its own (the body limit bounds it).
 pub struct PlainTextSpec;
 

@@ -9,6 +9,7 @@
 //! - `channels`: the four channels' send and check operations, generated
 //!   from one macro over one generic path (`otp`).
 //! - `telegram_bot`: the webhook and the pairing lookup (`/target`).
+//! - `locales`: `/locales`, the locales messages are written in.
 //! - `health`: `/healthz` and `/readyz`.
 //! - `dev`: the dev outbox as JSON (`/outbox/messages`).
 
@@ -19,6 +20,7 @@ pub mod fields;
 pub mod fraud;
 pub mod health;
 pub mod idempotency;
+pub mod locales;
 pub mod otp;
 pub mod responses;
 pub mod telegram_bot;
@@ -90,6 +92,8 @@ pub enum ApiTags {
     Verifications,
     /// The fraud guard: blocked number prefixes.
     Fraud,
+    /// The languages messages are written in.
+    Locales,
     /// Liveness and readiness.
     Health,
     /// Development tools: the dev outbox of the `log` sink.
@@ -104,6 +108,7 @@ pub type Api = (
     telegram_bot::TelegramBotApi,
     verifications::VerificationsApi,
     fraud::FraudApi,
+    locales::LocalesApi,
     health::HealthApi,
     dev::DevApi,
 );
@@ -119,6 +124,7 @@ pub fn api_service() -> OpenApiService<Api, ()> {
             telegram_bot::TelegramBotApi,
             verifications::VerificationsApi,
             fraud::FraudApi,
+            locales::LocalesApi,
             health::HealthApi,
             dev::DevApi,
         ),

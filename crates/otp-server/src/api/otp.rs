@@ -7,8 +7,8 @@ use poem_openapi::payload::Json;
 use poem_openapi::Object;
 
 use super::fields::{
-    ChatIdField, DateTime, EmailField, EmailText, Field, LifetimeField, Optional, PasswordField,
-    PhoneField, PhoneMessage, Subject, TelegramMessage, TemplatedBody,
+    ChatIdField, DateTime, EmailField, EmailText, Field, LifetimeField, LocaleField, Optional,
+    PasswordField, PhoneField, PhoneMessage, Subject, TelegramMessage, TemplatedBody,
 };
 
 use super::idempotency::{self, Refusal};
@@ -23,6 +23,7 @@ pub struct PhoneSend {
     pub password: Optional<PasswordField>,
     pub lifetime: Optional<LifetimeField>,
     pub message: Optional<PhoneMessage>,
+    pub locale: Optional<LocaleField>,
 }
 
 impl TemplatedBody for PhoneSend {
@@ -38,6 +39,7 @@ pub struct EmailSend {
     pub lifetime: Optional<LifetimeField>,
     pub subject: Optional<Subject>,
     pub text: Optional<EmailText>,
+    pub locale: Optional<LocaleField>,
 }
 
 impl TemplatedBody for EmailSend {
@@ -52,6 +54,7 @@ pub struct TelegramSend {
     pub password: Optional<PasswordField>,
     pub lifetime: Optional<LifetimeField>,
     pub message: Optional<TelegramMessage>,
+    pub locale: Optional<LocaleField>,
 }
 
 impl TemplatedBody for TelegramSend {
@@ -89,6 +92,7 @@ pub struct SendParts {
     pub lifetime: Option<i64>,
     pub message: Option<String>,
     pub subject: Option<String>,
+    pub locale: Option<String>,
 }
 
 impl From<PhoneSend> for SendParts {
@@ -99,6 +103,7 @@ impl From<PhoneSend> for SendParts {
             lifetime: b.lifetime.0.map(|l| l.0),
             message: b.message.0.map(Field::into_inner),
             subject: None,
+            locale: b.locale.0.map(Field::into_inner),
         }
     }
 }
@@ -111,6 +116,7 @@ impl From<EmailSend> for SendParts {
             lifetime: b.lifetime.0.map(|l| l.0),
             message: b.text.0.map(Field::into_inner),
             subject: b.subject.0.map(Field::into_inner),
+            locale: b.locale.0.map(Field::into_inner),
         }
     }
 }
@@ -123,6 +129,7 @@ impl From<TelegramSend> for SendParts {
             lifetime: b.lifetime.0.map(|l| l.0),
             message: b.message.0.map(Field::into_inner),
             subject: None,
+            locale: b.locale.0.map(Field::into_inner),
         }
     }
 }
@@ -150,7 +157,7 @@ impl From<TelegramCheck> for CheckParts {
 
 impl SendParts {
     /// What makes two sends the same request, for `Idempotency-Key`.
-    fn fingerprint_parts<'a>(&'a self, channel: &'a str, lifetime: &'a [u8]) -> [&'a [u8]; 7] {
+    fn fingerprint_parts<'a>(&'a self, channel: &'a str, lifetime: &'a [u8]) -> [&'a [u8]; 8] {
         let opt = |o: &'a Option<String>| o.as_deref().map_or(&b"\0"[..], str::as_bytes);
         [
             b"send",
@@ -160,6 +167,7 @@ impl SendParts {
             lifetime,
             opt(&self.message),
             opt(&self.subject),
+            opt(&self.locale),
         ]
     }
 }
@@ -177,6 +185,7 @@ fn send_request(
         lifetime: parts.lifetime,
         message: parts.message,
         subject: parts.subject,
+        locale: parts.locale,
     })
 }
 

@@ -12,6 +12,7 @@ use poem_openapi::{ApiResponse, Enum, Object};
 /// `message` beside it is for people and may change.
 ///
 /// - `invalid_request` (400): malformed JSON, a missing field or an invalid value.
+/// - `unsupported_locale` (400): a well-formed `locale` that no served locale matches.
 /// - `unauthorized` (401): Basic auth is on and the credentials are missing or wrong,
 ///   or the webhook's secret token is missing or wrong.
 /// - `destination_not_allowed` (403): the phone's country is not allowed on this channel.
@@ -36,6 +37,7 @@ use poem_openapi::{ApiResponse, Enum, Object};
 #[oai(rename_all = "snake_case")]
 pub enum ErrorCode {
     InvalidRequest,
+    UnsupportedLocale,
     Unauthorized,
     DestinationNotAllowed,
     FraudSuspected,

@@ -124,6 +124,9 @@ pub struct VerificationBody {
     /// The phone number's ISO region, when it has one.
     #[oai(skip_serializing_if_is_none)]
     pub country: Option<String>,
+    /// The locale its message was written in (a BCP-47 tag).
+    #[oai(skip_serializing_if_is_none)]
+    pub locale: Option<String>,
     pub status: StatusName,
     /// Why it was canceled (`canceled` only).
     #[oai(skip_serializing_if_is_none)]
@@ -149,6 +152,7 @@ impl From<&Verification> for VerificationBody {
             channel: v.channel.into(),
             destination: v.destination.clone(),
             country: v.country.clone(),
+            locale: v.locale.clone(),
             status: v.status.into(),
             reason: v.reason.map(|r| match r {
                 CancelReason::Api => ReasonName::Api,

@@ -76,16 +76,28 @@ async fn seed_requests_work_verbatim_on_all_four_channels() {
 #[tokio::test]
 async fn generated_code_fills_the_default_template() {
     let app = TestApp::spawn().await;
+    // A US number gets otpd's English text, byte for byte as before
+    // locales; the seed's Kazakh number gets its country's locale.
+    let (status, _) = app.send_sms("+1 650 253 0000").await;
+    assert_eq!(status, 200);
     let (status, _) = app.send_sms("+7 701 123 45 67").await;
     assert_eq!(status, 200);
     assert_eq!(
         app.sent(),
-        vec![(
-            "sms".to_owned(),
-            "+77011234567".to_owned(),
-            None,
-            format!("Your code is {GENERATED}. It expires in 300 seconds.")
-        )]
+        vec![
+            (
+                "sms".to_owned(),
+                "+16502530000".to_owned(),
+                None,
+                format!("Your code is {GENERATED}. It expires in 300 seconds.")
+            ),
+            (
+                "sms".to_owned(),
+                "+77011234567".to_owned(),
+                None,
+                format!("Ваш код: {GENERATED}. Действует 5 мин.")
+            )
+        ]
     );
     // Digits-only and E.164 are the same number.
     let (status, body) = app.check_sms("77011234567", GENERATED).await;

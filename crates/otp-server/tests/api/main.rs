@@ -7,6 +7,7 @@ mod errors;
 mod fraud;
 mod helpers;
 mod limits;
+mod locales;
 mod observability;
 mod security;
 mod spec;

@@ -96,7 +96,7 @@ impl SendOutcome {
     fn of(result: &Result<(), &SendError>) -> Self {
         match result.map_err(|e| e.kind()) {
             Ok(()) => SendOutcome::Sent,
-            Err(SendErrorKind::Invalid) => SendOutcome::Invalid,
+            Err(SendErrorKind::Invalid | SendErrorKind::UnsupportedLocale) => SendOutcome::Invalid,
             Err(SendErrorKind::CountryRefused) => SendOutcome::CountryRefused,
             Err(SendErrorKind::FraudRefused) => SendOutcome::FraudRefused,
             Err(SendErrorKind::RateLimited) => SendOutcome::RateLimited,

@@ -106,6 +106,9 @@ descendants() {
   done
 }
 cleanup() {
+  # Best effort to the end: one failing step (no container to list) must
+  # not leave the rest undone.
+  set +e
   local pid left
   # Every process under a runner that is still there (the server, and a
   # runner stopped before its server was found), SIGTERM first.
@@ -125,7 +128,7 @@ cleanup() {
   if [ -n "$gateway_pid" ]; then kill "$gateway_pid" 2>/dev/null || true; fi
   if [ -n "$redis_pid" ]; then kill "$redis_pid" 2>/dev/null || true; fi
   bh containers --format '{{.ContainerName}}' 2>/dev/null | grep "^$PREFIX-" |
-    while read -r c; do bh rm "$c" >/dev/null 2>&1 || true; done
+    while read -r c; do bh rm "$c" >/dev/null 2>&1; done
   rm -rf "$tmp"
 }
 trap cleanup EXIT

@@ -10,6 +10,7 @@
 --   miss     a check for a phone that was never sent (+7708): 404.
 --   send     a send to a phone nobody was sent to before (+7705, walked
 --            like approve), with a generated code: the real send path.
+--   wsend    the same by WhatsApp (+7706).
 --   presend  (not measured) sends code 123456 (for a day, so a long run
 --            never checks an expired one) to +<PREFIX> BASE+t+kT
 --            for k < QUOTA per thread (PREFIX 7702 by default, 7701 for
@@ -80,6 +81,8 @@ request = function()
     return post("/sms/check", string.format('{"phone":"+7708%07d","password":"123456"}', n))
   elseif mode == "send" then
     return post("/sms", string.format('{"phone":"+7705%07d"}', walk()))
+  elseif mode == "wsend" then
+    return post("/whatsapp", string.format('{"phone":"+7706%07d"}', walk()))
   elseif mode == "presend" then
     if k < quota then
       return post("/sms", string.format('{"phone":"+%s%07d","password":"123456","lifetime":86400}', prefix, walk()))

@@ -27,6 +27,7 @@ LABELS = {
     "approve": "check, right password, code consumed (200)",
     "miss": "check, no code for the phone (404)",
     "send": "send, new phone, log sink (200)",
+    "wsend": "send by WhatsApp, new phone, log sink (200)",
 }
 # The production instances: default limits (the SMS channel cap raised so
 # sends are accepted) and a webhook sink answering 204.
@@ -35,7 +36,7 @@ PROD_LABELS = {
     "approve": "check, right password, code consumed (200), its event delivered",
     "send": "send, new phone, every bucket charged, its event delivered (200)",
 }
-ORDER = ["healthz", "count", "approve", "miss", "send"]
+ORDER = ["healthz", "count", "approve", "miss", "send", "wsend"]
 
 
 def ms(us):

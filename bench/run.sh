@@ -14,6 +14,7 @@
 #   check, approved           pre-sent codes, each checked once right (200)
 #   check, 404                phones that were never sent a code
 #   send                      new phones, log sink (its stdout to /dev/null)
+#   send by WhatsApp          the same on /whatsapp (binaries with the channel)
 # and reports per row: req/s, its ratio to /healthz, p50, p99, the status
 # mix (counted by the wrk script, bench/otpd.lua), CPU µs per request of
 # otpd, redis-server and wrk (from /proc/PID/stat and the shell's `times`),
@@ -85,6 +86,9 @@ settings=(OTP_LIMITS__COOLDOWN_SECS=0 OTP_LIMITS__SENDS_PER_WINDOW=0 OTP_LIMITS_
           OTP_LIMITS__SMS_PER_HOUR=0 OTP_LIMITS__CALL_PER_HOUR=0 OTP_LIMITS__EMAIL_PER_HOUR=0
           OTP_LIMITS__TELEGRAM_PER_HOUR=0 OTP_LIMITS__TARGET_FAILURES_PER_WINDOW=0
           OTP_OTP__MAX_ATTEMPTS=1000000 RUST_LOG="${RUST_LOG:-warn}")
+# WhatsApp's channel budget off too (an OTPD_BIN from before WhatsApp has
+# no such key).
+if grep -qa '^\[whatsapp\]' "$BIN"; then settings+=(OTP_LIMITS__WHATSAPP_PER_HOUR=0); fi
 # Metrics on a free port, so runs never collide on the default one (an
 # OTPD_BIN from before the metrics endpoint has no such key).
 if grep -qa '^\[metrics\]' "$BIN"; then settings+=(OTP_METRICS__LISTEN=127.0.0.1:0); fi
@@ -232,6 +236,8 @@ for round in $(seq 1 "$ROUNDS"); do
     row "$round" "$store" count
     row "$round" "$store" miss
     row "$round" "$store" send
+    # WhatsApp's send (only where the binary has the channel).
+    if grep -qa '^\[whatsapp\]' "$BIN"; then row "$round" "$store" wsend; fi
     # Enough codes for the approving checks to run the whole row: an
     # approving check writes, like a counted attempt or a send; take the
     # faster of those two, plus a margin. A row that still runs out shows

@@ -770,3 +770,82 @@ fn locale_de_reaches_the_gateway_smtp_and_the_bot_api_in_german() {
     let sent = bot.only_request();
     assert_eq!(sent.json()["text"], german);
 }
+
+// --- WhatsApp ------------------------------------------------------------
+
+#[test]
+fn whatsapp_through_the_cloud_api_sends_the_template_and_its_code_checks() {
+    let graph = FakePeer::start_blocking(Reply::json(
+        200,
+        r#"{"messaging_product":"whatsapp","messages":[{"id":"wamid.HBgL"}]}"#,
+    ));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let otpd = start_with(
+        dir.path(),
+        "",
+        &[
+            ("OTP_WHATSAPP__PROVIDER", "meta"),
+            ("OTP_WHATSAPP__META__PHONE_NUMBER_ID", "106540352242922"),
+            ("OTP_WHATSAPP__META__ACCESS_TOKEN", "EAAG-e2e-token"),
+            ("OTP_WHATSAPP__META__TEMPLATE", "otp_code"),
+            ("OTP_WHATSAPP__META__BASE_URL", &graph.base_url),
+        ],
+    );
+    let (status, body) = otpd.request(
+        "POST",
+        "/whatsapp",
+        &[JSON],
+        r#"{"phone":"+5511987654321"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["channel"], "whatsapp");
+
+    // The code, as the user's WhatsApp shows it: from the request Meta got.
+    let got = graph.only_request();
+    assert_eq!(got.path, "/v21.0/106540352242922/messages");
+    assert_eq!(got.authorization.as_deref(), Some("Bearer EAAG-e2e-token"));
+    let sent = got.json();
+    assert_eq!(sent["to"], "+5511987654321");
+    assert_eq!(sent["template"]["name"], "otp_code");
+    let code = sent["template"]["components"][0]["parameters"][0]["text"]
+        .as_str()
+        .expect("the code parameter")
+        .to_owned();
+    assert_eq!(
+        sent["template"]["components"][1]["parameters"][0]["text"],
+        code.as_str()
+    );
+    assert_eq!(code.len(), 6, "{code}");
+
+    // WhatsApp fixes the template's text: a message of one's own is refused.
+    let (status, refused) = otpd.request(
+        "POST",
+        "/whatsapp",
+        &[JSON],
+        r#"{"phone":"+5511987654322","message":"Code {password}"}"#,
+    );
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{refused}"
+    );
+
+    let check = json!({"phone": "+5511987654321", "password": code}).to_string();
+    let (status, body) = otpd.request("POST", "/whatsapp/check", &[JSON], &check);
+    assert_eq!((status, body), (200, json!({"status": "approved"})));
+    // The code belongs to WhatsApp: the SMS check of the same number has none.
+    let (status, _) = otpd.request("POST", "/sms/check", &[JSON], &check);
+    assert_eq!(status, 404);
+    let (status, v) = otpd.request(
+        "GET",
+        "/verifications?channel=whatsapp&phone=%2B5511987654321",
+        &[],
+        "",
+    );
+    assert_eq!(
+        (status, v["status"].as_str()),
+        (200, Some("approved")),
+        "{v}"
+    );
+    assert_eq!(v["deliveries"][0]["provider"], "meta", "{v}");
+}

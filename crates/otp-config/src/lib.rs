@@ -39,7 +39,9 @@ use secrecy::ExposeSecret;
 
 pub use events::{EventSettings, SinkSettings, SinkTarget};
 pub use loading::DEFAULT_TOML;
-pub use providers::{EmailProvider, PhoneProvider, Providers, TelegramProvider, TelegramSettings};
+pub use providers::{
+    EmailProvider, PhoneProvider, Providers, TelegramProvider, TelegramSettings, WhatsAppProvider,
+};
 pub use schema::{
     AuthConfig, DeliveryConfig, DevConfig, LogConfig, LogFormat, MetricsConfig, SecurityConfig,
     ServerConfig, StoreConfig, StoreKind,

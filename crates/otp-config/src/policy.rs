@@ -76,12 +76,23 @@ pub(super) fn policy(file: &ConfigFile) -> Result<Policy, ConfigError> {
             call: l.call_per_hour,
             email: l.email_per_hour,
             telegram: l.telegram_per_hour,
+            whatsapp: l.whatsapp_per_hour,
         },
         target_failures_per_window: l.target_failures_per_window,
         target_failure_window_secs: l.target_failure_window_secs,
         default_region: region,
         sms_countries: countries(&file.sms),
         call_countries: countries(&file.call),
+        whatsapp_countries: CountryRules {
+            allow: file.whatsapp.allow_countries.clone(),
+            deny: file.whatsapp.deny_countries.clone(),
+        },
+        // The Cloud API sends its approved template, whatever the request.
+        whatsapp_fixed_template: file
+            .whatsapp
+            .provider
+            .0
+            .contains(&super::schema::WhatsAppProviderName::Meta),
         test_destinations: test_destinations(file, region)?,
         pairing_lifetime: Lifetime::parse(i64::from(file.telegram.pairing_lifetime), 1, u32::MAX)
             .map_err(|_| {

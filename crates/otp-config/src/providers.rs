@@ -9,13 +9,14 @@
 //! | sms, call   | log, http, twilio, queue          |
 //! | email       | log, smtp, queue                  |
 //! | telegram    | log, telegram, notify, queue      |
+//! | whatsapp    | log, meta, twilio, queue          |
 
 use otp_domain::{Channel, FieldError};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::schema::{
     ConfigFile, EmailChannelConfig, EmailProviderName, PhoneChannelConfig, PhoneProviderName,
-    TelegramChannelConfig, TelegramProviderName,
+    TelegramChannelConfig, TelegramProviderName, WhatsAppChannelConfig, WhatsAppProviderName,
 };
 use super::{ConfigError, KeyError, Problem};
 
@@ -27,6 +28,27 @@ pub enum PhoneProvider {
     Http(otp_gateway::HttpGatewayConfig),
     Twilio(otp_gateway::TwilioConfig),
     Queue(otp_redis::QueueConfig),
+}
+
+/// A provider of WhatsApp messages, with its settings.
+#[derive(Debug, Clone)]
+pub enum WhatsAppProvider {
+    Log,
+    Meta(otp_gateway::MetaConfig),
+    Twilio(otp_gateway::TwilioConfig),
+    Queue(otp_redis::QueueConfig),
+}
+
+impl WhatsAppProvider {
+    /// Its name in config and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            WhatsAppProvider::Log => "log",
+            WhatsAppProvider::Meta(_) => "meta",
+            WhatsAppProvider::Twilio(_) => "twilio",
+            WhatsAppProvider::Queue(_) => "queue",
+        }
+    }
 }
 
 /// A provider of email, with its settings.
@@ -89,6 +111,7 @@ pub struct Providers {
     pub call: Vec<PhoneProvider>,
     pub email: Vec<EmailProvider>,
     pub telegram: Vec<TelegramProvider>,
+    pub whatsapp: Vec<WhatsAppProvider>,
 }
 
 impl Providers {
@@ -104,6 +127,10 @@ impl Providers {
                 .telegram
                 .iter()
                 .any(|p| matches!(p, TelegramProvider::Log))
+            || self
+                .whatsapp
+                .iter()
+                .any(|p| matches!(p, WhatsAppProvider::Log))
     }
 }
 
@@ -127,6 +154,8 @@ mod required {
     pub const QUEUE: &[&str] = &["url"];
     pub const SMTP: &[&str] = &["host", "from"];
     pub const NOTIFY: &[&str] = &["url"];
+    pub const META: &[&str] = &["phone_number_id", "access_token", "template"];
+    pub const TWILIO_WHATSAPP: &[&str] = &["account_sid", "auth_token", "from", "content_sid"];
 }
 
 /// Pairs every provider name with its settings and checks them.
@@ -141,6 +170,7 @@ pub(super) fn resolve(file: &ConfigFile) -> Result<(Providers, TelegramSettings)
         call: phone(Channel::Call, &file.call)?,
         email: email(&file.email)?,
         telegram: telegram_providers(&file.telegram, telegram.bot.as_ref())?,
+        whatsapp: whatsapp(&file.whatsapp)?,
     };
     // Once Telegram messages really go out (any provider but the dev
     // sink), the webhook must be authenticated: it is exempt from Basic
@@ -182,6 +212,35 @@ fn phone(channel: Channel, c: &PhoneChannelConfig) -> Result<Vec<PhoneProvider>,
                 |s| s.validate_for(channel),
             )?),
             PhoneProviderName::Queue => PhoneProvider::Queue(settings(
+                (channel, "queue"),
+                c.queue.as_ref(),
+                required::QUEUE,
+                |s| s.validate(),
+            )?),
+        });
+    }
+    Ok(resolved)
+}
+
+fn whatsapp(c: &WhatsAppChannelConfig) -> Result<Vec<WhatsAppProvider>, ConfigError> {
+    let channel = Channel::WhatsApp;
+    let mut resolved = Vec::with_capacity(c.provider.0.len());
+    for name in &c.provider.0 {
+        resolved.push(match name {
+            WhatsAppProviderName::Log => WhatsAppProvider::Log,
+            WhatsAppProviderName::Meta => WhatsAppProvider::Meta(settings(
+                (channel, "meta"),
+                c.meta.as_ref(),
+                required::META,
+                |s| s.validate(),
+            )?),
+            WhatsAppProviderName::Twilio => WhatsAppProvider::Twilio(settings(
+                (channel, "twilio"),
+                c.twilio.as_ref(),
+                required::TWILIO_WHATSAPP,
+                |s| s.validate_for(channel),
+            )?),
+            WhatsAppProviderName::Queue => WhatsAppProvider::Queue(settings(
                 (channel, "queue"),
                 c.queue.as_ref(),
                 required::QUEUE,
@@ -411,6 +470,36 @@ mod tests {
                 "invalid config: call.twilio is missing: call.provider names twilio, which needs \
                  [call.twilio] with call.twilio.account_sid, call.twilio.auth_token, \
                  call.twilio.from"
+            );
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("OTP_WHATSAPP__PROVIDER", "meta");
+            let err = load_in_jail(jail).map(|_| ()).expect_err("no section");
+            assert_eq!(
+                err.to_string(),
+                "invalid config: whatsapp.meta is missing: whatsapp.provider names meta, which \
+                 needs [whatsapp.meta] with whatsapp.meta.phone_number_id, \
+                 whatsapp.meta.access_token, whatsapp.meta.template"
+            );
+            jail.set_env("OTP_WHATSAPP__META__PHONE_NUMBER_ID", "1065");
+            jail.set_env("OTP_WHATSAPP__META__ACCESS_TOKEN", "EAAG");
+            let err = load_in_jail(jail).map(|_| ()).expect_err("no template");
+            assert!(err.to_string().contains("whatsapp.meta.template"), "{err}");
+            jail.set_env("OTP_WHATSAPP__META__TEMPLATE", "otp_code");
+            let c = load_in_jail(jail).map_err(|e| e.to_string())?;
+            assert!(matches!(
+                &c.providers.whatsapp[..],
+                [WhatsAppProvider::Meta(_)]
+            ));
+            jail.set_env("OTP_WHATSAPP__PROVIDER", "twilio");
+            jail.set_env("OTP_WHATSAPP__TWILIO__ACCOUNT_SID", "AC1");
+            jail.set_env("OTP_WHATSAPP__TWILIO__AUTH_TOKEN", "t");
+            jail.set_env("OTP_WHATSAPP__TWILIO__FROM", "+14155552671");
+            let err = load_in_jail(jail).map(|_| ()).expect_err("no content_sid");
+            assert!(
+                err.to_string().contains("whatsapp.twilio.content_sid"),
+                "{err}"
             );
             Ok(())
         });

@@ -31,6 +31,7 @@ pub struct ConfigFile {
     pub call: PhoneChannelConfig,
     pub email: EmailChannelConfig,
     pub telegram: TelegramChannelConfig,
+    pub whatsapp: WhatsAppChannelConfig,
     pub delivery: DeliveryConfig,
     pub dev: DevConfig,
     pub verifications: VerificationsConfig,
@@ -253,6 +254,7 @@ pub struct LimitsConfig {
     pub call_per_hour: u32,
     pub email_per_hour: u32,
     pub telegram_per_hour: u32,
+    pub whatsapp_per_hour: u32,
 }
 
 /// `[templates]`: the English texts (the top-level keys), the default
@@ -317,6 +319,21 @@ pub enum PhoneProviderName {
     Queue,
 }
 
+/// The providers that can deliver WhatsApp messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WhatsAppProviderName {
+    /// Development sink: the dev outbox.
+    Log,
+    /// The WhatsApp Cloud API (`[whatsapp.meta]`).
+    Meta,
+    /// Twilio's Messages API with `whatsapp:` addresses
+    /// (`[whatsapp.twilio]`, with `content_sid`).
+    Twilio,
+    /// `[whatsapp.queue]`.
+    Queue,
+}
+
 /// The providers that can deliver email.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -369,6 +386,18 @@ pub struct PhoneChannelConfig {
     pub allow_countries: Vec<u16>,
     pub deny_countries: Vec<u16>,
     pub http: Option<otp_gateway::HttpGatewayConfig>,
+    pub twilio: Option<otp_gateway::TwilioConfig>,
+    pub queue: Option<otp_redis::QueueConfig>,
+}
+
+/// `[whatsapp]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WhatsAppChannelConfig {
+    pub provider: ProviderList<WhatsAppProviderName>,
+    pub allow_countries: Vec<u16>,
+    pub deny_countries: Vec<u16>,
+    pub meta: Option<otp_gateway::MetaConfig>,
     pub twilio: Option<otp_gateway::TwilioConfig>,
     pub queue: Option<otp_redis::QueueConfig>,
 }

@@ -42,6 +42,10 @@ pub enum SendError {
     TooLong { field: &'static str, max: usize },
     #[error("the subject must be a single line")]
     MultilineSubject,
+    /// The channel's provider sends an approved template whose text it
+    /// fixes (the WhatsApp Cloud API), so a request cannot bring its own.
+    #[error("{channel} messages are the approved template of the provider; leave out `message`")]
+    FixedTemplate { channel: crate::types::Channel },
     #[error("sending to this country is not allowed")]
     DestinationNotAllowed,
     /// A well-formed locale that no served locale matches, even after
@@ -102,7 +106,8 @@ impl SendError {
             SendError::Invalid(_)
             | SendError::MessageWithoutCode
             | SendError::TooLong { .. }
-            | SendError::MultilineSubject => SendErrorKind::Invalid,
+            | SendError::MultilineSubject
+            | SendError::FixedTemplate { .. } => SendErrorKind::Invalid,
             SendError::UnsupportedLocale(_) => SendErrorKind::UnsupportedLocale,
             SendError::DestinationNotAllowed => SendErrorKind::CountryRefused,
             SendError::FraudSuspected => SendErrorKind::FraudRefused,

@@ -36,6 +36,9 @@ impl Templates {
             Channel::Call => &self.call,
             Channel::Email => &self.email_text,
             Channel::Telegram => &self.telegram,
+            // WhatsApp's free-form text (dev sink, queue) is the SMS text;
+            // the Cloud API sends its approved template instead.
+            Channel::WhatsApp => &self.sms,
         }
     }
 
@@ -94,6 +97,7 @@ pub struct ChannelBudget {
     pub call: u32,
     pub email: u32,
     pub telegram: u32,
+    pub whatsapp: u32,
 }
 
 impl ChannelBudget {
@@ -103,6 +107,7 @@ impl ChannelBudget {
             Channel::Call => self.call,
             Channel::Email => self.email,
             Channel::Telegram => self.telegram,
+            Channel::WhatsApp => self.whatsapp,
         }
     }
 }
@@ -138,6 +143,11 @@ pub struct Policy {
     pub default_region: Option<Region>,
     pub sms_countries: CountryRules,
     pub call_countries: CountryRules,
+    pub whatsapp_countries: CountryRules,
+    /// Whether WhatsApp messages are an approved template whose text
+    /// the provider fixes (the Cloud API): a request's `message` is then
+    /// refused, and codes are at most 15 characters.
+    pub whatsapp_fixed_template: bool,
     /// Destinations (by store key) with a fixed code that is never sent,
     /// for app-store review and QA.
     pub test_destinations: HashMap<String, Code>,
@@ -187,6 +197,7 @@ pub(crate) fn body_limit(channel: Channel) -> (&'static str, usize) {
         Channel::Call => ("message", 1600),
         Channel::Email => ("text", 10_000),
         Channel::Telegram => ("message", 4096),
+        Channel::WhatsApp => ("message", 1600),
     }
 }
 
@@ -368,6 +379,7 @@ impl Policy {
         match channel {
             Channel::Sms => Some(&self.sms_countries),
             Channel::Call => Some(&self.call_countries),
+            Channel::WhatsApp => Some(&self.whatsapp_countries),
             Channel::Email | Channel::Telegram => None,
         }
     }
@@ -438,6 +450,7 @@ pub(crate) mod tests {
             call: 200,
             email: 5000,
             telegram: 5000,
+            whatsapp: 1000,
         }
     }
 
@@ -466,6 +479,8 @@ pub(crate) mod tests {
             default_region: None,
             sms_countries: no_country_rules(),
             call_countries: no_country_rules(),
+            whatsapp_countries: no_country_rules(),
+            whatsapp_fixed_template: false,
             test_destinations: HashMap::new(),
             pairing_lifetime: Lifetime::parse(300, 1, 300).expect("valid"),
             verification_retention_secs: 86_400,

@@ -17,7 +17,7 @@ use crate::ports::{
     VerificationStore,
 };
 use crate::template::{self, PASSWORD};
-use crate::types::{Channel, ChatId, CheckTarget, Code, Destination, Lifetime, Region};
+use crate::types::{Channel, ChatId, CheckTarget, Code, Destination, Lifetime, Phone, Region};
 use crate::verification::{
     AttemptOutcome, DeliveryAttempt, IdempotencyBegin, Verification, VerificationId,
 };
@@ -29,13 +29,14 @@ pub const IDEMPOTENCY_LEASE_MS: u64 = 60_000;
 /// How long a finished request's answer is replayed (Stripe's 24 hours).
 pub const IDEMPOTENCY_TTL_MS: u64 = 24 * 3_600_000;
 
-/// The senders of the four channels.
+/// The senders of the five channels.
 #[derive(Clone)]
 pub struct Senders {
     pub sms: Arc<dyn Sender>,
     pub call: Arc<dyn Sender>,
     pub email: Arc<dyn Sender>,
     pub telegram: Arc<dyn Sender>,
+    pub whatsapp: Arc<dyn Sender>,
 }
 
 impl Senders {
@@ -45,6 +46,7 @@ impl Senders {
             Channel::Call => self.call.as_ref(),
             Channel::Email => self.email.as_ref(),
             Channel::Telegram => self.telegram.as_ref(),
+            Channel::WhatsApp => self.whatsapp.as_ref(),
         }
     }
 }
@@ -237,12 +239,10 @@ impl OtpService {
     }
 
     /// The guard and the prefix of `destination`, when the guard watches
-    /// it: SMS and voice, not a test destination.
+    /// it: a phone (SMS, voice, WhatsApp), not a test destination.
     fn guarded(&self, destination: &Destination) -> Option<(&FraudGuard, Prefix)> {
         let guard = self.fraud.as_ref()?;
-        let (Destination::Sms(phone) | Destination::Call(phone)) = destination else {
-            return None;
-        };
+        let phone = destination.phone()?;
         if self.is_test_destination(destination) {
             return None;
         }
@@ -307,10 +307,7 @@ impl OtpService {
             p.lifetime_min,
             p.lifetime_max,
         )?;
-        let region = match &req.destination {
-            Destination::Sms(phone) | Destination::Call(phone) => phone.region(),
-            Destination::Email(_) | Destination::Telegram(_) => None,
-        };
+        let region = req.destination.phone().and_then(Phone::region);
         let locale = match req.locale.as_deref() {
             Some(raw) => {
                 let tag = LocaleTag::parse(raw)?;
@@ -320,6 +317,12 @@ impl OtpService {
             }
             None => p.locales.for_region(region.as_ref().map(Region::as_str)),
         };
+        // The Cloud API's template fixes the text; its code parameter
+        // takes at most 15 characters, which every otpd code (at most 12)
+        // fits.
+        if channel == Channel::WhatsApp && p.whatsapp_fixed_template && req.message.is_some() {
+            return Err(SendError::FixedTemplate { channel });
+        }
         let texts = &locale.templates;
         let template = req.message.as_deref().unwrap_or(texts.body(channel));
         if req.password.is_none() && !template.contains(PASSWORD) {
@@ -346,9 +349,7 @@ impl OtpService {
             _ => None,
         };
 
-        if let (Some(rules), Destination::Sms(phone) | Destination::Call(phone)) =
-            (p.countries(channel), &req.destination)
-        {
+        if let (Some(rules), Some(phone)) = (p.countries(channel), req.destination.phone()) {
             if !rules.permits(phone.calling_code()) {
                 return Err(SendError::DestinationNotAllowed);
             }
@@ -646,8 +647,7 @@ impl OtpService {
     /// check (see [`CodeStore::check_tallied`]).
     fn approval_tally(&self, target: &CheckTarget, key: &str) -> Option<FraudTally> {
         let guard = self.fraud.as_ref()?;
-        if !matches!(target.channel(), Channel::Sms | Channel::Call) || self.is_test_target(target)
-        {
+        if !target.channel().is_phone() || self.is_test_target(target) {
             return None;
         }
         let prefix = key

@@ -118,6 +118,7 @@ fn senders_with(channel: Channel, sender: Arc<MockSender>) -> Senders {
         call: pick(Channel::Call),
         email: pick(Channel::Email),
         telegram: pick(Channel::Telegram),
+        whatsapp: pick(Channel::WhatsApp),
     }
 }
 

@@ -5,8 +5,9 @@ use std::fmt;
 
 use crate::error::ParseError;
 
-/// The four delivery channels. SMS and voice share the phone destination
-/// type but keep separate codes, as the seed API checks them separately.
+/// The five delivery channels. SMS, voice and WhatsApp share the phone
+/// destination type but keep separate codes, as the seed API checks SMS
+/// and voice separately.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Channel {
@@ -14,15 +15,18 @@ pub enum Channel {
     Call,
     Email,
     Telegram,
+    #[serde(rename = "whatsapp")]
+    WhatsApp,
 }
 
 impl Channel {
     /// Every channel, in the order metrics and the console list them.
-    pub const ALL: [Channel; 4] = [
+    pub const ALL: [Channel; 5] = [
         Channel::Sms,
         Channel::Call,
         Channel::Email,
         Channel::Telegram,
+        Channel::WhatsApp,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -31,7 +35,13 @@ impl Channel {
             Channel::Call => "call",
             Channel::Email => "email",
             Channel::Telegram => "telegram",
+            Channel::WhatsApp => "whatsapp",
         }
+    }
+
+    /// Whether its destinations are phone numbers.
+    pub fn is_phone(self) -> bool {
+        matches!(self, Channel::Sms | Channel::Call | Channel::WhatsApp)
     }
 
     pub fn parse(s: &str) -> Option<Self> {
@@ -40,6 +50,7 @@ impl Channel {
             "call" => Some(Channel::Call),
             "email" => Some(Channel::Email),
             "telegram" => Some(Channel::Telegram),
+            "whatsapp" => Some(Channel::WhatsApp),
             _ => None,
         }
     }
@@ -444,9 +455,18 @@ pub enum Destination {
     Call(Phone),
     Email(Email),
     Telegram(ChatId),
+    WhatsApp(Phone),
 }
 
 impl Destination {
+    /// The phone number of an SMS, call or WhatsApp destination.
+    pub fn phone(&self) -> Option<&Phone> {
+        match self {
+            Destination::Sms(p) | Destination::Call(p) | Destination::WhatsApp(p) => Some(p),
+            Destination::Email(_) | Destination::Telegram(_) => None,
+        }
+    }
+
     /// Parses the address a request gave for `channel`: a phone for SMS
     /// and voice, an email, or a Telegram chat id.
     ///
@@ -470,6 +490,7 @@ impl Destination {
             Channel::Call => Destination::Call(Phone::parse_in(address, region)?),
             Channel::Email => Destination::Email(Email::parse(address)?),
             Channel::Telegram => Destination::Telegram(ChatId::parse(address)?),
+            Channel::WhatsApp => Destination::WhatsApp(Phone::parse_in(address, region)?),
         })
     }
 
@@ -479,13 +500,16 @@ impl Destination {
             Destination::Call(_) => Channel::Call,
             Destination::Email(_) => Channel::Email,
             Destination::Telegram(_) => Channel::Telegram,
+            Destination::WhatsApp(_) => Channel::WhatsApp,
         }
     }
 
     /// The address the provider needs: E.164 phone, email or chat id.
     pub fn address(&self) -> String {
         match self {
-            Destination::Sms(p) | Destination::Call(p) => p.as_str().to_owned(),
+            Destination::Sms(p) | Destination::Call(p) | Destination::WhatsApp(p) => {
+                p.as_str().to_owned()
+            }
             Destination::Email(e) => e.as_str().to_owned(),
             Destination::Telegram(c) => c.get().to_string(),
         }
@@ -499,7 +523,7 @@ impl Destination {
     /// The destination with its middle hidden, for logs.
     pub fn masked(&self) -> String {
         match self {
-            Destination::Sms(p) | Destination::Call(p) => p.masked(),
+            Destination::Sms(p) | Destination::Call(p) | Destination::WhatsApp(p) => p.masked(),
             Destination::Email(e) => e.masked(),
             Destination::Telegram(c) => c.masked(),
         }
@@ -570,6 +594,7 @@ impl CheckTarget {
         let phone = match channel {
             Channel::Sms => Destination::Sms,
             Channel::Call => Destination::Call,
+            Channel::WhatsApp => Destination::WhatsApp,
             Channel::Email | Channel::Telegram => {
                 return Destination::parse_in(channel, address, region).map(Self::from)
             }
@@ -623,7 +648,7 @@ impl CheckTarget {
     /// send accepts.
     pub fn region(&self) -> Option<Region> {
         match &self.lookup {
-            Lookup::Parsed(Destination::Sms(p) | Destination::Call(p)) => p.region(),
+            Lookup::Parsed(d) if d.phone().is_some() => d.phone().and_then(Phone::region),
             Lookup::Parsed(_) | Lookup::Invalid(_) => None,
             Lookup::International(digits) => (2..=4)
                 .filter_map(|end| digits.get(1..end)?.parse::<u16>().ok())

@@ -227,10 +227,10 @@ impl Verification {
         max_attempts: u32,
         retention_ms: u64,
     ) -> Self {
-        let country = match destination {
-            Destination::Sms(p) | Destination::Call(p) => p.region().map(|r| r.as_str().to_owned()),
-            _ => None,
-        };
+        let country = destination
+            .phone()
+            .and_then(|p| p.region())
+            .map(|r| r.as_str().to_owned());
         Self::new_in(
             id,
             destination,

@@ -26,8 +26,9 @@ pub enum GatewayError {
         #[source]
         source: otp_http::ClientError,
     },
-    /// A voice call needs a caller id, and the config has none.
-    #[error("{provider} needs {key} for voice calls")]
+    /// A voice call needs a caller id (WhatsApp also a template), and the
+    /// config has none.
+    #[error("{provider} needs {key}")]
     NotConfigured { provider: String, key: &'static str },
     /// No answer: no connection, no reply within the timeout, a broken
     /// exchange, or a request that could not be built from the settings.
@@ -48,6 +49,14 @@ pub enum GatewayError {
         provider_code: Option<i64>,
         retry_after: Option<Duration>,
     },
+    /// The WhatsApp Cloud API refused, with its error code.
+    #[error("HTTP {status} from meta (error {code}: {})", kind.reason())]
+    Meta {
+        status: u16,
+        code: i64,
+        kind: crate::meta::MetaError,
+        retry_after: Option<Duration>,
+    },
     /// A 2xx answer whose JSON did not show success (`success_pointer`).
     #[error("{provider} answered HTTP {status} but {pointer} did not show success")]
     Unsuccessful {
@@ -66,6 +75,9 @@ impl GatewayError {
             GatewayError::Transport { source, .. } => source.is_transient(),
             GatewayError::Status { status, .. } => {
                 *status >= 500 || *status == 429 || *status == 408
+            }
+            GatewayError::Meta { status, kind, .. } => {
+                *status >= 500 || *kind == crate::meta::MetaError::Throttled
             }
             GatewayError::Setting(_)
             | GatewayError::Config(_)
@@ -95,7 +107,9 @@ impl GatewayError {
     /// ```
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            GatewayError::Status { retry_after, .. } => *retry_after,
+            GatewayError::Status { retry_after, .. } | GatewayError::Meta { retry_after, .. } => {
+                *retry_after
+            }
             _ => None,
         }
     }
@@ -103,6 +117,7 @@ impl GatewayError {
     fn provider(&self) -> &str {
         match self {
             GatewayError::Setting(_) | GatewayError::Config(_) => "gateway",
+            GatewayError::Meta { .. } => crate::meta::PROVIDER,
             GatewayError::WrongChannel { provider, .. }
             | GatewayError::Client { provider, .. }
             | GatewayError::NotConfigured { provider, .. }

@@ -1,6 +1,6 @@
-//! SMS and voice delivery for otpd over HTTP: a generic gateway driven by
-//! templates in config, and Twilio (Messages for SMS, Calls with inline
-//! TwiML for voice).
+//! SMS, voice and WhatsApp delivery for otpd over HTTP: a generic gateway
+//! driven by templates in config, Twilio (Messages for SMS and WhatsApp,
+//! Calls with inline TwiML for voice) and the WhatsApp Cloud API.
 //!
 //! Errors keep the provider's reply out of their reason: a failure reads
 //! "HTTP 503 from gateway", never the response body, the URL (which may
@@ -12,6 +12,8 @@
 //!   template with `{phone}` and `{message}`.
 //! - [`twilio`]: [`TwilioConfig`] and [`TwilioSender`]; SMS through
 //!   `Messages.json`, voice through `Calls.json` with [`twilio::twiml`].
+//! - [`meta`]: [`MetaConfig`] and [`MetaSender`], WhatsApp codes as an
+//!   approved authentication template through the Cloud API.
 //! - [`template`]: placeholder filling, with each value escaped for where
 //!   it lands (JSON string, form field, URL).
 //! - [`error`]: [`GatewayError`], the transient/permanent split and the
@@ -23,11 +25,13 @@
 pub mod error;
 pub mod generic;
 mod http;
+pub mod meta;
 pub mod template;
 pub mod twilio;
 
 pub use error::GatewayError;
 pub use generic::{BodyEncoding, HttpGatewayConfig, HttpGatewaySender, HttpMethod};
+pub use meta::{MetaConfig, MetaSender};
 pub use twilio::{TwilioConfig, TwilioSender};
 
 /// Seconds a request may take when the config says nothing.

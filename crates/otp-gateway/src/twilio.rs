@@ -1,6 +1,10 @@
-//! Twilio: SMS through the Messages resource, voice through the Calls
-//! resource with inline TwiML, both form-encoded with HTTP Basic auth
-//! (Account SID and Auth Token).
+//! Twilio: SMS and WhatsApp through the Messages resource, voice through
+//! the Calls resource with inline TwiML, all form-encoded with HTTP Basic
+//! auth (Account SID and Auth Token).
+//!
+//! - WhatsApp: `Messages.json` with `To=whatsapp:+…`, `From=whatsapp:+…`,
+//!   `ContentSid` (an approved authentication template) and
+//!   `ContentVariables={"1":CODE}`.
 //!
 //! - SMS: `POST {base_url}/2010-04-01/Accounts/{AccountSid}/Messages.json`
 //!   with `To`, `From` and/or `MessagingServiceSid`, and `Body`.
@@ -57,6 +61,10 @@ pub struct TwilioConfig {
     /// Seconds a request may take. Default 10.
     #[serde(default = "default_timeout_secs")]
     pub timeout_secs: u64,
+    /// `HX…`: the approved WhatsApp authentication template (Content
+    /// API), whose variable `1` is the code. Required for WhatsApp.
+    #[serde(default)]
+    pub content_sid: Option<String>,
 }
 
 fn default_base_url() -> String {
@@ -92,6 +100,7 @@ impl TwilioConfig {
             voice: default_voice(),
             repeat: default_repeat(),
             timeout_secs: DEFAULT_TIMEOUT_SECS,
+            content_sid: None,
         }
     }
 
@@ -161,6 +170,29 @@ impl TwilioConfig {
                 FieldProblem::RequiredFor("voice calls"),
             ));
         }
+        if channel == Channel::WhatsApp {
+            if self.sender_number().is_none() {
+                return Err(FieldError::new(
+                    "from",
+                    FieldProblem::RequiredFor("WhatsApp"),
+                ));
+            }
+            match self.content_sid.as_deref().filter(|s| !s.is_empty()) {
+                None => {
+                    return Err(FieldError::new(
+                        "content_sid",
+                        FieldProblem::RequiredFor("WhatsApp"),
+                    ))
+                }
+                Some(sid) if !sid.bytes().all(|b| b.is_ascii_alphanumeric()) => {
+                    return Err(FieldError::new(
+                        "content_sid",
+                        FieldProblem::Must("be letters and digits (HX…)".into()),
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
         Ok(())
     }
 
@@ -189,6 +221,7 @@ pub struct TwilioSender {
     voice: String,
     repeat: u32,
     timeout: Duration,
+    content_sid: Option<String>,
 }
 
 impl fmt::Debug for TwilioSender {
@@ -223,6 +256,7 @@ impl TwilioSender {
             voice: config.voice,
             repeat: config.repeat,
             timeout,
+            content_sid: config.content_sid.filter(|s| !s.is_empty()),
         })
     }
 
@@ -249,7 +283,7 @@ impl TwilioSender {
                 let Some(from) = &self.from else {
                     return Err(GatewayError::NotConfigured {
                         provider: PROVIDER.to_owned(),
-                        key: "twilio.from",
+                        key: "twilio.from for voice calls",
                     });
                 };
                 // The message's locale speaks its own language; the
@@ -266,6 +300,22 @@ impl TwilioSender {
                     .append_pair("Twiml", &twiml)
                     .finish();
                 (&self.calls_url, form)
+            }
+            Destination::WhatsApp(phone) => {
+                let (Some(from), Some(content_sid)) = (&self.from, &self.content_sid) else {
+                    return Err(GatewayError::NotConfigured {
+                        provider: PROVIDER.to_owned(),
+                        key: "twilio.from and twilio.content_sid for WhatsApp",
+                    });
+                };
+                let variables = serde_json::json!({"1": message.code.expose()}).to_string();
+                let form = form_urlencoded::Serializer::new(String::new())
+                    .append_pair("To", &format!("whatsapp:{}", phone.as_str()))
+                    .append_pair("From", &format!("whatsapp:{from}"))
+                    .append_pair("ContentSid", content_sid)
+                    .append_pair("ContentVariables", &variables)
+                    .finish();
+                (&self.messages_url, form)
             }
             other => {
                 return Err(GatewayError::WrongChannel {

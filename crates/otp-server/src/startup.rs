@@ -18,12 +18,14 @@ use secrecy::ExposeSecret;
 use crate::api::auth::Credentials;
 use crate::api::{api_service, AppState};
 use crate::background::{self, AbortOnDrop, Background};
-use crate::config::{Config, EmailProvider, PhoneProvider, StoreKind, TelegramProvider};
+use crate::config::{
+    Config, EmailProvider, PhoneProvider, StoreKind, TelegramProvider, WhatsAppProvider,
+};
 use crate::outbox::DevOutbox;
 use crate::sinks::LogSink;
 use otp_delivery::{Provider, ReliableSender};
 use otp_domain::Channel;
-use otp_gateway::{HttpGatewaySender, TwilioSender};
+use otp_gateway::{HttpGatewaySender, MetaSender, TwilioSender};
 use otp_listener::{default_max_connections, open_file_limit, GuardedAcceptor, Limits};
 use otp_redis::RedisQueueSender;
 use otp_smtp::SmtpSender;
@@ -169,6 +171,29 @@ impl Build for EmailProvider {
     }
 }
 
+impl Build for WhatsAppProvider {
+    fn name(&self) -> &'static str {
+        WhatsAppProvider::name(self)
+    }
+
+    fn is_dev_sink(&self) -> bool {
+        matches!(self, WhatsAppProvider::Log)
+    }
+
+    fn sender(
+        &self,
+        channel: Channel,
+        outbox: &Arc<DevOutbox>,
+    ) -> Result<Arc<dyn Sender>, BoxError> {
+        match self {
+            WhatsAppProvider::Log => Ok(log_sink(channel, outbox)),
+            WhatsAppProvider::Meta(c) => boxed(MetaSender::new(c.clone())),
+            WhatsAppProvider::Twilio(c) => boxed(TwilioSender::new(c.clone())),
+            WhatsAppProvider::Queue(c) => boxed(RedisQueueSender::new(c)),
+        }
+    }
+}
+
 impl Build for TelegramProvider {
     fn name(&self) -> &'static str {
         TelegramProvider::name(self)
@@ -259,6 +284,7 @@ impl Ports {
             call: channel_sender(config, m, Channel::Call, &p.call, &outbox)?,
             email: channel_sender(config, m, Channel::Email, &p.email, &outbox)?,
             telegram: channel_sender(config, m, Channel::Telegram, &p.telegram, &outbox)?,
+            whatsapp: channel_sender(config, m, Channel::WhatsApp, &p.whatsapp, &outbox)?,
         };
         let outbox = p.use_dev_sink().then_some(outbox);
         if outbox.is_some() {

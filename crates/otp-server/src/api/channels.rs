@@ -1,4 +1,4 @@
-//! The send and check operations of the four channels. They differ only
+//! The send and check operations of the five channels. They differ only
 //! in paths, body types and the address field, so one macro generates
 //! them and every handler calls the generic path in `otp`.
 
@@ -128,4 +128,11 @@ channel_api!(
     send: "/telegram", "telegram_send", "Send a code to a Telegram chat.", TelegramSend,
     check: "/telegram/check", "telegram_check", "telegram_check_query", TelegramCheck,
     field: chat_id: ChatIdField
+);
+
+channel_api!(
+    WhatsAppApi, "ApiTags::Whatsapp", Channel::WhatsApp,
+    send: "/whatsapp", "whatsapp_send", "Send a code by WhatsApp (an authentication template with a copy-code button on the Cloud API).", PhoneSend,
+    check: "/whatsapp/check", "whatsapp_check", "whatsapp_check_query", PhoneCheck,
+    field: phone: PhoneField
 );

@@ -6,7 +6,7 @@
 //! - `responses`: one `ApiResponse` per kind of operation and the JSON
 //!   error body.
 //! - `fields`: request fields whose schemas state every constraint.
-//! - `channels`: the four channels' send and check operations, generated
+//! - `channels`: the five channels' send and check operations, generated
 //!   from one macro over one generic path (`otp`).
 //! - `telegram_bot`: the webhook and the pairing lookup (`/target`).
 //! - `locales`: `/locales`, the locales messages are written in.
@@ -88,6 +88,8 @@ pub enum ApiTags {
     Email,
     /// One-time passwords by Telegram, and the bot that pairs chats.
     Telegram,
+    /// One-time passwords by WhatsApp.
+    Whatsapp,
     /// Verifications: every send's record, to look up or cancel.
     Verifications,
     /// The fraud guard: blocked number prefixes.
@@ -105,6 +107,7 @@ pub type Api = (
     channels::CallApi,
     channels::EmailApi,
     channels::TelegramApi,
+    channels::WhatsAppApi,
     telegram_bot::TelegramBotApi,
     verifications::VerificationsApi,
     fraud::FraudApi,
@@ -121,6 +124,7 @@ pub fn api_service() -> OpenApiService<Api, ()> {
             channels::CallApi,
             channels::EmailApi,
             channels::TelegramApi,
+            channels::WhatsAppApi,
             telegram_bot::TelegramBotApi,
             verifications::VerificationsApi,
             fraud::FraudApi,

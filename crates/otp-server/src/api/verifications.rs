@@ -26,6 +26,7 @@ pub enum ChannelName {
     Call,
     Email,
     Telegram,
+    Whatsapp,
 }
 
 impl From<ChannelName> for Channel {
@@ -35,6 +36,7 @@ impl From<ChannelName> for Channel {
             ChannelName::Call => Channel::Call,
             ChannelName::Email => Channel::Email,
             ChannelName::Telegram => Channel::Telegram,
+            ChannelName::Whatsapp => Channel::WhatsApp,
         }
     }
 }
@@ -46,6 +48,7 @@ impl From<Channel> for ChannelName {
             Channel::Call => ChannelName::Call,
             Channel::Email => ChannelName::Email,
             Channel::Telegram => ChannelName::Telegram,
+            Channel::WhatsApp => ChannelName::Whatsapp,
         }
     }
 }
@@ -298,7 +301,7 @@ impl VerificationsApi {
 
     /// The latest verification of a destination, for clients that keep no
     /// id: give the channel and the one address field that goes with it
-    /// (`phone` for sms and call, `email`, or `chat_id`).
+    /// (`phone` for sms, call and whatsapp, `email`, or `chat_id`).
     #[oai(
         path = "/verifications",
         method = "get",
@@ -309,7 +312,7 @@ impl VerificationsApi {
         _auth: ApiAuth,
         state: Data<&Arc<AppState>>,
         channel: Query<ChannelName>,
-        /// For `sms` and `call`.
+        /// For `sms`, `call` and `whatsapp`.
         phone: Query<Option<String>>,
         /// For `email`.
         email: Query<Option<String>>,
@@ -318,7 +321,7 @@ impl VerificationsApi {
     ) -> LookupResponse {
         let channel: Channel = channel.0.into();
         let (field, given) = match channel {
-            Channel::Sms | Channel::Call => ("phone", &phone.0),
+            Channel::Sms | Channel::Call | Channel::WhatsApp => ("phone", &phone.0),
             Channel::Email => ("email", &email.0),
             Channel::Telegram => ("chat_id", &chat_id.0),
         };

@@ -13,3 +13,4 @@ mod security;
 mod spec;
 mod telegram;
 mod verifications;
+mod whatsapp;

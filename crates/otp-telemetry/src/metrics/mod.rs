@@ -660,10 +660,7 @@ pub trait Country {
 
 impl Country for Destination {
     fn region(&self) -> Option<Region> {
-        match self {
-            Destination::Sms(p) | Destination::Call(p) => p.region(),
-            Destination::Email(_) | Destination::Telegram(_) => None,
-        }
+        self.phone().and_then(otp_domain::Phone::region)
     }
 }
 

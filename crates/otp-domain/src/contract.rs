@@ -406,6 +406,39 @@ pub async fn shared_buckets_are_charged_after_the_own_ones_and_refuse_without_a_
         CheckOutcome::NotFound
     );
     assert_eq!(get(s, &r.verification).await.status, Status::Failed);
+
+    // A refused resend leaves the destination's earlier code as it was:
+    // still checkable, its verification still pending and the latest.
+    let fourth = unique("shared-d");
+    let gate = bucket("gate", 1);
+    let gated = SendLimits {
+        blocked: None,
+        own: vec![bucket("own-d", 5)],
+        shared: vec![gate.clone()],
+    };
+    let earlier = record(digest(5), 5);
+    assert_eq!(
+        stage(s, &fourth, earlier, &gated, NOW).await,
+        PutOutcome::Stored
+    );
+    let resend = record(digest(6), 5);
+    assert!(matches!(
+        stage(s, &fourth, resend, &gated, NOW + 1).await,
+        PutOutcome::SharedLimited { index: 0, .. }
+    ));
+    let v = get(s, &earlier.verification).await;
+    assert!(v.is_pending(), "{v:?}");
+    assert_eq!(
+        s.latest_verification(&fourth)
+            .await
+            .expect("latest")
+            .map(|v| v.id),
+        Some(earlier.verification)
+    );
+    assert_eq!(
+        check(s, &fourth, digest(5), NOW + 2).await,
+        CheckOutcome::Approved
+    );
 }
 
 pub async fn discard_removes_only_the_same_code(s: &dyn Store) {

@@ -84,8 +84,8 @@
 //! - `otpd:bucket:{<bucket key>}`: a bucket that spans destinations (per
 //!   end user, per channel, a webhook update), tagged with its own key so
 //!   these spread over a cluster: charged by the first step of a send
-//!   (`put_code.lua`) on a single Redis, and by `hit_bucket` after it on a
-//!   cluster (and for a webhook update).
+//!   (`put_code.lua`) on a single Redis, and by `hit_bucket` before the
+//!   code's script on a cluster (and for a webhook update).
 //!
 //! A `{` or `}` (or `%`) inside a destination is percent-escaped within
 //! its tag, so no destination can split its keys across slots.
@@ -564,6 +564,52 @@ impl RedisStore {
     }
 }
 
+impl RedisStore {
+    /// Cluster only: the limits of a send, before its code is stored: the
+    /// block (the `{fraud}` slot), the destination's own buckets (its
+    /// slot, all or nothing), then each shared bucket (a slot each).
+    /// `Some` is the refusal; `None` means the code may be stored.
+    async fn cluster_limits(
+        &self,
+        key: &str,
+        limits: &SendLimits,
+        now: Timestamp,
+    ) -> Result<Option<PutOutcome>, StoreError> {
+        if let Some(prefix) = &limits.blocked {
+            if self
+                .block_of(prefix, now)
+                .await?
+                .is_some_and(|b| b.refuses(now))
+            {
+                return Ok(Some(PutOutcome::FraudBlocked));
+            }
+        }
+        if !limits.own.is_empty() {
+            let mut inv = scripts::HIT_BUCKET.key(self.keys.code_bucket(key, &limits.own[0].key));
+            for b in &limits.own[1..] {
+                inv.key(self.keys.code_bucket(key, &b.key));
+            }
+            inv.arg(now);
+            bucket_args(&mut inv, &limits.own);
+            let wait: i64 = self.eval(inv).await?;
+            if wait != 0 {
+                return Ok(Some(PutOutcome::RateLimited {
+                    retry_after_ms: wait_ms(wait)?,
+                }));
+            }
+        }
+        for (index, b) in limits.shared.iter().enumerate() {
+            if let HitOutcome::Full { retry_after_ms } = self.hit_bucket(b, now).await? {
+                return Ok(Some(PutOutcome::SharedLimited {
+                    index,
+                    retry_after_ms,
+                }));
+            }
+        }
+        Ok(None)
+    }
+}
+
 #[async_trait]
 impl CodeStore for RedisStore {
     async fn stage_send(
@@ -575,16 +621,12 @@ impl CodeStore for RedisStore {
         now: Timestamp,
     ) -> Result<PutOutcome, StoreError> {
         // On a cluster the block and the shared buckets live in other
-        // slots: one step each, around the script (see the README).
+        // slots: one step each, before the code's script, in the order of
+        // `state::stage_limits` (block, own buckets, shared ones), so a
+        // refusal leaves the destination's earlier code as it was.
         if self.cluster {
-            if let Some(prefix) = &limits.blocked {
-                if self
-                    .block_of(prefix, now)
-                    .await?
-                    .is_some_and(|b| b.refuses(now))
-                {
-                    return Ok(PutOutcome::FraudBlocked);
-                }
+            if let Some(outcome) = self.cluster_limits(key, limits, now).await? {
+                return Ok(outcome);
             }
         }
         let tag = keys::tag(key);
@@ -597,13 +639,15 @@ impl CodeStore for RedisStore {
             .saturating_add(INDEX_MARGIN_MS)
             .saturating_sub(now)
             .max(1);
+        // On a cluster `cluster_limits` charged them already.
+        let own: &[RateBucket] = if self.cluster { &[] } else { &limits.own };
         let shared: &[RateBucket] = if self.cluster { &[] } else { &limits.shared };
         let blocked = limits.blocked.as_ref().filter(|_| !self.cluster);
         let mut inv = scripts::PUT_CODE.key(self.keys.code(key));
         inv.key(self.keys.latest(key))
             .key(self.keys.due(outbox))
             .key(self.keys.pending(outbox));
-        for b in &limits.own {
+        for b in own {
             inv.key(self.keys.code_bucket(key, &b.key));
         }
         for b in shared {
@@ -624,10 +668,10 @@ impl CodeStore for RedisStore {
             // On a cluster the index is in another slot: written below.
             .arg(if self.cluster { "" } else { index.as_str() })
             .arg(index_ttl)
-            .arg(limits.own.len())
+            .arg(own.len())
             .arg(shared.len())
             .arg(if blocked.is_some() { "1" } else { "0" });
-        bucket_args(&mut inv, &limits.own);
+        bucket_args(&mut inv, own);
         bucket_args(&mut inv, shared);
         inv.arg(record::fields(verification)?);
         let (status, wait, at): (i64, i64, i64) = self.eval(inv).await?;
@@ -653,31 +697,30 @@ impl CodeStore for RedisStore {
         if !self.cluster {
             return Ok(PutOutcome::Stored);
         }
-        // Cluster: the script may have ended a replaced verification
-        // (its event is in this slot's outbox) whatever follows.
-        for (i, b) in limits.shared.iter().enumerate() {
-            if let HitOutcome::Full { retry_after_ms } = self.hit_bucket(b, now).await? {
-                self.discard_code(key, &record.digest, None, now).await?;
-                self.mark(outbox, now).await?;
-                return Ok(PutOutcome::SharedLimited {
-                    index: i,
-                    retry_after_ms,
-                });
+        // Cluster: the id index lives in another slot, and the outbox
+        // schedule too. The code is stored already: a failure now undoes
+        // it, so no code that nobody will receive stays checkable.
+        let after = async {
+            // Before the caller learns the id: a look-up by id can only
+            // come after this returned.
+            self.run(|mut conn| async move {
+                redis::cmd("SET")
+                    .arg(index)
+                    .arg(tag)
+                    .arg("PX")
+                    .arg(index_ttl)
+                    .query_async::<()>(&mut conn)
+                    .await
+            })
+            .await?;
+            self.mark(outbox, now).await
+        };
+        if let Err(e) = after.await {
+            if let Err(undo) = self.discard_code(key, &record.digest, None, now).await {
+                tracing::error!(error = %otp_domain::error::chain(&undo), "could not undo a staged code after a failed step; it expires with its lifetime");
             }
+            return Err(e.into());
         }
-        // Before the caller learns the id: a look-up by id can only come
-        // after this returned.
-        self.run(|mut conn| async move {
-            redis::cmd("SET")
-                .arg(index)
-                .arg(tag)
-                .arg("PX")
-                .arg(index_ttl)
-                .query_async::<()>(&mut conn)
-                .await
-        })
-        .await?;
-        self.mark(outbox, now).await?;
         Ok(PutOutcome::Stored)
     }
 
@@ -751,7 +794,11 @@ impl CodeStore for RedisStore {
             }
         };
         if let (Some(t), CheckOutcome::Approved, true) = (tally, outcome, self.cluster) {
-            self.count(&t.prefix, 0, 1, t.window_ms, now).await?;
+            // The code is used up already: a failed count must not turn
+            // the approval into an error the user cannot retry.
+            if let Err(e) = self.count(&t.prefix, 0, 1, t.window_ms, now).await {
+                tracing::error!(error = %otp_domain::error::chain(&e), prefix = %t.prefix, "fraud guard: could not count an approval; the check stands");
+            }
         }
         Ok(outcome)
     }
@@ -877,6 +924,12 @@ impl CodeStore for RedisStore {
             let got: Vec<String> = self.eval(inv).await?;
             return match got.split_first() {
                 Some((_, [])) if tally.is_none() => Ok(None),
+                // The script could not count (see delivered.lua): the
+                // delivery is recorded, the fraud count is not.
+                Some((_, [])) => Err(RedisStoreError::Corrupt(
+                    "fraud counters unreadable; the delivery is recorded".to_owned(),
+                )
+                .into()),
                 Some((_, counters)) if tally.is_some() => Ok(Some(parse_counters(counters)?)),
                 _ => Err(RedisStoreError::Corrupt(format!(
                     "delivery reply of {} fields",

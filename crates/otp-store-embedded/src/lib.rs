@@ -281,7 +281,6 @@ impl EmbeddedStore {
     }
 }
 
-/// Counts one hit in each bucket, all or nothing, inside `txn`.
 /// The buckets of a send's first step, in their order
 /// ([`state::stage_limits`]): writes what it charged, and returns the
 /// refusal, if any.
@@ -315,6 +314,7 @@ fn stage_buckets(
     Ok(refused)
 }
 
+/// Counts one hit in each bucket, all or nothing, inside `txn`.
 fn hit_buckets(
     txn: &WriteTransaction,
     buckets: &[RateBucket],

@@ -50,10 +50,13 @@ end
 -- secret the caller cannot see, so timing says nothing about the code.
 if digest == ARGV[2] then
   redis.call('DEL', key)
+  local wrote = hex and vrf_finish(ctx, tag, hex, 'approved', nil, now, ARGV[1])
+  -- Scripts do not roll back: the approval is written first, and a count
+  -- that fails (a damaged counters key) must not undo it halfway.
   if KEYS[4] then
-    counters_add(KEYS[4], ARGV[6], ARGV[7], '0', '1', ARGV[8])
+    pcall(counters_add, KEYS[4], ARGV[6], ARGV[7], '0', '1', ARGV[8])
   end
-  if hex and vrf_finish(ctx, tag, hex, 'approved', nil, now, ARGV[1]) then
+  if wrote then
     return {1, 0, 1}
   end
   return {1, 0, 0}

@@ -35,5 +35,10 @@ end
 if not KEYS[3] then
   return {recorded}
 end
-local c = counters_add(KEYS[3], ARGV[7], ARGV[8], '1', '0', ARGV[9])
+-- The delivery is recorded first; a count that fails (a damaged counters
+-- key) leaves it so and answers without counters, which the crate reports.
+local ok, c = pcall(counters_add, KEYS[3], ARGV[7], ARGV[8], '1', '0', ARGV[9])
+if not ok then
+  return {recorded}
+end
 return {recorded, c[1], c[2], c[3], c[4], c[5]}

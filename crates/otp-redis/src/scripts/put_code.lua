@@ -13,10 +13,10 @@
 -- KEYS[3]       the outbox (see vrf.lua)
 -- KEYS[4]       the pending verifications (see vrf.lua)
 -- KEYS[5..]     the own buckets (ARGV[12] of them), then the shared ones
---               (ARGV[13]; a single Redis only: on a cluster they live in
---               other slots and the crate hits them after this script),
---               then, when ARGV[14] is '1', the prefix's fraud block (a
---               single Redis only), all as in buckets.lua and fraud.lua
+--               (ARGV[13]), then, when ARGV[14] is '1', the prefix's fraud
+--               block, all as in buckets.lua and fraud.lua. A single Redis
+--               only: on a cluster they live in other slots, and the crate
+--               checks them before this script, which then gets none.
 -- ARGV[1]       now (unix ms)
 -- ARGV[2]       digest (hex)
 -- ARGV[3]       expires_at (unix ms)

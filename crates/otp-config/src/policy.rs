@@ -87,12 +87,15 @@ pub(super) fn policy(file: &ConfigFile) -> Result<Policy, ConfigError> {
             allow: file.whatsapp.allow_countries.clone(),
             deny: file.whatsapp.deny_countries.clone(),
         },
-        // The Cloud API sends its approved template, whatever the request.
-        whatsapp_fixed_template: file
-            .whatsapp
-            .provider
-            .0
-            .contains(&super::schema::WhatsAppProviderName::Meta),
+        // The Cloud API and Twilio send an approved template, whatever the
+        // request: its own text would be dropped without a word.
+        whatsapp_fixed_template: file.whatsapp.provider.0.iter().any(|p| {
+            matches!(
+                p,
+                super::schema::WhatsAppProviderName::Meta
+                    | super::schema::WhatsAppProviderName::Twilio
+            )
+        }),
         test_destinations: test_destinations(file, region)?,
         pairing_lifetime: Lifetime::parse(i64::from(file.telegram.pairing_lifetime), 1, u32::MAX)
             .map_err(|_| {

@@ -87,28 +87,36 @@ impl LocaleTag {
         &self.canonical
     }
 
-    /// The tags to try, most specific first: the tag itself, then
-    /// language-region (a script subtag dropped: `zh-Hant-HK` → `zh-HK`),
-    /// language-script, the script's usual locale (`zh-Hant` → `zh-HK`,
-    /// `zh-Hans` → `zh-CN`), and the language alone. As lowercase keys.
+    /// The tags to try, most specific first, as lowercase keys: the tag
+    /// itself; language-script-region (variants and extensions dropped);
+    /// language-script and the script's usual locale (`zh-Hant` → `zh-HK`,
+    /// `zh-Hans` → `zh-CN`), so a script subtag decides before a region
+    /// (`zh-Hans-HK` is Simplified); language-region when there is no
+    /// script; and the language alone.
     fn chain(&self) -> Vec<String> {
-        let mut out = vec![self.canonical.to_ascii_lowercase()];
         let l = &self.language;
-        if let (Some(_), Some(r)) = (&self.script, &self.region) {
-            out.push(format!("{l}-{r}").to_ascii_lowercase());
-        }
-        if let Some(s) = &self.script {
-            out.push(format!("{l}-{s}").to_ascii_lowercase());
-            if let Some(usual) = script_locale(l, s) {
-                out.push(usual.to_ascii_lowercase());
+        let mut out = vec![self.canonical.clone()];
+        match (&self.script, &self.region) {
+            (Some(script), region) => {
+                if let Some(r) = region {
+                    out.push(format!("{l}-{script}-{r}"));
+                }
+                out.push(format!("{l}-{script}"));
+                if let Some(usual) = script_locale(l, script) {
+                    out.push(usual.to_owned());
+                }
             }
-        }
-        if self.region.is_some() && self.script.is_none() {
-            out.push(format!("{l}-{}", self.region.as_deref().unwrap_or_default()).to_lowercase());
+            (None, Some(r)) => out.push(format!("{l}-{r}")),
+            (None, None) => {}
         }
         out.push(l.clone());
-        out.dedup();
-        out
+        let mut keys: Vec<String> = Vec::with_capacity(out.len());
+        for k in out.into_iter().map(|k| k.to_ascii_lowercase()) {
+            if !keys.contains(&k) {
+                keys.push(k);
+            }
+        }
+        keys
     }
 }
 
@@ -373,6 +381,10 @@ mod tests {
         assert_eq!(served(&l, "zh-Hant-TW").as_deref(), Some("zh-HK"));
         assert_eq!(served(&l, "zh-Hans").as_deref(), Some("zh-CN"));
         assert_eq!(served(&l, "zh-Hans-SG").as_deref(), Some("zh-CN"));
+        // The script decides before the region.
+        assert_eq!(served(&l, "zh-Hans-HK").as_deref(), Some("zh-CN"));
+        assert_eq!(served(&l, "zh-Hant-CN").as_deref(), Some("zh-HK"));
+        assert_eq!(served(&l, "zh-Hant-HK-u-ca-roc").as_deref(), Some("zh-HK"));
         assert_eq!(served(&l, "zh").as_deref(), Some("zh"));
     }
 

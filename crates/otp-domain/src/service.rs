@@ -367,7 +367,9 @@ impl OtpService {
             destination: req.destination,
             locale: Some(MessageLocale {
                 tag: locale.tag.to_string(),
-                voice: (!p.locales.is_default(locale)).then(|| locale.voice.clone()),
+                // `en`'s texts are the `[templates]` keys, spoken in the
+                // provider's configured language as before locales.
+                voice: (locale.tag.as_str() != "en").then(|| locale.voice.clone()),
             }),
         };
         let key = message.destination.key();

@@ -669,11 +669,21 @@ async fn a_full_shared_limit_refuses_in_the_first_step_and_sends_nothing() {
 }
 
 #[tokio::test]
-async fn a_destination_refusal_charges_no_shared_limit() {
+async fn one_store_step_gets_every_limit_in_order_and_a_destination_refusal_names_its_limit() {
     let mut store = MockCodeStore::new();
     store
         .expect_stage_send()
         .times(1)
+        // Own buckets (cooldown, window) for the destination, then the
+        // shared ones: the user's first, the channel's last.
+        .withf(|key, _, _, limits, _| {
+            limits.blocked.is_none()
+                && limits.own.len() == 2
+                && limits.own.iter().all(|b| b.key.contains(key))
+                && limits.shared.len() == 2
+                && limits.shared[0].key.contains("203.0.113.9")
+                && limits.shared[1].key.contains("sms")
+        })
         .returning(|_, _, _, _, _| {
             Ok(PutOutcome::RateLimited {
                 retry_after_ms: 30_000,

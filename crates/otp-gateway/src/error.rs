@@ -77,7 +77,10 @@ impl GatewayError {
                 *status >= 500 || *status == 429 || *status == 408
             }
             GatewayError::Meta { status, kind, .. } => {
-                *status >= 500 || *kind == crate::meta::MetaError::Throttled
+                *status >= 500
+                    || *status == 429
+                    || *status == 408
+                    || *kind == crate::meta::MetaError::Throttled
             }
             GatewayError::Setting(_)
             | GatewayError::Config(_)

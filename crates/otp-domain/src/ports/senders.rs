@@ -30,8 +30,8 @@ pub struct MessageLocale {
     /// The BCP-47 tag (`de`, `pt-BR`), for templated gateways.
     pub tag: String,
     /// The text-to-speech language of a voice call (`de-DE`); `None` for
-    /// the default locale, which a provider speaks in its configured
-    /// language.
+    /// `en` (the `[templates]` texts), which a provider speaks in its
+    /// configured language.
     pub voice: Option<String>,
 }
 

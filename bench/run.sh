@@ -229,6 +229,21 @@ presend() { # store prefix base per-thread secs
 echo "== pre-sending the $PHONES codes that the wrong-password checks hit"
 for store in embedded redis; do presend "$store" 7701 0 $((PHONES / THREADS)) 3; done
 
+# The approving-check row: enough codes pre-sent for it to run the whole
+# row. An approving check writes, like a counted attempt or a send; take
+# the faster of those two (`count_rate`, 0 where there is no count row),
+# plus a margin. A row that still runs out shows 404s in its status mix.
+approve_row() { # round store count_rate
+  local round=$1 store=$2 count_rate=$3 send_rate need secs base
+  send_rate=$(rate "$store" send "$round")
+  need=$(( (count_rate > send_rate ? count_rate : send_rate) * DURATION * 3 / 2 + 2000 ))
+  secs=$(( need * 8 / 5 / (send_rate > 0 ? send_rate : 1) + 3 ))
+  base=$(( (round - 1) * 3000000 ))
+  [ "$need" -le 2900000 ] || need=2900000
+  presend "$store" 7702 "$base" $(( (need + THREADS - 1) / THREADS )) "$secs"
+  row "$round" "$store" approve BASE="$base"
+}
+
 for round in $(seq 1 "$ROUNDS"); do
   for store in redis embedded; do
     echo "== round $round, $store store"
@@ -238,30 +253,13 @@ for round in $(seq 1 "$ROUNDS"); do
     row "$round" "$store" send
     # WhatsApp's send (only where the binary has the channel).
     if grep -qa '^\[whatsapp\]' "$BIN"; then row "$round" "$store" wsend; fi
-    # Enough codes for the approving checks to run the whole row: an
-    # approving check writes, like a counted attempt or a send; take the
-    # faster of those two, plus a margin. A row that still runs out shows
-    # 404s in its status mix.
-    count_rate=$(rate "$store" count "$round")
-    send_rate=$(rate "$store" send "$round")
-    need=$(( (count_rate > send_rate ? count_rate : send_rate) * DURATION * 3 / 2 + 2000 ))
-    secs=$(( need * 8 / 5 / (send_rate > 0 ? send_rate : 1) + 3 ))
-    base=$(( (round - 1) * 3000000 ))
-    [ "$need" -le 2900000 ] || need=2900000
-    presend "$store" 7702 "$base" $(( (need + THREADS - 1) / THREADS )) "$secs"
-    row "$round" "$store" approve BASE="$base"
+    approve_row "$round" "$store" "$(rate "$store" count "$round")"
   done
   for store in redis-prod embedded-prod; do
     echo "== round $round, $store (default limits, webhook sink)"
     row "$round" "$store" healthz
     row "$round" "$store" send
-    send_rate=$(rate "$store" send "$round")
-    need=$(( send_rate * DURATION * 3 / 2 + 2000 ))
-    secs=$(( need * 8 / 5 / (send_rate > 0 ? send_rate : 1) + 3 ))
-    base=$(( (round - 1) * 3000000 ))
-    [ "$need" -le 2900000 ] || need=2900000
-    presend "$store" 7702 "$base" $(( (need + THREADS - 1) / THREADS )) "$secs"
-    row "$round" "$store" approve BASE="$base"
+    approve_row "$round" "$store" 0
   done
 done
 

@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${N:-20}"
 if [ -n "${OTPD_BIN:-}" ]; then BIN=$(realpath "$OTPD_BIN"); else
-  cargo build --release -q -p otp-server; BIN=$PWD/target/release/otpd; fi
+  cargo build --release -q -p otp-server; BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/otpd"; fi
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }

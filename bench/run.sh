@@ -52,7 +52,7 @@ if [ -n "${OTPD_BIN:-}" ]; then
 else
   echo "== building otpd (release)"
   cargo build --release -q -p otp-server
-  BIN=$PWD/target/release/otpd
+  BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/otpd"
   version="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates Cargo.lock || echo ' with uncommitted changes')"
 fi
 work=$(mktemp -d)

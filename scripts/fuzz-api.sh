@@ -19,6 +19,8 @@ if ! command -v schemathesis >/dev/null; then
 fi
 
 cargo build -q -p otp-server
+# Where cargo put it: CARGO_TARGET_DIR when set (a shared target dir).
+bin="${CARGO_TARGET_DIR:-$PWD/target}/debug/otpd"
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 user=fuzz
@@ -30,13 +32,19 @@ OTP_SERVER__LISTEN="127.0.0.1:$port" OTP_METRICS__LISTEN=127.0.0.1:0 OTP_STORE__
 OTP_LIMITS__COOLDOWN_SECS=0 OTP_LIMITS__SENDS_PER_WINDOW=0 OTP_LIMITS__USER_SENDS_PER_WINDOW=0 \
 OTP_LIMITS__SMS_PER_HOUR=0 OTP_LIMITS__CALL_PER_HOUR=0 OTP_LIMITS__EMAIL_PER_HOUR=0 \
 OTP_LIMITS__TELEGRAM_PER_HOUR=0 OTP_LIMITS__TARGET_FAILURES_PER_WINDOW=0 OTP_FRAUD__MODE=off \
-  ./target/debug/otpd >"$work/stdout.log" 2>"$work/stderr.log" &
+  "$bin" >"$work/stdout.log" 2>"$work/stderr.log" &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
+ready=0
 for _ in $(seq 1 100); do
-  curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
+  curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && { ready=1; break; }
   sleep 0.1
 done
+if [ "$ready" -ne 1 ]; then
+  echo "otpd ($bin) did not answer /healthz within 10 s:" >&2
+  cat "$work/stderr.log" >&2
+  exit 1
+fi
 
 status=0
 SCHEMATHESIS_HOOKS=scripts.fuzz_hooks PYTHONPATH=. \

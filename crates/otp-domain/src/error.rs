@@ -45,7 +45,7 @@ pub enum SendError {
     /// The channel's provider sends an approved template whose text it
     /// fixes (the WhatsApp Cloud API), so a request cannot bring its own.
     #[error("{channel} messages are the approved template of the provider; leave out `message`")]
-    FixedTemplate { channel: crate::types::Channel },
+    FixedTemplate { channel: &'static str },
     #[error("sending to this country is not allowed")]
     DestinationNotAllowed,
     /// A well-formed locale that no served locale matches, even after

@@ -57,8 +57,8 @@ pub use error::{
     CheckError, DeliveryError, Limit, PairError, ParseError, SendError, SendErrorKind, StoreError,
     TargetError,
 };
-pub use locale::{Locale, LocaleSource, LocaleTag, Locales, LocalesError};
-pub use policy::{ChannelBudget, CountryRules, Policy, PolicyError, Templates};
+pub use locale::{Locale, LocaleSource, LocaleTag, Locales, LocalesError, Templates};
+pub use policy::{ChannelBudget, CountryRules, Policy, PolicyError};
 pub use ports::{
     CheckOutcome, Clock, CodeGenerator, CodeRecord, CodeStore, Delivered, EventMessage, EventSink,
     FraudLedger, IdempotencyStore, Outbox, OutgoingMessage, PairingOutcome, PutOutcome, RateBucket,

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 use crate::error::ParseError;
-use crate::policy::Templates;
+use crate::types::Channel;
 
 /// A well-formed BCP-47 language tag in its canonical case: language
 /// lowercase, script titlecase, region uppercase (`zh-Hant-HK`). Only
@@ -133,6 +133,34 @@ fn script_locale(language: &str, script: &str) -> Option<&'static str> {
 impl fmt::Display for LocaleTag {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.canonical)
+    }
+}
+
+/// Default texts per channel, used when a request carries none: one set
+/// per locale.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Templates {
+    pub sms: String,
+    pub call: String,
+    pub email_subject: String,
+    pub email_text: String,
+    pub telegram: String,
+    /// What the bot answers a user who messages it.
+    pub pairing: String,
+}
+
+impl Templates {
+    /// The body text of `channel`.
+    pub fn body(&self, channel: Channel) -> &str {
+        match channel {
+            Channel::Sms => &self.sms,
+            Channel::Call => &self.call,
+            Channel::Email => &self.email_text,
+            Channel::Telegram => &self.telegram,
+            // WhatsApp's free-form text (dev sink, queue) is the SMS text;
+            // the Cloud API sends its approved template instead.
+            Channel::WhatsApp => &self.sms,
+        }
     }
 }
 

@@ -10,38 +10,14 @@ use std::collections::HashMap;
 use std::fmt;
 
 use crate::error::Limit;
-use crate::locale::Locales;
+use crate::locale::{Locales, Templates};
 use crate::outcome::RateBucket;
 use crate::template::PASSWORD;
 use crate::types::{Channel, Code, Lifetime, Region};
 
-/// Default texts per channel, used when a request carries none: one set
-/// per locale (see [`Locales`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Templates {
-    pub sms: String,
-    pub call: String,
-    pub email_subject: String,
-    pub email_text: String,
-    pub telegram: String,
-    /// What the bot answers a user who messages it.
-    pub pairing: String,
-}
-
+/// The policy's checks of a locale's texts (the type lives with the
+/// locales, which must not depend on the policy).
 impl Templates {
-    /// The body text of `channel`.
-    pub fn body(&self, channel: Channel) -> &str {
-        match channel {
-            Channel::Sms => &self.sms,
-            Channel::Call => &self.call,
-            Channel::Email => &self.email_text,
-            Channel::Telegram => &self.telegram,
-            // WhatsApp's free-form text (dev sink, queue) is the SMS text;
-            // the Cloud API sends its approved template instead.
-            Channel::WhatsApp => &self.sms,
-        }
-    }
-
     /// Checks each text against what a request's own text must meet:
     /// bodies show the code and fit the channel's limit, the subject is
     /// one line and short.

@@ -321,7 +321,9 @@ impl OtpService {
         // takes at most 15 characters, which every otpd code (at most 12)
         // fits.
         if channel == Channel::WhatsApp && p.whatsapp_fixed_template && req.message.is_some() {
-            return Err(SendError::FixedTemplate { channel });
+            return Err(SendError::FixedTemplate {
+                channel: channel.as_str(),
+            });
         }
         let texts = &locale.templates;
         let template = req.message.as_deref().unwrap_or(texts.body(channel));

@@ -54,7 +54,7 @@ pub enum GatewayError {
     Meta {
         status: u16,
         code: i64,
-        kind: crate::meta::MetaError,
+        kind: MetaError,
         retry_after: Option<Duration>,
     },
     /// A 2xx answer whose JSON did not show success (`success_pointer`).
@@ -77,10 +77,7 @@ impl GatewayError {
                 *status >= 500 || *status == 429 || *status == 408
             }
             GatewayError::Meta { status, kind, .. } => {
-                *status >= 500
-                    || *status == 429
-                    || *status == 408
-                    || *kind == crate::meta::MetaError::Throttled
+                *status >= 500 || *status == 429 || *status == 408 || *kind == MetaError::Throttled
             }
             GatewayError::Setting(_)
             | GatewayError::Config(_)
@@ -120,7 +117,7 @@ impl GatewayError {
     fn provider(&self) -> &str {
         match self {
             GatewayError::Setting(_) | GatewayError::Config(_) => "gateway",
-            GatewayError::Meta { .. } => crate::meta::PROVIDER,
+            GatewayError::Meta { .. } => META,
             GatewayError::WrongChannel { provider, .. }
             | GatewayError::Client { provider, .. }
             | GatewayError::NotConfigured { provider, .. }
@@ -155,5 +152,49 @@ pub(crate) fn from_reqwest(provider: &str, timeout: Duration, e: reqwest::Error)
     GatewayError::Transport {
         provider: provider.to_owned(),
         source: otp_http::TransportError::new(timeout, e),
+    }
+}
+
+/// The WhatsApp Cloud API's provider name (see `meta`).
+pub const META: &str = "meta";
+
+/// What a Graph API error code means for a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetaError {
+    /// 131026: the number is not on WhatsApp, or cannot receive the
+    /// message (an old app, terms not accepted).
+    Undeliverable,
+    /// 130429 (the number's throughput) and 131056 (too many messages to
+    /// one user): retried with backoff, like any 429.
+    Throttled,
+    /// 100 (a bad parameter) and 131008 (a required parameter missing):
+    /// the template or its language does not fit the config.
+    Config,
+    /// 190: the access token expired or was revoked.
+    ExpiredToken,
+    /// Any other code.
+    Other,
+}
+
+impl MetaError {
+    pub fn of(code: i64) -> Self {
+        match code {
+            131_026 => MetaError::Undeliverable,
+            130_429 | 131_056 => MetaError::Throttled,
+            100 | 131_008 => MetaError::Config,
+            190 => MetaError::ExpiredToken,
+            _ => MetaError::Other,
+        }
+    }
+
+    /// The reason, for the delivery record and logs.
+    pub fn reason(self) -> &'static str {
+        match self {
+            MetaError::Undeliverable => "the number is not on WhatsApp or cannot receive it",
+            MetaError::Throttled => "WhatsApp throughput limit",
+            MetaError::Config => "the template or its parameters do not match the config",
+            MetaError::ExpiredToken => "the access token expired or was revoked",
+            MetaError::Other => "refused",
+        }
     }
 }

@@ -28,8 +28,10 @@ use serde_json::json;
 use crate::error::{client_error, from_reqwest, GatewayError};
 use crate::DEFAULT_TIMEOUT_SECS;
 
+pub use crate::error::MetaError;
+
 /// The provider name in errors and metrics.
-pub const PROVIDER: &str = "meta";
+pub const PROVIDER: &str = crate::error::META;
 
 /// `[whatsapp.meta]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -148,47 +150,6 @@ impl MetaConfig {
             return fail("timeout_secs", FieldProblem::AtLeast(1));
         }
         Ok(())
-    }
-}
-
-/// What a Graph API error code means for a delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MetaError {
-    /// 131026: the number is not on WhatsApp, or cannot receive the
-    /// message (an old app, terms not accepted).
-    Undeliverable,
-    /// 130429 (the number's throughput) and 131056 (too many messages to
-    /// one user): retried with backoff, like any 429.
-    Throttled,
-    /// 100 (a bad parameter) and 131008 (a required parameter missing):
-    /// the template or its language does not fit the config.
-    Config,
-    /// 190: the access token expired or was revoked.
-    ExpiredToken,
-    /// Any other code.
-    Other,
-}
-
-impl MetaError {
-    pub fn of(code: i64) -> Self {
-        match code {
-            131_026 => MetaError::Undeliverable,
-            130_429 | 131_056 => MetaError::Throttled,
-            100 | 131_008 => MetaError::Config,
-            190 => MetaError::ExpiredToken,
-            _ => MetaError::Other,
-        }
-    }
-
-    /// The reason, for the delivery record and logs.
-    pub fn reason(self) -> &'static str {
-        match self {
-            MetaError::Undeliverable => "the number is not on WhatsApp or cannot receive it",
-            MetaError::Throttled => "WhatsApp throughput limit",
-            MetaError::Config => "the template or its parameters do not match the config",
-            MetaError::ExpiredToken => "the access token expired or was revoked",
-            MetaError::Other => "refused",
-        }
     }
 }
 

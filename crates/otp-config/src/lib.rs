@@ -20,6 +20,8 @@
 //!   resolution from the provider lists and their sections.
 //! - `policy`: the domain [`Policy`] from `[otp]`, `[limits]`,
 //!   `[templates]` and more, with its errors told in config keys.
+//! - `locales`: the built-in locales (`locales/*.toml`, compiled in) and
+//!   the region map, with `[templates]`' overrides over them.
 //! - [`events`]: `[events]` and its `[[events.sinks]]`, checked into
 //!   [`EventSettings`].
 

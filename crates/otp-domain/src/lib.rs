@@ -17,7 +17,10 @@
 //! - [`state`]: the pure check / rate-limit state machine, shared by the
 //!   in-process stores (Redis re-implements it in Lua).
 //! - [`service`]: `OtpService`, the one place that owns every rule.
-//! - [`template`]: `{password}` / `{lifetime}` message templating.
+//! - [`template`]: `{password}` / `{lifetime}` / `{minutes}` message
+//!   templating, in one pass.
+//! - [`locale`]: BCP-47 tags, their fallback chains, and `Locales`, the
+//!   catalog of texts per locale with the locale of each region.
 //! - [`error`]: one error enum per operation, and `DeliveryError`, the
 //!   `Sender` port's error. It imports no other module, so the ports can use
 //!   it without a cycle.

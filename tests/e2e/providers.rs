@@ -849,3 +849,113 @@ fn whatsapp_through_the_cloud_api_sends_the_template_and_its_code_checks() {
     );
     assert_eq!(v["deliveries"][0]["provider"], "meta", "{v}");
 }
+
+#[test]
+fn a_number_not_on_whatsapp_gets_the_same_code_by_sms_with_the_fallback() {
+    let graph = FakePeer::start_blocking(Reply::json(
+        400,
+        r#"{"error":{"message":"(#131026) Message undeliverable","type":"OAuthException","code":131026}}"#,
+    ));
+    let gateway = FakePeer::start_blocking(Reply::json(200, r#"{"status":"queued"}"#));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = format!(
+        "[sms]\nprovider = \"http\"\n{}",
+        gateway_section(&format!("{}/send", gateway.base_url))
+    );
+    let otpd = start_with(
+        dir.path(),
+        &config,
+        &[
+            ("OTP_WHATSAPP__PROVIDER", "meta"),
+            ("OTP_WHATSAPP__FALLBACK", "sms"),
+            ("OTP_WHATSAPP__META__PHONE_NUMBER_ID", "106540352242922"),
+            ("OTP_WHATSAPP__META__ACCESS_TOKEN", "EAAG-e2e-token"),
+            ("OTP_WHATSAPP__META__TEMPLATE", "otp_code"),
+            ("OTP_WHATSAPP__META__BASE_URL", &graph.base_url),
+            ("OTP_DELIVERY__ATTEMPTS", "1"),
+        ],
+    );
+    let (status, body) = otpd.request(
+        "POST",
+        "/whatsapp",
+        &[JSON],
+        r#"{"phone":"+5511987654321"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["channel"], "whatsapp");
+    let id = body["id"].as_str().expect("id").to_owned();
+
+    // WhatsApp got the template; the SMS gateway got the same code.
+    let wa = graph.only_request().json();
+    let code = wa["template"]["components"][0]["parameters"][0]["text"]
+        .as_str()
+        .expect("code parameter")
+        .to_owned();
+    let sms = gateway.only_request().json();
+    assert_eq!(sms["to"], "+5511987654321");
+    assert_eq!(
+        sms["text"],
+        format!("Seu código é {code}. Ele expira em 5 min.").as_str()
+    );
+
+    // One verification, both deliveries in order; the code checks once, on
+    // the WhatsApp channel.
+    let (_, v) = otpd.request("GET", &format!("/verifications/{id}"), &[], "");
+    let deliveries: Vec<(&str, &str)> = v["deliveries"]
+        .as_array()
+        .expect("deliveries")
+        .iter()
+        .map(|d| {
+            (
+                d["provider"].as_str().unwrap_or(""),
+                d["outcome"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        deliveries,
+        [("meta", "failed"), ("http", "delivered")],
+        "{v}"
+    );
+    let check = json!({"phone": "+5511987654321", "password": code}).to_string();
+    let (status, _) = otpd.request("POST", "/sms/check", &[JSON], &check);
+    assert_eq!(status, 404, "the code is the WhatsApp channel's");
+    let (status, body) = otpd.request("POST", "/whatsapp/check", &[JSON], &check);
+    assert_eq!((status, body), (200, json!({"status": "approved"})));
+    let (status, _) = otpd.request("POST", "/whatsapp/check", &[JSON], &check);
+    assert_eq!(status, 404, "single use");
+}
+
+#[test]
+fn without_the_fallback_a_number_not_on_whatsapp_is_a_502_and_no_code_stays() {
+    let graph = FakePeer::start_blocking(Reply::json(
+        400,
+        r#"{"error":{"message":"(#131026) Message undeliverable","code":131026}}"#,
+    ));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let otpd = start_with(
+        dir.path(),
+        "",
+        &[
+            ("OTP_WHATSAPP__PROVIDER", "meta"),
+            ("OTP_WHATSAPP__META__PHONE_NUMBER_ID", "106540352242922"),
+            ("OTP_WHATSAPP__META__ACCESS_TOKEN", "EAAG-e2e-token"),
+            ("OTP_WHATSAPP__META__TEMPLATE", "otp_code"),
+            ("OTP_WHATSAPP__META__BASE_URL", &graph.base_url),
+        ],
+    );
+    let (status, body) = otpd.request(
+        "POST",
+        "/whatsapp",
+        &[JSON],
+        r#"{"phone":"+5511987654321","password":"482910"}"#,
+    );
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (502, Some("delivery_failed")),
+        "{body}"
+    );
+    let check = json!({"phone": "+5511987654321", "password": "482910"}).to_string();
+    let (status, _) = otpd.request("POST", "/whatsapp/check", &[JSON], &check);
+    assert_eq!(status, 404);
+}

@@ -87,6 +87,7 @@ pub(super) fn policy(file: &ConfigFile) -> Result<Policy, ConfigError> {
             allow: file.whatsapp.allow_countries.clone(),
             deny: file.whatsapp.deny_countries.clone(),
         },
+        whatsapp_fallback_sms: file.whatsapp.fallback == super::schema::WhatsAppFallback::Sms,
         // The Cloud API and Twilio send an approved template, whatever the
         // request: its own text would be dropped without a word.
         whatsapp_fixed_template: file.whatsapp.provider.0.iter().any(|p| {

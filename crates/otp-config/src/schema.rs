@@ -390,11 +390,23 @@ pub struct PhoneChannelConfig {
     pub queue: Option<otp_redis::QueueConfig>,
 }
 
+/// What happens when WhatsApp cannot deliver a code (`whatsapp.fallback`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum WhatsAppFallback {
+    /// Nothing: the send fails (502), as on any channel.
+    #[serde(rename = "")]
+    Off,
+    /// The same code by SMS, under the SMS channel's rules.
+    #[serde(rename = "sms")]
+    Sms,
+}
+
 /// `[whatsapp]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WhatsAppChannelConfig {
     pub provider: ProviderList<WhatsAppProviderName>,
+    pub fallback: WhatsAppFallback,
     pub allow_countries: Vec<u16>,
     pub deny_countries: Vec<u16>,
     pub meta: Option<otp_gateway::MetaConfig>,

@@ -124,6 +124,8 @@ pub struct Policy {
     /// the provider fixes (the Cloud API): a request's `message` is then
     /// refused, and codes are at most 15 characters.
     pub whatsapp_fixed_template: bool,
+    /// Send a WhatsApp code by SMS when WhatsApp cannot deliver it.
+    pub whatsapp_fallback_sms: bool,
     /// Destinations (by store key) with a fixed code that is never sent,
     /// for app-store review and QA.
     pub test_destinations: HashMap<String, Code>,
@@ -457,6 +459,7 @@ pub(crate) mod tests {
             call_countries: no_country_rules(),
             whatsapp_countries: no_country_rules(),
             whatsapp_fixed_template: false,
+            whatsapp_fallback_sms: false,
             test_destinations: HashMap::new(),
             pairing_lifetime: Lifetime::parse(300, 1, 300).expect("valid"),
             verification_retention_secs: 86_400,

@@ -362,6 +362,15 @@ impl OtpService {
             (None, Some(code)) => code,
             (None, None) => self.random.numeric(p.code_length),
         };
+        // With the SMS fallback, the same code in the locale's SMS text (or
+        // the request's own), for when WhatsApp cannot take it.
+        let sms_fallback = (channel == Channel::WhatsApp && p.whatsapp_fallback_sms).then(|| {
+            template::render(
+                req.message.as_deref().unwrap_or(&texts.sms),
+                &code,
+                lifetime,
+            )
+        });
         let message = OutgoingMessage {
             subject: subject.map(|s| template::render(s, &code, lifetime)),
             body: template::render(template, &code, lifetime),
@@ -467,9 +476,13 @@ impl OtpService {
             key: key.clone(),
             digest: record.digest,
         };
-        let attempts = self
-            .deliver::<SendError>(channel, &staged, &message)
-            .await?;
+        let attempts = match sms_fallback {
+            Some(body) => self.deliver_or_sms(&staged, &message, body).await?,
+            None => {
+                self.deliver::<SendError>(channel, &staged, &message)
+                    .await?
+            }
+        };
         // Step 2: the delivery and the fraud guard's count, in one.
         let tally = guarded.as_ref().map(|(guard, prefix)| FraudTally {
             prefix: prefix.clone(),
@@ -552,6 +565,77 @@ impl OtpService {
         let attempts = attempts_of(&result, self.clock.now());
         match result {
             // The caller records a code's delivery (see `record_delivery`).
+            Ok(_) => Ok(attempts),
+            Err(e) => {
+                self.discard(staged, Some(&attempts)).await;
+                Err(Refusal::Delivery(e).into())
+            }
+        }
+    }
+
+    /// WhatsApp with the SMS fallback: when WhatsApp cannot take the code
+    /// (the number is not on WhatsApp, or every WhatsApp provider failed),
+    /// the same code goes out by SMS, under the SMS channel's country rules
+    /// and hourly budget, through its providers. The verification keeps its
+    /// id and channel and gets both deliveries, in order; the code stays
+    /// the WhatsApp channel's (checked on `/whatsapp/check`). When SMS
+    /// refuses or fails too, the code is discarded as after any failed
+    /// delivery.
+    async fn deliver_or_sms(
+        &self,
+        staged: &Staged,
+        message: &OutgoingMessage,
+        sms_body: String,
+    ) -> Result<Vec<DeliveryAttempt>, SendError> {
+        let first = self.senders.get(Channel::WhatsApp).send(message).await;
+        let mut attempts = attempts_of(&first, self.clock.now());
+        let Err(whatsapp) = first else {
+            return Ok(attempts);
+        };
+        let Some(phone) = message.destination.phone().cloned() else {
+            self.discard(staged, Some(&attempts)).await;
+            return Err(Refusal::Delivery(whatsapp).into());
+        };
+        let p = &self.policy;
+        let allowed = p
+            .countries(Channel::Sms)
+            .is_none_or(|rules| rules.permits(phone.calling_code()));
+        let mut refused = !allowed;
+        if allowed {
+            for (_, bucket) in p
+                .shared_buckets(Channel::Sms, None)
+                .into_iter()
+                .filter(|(limit, _)| *limit == Limit::Channel)
+            {
+                match self.store.codes.hit_bucket(&bucket, self.clock.now()).await {
+                    Ok(HitOutcome::Counted) => {}
+                    Ok(HitOutcome::Full { .. }) => refused = true,
+                    Err(e) => {
+                        self.discard(staged, Some(&attempts)).await;
+                        return Err(e.into());
+                    }
+                }
+            }
+        }
+        if refused {
+            tracing::warn!(
+                to = %phone.masked(),
+                "WhatsApp could not deliver and the SMS fallback is not allowed for this number now"
+            );
+            self.discard(staged, Some(&attempts)).await;
+            return Err(Refusal::Delivery(whatsapp).into());
+        }
+        tracing::info!(to = %phone.masked(), reason = %whatsapp.reason, "WhatsApp could not deliver: the code goes by SMS");
+        let sms = OutgoingMessage {
+            destination: Destination::Sms(phone),
+            subject: None,
+            body: sms_body,
+            code: message.code.clone(),
+            locale: message.locale.clone(),
+        };
+        let second = self.senders.get(Channel::Sms).send(&sms).await;
+        attempts.extend(attempts_of(&second, self.clock.now()));
+        match second {
             Ok(_) => Ok(attempts),
             Err(e) => {
                 self.discard(staged, Some(&attempts)).await;

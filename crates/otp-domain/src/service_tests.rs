@@ -8,7 +8,7 @@ use mockall::predicate::{always, eq};
 use super::*;
 use crate::digest::CodeDigest;
 use crate::error::StoreError;
-use crate::policy::tests::{budget, policy};
+use crate::policy::tests::{budget, no_country_rules, policy};
 use crate::policy::{ChannelBudget, CountryRules, Policy};
 use crate::ports::{
     DeliveryError, HitOutcome, MockClock, MockCodeGenerator, MockCodeStore, MockSender, TakeOutcome,
@@ -877,4 +877,114 @@ async fn a_chat_refused_by_its_own_cooldown_charges_no_shared_budget() {
     let sent = sent.lock().expect("lock");
     assert_eq!(sent.len(), 2);
     assert_eq!(sent[1].destination, Destination::Telegram(other));
+}
+
+/// A WhatsApp send with the SMS fallback on, whose WhatsApp delivery fails.
+fn whatsapp_with_fallback(
+    store: MockCodeStore,
+    sms: Arc<MockSender>,
+    sms_countries: CountryRules,
+) -> OtpService {
+    let (whatsapp, _) = recording_sender(true);
+    let senders = Senders {
+        sms,
+        call: silent_sender(),
+        email: silent_sender(),
+        telegram: silent_sender(),
+        whatsapp,
+    };
+    let policy = Policy {
+        whatsapp_fallback_sms: true,
+        sms_countries,
+        ..policy()
+    };
+    service_with(store, senders, generator("482910", vec![]), policy)
+}
+
+fn whatsapp_request() -> SendRequest {
+    SendRequest {
+        destination: Destination::parse(Channel::WhatsApp, "+5511987654321").expect("phone"),
+        password: None,
+        lifetime: None,
+        message: None,
+        subject: None,
+        user_key: None,
+        locale: None,
+    }
+}
+
+#[tokio::test]
+async fn the_sms_fallback_sends_the_same_code_and_records_both_deliveries() {
+    let mut store = MockCodeStore::new();
+    store
+        .expect_stage_send()
+        .returning(|_, _, _, _, _| Ok(PutOutcome::Stored));
+    store
+        .expect_record_delivery()
+        .times(1)
+        .withf(|_, attempts, _, _| {
+            attempts.len() == 2
+                && attempts[0].outcome == AttemptOutcome::Failed
+                && attempts[1].outcome == AttemptOutcome::Delivered
+        })
+        .returning(|_, _, _, _| Ok(None));
+    store.expect_discard_code().never();
+    let (sms, sent) = recording_sender(false);
+    let svc = whatsapp_with_fallback(store, sms, no_country_rules());
+    let receipt = svc.send(whatsapp_request()).await.expect("sent by SMS");
+    assert_eq!(receipt.channel, Channel::WhatsApp);
+    let sent = sent.lock().expect("lock");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        sent[0].destination,
+        Destination::Sms(Phone::parse("+5511987654321").expect("phone"))
+    );
+    assert_eq!(sent[0].code, code("482910"));
+    assert!(sent[0].body.contains("482910"), "{}", sent[0].body);
+}
+
+#[tokio::test]
+async fn the_sms_fallback_keeps_the_sms_country_rules_and_discards_when_they_refuse() {
+    let mut store = MockCodeStore::new();
+    store
+        .expect_stage_send()
+        .returning(|_, _, _, _, _| Ok(PutOutcome::Stored));
+    store
+        .expect_discard_code()
+        .times(1)
+        .withf(|key, _, attempts, _| {
+            key == "whatsapp:+5511987654321" && attempts.is_some_and(|a| a.len() == 1)
+        })
+        .returning(|_, _, _, _| Ok(()));
+    store.expect_record_delivery().never();
+    // SMS may go to Germany only: the fallback to a Brazilian number is
+    // refused, and the SMS sender is never called.
+    let svc = whatsapp_with_fallback(
+        store,
+        silent_sender(),
+        CountryRules {
+            allow: vec![49],
+            deny: vec![],
+        },
+    );
+    let err = svc.send(whatsapp_request()).await.expect_err("refused");
+    assert!(matches!(err, SendError::Delivery(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn when_the_sms_fallback_fails_too_the_code_is_discarded_with_both_attempts() {
+    let mut store = MockCodeStore::new();
+    store
+        .expect_stage_send()
+        .returning(|_, _, _, _, _| Ok(PutOutcome::Stored));
+    store
+        .expect_discard_code()
+        .times(1)
+        .withf(|_, _, attempts, _| attempts.is_some_and(|a| a.len() == 2))
+        .returning(|_, _, _, _| Ok(()));
+    store.expect_record_delivery().never();
+    let (sms, _) = recording_sender(true);
+    let svc = whatsapp_with_fallback(store, sms, no_country_rules());
+    let err = svc.send(whatsapp_request()).await.expect_err("both failed");
+    assert!(matches!(err, SendError::Delivery(_)), "{err:?}");
 }

@@ -195,9 +195,8 @@ pub(super) fn resolve(file: &ConfigFile) -> Result<(Providers, TelegramSettings)
 }
 
 fn phone(channel: Channel, c: &PhoneChannelConfig) -> Result<Vec<PhoneProvider>, ConfigError> {
-    let mut resolved = Vec::with_capacity(c.provider.0.len());
-    for name in &c.provider.0 {
-        resolved.push(match name {
+    each(&c.provider, |name| {
+        Ok(match name {
             PhoneProviderName::Log => PhoneProvider::Log,
             PhoneProviderName::Http => PhoneProvider::Http(settings(
                 (channel, "http"),
@@ -211,22 +210,15 @@ fn phone(channel: Channel, c: &PhoneChannelConfig) -> Result<Vec<PhoneProvider>,
                 required::TWILIO,
                 |s| s.validate_for(channel),
             )?),
-            PhoneProviderName::Queue => PhoneProvider::Queue(settings(
-                (channel, "queue"),
-                c.queue.as_ref(),
-                required::QUEUE,
-                |s| s.validate(),
-            )?),
-        });
-    }
-    Ok(resolved)
+            PhoneProviderName::Queue => PhoneProvider::Queue(queue(channel, c.queue.as_ref())?),
+        })
+    })
 }
 
 fn whatsapp(c: &WhatsAppChannelConfig) -> Result<Vec<WhatsAppProvider>, ConfigError> {
     let channel = Channel::WhatsApp;
-    let mut resolved = Vec::with_capacity(c.provider.0.len());
-    for name in &c.provider.0 {
-        resolved.push(match name {
+    each(&c.provider, |name| {
+        Ok(match name {
             WhatsAppProviderName::Log => WhatsAppProvider::Log,
             WhatsAppProviderName::Meta => WhatsAppProvider::Meta(settings(
                 (channel, "meta"),
@@ -240,22 +232,17 @@ fn whatsapp(c: &WhatsAppChannelConfig) -> Result<Vec<WhatsAppProvider>, ConfigEr
                 required::TWILIO_WHATSAPP,
                 |s| s.validate_for(channel),
             )?),
-            WhatsAppProviderName::Queue => WhatsAppProvider::Queue(settings(
-                (channel, "queue"),
-                c.queue.as_ref(),
-                required::QUEUE,
-                |s| s.validate(),
-            )?),
-        });
-    }
-    Ok(resolved)
+            WhatsAppProviderName::Queue => {
+                WhatsAppProvider::Queue(queue(channel, c.queue.as_ref())?)
+            }
+        })
+    })
 }
 
 fn email(c: &EmailChannelConfig) -> Result<Vec<EmailProvider>, ConfigError> {
     let channel = Channel::Email;
-    let mut resolved = Vec::with_capacity(c.provider.0.len());
-    for name in &c.provider.0 {
-        resolved.push(match name {
+    each(&c.provider, |name| {
+        Ok(match name {
             EmailProviderName::Log => EmailProvider::Log,
             EmailProviderName::Smtp => EmailProvider::Smtp(settings(
                 (channel, "smtp"),
@@ -263,15 +250,9 @@ fn email(c: &EmailChannelConfig) -> Result<Vec<EmailProvider>, ConfigError> {
                 required::SMTP,
                 |s| s.validate(),
             )?),
-            EmailProviderName::Queue => EmailProvider::Queue(settings(
-                (channel, "queue"),
-                c.queue.as_ref(),
-                required::QUEUE,
-                |s| s.validate(),
-            )?),
-        });
-    }
-    Ok(resolved)
+            EmailProviderName::Queue => EmailProvider::Queue(queue(channel, c.queue.as_ref())?),
+        })
+    })
 }
 
 fn telegram_settings(c: &TelegramChannelConfig) -> TelegramSettings {
@@ -291,9 +272,8 @@ fn telegram_providers(
     bot: Option<&otp_telegram::TelegramConfig>,
 ) -> Result<Vec<TelegramProvider>, ConfigError> {
     let channel = Channel::Telegram;
-    let mut resolved = Vec::with_capacity(c.provider.0.len());
-    for name in &c.provider.0 {
-        resolved.push(match name {
+    each(&c.provider, |name| {
+        Ok(match name {
             TelegramProviderName::Log => TelegramProvider::Log,
             TelegramProviderName::Telegram => {
                 let bot = bot.ok_or_else(|| {
@@ -313,15 +293,27 @@ fn telegram_providers(
                 required::NOTIFY,
                 |s| s.validate(),
             )?),
-            TelegramProviderName::Queue => TelegramProvider::Queue(settings(
-                (channel, "queue"),
-                c.queue.as_ref(),
-                required::QUEUE,
-                |s| s.validate(),
-            )?),
-        });
-    }
-    Ok(resolved)
+            TelegramProviderName::Queue => {
+                TelegramProvider::Queue(queue(channel, c.queue.as_ref())?)
+            }
+        })
+    })
+}
+
+/// Resolves each provider name of a channel's list, in order.
+fn each<N, P>(
+    names: &super::schema::ProviderList<N>,
+    one: impl FnMut(&N) -> Result<P, ConfigError>,
+) -> Result<Vec<P>, ConfigError> {
+    names.0.iter().map(one).collect()
+}
+
+/// `[channel.queue]`, which every channel may name.
+fn queue(
+    channel: Channel,
+    c: Option<&otp_redis::QueueConfig>,
+) -> Result<otp_redis::QueueConfig, ConfigError> {
+    settings((channel, "queue"), c, required::QUEUE, |s| s.validate())
 }
 
 /// The settings of a provider in section `[channel.name]`, checked by

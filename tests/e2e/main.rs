@@ -131,6 +131,35 @@ fn seed_auth_env_vars_turn_basic_auth_on_and_keep_leading_zeros() {
 }
 
 #[test]
+fn locales_and_whatsapp_are_behind_basic_auth_in_the_binary() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let otpd = Otpd::start(
+        dir.path(),
+        &[
+            ("HTTP_AUTH_USERNAME", "admin"),
+            ("HTTP_AUTH_PASSWORD", "0123"),
+        ],
+    );
+    let auth = ("Authorization", "Basic YWRtaW46MDEyMw==");
+    let send = r#"{"phone": "+5511987654321", "password": "12345"}"#;
+    assert_eq!(otpd.request("GET", "/locales", &[], "").0, 401);
+    assert_eq!(otpd.request("POST", "/whatsapp", &[JSON], send).0, 401);
+    let (status, body) = otpd.request("GET", "/locales", &[auth], "");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["default"], "en");
+    assert!(
+        body["locales"].as_array().is_some_and(|l| l.len() >= 44),
+        "{body}"
+    );
+    let (status, body) = otpd.request("POST", "/whatsapp", &[JSON, auth], send);
+    assert_eq!(
+        (status, body["channel"].as_str()),
+        (200, Some("whatsapp")),
+        "{body}"
+    );
+}
+
+#[test]
 fn unknown_routes_and_bad_input_get_json_errors() {
     let dir = tempfile::tempdir().expect("tempdir");
     let otpd = Otpd::start(dir.path(), &[]);

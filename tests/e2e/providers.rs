@@ -773,6 +773,19 @@ fn locale_de_reaches_the_gateway_smtp_and_the_bot_api_in_german() {
 
 // --- WhatsApp ------------------------------------------------------------
 
+/// otpd with `whatsapp.provider = "meta"` at the Graph API fake `graph`.
+fn on_meta(dir: &Path, toml: &str, graph: &FakePeer, extra: &[(&str, &str)]) -> Otpd {
+    let mut env = vec![
+        ("OTP_WHATSAPP__PROVIDER", "meta"),
+        ("OTP_WHATSAPP__META__PHONE_NUMBER_ID", "106540352242922"),
+        ("OTP_WHATSAPP__META__ACCESS_TOKEN", "EAAG-e2e-token"),
+        ("OTP_WHATSAPP__META__TEMPLATE", "otp_code"),
+        ("OTP_WHATSAPP__META__BASE_URL", graph.base_url.as_str()),
+    ];
+    env.extend_from_slice(extra);
+    start_with(dir, toml, &env)
+}
+
 #[test]
 fn whatsapp_through_the_cloud_api_sends_the_template_and_its_code_checks() {
     let graph = FakePeer::start_blocking(Reply::json(
@@ -780,17 +793,7 @@ fn whatsapp_through_the_cloud_api_sends_the_template_and_its_code_checks() {
         r#"{"messaging_product":"whatsapp","messages":[{"id":"wamid.HBgL"}]}"#,
     ));
     let dir = tempfile::tempdir().expect("tempdir");
-    let otpd = start_with(
-        dir.path(),
-        "",
-        &[
-            ("OTP_WHATSAPP__PROVIDER", "meta"),
-            ("OTP_WHATSAPP__META__PHONE_NUMBER_ID", "106540352242922"),
-            ("OTP_WHATSAPP__META__ACCESS_TOKEN", "EAAG-e2e-token"),
-            ("OTP_WHATSAPP__META__TEMPLATE", "otp_code"),
-            ("OTP_WHATSAPP__META__BASE_URL", &graph.base_url),
-        ],
-    );
+    let otpd = on_meta(dir.path(), "", &graph, &[]);
     let (status, body) = otpd.request(
         "POST",
         "/whatsapp",
@@ -862,16 +865,12 @@ fn a_number_not_on_whatsapp_gets_the_same_code_by_sms_with_the_fallback() {
         "[sms]\nprovider = \"http\"\n{}",
         gateway_section(&format!("{}/send", gateway.base_url))
     );
-    let otpd = start_with(
+    let otpd = on_meta(
         dir.path(),
         &config,
+        &graph,
         &[
-            ("OTP_WHATSAPP__PROVIDER", "meta"),
             ("OTP_WHATSAPP__FALLBACK", "sms"),
-            ("OTP_WHATSAPP__META__PHONE_NUMBER_ID", "106540352242922"),
-            ("OTP_WHATSAPP__META__ACCESS_TOKEN", "EAAG-e2e-token"),
-            ("OTP_WHATSAPP__META__TEMPLATE", "otp_code"),
-            ("OTP_WHATSAPP__META__BASE_URL", &graph.base_url),
             ("OTP_DELIVERY__ATTEMPTS", "1"),
         ],
     );
@@ -933,17 +932,7 @@ fn without_the_fallback_a_number_not_on_whatsapp_is_a_502_and_no_code_stays() {
         r#"{"error":{"message":"(#131026) Message undeliverable","code":131026}}"#,
     ));
     let dir = tempfile::tempdir().expect("tempdir");
-    let otpd = start_with(
-        dir.path(),
-        "",
-        &[
-            ("OTP_WHATSAPP__PROVIDER", "meta"),
-            ("OTP_WHATSAPP__META__PHONE_NUMBER_ID", "106540352242922"),
-            ("OTP_WHATSAPP__META__ACCESS_TOKEN", "EAAG-e2e-token"),
-            ("OTP_WHATSAPP__META__TEMPLATE", "otp_code"),
-            ("OTP_WHATSAPP__META__BASE_URL", &graph.base_url),
-        ],
-    );
+    let otpd = on_meta(dir.path(), "", &graph, &[]);
     let (status, body) = otpd.request(
         "POST",
         "/whatsapp",

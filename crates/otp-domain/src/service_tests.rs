@@ -901,6 +901,15 @@ fn whatsapp_with_fallback(
     service_with(store, senders, generator("482910", vec![]), policy)
 }
 
+/// A store whose first step stores the code.
+fn staged_store() -> MockCodeStore {
+    let mut store = MockCodeStore::new();
+    store
+        .expect_stage_send()
+        .returning(|_, _, _, _, _| Ok(PutOutcome::Stored));
+    store
+}
+
 fn whatsapp_request() -> SendRequest {
     SendRequest {
         destination: Destination::parse(Channel::WhatsApp, "+5511987654321").expect("phone"),
@@ -915,10 +924,7 @@ fn whatsapp_request() -> SendRequest {
 
 #[tokio::test]
 async fn the_sms_fallback_sends_the_same_code_and_records_both_deliveries() {
-    let mut store = MockCodeStore::new();
-    store
-        .expect_stage_send()
-        .returning(|_, _, _, _, _| Ok(PutOutcome::Stored));
+    let mut store = staged_store();
     store
         .expect_record_delivery()
         .times(1)
@@ -945,10 +951,7 @@ async fn the_sms_fallback_sends_the_same_code_and_records_both_deliveries() {
 
 #[tokio::test]
 async fn the_sms_fallback_keeps_the_sms_country_rules_and_discards_when_they_refuse() {
-    let mut store = MockCodeStore::new();
-    store
-        .expect_stage_send()
-        .returning(|_, _, _, _, _| Ok(PutOutcome::Stored));
+    let mut store = staged_store();
     store
         .expect_discard_code()
         .times(1)
@@ -973,10 +976,7 @@ async fn the_sms_fallback_keeps_the_sms_country_rules_and_discards_when_they_ref
 
 #[tokio::test]
 async fn when_the_sms_fallback_fails_too_the_code_is_discarded_with_both_attempts() {
-    let mut store = MockCodeStore::new();
-    store
-        .expect_stage_send()
-        .returning(|_, _, _, _, _| Ok(PutOutcome::Stored));
+    let mut store = staged_store();
     store
         .expect_discard_code()
         .times(1)

@@ -174,13 +174,14 @@ impl Sender for ReliableSender {
                     m.attempt(kind, started.elapsed());
                 }
                 let err = match outcome {
-                    Ok(Ok(_)) => {
+                    Ok(Ok(took)) => {
                         if !failures.is_empty() {
                             tracing::info!(provider = %provider.name, after = ?failures, "delivered after earlier failures");
                         }
                         return Ok(Delivered {
                             provider: provider.name.clone(),
                             failures,
+                            message_id: took.message_id,
                         });
                     }
                     Ok(Err(e)) => e,
@@ -253,6 +254,7 @@ mod tests {
 
     fn message() -> OutgoingMessage {
         OutgoingMessage {
+            verification: None,
             destination: Destination::Sms(Phone::parse("77011234567").expect("phone")),
             subject: None,
             body: "Your code is 1234".into(),

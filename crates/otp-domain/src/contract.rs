@@ -10,15 +10,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::digest::CodeDigest;
+use crate::digest::{CodeDigest, CodeHasher, SealedCode};
 use crate::ports::{
     CheckOutcome, CodeRecord, FraudTally, HitOutcome, PairingOutcome, PutOutcome, RateBucket,
     SendLimits, Store, TakeOutcome,
 };
-use crate::types::{Channel, ChatId, Destination};
+use crate::types::{Channel, ChatId, Code, Destination};
 use crate::verification::{
-    AttemptOutcome, CancelOutcome, CancelReason, DeliveryAttempt, EventSettle, EventType,
-    IdempotencyBegin, Status, StoredEvent, Verification, VerificationId,
+    AttemptOutcome, CancelOutcome, CancelReason, DeliveryAttempt, DeliveryReport, EventSettle,
+    EventType, IdempotencyBegin, ReportOutcome, ReportUpdate, Status, StoredEvent, Verification,
+    VerificationId,
 };
 
 const NOW: u64 = 1_800_000_000_000;
@@ -162,6 +163,8 @@ pub async fn run_all(store: Arc<dyn Store>) {
     claimed_events_are_leased_retried_and_settled(s).await;
     concurrent_claims_hand_each_event_out_once(store.clone()).await;
     idempotency_keys_start_once_and_replay(s).await;
+    delivery_reports_are_recorded_once_and_take_the_sealed_code(s).await;
+    concurrent_replays_of_a_report_record_it_once(store.clone()).await;
 }
 
 pub async fn a_code_is_single_use(s: &dyn Store) {
@@ -392,6 +395,8 @@ pub async fn shared_buckets_are_charged_after_the_own_ones_and_refuse_without_a_
         outcome: AttemptOutcome::Failed,
         at: NOW + 1,
         error: Some("HTTP 503".into()),
+        message_id: None,
+        report: None,
     };
     s.discard_code(
         &third,
@@ -657,12 +662,7 @@ async fn get(s: &dyn Store, id: &VerificationId) -> Verification {
 }
 
 fn delivered_attempt(at: u64) -> DeliveryAttempt {
-    DeliveryAttempt {
-        provider: "contract".into(),
-        outcome: AttemptOutcome::Delivered,
-        at,
-        error: None,
-    }
+    DeliveryAttempt::new("contract", AttemptOutcome::Delivered, at)
 }
 
 /// Every outbox event of verification `id` that is due at `now`, leasing
@@ -804,6 +804,8 @@ pub async fn a_failed_delivery_ends_it_as_failed(s: &dyn Store) {
         outcome: AttemptOutcome::Failed,
         at: NOW + 1,
         error: Some("HTTP 503".into()),
+        message_id: None,
+        report: None,
     };
     s.discard_code(
         &key,
@@ -1439,4 +1441,199 @@ pub async fn without_events_statuses_change_and_no_event_is_written(s: &dyn Stor
     for id in [id, other.verification] {
         assert!(events_of(s, &id, NOW + 10).await.is_empty(), "{id}");
     }
+}
+
+// ---- delivery reports ----------------------------------------------------
+
+/// A send whose verification holds a sealed code and whose delivery has
+/// the message id `wamid`, delivered at `NOW + 1`.
+async fn sealed_send(s: &dyn Store, name: &str, wamid: &str) -> (VerificationId, SealedCode) {
+    let key = unique(name);
+    let r = record(digest(1), 5);
+    let mut v = verification_of(&key, &r, NOW);
+    let sealed = CodeHasher::new(b"contract".to_vec()).seal(
+        r.verification.as_bytes(),
+        &Code::parse("123456").expect("code"),
+    );
+    v.sealed = Some(sealed.clone());
+    let put = s.put_code(&key, r, &v, &[], NOW).await.expect("put_code");
+    assert_eq!(put, PutOutcome::Stored);
+    let attempt = DeliveryAttempt {
+        message_id: Some(wamid.to_owned()),
+        ..delivered_attempt(NOW + 1)
+    };
+    s.delivered(&r.verification, &[attempt], NOW + 1)
+        .await
+        .expect("delivered");
+    (r.verification, sealed)
+}
+
+fn report(wamid: &str, report: DeliveryReport, error: Option<&str>) -> ReportUpdate {
+    ReportUpdate {
+        message_id: wamid.to_owned(),
+        report,
+        error: error.map(str::to_owned),
+    }
+}
+
+async fn report_on(
+    s: &dyn Store,
+    id: &VerificationId,
+    update: &ReportUpdate,
+    now: u64,
+) -> ReportOutcome {
+    match s.report_delivery(id, update, now).await {
+        Ok(o) => o,
+        Err(e) => panic!("report_delivery failed: {e:?}"),
+    }
+}
+
+pub async fn delivery_reports_are_recorded_once_and_take_the_sealed_code(s: &dyn Store) {
+    let (id, sealed) = sealed_send(s, "report", "wamid.contract-1").await;
+    // The store keeps the sealed code as it was given.
+    assert_eq!(get(s, &id).await.sealed, Some(sealed.clone()));
+    let sent = report("wamid.contract-1", DeliveryReport::Sent, None);
+    assert_eq!(
+        report_on(
+            s,
+            &id,
+            &report("wamid.other", DeliveryReport::Sent, None),
+            NOW + 2
+        )
+        .await,
+        ReportOutcome::Unknown,
+        "no delivery has that message id"
+    );
+    assert_eq!(
+        report_on(s, &fresh_id(), &sent, NOW + 2).await,
+        ReportOutcome::Unknown,
+        "no such verification"
+    );
+    let ReportOutcome::Recorded {
+        verification,
+        sealed: taken,
+    } = report_on(s, &id, &sent, NOW + 2).await
+    else {
+        panic!("a first `sent` report is recorded");
+    };
+    assert_eq!(taken, None, "`sent` leaves the sealed code in place");
+    assert_eq!(
+        verification.deliveries[0].report,
+        Some(DeliveryReport::Sent)
+    );
+    assert_eq!(get(s, &id).await.sealed, Some(sealed.clone()));
+    assert_eq!(
+        report_on(s, &id, &sent, NOW + 3).await,
+        ReportOutcome::Unchanged
+    );
+    let failed = report(
+        "wamid.contract-1",
+        DeliveryReport::Failed,
+        Some("131026: not on WhatsApp"),
+    );
+    let ReportOutcome::Recorded {
+        verification,
+        sealed: taken,
+    } = report_on(s, &id, &failed, NOW + 4).await
+    else {
+        panic!("`failed` after `sent` is recorded");
+    };
+    assert_eq!(taken, Some(sealed), "`failed` hands the sealed code out");
+    let stored = get(s, &id).await;
+    assert_eq!(stored.sealed, None, "and the store no longer has it");
+    assert_eq!(stored.deliveries, verification.deliveries);
+    assert_eq!(
+        (
+            stored.deliveries[0].report,
+            stored.deliveries[0].error.as_deref(),
+            stored.deliveries[0].message_id.as_deref(),
+        ),
+        (
+            Some(DeliveryReport::Failed),
+            Some("131026: not on WhatsApp"),
+            Some("wamid.contract-1")
+        )
+    );
+    assert_eq!(stored.status, Status::Pending, "a report ends nothing");
+    assert_eq!(
+        report_on(s, &id, &failed, NOW + 5).await,
+        ReportOutcome::Unchanged
+    );
+    assert_eq!(
+        report_on(
+            s,
+            &id,
+            &report("wamid.contract-1", DeliveryReport::Read, None),
+            NOW + 5
+        )
+        .await,
+        ReportOutcome::Unchanged,
+        "nothing comes after `failed`"
+    );
+    let events = events_of(s, &id, NOW + 10).await;
+    assert_eq!(
+        kinds(&events),
+        [
+            EventType::Pending,
+            EventType::DeliveryUpdated,
+            EventType::DeliveryUpdated
+        ]
+    );
+    assert_eq!(
+        events[2].verification().map(|v| v.deliveries[0].report),
+        Some(Some(DeliveryReport::Failed))
+    );
+
+    // `delivered` drops the sealed code and hands nothing out.
+    let (id, _) = sealed_send(s, "report-reached", "wamid.contract-2").await;
+    let ReportOutcome::Recorded { sealed: taken, .. } = report_on(
+        s,
+        &id,
+        &report("wamid.contract-2", DeliveryReport::Delivered, None),
+        NOW + 2,
+    )
+    .await
+    else {
+        panic!("`delivered` is recorded");
+    };
+    assert_eq!(taken, None);
+    assert_eq!(get(s, &id).await.sealed, None);
+}
+
+pub async fn concurrent_replays_of_a_report_record_it_once(store: Arc<dyn Store>) {
+    let (id, _) = sealed_send(store.as_ref(), "report-race", "wamid.contract-race").await;
+    let update = report(
+        "wamid.contract-race",
+        DeliveryReport::Failed,
+        Some("131026"),
+    );
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            let update = update.clone();
+            tokio::spawn(async move { store.report_delivery(&id, &update, NOW + 2).await })
+        })
+        .collect();
+    let mut recorded = 0;
+    let mut handed_out = 0;
+    for task in tasks {
+        match task.await.expect("task") {
+            Ok(ReportOutcome::Recorded { sealed, .. }) => {
+                recorded += 1;
+                handed_out += usize::from(sealed.is_some());
+            }
+            Ok(ReportOutcome::Unchanged) => {}
+            other => panic!("a replayed report answered {other:?}"),
+        }
+    }
+    assert_eq!(
+        (recorded, handed_out),
+        (1, 1),
+        "one instance records it and gets the code"
+    );
+    let events = events_of(store.as_ref(), &id, NOW + 10).await;
+    assert_eq!(
+        kinds(&events),
+        [EventType::Pending, EventType::DeliveryUpdated]
+    );
 }

@@ -4,7 +4,10 @@
 
 use std::fmt;
 
+use chacha20poly1305::aead::{Aead, KeyInit as AeadKeyInit, Payload};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use hmac::{Hmac, KeyInit, Mac};
+use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
@@ -30,13 +33,7 @@ impl CodeDigest {
     }
 
     pub fn to_hex(&self) -> String {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut out = String::with_capacity(64);
-        for b in self.0 {
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0x0f)]));
-        }
-        out
+        hex(&self.0)
     }
 }
 
@@ -44,6 +41,50 @@ impl fmt::Debug for CodeDigest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("CodeDigest(..)")
     }
+}
+
+/// A code sealed for one later resend: ChaCha20-Poly1305 under a key
+/// derived from the server secret, bound to its verification. The store
+/// that keeps it cannot read it; only an otpd holding the secret (which
+/// could brute-force a short code from its digest anyway) can.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SealedCode(String);
+
+impl SealedCode {
+    /// The sealed bytes as hex, as stores keep them.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// A sealed code as a store gave it back; `None` unless it is hex.
+    pub fn from_hex(hex: &str) -> Option<Self> {
+        (hex.len().is_multiple_of(2) && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| SealedCode(hex.to_ascii_lowercase()))
+    }
+
+    fn bytes(&self) -> Option<Vec<u8>> {
+        (0..self.0.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(self.0.get(i..i + 2)?, 16).ok())
+            .collect()
+    }
+}
+
+impl fmt::Debug for SealedCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SealedCode(..)")
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
+    out
 }
 
 /// Holds the server secret and derives digests from it.
@@ -90,6 +131,44 @@ impl CodeHasher {
         *self.mac(b"idempotency", b"", &framed).as_bytes()
     }
 
+    /// Seals `code` for a later resend within verification `id` (16
+    /// random bytes, unique per verification: the nonce is their first
+    /// 12, and all 16 are bound as associated data).
+    pub fn seal(&self, id: &[u8; 16], code: &Code) -> SealedCode {
+        let (cipher, nonce) = self.sealer(id);
+        let payload = Payload {
+            msg: code.expose().as_bytes(),
+            aad: id,
+        };
+        match cipher.encrypt(&nonce, payload) {
+            Ok(bytes) => SealedCode(hex(&bytes)),
+            // Encryption fails only for messages of gigabytes.
+            Err(_) => unreachable!("ChaCha20-Poly1305 seals any short message"),
+        }
+    }
+
+    /// The code `sealed` holds, if it was sealed by this secret for `id`.
+    pub fn open(&self, id: &[u8; 16], sealed: &SealedCode) -> Option<Code> {
+        let (cipher, nonce) = self.sealer(id);
+        let bytes = sealed.bytes()?;
+        let plain = cipher
+            .decrypt(
+                &nonce,
+                Payload {
+                    msg: &bytes,
+                    aad: id,
+                },
+            )
+            .ok()?;
+        Code::parse(std::str::from_utf8(&plain).ok()?).ok()
+    }
+
+    fn sealer(&self, id: &[u8; 16]) -> (ChaCha20Poly1305, Nonce) {
+        let key = self.mac(b"seal", b"", b"");
+        let cipher = ChaCha20Poly1305::new(Key::from_slice(key.as_bytes()));
+        (cipher, *Nonce::from_slice(&id[..12]))
+    }
+
     fn mac(&self, purpose: &[u8], key: &[u8], code: &[u8]) -> CodeDigest {
         // HMAC accepts keys of any length, so this cannot fail.
         let mut mac = match <Hmac<Sha256> as KeyInit>::new_from_slice(&self.secret) {
@@ -130,6 +209,36 @@ mod tests {
         assert!(!d.ct_eq(&a.code("sms:+77011234568", &code("12345"))));
         assert!(!d.ct_eq(&a.code("sms:+77011234567", &code("12346"))));
         assert!(!d.ct_eq(&a.pairing(&code("12345"))));
+    }
+
+    #[test]
+    fn a_sealed_code_opens_only_with_its_secret_and_verification() {
+        let h = CodeHasher::new(b"secret-a".to_vec());
+        let id = [7u8; 16];
+        let sealed = h.seal(&id, &code("123456"));
+        assert!(!sealed.as_str().contains("123456"));
+        assert_eq!(
+            h.open(&id, &sealed).map(|c| c.expose().to_owned()),
+            Some("123456".to_owned())
+        );
+        assert_eq!(h.open(&[8u8; 16], &sealed), None, "another verification");
+        assert_eq!(
+            CodeHasher::new(b"secret-b".to_vec()).open(&id, &sealed),
+            None,
+            "another secret"
+        );
+        let again = SealedCode::from_hex(sealed.as_str()).expect("hex");
+        assert_eq!(
+            h.open(&id, &again).map(|c| c.expose().to_owned()),
+            Some("123456".to_owned())
+        );
+        let mut tampered = sealed.as_str().to_owned();
+        let last = if tampered.ends_with('0') { "1" } else { "0" };
+        tampered.replace_range(tampered.len() - 1.., last);
+        let tampered = SealedCode::from_hex(&tampered).expect("hex");
+        assert_eq!(h.open(&id, &tampered), None, "a changed byte fails the tag");
+        assert_eq!(SealedCode::from_hex("xyz"), None);
+        assert_eq!(format!("{sealed:?}"), "SealedCode(..)");
     }
 
     #[test]

@@ -55,7 +55,7 @@ pub mod verification;
 
 pub use backoff::Backoff;
 pub use codes::RandomCodes;
-pub use digest::{CodeDigest, CodeHasher};
+pub use digest::{CodeDigest, CodeHasher, SealedCode};
 pub use error::{
     CheckError, DeliveryError, Limit, PairError, ParseError, SendError, SendErrorKind, StoreError,
     TargetError,
@@ -68,11 +68,12 @@ pub use ports::{
     Sender, SinkError, Store, SystemClock, Timestamp, VerificationStore,
 };
 pub use service::{
-    CheckRequest, FraudGuard, OtpService, SendReceipt, SendRequest, Senders, Stores,
+    CheckRequest, FraudGuard, OtpService, ReportEffect, SendReceipt, SendRequest, Senders, Stores,
 };
 pub use settings::{FieldError, FieldProblem};
 pub use types::{Channel, ChatId, CheckTarget, Code, Destination, Email, Lifetime, Phone, Region};
 pub use verification::{
-    AttemptOutcome, CancelOutcome, CancelReason, DeliveryAttempt, EventData, EventSettle,
-    EventType, IdempotencyBegin, Status, StoredEvent, Verification, VerificationId,
+    AttemptOutcome, CancelOutcome, CancelReason, DeliveryAttempt, DeliveryReport, EventData,
+    EventSettle, EventType, IdempotencyBegin, ReportOutcome, ReportUpdate, Status, StoredEvent,
+    Verification, VerificationId,
 };

@@ -18,8 +18,8 @@ use crate::ports::{FraudLedger, IdempotencyStore, Outbox, VerificationStore};
 use crate::state::{self, BucketState, CheckStep};
 use crate::types::ChatId;
 use crate::verification::{
-    CancelOutcome, CancelReason, DeliveryAttempt, EventSettle, IdempotencyBegin, Status,
-    StoredEvent, Verification, VerificationId,
+    CancelOutcome, CancelReason, DeliveryAttempt, EventSettle, IdempotencyBegin, ReportOutcome,
+    ReportUpdate, Status, StoredEvent, Verification, VerificationId,
 };
 
 /// An outbox entry: when it is due next, and its order of arrival.
@@ -393,6 +393,22 @@ impl VerificationStore for InMemoryStore {
         } else {
             CancelOutcome::Canceled(out)
         })
+    }
+
+    async fn report_delivery(
+        &self,
+        id: &VerificationId,
+        update: &ReportUpdate,
+        now: Timestamp,
+    ) -> Result<ReportOutcome, StoreError> {
+        let mut inner = self.lock();
+        let mut outcome = ReportOutcome::Unknown;
+        inner.change(id, now, |v| {
+            let (answer, event) = v.reported(update, now);
+            outcome = answer;
+            event
+        });
+        Ok(outcome)
     }
 
     async fn sweep(&self, now: Timestamp, max: usize) -> Result<usize, StoreError> {

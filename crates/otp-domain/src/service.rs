@@ -8,7 +8,7 @@ use crate::digest::{CodeDigest, CodeHasher};
 use crate::fraud::{Block, Counters, FraudMode, FraudPolicy, Prefix};
 
 use crate::error::{CheckError, Limit, PairError, ParseError, SendError, StoreError, TargetError};
-use crate::locale::LocaleTag;
+use crate::locale::{Locale, LocaleTag};
 use crate::policy::{body_limit, Policy, SUBJECT_LIMIT};
 use crate::ports::{
     CheckOutcome, Clock, CodeGenerator, CodeRecord, CodeStore, Delivered, DeliveryError,
@@ -21,6 +21,9 @@ use crate::types::{Channel, ChatId, CheckTarget, Code, Destination, Lifetime, Ph
 use crate::verification::{
     AttemptOutcome, DeliveryAttempt, IdempotencyBegin, Verification, VerificationId,
 };
+
+mod fallback;
+pub use fallback::ReportEffect;
 
 /// How long a request under an `Idempotency-Key` holds the key while it
 /// runs: longer than any delivery's deadline, short enough that a key
@@ -103,6 +106,16 @@ fn ceil_secs(ms: u64) -> u64 {
     ms.div_ceil(1000).max(1)
 }
 
+/// The locale of a message, as providers get it.
+fn message_locale(locale: &Locale) -> MessageLocale {
+    MessageLocale {
+        tag: locale.tag.to_string(),
+        // `en`'s texts are the `[templates]` keys, spoken in the
+        // provider's configured language as before locales.
+        voice: (locale.tag.as_str() != "en").then(|| locale.voice.clone()),
+    }
+}
+
 /// What a send stored before it went out, to remove again when it does
 /// not.
 enum Staged {
@@ -112,11 +125,8 @@ enum Staged {
 
 /// The attempts a delivery made, for the verification's record.
 fn attempts_of(result: &Result<Delivered, DeliveryError>, at: Timestamp) -> Vec<DeliveryAttempt> {
-    let failed = |provider: &str, reason: &str| DeliveryAttempt {
-        provider: provider.to_owned(),
-        outcome: AttemptOutcome::Failed,
-        at,
-        error: Some(reason.to_owned()),
+    let failed = |provider: &str, reason: &str| {
+        DeliveryAttempt::new(provider, AttemptOutcome::Failed, at).error(reason)
     };
     match result {
         Ok(d) => d
@@ -124,10 +134,8 @@ fn attempts_of(result: &Result<Delivered, DeliveryError>, at: Timestamp) -> Vec<
             .iter()
             .map(|(p, r)| failed(p, r))
             .chain(std::iter::once(DeliveryAttempt {
-                provider: d.provider.clone(),
-                outcome: AttemptOutcome::Delivered,
-                at,
-                error: None,
+                message_id: d.message_id.clone(),
+                ..DeliveryAttempt::new(&d.provider, AttemptOutcome::Delivered, at)
             }))
             .collect(),
         Err(e) => vec![failed(&e.provider, &e.reason)],
@@ -371,21 +379,17 @@ impl OtpService {
                 lifetime,
             )
         });
+        let now = self.clock.now();
+        let id = self.random.verification_id();
         let message = OutgoingMessage {
             subject: subject.map(|s| template::render(s, &code, lifetime)),
             body: template::render(template, &code, lifetime),
             code: code.clone(),
             destination: req.destination,
-            locale: Some(MessageLocale {
-                tag: locale.tag.to_string(),
-                // `en`'s texts are the `[templates]` keys, spoken in the
-                // provider's configured language as before locales.
-                voice: (locale.tag.as_str() != "en").then(|| locale.voice.clone()),
-            }),
+            locale: Some(message_locale(locale)),
+            verification: Some(id),
         };
         let key = message.destination.key();
-        let now = self.clock.now();
-        let id = self.random.verification_id();
         let record = CodeRecord {
             digest: self.hasher.code(&key, &code),
             expires_at: now + lifetime.millis(),
@@ -403,6 +407,11 @@ impl OtpService {
             p.verification_retention_secs.saturating_mul(1000),
         );
         verification.locale = Some(locale.tag.to_string());
+        if sms_fallback.is_some() && test_code.is_none() {
+            // A status report may yet say WhatsApp failed: the fallback
+            // then needs the same code (see `fallback.rs`).
+            verification.sealed = Some(self.hasher.seal(id.as_bytes(), &code));
+        }
         if test_code.is_some() {
             // A test destination: fixed code, no limits, never delivered.
             // With no buckets the put is never limited.
@@ -565,77 +574,6 @@ impl OtpService {
         let attempts = attempts_of(&result, self.clock.now());
         match result {
             // The caller records a code's delivery (see `record_delivery`).
-            Ok(_) => Ok(attempts),
-            Err(e) => {
-                self.discard(staged, Some(&attempts)).await;
-                Err(Refusal::Delivery(e).into())
-            }
-        }
-    }
-
-    /// WhatsApp with the SMS fallback: when WhatsApp cannot take the code
-    /// (the number is not on WhatsApp, or every WhatsApp provider failed),
-    /// the same code goes out by SMS, under the SMS channel's country rules
-    /// and hourly budget, through its providers. The verification keeps its
-    /// id and channel and gets both deliveries, in order; the code stays
-    /// the WhatsApp channel's (checked on `/whatsapp/check`). When SMS
-    /// refuses or fails too, the code is discarded as after any failed
-    /// delivery.
-    async fn deliver_or_sms(
-        &self,
-        staged: &Staged,
-        message: &OutgoingMessage,
-        sms_body: String,
-    ) -> Result<Vec<DeliveryAttempt>, SendError> {
-        let first = self.senders.get(Channel::WhatsApp).send(message).await;
-        let mut attempts = attempts_of(&first, self.clock.now());
-        let Err(whatsapp) = first else {
-            return Ok(attempts);
-        };
-        let Some(phone) = message.destination.phone().cloned() else {
-            self.discard(staged, Some(&attempts)).await;
-            return Err(Refusal::Delivery(whatsapp).into());
-        };
-        let p = &self.policy;
-        let allowed = p
-            .countries(Channel::Sms)
-            .is_none_or(|rules| rules.permits(phone.calling_code()));
-        let mut refused = !allowed;
-        if allowed {
-            for (_, bucket) in p
-                .shared_buckets(Channel::Sms, None)
-                .into_iter()
-                .filter(|(limit, _)| *limit == Limit::Channel)
-            {
-                match self.store.codes.hit_bucket(&bucket, self.clock.now()).await {
-                    Ok(HitOutcome::Counted) => {}
-                    Ok(HitOutcome::Full { .. }) => refused = true,
-                    Err(e) => {
-                        self.discard(staged, Some(&attempts)).await;
-                        return Err(e.into());
-                    }
-                }
-            }
-        }
-        if refused {
-            tracing::warn!(
-                to = %phone.masked(),
-                "WhatsApp could not deliver and the SMS fallback is not allowed for this number now"
-            );
-            self.discard(staged, Some(&attempts)).await;
-            return Err(Refusal::Delivery(whatsapp).into());
-        }
-        tracing::info!(to = %phone.masked(), reason = %whatsapp.reason, "WhatsApp could not deliver: the code goes by SMS");
-        let sms = OutgoingMessage {
-            destination: Destination::Sms(phone),
-            subject: None,
-            body: sms_body,
-            code: message.code.clone(),
-            locale: message.locale.clone(),
-        };
-        let second = self.senders.get(Channel::Sms).send(&sms).await;
-        attempts.extend(attempts_of(&second, self.clock.now()));
-        match second {
             Ok(_) => Ok(attempts),
             Err(e) => {
                 self.discard(staged, Some(&attempts)).await;
@@ -835,6 +773,7 @@ impl OtpService {
                                     tag: locale.tag.to_string(),
                                     voice: None,
                                 }),
+                                verification: None,
                             }),
                         )
                     }

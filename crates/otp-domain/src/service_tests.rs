@@ -14,7 +14,7 @@ use crate::ports::{
     DeliveryError, HitOutcome, MockClock, MockCodeGenerator, MockCodeStore, MockSender, TakeOutcome,
 };
 use crate::types::{Email, Phone};
-use crate::verification::Status;
+use crate::verification::{ReportUpdate, Status};
 
 const NOW: u64 = 1_700_000_000_000;
 const SECRET: &[u8] = b"test-secret";
@@ -987,4 +987,198 @@ async fn when_the_sms_fallback_fails_too_the_code_is_discarded_with_both_attempt
     let svc = whatsapp_with_fallback(store, sms, no_country_rules());
     let err = svc.send(whatsapp_request()).await.expect_err("both failed");
     assert!(matches!(err, SendError::Delivery(_)), "{err:?}");
+}
+
+// ---- status reports and the fallback they trigger ----------------------
+
+/// A WhatsApp sender that takes every message as `wamid.1`.
+fn meta_like() -> Arc<MockSender> {
+    let mut s = MockSender::new();
+    s.expect_send()
+        .returning(|_| Ok(Delivered::by("meta").message("wamid.1")));
+    Arc::new(s)
+}
+
+/// A service on a real in-memory store: WhatsApp takes the message, SMS
+/// is `sms`; with the fallback on or off, SMS under `sms_countries`.
+fn reporting(fallback: bool, sms: Arc<MockSender>, sms_countries: CountryRules) -> OtpService {
+    let senders = Senders {
+        sms,
+        call: silent_sender(),
+        email: silent_sender(),
+        telegram: silent_sender(),
+        whatsapp: meta_like(),
+    };
+    let policy = Policy {
+        whatsapp_fallback_sms: fallback,
+        sms_countries,
+        ..policy()
+    };
+    OtpService::new(
+        Stores::of(Arc::new(crate::memory::InMemoryStore::new())),
+        senders,
+        fixed_clock(),
+        generator("482910", vec![]),
+        CodeHasher::new(SECRET.to_vec()),
+        policy,
+    )
+}
+
+fn failed_131026() -> ReportUpdate {
+    ReportUpdate {
+        message_id: "wamid.1".into(),
+        report: crate::verification::DeliveryReport::Failed,
+        error: Some("error 131026: not on WhatsApp".into()),
+    }
+}
+
+async fn check_whatsapp(svc: &OtpService, password: &str) -> Result<(), CheckError> {
+    let target = svc
+        .check_target(Channel::WhatsApp, "+5511987654321")
+        .expect("target");
+    svc.check_at(&target, &code(password)).await
+}
+
+#[tokio::test]
+async fn a_failed_report_on_an_unreachable_number_sends_the_sealed_code_by_sms_once() {
+    let (sms, sent) = recording_sender(false);
+    let svc = reporting(true, sms, no_country_rules());
+    let receipt = svc.send(whatsapp_request()).await.expect("sent");
+    let stored = svc
+        .verification(&receipt.id)
+        .await
+        .expect("store")
+        .expect("kept");
+    let sealed = stored
+        .sealed
+        .expect("the code is kept sealed for the fallback");
+    assert!(!sealed.as_str().contains("482910"));
+    assert_eq!(stored.deliveries[0].message_id.as_deref(), Some("wamid.1"));
+
+    let effect = svc
+        .delivery_report(&receipt.id, &failed_131026(), true)
+        .await
+        .expect("store");
+    assert_eq!(effect, ReportEffect::FellBack);
+    let replay = svc
+        .delivery_report(&receipt.id, &failed_131026(), true)
+        .await
+        .expect("store");
+    assert_eq!(
+        replay,
+        ReportEffect::Unchanged,
+        "one SMS, whatever Meta replays"
+    );
+    {
+        let sent = sent.lock().expect("lock");
+        assert_eq!(sent.len(), 1);
+        assert_eq!(
+            sent[0].destination,
+            Destination::Sms(Phone::parse("+5511987654321").expect("phone"))
+        );
+        assert_eq!(sent[0].code, code("482910"));
+        assert_eq!(sent[0].verification, Some(receipt.id));
+        assert!(sent[0].body.contains("482910"), "{}", sent[0].body);
+    }
+    let v = svc
+        .verification(&receipt.id)
+        .await
+        .expect("store")
+        .expect("kept");
+    assert_eq!(v.sealed, None, "the fallback took the sealed code out");
+    assert_eq!(
+        v.deliveries
+            .iter()
+            .map(|d| (d.provider.as_str(), d.outcome))
+            .collect::<Vec<_>>(),
+        [
+            ("meta", AttemptOutcome::Delivered),
+            ("mock", AttemptOutcome::Delivered)
+        ]
+    );
+    check_whatsapp(&svc, "482910").await.expect("approved");
+}
+
+#[tokio::test]
+async fn a_failed_report_that_sms_cannot_take_ends_the_verification_as_failed() {
+    let svc = reporting(
+        true,
+        silent_sender(),
+        CountryRules {
+            allow: vec![49],
+            deny: vec![],
+        },
+    );
+    let receipt = svc.send(whatsapp_request()).await.expect("sent");
+    let effect = svc
+        .delivery_report(&receipt.id, &failed_131026(), true)
+        .await
+        .expect("store");
+    assert_eq!(effect, ReportEffect::FallbackFailed);
+    let v = svc
+        .verification(&receipt.id)
+        .await
+        .expect("store")
+        .expect("kept");
+    assert_eq!(v.status, Status::Failed);
+    assert!(
+        matches!(
+            check_whatsapp(&svc, "482910").await,
+            Err(CheckError::NotFound)
+        ),
+        "no code nobody received stays checkable"
+    );
+}
+
+#[tokio::test]
+async fn without_the_fallback_or_a_pending_verification_a_failed_report_is_only_recorded() {
+    let svc = reporting(false, silent_sender(), no_country_rules());
+    let receipt = svc.send(whatsapp_request()).await.expect("sent");
+    let v = svc
+        .verification(&receipt.id)
+        .await
+        .expect("store")
+        .expect("kept");
+    assert_eq!(v.sealed, None, "nothing is sealed without the fallback");
+    let effect = svc
+        .delivery_report(&receipt.id, &failed_131026(), true)
+        .await
+        .expect("store");
+    assert_eq!(effect, ReportEffect::Recorded);
+
+    // With the fallback on, a report that arrives after the approval.
+    let svc = reporting(true, silent_sender(), no_country_rules());
+    let receipt = svc.send(whatsapp_request()).await.expect("sent");
+    check_whatsapp(&svc, "482910").await.expect("approved");
+    let effect = svc
+        .delivery_report(&receipt.id, &failed_131026(), true)
+        .await
+        .expect("store");
+    assert_eq!(
+        effect,
+        ReportEffect::Recorded,
+        "no SMS for an ended verification"
+    );
+    // And one that does not say the number is unreachable.
+    let receipt = svc
+        .send(SendRequest {
+            destination: Destination::parse(Channel::WhatsApp, "+5511987654322").expect("phone"),
+            ..whatsapp_request()
+        })
+        .await
+        .expect("sent");
+    let effect = svc
+        .delivery_report(&receipt.id, &failed_131026(), false)
+        .await
+        .expect("store");
+    assert_eq!(effect, ReportEffect::Recorded);
+    let unknown = svc
+        .delivery_report(
+            &crate::verification::VerificationId::from_bytes([0xee; 16]),
+            &failed_131026(),
+            true,
+        )
+        .await
+        .expect("store");
+    assert_eq!(unknown, ReportEffect::Unknown);
 }

@@ -7,7 +7,9 @@
 //! in that same step as a [`StoredEvent`] to the store's outbox, from which
 //! the server delivers it to the configured sinks.
 //!
-//! A verification never holds the code, nor anything derived from it.
+//! A verification never holds the code in the clear. While WhatsApp's SMS
+//! fallback may still need it, it holds the code sealed
+//! ([`crate::digest::SealedCode`]), which only otpd can open.
 //!
 //! The in-process stores apply the transitions below; the Redis store runs
 //! the same rules in Lua.
@@ -16,6 +18,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::digest::SealedCode;
 use crate::outcome::CheckOutcome;
 use crate::time::Timestamp;
 use crate::types::{Channel, Destination};
@@ -179,9 +182,106 @@ pub struct DeliveryAttempt {
     pub at: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The provider's id of the message (WhatsApp's `wamid.…`), when it
+    /// gives one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    /// What the provider reported about it later (a status webhook).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<DeliveryReport>,
 }
 
-/// The record of one send. It never holds the code.
+impl DeliveryAttempt {
+    /// An attempt `provider` made at `at` that ended as `outcome`.
+    pub fn new(provider: impl Into<String>, outcome: AttemptOutcome, at: Timestamp) -> Self {
+        DeliveryAttempt {
+            provider: provider.into(),
+            outcome,
+            at,
+            error: None,
+            message_id: None,
+            report: None,
+        }
+    }
+
+    /// With the provider's reason.
+    pub fn error(mut self, reason: impl Into<String>) -> Self {
+        self.error = Some(reason.into());
+        self
+    }
+}
+
+/// What a provider reports about a message it took, later (WhatsApp's
+/// status webhook). A report counts only when it moves the message on:
+/// `sent` → `delivered` → `read`, and `failed` is last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryReport {
+    Sent,
+    Delivered,
+    Read,
+    Failed,
+}
+
+impl DeliveryReport {
+    pub const ALL: [DeliveryReport; 4] = [
+        DeliveryReport::Sent,
+        DeliveryReport::Delivered,
+        DeliveryReport::Read,
+        DeliveryReport::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryReport::Sent => "sent",
+            DeliveryReport::Delivered => "delivered",
+            DeliveryReport::Read => "read",
+            DeliveryReport::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        DeliveryReport::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    fn rank(self) -> u8 {
+        match self {
+            DeliveryReport::Sent => 0,
+            DeliveryReport::Delivered => 1,
+            DeliveryReport::Read => 2,
+            DeliveryReport::Failed => 3,
+        }
+    }
+}
+
+/// A provider's report, as the status webhook gives it and a store
+/// records it ([`crate::VerificationStore::report_delivery`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportUpdate {
+    pub message_id: String,
+    pub report: DeliveryReport,
+    /// The provider's reason with a `failed` report (never a code).
+    pub error: Option<String>,
+}
+
+/// What a store answers to a report: the verification after it, when it
+/// changed something.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReportOutcome {
+    /// No such verification, or no delivery of it with that message id.
+    Unknown,
+    /// A replay: nothing changed and no event was written.
+    Unchanged,
+    /// Recorded with its event: the verification as it is now, and with
+    /// a `failed` report the sealed code it held (taken out of the store:
+    /// any report but `sent` ends its use).
+    Recorded {
+        verification: Box<Verification>,
+        sealed: Option<SealedCode>,
+    },
+}
+
+/// The record of one send. It never holds the code in the clear.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verification {
     pub id: VerificationId,
@@ -215,6 +315,11 @@ pub struct Verification {
     /// event's id. Not shown by the API.
     #[serde(default)]
     pub events: u32,
+    /// The code, sealed, while a later resend may need it (WhatsApp's
+    /// SMS fallback on a `failed` status report). Never shown by the API
+    /// or in events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<SealedCode>,
 }
 
 impl Verification {
@@ -270,6 +375,7 @@ impl Verification {
             ended_at: None,
             retention_ms,
             events: 0,
+            sealed: None,
         }
     }
 
@@ -376,6 +482,51 @@ impl Verification {
         }
     }
 
+    /// Records a provider's `update` on the delivery with its message id
+    /// (see [`DeliveryReport`] for which reports count). Any report but
+    /// `sent` takes the sealed code out: the message reached the person,
+    /// or failed and the fallback gets its one chance.
+    ///
+    /// Answers as a store does, with the event to write (none unless it
+    /// changed something).
+    pub fn reported(
+        &mut self,
+        update: &ReportUpdate,
+        now: Timestamp,
+    ) -> (ReportOutcome, Option<StoredEvent>) {
+        let Some(attempt) = self
+            .deliveries
+            .iter_mut()
+            .find(|a| a.message_id.as_deref() == Some(update.message_id.as_str()))
+        else {
+            return (ReportOutcome::Unknown, None);
+        };
+        if attempt
+            .report
+            .is_some_and(|had| had.rank() >= update.report.rank())
+        {
+            return (ReportOutcome::Unchanged, None);
+        }
+        attempt.report = Some(update.report);
+        if update.error.is_some() {
+            attempt.error.clone_from(&update.error);
+        }
+        let sealed = match update.report {
+            DeliveryReport::Sent => None,
+            DeliveryReport::Failed => self.sealed.take(),
+            DeliveryReport::Delivered | DeliveryReport::Read => {
+                self.sealed = None;
+                None
+            }
+        };
+        let event = self.event(EventType::DeliveryUpdated, now);
+        let outcome = ReportOutcome::Recorded {
+            verification: Box::new(self.clone()),
+            sealed,
+        };
+        (outcome, Some(event))
+    }
+
     /// A new send replaced this verification's code.
     pub fn replaced(&mut self, now: Timestamp) -> Option<StoredEvent> {
         self.is_pending()
@@ -410,6 +561,8 @@ pub enum EventType {
     Failed,
     #[serde(rename = "otpd.delivery.failed")]
     DeliveryFailed,
+    #[serde(rename = "otpd.delivery.updated")]
+    DeliveryUpdated,
     #[serde(rename = "otpd.fraud.prefix_blocked")]
     PrefixBlocked,
     #[serde(rename = "otpd.fraud.prefix_unblocked")]
@@ -417,7 +570,7 @@ pub enum EventType {
 }
 
 impl EventType {
-    pub const ALL: [EventType; 9] = [
+    pub const ALL: [EventType; 10] = [
         EventType::Pending,
         EventType::Approved,
         EventType::MaxAttemptsReached,
@@ -425,6 +578,7 @@ impl EventType {
         EventType::Canceled,
         EventType::Failed,
         EventType::DeliveryFailed,
+        EventType::DeliveryUpdated,
         EventType::PrefixBlocked,
         EventType::PrefixUnblocked,
     ];
@@ -438,6 +592,7 @@ impl EventType {
             EventType::Canceled => "otpd.verification.canceled",
             EventType::Failed => "otpd.verification.failed",
             EventType::DeliveryFailed => "otpd.delivery.failed",
+            EventType::DeliveryUpdated => "otpd.delivery.updated",
             EventType::PrefixBlocked => "otpd.fraud.prefix_blocked",
             EventType::PrefixUnblocked => "otpd.fraud.prefix_unblocked",
         }
@@ -611,6 +766,8 @@ mod tests {
             outcome: AttemptOutcome::Failed,
             at: 1_500,
             error: Some("HTTP 500".into()),
+            message_id: None,
+            report: None,
         };
         let [delivery, end] = v.failed(std::slice::from_ref(&attempt), 1_500);
         assert_eq!(delivery.kind, EventType::DeliveryFailed);

@@ -17,7 +17,7 @@
 //! | `reason`       | `api` or `replaced` when `canceled`; absent otherwise   |
 //! | `created_at`, `expires_at` | RFC 3339 UTC with milliseconds              |
 //! | `attempts`, `max_attempts` | wrong checks so far, and the limit          |
-//! | `deliveries`   | `[{provider, outcome: delivered\|failed, at, error?}]`  |
+//! | `deliveries`   | `[{provider, outcome: delivered\|failed, at, error?, message_id?, report?}]` |
 //! | `ended_at`     | RFC 3339 UTC; absent while pending                      |
 //!
 //! No code (the record holds none) and none of the store's own fields.
@@ -64,6 +64,10 @@ pub struct DeliveryData {
     pub at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<&'static str>,
 }
 
 impl From<&Verification> for VerificationData {
@@ -91,6 +95,8 @@ impl From<&Verification> for VerificationData {
                     },
                     at: rfc3339(d.at),
                     error: d.error.clone(),
+                    message_id: d.message_id.clone(),
+                    report: d.report.map(|r| r.as_str()),
                 })
                 .collect(),
             ended_at: v.ended_at.map(rfc3339),
@@ -151,6 +157,8 @@ mod tests {
             outcome: AttemptOutcome::Failed,
             at: 1_767_225_600_250,
             error: Some("HTTP 500".into()),
+            message_id: None,
+            report: None,
         });
         v.end(
             Status::Canceled,

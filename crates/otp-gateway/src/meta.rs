@@ -9,6 +9,9 @@
 //! "components":[{"type":"body","parameters":[{"type":"text","text":CODE}]},
 //! {"type":"button","sub_type":"url","index":"0","parameters":[{"type":"text","text":CODE}]}]}}`.
 //!
+//! With the verification's id in `biz_opaque_callback_data`, which Meta
+//! echoes in its status reports on the message.
+//!
 //! The answer `{"messages":[{"id":"wamid…"}]}` names the message; an
 //! error `{"error":{"code":…,"message":…}}` keeps only its code, whose
 //! meaning [`MetaError`] says (the message may quote the number).
@@ -218,9 +221,11 @@ impl MetaSender {
         })
     }
 
-    /// The request body of one code to `to` (E.164).
-    pub fn body(&self, to: &str, code: &str) -> serde_json::Value {
-        json!({
+    /// The request body of one code to `to` (E.164). `reference` (the
+    /// verification's id) goes in `biz_opaque_callback_data`, which Meta
+    /// echoes in the status webhook's reports on the message.
+    pub fn body(&self, to: &str, code: &str, reference: Option<&str>) -> serde_json::Value {
+        let mut body = json!({
             "messaging_product": "whatsapp",
             "recipient_type": "individual",
             "to": to,
@@ -234,7 +239,11 @@ impl MetaSender {
                      "parameters": [{"type": "text", "text": code}]},
                 ],
             },
-        })
+        });
+        if let (Some(reference), Some(map)) = (reference, body.as_object_mut()) {
+            map.insert("biz_opaque_callback_data".to_owned(), reference.into());
+        }
+        body
     }
 
     /// Sends one code; the message id (`wamid…`) on success.
@@ -256,7 +265,14 @@ impl MetaSender {
                 reqwest::header::CONTENT_TYPE,
                 reqwest::header::HeaderValue::from_static("application/json"),
             )
-            .body(self.body(phone.as_str(), message.code.expose()).to_string());
+            .body(
+                self.body(
+                    phone.as_str(),
+                    message.code.expose(),
+                    message.verification.map(|id| id.to_string()).as_deref(),
+                )
+                .to_string(),
+            );
         let response = request
             .send()
             .await
@@ -314,7 +330,7 @@ impl MetaSender {
 #[async_trait]
 impl Sender for MetaSender {
     async fn send(&self, message: &OutgoingMessage) -> Result<Delivered, DeliveryError> {
-        let _id = self.deliver(message).await.map_err(DeliveryError::from)?;
-        Ok(Delivered::by(PROVIDER))
+        let id = self.deliver(message).await.map_err(DeliveryError::from)?;
+        Ok(Delivered::by(PROVIDER).message(id))
     }
 }

@@ -10,6 +10,7 @@ use secrecy::SecretString;
 
 fn sms(body: &str) -> OutgoingMessage {
     OutgoingMessage {
+        verification: None,
         destination: Destination::Sms(Phone::parse("77011234567").expect("valid phone")),
         subject: None,
         body: body.to_owned(),
@@ -266,6 +267,7 @@ async fn a_telegram_destination_is_refused_without_a_request() {
     let peer = FakePeer::start(Reply::json(200, "{}")).await;
     let sender = HttpGatewaySender::new(json_config(peer.base_url.clone())).expect("valid");
     let message = OutgoingMessage {
+        verification: None,
         destination: Destination::Telegram(otp_domain::ChatId::from_i64(42).expect("valid")),
         subject: None,
         body: "x".to_owned(),

@@ -12,6 +12,7 @@ const TOKEN: &str = "EAAG-test-token";
 
 fn whatsapp(code: &str) -> OutgoingMessage {
     OutgoingMessage {
+        verification: None,
         destination: Destination::WhatsApp(Phone::parse("+5511987654321").expect("valid phone")),
         subject: None,
         body: format!("Seu código é {code}."),
@@ -50,7 +51,18 @@ async fn a_send_posts_the_authentication_template_with_bearer_auth() {
         r#"{"messaging_product":"whatsapp","contacts":[{"input":"+5511987654321","wa_id":"5511987654321"}],"messages":[{"id":"wamid.HBgLNTUxMTk4NzY1NDMyMRUCABEYEjA="}]}"#,
     ))
     .await;
-    send(&peer).await.expect("delivered");
+    let mut message = whatsapp("482910");
+    let id = otp_domain::VerificationId::from_bytes([0xab; 16]);
+    message.verification = Some(id);
+    let delivered = MetaSender::new(config(&peer.base_url))
+        .expect("valid config")
+        .send(&message)
+        .await
+        .expect("delivered");
+    assert_eq!(
+        (delivered.provider.as_str(), delivered.message_id.as_deref()),
+        ("meta", Some("wamid.HBgLNTUxMTk4NzY1NDMyMRUCABEYEjA="))
+    );
 
     let got = peer.only_request();
     assert_eq!(got.method, "POST");
@@ -72,7 +84,8 @@ async fn a_send_posts_the_authentication_template_with_bearer_auth() {
                     {"type": "button", "sub_type": "url", "index": "0",
                      "parameters": [{"type": "text", "text": "482910"}]}
                 ]
-            }
+            },
+            "biz_opaque_callback_data": format!("vrf_{}", "ab".repeat(16)),
         })
     );
 }

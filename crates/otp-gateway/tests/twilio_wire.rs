@@ -26,6 +26,7 @@ fn phone() -> Phone {
 
 fn sms(body: &str) -> OutgoingMessage {
     OutgoingMessage {
+        verification: None,
         destination: Destination::Sms(phone()),
         subject: None,
         body: body.to_owned(),
@@ -36,6 +37,7 @@ fn sms(body: &str) -> OutgoingMessage {
 
 fn call(body: &str) -> OutgoingMessage {
     OutgoingMessage {
+        verification: None,
         destination: Destination::Call(phone()),
         subject: None,
         body: body.to_owned(),

@@ -120,8 +120,8 @@ use otp_domain::ports::{
     PairingOutcome, PutOutcome, RateBucket, SendLimits, TakeOutcome, Timestamp, VerificationStore,
 };
 use otp_domain::verification::{
-    CancelOutcome, DeliveryAttempt, EventSettle, EventType, IdempotencyBegin, StoredEvent,
-    Verification, VerificationId,
+    CancelOutcome, DeliveryAttempt, EventSettle, EventType, IdempotencyBegin, ReportOutcome,
+    ReportUpdate, StoredEvent, Verification, VerificationId,
 };
 use otp_domain::{ChatId, CodeDigest, StoreError};
 use redis::cluster::ClusterClient;
@@ -293,6 +293,10 @@ fn wait_ms(n: i64) -> Result<u64, RedisStoreError> {
 
 /// The outbox tag of a single Redis: one outbox for every destination.
 const SINGLE_OUTBOX: &str = "outbox";
+
+/// How often a report is read and written again when another instance
+/// changed the same record in between.
+const REPORT_TRIES: usize = 5;
 
 /// Cluster only: the longest a slot with work waits for its next look
 /// (see [`RedisStore::reschedule`]).
@@ -1020,6 +1024,62 @@ impl VerificationStore for RedisStore {
                 return Err(RedisStoreError::Corrupt(format!("cancel status {other}")).into());
             }
         })
+    }
+
+    async fn report_delivery(
+        &self,
+        id: &VerificationId,
+        update: &ReportUpdate,
+        now: Timestamp,
+    ) -> Result<ReportOutcome, StoreError> {
+        let hex = record::hex(id);
+        let Some(tag) = self.locate(&hex).await? else {
+            return Ok(ReportOutcome::Unknown);
+        };
+        let key = self.keys.verification_in(&tag, &hex);
+        let outbox = self.outbox_of(&tag);
+        // Read, apply the rule, write if unchanged: a lost race reads
+        // again and then sees the report as a replay.
+        for _ in 0..REPORT_TRIES {
+            let read = key.clone();
+            let flat: Vec<String> = self
+                .run(|mut conn| async move {
+                    redis::cmd("HGETALL").arg(read).query_async(&mut conn).await
+                })
+                .await?;
+            if flat.is_empty() {
+                return Ok(ReportOutcome::Unknown);
+            }
+            let map = record::pairs(flat);
+            let mut v = record::verification(&map)?;
+            let had_sealed = v.sealed.is_some();
+            let (outcome, _event) = v.reported(update, now);
+            if !matches!(outcome, ReportOutcome::Recorded { .. }) {
+                return Ok(outcome);
+            }
+            let mut inv = scripts::REPORT.key(&key);
+            inv.key(self.keys.due(outbox))
+                .arg(now)
+                .arg(&hex)
+                .arg(self.keys.prefix())
+                .arg(self.event_outbox(outbox))
+                .arg(map.get("dl").map_or("", String::as_str))
+                .arg(record::attempts_json(&v.deliveries)?)
+                .arg(if had_sealed && v.sealed.is_none() {
+                    "1"
+                } else {
+                    "0"
+                });
+            let written: i64 = self.eval(inv).await?;
+            if written == 1 {
+                self.mark(outbox, now).await?;
+                return Ok(outcome);
+            }
+        }
+        Err(RedisStoreError::Corrupt(format!(
+            "the deliveries of {id} kept changing while a report was recorded"
+        ))
+        .into())
     }
 
     async fn sweep(&self, now: Timestamp, max: usize) -> Result<usize, StoreError> {

@@ -259,6 +259,7 @@ mod tests {
     #[test]
     fn a_job_is_the_documented_json_object() {
         let message = OutgoingMessage {
+            verification: None,
             destination: Destination::parse(Channel::Email, "Ann@Example.kz").expect("email"),
             subject: Some("Your code".to_owned()),
             body: "Code: 4821 \"quoted\"".to_owned(),

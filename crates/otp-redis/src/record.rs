@@ -8,7 +8,7 @@ use otp_domain::verification::{
     CancelReason, DeliveryAttempt, EventData, EventType, Status, StoredEvent, Verification,
     VerificationId,
 };
-use otp_domain::Channel;
+use otp_domain::{Channel, SealedCode};
 
 use crate::RedisStoreError;
 
@@ -54,6 +54,9 @@ pub(crate) fn fields(v: &Verification) -> Result<Vec<String>, RedisStoreError> {
     }
     if let Some(ended_at) = v.ended_at {
         out.extend(["en".to_owned(), ended_at.to_string()]);
+    }
+    if let Some(sealed) = &v.sealed {
+        out.extend(["sc".to_owned(), sealed.as_str().to_owned()]);
     }
     Ok(out)
 }
@@ -128,6 +131,10 @@ pub(crate) fn verification(map: &HashMap<String, String>) -> Result<Verification
         ended_at: optional_number(map, "en")?,
         retention_ms: number(map, "rt")?,
         events: number(map, "ev")?,
+        sealed: map
+            .get("sc")
+            .map(|hex| SealedCode::from_hex(hex).ok_or_else(|| corrupt("bad sealed code")))
+            .transpose()?,
     })
 }
 
@@ -187,6 +194,8 @@ mod tests {
             outcome: AttemptOutcome::Failed,
             at: 1_800_000_000_001,
             error: Some("HTTP \"503\"".into()),
+            message_id: None,
+            report: None,
         });
         v.end(Status::Canceled, Some(CancelReason::Api), 1_800_000_000_002);
         let back = verification_of(fields(&v).expect("fields")).expect("read");

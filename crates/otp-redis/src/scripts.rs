@@ -46,6 +46,13 @@ pub(crate) static CANCEL: LazyLock<Script> = LazyLock::new(|| {
     ))
 });
 
+pub(crate) static REPORT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("scripts/vrf.lua"),
+        include_str!("scripts/report.lua")
+    ))
+});
+
 pub(crate) static SWEEP: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         include_str!("scripts/vrf.lua"),

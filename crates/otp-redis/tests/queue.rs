@@ -32,6 +32,7 @@ fn config(server: &RedisServer) -> QueueConfig {
 
 fn message(channel: Channel, to: &str, subject: Option<&str>, body: &str) -> OutgoingMessage {
     OutgoingMessage {
+        verification: None,
         destination: Destination::parse(channel, to).expect("valid destination"),
         subject: subject.map(str::to_owned),
         body: body.to_owned(),

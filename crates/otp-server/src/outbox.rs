@@ -152,6 +152,7 @@ mod tests {
 
     fn sms(to: &str, code: &str) -> OutgoingMessage {
         OutgoingMessage {
+            verification: None,
             destination: Destination::Sms(Phone::parse(to).expect("phone")),
             subject: None,
             body: format!("Your code is {code}"),
@@ -166,6 +167,7 @@ mod tests {
         outbox.push(&sms("+77011234567", "1111"));
         outbox.push(&sms("+77011234568", "2222"));
         outbox.push(&OutgoingMessage {
+            verification: None,
             destination: Destination::Email(Email::parse("ann@example.com").expect("email")),
             subject: Some("Your code".into()),
             body: "3333".into(),

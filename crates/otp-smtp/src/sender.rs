@@ -180,6 +180,7 @@ mod tests {
 
     fn email_to(addr: &str, subject: Option<&str>) -> OutgoingMessage {
         OutgoingMessage {
+            verification: None,
             destination: Destination::Email(Email::parse(addr).expect("valid email")),
             subject: subject.map(str::to_owned),
             body: "Your code is 123456".to_owned(),
@@ -215,6 +216,7 @@ mod tests {
     async fn non_email_destinations_are_refused() {
         let s = sender(None);
         let msg = OutgoingMessage {
+            verification: None,
             destination: Destination::Sms(Phone::parse("+77011234567").expect("valid")),
             subject: None,
             body: "x".to_owned(),

@@ -19,6 +19,7 @@ fn smtp_config(port: u16) -> SmtpConfig {
 
 fn email(to: &str, subject: Option<&str>, body: &str) -> OutgoingMessage {
     OutgoingMessage {
+        verification: None,
         destination: Destination::Email(Email::parse(to).expect("valid email")),
         subject: subject.map(str::to_owned),
         body: body.to_owned(),

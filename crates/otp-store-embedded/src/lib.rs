@@ -39,8 +39,8 @@ use otp_domain::ports::{
 };
 use otp_domain::state::{self, CheckStep};
 use otp_domain::verification::{
-    CancelOutcome, CancelReason, DeliveryAttempt, EventSettle, IdempotencyBegin, Status,
-    StoredEvent, Verification, VerificationId,
+    CancelOutcome, CancelReason, DeliveryAttempt, EventSettle, IdempotencyBegin, ReportOutcome,
+    ReportUpdate, Status, StoredEvent, Verification, VerificationId,
 };
 use otp_domain::{ChatId, StoreError};
 use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransaction};
@@ -739,6 +739,31 @@ impl VerificationStore for EmbeddedStore {
                 },
                 true,
             ))
+        })
+        .await
+    }
+
+    async fn report_delivery(
+        &self,
+        id: &VerificationId,
+        update: &ReportUpdate,
+        now: Timestamp,
+    ) -> Result<ReportOutcome, StoreError> {
+        let id = *id;
+        let update = update.clone();
+        self.write(move |txn| {
+            let mut tx = Tx::new(txn);
+            let Some(mut v) = tx.load(&id)? else {
+                return Ok((ReportOutcome::Unknown, false));
+            };
+            let (outcome, event) = v.reported(&update, now);
+            let Some(event) = event else {
+                return Ok((outcome, false));
+            };
+            let pending = v.is_pending();
+            tx.save(&v, Some(pending))?;
+            tx.emit(&event, now)?;
+            Ok((outcome, true))
         })
         .await
     }

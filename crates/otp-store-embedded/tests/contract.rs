@@ -79,12 +79,7 @@ async fn send(store: &EmbeddedStore, n: u32, now: u64, expires_at: u64) -> CodeR
 }
 
 fn delivered(at: u64) -> DeliveryAttempt {
-    DeliveryAttempt {
-        provider: "test".into(),
-        outcome: AttemptOutcome::Delivered,
-        at,
-        error: None,
-    }
+    DeliveryAttempt::new("test", AttemptOutcome::Delivered, at)
 }
 
 async fn status(store: &EmbeddedStore, n: u32) -> Option<Status> {

@@ -19,6 +19,7 @@ fn config(api_url: &str) -> TelegramConfig {
 
 fn to_chat(chat: i64, body: &str) -> OutgoingMessage {
     OutgoingMessage {
+        verification: None,
         destination: Destination::Telegram(ChatId::from_i64(chat).expect("valid chat id")),
         subject: None,
         body: body.to_owned(),

@@ -8,6 +8,7 @@ use secrecy::SecretString;
 
 fn to_chat(body: &str) -> OutgoingMessage {
     OutgoingMessage {
+        verification: None,
         destination: Destination::Telegram(ChatId::from_i64(1234567890).expect("valid")),
         subject: None,
         body: body.to_owned(),

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 // here because it is part of this port's contract.
 pub use crate::error::DeliveryError;
 use crate::types::{Code, Destination};
+use crate::verification::VerificationId;
 
 /// A message ready for a provider. `Debug` hides the body and subject,
 /// which carry the code.
@@ -22,6 +23,10 @@ pub struct OutgoingMessage {
     /// The locale the body is written in (every send has one; `None`
     /// only in messages built outside the service).
     pub locale: Option<MessageLocale>,
+    /// The verification it belongs to, for providers that echo a
+    /// reference in their status reports (WhatsApp's
+    /// `biz_opaque_callback_data`).
+    pub verification: Option<VerificationId>,
 }
 
 /// The locale of a message, for providers that speak it.
@@ -52,6 +57,9 @@ pub struct Delivered {
     pub provider: String,
     /// Providers that failed before it, with their reasons (no secret).
     pub failures: Vec<(String, String)>,
+    /// The provider's id of the message, when it gives one (WhatsApp's
+    /// `wamid.…`), to match its later status reports.
+    pub message_id: Option<String>,
 }
 
 impl Delivered {
@@ -60,7 +68,14 @@ impl Delivered {
         Delivered {
             provider: provider.into(),
             failures: Vec::new(),
+            message_id: None,
         }
+    }
+
+    /// With the provider's message id.
+    pub fn message(mut self, id: impl Into<String>) -> Self {
+        self.message_id = Some(id.into());
+        self
     }
 }
 

@@ -7,7 +7,9 @@ use async_trait::async_trait;
 
 use crate::error::StoreError;
 use crate::time::Timestamp;
-use crate::verification::{CancelOutcome, Verification, VerificationId};
+use crate::verification::{
+    CancelOutcome, ReportOutcome, ReportUpdate, Verification, VerificationId,
+};
 
 /// Verifications, as the API and the sweeper see them.
 #[async_trait]
@@ -30,6 +32,25 @@ pub trait VerificationStore: Send + Sync {
         id: &VerificationId,
         now: Timestamp,
     ) -> Result<CancelOutcome, StoreError>;
+
+    /// Records a provider's report on the delivery of verification `id`
+    /// with `update.message_id`, with its `otpd.delivery.updated` event,
+    /// in one step ([`Verification::reported`]). It records on an ended
+    /// verification too: the report is a fact about the message.
+    ///
+    /// # Errors
+    /// - MUST return `Unknown` and change nothing when the verification is
+    ///   gone or no delivery of it has that message id.
+    /// - MUST return `Unchanged`, and write no event, for a report the
+    ///   delivery has had already (or a later one), so a replayed webhook
+    ///   call changes nothing, even when two instances receive it at once.
+    /// - `StoreError::Unavailable` when the backend cannot be reached.
+    async fn report_delivery(
+        &self,
+        id: &VerificationId,
+        update: &ReportUpdate,
+        now: Timestamp,
+    ) -> Result<ReportOutcome, StoreError>;
 
     /// Housekeeping, run every second or so by every instance: ends at
     /// most `max` pending verifications whose `expires_at` is at or before

@@ -13,7 +13,8 @@
 --   s status, rs cancel reason (optional), c created_at, x expires_at,
 --   a attempts, m max_attempts, dl delivery attempts (a JSON array the
 --   crate writes; scripts only splice arrays together), en ended_at
---   (optional), rt retention_ms, ev events written so far.
+--   (optional), rt retention_ms, ev events written so far, sc the sealed
+--   code (optional, hex; see otp_domain::digest::SealedCode).
 -- Times are integer strings (unix ms) as the caller sent them: no Lua
 -- number ever becomes a stored time, and no JSON is encoded here (cjson
 -- would write an empty array as `{}` and round long numbers).

@@ -72,5 +72,6 @@ pub fn verification_for(key: &str, record: &CodeRecord, now: u64) -> Verificatio
         ended_at: None,
         retention_ms: 86_400_000,
         events: 0,
+        sealed: None,
     }
 }

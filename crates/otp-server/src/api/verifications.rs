@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use otp_domain::verification::{AttemptOutcome, CancelOutcome, CancelReason, Status};
+use otp_domain::verification::{
+    AttemptOutcome, CancelOutcome, CancelReason, DeliveryReport, Status,
+};
 use otp_domain::{Channel, StoreError, Verification, VerificationId};
 use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
@@ -113,6 +115,35 @@ pub struct DeliveryBody {
     pub at: DateTime,
     #[oai(skip_serializing_if_is_none)]
     pub error: Option<String>,
+    /// The provider's id of the message (WhatsApp's `wamid.…`), when it
+    /// gives one.
+    #[oai(skip_serializing_if_is_none)]
+    pub message_id: Option<String>,
+    /// What the provider reported later (WhatsApp's status webhook).
+    #[oai(skip_serializing_if_is_none)]
+    pub report: Option<ReportName>,
+}
+
+/// A provider's later report on a message: `sent`, `delivered`, `read`
+/// or `failed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename = "DeliveryReport", rename_all = "snake_case")]
+pub enum ReportName {
+    Sent,
+    Delivered,
+    Read,
+    Failed,
+}
+
+impl From<DeliveryReport> for ReportName {
+    fn from(r: DeliveryReport) -> Self {
+        match r {
+            DeliveryReport::Sent => ReportName::Sent,
+            DeliveryReport::Delivered => ReportName::Delivered,
+            DeliveryReport::Read => ReportName::Read,
+            DeliveryReport::Failed => ReportName::Failed,
+        }
+    }
 }
 
 /// A verification: the record of one send. It never holds the code.
@@ -176,6 +207,8 @@ impl From<&Verification> for VerificationBody {
                     },
                     at: DateTime::from_millis_precise(d.at),
                     error: d.error.clone(),
+                    message_id: d.message_id.clone(),
+                    report: d.report.map(ReportName::from),
                 })
                 .collect(),
             ended_at: v.ended_at.map(DateTime::from_millis_precise),

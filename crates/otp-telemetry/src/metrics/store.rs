@@ -13,8 +13,8 @@ use otp_domain::ports::{
     VerificationStore,
 };
 use otp_domain::verification::{
-    CancelOutcome, DeliveryAttempt, EventSettle, IdempotencyBegin, StoredEvent, Verification,
-    VerificationId,
+    CancelOutcome, DeliveryAttempt, EventSettle, IdempotencyBegin, ReportOutcome, ReportUpdate,
+    StoredEvent, Verification, VerificationId,
 };
 use otp_domain::{ChatId, CodeDigest, StoreError};
 use prometheus::{Histogram, IntCounter};
@@ -36,6 +36,7 @@ pub(super) enum Operation {
     GetVerification,
     LatestVerification,
     CancelVerification,
+    ReportDelivery,
     Sweep,
     ClaimEvents,
     SettleEvent,
@@ -50,7 +51,7 @@ pub(super) enum Operation {
 }
 
 impl Operation {
-    pub(super) const ALL: [Operation; 23] = [
+    pub(super) const ALL: [Operation; 24] = [
         Operation::PutCode,
         Operation::DiscardCode,
         Operation::CheckCode,
@@ -63,6 +64,7 @@ impl Operation {
         Operation::GetVerification,
         Operation::LatestVerification,
         Operation::CancelVerification,
+        Operation::ReportDelivery,
         Operation::Sweep,
         Operation::ClaimEvents,
         Operation::SettleEvent,
@@ -90,6 +92,7 @@ impl Operation {
             Operation::GetVerification => "verification",
             Operation::LatestVerification => "latest_verification",
             Operation::CancelVerification => "cancel_verification",
+            Operation::ReportDelivery => "report_delivery",
             Operation::Sweep => "sweep",
             Operation::ClaimEvents => "claim_events",
             Operation::SettleEvent => "settle_event",
@@ -284,6 +287,19 @@ impl<S: VerificationStore + ?Sized> VerificationStore for MeteredStore<S> {
         self.timed(
             Operation::CancelVerification,
             self.inner.cancel_verification(id, now),
+        )
+        .await
+    }
+
+    async fn report_delivery(
+        &self,
+        id: &VerificationId,
+        update: &ReportUpdate,
+        now: Timestamp,
+    ) -> Result<ReportOutcome, StoreError> {
+        self.timed(
+            Operation::ReportDelivery,
+            self.inner.report_delivery(id, update, now),
         )
         .await
     }

@@ -56,7 +56,7 @@ fn twilio_section(channel: &str, base_url: &str) -> String {
 }
 
 /// A JSON gateway for `[sms.http]` at `url`.
-fn gateway_section(url: &str) -> String {
+pub(crate) fn gateway_section(url: &str) -> String {
     "[sms.http]\nname = \"acme-sms\"\nurl = \"URL\"\nencoding = \"json\"\n\
      body = '{\"to\": \"{phone}\", \"text\": \"{message}\", \"sender\": \"MyApp\"}'\n"
         .replace("URL", url)
@@ -774,7 +774,7 @@ fn locale_de_reaches_the_gateway_smtp_and_the_bot_api_in_german() {
 // --- WhatsApp ------------------------------------------------------------
 
 /// otpd with `whatsapp.provider = "meta"` at the Graph API fake `graph`.
-fn on_meta(dir: &Path, toml: &str, graph: &FakePeer, extra: &[(&str, &str)]) -> Otpd {
+pub(crate) fn on_meta(dir: &Path, toml: &str, graph: &FakePeer, extra: &[(&str, &str)]) -> Otpd {
     let mut env = vec![
         ("OTP_WHATSAPP__PROVIDER", "meta"),
         ("OTP_WHATSAPP__META__PHONE_NUMBER_ID", "106540352242922"),

@@ -14,6 +14,9 @@
 //!   `Messages.json`, voice through `Calls.json` with [`twilio::twiml`].
 //! - [`meta`]: [`MetaConfig`] and [`MetaSender`], WhatsApp codes as an
 //!   approved authentication template through the Cloud API.
+//! - [`meta_webhook`]: Meta's status webhook: the `X-Hub-Signature-256`
+//!   check, the subscription handshake's token, and the status reports
+//!   read as the domain's `ReportUpdate`s.
 //! - [`template`]: placeholder filling, with each value escaped for where
 //!   it lands (JSON string, form field, URL).
 //! - [`error`]: [`GatewayError`], the transient/permanent split and the
@@ -26,6 +29,7 @@ pub mod error;
 pub mod generic;
 mod http;
 pub mod meta;
+pub mod meta_webhook;
 pub mod template;
 pub mod twilio;
 

@@ -433,10 +433,17 @@ pub fn app_state(config: &Config, ports: &Ports, secret: Vec<u8>) -> Arc<AppStat
             ledger: ledger.clone(),
         });
     }
+    let whatsapp_hook = config.providers.whatsapp.iter().find_map(|p| match p {
+        crate::config::WhatsAppProvider::Meta(m) => {
+            otp_gateway::meta_webhook::Verifier::new(&m.app_secret, &m.verify_token)
+        }
+        _ => None,
+    });
     Arc::new(AppState {
         otp,
         credentials,
         webhook_secret,
+        whatsapp_hook,
         trusted_proxies: config.security.trusted_proxies.clone(),
         metrics: ports.metrics.clone(),
         outbox: ports.outbox.clone(),

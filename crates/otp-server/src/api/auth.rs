@@ -55,6 +55,9 @@ pub enum Access {
     /// The `X-Telegram-Bot-Api-Secret-Token` header, when a webhook
     /// secret is configured: Telegram cannot send Basic credentials.
     WebhookSecret,
+    /// Meta's `X-Hub-Signature-256`, which signs the body: the route
+    /// checks it itself, on the raw bytes.
+    Signed,
 }
 
 /// The header Telegram sends with every webhook call when the webhook was
@@ -70,6 +73,7 @@ pub const EXEMPT: &[(&str, bool, Access)] = &[
     ("/openapi.yaml", false, Access::Open),
     ("/docs", true, Access::Open),
     ("/telegram/webhook", false, Access::WebhookSecret),
+    ("/whatsapp/webhook", false, Access::Signed),
 ];
 
 /// How `path` is guarded: `None` means Basic auth.
@@ -107,7 +111,7 @@ pub async fn gate<E: Endpoint>(
 ) -> Result<Response> {
     let exempt = exemption(req.uri().path());
     let allowed = match exempt {
-        Some(Access::Open) => true,
+        Some(Access::Open | Access::Signed) => true,
         Some(Access::WebhookSecret) => state.webhook_secret.as_ref().is_none_or(|secret| {
             req.header(WEBHOOK_SECRET_HEADER)
                 .is_some_and(|given| secret.matches("", given))
@@ -144,6 +148,10 @@ fn basic_credentials(req: &Request) -> Option<(String, String)> {
 // The schemes' checkers document the gate's check in the spec and never
 // refuse by themselves: the gate already did.
 async fn basic_documented(_req: &Request, _given: Basic) -> Option<()> {
+    Some(())
+}
+
+async fn hub_documented(_req: &Request, _given: ApiKey) -> Option<()> {
     Some(())
 }
 
@@ -185,6 +193,27 @@ pub enum WebhookAuth {
     Anonymous,
 }
 
+/// `X-Hub-Signature-256: sha256=<hex>`, the HMAC-SHA256 of the body
+/// under `whatsapp.meta.app_secret`, which Meta sends with every webhook
+/// call. The route checks it; a missing or wrong one is 401.
+#[derive(SecurityScheme)]
+#[oai(
+    ty = "api_key",
+    key_name = "X-Hub-Signature-256",
+    key_in = "header",
+    checker = "hub_documented"
+)]
+pub struct HubSignature(());
+
+/// Meta's signature; the route answers 401 itself when it is missing, so
+/// the scheme lets a call without it through.
+#[derive(SecurityScheme)]
+pub enum HubAuth {
+    Signature(HubSignature),
+    #[oai(fallback)]
+    Anonymous,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,5 +238,8 @@ mod tests {
         assert_eq!(exemption("/healthz/"), None);
         assert_eq!(exemption("/sms"), None);
         assert_eq!(exemption("/telegram/webhook/x"), None);
+        assert_eq!(exemption("/whatsapp/webhook"), Some(Access::Signed));
+        assert_eq!(exemption("/whatsapp/webhook/x"), None);
+        assert_eq!(exemption("/whatsapp"), None);
     }
 }

@@ -9,6 +9,8 @@
 //! - `channels`: the five channels' send and check operations, generated
 //!   from one macro over one generic path (`otp`).
 //! - `telegram_bot`: the webhook and the pairing lookup (`/target`).
+//! - `whatsapp_hook`: WhatsApp's delivery-status webhook and Meta's
+//!   subscription handshake.
 //! - `locales`: `/locales`, the locales messages are written in.
 //! - `health`: `/healthz` and `/readyz`.
 //! - `dev`: the dev outbox as JSON (`/outbox/messages`).
@@ -25,6 +27,7 @@ pub mod otp;
 pub mod responses;
 pub mod telegram_bot;
 pub mod verifications;
+pub mod whatsapp_hook;
 
 use otp_domain::OtpService;
 use poem_openapi::{OpenApiService, Tags};
@@ -38,6 +41,9 @@ pub struct AppState {
     pub credentials: Option<Credentials>,
     /// The webhook's secret token; `None` when not required.
     pub webhook_secret: Option<Credentials>,
+    /// WhatsApp's status webhook; `None` (off) without
+    /// `whatsapp.meta.app_secret`.
+    pub whatsapp_hook: Option<otp_gateway::meta_webhook::Verifier>,
     /// Proxies whose `X-Forwarded-For` names the end user.
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Counters of sends, checks and requests; `None` when metrics are off.
@@ -109,6 +115,7 @@ pub type Api = (
     channels::TelegramApi,
     channels::WhatsAppApi,
     telegram_bot::TelegramBotApi,
+    whatsapp_hook::WhatsAppHookApi,
     verifications::VerificationsApi,
     fraud::FraudApi,
     locales::LocalesApi,
@@ -126,6 +133,7 @@ pub fn api_service() -> OpenApiService<Api, ()> {
             channels::TelegramApi,
             channels::WhatsAppApi,
             telegram_bot::TelegramBotApi,
+            whatsapp_hook::WhatsAppHookApi,
             verifications::VerificationsApi,
             fraud::FraudApi,
             locales::LocalesApi,

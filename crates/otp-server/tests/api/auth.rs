@@ -114,7 +114,7 @@ async fn every_operation_in_the_spec_needs_credentials_unless_exempt() {
     let spec: serde_json::Value =
         serde_json::from_str(&otp_server::api::api_service().spec()).expect("spec is JSON");
     let paths = spec["paths"].as_object().expect("paths");
-    let (mut closed, mut webhook, mut open) = (0, 0, 0);
+    let (mut closed, mut webhook, mut signed, mut open) = (0, 0, 0, 0);
     for (path, operations) in paths {
         // Path parameters get a placeholder value.
         let concrete: String = path
@@ -177,6 +177,21 @@ async fn every_operation_in_the_spec_needs_credentials_unless_exempt() {
                     }
                     webhook += 1;
                 }
+                Some(Access::Signed) => {
+                    // The route checks Meta's signature itself; without
+                    // `whatsapp.meta.app_secret` (as here) it is off.
+                    let expected: &[&str] = if method == reqwest::Method::POST {
+                        &["HubSignature"]
+                    } else {
+                        &[]
+                    };
+                    assert_eq!(schemes, expected, "{what}");
+                    let r = request(None, None).await.expect("request");
+                    assert_eq!(r.status().as_u16(), 404, "{what}");
+                    let (_, body) = crate::helpers::read(r).await;
+                    assert_eq!(error_code(&body), "not_found", "{what}");
+                    signed += 1;
+                }
                 Some(Access::Open) => {
                     assert!(
                         schemes.is_empty(),
@@ -190,7 +205,7 @@ async fn every_operation_in_the_spec_needs_credentials_unless_exempt() {
         }
     }
     assert!(closed >= 16, "only {closed} closed operations walked");
-    assert_eq!((webhook, open), (1, 2));
+    assert_eq!((webhook, signed, open), (1, 2, 2));
     assert!(app.sent().is_empty(), "nothing was delivered");
 }
 

@@ -1,0 +1,223 @@
+//! WhatsApp's delivery-status webhook (Meta's format, see
+//! `otp_gateway::meta_webhook`): `POST /whatsapp/webhook` records each
+//! report on its verification's delivery, and a `failed` report that says
+//! the number is not on WhatsApp triggers the SMS fallback; `GET` answers
+//! Meta's subscription handshake. Both are on only when `[whatsapp.meta]`
+//! has an `app_secret`; the auth gate lets them through (Meta cannot send
+//! Basic credentials) and the signature is checked here, on the raw body.
+
+use std::sync::Arc;
+
+use otp_domain::ReportEffect;
+use otp_gateway::meta_webhook::{self, SIGNATURE_HEADER};
+use poem::web::Data;
+use poem::{Request, RequestBody};
+use poem_openapi::param::Query;
+use poem_openapi::payload::{Json, ParsePayload, Payload, PlainText};
+use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
+use poem_openapi::{impl_apirequest_for_payload, ApiResponse, OpenApi};
+
+use super::auth::HubAuth;
+use super::responses::{Ack, ErrorBody, ErrorCode};
+use super::{ApiTags, AppState};
+
+/// The notification's raw bytes, which the signature covers: parsed only
+/// once the signature checks.
+pub struct SignedJson(pub Vec<u8>);
+
+impl Payload for SignedJson {
+    const CONTENT_TYPE: &'static str = "application/json";
+
+    fn check_content_type(content_type: &str) -> bool {
+        content_type
+            .split(';')
+            .next()
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        MetaSchemaRef::Inline(Box::new(MetaSchema {
+            description: Some(
+                "A WhatsApp Business Account notification: \
+                 `entry[].changes[].value.statuses[]` with `id` (the message's `wamid`), \
+                 `status` (`sent`, `delivered`, `read`, `failed`), \
+                 `biz_opaque_callback_data` (the verification id otpd sent) and \
+                 `errors[].code`. Everything else is ignored.",
+            ),
+            ..MetaSchema::new("object")
+        }))
+    }
+}
+
+impl ParsePayload for SignedJson {
+    const IS_REQUIRED: bool = true;
+
+    async fn from_request(request: &Request, body: &mut RequestBody) -> poem::Result<Self> {
+        use poem::FromRequest;
+        Ok(SignedJson(<Vec<u8>>::from_request(request, body).await?))
+    }
+}
+
+impl_apirequest_for_payload!(SignedJson);
+
+#[derive(Debug, ApiResponse)]
+#[oai(bad_request_handler = "status_bad_request")]
+pub enum StatusResponse {
+    /// Taken: every report on otpd's messages is recorded (a replay
+    /// changes nothing); statuses of other messages are ignored.
+    #[oai(status = 200)]
+    Accepted(Json<Ack>),
+    /// The body is not a notification (`invalid_request`).
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// `X-Hub-Signature-256` is missing or does not sign the body
+    /// (`unauthorized`); nothing was recorded.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>),
+    /// The webhook is off: `[whatsapp.meta]` has no `app_secret`
+    /// (`not_found`).
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// The body is larger than `server.body_limit` (`payload_too_large`).
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
+    /// The store cannot be reached (`store_unavailable`): Meta retries.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
+fn status_bad_request(err: poem::Error) -> StatusResponse {
+    StatusResponse::BadRequest(ErrorBody::json(ErrorCode::InvalidRequest, err.to_string()))
+}
+
+#[derive(Debug, ApiResponse)]
+#[oai(bad_request_handler = "handshake_bad_request")]
+pub enum HandshakeResponse {
+    /// The right token: the challenge, echoed.
+    #[oai(status = 200)]
+    Subscribed(PlainText<String>),
+    /// A parameter is invalid (`invalid_request`).
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// Not `hub.mode=subscribe` with the configured `verify_token`
+    /// (`unauthorized`).
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
+    /// The webhook is off (`not_found`).
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+}
+
+fn handshake_bad_request(err: poem::Error) -> HandshakeResponse {
+    HandshakeResponse::BadRequest(ErrorBody::json(ErrorCode::InvalidRequest, err.to_string()))
+}
+
+fn off() -> Json<ErrorBody> {
+    ErrorBody::json(
+        ErrorCode::NotFound,
+        "the WhatsApp webhook is off: set whatsapp.meta.app_secret",
+    )
+}
+
+pub struct WhatsAppHookApi;
+
+#[OpenApi(tag = "ApiTags::Whatsapp")]
+impl WhatsAppHookApi {
+    /// WhatsApp delivery-status webhook. Register
+    /// `https://<otpd>/whatsapp/webhook` in Meta's app dashboard
+    /// (WhatsApp → Configuration) and subscribe to the `messages` field.
+    /// Every call must carry `X-Hub-Signature-256`, the HMAC-SHA256 of the
+    /// body under `whatsapp.meta.app_secret`. A `delivered`, `read` or
+    /// `failed` report is recorded on the verification's delivery (event
+    /// `otpd.delivery.updated`); a `failed` one with error 131026 sends the
+    /// same code by SMS when `whatsapp.fallback = "sms"`.
+    #[oai(
+        path = "/whatsapp/webhook",
+        method = "post",
+        operation_id = "whatsapp_webhook"
+    )]
+    async fn webhook(
+        &self,
+        _auth: HubAuth,
+        state: Data<&Arc<AppState>>,
+        req: &Request,
+        body: SignedJson,
+    ) -> StatusResponse {
+        let Some(verifier) = &state.whatsapp_hook else {
+            return StatusResponse::NotFound(off());
+        };
+        if !verifier.signed(req.header(SIGNATURE_HEADER), &body.0) {
+            tracing::warn!("WhatsApp webhook call with a missing or wrong signature");
+            return StatusResponse::Unauthorized(ErrorBody::json(
+                ErrorCode::Unauthorized,
+                "X-Hub-Signature-256 is missing or does not sign the body",
+            ));
+        }
+        let reports = match meta_webhook::reports(&body.0) {
+            Ok(reports) => reports,
+            Err(e) => {
+                return StatusResponse::BadRequest(ErrorBody::json(
+                    ErrorCode::InvalidRequest,
+                    format!("not a WhatsApp notification: {e}"),
+                ))
+            }
+        };
+        for r in reports {
+            let effect = state
+                .otp
+                .delivery_report(&r.verification, &r.update, r.unreachable)
+                .await;
+            match effect {
+                Ok(ReportEffect::Unknown) => tracing::debug!(
+                    verification = %r.verification,
+                    "WhatsApp status of an unknown message ignored"
+                ),
+                Ok(effect) => tracing::info!(
+                    verification = %r.verification,
+                    report = r.update.report.as_str(),
+                    ?effect,
+                    "WhatsApp status report"
+                ),
+                Err(e) => {
+                    tracing::error!(error = %crate::error::chain(&e), "cannot record a WhatsApp status report");
+                    // Reports before it are recorded; Meta's retry replays
+                    // them, which changes nothing.
+                    return StatusResponse::Unavailable(ErrorBody::json(
+                        ErrorCode::StoreUnavailable,
+                        "the store cannot be reached; retry later",
+                    ));
+                }
+            }
+        }
+        StatusResponse::Accepted(Json(Ack { ok: true }))
+    }
+
+    /// Meta's subscription handshake: with `hub.mode=subscribe` and the
+    /// configured `whatsapp.meta.verify_token`, answers `hub.challenge`.
+    #[oai(
+        path = "/whatsapp/webhook",
+        method = "get",
+        operation_id = "whatsapp_webhook_handshake"
+    )]
+    async fn handshake(
+        &self,
+        state: Data<&Arc<AppState>>,
+        #[oai(name = "hub.mode")] mode: Query<Option<String>>,
+        #[oai(name = "hub.verify_token")] token: Query<Option<String>>,
+        #[oai(name = "hub.challenge", validator(max_length = 256))] challenge: Query<
+            Option<String>,
+        >,
+    ) -> HandshakeResponse {
+        let Some(verifier) = &state.whatsapp_hook else {
+            return HandshakeResponse::NotFound(off());
+        };
+        if !verifier.subscribes(mode.0.as_deref(), token.0.as_deref()) {
+            tracing::warn!("WhatsApp webhook handshake with a wrong verify token");
+            return HandshakeResponse::Forbidden(ErrorBody::json(
+                ErrorCode::Unauthorized,
+                "hub.mode must be subscribe and hub.verify_token the configured one",
+            ));
+        }
+        HandshakeResponse::Subscribed(PlainText(challenge.0.unwrap_or_default()))
+    }
+}

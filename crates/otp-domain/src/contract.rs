@@ -164,6 +164,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     concurrent_claims_hand_each_event_out_once(store.clone()).await;
     idempotency_keys_start_once_and_replay(s).await;
     delivery_reports_are_recorded_once_and_take_the_sealed_code(s).await;
+    the_sealed_code_lives_only_in_the_record_and_only_while_of_use(s).await;
     concurrent_replays_of_a_report_record_it_once(store.clone()).await;
 }
 
@@ -1448,6 +1449,16 @@ pub async fn without_events_statuses_change_and_no_event_is_written(s: &dyn Stor
 /// A send whose verification holds a sealed code and whose delivery has
 /// the message id `wamid`, delivered at `NOW + 1`.
 async fn sealed_send(s: &dyn Store, name: &str, wamid: &str) -> (VerificationId, SealedCode) {
+    let (id, sealed, _) = sealed_send_to(s, name, Some(wamid)).await;
+    (id, sealed)
+}
+
+/// [`sealed_send`], with or without a message id; also the code's key.
+async fn sealed_send_to(
+    s: &dyn Store,
+    name: &str,
+    wamid: Option<&str>,
+) -> (VerificationId, SealedCode, String) {
     let key = unique(name);
     let r = record(digest(1), 5);
     let mut v = verification_of(&key, &r, NOW);
@@ -1459,13 +1470,39 @@ async fn sealed_send(s: &dyn Store, name: &str, wamid: &str) -> (VerificationId,
     let put = s.put_code(&key, r, &v, &[], NOW).await.expect("put_code");
     assert_eq!(put, PutOutcome::Stored);
     let attempt = DeliveryAttempt {
-        message_id: Some(wamid.to_owned()),
+        message_id: wamid.map(str::to_owned),
         ..delivered_attempt(NOW + 1)
     };
     s.delivered(&r.verification, &[attempt], NOW + 1)
         .await
         .expect("delivered");
-    (r.verification, sealed)
+    (r.verification, sealed, key)
+}
+
+pub async fn the_sealed_code_lives_only_in_the_record_and_only_while_of_use(s: &dyn Store) {
+    // Kept while a report may come, and never in an event's snapshot.
+    let (id, sealed, key) = sealed_send_to(s, "sealed-kept", Some("wamid.contract-k")).await;
+    assert_eq!(get(s, &id).await.sealed, Some(sealed));
+    let events = events_of(s, &id, NOW + 10).await;
+    assert_eq!(kinds(&events), [EventType::Pending]);
+    assert_eq!(
+        events[0].verification().map(|v| v.sealed.clone()),
+        Some(None)
+    );
+    // The verification ends: its code is dead, and so is the sealed copy.
+    assert_eq!(
+        check(s, &key, digest(1), NOW + 2).await,
+        CheckOutcome::Approved
+    );
+    assert_eq!(get(s, &id).await.sealed, None, "dropped when it ends");
+    let events = events_of(s, &id, NOW + 10).await;
+    assert_eq!(events.last().map(|e| e.kind), Some(EventType::Approved));
+    assert!(events
+        .iter()
+        .all(|e| e.verification().is_some_and(|v| v.sealed.is_none())));
+    // A delivery no report can name (no message id): dropped at once.
+    let (id, _, _) = sealed_send_to(s, "sealed-no-id", None).await;
+    assert_eq!(get(s, &id).await.sealed, None, "no message id, no report");
 }
 
 fn report(wamid: &str, report: DeliveryReport, error: Option<&str>) -> ReportUpdate {

@@ -1182,3 +1182,144 @@ async fn without_the_fallback_or_a_pending_verification_a_failed_report_is_only_
         .expect("store");
     assert_eq!(unknown, ReportEffect::Unknown);
 }
+
+/// The in-memory store, with `hit_bucket` failing once `fail` is set: a
+/// store outage in the middle of a late fallback.
+struct FlakyBuckets {
+    inner: Arc<crate::memory::InMemoryStore>,
+    fail: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl CodeStore for FlakyBuckets {
+    async fn stage_send(
+        &self,
+        key: &str,
+        record: CodeRecord,
+        verification: &Verification,
+        limits: &SendLimits,
+        now: Timestamp,
+    ) -> Result<PutOutcome, StoreError> {
+        self.inner
+            .stage_send(key, record, verification, limits, now)
+            .await
+    }
+    async fn record_delivery<'a>(
+        &self,
+        id: &VerificationId,
+        attempts: &[DeliveryAttempt],
+        tally: Option<&'a FraudTally>,
+        now: Timestamp,
+    ) -> Result<Option<crate::fraud::Counters>, StoreError> {
+        self.inner.record_delivery(id, attempts, tally, now).await
+    }
+    async fn discard_code<'a>(
+        &self,
+        key: &str,
+        digest: &CodeDigest,
+        failure: Option<&'a [DeliveryAttempt]>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.inner.discard_code(key, digest, failure, now).await
+    }
+    async fn check_tallied<'a>(
+        &self,
+        key: &str,
+        digest: &CodeDigest,
+        tally: Option<&'a FraudTally>,
+        now: Timestamp,
+    ) -> Result<CheckOutcome, StoreError> {
+        self.inner.check_tallied(key, digest, tally, now).await
+    }
+    async fn put_pairing(
+        &self,
+        chat: ChatId,
+        digest: &CodeDigest,
+        expires_at: Timestamp,
+        buckets: &[RateBucket],
+        now: Timestamp,
+    ) -> Result<PairingOutcome, StoreError> {
+        self.inner
+            .put_pairing(chat, digest, expires_at, buckets, now)
+            .await
+    }
+    async fn discard_pairing(&self, digest: &CodeDigest) -> Result<(), StoreError> {
+        self.inner.discard_pairing(digest).await
+    }
+    async fn take_pairing<'a>(
+        &self,
+        digest: &CodeDigest,
+        failures: Option<&'a RateBucket>,
+        now: Timestamp,
+    ) -> Result<TakeOutcome, StoreError> {
+        self.inner.take_pairing(digest, failures, now).await
+    }
+    async fn hit_bucket(
+        &self,
+        bucket: &RateBucket,
+        now: Timestamp,
+    ) -> Result<HitOutcome, StoreError> {
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("the test's outage".into()));
+        }
+        self.inner.hit_bucket(bucket, now).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+}
+
+#[tokio::test]
+async fn a_store_outage_in_a_late_fallback_ends_the_verification_instead_of_losing_the_code() {
+    let memory = Arc::new(crate::memory::InMemoryStore::new());
+    let flaky = Arc::new(FlakyBuckets {
+        inner: memory.clone(),
+        fail: std::sync::atomic::AtomicBool::new(false),
+    });
+    let senders = Senders {
+        sms: silent_sender(),
+        call: silent_sender(),
+        email: silent_sender(),
+        telegram: silent_sender(),
+        whatsapp: meta_like(),
+    };
+    let svc = OtpService::new(
+        Stores {
+            codes: flaky.clone(),
+            verifications: memory.clone(),
+            idempotency: memory,
+        },
+        senders,
+        fixed_clock(),
+        generator("482910", vec![]),
+        CodeHasher::new(SECRET.to_vec()),
+        Policy {
+            whatsapp_fallback_sms: true,
+            sms_countries: no_country_rules(),
+            ..policy()
+        },
+    );
+    let receipt = svc.send(whatsapp_request()).await.expect("sent");
+    flaky.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    let err = svc
+        .delivery_report(&receipt.id, &failed_131026(), true)
+        .await
+        .expect_err("the outage is the answer (503: Meta retries)");
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    let v = svc
+        .verification(&receipt.id)
+        .await
+        .expect("store")
+        .expect("kept");
+    assert_eq!(v.status, Status::Failed, "the code nobody received died");
+    assert_eq!(v.sealed, None);
+    let retry = svc
+        .delivery_report(&receipt.id, &failed_131026(), true)
+        .await
+        .expect("store");
+    assert_eq!(retry, ReportEffect::Unchanged, "Meta's retry is a replay");
+    assert!(matches!(
+        check_whatsapp(&svc, "482910").await,
+        Err(CheckError::NotFound)
+    ));
+}

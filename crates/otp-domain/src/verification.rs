@@ -316,8 +316,10 @@ pub struct Verification {
     #[serde(default)]
     pub events: u32,
     /// The code, sealed, while a later resend may need it (WhatsApp's
-    /// SMS fallback on a `failed` status report). Never shown by the API
-    /// or in events.
+    /// SMS fallback on a `failed` status report): from the send until the
+    /// first report other than `sent`, the end of the verification, or a
+    /// delivery without a message id (which no report can name). Never
+    /// shown by the API, never in an event's snapshot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sealed: Option<SealedCode>,
 }
@@ -417,6 +419,8 @@ impl Verification {
         self.status = status;
         self.reason = reason;
         self.ended_at = Some(now);
+        // Its code is dead: nothing will resend it.
+        self.sealed = None;
         self.event(status.event(), now)
     }
 
@@ -424,11 +428,17 @@ impl Verification {
     /// now. Numbers the event, so call it once per event.
     pub fn event(&mut self, kind: EventType, now: Timestamp) -> StoredEvent {
         self.events += 1;
+        // The outbox keeps a snapshot: without the sealed code, which
+        // must live in one place only, to be taken out of it.
+        let snapshot = Verification {
+            sealed: None,
+            ..self.clone()
+        };
         StoredEvent {
             id: event_id(&self.id, self.events),
             kind,
             time: now,
-            data: EventData::Verification(self.clone()),
+            data: EventData::Verification(snapshot),
             tries: 0,
             delivered: Vec::new(),
         }
@@ -436,8 +446,14 @@ impl Verification {
 
     /// Records a successful delivery: the attempts, and the `pending`
     /// event.
+    ///
+    /// A delivery without a provider message id can never get a status
+    /// report, so the sealed code goes: only a report would need it.
     pub fn delivered(&mut self, attempts: &[DeliveryAttempt], now: Timestamp) -> StoredEvent {
         self.deliveries.extend_from_slice(attempts);
+        if !attempts.iter().any(|a| a.message_id.is_some()) {
+            self.sealed = None;
+        }
         self.event(EventType::Pending, now)
     }
 

@@ -1072,7 +1072,13 @@ impl VerificationStore for RedisStore {
                 });
             let written: i64 = self.eval(inv).await?;
             if written == 1 {
-                self.mark(outbox, now).await?;
+                // Recorded: the caller must get the outcome (it may hold
+                // the sealed code, which the store no longer has). The
+                // schedule's periodic recheck finds the event if this
+                // mark is lost.
+                if let Err(e) = self.mark(outbox, now).await {
+                    tracing::warn!(error = %e, "could not mark the outbox of a report's event; the recheck will find it");
+                }
                 return Ok(outcome);
             }
         }

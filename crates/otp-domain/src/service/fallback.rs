@@ -183,6 +183,47 @@ impl OtpService {
             tracing::warn!(verification = %id, "WhatsApp reports a failure, and the code cannot go by SMS: it was not kept for a fallback");
             return Ok(ReportEffect::Recorded);
         };
+        // The store no longer has the sealed code: from here on, the code
+        // goes out by SMS or dies, whatever fails (a retried report is a
+        // replay and cannot come back here).
+        let staged = Staged::Code {
+            key: verification.code_key(),
+            digest: self.hasher.code(&verification.code_key(), &code),
+        };
+        let failure = match self
+            .resend_by_sms(id, &verification, phone.clone(), code, now)
+            .await
+        {
+            Ok(None) => return Ok(ReportEffect::FellBack),
+            Ok(Some(attempts)) => Ok(attempts),
+            Err(e) => Err(e),
+        };
+        tracing::warn!(to = %phone.masked(), verification = %id, "WhatsApp reported the number unreachable and SMS could not take the code: the verification fails");
+        let attempts = match &failure {
+            Ok(attempts) => attempts.clone(),
+            Err(_) => vec![
+                DeliveryAttempt::new("sms", AttemptOutcome::Failed, self.clock.now())
+                    .error("the SMS fallback was interrupted by a store error"),
+            ],
+        };
+        self.discard(&staged, Some(&attempts)).await;
+        failure.map(|_| ReportEffect::FallbackFailed)
+    }
+
+    /// The SMS part of [`OtpService::delivery_report`]: `None` when SMS
+    /// took the code (recorded on the verification), else the attempts
+    /// that failed.
+    async fn resend_by_sms(
+        &self,
+        id: &VerificationId,
+        verification: &crate::verification::Verification,
+        phone: Phone,
+        code: crate::types::Code,
+        now: crate::ports::Timestamp,
+    ) -> Result<Option<Vec<DeliveryAttempt>>, StoreError> {
+        // A WhatsApp send with a report is a Cloud API send, whose text
+        // WhatsApp fixes (a request's own `message` was refused): the SMS
+        // gets the locale's text.
         let locale = verification
             .locale
             .as_deref()
@@ -193,10 +234,15 @@ impl OtpService {
                     .locales
                     .for_region(verification.country.as_deref())
             });
-        // The text says how long the code is good for: what is left of it.
-        let left = verification.expires_at.saturating_sub(now).div_ceil(1000);
-        let lifetime = Lifetime::parse(i64::try_from(left).unwrap_or(i64::MAX), 1, u32::MAX)
-            .map_err(|_| StoreError::Corrupt("a pending verification past u32 seconds".into()))?;
+        // The text says how long the code is good for: what is left of it
+        // (at least a second: the verification is pending).
+        let left = verification
+            .expires_at
+            .saturating_sub(now)
+            .div_ceil(1000)
+            .clamp(1, u64::from(u32::MAX));
+        let lifetime = Lifetime::parse(i64::try_from(left).unwrap_or(1), 1, u32::MAX)
+            .map_err(|_| StoreError::Corrupt("a remaining lifetime out of range".into()))?;
         let whatsapp = OutgoingMessage {
             destination: Destination::WhatsApp(phone.clone()),
             subject: None,
@@ -206,29 +252,23 @@ impl OtpService {
             verification: Some(*id),
         };
         let body = template::render(&locale.templates.sms, &code, lifetime);
-        let staged = Staged::Code {
-            key: verification.code_key(),
-            digest: self.hasher.code(&verification.code_key(), &code),
-        };
-        let attempts = match self.sms_fallback(&phone, &whatsapp, body).await? {
+        Ok(match self.sms_fallback(&phone, &whatsapp, body).await? {
             SmsFallback::Tried(result) => {
                 let attempts = attempts_of(&result, self.clock.now());
                 if result.is_ok() {
                     tracing::info!(to = %phone.masked(), verification = %id, "WhatsApp reported the number unreachable: the code went to SMS");
                     self.record_delivery(id, &attempts, None).await;
-                    return Ok(ReportEffect::FellBack);
+                    None
+                } else {
+                    Some(attempts)
                 }
-                attempts
             }
-            SmsFallback::Refused => {
-                vec![
-                    DeliveryAttempt::new("sms", AttemptOutcome::Failed, self.clock.now())
-                        .error("the SMS fallback is not allowed for this number now"),
-                ]
-            }
-        };
-        tracing::warn!(to = %phone.masked(), verification = %id, "WhatsApp reported the number unreachable and SMS could not take the code: the verification fails");
-        self.discard(&staged, Some(&attempts)).await;
-        Ok(ReportEffect::FallbackFailed)
+            SmsFallback::Refused => Some(vec![DeliveryAttempt::new(
+                "sms",
+                AttemptOutcome::Failed,
+                self.clock.now(),
+            )
+            .error("the SMS fallback is not allowed for this number now")]),
+        })
     }
 }

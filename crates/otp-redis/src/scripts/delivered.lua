@@ -29,6 +29,11 @@ end
 local recorded = '0'
 if rec and vrf_pending(rec) then
   redis.call('HSET', rec, 'dl', vrf_splice(redis.call('HGET', rec, 'dl'), ARGV[5]))
+  -- No status report can name a delivery without a provider message id:
+  -- the sealed code is of no more use (Verification::delivered).
+  if not string.find(ARGV[5], '"message_id":', 1, true) then
+    redis.call('HDEL', rec, 'sc')
+  end
   vrf_emit(ctx, rec, ARGV[2], 'otpd.verification.pending', ARGV[1])
   recorded = '1'
 end

@@ -14,7 +14,9 @@
 --   a attempts, m max_attempts, dl delivery attempts (a JSON array the
 --   crate writes; scripts only splice arrays together), en ended_at
 --   (optional), rt retention_ms, ev events written so far, sc the sealed
---   code (optional, hex; see otp_domain::digest::SealedCode).
+--   code (optional, hex; see otp_domain::digest::SealedCode), dropped when
+--   the record ends, by a delivery without a message id (delivered.lua)
+--   and by a report (report.lua), and never copied into an event.
 -- Times are integer strings (unix ms) as the caller sent them: no Lua
 -- number ever becomes a stored time, and no JSON is encoded here (cjson
 -- would write an empty array as `{}` and round long numbers).
@@ -81,6 +83,8 @@ local function vrf_emit(ctx, rec, hex, kind, now_arg)
   redis.call('DEL', key)
   redis.call('HSET', key, '@id', id, '@kind', kind, '@time', now_arg,
     '@tries', '0', '@delivered', '[]', unpack(snapshot))
+  -- The sealed code lives in the record only (see sc above).
+  redis.call('HDEL', key, 'sc')
   redis.call('ZADD', ctx.due, now_arg, id)
 end
 
@@ -99,6 +103,8 @@ local function vrf_finish(ctx, tag, hex, status, reason, now, now_arg)
     return false
   end
   redis.call('HSET', rec, 's', status, 'en', now_arg)
+  -- Its code is dead: nothing will resend it.
+  redis.call('HDEL', rec, 'sc')
   if reason then
     redis.call('HSET', rec, 'rs', reason)
   end

@@ -99,8 +99,8 @@ pub enum HandshakeResponse {
     /// A parameter is invalid (`invalid_request`).
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
-    /// Not `hub.mode=subscribe` with the configured `verify_token`
-    /// (`unauthorized`).
+    /// Not `hub.mode=subscribe` with the configured `verify_token` (error
+    /// code `unauthorized`, as for a wrong credential).
     #[oai(status = 403)]
     Forbidden(Json<ErrorBody>),
     /// The webhook is off (`not_found`).
@@ -127,10 +127,11 @@ impl WhatsAppHookApi {
     /// `https://<otpd>/whatsapp/webhook` in Meta's app dashboard
     /// (WhatsApp → Configuration) and subscribe to the `messages` field.
     /// Every call must carry `X-Hub-Signature-256`, the HMAC-SHA256 of the
-    /// body under `whatsapp.meta.app_secret`. A `delivered`, `read` or
-    /// `failed` report is recorded on the verification's delivery (event
-    /// `otpd.delivery.updated`); a `failed` one with error 131026 sends the
-    /// same code by SMS when `whatsapp.fallback = "sms"`.
+    /// body under `whatsapp.meta.app_secret`. A `sent`, `delivered`, `read`
+    /// or `failed` report that moves the message on is recorded on the
+    /// verification's delivery (event `otpd.delivery.updated`; a replay
+    /// changes nothing); a `failed` one with error 131026 sends the same
+    /// code by SMS when `whatsapp.fallback = "sms"`.
     #[oai(
         path = "/whatsapp/webhook",
         method = "post",
@@ -162,34 +163,41 @@ impl WhatsAppHookApi {
                 ))
             }
         };
-        for r in reports {
-            let effect = state
-                .otp
-                .delivery_report(&r.verification, &r.update, r.unreachable)
-                .await;
-            match effect {
-                Ok(ReportEffect::Unknown) => tracing::debug!(
-                    verification = %r.verification,
-                    "WhatsApp status of an unknown message ignored"
-                ),
-                Ok(effect) => tracing::info!(
-                    verification = %r.verification,
-                    report = r.update.report.as_str(),
-                    ?effect,
-                    "WhatsApp status report"
-                ),
-                Err(e) => {
-                    tracing::error!(error = %crate::error::chain(&e), "cannot record a WhatsApp status report");
-                    // Reports before it are recorded; Meta's retry replays
-                    // them, which changes nothing.
-                    return StatusResponse::Unavailable(ErrorBody::json(
-                        ErrorCode::StoreUnavailable,
-                        "the store cannot be reached; retry later",
-                    ));
+        // In a task of its own: a report whose sealed code left the store
+        // must finish its fallback even if Meta hangs up meanwhile.
+        let state = Arc::clone(&state);
+        let recorded = tokio::spawn(async move {
+            for r in reports {
+                let effect = state
+                    .otp
+                    .delivery_report(&r.verification, &r.update, r.unreachable)
+                    .await?;
+                if effect == ReportEffect::Unknown {
+                    tracing::debug!(verification = %r.verification, "WhatsApp status of an unknown message ignored");
+                } else {
+                    tracing::info!(
+                        verification = %r.verification,
+                        report = r.update.report.as_str(),
+                        ?effect,
+                        "WhatsApp status report"
+                    );
                 }
             }
-        }
-        StatusResponse::Accepted(Json(Ack { ok: true }))
+            Ok::<(), otp_domain::StoreError>(())
+        })
+        .await;
+        let error = match recorded {
+            Ok(Ok(())) => return StatusResponse::Accepted(Json(Ack { ok: true })),
+            Ok(Err(e)) => crate::error::chain(&e).to_string(),
+            Err(e) => e.to_string(),
+        };
+        tracing::error!(error = %error, "cannot record a WhatsApp status report");
+        // Reports before it are recorded; Meta's retry replays them, which
+        // changes nothing.
+        StatusResponse::Unavailable(ErrorBody::json(
+            ErrorCode::StoreUnavailable,
+            "the store cannot be reached; retry later",
+        ))
     }
 
     /// Meta's subscription handshake: with `hub.mode=subscribe` and the

@@ -1002,6 +1002,21 @@ fn meta_like() -> Arc<MockSender> {
 /// A service on a real in-memory store: WhatsApp takes the message, SMS
 /// is `sms`; with the fallback on or off, SMS under `sms_countries`.
 fn reporting(fallback: bool, sms: Arc<MockSender>, sms_countries: CountryRules) -> OtpService {
+    reporting_on(
+        Stores::of(Arc::new(crate::memory::InMemoryStore::new())),
+        fallback,
+        sms,
+        sms_countries,
+    )
+}
+
+/// [`reporting`] on the given store roles.
+fn reporting_on(
+    stores: Stores,
+    fallback: bool,
+    sms: Arc<MockSender>,
+    sms_countries: CountryRules,
+) -> OtpService {
     let senders = Senders {
         sms,
         call: silent_sender(),
@@ -1015,7 +1030,7 @@ fn reporting(fallback: bool, sms: Arc<MockSender>, sms_countries: CountryRules) 
         ..policy()
     };
     OtpService::new(
-        Stores::of(Arc::new(crate::memory::InMemoryStore::new())),
+        stores,
         senders,
         fixed_clock(),
         generator("482910", vec![]),
@@ -1276,28 +1291,15 @@ async fn a_store_outage_in_a_late_fallback_ends_the_verification_instead_of_losi
         inner: memory.clone(),
         fail: std::sync::atomic::AtomicBool::new(false),
     });
-    let senders = Senders {
-        sms: silent_sender(),
-        call: silent_sender(),
-        email: silent_sender(),
-        telegram: silent_sender(),
-        whatsapp: meta_like(),
-    };
-    let svc = OtpService::new(
+    let svc = reporting_on(
         Stores {
             codes: flaky.clone(),
             verifications: memory.clone(),
             idempotency: memory,
         },
-        senders,
-        fixed_clock(),
-        generator("482910", vec![]),
-        CodeHasher::new(SECRET.to_vec()),
-        Policy {
-            whatsapp_fallback_sms: true,
-            sms_countries: no_country_rules(),
-            ..policy()
-        },
+        true,
+        silent_sender(),
+        no_country_rules(),
     );
     let receipt = svc.send(whatsapp_request()).await.expect("sent");
     flaky.fail.store(true, std::sync::atomic::Ordering::SeqCst);

@@ -290,3 +290,17 @@ fn a_failed_report_with_131026_sends_the_same_code_by_sms_once() {
         "the code never reaches a log line"
     );
 }
+
+#[test]
+fn the_dev_outbox_filters_by_every_channel_whatsapp_included() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let otpd = Otpd::start(dir.path(), &[]);
+    let (status, html) = crate::support::http_raw(otpd.addr, "GET", "/outbox", &[], "");
+    assert_eq!(status, 200, "{html}");
+    for channel in ["sms", "call", "email", "telegram", "whatsapp"] {
+        assert!(
+            html.contains(&format!("<option value=\"{channel}\"")),
+            "the channel filter lacks {channel}"
+        );
+    }
+}

@@ -21,6 +21,7 @@
 //! - [`sinks`]: the `log` development sender.
 //! - [`startup`]: building adapters from the resolved config and running
 //!   the server.
+//! - [`style`]: the CSS the pages share.
 
 pub mod api;
 pub mod background;
@@ -33,3 +34,4 @@ pub mod pages;
 pub mod probe;
 pub mod sinks;
 pub mod startup;
+pub mod style;

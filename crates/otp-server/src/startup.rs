@@ -448,7 +448,7 @@ pub fn app_state(config: &Config, ports: &Ports, secret: Vec<u8>) -> Arc<AppStat
         metrics: ports.metrics.clone(),
         outbox: ports.outbox.clone(),
         console: config.console.enabled.then(|| {
-            Arc::new(crate::console::Console::new(
+            Arc::new(crate::console::memory::Console::new(
                 ports.metrics.clone(),
                 ports.clock.clone(),
             ))

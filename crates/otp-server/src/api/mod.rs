@@ -52,7 +52,7 @@ pub struct AppState {
     pub outbox: Option<std::sync::Arc<crate::outbox::DevOutbox>>,
     /// The operator console's memory: recent sends, counter samples.
     /// `None` when `console.enabled` is off (the pages are then 404).
-    pub console: Option<std::sync::Arc<crate::console::Console>>,
+    pub console: Option<std::sync::Arc<crate::console::memory::Console>>,
 }
 
 /// The end user a request is for, for per-user limits: the

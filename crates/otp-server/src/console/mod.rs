@@ -26,31 +26,29 @@
 //! # Layout
 //! - [`otp_telemetry::snapshot`]: samples of the registry, and the typed
 //!   counts between two.
+//! - `memory`: [`Console`], what the console keeps (recent ids, the
+//!   counters' samples); it knows nothing of the HTTP layer.
 //! - `page`: the HTML, with the charts as inline SVG.
 
+pub mod memory;
 mod page;
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+pub use memory::{Console, RECENT};
+
+use std::sync::Arc;
 use std::time::Instant;
 
-use otp_domain::ports::Clock;
 use otp_domain::verification::{AttemptOutcome, Verification};
-use otp_domain::VerificationId;
 use poem::http::header;
 use poem::web::Data;
 use poem::{handler, Response, Route};
 use serde::Serialize;
 
 use crate::api::AppState;
-use otp_telemetry::metrics::Metrics;
-use otp_telemetry::snapshot::{rfc3339, Counters, SAMPLE_EVERY, WINDOW};
+use otp_telemetry::snapshot::{rfc3339, WINDOW};
 pub use otp_telemetry::snapshot::{
     ChannelRow, CountryRow, MinuteRow, Numbers, ProviderRow, RefusalRow, StoreLatency,
 };
-
-/// How many of this instance's latest verifications the console lists.
-pub const RECENT: usize = 50;
 
 /// The console's routes.
 pub const PATHS: [&str; 2] = ["/console", "/console/data"];
@@ -61,121 +59,6 @@ pub fn mount(route: Route) -> Route {
     route
         .at(page, poem::get(console_page))
         .at(data, poem::get(console_data))
-}
-
-/// What the console keeps: the ids of recent sends and the minute
-/// samples of the counters.
-pub struct Console {
-    counters: Option<Arc<Counters>>,
-    clock: Arc<dyn Clock>,
-    started: Instant,
-    recent: Mutex<VecDeque<VerificationId>>,
-}
-
-impl Console {
-    /// `metrics`: the registry to read (`None`: metrics are off, and the
-    /// console shows only the store and the recent verifications).
-    pub fn new(metrics: Option<Arc<Metrics>>, clock: Arc<dyn Clock>) -> Self {
-        Console {
-            counters: metrics.map(|m| Arc::new(Counters::new(m))),
-            clock,
-            started: Instant::now(),
-            recent: Mutex::new(VecDeque::with_capacity(RECENT)),
-        }
-    }
-
-    /// Remembers a verification this instance created.
-    pub fn record(&self, id: VerificationId) {
-        let mut recent = lock(&self.recent);
-        if recent.len() == RECENT {
-            recent.pop_front();
-        }
-        recent.push_back(id);
-    }
-
-    /// Samples the counters every minute until the task is dropped or
-    /// aborted; `None` when metrics are off.
-    pub fn spawn_sampler(&self) -> Option<tokio::task::JoinHandle<()>> {
-        let counters = self.counters.clone()?;
-        Some(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(SAMPLE_EVERY);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            // The first tick is immediate; `Counters::new` took that
-            // sample.
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                counters.sample();
-            }
-        }))
-    }
-
-    /// Everything the page shows, read now.
-    pub async fn overview(&self, state: &AppState) -> Overview {
-        let now = Instant::now();
-        let now_ms = self.clock.now();
-        let store = store_status(state).await;
-        let snapshot = self.counters.as_ref().and_then(|c| c.snapshot(now, now_ms));
-        let window = snapshot.as_ref().map_or(0, |s| s.window_secs);
-        let uptime = now.duration_since(self.started).as_secs();
-        let ids: Vec<VerificationId> = lock(&self.recent).iter().rev().copied().collect();
-        let records =
-            futures_util::future::join_all(ids.iter().map(|id| state.otp.verification(id))).await;
-        let mut unreadable = 0;
-        let recent = records
-            .into_iter()
-            .filter_map(|r| match r {
-                Ok(found) => found,
-                Err(_) => {
-                    unreadable += 1;
-                    None
-                }
-            })
-            .map(|v| recent_row(state, &v))
-            .collect();
-        let store = StoreStatus {
-            unreadable_records: unreadable,
-            ..store
-        };
-        let latency = snapshot.as_ref().map(|s| s.store_latency.clone());
-        let fraud_blocks = state.otp.fraud_blocks().await.ok().map(|blocks| {
-            blocks
-                .iter()
-                .map(|b| FraudRow {
-                    prefix: b.prefix.to_string(),
-                    country: b.country.clone(),
-                    mode: b.mode.as_str(),
-                    since: rfc3339(b.since),
-                    until: rfc3339(b.until),
-                    sends: (b.sends * 10.0).round() / 10.0,
-                    approvals: (b.approvals * 10.0).round() / 10.0,
-                })
-                .collect()
-        });
-        Overview {
-            version: env!("CARGO_PKG_VERSION"),
-            uptime_secs: uptime,
-            now: rfc3339(now_ms),
-            window: WindowInfo {
-                secs: window,
-                since_start: uptime < WINDOW.as_secs(),
-                from: rfc3339(now_ms.saturating_sub(window * 1000)),
-            },
-            metrics: snapshot.map(|s| s.numbers),
-            store: StoreInfo {
-                status: store,
-                latency,
-            },
-            recent,
-            fraud_blocks,
-        }
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every change under this lock is one push or pop: a panic leaves a
-    // consistent value behind.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The console's content, as `/console/data` answers it.
@@ -307,6 +190,67 @@ fn recent_row(state: &AppState, v: &Verification) -> RecentRow {
     }
 }
 
+/// Everything the page shows, read now.
+pub async fn overview(console: &Console, state: &AppState) -> Overview {
+    let now = Instant::now();
+    let now_ms = console.now_ms();
+    let store = store_status(state).await;
+    let snapshot = console.snapshot(now, now_ms);
+    let window = snapshot.as_ref().map_or(0, |s| s.window_secs);
+    let uptime = console.uptime_secs(now);
+    let ids = console.recent();
+    let records =
+        futures_util::future::join_all(ids.iter().map(|id| state.otp.verification(id))).await;
+    let mut unreadable = 0;
+    let recent = records
+        .into_iter()
+        .filter_map(|r| match r {
+            Ok(found) => found,
+            Err(_) => {
+                unreadable += 1;
+                None
+            }
+        })
+        .map(|v| recent_row(state, &v))
+        .collect();
+    let store = StoreStatus {
+        unreadable_records: unreadable,
+        ..store
+    };
+    let latency = snapshot.as_ref().map(|s| s.store_latency.clone());
+    let fraud_blocks = state.otp.fraud_blocks().await.ok().map(|blocks| {
+        blocks
+            .iter()
+            .map(|b| FraudRow {
+                prefix: b.prefix.to_string(),
+                country: b.country.clone(),
+                mode: b.mode.as_str(),
+                since: rfc3339(b.since),
+                until: rfc3339(b.until),
+                sends: (b.sends * 10.0).round() / 10.0,
+                approvals: (b.approvals * 10.0).round() / 10.0,
+            })
+            .collect()
+    });
+    Overview {
+        version: env!("CARGO_PKG_VERSION"),
+        uptime_secs: uptime,
+        now: rfc3339(now_ms),
+        window: WindowInfo {
+            secs: window,
+            since_start: uptime < WINDOW.as_secs(),
+            from: rfc3339(now_ms.saturating_sub(window * 1000)),
+        },
+        metrics: snapshot.map(|s| s.numbers),
+        store: StoreInfo {
+            status: store,
+            latency,
+        },
+        recent,
+        fraud_blocks,
+    }
+}
+
 /// The answer while `console.enabled` is off.
 fn off() -> Response {
     crate::api::responses::ErrorBody::new(
@@ -321,7 +265,7 @@ async fn console_page(state: Data<&Arc<AppState>>) -> Response {
     let Some(console) = &state.console else {
         return off();
     };
-    let overview = console.overview(&state).await;
+    let overview = overview(console, &state).await;
     Response::builder()
         .content_type("text/html; charset=utf-8")
         .header(header::CACHE_CONTROL, "no-store")
@@ -333,7 +277,7 @@ async fn console_data(state: Data<&Arc<AppState>>) -> Response {
     let Some(console) = &state.console else {
         return off();
     };
-    let overview = console.overview(&state).await;
+    let overview = overview(console, &state).await;
     match serde_json::to_string(&overview) {
         Ok(body) => Response::builder()
             .content_type("application/json")

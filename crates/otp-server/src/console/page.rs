@@ -117,7 +117,7 @@ pub fn render(o: &Overview) -> Markup {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { "Console · otpd" }
-                style { (PreEscaped(crate::pages::STYLE)) (PreEscaped(STYLE)) }
+                style { (PreEscaped(crate::style::BASE)) (PreEscaped(STYLE)) }
             }
             body {
                 header {
@@ -370,7 +370,7 @@ fn recent(rows: &[RecentRow]) -> Markup {
     html! {
         section aria-labelledby="recent" {
             h2 #recent { "Recent verifications" }
-            p.lead { "This instance's last " (super::RECENT) " sends, newest first, with destinations masked. Each links to its record as JSON." }
+            p.lead { "This instance's last " (super::memory::RECENT) " sends, newest first, with destinations masked. Each links to its record as JSON." }
             @if rows.is_empty() {
                 p.empty { "No verifications yet." }
             }

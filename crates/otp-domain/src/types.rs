@@ -63,7 +63,7 @@ impl fmt::Display for Channel {
 }
 
 /// A region for numbers typed without a country code (`KZ`, `DE`, ...).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Region(phonenumber::country::Id);
 
 impl Region {
@@ -95,6 +95,9 @@ impl Region {
 pub struct Phone {
     e164: String,
     calling_code: u16,
+    /// Found by the parse that checked the number: a second parse per
+    /// request costs microseconds where calling codes are shared.
+    region: Option<Region>,
 }
 
 impl Phone {
@@ -133,11 +136,10 @@ impl Phone {
 
     /// The region the number belongs to (`KZ` for `+77011234567`, `RU`
     /// for `+79161234567`: one calling code may serve several regions), or
-    /// `None` for numbers of no region (`+800` freephone). A calling code
-    /// of one region is a table lookup; a shared one (`+1`, `+7`, `+44`)
-    /// takes a libphonenumber parse (microseconds).
+    /// `None` for numbers of no region (`+800` freephone). It was found by
+    /// the parse that checked the number.
     pub fn region(&self) -> Option<Region> {
-        region_of(self.calling_code, &self.e164)
+        self.region
     }
 }
 
@@ -248,6 +250,7 @@ impl TypedPhone {
             .map(|number| Phone {
                 e164: number.format().mode(phonenumber::Mode::E164).to_string(),
                 calling_code: number.code().value(),
+                region: number.country().id().map(Region),
             })
             .collect();
         match valid.as_slice() {

@@ -8,12 +8,6 @@ use clap::{Parser, Subcommand};
 use otp_server::config::{Config, LogFormat};
 use otp_server::startup::{app_state, load_secret, Application, Ports};
 
-/// mimalloc instead of glibc's malloc: a profile of the send path spent
-/// about a quarter of otpd's CPU in malloc, free and their consolidation
-/// (bench/RESULTS.md, "Allocator").
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "otpd",

@@ -13,10 +13,14 @@
 //! - [`settings`]: `FieldError`, what an adapter's settings check reports,
 //!   naming the field within the adapter's section.
 //! - [`codes`]: the CSPRNG code generator and the pairing alphabet.
-//! - [`digest`]: keyed hashing of codes, so no store ever holds a code.
+//! - [`digest`]: keyed hashing of codes, so no store ever holds a code;
+//!   and the sealed code a later resend needs (`SealedCode`), which only
+//!   the holder of the server secret can open.
 //! - [`state`]: the pure check / rate-limit state machine, shared by the
 //!   in-process stores (Redis re-implements it in Lua).
-//! - [`service`]: `OtpService`, the one place that owns every rule.
+//! - [`service`]: `OtpService`, the one place that owns every rule; its
+//!   `fallback` part holds WhatsApp's SMS fallback, at send time and after
+//!   a provider's status report.
 //! - [`template`]: `{password}` / `{lifetime}` / `{minutes}` message
 //!   templating, in one pass.
 //! - [`locale`]: BCP-47 tags, their fallback chains, and `Locales`, the

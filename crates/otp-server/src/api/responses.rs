@@ -4,7 +4,7 @@
 
 use poem::http::StatusCode;
 use poem::Response;
-use poem_openapi::payload::Json;
+use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::types::ToJSON;
 use poem_openapi::{ApiResponse, Enum, Object};
 
@@ -295,4 +295,57 @@ pub enum WebhookResponse {
 
 fn webhook_bad_request(err: poem::Error) -> WebhookResponse {
     WebhookResponse::BadRequest(invalid_request(&err))
+}
+
+/// WhatsApp's status webhook (`POST /whatsapp/webhook`).
+#[derive(Debug, ApiResponse)]
+#[oai(bad_request_handler = "status_bad_request")]
+pub enum StatusResponse {
+    /// Taken: every report on otpd's messages is recorded (a replay
+    /// changes nothing); statuses of other messages are ignored.
+    #[oai(status = 200)]
+    Accepted(Json<Ack>),
+    /// The body is not a notification (`invalid_request`).
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// `X-Hub-Signature-256` is missing or does not sign the body
+    /// (`unauthorized`); nothing was recorded.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>),
+    /// The webhook is off: `[whatsapp.meta]` has no `app_secret`
+    /// (`not_found`).
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// The body is larger than `server.body_limit` (`payload_too_large`).
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
+    /// The store cannot be reached (`store_unavailable`): Meta retries.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
+fn status_bad_request(err: poem::Error) -> StatusResponse {
+    StatusResponse::BadRequest(invalid_request(&err))
+}
+
+#[derive(Debug, ApiResponse)]
+#[oai(bad_request_handler = "handshake_bad_request")]
+pub enum HandshakeResponse {
+    /// The right token: the challenge, echoed.
+    #[oai(status = 200)]
+    Subscribed(PlainText<String>),
+    /// A parameter is invalid (`invalid_request`).
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// Not `hub.mode=subscribe` with the configured `verify_token` (error
+    /// code `unauthorized`, as for a wrong credential).
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
+    /// The webhook is off (`not_found`).
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+}
+
+fn handshake_bad_request(err: poem::Error) -> HandshakeResponse {
+    HandshakeResponse::BadRequest(invalid_request(&err))
 }

@@ -15,10 +15,10 @@ use poem::{Request, RequestBody};
 use poem_openapi::param::Query;
 use poem_openapi::payload::{Json, ParsePayload, Payload, PlainText};
 use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
-use poem_openapi::{impl_apirequest_for_payload, ApiResponse, OpenApi};
+use poem_openapi::{impl_apirequest_for_payload, OpenApi};
 
 use super::auth::HubAuth;
-use super::responses::{Ack, ErrorBody, ErrorCode};
+use super::responses::{Ack, ErrorBody, ErrorCode, HandshakeResponse, StatusResponse};
 use super::{ApiTags, AppState};
 
 /// The notification's raw bytes, which the signature covers: parsed only
@@ -59,58 +59,6 @@ impl ParsePayload for SignedJson {
 }
 
 impl_apirequest_for_payload!(SignedJson);
-
-#[derive(Debug, ApiResponse)]
-#[oai(bad_request_handler = "status_bad_request")]
-pub enum StatusResponse {
-    /// Taken: every report on otpd's messages is recorded (a replay
-    /// changes nothing); statuses of other messages are ignored.
-    #[oai(status = 200)]
-    Accepted(Json<Ack>),
-    /// The body is not a notification (`invalid_request`).
-    #[oai(status = 400)]
-    BadRequest(Json<ErrorBody>),
-    /// `X-Hub-Signature-256` is missing or does not sign the body
-    /// (`unauthorized`); nothing was recorded.
-    #[oai(status = 401)]
-    Unauthorized(Json<ErrorBody>),
-    /// The webhook is off: `[whatsapp.meta]` has no `app_secret`
-    /// (`not_found`).
-    #[oai(status = 404)]
-    NotFound(Json<ErrorBody>),
-    /// The body is larger than `server.body_limit` (`payload_too_large`).
-    #[oai(status = 413)]
-    PayloadTooLarge(Json<ErrorBody>),
-    /// The store cannot be reached (`store_unavailable`): Meta retries.
-    #[oai(status = 503)]
-    Unavailable(Json<ErrorBody>),
-}
-
-fn status_bad_request(err: poem::Error) -> StatusResponse {
-    StatusResponse::BadRequest(ErrorBody::json(ErrorCode::InvalidRequest, err.to_string()))
-}
-
-#[derive(Debug, ApiResponse)]
-#[oai(bad_request_handler = "handshake_bad_request")]
-pub enum HandshakeResponse {
-    /// The right token: the challenge, echoed.
-    #[oai(status = 200)]
-    Subscribed(PlainText<String>),
-    /// A parameter is invalid (`invalid_request`).
-    #[oai(status = 400)]
-    BadRequest(Json<ErrorBody>),
-    /// Not `hub.mode=subscribe` with the configured `verify_token` (error
-    /// code `unauthorized`, as for a wrong credential).
-    #[oai(status = 403)]
-    Forbidden(Json<ErrorBody>),
-    /// The webhook is off (`not_found`).
-    #[oai(status = 404)]
-    NotFound(Json<ErrorBody>),
-}
-
-fn handshake_bad_request(err: poem::Error) -> HandshakeResponse {
-    HandshakeResponse::BadRequest(ErrorBody::json(ErrorCode::InvalidRequest, err.to_string()))
-}
 
 fn off() -> Json<ErrorBody> {
     ErrorBody::json(

@@ -121,7 +121,7 @@ use otp_domain::ports::{
 };
 use otp_domain::verification::{
     CancelOutcome, DeliveryAttempt, EventSettle, EventType, IdempotencyBegin, ReportOutcome,
-    ReportUpdate, StoredEvent, Verification, VerificationId,
+    ReportUpdate, Status, StoredEvent, Verification, VerificationId,
 };
 use otp_domain::{ChatId, CodeDigest, StoreError};
 use redis::cluster::ClusterClient;
@@ -1070,8 +1070,24 @@ impl VerificationStore for RedisStore {
                 } else {
                     "0"
                 });
-            let written: i64 = self.eval(inv).await?;
+            let (written, status): (i64, String) = self.eval(inv).await?;
             if written == 1 {
+                let outcome = match outcome {
+                    // What the fallback reads: the status as it is now.
+                    ReportOutcome::Recorded {
+                        mut verification,
+                        sealed,
+                    } => {
+                        if let Some(now_status) = Status::parse(&status) {
+                            verification.status = now_status;
+                        }
+                        ReportOutcome::Recorded {
+                            verification,
+                            sealed,
+                        }
+                    }
+                    other => other,
+                };
                 // Recorded: the caller must get the outcome (it may hold
                 // the sealed code, which the store no longer has). The
                 // schedule's periodic recheck finds the event if this

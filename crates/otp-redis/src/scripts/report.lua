@@ -16,12 +16,14 @@
 -- ARGV[6]       the deliveries after the report
 -- ARGV[7]       '1' to remove the sealed code (`sc`), else '0'
 --
--- Returns 1 when recorded, 0 when the record is gone or its deliveries
--- changed since they were read (the crate reads again).
+-- Returns {1, status} when recorded, with the record's status now (a
+-- check on another instance may have ended it since the crate read it,
+-- without touching the deliveries), or {0, ''} when the record is gone or
+-- its deliveries changed since they were read (the crate reads again).
 
 local rec = KEYS[1]
 if redis.call('HGET', rec, 'dl') ~= ARGV[5] then
-  return 0
+  return {0, ''}
 end
 redis.call('HSET', rec, 'dl', ARGV[6])
 if ARGV[7] == '1' then
@@ -29,4 +31,4 @@ if ARGV[7] == '1' then
 end
 local ctx = vrf_ctx(ARGV[3], ARGV[4], KEYS[2], '')
 vrf_emit(ctx, rec, ARGV[2], 'otpd.delivery.updated', ARGV[1])
-return 1
+return {1, redis.call('HGET', rec, 's')}

@@ -901,6 +901,15 @@ fn whatsapp_with_fallback(
     service_with(store, senders, generator("482910", vec![]), policy)
 }
 
+/// SMS may go to Germany (+49) only: a Brazilian number's fallback is
+/// refused.
+fn germany_only() -> CountryRules {
+    CountryRules {
+        allow: vec![49],
+        deny: vec![],
+    }
+}
+
 /// A store whose first step stores the code.
 fn staged_store() -> MockCodeStore {
     let mut store = MockCodeStore::new();
@@ -962,14 +971,7 @@ async fn the_sms_fallback_keeps_the_sms_country_rules_and_discards_when_they_ref
     store.expect_record_delivery().never();
     // SMS may go to Germany only: the fallback to a Brazilian number is
     // refused, and the SMS sender is never called.
-    let svc = whatsapp_with_fallback(
-        store,
-        silent_sender(),
-        CountryRules {
-            allow: vec![49],
-            deny: vec![],
-        },
-    );
+    let svc = whatsapp_with_fallback(store, silent_sender(), germany_only());
     let err = svc.send(whatsapp_request()).await.expect_err("refused");
     assert!(matches!(err, SendError::Delivery(_)), "{err:?}");
 }
@@ -1116,14 +1118,7 @@ async fn a_failed_report_on_an_unreachable_number_sends_the_sealed_code_by_sms_o
 
 #[tokio::test]
 async fn a_failed_report_that_sms_cannot_take_ends_the_verification_as_failed() {
-    let svc = reporting(
-        true,
-        silent_sender(),
-        CountryRules {
-            allow: vec![49],
-            deny: vec![],
-        },
-    );
+    let svc = reporting(true, silent_sender(), germany_only());
     let receipt = svc.send(whatsapp_request()).await.expect("sent");
     let effect = svc
         .delivery_report(&receipt.id, &failed_131026(), true)

@@ -166,6 +166,8 @@ pub async fn run_all(store: Arc<dyn Store>) {
     delivery_reports_are_recorded_once_and_take_the_sealed_code(s).await;
     the_sealed_code_lives_only_in_the_record_and_only_while_of_use(s).await;
     concurrent_replays_of_a_report_record_it_once(store.clone()).await;
+    a_resend_counts_its_limits_and_keeps_the_live_code(s).await;
+    a_service_s_verification_keeps_its_sealed_code_while_pending(s).await;
 }
 
 pub async fn a_code_is_single_use(s: &dyn Store) {
@@ -337,6 +339,7 @@ pub async fn shared_buckets_are_charged_after_the_own_ones_and_refuse_without_a_
         blocked: None,
         own: vec![own.clone()],
         shared: vec![user.clone(), channel.clone()],
+        resend: false,
     };
     let (first, second) = (unique("shared-a"), unique("shared-b"));
     let own_a = bucket("own-a", 1);
@@ -373,6 +376,7 @@ pub async fn shared_buckets_are_charged_after_the_own_ones_and_refuse_without_a_
         blocked: None,
         own: vec![own_a.clone()],
         shared: vec![fresh.clone()],
+        resend: false,
     };
     assert!(matches!(
         stage(s, &first, r, &own_full, NOW + 5).await,
@@ -389,6 +393,7 @@ pub async fn shared_buckets_are_charged_after_the_own_ones_and_refuse_without_a_
         blocked: None,
         own: vec![bucket("own-c", 1)],
         shared: vec![bucket("open", 10)],
+        resend: false,
     };
     assert_eq!(stage(s, &third, r, &open, NOW).await, PutOutcome::Stored);
     let failed = DeliveryAttempt {
@@ -421,6 +426,7 @@ pub async fn shared_buckets_are_charged_after_the_own_ones_and_refuse_without_a_
         blocked: None,
         own: vec![bucket("own-d", 5)],
         shared: vec![gate.clone()],
+        resend: false,
     };
     let earlier = record(digest(5), 5);
     assert_eq!(
@@ -1166,6 +1172,7 @@ pub async fn a_blocked_prefix_refuses_the_first_step_and_changes_nothing(s: &dyn
         blocked: Some(p.clone()),
         own: vec![own.clone()],
         shared: Vec::new(),
+        resend: false,
     };
     assert!(s
         .block(&block_of(&p, NOW, NOW + 60_000), NOW)
@@ -1673,4 +1680,144 @@ pub async fn concurrent_replays_of_a_report_record_it_once(store: Arc<dyn Store>
         kinds(&events),
         [EventType::Pending, EventType::DeliveryUpdated]
     );
+}
+
+/// A resend's first step ([`SendLimits::resend`]) for the code of `r`.
+async fn resend(
+    s: &dyn Store,
+    key: &str,
+    r: CodeRecord,
+    own: &[RateBucket],
+    now: u64,
+) -> PutOutcome {
+    let limits = SendLimits {
+        own: own.to_vec(),
+        resend: true,
+        ..SendLimits::default()
+    };
+    // What the service passes: the verification as it reads it.
+    let v = get(s, &r.verification).await;
+    match s.stage_send(key, r, &v, &limits, now).await {
+        Ok(o) => o,
+        Err(e) => panic!("stage_send (resend) failed: {e:?}"),
+    }
+}
+
+pub async fn a_resend_counts_its_limits_and_keeps_the_live_code(s: &dyn Store) {
+    let key = unique("resend");
+    let cooldown = bucket("resend-cooldown", 2);
+    let r = record(digest(3), 3);
+    assert_eq!(
+        put(s, &key, r, std::slice::from_ref(&cooldown), NOW).await,
+        PutOutcome::Stored
+    );
+    s.delivered(&r.verification, &[delivered_attempt(NOW)], NOW)
+        .await
+        .expect("delivered");
+    assert_eq!(
+        check(s, &key, digest(9), NOW + 1).await,
+        CheckOutcome::Mismatch { attempts_left: 2 }
+    );
+    // A resend passes its bucket and leaves the code and record as they
+    // are: the counted attempt stays counted, the old code still works.
+    let before = get(s, &r.verification).await;
+    let live = CodeRecord { attempts: 1, ..r };
+    assert_eq!(
+        resend(s, &key, live, std::slice::from_ref(&cooldown), NOW + 2).await,
+        PutOutcome::Stored
+    );
+    assert_eq!(get(s, &r.verification).await, before);
+    // The bucket counted it: the next is refused, and changes nothing.
+    assert!(matches!(
+        resend(s, &key, live, std::slice::from_ref(&cooldown), NOW + 3).await,
+        PutOutcome::RateLimited { .. }
+    ));
+    // Another verification's resend under the key finds no live code of
+    // its own, and charges nothing.
+    let other = record(digest(3), 3);
+    let fresh = bucket("resend-fresh", 1);
+    let mut v = get(s, &r.verification).await;
+    v.id = other.verification;
+    let limits = SendLimits {
+        own: vec![fresh.clone()],
+        resend: true,
+        ..SendLimits::default()
+    };
+    assert_eq!(
+        s.stage_send(&key, other, &v, &limits, NOW + 4)
+            .await
+            .expect("stage"),
+        PutOutcome::Gone
+    );
+    assert_eq!(
+        hit(s, &fresh, NOW + 4).await,
+        HitOutcome::Counted,
+        "nothing charged"
+    );
+    assert_eq!(
+        s.verification(&other.verification).await.expect("get"),
+        None
+    );
+    // The code is right after all of it, once.
+    assert_eq!(
+        check(s, &key, digest(3), NOW + 5).await,
+        CheckOutcome::Approved
+    );
+    // An approved code is not live: its resend is gone, and the record
+    // stays approved.
+    assert_eq!(
+        resend(s, &key, live, &[bucket("resend-after", 5)], NOW + 6).await,
+        PutOutcome::Gone
+    );
+    assert_eq!(get(s, &r.verification).await.status, Status::Approved);
+    assert_eq!(
+        check(s, &key, digest(3), NOW + 7).await,
+        CheckOutcome::NotFound
+    );
+    // Nor is an expired one.
+    let (key2, r2) = send(s, "resend-expired", 5, NOW).await;
+    assert_eq!(
+        resend(s, &key2, r2, &[], r2.expires_at + 1).await,
+        PutOutcome::Gone
+    );
+    // Nor a locked one.
+    let (key3, r3) = send(s, "resend-locked", 1, NOW).await;
+    assert_eq!(
+        check(s, &key3, digest(9), NOW + 1).await,
+        CheckOutcome::Mismatch { attempts_left: 0 }
+    );
+    assert_eq!(resend(s, &key3, r3, &[], NOW + 2).await, PutOutcome::Gone);
+}
+
+pub async fn a_service_s_verification_keeps_its_sealed_code_while_pending(s: &dyn Store) {
+    let key = unique("service-sealed");
+    let r = record(digest(1), 5);
+    let mut v = verification_of(&key, &r, NOW);
+    let sealed = CodeHasher::new(b"contract".to_vec()).seal(
+        r.verification.as_bytes(),
+        &Code::parse("123456").expect("code"),
+    );
+    v.sealed = Some(sealed.clone());
+    v.service = Some("VA0123456789abcdef0123456789abcdef".to_owned());
+    assert_eq!(
+        s.put_code(&key, r, &v, &[], NOW).await.expect("put"),
+        PutOutcome::Stored
+    );
+    // A delivery without a message id keeps it: a resend needs it.
+    s.delivered(&r.verification, &[delivered_attempt(NOW + 1)], NOW + 1)
+        .await
+        .expect("delivered");
+    let stored = get(s, &r.verification).await;
+    assert_eq!(stored.sealed, Some(sealed));
+    assert_eq!(stored.service, v.service, "the service is kept");
+    let events = events_of(s, &r.verification, NOW + 10).await;
+    assert!(events
+        .iter()
+        .all(|e| e.verification().is_some_and(|v| v.sealed.is_none())));
+    // It ends: the sealed copy goes with the code.
+    assert_eq!(
+        check(s, &key, digest(1), NOW + 2).await,
+        CheckOutcome::Approved
+    );
+    assert_eq!(get(s, &r.verification).await.sealed, None);
 }

@@ -83,6 +83,7 @@ fn sms(number: &str, password: &str) -> SendRequest {
         subject: None,
         user_key: None,
         locale: None,
+        app: None,
     }
 }
 

@@ -72,7 +72,8 @@ pub use ports::{
     Sender, SinkError, Store, SystemClock, Timestamp, VerificationStore,
 };
 pub use service::{
-    CheckRequest, FraudGuard, OtpService, ReportEffect, SendReceipt, SendRequest, Senders, Stores,
+    App, CheckRequest, FraudGuard, OtpService, ReportEffect, SendReceipt, SendRequest, Senders,
+    Stores,
 };
 pub use settings::{FieldError, FieldProblem};
 pub use types::{Channel, ChatId, CheckTarget, Code, Destination, Email, Lifetime, Phone, Region};

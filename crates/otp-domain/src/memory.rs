@@ -148,6 +148,14 @@ impl CodeStore for InMemoryStore {
                 return Ok(PutOutcome::FraudBlocked);
             }
         }
+        if limits.resend
+            && !inner
+                .codes
+                .get(key)
+                .is_some_and(|c| c.is_live_for(&record.verification, now))
+        {
+            return Ok(PutOutcome::Gone);
+        }
         let states = |inner: &Inner, buckets: &[RateBucket]| -> Vec<Option<BucketState>> {
             buckets
                 .iter()
@@ -162,8 +170,13 @@ impl CodeStore for InMemoryStore {
         if let Some(refused) = refused {
             return Ok(refused);
         }
+        if limits.resend {
+            return Ok(PutOutcome::Stored);
+        }
         if let Some(old) = inner.codes.insert(key.to_owned(), record) {
-            inner.change(&old.verification, now, |v| v.replaced(now));
+            if old.verification != verification.id {
+                inner.change(&old.verification, now, |v| v.replaced(now));
+            }
         }
         inner
             .verifications

@@ -30,6 +30,10 @@ pub enum PutOutcome {
     },
     /// The number's prefix is blocked by the fraud guard; nothing changed.
     FraudBlocked,
+    /// A resend ([`crate::ports::SendLimits::resend`]) whose code is no
+    /// longer live under its key (checked, expired, locked or replaced);
+    /// nothing changed.
+    Gone,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -73,6 +73,27 @@ pub struct SendRequest {
     /// A BCP-47 tag for the message's language; without it, a phone's
     /// country picks the locale, and other channels get the default.
     pub locale: Option<String>,
+    /// The app it is sent for, when a `/v2` service sends it.
+    pub app: Option<App>,
+}
+
+/// The app a send is for: a service of the Twilio-compatible API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct App {
+    /// The service's sid (`VA…`), kept on the verification.
+    pub service: String,
+    /// Its name, which starts the message: "Acme: Your code is …".
+    pub name: String,
+    /// The length of its generated codes (4 to 10); the policy's when
+    /// absent.
+    pub code_length: Option<usize>,
+}
+
+impl App {
+    /// `text` as this app sends it: its name first.
+    fn brand(&self, text: &str) -> String {
+        format!("{}: {text}", self.name)
+    }
 }
 
 /// What a successful send reports. It never carries the code.
@@ -139,6 +160,49 @@ fn attempts_of(result: &Result<Delivered, DeliveryError>, at: Timestamp) -> Vec<
             }))
             .collect(),
         Err(e) => vec![failed(&e.provider, &e.reason)],
+    }
+}
+
+/// A ready message's way through the store (see
+/// [`OtpService::stage_and_deliver`]).
+struct Ready<'a> {
+    key: String,
+    record: CodeRecord,
+    user_key: Option<&'a str>,
+    /// The SMS to send when WhatsApp cannot take the message.
+    sms_fallback: Option<String>,
+    resend: bool,
+}
+
+/// How a staged send ended, when it did not fail.
+enum SendEnd {
+    Sent {
+        fraud_block: Option<Block>,
+    },
+    /// A resend whose code was no longer live; nothing happened.
+    Gone,
+}
+
+/// The message of a send: `texts` (body template, subject template)
+/// filled in, with the app's name first when a service sends it.
+fn compose(
+    destination: Destination,
+    texts: (&str, Option<&str>),
+    code: &Code,
+    lifetime: Lifetime,
+    locale: &Locale,
+    id: VerificationId,
+    app: Option<&App>,
+) -> OutgoingMessage {
+    let (body, subject) = texts;
+    let brand = |text: String| app.map_or_else(|| text.clone(), |a| a.brand(&text));
+    OutgoingMessage {
+        subject: subject.map(|s| brand(template::render(s, code, lifetime))),
+        body: brand(template::render(body, code, lifetime)),
+        code: code.clone(),
+        destination,
+        locale: Some(message_locale(locale)),
+        verification: Some(id),
     }
 }
 
@@ -368,27 +432,36 @@ impl OtpService {
         let code = match (test_code.clone(), req.password) {
             (Some(code), _) => code,
             (None, Some(code)) => code,
-            (None, None) => self.random.numeric(p.code_length),
+            (None, None) => self.random.numeric(
+                req.app
+                    .as_ref()
+                    .and_then(|a| a.code_length)
+                    .unwrap_or(p.code_length),
+            ),
         };
         // With the SMS fallback, the same code in the locale's SMS text (or
         // the request's own), for when WhatsApp cannot take it.
         let sms_fallback = (channel == Channel::WhatsApp && p.whatsapp_fallback_sms).then(|| {
-            template::render(
+            let text = template::render(
                 req.message.as_deref().unwrap_or(&texts.sms),
                 &code,
                 lifetime,
-            )
+            );
+            req.app
+                .as_ref()
+                .map_or_else(|| text.clone(), |a| a.brand(&text))
         });
         let now = self.clock.now();
         let id = self.random.verification_id();
-        let message = OutgoingMessage {
-            subject: subject.map(|s| template::render(s, &code, lifetime)),
-            body: template::render(template, &code, lifetime),
-            code: code.clone(),
-            destination: req.destination,
-            locale: Some(message_locale(locale)),
-            verification: Some(id),
-        };
+        let message = compose(
+            req.destination,
+            (template, subject),
+            &code,
+            lifetime,
+            locale,
+            id,
+            req.app.as_ref(),
+        );
         let key = message.destination.key();
         let record = CodeRecord {
             digest: self.hasher.code(&key, &code),
@@ -407,9 +480,11 @@ impl OtpService {
             p.verification_retention_secs.saturating_mul(1000),
         );
         verification.locale = Some(locale.tag.to_string());
-        if sms_fallback.is_some() && test_code.is_none() {
+        verification.service = req.app.as_ref().map(|a| a.service.clone());
+        if (sms_fallback.is_some() && test_code.is_none()) || req.app.is_some() {
             // A status report may yet say WhatsApp failed: the fallback
-            // then needs the same code (see `fallback.rs`).
+            // then needs the same code (see `fallback.rs`); and a
+            // service's repeated create resends it (`resend`).
             verification.sealed = Some(self.hasher.seal(id.as_bytes(), &code));
         }
         if test_code.is_some() {
@@ -439,11 +514,177 @@ impl OtpService {
                 fraud_block: None,
             });
         }
+        let limits = Ready {
+            key,
+            record,
+            user_key: req.user_key.as_deref(),
+            sms_fallback,
+            resend: false,
+        };
+        match self
+            .stage_and_deliver(limits, &verification, &message, now)
+            .await?
+        {
+            SendEnd::Sent { fraud_block } => Ok(SendReceipt {
+                id,
+                channel,
+                lifetime,
+                expires_at: record.expires_at,
+                fraud_block,
+            }),
+            // Only a resend can find its code gone.
+            SendEnd::Gone => Err(SendError::Store(StoreError::Corrupt(
+                "a new code was reported gone".into(),
+            ))),
+        }
+    }
+
+    /// Sends the live code of the pending verification `id` again, as a
+    /// `/v2` service's repeated create does (Twilio's reuse): the same
+    /// code, the same verification, one more delivery on it, charged to
+    /// the same limits as any send. The code keeps its expiry and its
+    /// counted attempts.
+    ///
+    /// `Ok(None)` when there is nothing to resend: the verification is
+    /// gone, ended, or holds no sealed code; the caller then sends anew.
+    /// A failed delivery ends the verification as `failed`, like a first
+    /// send's.
+    ///
+    /// # Errors
+    /// `RateLimited`, `FraudSuspected`, `Delivery` and `Store`, as
+    /// [`SendError`].
+    pub async fn resend(
+        &self,
+        id: &VerificationId,
+        app: &App,
+        user_key: Option<&str>,
+    ) -> Result<Option<SendReceipt>, SendError> {
+        let now = self.clock.now();
+        let Some(v) = self.verification(id).await? else {
+            return Ok(None);
+        };
+        let Some(sealed) = v
+            .sealed
+            .as_ref()
+            .filter(|_| v.is_pending() && v.expires_at > now)
+        else {
+            return Ok(None);
+        };
+        let Some(code) = self.hasher.open(id.as_bytes(), sealed) else {
+            return Ok(None);
+        };
+        let destination = self.destination(v.channel, &v.destination)?;
+        let p = &self.policy;
+        let locale = v
+            .locale
+            .as_deref()
+            .and_then(|t| LocaleTag::parse(t).ok())
+            .and_then(|t| p.locales.resolve(&t))
+            .unwrap_or_else(|| p.locales.for_region(v.country.as_deref()));
+        let secs = v.expires_at.saturating_sub(v.created_at) / 1000;
+        let lifetime = Lifetime::parse(i64::try_from(secs).unwrap_or(i64::MAX), 1, u32::MAX)?;
+        let channel = v.channel;
+        let receipt = SendReceipt {
+            id: *id,
+            channel,
+            lifetime,
+            expires_at: v.expires_at,
+            fraud_block: None,
+        };
+        if self.is_test_destination(&destination) {
+            // A test destination's code is never delivered, nor resent.
+            return Ok(Some(receipt));
+        }
+        let texts = &locale.templates;
+        let subject = (channel == Channel::Email).then_some(texts.email_subject.as_str());
+        let sms_fallback = (channel == Channel::WhatsApp && p.whatsapp_fallback_sms)
+            .then(|| app.brand(&template::render(&texts.sms, &code, lifetime)));
+        let message = compose(
+            destination,
+            (texts.body(channel), subject),
+            &code,
+            lifetime,
+            locale,
+            *id,
+            Some(app),
+        );
+        let key = message.destination.key();
+        let record = CodeRecord {
+            digest: self.hasher.code(&key, &code),
+            expires_at: v.expires_at,
+            attempts: v.attempts,
+            max_attempts: v.max_attempts,
+            verification: *id,
+        };
+        let staging = Ready {
+            key,
+            record,
+            user_key,
+            sms_fallback,
+            resend: true,
+        };
+        Ok(
+            match self.stage_and_deliver(staging, &v, &message, now).await? {
+                SendEnd::Sent { fraud_block } => Some(SendReceipt {
+                    fraud_block,
+                    ..receipt
+                }),
+                SendEnd::Gone => None,
+            },
+        )
+    }
+
+    /// Approves the pending verification `id` without the user's code,
+    /// for flows that verified the user elsewhere (Twilio's
+    /// `Status=approved`): a check with the code its sealed copy holds,
+    /// so it ends exactly as a right check does (its event, the fraud
+    /// guard's approval count).
+    ///
+    /// # Errors
+    /// `NotFound` when it is gone, ended, or holds no sealed code; else
+    /// as [`OtpService::check_at`].
+    pub async fn approve(&self, id: &VerificationId) -> Result<(), CheckError> {
+        let v = self
+            .verification(id)
+            .await?
+            .filter(Verification::is_pending)
+            .ok_or(CheckError::NotFound)?;
+        let code = v
+            .sealed
+            .as_ref()
+            .and_then(|s| self.hasher.open(id.as_bytes(), s))
+            .ok_or(CheckError::NotFound)?;
+        let target = self
+            .check_target(v.channel, &v.destination)
+            .map_err(|_| CheckError::NotFound)?;
+        self.check_at(&target, &code).await
+    }
+
+    /// The store steps of a send after its message is ready: the block,
+    /// every limit and the code in one step, the delivery, then the
+    /// delivery's record and the fraud guard's count in one.
+    async fn stage_and_deliver(
+        &self,
+        staging: Ready<'_>,
+        verification: &Verification,
+        message: &OutgoingMessage,
+        now: Timestamp,
+    ) -> Result<SendEnd, SendError> {
+        let p = &self.policy;
+        let channel = message.destination.channel();
+        let Ready {
+            key,
+            record,
+            user_key,
+            sms_fallback,
+            resend,
+        } = staging;
+        let id = record.verification;
         let guarded = self.guarded(&message.destination);
         // The record found the phone's region already (a libphonenumber
         // lookup where calling codes are shared): reuse it.
         let country = guarded.as_ref().and(verification.country.clone());
-        let shared = p.shared_buckets(channel, req.user_key.as_deref());
+        let shared = p.shared_buckets(channel, user_key);
         let limits = SendLimits {
             blocked: guarded
                 .as_ref()
@@ -451,15 +692,17 @@ impl OtpService {
                 .map(|(_, prefix)| prefix.clone()),
             own: p.send_buckets(&key),
             shared: shared.iter().map(|(_, b)| b.clone()).collect(),
+            resend,
         };
         // Step 1: the block, every limit and the code, in one store step.
         let refusal = match self
             .store
             .codes
-            .stage_send(&key, record, &verification, &limits, now)
+            .stage_send(&key, record, verification, &limits, now)
             .await?
         {
             PutOutcome::Stored => None,
+            PutOutcome::Gone => return Ok(SendEnd::Gone),
             PutOutcome::FraudBlocked => return Err(SendError::FraudSuspected),
             PutOutcome::RateLimited { retry_after_ms } => {
                 Some((Limit::Destination, retry_after_ms))
@@ -486,11 +729,8 @@ impl OtpService {
             digest: record.digest,
         };
         let attempts = match sms_fallback {
-            Some(body) => self.deliver_or_sms(&staged, &message, body).await?,
-            None => {
-                self.deliver::<SendError>(channel, &staged, &message)
-                    .await?
-            }
+            Some(body) => self.deliver_or_sms(&staged, message, body).await?,
+            None => self.deliver::<SendError>(channel, &staged, message).await?,
         };
         // Step 2: the delivery and the fraud guard's count, in one.
         let tally = guarded.as_ref().map(|(guard, prefix)| FraudTally {
@@ -504,13 +744,7 @@ impl OtpService {
             }
             _ => None,
         };
-        Ok(SendReceipt {
-            id,
-            channel,
-            lifetime,
-            expires_at: record.expires_at,
-            fraud_block,
-        })
+        Ok(SendEnd::Sent { fraud_block })
     }
 
     /// The order in which a pairing is charged to the limits and goes

@@ -160,6 +160,7 @@ fn sms_request(
         subject: None,
         user_key: None,
         locale: None,
+        app: None,
     }
 }
 
@@ -366,6 +367,7 @@ async fn email_subject_is_rendered_and_must_be_one_line() {
         subject: Some(subject.into()),
         user_key: None,
         locale: None,
+        app: None,
     };
 
     let err = svc
@@ -928,6 +930,7 @@ fn whatsapp_request() -> SendRequest {
         subject: None,
         user_key: None,
         locale: None,
+        app: None,
     }
 }
 

@@ -322,6 +322,12 @@ pub struct Verification {
     /// shown by the API, never in an event's snapshot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sealed: Option<SealedCode>,
+    /// The service of the Twilio-compatible API (`/v2`, a `VA…` sid)
+    /// that sent it, if one did. Such a verification keeps its sealed
+    /// code while it is pending, because a repeated create for the same
+    /// destination resends the same code (Twilio's reuse).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
 }
 
 impl Verification {
@@ -378,6 +384,7 @@ impl Verification {
             retention_ms,
             events: 0,
             sealed: None,
+            service: None,
         }
     }
 
@@ -448,10 +455,11 @@ impl Verification {
     /// event.
     ///
     /// A delivery without a provider message id can never get a status
-    /// report, so the sealed code goes: only a report would need it.
+    /// report, so the sealed code goes: only a report would need it,
+    /// unless a service's resend may (see [`Verification::service`]).
     pub fn delivered(&mut self, attempts: &[DeliveryAttempt], now: Timestamp) -> StoredEvent {
         self.deliveries.extend_from_slice(attempts);
-        if !attempts.iter().any(|a| a.message_id.is_some()) {
+        if self.service.is_none() && !attempts.iter().any(|a| a.message_id.is_some()) {
             self.sealed = None;
         }
         self.event(EventType::Pending, now)
@@ -530,6 +538,8 @@ impl Verification {
         let sealed = match update.report {
             DeliveryReport::Sent => None,
             DeliveryReport::Failed => self.sealed.take(),
+            // A service's resend still needs it (Verification::service).
+            DeliveryReport::Delivered | DeliveryReport::Read if self.service.is_some() => None,
             DeliveryReport::Delivered | DeliveryReport::Read => {
                 self.sealed = None;
                 None

@@ -674,7 +674,8 @@ impl CodeStore for RedisStore {
             .arg(index_ttl)
             .arg(own.len())
             .arg(shared.len())
-            .arg(if blocked.is_some() { "1" } else { "0" });
+            .arg(if blocked.is_some() { "1" } else { "0" })
+            .arg(if limits.resend { "1" } else { "0" });
         bucket_args(&mut inv, own);
         bucket_args(&mut inv, shared);
         inv.arg(record::fields(verification)?);
@@ -694,11 +695,12 @@ impl CodeStore for RedisStore {
                 })
             }
             3 => return Ok(PutOutcome::FraudBlocked),
+            4 => return Ok(PutOutcome::Gone),
             other => {
                 return Err(RedisStoreError::Corrupt(format!("send status {other}")).into());
             }
         }
-        if !self.cluster {
+        if !self.cluster || limits.resend {
             return Ok(PutOutcome::Stored);
         }
         // Cluster: the id index lives in another slot, and the outbox

@@ -58,6 +58,9 @@ pub(crate) fn fields(v: &Verification) -> Result<Vec<String>, RedisStoreError> {
     if let Some(sealed) = &v.sealed {
         out.extend(["sc".to_owned(), sealed.as_str().to_owned()]);
     }
+    if let Some(service) = &v.service {
+        out.extend(["sv".to_owned(), service.clone()]);
+    }
     Ok(out)
 }
 
@@ -135,6 +138,7 @@ pub(crate) fn verification(map: &HashMap<String, String>) -> Result<Verification
             .get("sc")
             .map(|hex| SealedCode::from_hex(hex).ok_or_else(|| corrupt("bad sealed code")))
             .transpose()?,
+        service: map.get("sv").cloned(),
     })
 }
 

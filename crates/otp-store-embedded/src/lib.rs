@@ -397,10 +397,24 @@ impl CodeStore for EmbeddedStore {
                     return Ok((PutOutcome::FraudBlocked, false));
                 }
             }
+            if limits.resend {
+                let live = txn
+                    .open_table(CODES)?
+                    .get(key.as_str())?
+                    .and_then(|c| codec::decode_record(c.value()).ok())
+                    .is_some_and(|c| c.is_live_for(&verification.id, now));
+                if !live {
+                    return Ok((PutOutcome::Gone, false));
+                }
+            }
             let charged = stage_buckets(txn, &limits, now)?;
             if let Some(refused) = charged {
                 let wrote = matches!(refused, PutOutcome::SharedLimited { .. });
                 return Ok((refused, wrote));
+            }
+            if limits.resend {
+                // The live code and its verification stay as they are.
+                return Ok((PutOutcome::Stored, true));
             }
             let mut tx = Tx::new(txn);
             let encoded = codec::encode_record(&record);

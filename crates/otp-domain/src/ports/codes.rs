@@ -27,6 +27,14 @@ pub struct CodeRecord {
     pub verification: VerificationId,
 }
 
+impl CodeRecord {
+    /// Whether this is verification `id`'s code and can still be checked
+    /// at `now`: what a resend ([`SendLimits::resend`]) needs.
+    pub fn is_live_for(&self, id: &VerificationId, now: Timestamp) -> bool {
+        self.verification == *id && self.expires_at > now && self.attempts < self.max_attempts
+    }
+}
+
 /// What the first step of a send must pass before its code is stored,
 /// in this order (see [`CodeStore::stage_send`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -41,6 +49,13 @@ pub struct SendLimits {
     /// one after another only once `own` passed, so hammering one
     /// destination cannot drain them.
     pub shared: Vec<RateBucket>,
+    /// A resend of a live code: the code under the key must still be
+    /// the one of `record.verification` (unchecked, unexpired, not
+    /// locked), else the step answers [`PutOutcome::Gone`] and changes
+    /// nothing. The buckets count as for any send; the stored code and
+    /// verification are kept as they are (`record` and `verification`
+    /// are not written).
+    pub resend: bool,
 }
 
 impl SendLimits {
@@ -88,6 +103,11 @@ pub trait CodeStore: Send + Sync {
     /// # Errors
     /// - MUST return `Ok(PutOutcome::FraudBlocked)` and change nothing
     ///   when the prefix is blocked.
+    /// - With `limits.resend`, MUST return `Ok(PutOutcome::Gone)` and
+    ///   change nothing when the code under `key` is not the live code
+    ///   of `record.verification`; when it is, count the buckets as above
+    ///   and write nothing else. On Redis Cluster the buckets in other
+    ///   slots are counted before that is known.
     /// - MUST return `Ok(PutOutcome::RateLimited)` and change nothing when
     ///   any bucket of `limits.own` is full at `now`; `retry_after_ms` is
     ///   the longest wait.

@@ -30,8 +30,10 @@ local recorded = '0'
 if rec and vrf_pending(rec) then
   redis.call('HSET', rec, 'dl', vrf_splice(redis.call('HGET', rec, 'dl'), ARGV[5]))
   -- No status report can name a delivery without a provider message id:
-  -- the sealed code is of no more use (Verification::delivered).
-  if not string.find(ARGV[5], '"message_id":', 1, true) then
+  -- the sealed code is of no more use (Verification::delivered), unless
+  -- the verification is a /v2 service's (sv), whose resend reuses it.
+  if not string.find(ARGV[5], '"message_id":', 1, true)
+    and redis.call('HEXISTS', rec, 'sv') == 0 then
     redis.call('HDEL', rec, 'sc')
   end
   vrf_emit(ctx, rec, ARGV[2], 'otpd.verification.pending', ARGV[1])

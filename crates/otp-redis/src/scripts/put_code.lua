@@ -32,13 +32,18 @@
 -- ARGV[12]      how many own buckets
 -- ARGV[13]      how many shared buckets
 -- ARGV[14]      '1' when the last key is a fraud block to honour, else '0'
--- ARGV[15..]    limit, window_ms of each bucket, in KEYS order
+-- ARGV[15]      '1' for a resend (SendLimits::resend): the code record must
+--               already be the live code of verification ARGV[6], else
+--               {4, 0, 0} and nothing changes; when it is, only the buckets
+--               are counted and the code and the verification stay as they are
+-- ARGV[16..]    limit, window_ms of each bucket, in KEYS order
 -- ARGV[..]      then the new record's fields and values (see vrf.lua)
 --
 -- Returns {status, wait_ms, index}: {0, 0, 0} stored; {1, wait, 0} an own
 -- bucket was full (nothing changed); {2, wait, i} the shared bucket i
 -- (from 0) was full (the buckets before it stay counted, no code was
--- stored); {3, 0, 0} the prefix is blocked (nothing changed).
+-- stored); {3, 0, 0} the prefix is blocked (nothing changed); {4, 0, 0} a
+-- resend whose code is no longer live (nothing changed).
 
 local now = tonumber(ARGV[1])
 local own, shared = tonumber(ARGV[12]), tonumber(ARGV[13])
@@ -56,15 +61,28 @@ if ARGV[14] == '1' then
     end
   end
 end
-local wait = hit_buckets(4, 14, own, now, ARGV[1])
+local resend = ARGV[15] == '1'
+if resend then
+  -- CodeRecord::is_live_for: this verification's code, unexpired, unlocked.
+  local c = redis.call('HMGET', KEYS[1], 'v', 'e', 'a', 'm')
+  local live = c[1] == ARGV[6] and tonumber(c[2]) and tonumber(c[2]) > now
+    and tonumber(c[3]) and tonumber(c[4]) and tonumber(c[3]) < tonumber(c[4])
+  if not live then
+    return {4, 0, 0}
+  end
+end
+local wait = hit_buckets(4, 15, own, now, ARGV[1])
 if wait > 0 then
   return {1, wait, 0}
 end
 for j = 1, shared do
-  wait = hit_buckets(3 + own + j, 14 + 2 * (own + j - 1), 1, now, ARGV[1])
+  wait = hit_buckets(3 + own + j, 15 + 2 * (own + j - 1), 1, now, ARGV[1])
   if wait > 0 then
     return {2, wait, j - 1}
   end
+end
+if resend then
+  return {0, 0, 0}
 end
 
 local key, tag, hex = KEYS[1], ARGV[8], ARGV[6]
@@ -79,7 +97,7 @@ redis.call('HSET', key, 'd', ARGV[2], 'e', ARGV[3], 'a', ARGV[4], 'm', ARGV[5], 
 redis.call('PEXPIRE', key, ttl_ms(tonumber(ARGV[3]), now))
 
 local fields = {}
-for i = 15 + 2 * (own + shared), #ARGV do
+for i = 16 + 2 * (own + shared), #ARGV do
   fields[#fields + 1] = ARGV[i]
 end
 local rec = vrf_key(ctx, tag, hex)

@@ -16,7 +16,8 @@
 --   (optional), rt retention_ms, ev events written so far, sc the sealed
 --   code (optional, hex; see otp_domain::digest::SealedCode), dropped when
 --   the record ends, by a delivery without a message id (delivered.lua)
---   and by a report (report.lua), and never copied into an event.
+--   and by a report (report.lua), and never copied into an event; sv the
+--   /v2 service sid that sent it (optional; with it, delivered.lua keeps sc).
 -- Times are integer strings (unix ms) as the caller sent them: no Lua
 -- number ever becomes a stored time, and no JSON is encoded here (cjson
 -- would write an empty array as `{}` and round long numbers).

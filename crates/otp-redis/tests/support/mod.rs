@@ -73,5 +73,6 @@ pub fn verification_for(key: &str, record: &CodeRecord, now: u64) -> Verificatio
         retention_ms: 86_400_000,
         events: 0,
         sealed: None,
+        service: None,
     }
 }

@@ -186,6 +186,7 @@ fn send_request(
         message: parts.message,
         subject: parts.subject,
         locale: parts.locale,
+        app: None,
     })
 }
 

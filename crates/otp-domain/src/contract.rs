@@ -1821,3 +1821,46 @@ pub async fn a_service_s_verification_keeps_its_sealed_code_while_pending(s: &dy
     );
     assert_eq!(get(s, &r.verification).await.sealed, None);
 }
+
+/// The [`crate::ports::ServiceStore`] contract: records are kept whole,
+/// replaced, listed in sid order and deleted once. Sids are unique per
+/// run, so other runs' services on a shared backend are left alone.
+pub async fn run_services(s: &dyn crate::ports::ServiceStore) {
+    let base = unique("svc").replace(['@', '.', ':'], "");
+    let (a, b) = (format!("VA{base}a"), format!("VA{base}b"));
+    assert_eq!(s.service(&a).await.expect("get"), None);
+    s.put_service(&b, b"{\"n\":2}").await.expect("put b");
+    s.put_service(&a, b"{\"n\":1}").await.expect("put a");
+    assert_eq!(
+        s.service(&a).await.expect("get").as_deref(),
+        Some(&b"{\"n\":1}"[..])
+    );
+    // Replaced whole, bytes as given.
+    s.put_service(&a, &[0, 255, 1]).await.expect("replace a");
+    assert_eq!(
+        s.service(&a).await.expect("get").as_deref(),
+        Some(&[0u8, 255, 1][..])
+    );
+    let ours: Vec<(String, Vec<u8>)> = s
+        .services()
+        .await
+        .expect("list")
+        .into_iter()
+        .filter(|(sid, _)| sid.contains(&base))
+        .collect();
+    assert_eq!(
+        ours,
+        vec![
+            (a.clone(), vec![0, 255, 1]),
+            (b.clone(), b"{\"n\":2}".to_vec())
+        ],
+        "in sid order"
+    );
+    assert!(s.delete_service(&a).await.expect("delete"));
+    assert!(
+        !s.delete_service(&a).await.expect("delete again"),
+        "deleted once"
+    );
+    assert_eq!(s.service(&a).await.expect("get"), None);
+    assert!(s.delete_service(&b).await.expect("delete b"));
+}

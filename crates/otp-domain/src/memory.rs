@@ -39,6 +39,8 @@ struct IdemEntry {
 
 #[derive(Default)]
 struct Inner {
+    /// The `/v2` services, by sid.
+    services: std::collections::BTreeMap<String, Vec<u8>>,
     codes: HashMap<String, CodeRecord>,
     buckets: HashMap<String, BucketState>,
     pairings: HashMap<CodeDigest, (ChatId, Timestamp)>,
@@ -125,6 +127,31 @@ impl InMemoryStore {
         // A panic while holding the lock cannot leave a half-written state
         // (each step writes whole values), so a poisoned lock is usable.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[async_trait]
+impl crate::ports::ServiceStore for InMemoryStore {
+    async fn put_service(&self, sid: &str, record: &[u8]) -> Result<(), StoreError> {
+        self.lock().services.insert(sid.to_owned(), record.to_vec());
+        Ok(())
+    }
+
+    async fn service(&self, sid: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock().services.get(sid).cloned())
+    }
+
+    async fn delete_service(&self, sid: &str) -> Result<bool, StoreError> {
+        Ok(self.lock().services.remove(sid).is_some())
+    }
+
+    async fn services(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        Ok(self
+            .lock()
+            .services
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
     }
 }
 
@@ -668,6 +695,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn memory_store_meets_the_contract() {
+        crate::contract::run_services(&InMemoryStore::new()).await;
         crate::contract::run_all(std::sync::Arc::new(InMemoryStore::new())).await;
         crate::contract::run_fraud(std::sync::Arc::new(InMemoryStore::new())).await;
     }

@@ -110,6 +110,11 @@ impl Keys {
     }
 
     /// An idempotency key, in a slot of its own.
+    /// The `/v2` services: one hash, sid -> record.
+    pub(crate) fn services(&self) -> String {
+        format!("{}:{{services}}:all", self.prefix)
+    }
+
     pub(crate) fn idempotency(&self, key: &str) -> String {
         format!("{}:idem:{{{}}}", self.prefix, tag(key))
     }

@@ -1185,6 +1185,65 @@ impl Outbox for RedisStore {
     }
 }
 
+/// The `/v2` services, in one hash (a few records, read whole).
+#[async_trait]
+impl otp_domain::ports::ServiceStore for RedisStore {
+    async fn put_service(&self, sid: &str, record: &[u8]) -> Result<(), StoreError> {
+        let key = self.keys.services();
+        self.run(|mut conn| async move {
+            redis::cmd("HSET")
+                .arg(key)
+                .arg(sid)
+                .arg(record)
+                .query_async::<()>(&mut conn)
+                .await
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn service(&self, sid: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = self.keys.services();
+        Ok(self
+            .run(|mut conn| async move {
+                redis::cmd("HGET")
+                    .arg(key)
+                    .arg(sid)
+                    .query_async::<Option<Vec<u8>>>(&mut conn)
+                    .await
+            })
+            .await?)
+    }
+
+    async fn delete_service(&self, sid: &str) -> Result<bool, StoreError> {
+        let key = self.keys.services();
+        let removed: i64 = self
+            .run(|mut conn| async move {
+                redis::cmd("HDEL")
+                    .arg(key)
+                    .arg(sid)
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        Ok(removed > 0)
+    }
+
+    async fn services(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let key = self.keys.services();
+        let mut all: Vec<(String, Vec<u8>)> = self
+            .run(|mut conn| async move {
+                redis::cmd("HGETALL")
+                    .arg(key)
+                    .query_async::<Vec<(String, Vec<u8>)>>(&mut conn)
+                    .await
+            })
+            .await?;
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(all)
+    }
+}
+
 #[async_trait]
 impl IdempotencyStore for RedisStore {
     async fn idempotency_begin(

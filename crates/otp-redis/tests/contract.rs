@@ -17,6 +17,7 @@ async fn redis_store_meets_the_contract() {
     let store = RedisStore::standalone(&server.config("otpd")).expect("standalone store");
     let store = Arc::new(store);
     otp_domain::contract::run_all(store.clone()).await;
+    otp_domain::contract::run_services(store.as_ref()).await;
     otp_domain::contract::run_fraud(store).await;
 }
 
@@ -25,6 +26,7 @@ async fn redis_cluster_store_meets_the_contract() {
     let cluster = RedisCluster::start();
     let store = Arc::new(RedisStore::cluster(&cluster.config("otpd")).expect("cluster store"));
     otp_domain::contract::run_all(store.clone()).await;
+    otp_domain::contract::run_services(store.as_ref()).await;
     otp_domain::contract::run_fraud(store.clone()).await;
 
     // The codes really spread over the masters (a store that talked to one

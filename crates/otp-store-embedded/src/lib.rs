@@ -183,6 +183,7 @@ impl EmbeddedStore {
         txn.open_table(tx::OUTBOX_DUE)?;
         txn.open_table(tx::META)?;
         txn.open_table(tx::IDEMPOTENCY)?;
+        txn.open_table(tx::SERVICES)?;
         txn.open_table(tx::IDEMPOTENCY_EXPIRY)?;
         txn.open_table(fraud::COUNTERS)?;
         txn.open_table(fraud::BLOCKS)?;
@@ -859,6 +860,54 @@ impl Outbox for EmbeddedStore {
                 }
             }
             Ok(((), true))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl otp_domain::ports::ServiceStore for EmbeddedStore {
+    async fn put_service(&self, sid: &str, record: &[u8]) -> Result<(), StoreError> {
+        let (sid, record) = (sid.to_owned(), record.to_vec());
+        self.write(move |txn| {
+            txn.open_table(tx::SERVICES)?
+                .insert(sid.as_str(), record.as_slice())?;
+            Ok(((), true))
+        })
+        .await
+    }
+
+    async fn service(&self, sid: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let sid = sid.to_owned();
+        self.read(move |txn| {
+            let table = txn.open_table(tx::SERVICES)?;
+            let found = table.get(sid.as_str())?;
+            Ok(found.map(|v| v.value().to_vec()))
+        })
+        .await
+    }
+
+    async fn delete_service(&self, sid: &str) -> Result<bool, StoreError> {
+        let sid = sid.to_owned();
+        self.write(move |txn| {
+            let had = txn
+                .open_table(tx::SERVICES)?
+                .remove(sid.as_str())?
+                .is_some();
+            Ok((had, had))
+        })
+        .await
+    }
+
+    async fn services(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.read(|txn| {
+            let table = txn.open_table(tx::SERVICES)?;
+            let mut all = Vec::new();
+            for entry in table.iter()? {
+                let (k, v) = entry?;
+                all.push((k.value().to_owned(), v.value().to_vec()));
+            }
+            Ok(all)
         })
         .await
     }

@@ -46,6 +46,8 @@ pub const OUTBOX_DUE: TableDefinition<(u64, u64), &str> = TableDefinition::new("
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Namespaced idempotency key -> [`codec::IdemValue`].
 pub const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency");
+/// `/v2` service sid -> its record (the API's bytes).
+pub const SERVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("services");
 /// `(until, key)` of every idempotency entry, for the sweep.
 pub const IDEMPOTENCY_EXPIRY: TableDefinition<(u64, &str), ()> =
     TableDefinition::new("idempotency_expiry");

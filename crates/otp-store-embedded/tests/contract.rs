@@ -25,7 +25,24 @@ const RETENTION_MS: u64 = 86_400_000;
 async fn embedded_store_meets_the_contract() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = EmbeddedStore::open(&dir.path().join("otpd.redb")).expect("open");
+    otp_domain::contract::run_services(&store).await;
     otp_domain::contract::run_all(Arc::new(store)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_survive_a_restart() {
+    use otp_domain::ports::ServiceStore;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("otpd.redb");
+    let store = EmbeddedStore::open(&path).expect("open");
+    store.put_service("VA01", b"acme").await.expect("put");
+    drop(store);
+    let store = EmbeddedStore::open(&path).expect("reopen");
+    assert_eq!(
+        store.service("VA01").await.expect("get").as_deref(),
+        Some(&b"acme"[..])
+    );
+    assert_eq!(store.services().await.expect("list").len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

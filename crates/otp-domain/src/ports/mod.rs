@@ -15,6 +15,8 @@
 //! - [`fraud`]: [`FraudLedger`], the fraud guard's counters and blocks.
 //! - [`senders`]: [`Sender`], delivering a message on a channel.
 //! - [`random`]: [`CodeGenerator`], the randomness of codes and ids.
+//! - [`services`]: [`ServiceStore`], the Twilio-compatible API's
+//!   services.
 //!
 //! One store usually implements every store port; [`Store`] names that
 //! whole, so the server opens a store once and hands each part out.
@@ -25,6 +27,7 @@ pub mod idempotency;
 pub mod outbox;
 pub mod random;
 pub mod senders;
+pub mod services;
 pub mod verifications;
 
 pub use crate::outcome::{
@@ -37,6 +40,7 @@ pub use idempotency::IdempotencyStore;
 pub use outbox::{EventMessage, EventSink, Outbox, SinkError};
 pub use random::CodeGenerator;
 pub use senders::{Delivered, DeliveryError, MessageLocale, OutgoingMessage, Sender};
+pub use services::ServiceStore;
 pub use verifications::VerificationStore;
 
 #[cfg(any(test, feature = "mocks"))]

@@ -73,6 +73,8 @@ pub struct Config {
     /// The fraud guard's rules.
     pub fraud: otp_domain::fraud::FraudPolicy,
     pub console: schema::ConsoleConfig,
+    /// The Twilio Verify compatible API.
+    pub twilio_api: schema::TwilioApiConfig,
 }
 
 /// Why the configuration could not be loaded.
@@ -258,6 +260,7 @@ impl Config {
         Ok(Config {
             fraud,
             console: file.console,
+            twilio_api: file.twilio_api,
             server: file.server,
             log: file.log,
             metrics: file.metrics,
@@ -304,6 +307,39 @@ fn log_level_ok(level: &str) -> bool {
 }
 
 /// The rules across the server's own keys: auth, store, body limit.
+/// Both keys or neither, and a sid the SDKs would send.
+fn check_twilio_api(t: &schema::TwilioApiConfig) -> Result<(), ConfigError> {
+    let sid_set = !t.account_sid.is_empty();
+    let token_set = !t.auth_token.expose_secret().is_empty();
+    if sid_set != token_set {
+        let (missing, other) = if sid_set {
+            ("twilio_api.auth_token", "twilio_api.account_sid")
+        } else {
+            ("twilio_api.account_sid", "twilio_api.auth_token")
+        };
+        return Err(KeyError::new(missing, Problem::RequiredWhen(format!("{other} is set")))
+            .hint("set both (OTP_TWILIO_API__ACCOUNT_SID, OTP_TWILIO_API__AUTH_TOKEN), or neither")
+            .into());
+    }
+    let hex = |s: &str| s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if sid_set && !t.account_sid.strip_prefix("AC").is_some_and(hex) {
+        return Err(KeyError::new(
+            "twilio_api.account_sid",
+            Problem::Must("be AC and 32 hex digits, as a Twilio account sid"),
+        )
+        .into());
+    }
+    let url = &t.public_url;
+    if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(KeyError::new(
+            "twilio_api.public_url",
+            Problem::Must("be an http:// or https:// URL, or empty"),
+        )
+        .into());
+    }
+    Ok(())
+}
+
 fn check_server(file: &ConfigFile) -> Result<(), ConfigError> {
     // The store keeps a record at least until its expiry event is written
     // (the sweeper runs every second; instances' clocks differ a little).
@@ -333,6 +369,7 @@ fn check_server(file: &ConfigFile) -> Result<(), ConfigError> {
         )
         .hint("set both auth.username and auth.password (HTTP_AUTH_USERNAME, HTTP_AUTH_PASSWORD), or neither").into());
     }
+    check_twilio_api(&file.twilio_api)?;
     match file.store.kind {
         StoreKind::Embedded => {}
         StoreKind::Redis | StoreKind::RedisCluster => {

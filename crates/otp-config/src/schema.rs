@@ -38,6 +38,30 @@ pub struct ConfigFile {
     pub events: super::events::EventsConfig,
     pub fraud: FraudConfig,
     pub console: ConsoleConfig,
+    pub twilio_api: TwilioApiConfig,
+}
+
+/// The Twilio Verify compatible API (`/v2`): on when both
+/// `account_sid` and `auth_token` are set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TwilioApiConfig {
+    /// `AC` and 32 hex digits: the user of the API's Basic auth.
+    pub account_sid: String,
+    /// The password of its Basic auth.
+    pub auth_token: SecretString,
+    /// The URL clients reach otpd at, for the resources' `url` and the
+    /// paging links (`https://otp.example.com`); empty: `http://` and the
+    /// request's `Host`.
+    pub public_url: String,
+}
+
+impl TwilioApiConfig {
+    /// Whether the API is on.
+    pub fn enabled(&self) -> bool {
+        use secrecy::ExposeSecret;
+        !self.account_sid.is_empty() && !self.auth_token.expose_secret().is_empty()
+    }
 }
 
 /// The operator console (`/console`).

@@ -1235,6 +1235,11 @@ impl OtpService {
             .await
     }
 
+    /// The service's clock, now.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
     /// Whether the store answers.
     ///
     /// # Errors

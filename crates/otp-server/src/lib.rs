@@ -35,3 +35,4 @@ pub mod probe;
 pub mod sinks;
 pub mod startup;
 pub mod style;
+pub mod twilio;

@@ -37,6 +37,8 @@ use otp_telemetry::metrics::{MeteredStore, Metrics};
 pub struct Ports {
     /// The store's roles the API uses.
     pub stores: otp_domain::Stores,
+    /// The same store's `/v2` services.
+    pub services: Arc<dyn otp_domain::ports::ServiceStore>,
     /// Where the fraud guard counts: the same store, through its
     /// `FraudLedger` side.
     pub fraud: Option<Arc<dyn FraudLedger>>,
@@ -268,7 +270,7 @@ impl Ports {
     pub fn from_config(config: &Config) -> Result<Ports, StartupError> {
         // One store behind both ports: the fraud guard's events go to the
         // same outbox as the verifications'.
-        let (store, embedded) = open_store(config, None)?;
+        let (store, embedded, services) = open_store(config, None)?;
         let fraud: Option<Arc<dyn FraudLedger>> = Some(store.clone());
         let metrics = match config.metrics.listen {
             Some(_) => Some(Arc::new(Metrics::new()?)),
@@ -292,6 +294,7 @@ impl Ports {
         }
         Ok(Ports {
             stores: otp_domain::Stores::of(store),
+            services,
             fraud,
             senders,
             clock,
@@ -324,7 +327,7 @@ fn background_store(config: &Config, ports: &Ports) -> Result<Arc<dyn Store>, St
     if config.store.kind == StoreKind::Embedded && ports.embedded.is_none() {
         return Err(StartupError::NoEmbeddedStore);
     }
-    let (store, _) = open_store(config, ports.embedded.as_ref())?;
+    let (store, _, _) = open_store(config, ports.embedded.as_ref())?;
     Ok(match &ports.metrics {
         Some(m) => Arc::new(MeteredStore::new(store, m, store_label(config.store.kind))),
         None => store,
@@ -447,6 +450,7 @@ pub fn app_state(config: &Config, ports: &Ports, secret: Vec<u8>) -> Arc<AppStat
         trusted_proxies: config.security.trusted_proxies.clone(),
         metrics: ports.metrics.clone(),
         outbox: ports.outbox.clone(),
+        twilio: crate::twilio::TwilioApi::new(&config.twilio_api, ports.services.clone()),
         console: config.console.enabled.then(|| {
             Arc::new(crate::console::memory::Console::new(
                 ports.metrics.clone(),
@@ -644,10 +648,18 @@ fn embedded_options(config: &Config) -> otp_store_embedded::EmbeddedOptions {
 ///
 /// # Errors
 /// When the file cannot be opened or Redis settings are refused.
+/// An opened store: all its roles, the embedded store itself (for its
+/// sweep), and its `/v2` services.
+type Opened = (
+    Arc<dyn Store>,
+    Option<EmbeddedStore>,
+    Arc<dyn otp_domain::ports::ServiceStore>,
+);
+
 pub(crate) fn open_store(
     config: &Config,
     embedded: Option<&EmbeddedStore>,
-) -> Result<(Arc<dyn Store>, Option<EmbeddedStore>), StartupError> {
+) -> Result<Opened, StartupError> {
     let redis = |store: RedisStore| {
         if record_events(config) {
             store
@@ -661,16 +673,20 @@ pub(crate) fn open_store(
                 Some(open) => open.clone(),
                 None => EmbeddedStore::open_with(&config.store.path, embedded_options(config))?,
             };
-            (Arc::new(store.clone()), Some(store))
+            (
+                Arc::new(store.clone()),
+                Some(store.clone()),
+                Arc::new(store),
+            )
         }
-        StoreKind::Redis => (
-            Arc::new(redis(RedisStore::standalone(&config.store.redis())?)),
-            None,
-        ),
-        StoreKind::RedisCluster => (
-            Arc::new(redis(RedisStore::cluster(&config.store.redis())?)),
-            None,
-        ),
+        StoreKind::Redis => {
+            let store = Arc::new(redis(RedisStore::standalone(&config.store.redis())?));
+            (store.clone(), None, store)
+        }
+        StoreKind::RedisCluster => {
+            let store = Arc::new(redis(RedisStore::cluster(&config.store.redis())?));
+            (store.clone(), None, store)
+        }
     })
 }
 

@@ -58,6 +58,10 @@ pub enum Access {
     /// Meta's `X-Hub-Signature-256`, which signs the body: the route
     /// checks it itself, on the raw bytes.
     Signed,
+    /// The Twilio-compatible API's own Basic auth, `twilio_api.account_sid`
+    /// and `auth_token`, answered in Twilio's words (401 code 20003; 404
+    /// while the API is off).
+    Twilio,
 }
 
 /// The header Telegram sends with every webhook call when the webhook was
@@ -74,6 +78,7 @@ pub const EXEMPT: &[(&str, bool, Access)] = &[
     ("/docs", true, Access::Open),
     ("/telegram/webhook", false, Access::WebhookSecret),
     ("/whatsapp/webhook", false, Access::Signed),
+    ("/v2", true, Access::Twilio),
 ];
 
 /// How `path` is guarded: `None` means Basic auth.
@@ -110,8 +115,19 @@ pub async fn gate<E: Endpoint>(
     state: Arc<AppState>,
 ) -> Result<Response> {
     let exempt = exemption(req.uri().path());
+    if exempt == Some(Access::Twilio) {
+        use crate::twilio::errors::Fail;
+        let admitted = match &state.twilio {
+            None => return Ok(Fail::not_found().response()),
+            Some(t) => basic_credentials(&req).is_some_and(|(u, p)| t.admits(&u, &p)),
+        };
+        if !admitted {
+            return Ok(Fail::unauthorized().response());
+        }
+        return next.call(req).await.map(IntoResponse::into_response);
+    }
     let allowed = match exempt {
-        Some(Access::Open | Access::Signed) => true,
+        Some(Access::Open | Access::Signed | Access::Twilio) => true,
         Some(Access::WebhookSecret) => state.webhook_secret.as_ref().is_none_or(|secret| {
             req.header(WEBHOOK_SECRET_HEADER)
                 .is_some_and(|given| secret.matches("", given))
@@ -241,5 +257,9 @@ mod tests {
         assert_eq!(exemption("/whatsapp/webhook"), Some(Access::Signed));
         assert_eq!(exemption("/whatsapp/webhook/x"), None);
         assert_eq!(exemption("/whatsapp"), None);
+        assert_eq!(exemption("/v2/Services"), Some(Access::Twilio));
+        assert_eq!(exemption("/v2"), Some(Access::Twilio));
+        assert_eq!(exemption("/v2x"), None);
+        assert_eq!(exemption("/v2/../sms"), None);
     }
 }

@@ -53,6 +53,9 @@ pub struct AppState {
     /// The operator console's memory: recent sends, counter samples.
     /// `None` when `console.enabled` is off (the pages are then 404).
     pub console: Option<std::sync::Arc<crate::console::memory::Console>>,
+    /// The Twilio Verify compatible API (`/v2`); `None` (404) unless
+    /// `twilio_api.account_sid` and `auth_token` are set.
+    pub twilio: Option<crate::twilio::TwilioApi>,
 }
 
 /// The end user a request is for, for per-user limits: the
@@ -106,6 +109,11 @@ pub enum ApiTags {
     Health,
     /// Development tools: the dev outbox of the `log` sink.
     Dev,
+    /// The Twilio Verify compatible API (`/v2`): Twilio's paths, form
+    /// bodies, resources and error codes, behind Basic auth with
+    /// `twilio_api.account_sid` and `auth_token`. Off (404) unless both
+    /// are set.
+    TwilioVerify,
 }
 
 pub type Api = (
@@ -121,6 +129,7 @@ pub type Api = (
     locales::LocalesApi,
     health::HealthApi,
     dev::DevApi,
+    crate::twilio::TwilioVerifyApi,
 );
 
 /// The whole API, without state (handlers take it as request data).
@@ -139,6 +148,7 @@ pub fn api_service() -> OpenApiService<Api, ()> {
             locales::LocalesApi,
             health::HealthApi,
             dev::DevApi,
+            crate::twilio::TwilioVerifyApi,
         ),
         "otpd",
         env!("CARGO_PKG_VERSION"),

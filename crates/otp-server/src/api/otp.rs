@@ -1,8 +1,8 @@
 //! The one generic path behind all four channels: request bodies, their
 //! conversion into domain requests, and the send and check flows.
 
-use otp_domain::service::SendRequest;
-use otp_domain::{Channel, Code, ParseError};
+use otp_domain::service::{SendReceipt, SendRequest};
+use otp_domain::{Channel, CheckError, CheckTarget, Code, Destination, ParseError, SendError};
 use poem_openapi::payload::Json;
 use poem_openapi::Object;
 
@@ -257,15 +257,37 @@ async fn send_once(
             ));
         }
     };
-    let destination = request.destination.masked();
-    // Kept for the metrics' country and test labels; the request moves.
-    let target = state.metrics.as_ref().map(|_| request.destination.clone());
-    let result = state.otp.send(request).await;
-    if let (Some(m), Some(target)) = (&state.metrics, &target) {
+    let target = request.destination.clone();
+    match observe_send(state, &target, state.otp.send(request)).await {
+        Ok(receipt) => SendResponse::Sent(
+            Json(Sent {
+                id: receipt.id.to_string(),
+                status: "sent".into(),
+                channel: channel.to_string(),
+                lifetime: receipt.lifetime.secs(),
+                expires_at: DateTime::from_millis(receipt.expires_at),
+            }),
+            None,
+        ),
+        Err(e) => e.into(),
+    }
+}
+
+/// Runs a send to `target` and records it as every send is recorded,
+/// whichever API asked: metrics, the log line, the console's row.
+pub async fn observe_send(
+    state: &AppState,
+    target: &Destination,
+    send: impl std::future::Future<Output = Result<SendReceipt, SendError>>,
+) -> Result<SendReceipt, SendError> {
+    let channel = target.channel();
+    let destination = target.masked();
+    let result = send.await;
+    if let Some(m) = &state.metrics {
         let test = state.otp.is_test_destination(target);
         m.send(channel, target, test, result.as_ref().map(|_| ()));
     }
-    match result {
+    match &result {
         Ok(receipt) => {
             if let (Some(m), Some(block)) = (&state.metrics, &receipt.fraud_block) {
                 m.fraud_block(block);
@@ -274,22 +296,34 @@ async fn send_once(
             if let Some(console) = &state.console {
                 console.record(receipt.id);
             }
-            SendResponse::Sent(
-                Json(Sent {
-                    id: receipt.id.to_string(),
-                    status: "sent".into(),
-                    channel: channel.to_string(),
-                    lifetime: receipt.lifetime.secs(),
-                    expires_at: DateTime::from_millis(receipt.expires_at),
-                }),
-                None,
-            )
         }
-        Err(e) => {
-            crate::error::log_send_error(channel, &destination, &e);
-            e.into()
-        }
+        Err(e) => crate::error::log_send_error(channel, &destination, e),
     }
+    result
+}
+
+/// Checks `password` against `target`'s code and records the check as
+/// every check is recorded: metrics and the log line.
+///
+/// # Errors
+/// As [`otp_domain::OtpService::check_at`].
+pub async fn observe_check(
+    state: &AppState,
+    target: &CheckTarget,
+    password: &Code,
+) -> Result<(), CheckError> {
+    let channel = target.channel();
+    let result = state.otp.check_at(target, password).await;
+    if let Some(m) = &state.metrics {
+        m.check(
+            channel,
+            target,
+            || state.otp.is_test_target(target),
+            &result,
+        );
+    }
+    crate::error::log_check_result(channel, &target.masked(), &result);
+    result
 }
 
 /// Checks a code on `channel`. The address is read only as far as finding
@@ -312,18 +346,7 @@ pub async fn check(state: &AppState, channel: Channel, parts: CheckParts) -> Che
             ));
         }
     };
-    let destination = target.masked();
-    let result = state.otp.check_at(&target, &password).await;
-    if let Some(m) = &state.metrics {
-        m.check(
-            channel,
-            &target,
-            || state.otp.is_test_target(&target),
-            &result,
-        );
-    }
-    crate::error::log_check_result(channel, &destination, &result);
-    match result {
+    match observe_check(state, &target, &password).await {
         Ok(()) => CheckResponse::Approved(Json(Approved {
             status: "approved".into(),
         })),

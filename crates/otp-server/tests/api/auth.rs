@@ -96,7 +96,7 @@ async fn health_docs_and_spec_stay_open_with_auth_on() {
     }
 }
 
-const AUTH_AND_WEBHOOK: &str = "[auth]\nusername = \"admin\"\npassword = \"0123\"\n[telegram]\nwebhook_secret = \"hook-secret\"\n";
+const AUTH_AND_WEBHOOK: &str = "[auth]\nusername = \"admin\"\npassword = \"0123\"\n[telegram]\nwebhook_secret = \"hook-secret\"\n[twilio_api]\naccount_sid = \"AC0123456789abcdef0123456789abcdef\"\nauth_token = \"twilio-token\"\n";
 
 /// Walks every operation of the spec the server runs. Each one that the
 /// gate's table does not exempt answers 401 without credentials and with
@@ -114,7 +114,7 @@ async fn every_operation_in_the_spec_needs_credentials_unless_exempt() {
     let spec: serde_json::Value =
         serde_json::from_str(&otp_server::api::api_service().spec()).expect("spec is JSON");
     let paths = spec["paths"].as_object().expect("paths");
-    let (mut closed, mut webhook, mut signed, mut open) = (0, 0, 0, 0);
+    let (mut closed, mut webhook, mut signed, mut open, mut twilio) = (0, 0, 0, 0, 0);
     for (path, operations) in paths {
         // Path parameters get a placeholder value.
         let concrete: String = path
@@ -192,6 +192,21 @@ async fn every_operation_in_the_spec_needs_credentials_unless_exempt() {
                     assert_eq!(error_code(&body), "not_found", "{what}");
                     signed += 1;
                 }
+                Some(Access::Twilio) => {
+                    // Its own pair, answered in Twilio's words: the
+                    // native credentials do not open it.
+                    assert_eq!(schemes, ["TwilioAuth"], "{what}");
+                    let sid = "AC0123456789abcdef0123456789abcdef";
+                    for auth in [None, Some(("admin", "0123")), Some((sid, "wrong"))] {
+                        let r = request(auth, None).await.expect("request");
+                        assert_eq!(r.status().as_u16(), 401, "{what} with {auth:?}");
+                        assert!(r.headers().contains_key("www-authenticate"), "{what}");
+                        let (_, body) = crate::helpers::read(r).await;
+                        assert_eq!(body["code"], 20003, "{what}: {body}");
+                        assert_eq!(body["status"], 401, "{what}: {body}");
+                    }
+                    twilio += 1;
+                }
                 Some(Access::Open) => {
                     assert!(
                         schemes.is_empty(),
@@ -205,7 +220,7 @@ async fn every_operation_in_the_spec_needs_credentials_unless_exempt() {
         }
     }
     assert!(closed >= 16, "only {closed} closed operations walked");
-    assert_eq!((webhook, signed, open), (1, 2, 2));
+    assert_eq!((webhook, signed, open, twilio), (1, 2, 2, 9));
     assert!(app.sent().is_empty(), "nothing was delivered");
 }
 

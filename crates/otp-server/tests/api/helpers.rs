@@ -115,6 +115,7 @@ impl TestApp {
         let clock = Arc::new(TestClock(AtomicU64::new(START)));
         let memory = Arc::new(InMemoryStore::new());
         let ports = Ports {
+            services: memory.clone(),
             fraud: Some(memory.clone()),
             stores: otp_domain::Stores {
                 codes: options.store.unwrap_or(memory.clone()),

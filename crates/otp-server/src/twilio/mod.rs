@@ -1,0 +1,629 @@
+//! The Twilio Verify compatible API under `/v2`: an app written against
+//! Twilio Verify (its official SDKs, or any client of its REST API) moves
+//! to otpd by changing its base URL.
+//!
+//! A facade, not a second implementation: each route parses Twilio's
+//! form, calls the same `OtpService` the native handlers call (through
+//! the same `observe_send` / `observe_check`, so metrics, logs and the
+//! console count it as any send), and renders Twilio's JSON. The native
+//! API knows nothing of it.
+//!
+//! - `errors`: Twilio's error body and codes, the domain errors' mapping.
+//! - `resources`: the JSON resources, the sids, the stored service.
+//! - `forms`: the form bodies, PascalCase as Twilio takes them.
+//! - this module: the state, the auth check and the operations.
+
+pub mod errors;
+mod forms;
+pub mod resources;
+
+use std::sync::Arc;
+
+use otp_domain::ports::ServiceStore;
+use otp_domain::service::{App, SendRequest};
+use otp_domain::verification::{CancelOutcome, Status};
+use otp_domain::{Channel, CheckError, Code, Verification, VerificationId};
+use poem::web::Data;
+use poem::Request;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::{Form, Json};
+use poem_openapi::{OpenApi, SecurityScheme};
+
+use crate::api::auth::Credentials;
+use crate::api::otp::{observe_check, observe_send};
+use crate::api::{ApiTags, AppState};
+use errors::{bad_request_reply, reply, Fail};
+use forms::{CheckForm, ServiceCreate, ServiceUpdate, UpdateForm, VerificationForm};
+use resources::{
+    is_sid, new_service_sid, verification_id, CheckBody, PageMeta, ServiceBody, ServicePage,
+    ServiceRecord, VerificationBody,
+};
+
+/// The facade's state: on when `twilio_api.account_sid` and
+/// `twilio_api.auth_token` are set.
+pub struct TwilioApi {
+    credentials: Credentials,
+    account_sid: String,
+    public_url: Option<String>,
+    services: Arc<dyn ServiceStore>,
+}
+
+impl TwilioApi {
+    pub fn new(
+        config: &otp_config::schema::TwilioApiConfig,
+        services: Arc<dyn ServiceStore>,
+    ) -> Option<Self> {
+        use secrecy::ExposeSecret;
+        config.enabled().then(|| TwilioApi {
+            credentials: Credentials::new(&config.account_sid, config.auth_token.expose_secret()),
+            account_sid: config.account_sid.clone(),
+            public_url: Some(config.public_url.trim_end_matches('/').to_owned())
+                .filter(|u| !u.is_empty()),
+            services,
+        })
+    }
+
+    /// Whether `user:pass` is the AccountSid and AuthToken (constant time).
+    pub fn admits(&self, user: &str, pass: &str) -> bool {
+        self.credentials.matches(user, pass)
+    }
+
+    /// The URL the client reached otpd at: `public_url`, else `http://`
+    /// and the request's Host.
+    fn base(&self, req: &Request) -> String {
+        match &self.public_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "http://{}",
+                req.header("host")
+                    .unwrap_or("localhost")
+                    .trim_end_matches('/')
+            ),
+        }
+    }
+
+    async fn service(&self, sid: &str) -> Result<ServiceRecord, Fail> {
+        if !is_sid(sid, "VA") {
+            return Err(Fail::not_found());
+        }
+        match self.services.service(sid).await? {
+            Some(bytes) => Ok(ServiceRecord::from_bytes(&bytes)?),
+            None => Err(Fail::not_found()),
+        }
+    }
+}
+
+/// HTTP Basic with the AccountSid and AuthToken of `[twilio_api]`. The
+/// auth gate checks it; a missing or wrong pair is 401 code 20003.
+#[derive(SecurityScheme)]
+#[oai(ty = "basic", checker = "twilio_documented")]
+pub struct TwilioAuth(());
+
+async fn twilio_documented(_req: &Request, _given: poem_openapi::auth::Basic) -> Option<()> {
+    Some(())
+}
+
+reply!(
+    /// A service.
+    ServiceReply {
+        /// The service.
+        Ok(Json<ServiceBody>) = 200,
+        /// The new service.
+        Created(Json<ServiceBody>) = 201,
+    }
+);
+
+reply!(
+    /// A page of services.
+    ServiceListReply {
+        /// The page; `meta.next_page_url` is the next one's absolute URL.
+        Ok(Json<ServicePage>) = 200,
+    }
+);
+
+reply!(
+    /// A deleted service.
+    DeleteReply {
+        /// Deleted.
+        Deleted = 204,
+    }
+);
+
+reply!(
+    /// A verification.
+    VerificationReply {
+        /// The verification.
+        Ok(Json<VerificationBody>) = 200,
+        /// Sent: a new verification, or the pending one reused.
+        Created(Json<VerificationBody>) = 201,
+    }
+);
+
+reply!(
+    /// A verification check.
+    CheckReply {
+        /// Checked: `valid` says whether the code was right.
+        Ok(Json<CheckBody>) = 200,
+    }
+);
+
+/// The facade, or 404 when it is off (the gate answers that first).
+fn facade(state: &AppState) -> Result<&TwilioApi, Fail> {
+    state.twilio.as_ref().ok_or_else(Fail::not_found)
+}
+
+/// Twilio's channel names; `sna` and `auto` are Twilio's own.
+fn channel_of(name: &str) -> Result<Channel, Fail> {
+    match name {
+        "sms" => Ok(Channel::Sms),
+        "call" => Ok(Channel::Call),
+        "email" => Ok(Channel::Email),
+        "whatsapp" => Ok(Channel::WhatsApp),
+        "sna" | "auto" => Err(Fail::invalid(format!(
+            "Invalid parameter `Channel`: {name} is not supported by otpd (sms, call, email, whatsapp)"
+        ))),
+        other => Err(Fail::invalid(format!(
+            "Invalid parameter `Channel`: {other}"
+        ))),
+    }
+}
+
+/// The verification `sid` of service `service`, as a reader sees it now.
+async fn verification_of(
+    state: &AppState,
+    service: &str,
+    sid: &str,
+) -> Result<Option<Verification>, Fail> {
+    let Some(id) = verification_id(sid) else {
+        return Ok(None);
+    };
+    Ok(state
+        .otp
+        .verification(&id)
+        .await?
+        .filter(|v| v.service.as_deref() == Some(service)))
+}
+
+/// The latest verification of service `service` sent to `to` on any
+/// channel that takes that address.
+async fn latest_to(
+    state: &AppState,
+    service: &str,
+    to: &str,
+) -> Result<Option<Verification>, Fail> {
+    let channels: &[Channel] = if to.contains('@') {
+        &[Channel::Email]
+    } else {
+        &[Channel::Sms, Channel::Call, Channel::WhatsApp]
+    };
+    let mut best: Option<Verification> = None;
+    for &channel in channels {
+        let Ok(destination) = state.otp.destination(channel, to) else {
+            continue;
+        };
+        if let Some(v) = state.otp.latest_verification(&destination).await? {
+            if v.service.as_deref() == Some(service)
+                && best.as_ref().is_none_or(|b| v.created_at > b.created_at)
+            {
+                best = Some(v);
+            }
+        }
+    }
+    Ok(best)
+}
+
+/// A pending verification, or the error a later use of an ended one gets.
+fn pending(v: Option<Verification>) -> Result<Verification, Fail> {
+    match v {
+        Some(v) if v.is_pending() => Ok(v),
+        _ => Err(Fail::not_found()),
+    }
+}
+
+pub struct TwilioVerifyApi;
+
+#[OpenApi(tag = "ApiTags::TwilioVerify")]
+impl TwilioVerifyApi {
+    /// Creates a service: the app whose name starts its messages and
+    /// whose `CodeLength` sets its codes' length.
+    #[oai(
+        path = "/v2/Services",
+        method = "post",
+        operation_id = "twilio_service_create"
+    )]
+    async fn create_service(
+        &self,
+        _auth: TwilioAuth,
+        state: Data<&Arc<AppState>>,
+        req: &Request,
+        form: Form<ServiceCreate>,
+    ) -> ServiceReply {
+        let run = async {
+            let t = facade(&state)?;
+            let now = state.otp.now();
+            let mut record = ServiceRecord {
+                sid: new_service_sid(),
+                friendly_name: String::new(),
+                code_length: 6,
+                custom_code_enabled: false,
+                psd2_enabled: false,
+                dtmf_input_required: true,
+                lookup_enabled: false,
+                skip_sms_to_landlines: false,
+                do_not_share_warning_enabled: false,
+                tts_name: None,
+                default_template_sid: None,
+                date_created: now,
+                date_updated: now,
+            };
+            ServiceUpdate::from(form.0).apply(&mut record)?;
+            t.services
+                .put_service(&record.sid, &record.to_bytes())
+                .await?;
+            Ok::<_, Fail>(ServiceReply::Created(Json(ServiceBody::of(
+                &record,
+                &t.account_sid,
+                &t.base(req),
+            ))))
+        };
+        run.await.unwrap_or_else(Into::into)
+    }
+
+    /// A service.
+    #[oai(
+        path = "/v2/Services/:ServiceSid",
+        method = "get",
+        operation_id = "twilio_service_fetch"
+    )]
+    async fn fetch_service(
+        &self,
+        _auth: TwilioAuth,
+        state: Data<&Arc<AppState>>,
+        req: &Request,
+        /// `VA` and 32 hex digits.
+        #[oai(name = "ServiceSid")]
+        sid: Path<String>,
+    ) -> ServiceReply {
+        let run = async {
+            let t = facade(&state)?;
+            let record = t.service(&sid.0).await?;
+            Ok::<_, Fail>(ServiceReply::Ok(Json(ServiceBody::of(
+                &record,
+                &t.account_sid,
+                &t.base(req),
+            ))))
+        };
+        run.await.unwrap_or_else(Into::into)
+    }
+
+    /// Updates a service: the fields given change, the others stay.
+    #[oai(
+        path = "/v2/Services/:ServiceSid",
+        method = "post",
+        operation_id = "twilio_service_update"
+    )]
+    async fn update_service(
+        &self,
+        _auth: TwilioAuth,
+        state: Data<&Arc<AppState>>,
+        req: &Request,
+        #[oai(name = "ServiceSid")] sid: Path<String>,
+        form: Form<ServiceUpdate>,
+    ) -> ServiceReply {
+        let run = async {
+            let t = facade(&state)?;
+            let mut record = t.service(&sid.0).await?;
+            form.0.apply(&mut record)?;
+            record.date_updated = state.otp.now();
+            t.services
+                .put_service(&record.sid, &record.to_bytes())
+                .await?;
+            Ok::<_, Fail>(ServiceReply::Ok(Json(ServiceBody::of(
+                &record,
+                &t.account_sid,
+                &t.base(req),
+            ))))
+        };
+        run.await.unwrap_or_else(Into::into)
+    }
+
+    /// Deletes a service; its verifications are then 404.
+    #[oai(
+        path = "/v2/Services/:ServiceSid",
+        method = "delete",
+        operation_id = "twilio_service_delete"
+    )]
+    async fn delete_service(
+        &self,
+        _auth: TwilioAuth,
+        state: Data<&Arc<AppState>>,
+        #[oai(name = "ServiceSid")] sid: Path<String>,
+    ) -> DeleteReply {
+        let run = async {
+            let t = facade(&state)?;
+            if !is_sid(&sid.0, "VA") || !t.services.delete_service(&sid.0).await? {
+                return Err(Fail::not_found());
+            }
+            Ok::<_, Fail>(DeleteReply::Deleted)
+        };
+        run.await.unwrap_or_else(Into::into)
+    }
+
+    /// The services, oldest first, a page at a time.
+    #[oai(
+        path = "/v2/Services",
+        method = "get",
+        operation_id = "twilio_service_list"
+    )]
+    async fn list_services(
+        &self,
+        _auth: TwilioAuth,
+        state: Data<&Arc<AppState>>,
+        req: &Request,
+        /// 1 to 1000; 50 when absent.
+        #[oai(
+            name = "PageSize",
+            validator(minimum(value = "1"), maximum(value = "1000"))
+        )]
+        page_size: Query<Option<u32>>,
+        /// From 0.
+        #[oai(name = "Page", validator(maximum(value = "1000000")))]
+        page: Query<Option<u32>>,
+        /// Accepted and ignored: `Page` says where a page starts.
+        #[oai(name = "PageToken")]
+        _page_token: Query<Option<String>>,
+    ) -> ServiceListReply {
+        let run = async {
+            let t = facade(&state)?;
+            let size = page_size.0.unwrap_or(50);
+            let page = page.0.unwrap_or(0);
+            let mut all = Vec::new();
+            for (_, bytes) in t.services.services().await? {
+                all.push(ServiceRecord::from_bytes(&bytes)?);
+            }
+            all.sort_by(|a, b| (a.date_created, &a.sid).cmp(&(b.date_created, &b.sid)));
+            let start = (page as usize).saturating_mul(size as usize);
+            let base = t.base(req);
+            let services: Vec<ServiceBody> = all
+                .iter()
+                .skip(start)
+                .take(size as usize)
+                .map(|r| ServiceBody::of(r, &t.account_sid, &base))
+                .collect();
+            let at = |p: u32| format!("{base}/v2/Services?PageSize={size}&Page={p}");
+            let more = all.len() > start.saturating_add(size as usize);
+            Ok::<_, Fail>(ServiceListReply::Ok(Json(ServicePage {
+                services,
+                meta: PageMeta {
+                    page,
+                    page_size: size,
+                    first_page_url: at(0),
+                    previous_page_url: page.checked_sub(1).map(at),
+                    url: at(page),
+                    next_page_url: more.then(|| at(page + 1)),
+                    key: "services".into(),
+                },
+            })))
+        };
+        run.await.unwrap_or_else(Into::into)
+    }
+
+    /// Sends a code. A second create for the same `To` and channel while
+    /// one is pending reuses it: the same sid and code, one more entry
+    /// in `send_code_attempts`, under the same limits as any send.
+    #[oai(
+        path = "/v2/Services/:ServiceSid/Verifications",
+        method = "post",
+        operation_id = "twilio_verification_create"
+    )]
+    async fn create_verification(
+        &self,
+        _auth: TwilioAuth,
+        state: Data<&Arc<AppState>>,
+        req: &Request,
+        #[oai(name = "ServiceSid")] sid: Path<String>,
+        form: Form<VerificationForm>,
+    ) -> VerificationReply {
+        let run = async {
+            let t = facade(&state)?;
+            let service = t.service(&sid.0).await?;
+            let f = form.0;
+            let channel = channel_of(&f.channel)?;
+            f.refuse_unsupported(service.custom_code_enabled)?;
+            let destination = state.otp.destination(channel, &f.to)?;
+            let app = App {
+                service: service.sid.clone(),
+                name: f
+                    .custom_friendly_name
+                    .clone()
+                    .unwrap_or_else(|| service.friendly_name.clone()),
+                code_length: Some(usize::from(service.code_length)),
+            };
+            let user_key = crate::api::user_key(req, req.header("x-otp-user-key"), &state);
+            let password = f.custom_code.as_deref().map(Code::parse).transpose()?;
+            let reuse = match password {
+                Some(_) => None,
+                None => state
+                    .otp
+                    .latest_verification(&destination)
+                    .await?
+                    .filter(|v| v.is_pending() && v.service.as_deref() == Some(&service.sid)),
+            };
+            let request = SendRequest {
+                destination: destination.clone(),
+                password,
+                lifetime: None,
+                message: None,
+                subject: None,
+                user_key: user_key.clone(),
+                locale: f.locale.clone(),
+                app: Some(app.clone()),
+            };
+            let otp = &state.otp;
+            let send = async {
+                if let Some(v) = &reuse {
+                    if let Some(receipt) = otp.resend(&v.id, &app, user_key.as_deref()).await? {
+                        return Ok(receipt);
+                    }
+                }
+                otp.send(request).await
+            };
+            let receipt = observe_send(&state, &destination, send).await?;
+            let v = otp
+                .verification(&receipt.id)
+                .await?
+                .ok_or_else(Fail::unavailable)?;
+            Ok::<_, Fail>(VerificationReply::Created(Json(VerificationBody::of(
+                &v,
+                &service.sid,
+                &t.account_sid,
+                &t.base(req),
+            ))))
+        };
+        run.await.unwrap_or_else(Into::into)
+    }
+
+    /// A pending verification. An approved, canceled, expired or
+    /// exhausted one is gone, as in Twilio: 404 (20404).
+    #[oai(
+        path = "/v2/Services/:ServiceSid/Verifications/:Sid",
+        method = "get",
+        operation_id = "twilio_verification_fetch"
+    )]
+    async fn fetch_verification(
+        &self,
+        _auth: TwilioAuth,
+        state: Data<&Arc<AppState>>,
+        req: &Request,
+        #[oai(name = "ServiceSid")] service: Path<String>,
+        /// `VE` and 32 hex digits.
+        #[oai(name = "Sid")]
+        sid: Path<String>,
+    ) -> VerificationReply {
+        let run = async {
+            let t = facade(&state)?;
+            let service = t.service(&service.0).await?;
+            let v = pending(verification_of(&state, &service.sid, &sid.0).await?)?;
+            Ok::<_, Fail>(VerificationReply::Ok(Json(VerificationBody::of(
+                &v,
+                &service.sid,
+                &t.account_sid,
+                &t.base(req),
+            ))))
+        };
+        run.await.unwrap_or_else(Into::into)
+    }
+
+    /// `Status=canceled` cancels a pending verification; `Status=approved`
+    /// approves it without the code (for flows that verified the user
+    /// elsewhere), exactly as a right check would.
+    #[oai(
+        path = "/v2/Services/:ServiceSid/Verifications/:Sid",
+        method = "post",
+        operation_id = "twilio_verification_update"
+    )]
+    async fn update_verification(
+        &self,
+        _auth: TwilioAuth,
+        state: Data<&Arc<AppState>>,
+        req: &Request,
+        #[oai(name = "ServiceSid")] service: Path<String>,
+        #[oai(name = "Sid")] sid: Path<String>,
+        form: Form<UpdateForm>,
+    ) -> VerificationReply {
+        let run = async {
+            let t = facade(&state)?;
+            let service = t.service(&service.0).await?;
+            let v = pending(verification_of(&state, &service.sid, &sid.0).await?)?;
+            let ended = match form.0.status.as_str() {
+                "canceled" => match state.otp.cancel(&v.id).await? {
+                    CancelOutcome::Canceled(v) => v,
+                    CancelOutcome::AlreadyEnded(_) | CancelOutcome::NotFound => {
+                        return Err(Fail::not_found())
+                    }
+                },
+                "approved" => approve(&state, &v.id).await?,
+                other => {
+                    return Err(Fail::invalid(format!(
+                        "Invalid parameter `Status`: {other} (canceled or approved)"
+                    )))
+                }
+            };
+            Ok::<_, Fail>(VerificationReply::Ok(Json(VerificationBody::of(
+                &ended,
+                &service.sid,
+                &t.account_sid,
+                &t.base(req),
+            ))))
+        };
+        run.await.unwrap_or_else(Into::into)
+    }
+
+    /// Checks a code, by `To` or by `VerificationSid`. A wrong code is
+    /// 200 with `status: pending, valid: false`; a check after the last
+    /// allowed wrong one is 429 (60202).
+    #[oai(
+        path = "/v2/Services/:ServiceSid/VerificationCheck",
+        method = "post",
+        operation_id = "twilio_verification_check"
+    )]
+    async fn check(
+        &self,
+        _auth: TwilioAuth,
+        state: Data<&Arc<AppState>>,
+        #[oai(name = "ServiceSid")] service: Path<String>,
+        form: Form<CheckForm>,
+    ) -> CheckReply {
+        let run = async {
+            let t = facade(&state)?;
+            let service = t.service(&service.0).await?;
+            let f = form.0;
+            let found = match (&f.verification_sid, &f.to) {
+                (Some(sid), _) => verification_of(&state, &service.sid, sid).await?,
+                (None, Some(to)) => latest_to(&state, &service.sid, to).await?,
+                (None, None) => {
+                    return Err(Fail::invalid(
+                        "Missing required parameter: To or VerificationSid",
+                    ))
+                }
+            };
+            if found
+                .as_ref()
+                .is_some_and(|v| v.status == Status::MaxAttemptsReached)
+            {
+                return Err(CheckError::Locked.into());
+            }
+            let v = pending(found)?;
+            let code = Code::parse(&f.code)
+                .map_err(|e| Fail::invalid(format!("Invalid parameter `Code`: {e}")))?;
+            let target = state
+                .otp
+                .check_target(v.channel, &v.destination)
+                .map_err(|_| Fail::not_found())?;
+            let status = match observe_check(&state, &target, &code).await {
+                Ok(()) => "approved",
+                Err(CheckError::Mismatch { attempts_left: 0 }) => "max_attempts_reached",
+                Err(CheckError::Mismatch { .. }) => "pending",
+                Err(e) => return Err(e.into()),
+            };
+            let now = state.otp.verification(&v.id).await?.unwrap_or(v);
+            Ok::<_, Fail>(CheckReply::Ok(Json(CheckBody::of(
+                &now,
+                &service.sid,
+                &t.account_sid,
+                status,
+            ))))
+        };
+        run.await.unwrap_or_else(Into::into)
+    }
+}
+
+/// Approves `id` and reads it back, approved.
+async fn approve(state: &AppState, id: &VerificationId) -> Result<Verification, Fail> {
+    state.otp.approve(id).await?;
+    state
+        .otp
+        .verification(id)
+        .await?
+        .ok_or_else(Fail::not_found)
+}

@@ -9,6 +9,7 @@ mod observability;
 mod providers;
 mod redis;
 mod support;
+mod twilio;
 mod whatsapp_hook;
 
 use std::process::Command;

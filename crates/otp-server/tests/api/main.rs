@@ -12,5 +12,6 @@ mod observability;
 mod security;
 mod spec;
 mod telegram;
+mod twilio;
 mod verifications;
 mod whatsapp;

@@ -11,6 +11,12 @@
 --   send     a send to a phone nobody was sent to before (+7705, walked
 --            like approve), with a generated code: the real send path.
 --   wsend    the same by WhatsApp (+7706).
+--   vsend    the send through the Twilio-compatible API: POST
+--            /v2/Services/VA/Verifications to a new phone (+7707).
+--   vapprove the right code through /v2's VerificationCheck, by To, on
+--            codes vpresend sent (+7703, walked like approve).
+--   vpresend (not measured) as presend, through /v2 with CustomCode
+--            123456, to +7703 BASE+t+kT.
 --   presend  (not measured) sends code 123456 (for a day, so a long run
 --            never checks an expired one) to +<PREFIX> BASE+t+kT
 --            for k < QUOTA per thread (PREFIX 7702 by default, 7701 for
@@ -21,7 +27,8 @@
 -- cannot pass for checks. done() prints one line for run.sh:
 --   RESULT requests=<n> duration_us=<n> p50_us=<n> p99_us=<n> sent=<n> statuses=200:5,422:7
 -- (sent: presend's accepted sends).
--- Env: MODE, THREADS (wrk -t, for the walks), PHONES, BASE, QUOTA, PREFIX.
+-- Env: MODE, THREADS (wrk -t, for the walks), PHONES, BASE, QUOTA, PREFIX,
+-- VA (the /v2 service) and AUTH (its Authorization header's value).
 
 local mode = os.getenv("MODE") or "healthz"
 local nthreads = tonumber(os.getenv("THREADS") or "2")
@@ -29,6 +36,11 @@ local phones = tonumber(os.getenv("PHONES") or "1000")
 local base = tonumber(os.getenv("BASE") or "0")
 local quota = tonumber(os.getenv("QUOTA") or "0")
 local prefix = os.getenv("PREFIX") or "7702"
+local va = os.getenv("VA") or ""
+local form = {
+  ["Content-Type"] = "application/x-www-form-urlencoded",
+  ["Authorization"] = os.getenv("AUTH") or "",
+}
 
 -- Runs in the main Lua state, once per thread, before the threads start.
 local threads = {}
@@ -83,6 +95,18 @@ request = function()
     return post("/sms", string.format('{"phone":"+7705%07d"}', walk()))
   elseif mode == "wsend" then
     return post("/whatsapp", string.format('{"phone":"+7706%07d"}', walk()))
+  elseif mode == "vsend" then
+    return wrk.format("POST", "/v2/Services/" .. va .. "/Verifications", form,
+      string.format("To=%%2B7707%07d&Channel=sms", walk()))
+  elseif mode == "vapprove" then
+    return wrk.format("POST", "/v2/Services/" .. va .. "/VerificationCheck", form,
+      string.format("To=%%2B7703%07d&Code=123456", walk()))
+  elseif mode == "vpresend" then
+    if k < quota then
+      return wrk.format("POST", "/v2/Services/" .. va .. "/Verifications", form,
+        string.format("To=%%2B7703%07d&Channel=sms&CustomCode=123456", walk()))
+    end
+    return wrk.format("GET", "/healthz")
   elseif mode == "presend" then
     if k < quota then
       return post("/sms", string.format('{"phone":"+%s%07d","password":"123456","lifetime":86400}', prefix, walk()))
@@ -95,7 +119,8 @@ end
 sent = 0
 response = function(status, headers, body)
   statuses[status] = (statuses[status] or 0) + 1
-  if mode == "presend" and status == 200 and body:find('"sent"', 1, true) then
+  if (mode == "presend" and status == 200 and body:find('"sent"', 1, true))
+    or (mode == "vpresend" and status == 201) then
     sent = sent + 1
   end
 end

@@ -28,6 +28,8 @@ LABELS = {
     "miss": "check, no code for the phone (404)",
     "send": "send, new phone, log sink (200)",
     "wsend": "send by WhatsApp, new phone, log sink (200)",
+    "vsend": "send through `/v2` (Twilio Verify compatible), new phone (201)",
+    "vapprove": "check through `/v2`, right code, by `To` (200 approved)",
 }
 # The production instances: default limits (the SMS channel cap raised so
 # sends are accepted) and a webhook sink answering 204.
@@ -36,7 +38,7 @@ PROD_LABELS = {
     "approve": "check, right password, code consumed (200), its event delivered",
     "send": "send, new phone, every bucket charged, its event delivered (200)",
 }
-ORDER = ["healthz", "count", "approve", "miss", "send", "wsend"]
+ORDER = ["healthz", "count", "approve", "miss", "send", "wsend", "vsend", "vapprove"]
 
 
 def ms(us):

@@ -15,6 +15,8 @@
 #   check, 404                phones that were never sent a code
 #   send                      new phones, log sink (its stdout to /dev/null)
 #   send by WhatsApp          the same on /whatsapp (binaries with the channel)
+#   /v2 send, /v2 check       the same send and approving check through the
+#                             Twilio Verify compatible API (binaries with it)
 # and reports per row: req/s, its ratio to /healthz, p50, p99, the status
 # mix (counted by the wrk script, bench/otpd.lua), CPU µs per request of
 # otpd, redis-server and wrk (from /proc/PID/stat and the shell's `times`),
@@ -96,6 +98,16 @@ if grep -qa '^\[metrics\]' "$BIN"; then settings+=(OTP_METRICS__LISTEN=127.0.0.1
 # It stays on with a threshold no run reaches, so its per-send read and
 # count are measured (an OTPD_BIN from before the guard has no such key).
 if grep -qa '^\[fraud\]' "$BIN"; then settings+=(OTP_FRAUD__MIN_SENDS=4000000000); fi
+# The Twilio-compatible API, where the binary has it: its rows run on a
+# service made per store below.
+TWILIO_SID=AC0123456789abcdef0123456789abcdef
+TWILIO_TOKEN=bench-twilio-token
+TWILIO_AUTH="Basic $(printf '%s:%s' "$TWILIO_SID" "$TWILIO_TOKEN" | base64 -w0)"
+twilio=0
+if grep -qa '^\[twilio_api\]' "$BIN"; then
+  twilio=1
+  settings+=(OTP_TWILIO_API__ACCOUNT_SID="$TWILIO_SID" OTP_TWILIO_API__AUTH_TOKEN="$TWILIO_TOKEN")
+fi
 
 declare -A port pid start_ms
 start_otpd() { # store extra-env...
@@ -219,9 +231,10 @@ for l in open(sys.argv[1]):
 # Sends QUOTA codes per wrk thread (code 123456) under PREFIX from BASE;
 # not measured. Stops when wrk has sent them all (the run then only GETs
 # /healthz), so `secs` only needs to be long enough.
-presend() { # store prefix base per-thread secs
-  local store=$1 prefix=$2 base=$3 quota=$4 secs=$5 result sent
-  result=$(wrk_run "$store" "$secs" MODE=presend PREFIX="$prefix" BASE="$base" QUOTA="$quota")
+presend() { # store prefix base per-thread secs [mode env...]
+  local store=$1 prefix=$2 base=$3 quota=$4 secs=$5 mode=${6:-presend} result sent
+  shift $(( $# < 6 ? $# : 6 ))
+  result=$(wrk_run "$store" "$secs" MODE="$mode" PREFIX="$prefix" BASE="$base" QUOTA="$quota" "$@")
   sent=$(field sent "$result")
   echo "   presend $store +$prefix: $sent of $((quota * THREADS)) codes sent"
 }
@@ -244,6 +257,28 @@ approve_row() { # round store count_rate
   row "$round" "$store" approve BASE="$base"
 }
 
+# The same through /v2: codes pre-sent by the Twilio-compatible API (a
+# /v2 check finds only its service's verifications), checked by To.
+declare -A va
+v2_approve_row() { # round store
+  local round=$1 store=$2 send_rate need secs base
+  send_rate=$(rate "$store" vsend "$round")
+  need=$(( send_rate * DURATION * 3 / 2 + 2000 ))
+  secs=$(( need * 8 / 5 / (send_rate > 0 ? send_rate : 1) + 3 ))
+  base=$(( (round - 1) * 3000000 ))
+  [ "$need" -le 2900000 ] || need=2900000
+  presend "$store" 7703 "$base" $(( (need + THREADS - 1) / THREADS )) "$secs" vpresend \
+    VA="${va[$store]}" AUTH="$TWILIO_AUTH"
+  row "$round" "$store" vapprove BASE="$base" VA="${va[$store]}" AUTH="$TWILIO_AUTH"
+}
+if [ "$twilio" = 1 ]; then
+  for store in redis embedded; do
+    va[$store]=$(curl -fsS -u "$TWILIO_SID:$TWILIO_TOKEN" -d FriendlyName=Bench -d CustomCodeEnabled=true \
+      "http://127.0.0.1:${port[$store]}/v2/Services" | python3 -c 'import json,sys; print(json.load(sys.stdin)["sid"])')
+    echo "== /v2 service on $store: ${va[$store]}"
+  done
+fi
+
 for round in $(seq 1 "$ROUNDS"); do
   for store in redis embedded; do
     echo "== round $round, $store store"
@@ -254,6 +289,10 @@ for round in $(seq 1 "$ROUNDS"); do
     # WhatsApp's send (only where the binary has the channel).
     if grep -qa '^\[whatsapp\]' "$BIN"; then row "$round" "$store" wsend; fi
     approve_row "$round" "$store" "$(rate "$store" count "$round")"
+    if [ "$twilio" = 1 ]; then
+      row "$round" "$store" vsend VA="${va[$store]}" AUTH="$TWILIO_AUTH"
+      v2_approve_row "$round" "$store"
+    fi
   done
   for store in redis-prod embedded-prod; do
     echo "== round $round, $store (default limits, webhook sink)"

@@ -23,11 +23,14 @@ cargo build -q -p otp-server
 bin="${CARGO_TARGET_DIR:-$PWD/target}/debug/otpd"
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-user=fuzz
+# An account sid as the user: the /v2 API (Twilio Verify compatible) takes
+# the same pair as its AccountSid and AuthToken, so one --auth opens both.
+user=AC$(python3 -c 'import secrets; print(secrets.token_hex(16))')
 pass=$(python3 -c 'import secrets; print(secrets.token_hex(12))')
 # Limits off for the run: fuzzing sends thousands of requests to a few
 # destinations, and 429s would hide everything behind them.
 HTTP_AUTH_USERNAME="$user" HTTP_AUTH_PASSWORD="$pass" \
+OTP_TWILIO_API__ACCOUNT_SID="$user" OTP_TWILIO_API__AUTH_TOKEN="$pass" \
 OTP_SERVER__LISTEN="127.0.0.1:$port" OTP_METRICS__LISTEN=127.0.0.1:0 OTP_STORE__PATH="$work/otpd.redb" \
 OTP_LIMITS__COOLDOWN_SECS=0 OTP_LIMITS__SENDS_PER_WINDOW=0 OTP_LIMITS__USER_SENDS_PER_WINDOW=0 \
 OTP_LIMITS__SMS_PER_HOUR=0 OTP_LIMITS__CALL_PER_HOUR=0 OTP_LIMITS__EMAIL_PER_HOUR=0 \

@@ -35,8 +35,8 @@ use crate::api::{ApiTags, AppState};
 use errors::{bad_request_reply, reply, Fail};
 use forms::{CheckForm, ServiceCreate, ServiceUpdate, UpdateForm, VerificationForm};
 use resources::{
-    is_sid, new_service_sid, verification_id, CheckBody, PageMeta, ServiceBody, ServicePage,
-    ServiceRecord, VerificationBody,
+    is_sid, new_service_sid, verification_id, CheckBody, Nullable, PageMeta, ServiceBody,
+    ServicePage, ServiceRecord, VerificationBody,
 };
 
 /// The facade's state: on when `twilio_api.account_sid` and
@@ -398,9 +398,9 @@ impl TwilioVerifyApi {
                     page,
                     page_size: size,
                     first_page_url: at(0),
-                    previous_page_url: page.checked_sub(1).map(at),
+                    previous_page_url: Nullable(page.checked_sub(1).map(at)),
                     url: at(page),
-                    next_page_url: more.then(|| at(page + 1)),
+                    next_page_url: Nullable(more.then(|| at(page + 1))),
                     key: "services".into(),
                 },
             })))

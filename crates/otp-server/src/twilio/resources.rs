@@ -12,6 +12,57 @@ use sha2::{Digest, Sha256};
 
 use crate::api::fields::DateTime;
 
+/// A string that Twilio renders as `null` when it has none (`amount`,
+/// `next_page_url`, …): always present, and `nullable` in the spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nullable(pub Option<String>);
+
+impl poem_openapi::types::Type for Nullable {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = String;
+    type RawElementValueType = String;
+
+    fn name() -> std::borrow::Cow<'static, str> {
+        "nullable_string".into()
+    }
+
+    fn schema_ref() -> poem_openapi::registry::MetaSchemaRef {
+        let mut schema = poem_openapi::registry::MetaSchema::new("string");
+        schema.nullable = true;
+        poem_openapi::registry::MetaSchemaRef::Inline(Box::new(schema))
+    }
+
+    fn register(_registry: &mut poem_openapi::registry::Registry) {}
+
+    fn as_raw_value(&self) -> Option<&String> {
+        self.0.as_ref()
+    }
+
+    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a String> + 'a> {
+        Box::new(self.0.iter())
+    }
+}
+
+impl poem_openapi::types::ParseFromJSON for Nullable {
+    fn parse_from_json(value: Option<serde_json::Value>) -> poem_openapi::types::ParseResult<Self> {
+        match value {
+            None | Some(serde_json::Value::Null) => Ok(Nullable(None)),
+            Some(serde_json::Value::String(s)) => Ok(Nullable(Some(s))),
+            Some(other) => Err(poem_openapi::types::ParseError::expected_type(other)),
+        }
+    }
+}
+
+impl poem_openapi::types::ToJSON for Nullable {
+    fn to_json(&self) -> Option<serde_json::Value> {
+        Some(
+            self.0
+                .clone()
+                .map_or(serde_json::Value::Null, serde_json::Value::String),
+        )
+    }
+}
+
 /// A service as the store keeps it (JSON).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServiceRecord {
@@ -101,10 +152,10 @@ pub struct ServiceBody {
     pub psd2_enabled: bool,
     pub skip_sms_to_landlines: bool,
     pub dtmf_input_required: bool,
-    pub tts_name: Option<String>,
+    pub tts_name: Nullable,
     pub do_not_share_warning_enabled: bool,
     pub custom_code_enabled: bool,
-    pub default_template_sid: Option<String>,
+    pub default_template_sid: Nullable,
     pub date_created: DateTime,
     pub date_updated: DateTime,
     pub url: String,
@@ -123,10 +174,10 @@ impl ServiceBody {
             psd2_enabled: r.psd2_enabled,
             skip_sms_to_landlines: r.skip_sms_to_landlines,
             dtmf_input_required: r.dtmf_input_required,
-            tts_name: r.tts_name.clone(),
+            tts_name: Nullable(r.tts_name.clone()),
             do_not_share_warning_enabled: r.do_not_share_warning_enabled,
             custom_code_enabled: r.custom_code_enabled,
-            default_template_sid: r.default_template_sid.clone(),
+            default_template_sid: Nullable(r.default_template_sid.clone()),
             date_created: DateTime::from_millis(r.date_created),
             date_updated: DateTime::from_millis(r.date_updated),
             links: ServiceLinks {
@@ -145,10 +196,10 @@ pub struct PageMeta {
     pub page: u32,
     pub page_size: u32,
     pub first_page_url: String,
-    pub previous_page_url: Option<String>,
+    pub previous_page_url: Nullable,
     pub url: String,
     /// Absolute; `null` on the last page.
-    pub next_page_url: Option<String>,
+    pub next_page_url: Nullable,
     /// The name of the list in the page: `services`.
     pub key: String,
 }
@@ -192,12 +243,12 @@ pub struct VerificationBody {
     pub status: String,
     pub valid: bool,
     pub lookup: Lookup,
-    pub amount: Option<String>,
-    pub payee: Option<String>,
+    pub amount: Nullable,
+    pub payee: Nullable,
     pub send_code_attempts: Vec<SendCodeAttempt>,
     pub date_created: DateTime,
     pub date_updated: DateTime,
-    pub sna: Option<String>,
+    pub sna: Nullable,
     pub url: String,
 }
 
@@ -214,8 +265,8 @@ pub struct CheckBody {
     /// (`max_attempts_reached` when it was the last allowed).
     pub status: String,
     pub valid: bool,
-    pub amount: Option<String>,
-    pub payee: Option<String>,
+    pub amount: Nullable,
+    pub payee: Nullable,
     pub date_created: DateTime,
     pub date_updated: DateTime,
 }
@@ -264,12 +315,12 @@ impl VerificationBody {
             status: status_name(v.status).to_owned(),
             valid: v.status == Status::Approved,
             lookup: Lookup {},
-            amount: None,
-            payee: None,
+            amount: Nullable(None),
+            payee: Nullable(None),
             send_code_attempts,
             date_created: DateTime::from_millis(v.created_at),
             date_updated: DateTime::from_millis(updated_at(v)),
-            sna: None,
+            sna: Nullable(None),
         }
     }
 }
@@ -284,8 +335,8 @@ impl CheckBody {
             channel: v.channel.as_str().to_owned(),
             status: status.to_owned(),
             valid: status == "approved",
-            amount: None,
-            payee: None,
+            amount: Nullable(None),
+            payee: Nullable(None),
             date_created: DateTime::from_millis(v.created_at),
             date_updated: DateTime::from_millis(updated_at(v)),
         }

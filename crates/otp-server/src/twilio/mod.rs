@@ -17,11 +17,13 @@ pub mod errors;
 mod forms;
 pub mod resources;
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use otp_domain::ports::ServiceStore;
 use otp_domain::service::{App, SendRequest};
-use otp_domain::verification::{CancelOutcome, Status};
+use otp_domain::verification::{AttemptOutcome, CancelOutcome, DeliveryAttempt, Status};
 use otp_domain::{Channel, CheckError, Code, Verification, VerificationId};
 use poem::web::Data;
 use poem::Request;
@@ -46,7 +48,18 @@ pub struct TwilioApi {
     account_sid: String,
     public_url: Option<String>,
     services: Arc<dyn ServiceStore>,
+    /// Services read lately, for [`SERVICE_TTL`]: a send or check reads
+    /// its service without a store round trip. This instance's own
+    /// updates and deletes replace or drop the entry at once.
+    cache: std::sync::Mutex<HashMap<String, (Instant, ServiceRecord)>>,
 }
+
+/// How long a service read stays cached: an update or delete made
+/// through another instance on a shared store shows within this.
+pub const SERVICE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// At most this many services are cached; past it, the cache starts over.
+const CACHE_MAX: usize = 1024;
 
 impl TwilioApi {
     pub fn new(
@@ -60,6 +73,7 @@ impl TwilioApi {
             public_url: Some(config.public_url.trim_end_matches('/').to_owned())
                 .filter(|u| !u.is_empty()),
             services,
+            cache: std::sync::Mutex::default(),
         })
     }
 
@@ -82,14 +96,53 @@ impl TwilioApi {
         }
     }
 
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, ServiceRecord)>> {
+        // Entries are whole values: a poisoned lock holds nothing torn.
+        self.cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Service `sid`, from the cache while fresh, else from the store.
     async fn service(&self, sid: &str) -> Result<ServiceRecord, Fail> {
         if !is_sid(sid, "VA") {
             return Err(Fail::not_found());
         }
-        match self.services.service(sid).await? {
-            Some(bytes) => Ok(ServiceRecord::from_bytes(&bytes)?),
-            None => Err(Fail::not_found()),
+        if let Some((at, r)) = self.cache().get(sid) {
+            if at.elapsed() < SERVICE_TTL {
+                return Ok(r.clone());
+            }
         }
+        let record = match self.services.service(sid).await? {
+            Some(bytes) => ServiceRecord::from_bytes(&bytes)?,
+            None => {
+                self.cache().remove(sid);
+                return Err(Fail::not_found());
+            }
+        };
+        self.remember(&record);
+        Ok(record)
+    }
+
+    fn remember(&self, record: &ServiceRecord) {
+        let mut cache = self.cache();
+        if cache.len() >= CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(record.sid.clone(), (Instant::now(), record.clone()));
+    }
+
+    async fn save(&self, record: &ServiceRecord) -> Result<(), Fail> {
+        self.services
+            .put_service(&record.sid, &record.to_bytes())
+            .await?;
+        self.remember(record);
+        Ok(())
+    }
+
+    async fn delete(&self, sid: &str) -> Result<bool, Fail> {
+        self.cache().remove(sid);
+        Ok(is_sid(sid, "VA") && self.services.delete_service(sid).await?)
     }
 }
 
@@ -184,8 +237,9 @@ async fn verification_of(
         .filter(|v| v.service.as_deref() == Some(service)))
 }
 
-/// The latest verification of service `service` sent to `to` on any
-/// channel that takes that address.
+/// The verification of service `service` sent to `to` on a channel that
+/// takes that address: the first pending one (SMS, then voice, then
+/// WhatsApp), else the latest ended one.
 async fn latest_to(
     state: &AppState,
     service: &str,
@@ -202,9 +256,15 @@ async fn latest_to(
             continue;
         };
         if let Some(v) = state.otp.latest_verification(&destination).await? {
-            if v.service.as_deref() == Some(service)
-                && best.as_ref().is_none_or(|b| v.created_at > b.created_at)
-            {
+            if v.service.as_deref() != Some(service) {
+                continue;
+            }
+            // A pending one is the one to check (a phone is checked
+            // mostly by SMS: one read).
+            if v.is_pending() {
+                return Ok(Some(v));
+            }
+            if best.as_ref().is_none_or(|b| v.created_at > b.created_at) {
                 best = Some(v);
             }
         }
@@ -257,9 +317,7 @@ impl TwilioVerifyApi {
                 date_updated: now,
             };
             ServiceUpdate::from(form.0).apply(&mut record)?;
-            t.services
-                .put_service(&record.sid, &record.to_bytes())
-                .await?;
+            t.save(&record).await?;
             Ok::<_, Fail>(ServiceReply::Created(Json(ServiceBody::of(
                 &record,
                 &t.account_sid,
@@ -315,9 +373,7 @@ impl TwilioVerifyApi {
             let mut record = t.service(&sid.0).await?;
             form.0.apply(&mut record)?;
             record.date_updated = state.otp.now();
-            t.services
-                .put_service(&record.sid, &record.to_bytes())
-                .await?;
+            t.save(&record).await?;
             Ok::<_, Fail>(ServiceReply::Ok(Json(ServiceBody::of(
                 &record,
                 &t.account_sid,
@@ -341,7 +397,7 @@ impl TwilioVerifyApi {
     ) -> DeleteReply {
         let run = async {
             let t = facade(&state)?;
-            if !is_sid(&sid.0, "VA") || !t.services.delete_service(&sid.0).await? {
+            if !t.delete(&sid.0).await? {
                 return Err(Fail::not_found());
             }
             Ok::<_, Fail>(DeleteReply::Deleted)
@@ -469,10 +525,15 @@ impl TwilioVerifyApi {
                 otp.send(request).await
             };
             let receipt = observe_send(&state, &destination, send).await?;
-            let v = otp
-                .verification(&receipt.id)
-                .await?
-                .ok_or_else(Fail::unavailable)?;
+            // The record as the send left it, without reading it back: the
+            // reused one, or a new one, with this delivery.
+            let now = otp.now();
+            let mut v = match reuse.filter(|v| v.id == receipt.id) {
+                Some(v) => v,
+                None => Verification::new(receipt.id, &destination, now, receipt.expires_at, 0, 0),
+            };
+            v.deliveries
+                .push(DeliveryAttempt::new("", AttemptOutcome::Delivered, now));
             Ok::<_, Fail>(VerificationReply::Created(Json(VerificationBody::of(
                 &v,
                 &service.sid,
@@ -606,9 +667,13 @@ impl TwilioVerifyApi {
                 Err(CheckError::Mismatch { .. }) => "pending",
                 Err(e) => return Err(e.into()),
             };
-            let now = state.otp.verification(&v.id).await?.unwrap_or(v);
+            // The record as the check left it, without reading it back.
+            let mut v = v;
+            if status != "pending" {
+                v.ended_at = Some(state.otp.now());
+            }
             Ok::<_, Fail>(CheckReply::Ok(Json(CheckBody::of(
-                &now,
+                &v,
                 &service.sid,
                 &t.account_sid,
                 status,

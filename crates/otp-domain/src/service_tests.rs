@@ -1323,3 +1323,92 @@ async fn a_store_outage_in_a_late_fallback_ends_the_verification_instead_of_losi
         Err(CheckError::NotFound)
     ));
 }
+
+/// A `/v2` service's send keeps the sealed code; its resend sends the same
+/// code on the same verification; approving needs no code; once it ended,
+/// there is nothing to resend or approve.
+#[tokio::test]
+async fn a_service_s_resend_reuses_the_code_and_approval_takes_none() {
+    let store = Arc::new(crate::memory::InMemoryStore::new());
+    let (sms, sent) = recording_sender(false);
+    let svc = OtpService::new(
+        Stores::of(store),
+        senders_with(Channel::Sms, sms),
+        fixed_clock(),
+        {
+            // The service's CodeLength, not the policy's 6.
+            let mut g = MockCodeGenerator::new();
+            g.expect_numeric()
+                .with(eq(7))
+                .returning(|_| code("4829107"));
+            with_ids(&mut g);
+            Arc::new(g)
+        },
+        CodeHasher::new(SECRET.to_vec()),
+        // No cooldown: the resend is at once (its limits are tested on
+        // every store by the contract and end to end).
+        Policy {
+            cooldown_secs: 0,
+            ..policy()
+        },
+    );
+    let app = App {
+        service: "VA0123456789abcdef0123456789abcdef".into(),
+        name: "Acme".into(),
+        code_length: Some(7),
+    };
+    let first = svc
+        .send(SendRequest {
+            app: Some(app.clone()),
+            ..sms_request(None, None, None)
+        })
+        .await
+        .expect("send");
+    let again = svc
+        .resend(&first.id, &app, None)
+        .await
+        .expect("resend")
+        .expect("a pending verification is reused");
+    assert_eq!((again.id, again.expires_at), (first.id, first.expires_at));
+    {
+        let sent = sent.lock().expect("lock");
+        assert_eq!(sent.len(), 2);
+        assert_eq!(sent[0].code.expose(), "4829107");
+        assert_eq!(
+            sent[1].code.expose(),
+            sent[0].code.expose(),
+            "the same code"
+        );
+        assert!(sent[1].body.starts_with("Acme: "), "{}", sent[1].body);
+        assert!(sent[1].body.contains("4829107"), "{}", sent[1].body);
+    }
+    let v = svc
+        .verification(&first.id)
+        .await
+        .expect("get")
+        .expect("there");
+    assert_eq!(v.deliveries.len(), 2);
+    assert_eq!(v.service.as_deref(), Some(app.service.as_str()));
+    assert!(v.sealed.is_some(), "kept while pending");
+
+    svc.approve(&first.id)
+        .await
+        .expect("approved without the code");
+    let v = svc
+        .verification(&first.id)
+        .await
+        .expect("get")
+        .expect("there");
+    assert_eq!(v.status, Status::Approved);
+    assert!(v.sealed.is_none(), "dropped when it ended");
+    assert!(svc
+        .resend(&first.id, &app, None)
+        .await
+        .expect("resend")
+        .is_none());
+    assert!(matches!(
+        svc.approve(&first.id).await,
+        Err(CheckError::NotFound)
+    ));
+    assert_eq!(sent.lock().expect("lock").len(), 2, "nothing more went out");
+}

@@ -14,9 +14,9 @@
 --   vsend    the send through the Twilio-compatible API: POST
 --            /v2/Services/VA/Verifications to a new phone (+7707).
 --   vapprove the right code through /v2's VerificationCheck, by To, on
---            codes vpresend sent (+7703, walked like approve).
+--            codes vpresend sent (+7747, walked like approve).
 --   vpresend (not measured) as presend, through /v2 with CustomCode
---            123456, to +7703 BASE+t+kT.
+--            123456, to +7747 BASE+t+kT.
 --   presend  (not measured) sends code 123456 (for a day, so a long run
 --            never checks an expired one) to +<PREFIX> BASE+t+kT
 --            for k < QUOTA per thread (PREFIX 7702 by default, 7701 for
@@ -100,11 +100,11 @@ request = function()
       string.format("To=%%2B7707%07d&Channel=sms", walk()))
   elseif mode == "vapprove" then
     return wrk.format("POST", "/v2/Services/" .. va .. "/VerificationCheck", form,
-      string.format("To=%%2B7703%07d&Code=123456", walk()))
+      string.format("To=%%2B7747%07d&Code=123456", walk()))
   elseif mode == "vpresend" then
     if k < quota then
       return wrk.format("POST", "/v2/Services/" .. va .. "/Verifications", form,
-        string.format("To=%%2B7703%07d&Channel=sms&CustomCode=123456", walk()))
+        string.format("To=%%2B7747%07d&Channel=sms&CustomCode=123456", walk()))
     end
     return wrk.format("GET", "/healthz")
   elseif mode == "presend" then

@@ -267,7 +267,7 @@ v2_approve_row() { # round store
   secs=$(( need * 8 / 5 / (send_rate > 0 ? send_rate : 1) + 3 ))
   base=$(( (round - 1) * 3000000 ))
   [ "$need" -le 2900000 ] || need=2900000
-  presend "$store" 7703 "$base" $(( (need + THREADS - 1) / THREADS )) "$secs" vpresend \
+  presend "$store" 7747 "$base" $(( (need + THREADS - 1) / THREADS )) "$secs" vpresend \
     VA="${va[$store]}" AUTH="$TWILIO_AUTH"
   row "$round" "$store" vapprove BASE="$base" VA="${va[$store]}" AUTH="$TWILIO_AUTH"
 }

@@ -60,5 +60,22 @@ echo "== promtool check rules / test rules (deploy/prometheus)"
 promtool check rules deploy/prometheus/alerts.yml
 promtool test rules deploy/prometheus/alerts_test.yml
 
+# The Twilio SDK suite drives the binary with twilio-node, which needs
+# Node.js and npm (and python3-venv for twilio-python's venv).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "== installing nodejs and npm"
+  apt_install nodejs npm
+fi
+if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+  echo "== installing python3-venv"
+  apt_install python3-venv
+fi
+
 echo "== cargo test --workspace"
 cargo test --workspace
+
+# The official Twilio SDKs (PyPI and npm) against the real binary's /v2
+# API, on the embedded store and on Redis.
+echo "== Twilio SDKs against otpd (tests/twilio-sdk)"
+cargo build -q -p otp-server
+./tests/twilio-sdk/run.sh

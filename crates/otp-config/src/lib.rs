@@ -306,7 +306,6 @@ fn log_level_ok(level: &str) -> bool {
     }
 }
 
-/// The rules across the server's own keys: auth, store, body limit.
 /// Both keys or neither, and a sid the SDKs would send.
 fn check_twilio_api(t: &schema::TwilioApiConfig) -> Result<(), ConfigError> {
     let sid_set = !t.account_sid.is_empty();
@@ -340,6 +339,7 @@ fn check_twilio_api(t: &schema::TwilioApiConfig) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// The rules across the server's own keys: auth, store, body limit.
 fn check_server(file: &ConfigFile) -> Result<(), ConfigError> {
     // The store keeps a record at least until its expiry event is written
     // (the sweeper runs every second; instances' clocks differ a little).

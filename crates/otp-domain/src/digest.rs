@@ -43,7 +43,8 @@ impl fmt::Debug for CodeDigest {
     }
 }
 
-/// A code sealed for one later resend: ChaCha20-Poly1305 under a key
+/// A code sealed for a later resend (WhatsApp's SMS fallback, or a `/v2`
+/// service's reuse of a pending verification): ChaCha20-Poly1305 under a key
 /// derived from the server secret, bound to its verification. The store
 /// that keeps it cannot read it; only an otpd holding the secret (which
 /// could brute-force a short code from its digest anyway) can.

@@ -575,6 +575,12 @@ impl OtpService {
         };
         let destination = self.destination(v.channel, &v.destination)?;
         let p = &self.policy;
+        // The country rules as they are now, as for any send.
+        if let (Some(rules), Some(phone)) = (p.countries(v.channel), destination.phone()) {
+            if !rules.permits(phone.calling_code()) {
+                return Err(SendError::DestinationNotAllowed);
+            }
+        }
         let locale = v
             .locale
             .as_deref()

@@ -1412,3 +1412,50 @@ async fn a_service_s_resend_reuses_the_code_and_approval_takes_none() {
     ));
     assert_eq!(sent.lock().expect("lock").len(), 2, "nothing more went out");
 }
+
+/// A resend meets the country rules as they are now: a country refused
+/// since the first send is refused for the resend too, and nothing goes
+/// out.
+#[tokio::test]
+async fn a_resend_is_refused_where_the_country_rules_now_refuse_it() {
+    let store = Arc::new(crate::memory::InMemoryStore::new());
+    let (sms, sent) = recording_sender(false);
+    let senders = senders_with(Channel::Sms, sms);
+    let with = |sms_countries: CountryRules| {
+        OtpService::new(
+            Stores::of(store.clone()),
+            senders.clone(),
+            fixed_clock(),
+            generator("482910", vec![]),
+            CodeHasher::new(SECRET.to_vec()),
+            Policy {
+                cooldown_secs: 0,
+                sms_countries,
+                ..policy()
+            },
+        )
+    };
+    let app = App {
+        service: "VA0123456789abcdef0123456789abcdef".into(),
+        name: "Acme".into(),
+        code_length: None,
+    };
+    let first = with(no_country_rules())
+        .send(SendRequest {
+            app: Some(app.clone()),
+            ..sms_request(None, None, None)
+        })
+        .await
+        .expect("send");
+    // The number is in Kazakhstan (+7); now only Germany may get SMS.
+    let err = with(germany_only())
+        .resend(&first.id, &app, None)
+        .await
+        .expect_err("refused");
+    assert!(matches!(err, SendError::DestinationNotAllowed), "{err:?}");
+    assert_eq!(
+        sent.lock().expect("lock").len(),
+        1,
+        "the resend sent nothing"
+    );
+}

@@ -109,12 +109,12 @@ impl Keys {
         format!("{}:{{outbox-slots}}", self.prefix)
     }
 
-    /// An idempotency key, in a slot of its own.
     /// The `/v2` services: one hash, sid -> record.
     pub(crate) fn services(&self) -> String {
         format!("{}:{{services}}:all", self.prefix)
     }
 
+    /// An idempotency key, in a slot of its own.
     pub(crate) fn idempotency(&self, key: &str) -> String {
         format!("{}:idem:{{{}}}", self.prefix, tag(key))
     }

@@ -628,6 +628,30 @@ impl CodeStore for RedisStore {
         // slots: one step each, before the code's script, in the order of
         // `state::stage_limits` (block, own buckets, shared ones), so a
         // refusal leaves the destination's earlier code as it was.
+        if self.cluster && limits.resend {
+            // A resend charges nothing unless its code is still live: on a
+            // cluster the buckets below are charged before the script
+            // could tell, so ask first (the script asks again, atomically).
+            let code_key = self.keys.code(key);
+            let (v, e, a, m): (Option<String>, Option<u64>, Option<u32>, Option<u32>) = self
+                .run(|mut conn| async move {
+                    redis::cmd("HMGET")
+                        .arg(code_key)
+                        .arg("v")
+                        .arg("e")
+                        .arg("a")
+                        .arg("m")
+                        .query_async(&mut conn)
+                        .await
+                })
+                .await?;
+            let live = v.as_deref() == Some(record::hex(&record.verification).as_str())
+                && e.is_some_and(|e| e > now)
+                && matches!((a, m), (Some(a), Some(m)) if a < m);
+            if !live {
+                return Ok(PutOutcome::Gone);
+            }
+        }
         if self.cluster {
             if let Some(outcome) = self.cluster_limits(key, limits, now).await? {
                 return Ok(outcome);

@@ -641,13 +641,6 @@ fn embedded_options(config: &Config) -> otp_store_embedded::EmbeddedOptions {
     }
 }
 
-/// Opens the configured store: the embedded file (or a handle of
-/// `embedded`, the one already open: a file is opened once), or a new
-/// Redis client with connections of its own. Also returns the embedded
-/// store itself, for its file sweep.
-///
-/// # Errors
-/// When the file cannot be opened or Redis settings are refused.
 /// An opened store: all its roles, the embedded store itself (for its
 /// sweep), and its `/v2` services.
 type Opened = (
@@ -656,6 +649,13 @@ type Opened = (
     Arc<dyn otp_domain::ports::ServiceStore>,
 );
 
+/// Opens the configured store: the embedded file (or a handle of
+/// `embedded`, the one already open: a file is opened once), or a new
+/// Redis client with connections of its own. Also returns the embedded
+/// store itself, for its file sweep, and the same store's services.
+///
+/// # Errors
+/// When the file cannot be opened or Redis settings are refused.
 pub(crate) fn open_store(
     config: &Config,
     embedded: Option<&EmbeddedStore>,

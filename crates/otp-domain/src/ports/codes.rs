@@ -106,8 +106,7 @@ pub trait CodeStore: Send + Sync {
     /// - With `limits.resend`, MUST return `Ok(PutOutcome::Gone)` and
     ///   change nothing when the code under `key` is not the live code
     ///   of `record.verification`; when it is, count the buckets as above
-    ///   and write nothing else. On Redis Cluster the buckets in other
-    ///   slots are counted before that is known.
+    ///   and write nothing else.
     /// - MUST return `Ok(PutOutcome::RateLimited)` and change nothing when
     ///   any bucket of `limits.own` is full at `now`; `retry_after_ms` is
     ///   the longest wait.

@@ -229,21 +229,7 @@ mod tests {
     }
 
     fn record() -> ServiceRecord {
-        ServiceRecord {
-            sid: "VA00000000000000000000000000000000".into(),
-            friendly_name: "Old".into(),
-            code_length: 6,
-            custom_code_enabled: false,
-            psd2_enabled: false,
-            dtmf_input_required: true,
-            lookup_enabled: false,
-            skip_sms_to_landlines: false,
-            do_not_share_warning_enabled: false,
-            tts_name: None,
-            default_template_sid: None,
-            date_created: 0,
-            date_updated: 0,
-        }
+        ServiceRecord::new("VA00000000000000000000000000000000".into(), "Old", 0)
     }
 
     #[test]

@@ -301,21 +301,7 @@ impl TwilioVerifyApi {
         let run = async {
             let t = facade(&state)?;
             let now = state.otp.now();
-            let mut record = ServiceRecord {
-                sid: new_service_sid(),
-                friendly_name: String::new(),
-                code_length: 6,
-                custom_code_enabled: false,
-                psd2_enabled: false,
-                dtmf_input_required: true,
-                lookup_enabled: false,
-                skip_sms_to_landlines: false,
-                do_not_share_warning_enabled: false,
-                tts_name: None,
-                default_template_sid: None,
-                date_created: now,
-                date_updated: now,
-            };
+            let mut record = ServiceRecord::new(new_service_sid(), "", now);
             ServiceUpdate::from(form.0).apply(&mut record)?;
             t.save(&record).await?;
             Ok::<_, Fail>(ServiceReply::Created(Json(ServiceBody::of(

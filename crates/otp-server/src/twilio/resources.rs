@@ -84,6 +84,26 @@ pub struct ServiceRecord {
 }
 
 impl ServiceRecord {
+    /// A new service with Twilio's defaults (6 digits, DTMF input
+    /// required, every other flag off), created at `now`.
+    pub fn new(sid: String, friendly_name: &str, now: u64) -> Self {
+        ServiceRecord {
+            sid,
+            friendly_name: friendly_name.to_owned(),
+            code_length: 6,
+            custom_code_enabled: false,
+            psd2_enabled: false,
+            dtmf_input_required: true,
+            lookup_enabled: false,
+            skip_sms_to_landlines: false,
+            do_not_share_warning_enabled: false,
+            tts_name: None,
+            default_template_sid: None,
+            date_created: now,
+            date_updated: now,
+        }
+    }
+
     pub fn to_bytes(&self) -> Vec<u8> {
         // A struct of strings, numbers and booleans always serializes.
         serde_json::to_vec(self).unwrap_or_default()

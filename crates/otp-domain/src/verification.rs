@@ -21,66 +21,8 @@ use serde::{Deserialize, Serialize};
 use crate::digest::SealedCode;
 use crate::outcome::CheckOutcome;
 use crate::time::Timestamp;
+pub use crate::types::VerificationId;
 use crate::types::{Channel, Destination};
-
-/// `vrf_` and 128 random bits as 32 lowercase hex digits: URL-safe and
-/// unguessable.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct VerificationId([u8; 16]);
-
-impl VerificationId {
-    pub const PREFIX: &'static str = "vrf_";
-
-    pub fn from_bytes(bytes: [u8; 16]) -> Self {
-        VerificationId(bytes)
-    }
-
-    pub fn as_bytes(&self) -> &[u8; 16] {
-        &self.0
-    }
-
-    /// Reads `vrf_` + 32 hex digits (either case); `None` for anything else.
-    pub fn parse(s: &str) -> Option<Self> {
-        let hex = s.strip_prefix(Self::PREFIX)?;
-        if hex.len() != 32 || !hex.is_ascii() {
-            return None;
-        }
-        let mut out = [0u8; 16];
-        for (i, byte) in out.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
-        }
-        Some(VerificationId(out))
-    }
-}
-
-impl fmt::Display for VerificationId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(Self::PREFIX)?;
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for VerificationId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-impl Serialize for VerificationId {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for VerificationId {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        VerificationId::parse(&s).ok_or_else(|| serde::de::Error::custom("not a verification id"))
-    }
-}
 
 /// Where a verification stands. Every status but `Pending` is final.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

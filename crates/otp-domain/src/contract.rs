@@ -168,6 +168,8 @@ pub async fn run_all(store: Arc<dyn Store>) {
     concurrent_replays_of_a_report_record_it_once(store.clone()).await;
     a_resend_counts_its_limits_and_keeps_the_live_code(s).await;
     a_service_s_verification_keeps_its_sealed_code_while_pending(s).await;
+    a_service_s_send_finds_its_pending_verification_and_changes_nothing(s).await;
+    a_scoped_check_touches_only_the_code_it_names(s).await;
 }
 
 pub async fn a_code_is_single_use(s: &dyn Store) {
@@ -340,6 +342,7 @@ pub async fn shared_buckets_are_charged_after_the_own_ones_and_refuse_without_a_
         own: vec![own.clone()],
         shared: vec![user.clone(), channel.clone()],
         resend: false,
+        reuse: None,
     };
     let (first, second) = (unique("shared-a"), unique("shared-b"));
     let own_a = bucket("own-a", 1);
@@ -377,6 +380,7 @@ pub async fn shared_buckets_are_charged_after_the_own_ones_and_refuse_without_a_
         own: vec![own_a.clone()],
         shared: vec![fresh.clone()],
         resend: false,
+        reuse: None,
     };
     assert!(matches!(
         stage(s, &first, r, &own_full, NOW + 5).await,
@@ -394,6 +398,7 @@ pub async fn shared_buckets_are_charged_after_the_own_ones_and_refuse_without_a_
         own: vec![bucket("own-c", 1)],
         shared: vec![bucket("open", 10)],
         resend: false,
+        reuse: None,
     };
     assert_eq!(stage(s, &third, r, &open, NOW).await, PutOutcome::Stored);
     let failed = DeliveryAttempt {
@@ -427,6 +432,7 @@ pub async fn shared_buckets_are_charged_after_the_own_ones_and_refuse_without_a_
         own: vec![bucket("own-d", 5)],
         shared: vec![gate.clone()],
         resend: false,
+        reuse: None,
     };
     let earlier = record(digest(5), 5);
     assert_eq!(
@@ -1173,6 +1179,7 @@ pub async fn a_blocked_prefix_refuses_the_first_step_and_changes_nothing(s: &dyn
         own: vec![own.clone()],
         shared: Vec::new(),
         resend: false,
+        reuse: None,
     };
     assert!(s
         .block(&block_of(&p, NOW, NOW + 60_000), NOW)
@@ -1822,6 +1829,183 @@ pub async fn a_service_s_verification_keeps_its_sealed_code_while_pending(s: &dy
         CheckOutcome::Approved
     );
     assert_eq!(get(s, &r.verification).await.sealed, None);
+}
+
+const SERVICE_A: &str = "VA0123456789abcdef0123456789abcdef";
+const SERVICE_B: &str = "VAfedcba9876543210fedcba9876543210";
+
+/// Stores `r` under `key` as a send of `service` (or a native send).
+async fn send_for(s: &dyn Store, key: &str, r: CodeRecord, service: Option<&str>, now: u64) {
+    let mut v = verification_of(key, &r, now);
+    v.service = service.map(str::to_owned);
+    assert_eq!(
+        s.put_code(key, r, &v, &[], now).await.expect("put"),
+        PutOutcome::Stored
+    );
+}
+
+/// A send's first step for `service` that keeps its pending verification.
+async fn stage_reusing(
+    s: &dyn Store,
+    key: &str,
+    service: &str,
+    own: &[RateBucket],
+    now: u64,
+) -> (PutOutcome, CodeRecord) {
+    let r = record(digest(7), 5);
+    let mut v = verification_of(key, &r, now);
+    v.service = Some(service.to_owned());
+    let limits = SendLimits {
+        own: own.to_vec(),
+        reuse: Some(service.to_owned()),
+        ..SendLimits::default()
+    };
+    let outcome = s
+        .stage_send(key, r, &v, &limits, now)
+        .await
+        .expect("stage_send (reuse)");
+    (outcome, r)
+}
+
+pub async fn a_service_s_send_finds_its_pending_verification_and_changes_nothing(s: &dyn Store) {
+    let key = unique("reuse");
+    let cooldown = bucket("reuse-cooldown", 1);
+    let r = record(digest(1), 2);
+    send_for(s, &key, r, Some(SERVICE_A), NOW).await;
+    // The same service finds it: nothing stored, nothing charged.
+    let (outcome, _) =
+        stage_reusing(s, &key, SERVICE_A, std::slice::from_ref(&cooldown), NOW + 1).await;
+    assert_eq!(outcome, PutOutcome::Pending(r.verification));
+    assert_eq!(
+        hit(s, &cooldown, NOW + 1).await,
+        HitOutcome::Counted,
+        "a reused send charges nothing"
+    );
+    assert_eq!(
+        check(s, &key, digest(7), NOW + 2).await,
+        CheckOutcome::Mismatch { attempts_left: 1 },
+        "the new code was not stored"
+    );
+    // Another service's send replaces it, as any send does.
+    let (outcome, other) = stage_reusing(s, &key, SERVICE_B, &[], NOW + 3).await;
+    assert_eq!(outcome, PutOutcome::Stored);
+    assert_eq!(get(s, &r.verification).await.status, Status::Canceled);
+    assert_eq!(get(s, &other.verification).await.status, Status::Pending);
+    // A locked code is not reused: a new one replaces it.
+    assert_eq!(
+        check(s, &key, digest(9), NOW + 4).await,
+        CheckOutcome::Mismatch { attempts_left: 4 }
+    );
+    let key2 = unique("reuse-locked");
+    let r2 = record(digest(1), 1);
+    send_for(s, &key2, r2, Some(SERVICE_A), NOW).await;
+    assert_eq!(
+        check(s, &key2, digest(9), NOW + 1).await,
+        CheckOutcome::Mismatch { attempts_left: 0 }
+    );
+    let (outcome, _) = stage_reusing(s, &key2, SERVICE_A, &[], NOW + 2).await;
+    assert_eq!(outcome, PutOutcome::Stored);
+    // Nor an expired one, nor a native send's.
+    let key3 = unique("reuse-expired");
+    let r3 = record(digest(1), 5);
+    send_for(s, &key3, r3, Some(SERVICE_A), NOW).await;
+    let (outcome, _) = stage_reusing(s, &key3, SERVICE_A, &[], r3.expires_at).await;
+    assert_eq!(outcome, PutOutcome::Stored);
+    let key4 = unique("reuse-native");
+    send_for(s, &key4, record(digest(1), 5), None, NOW).await;
+    let (outcome, _) = stage_reusing(s, &key4, SERVICE_A, &[], NOW + 1).await;
+    assert_eq!(outcome, PutOutcome::Stored);
+}
+
+async fn check_in(
+    s: &dyn Store,
+    key: &str,
+    d: CodeDigest,
+    scope: &crate::ports::CheckScope,
+    now: u64,
+) -> crate::ports::Checked {
+    s.check_in(key, &d, None, Some(scope), now)
+        .await
+        .expect("check_in")
+}
+
+pub async fn a_scoped_check_touches_only_the_code_it_names(s: &dyn Store) {
+    use crate::ports::{CheckScope, Checked};
+    let key = unique("scoped");
+    let r = record(digest(1), 5);
+    send_for(s, &key, r, Some(SERVICE_A), NOW).await;
+    let named = Some((r.verification, NOW));
+    // Another service, or another verification: not found, nothing counted.
+    for scope in [
+        CheckScope::Service(SERVICE_B.to_owned()),
+        CheckScope::Verification(fresh_id()),
+    ] {
+        assert_eq!(
+            check_in(s, &key, digest(1), &scope, NOW + 1).await,
+            Checked::NOT_FOUND,
+            "{scope:?}"
+        );
+    }
+    assert_eq!(
+        get(s, &r.verification).await.attempts,
+        0,
+        "nothing was counted"
+    );
+    // Its own scope: counted, and the answer names the verification.
+    let own = CheckScope::Service(SERVICE_A.to_owned());
+    assert_eq!(
+        check_in(s, &key, digest(9), &own, NOW + 2).await,
+        Checked {
+            outcome: CheckOutcome::Mismatch { attempts_left: 4 },
+            verification: named
+        }
+    );
+    let by_id = CheckScope::Verification(r.verification);
+    assert_eq!(
+        check_in(s, &key, digest(1), &by_id, NOW + 3).await,
+        Checked {
+            outcome: CheckOutcome::Approved,
+            verification: named
+        }
+    );
+    assert_eq!(
+        check_in(s, &key, digest(1), &by_id, NOW + 4).await,
+        Checked::NOT_FOUND
+    );
+    // A native send's code is outside every service's scope, and a check
+    // without a scope names its verification too.
+    let key2 = unique("scoped-native");
+    let r2 = record(digest(1), 1);
+    send_for(s, &key2, r2, None, NOW).await;
+    assert_eq!(
+        check_in(s, &key2, digest(1), &own, NOW + 1).await,
+        Checked::NOT_FOUND
+    );
+    let unscoped = s
+        .check_in(&key2, &digest(9), None, None, NOW + 2)
+        .await
+        .expect("check_in");
+    assert_eq!(
+        unscoped,
+        Checked {
+            outcome: CheckOutcome::Mismatch { attempts_left: 0 },
+            verification: Some((r2.verification, NOW))
+        }
+    );
+    assert_eq!(
+        check_in(
+            s,
+            &key2,
+            digest(1),
+            &CheckScope::Verification(r2.verification),
+            NOW + 3
+        )
+        .await,
+        Checked {
+            outcome: CheckOutcome::Locked,
+            verification: Some((r2.verification, NOW))
+        }
+    );
 }
 
 /// The [`crate::ports::ServiceStore`] contract: records are kept whole,

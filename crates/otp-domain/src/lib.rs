@@ -67,9 +67,10 @@ pub use error::{
 pub use locale::{Locale, LocaleSource, LocaleTag, Locales, LocalesError, Templates};
 pub use policy::{ChannelBudget, CountryRules, Policy, PolicyError};
 pub use ports::{
-    CheckOutcome, Clock, CodeGenerator, CodeRecord, CodeStore, Delivered, EventMessage, EventSink,
-    FraudLedger, IdempotencyStore, Outbox, OutgoingMessage, PairingOutcome, PutOutcome, RateBucket,
-    Sender, SinkError, Store, SystemClock, Timestamp, VerificationStore,
+    CheckOutcome, CheckScope, Checked, Clock, CodeGenerator, CodeRecord, CodeStore, Delivered,
+    EventMessage, EventSink, FraudLedger, IdempotencyStore, Outbox, OutgoingMessage,
+    PairingOutcome, PutOutcome, RateBucket, Sender, SinkError, Store, SystemClock, Timestamp,
+    VerificationStore,
 };
 pub use service::{
     App, CheckRequest, FraudGuard, OtpService, ReportEffect, SendReceipt, SendRequest, Senders,

@@ -11,8 +11,8 @@ use crate::digest::CodeDigest;
 use crate::error::StoreError;
 use crate::fraud::{Block, Counters, Prefix};
 use crate::ports::{
-    CheckOutcome, CodeRecord, CodeStore, FraudTally, HitOutcome, PairingOutcome, PutOutcome,
-    RateBucket, SendLimits, TakeOutcome, Timestamp,
+    CheckOutcome, CheckScope, Checked, CodeRecord, CodeStore, FraudTally, HitOutcome,
+    PairingOutcome, PutOutcome, RateBucket, SendLimits, TakeOutcome, Timestamp,
 };
 use crate::ports::{FraudLedger, IdempotencyStore, Outbox, VerificationStore};
 use crate::state::{self, BucketState, CheckStep};
@@ -175,6 +175,15 @@ impl CodeStore for InMemoryStore {
                 return Ok(PutOutcome::FraudBlocked);
             }
         }
+        if let Some(service) = &limits.reuse {
+            let pending = inner.codes.get(key).and_then(|c| {
+                let v = inner.verifications.get(&c.verification)?;
+                state::reusable(service, c, v, now).then_some(v.id)
+            });
+            if let Some(id) = pending {
+                return Ok(PutOutcome::Pending(id));
+            }
+        }
         if limits.resend
             && !inner
                 .codes
@@ -263,15 +272,25 @@ impl CodeStore for InMemoryStore {
         Ok(())
     }
 
-    async fn check_tallied<'a>(
+    async fn check_in<'a>(
         &self,
         key: &str,
         digest: &CodeDigest,
         tally: Option<&'a FraudTally>,
+        scope: Option<&'a CheckScope>,
         now: Timestamp,
-    ) -> Result<CheckOutcome, StoreError> {
+    ) -> Result<Checked, StoreError> {
         let mut inner = self.lock();
         let found = inner.codes.get(key).copied();
+        let owner = found
+            .as_ref()
+            .and_then(|r| inner.verifications.get(&r.verification));
+        if let (Some(scope), Some(r)) = (scope, &found) {
+            if !scope.admits(r, owner.and_then(|v| v.service.as_deref())) {
+                return Ok(Checked::NOT_FOUND);
+            }
+        }
+        let created = owner.map(|v| v.created_at);
         let (outcome, step) = state::check(found.as_ref(), digest, now);
         match step {
             CheckStep::Delete => {
@@ -291,7 +310,12 @@ impl CodeStore for InMemoryStore {
         if let (CheckOutcome::Approved, Some(t)) = (outcome, tally) {
             inner.tally(t, 0, 1, now);
         }
-        Ok(outcome)
+        Ok(Checked {
+            outcome,
+            verification: found
+                .filter(|_| outcome != CheckOutcome::NotFound)
+                .and_then(|r| Some((r.verification, created?))),
+        })
     }
 
     async fn put_pairing(

@@ -2,7 +2,7 @@
 //! checking, and the rate buckets a send is counted in. Plain records
 //! that every port and rule may use; this module uses only [`crate::types`].
 
-use crate::types::ChatId;
+use crate::types::{ChatId, VerificationId};
 
 /// A fixed-window counter that a send must fit in: at most `limit` hits
 /// per `window_ms`, the window starting at its first hit. A cooldown is a
@@ -34,6 +34,11 @@ pub enum PutOutcome {
     /// longer live under its key (checked, expired, locked or replaced);
     /// nothing changed.
     Gone,
+    /// A send that keeps a service's pending verification
+    /// ([`crate::ports::SendLimits::reuse`]) found one: the code under the
+    /// key is the live code of this pending verification of that
+    /// service. Nothing changed; the caller resends it.
+    Pending(VerificationId),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

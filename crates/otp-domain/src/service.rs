@@ -11,10 +11,10 @@ use crate::error::{CheckError, Limit, PairError, ParseError, SendError, StoreErr
 use crate::locale::{Locale, LocaleTag};
 use crate::policy::{body_limit, Policy, SUBJECT_LIMIT};
 use crate::ports::{
-    CheckOutcome, Clock, CodeGenerator, CodeRecord, CodeStore, Delivered, DeliveryError,
-    FraudLedger, FraudTally, HitOutcome, IdempotencyStore, MessageLocale, OutgoingMessage,
-    PairingOutcome, PutOutcome, RateBucket, SendLimits, Sender, Store, TakeOutcome, Timestamp,
-    VerificationStore,
+    CheckOutcome, CheckScope, Checked, Clock, CodeGenerator, CodeRecord, CodeStore, Delivered,
+    DeliveryError, FraudLedger, FraudTally, HitOutcome, IdempotencyStore, MessageLocale,
+    OutgoingMessage, PairingOutcome, PutOutcome, RateBucket, SendLimits, Sender, Store,
+    TakeOutcome, Timestamp, VerificationStore,
 };
 use crate::template::{self, PASSWORD};
 use crate::types::{Channel, ChatId, CheckTarget, Code, Destination, Lifetime, Phone, Region};
@@ -106,6 +106,9 @@ pub struct SendReceipt {
     pub expires_at: Timestamp,
     /// The block this send's count put on its number's prefix, if it did.
     pub fraud_block: Option<Block>,
+    /// A `/v2` service's pending verification was sent again
+    /// ([`OtpService::resend`]) instead of a new one.
+    pub reused: bool,
 }
 
 /// The fraud guard: its policy and where it counts.
@@ -172,6 +175,8 @@ struct Ready<'a> {
     /// The SMS to send when WhatsApp cannot take the message.
     sms_fallback: Option<String>,
     resend: bool,
+    /// Keep this service's pending verification ([`SendLimits::reuse`]).
+    reuse: Option<&'a str>,
 }
 
 /// How a staged send ended, when it did not fail.
@@ -181,6 +186,9 @@ enum SendEnd {
     },
     /// A resend whose code was no longer live; nothing happened.
     Gone,
+    /// The service's verification is still pending: nothing happened,
+    /// the caller resends it.
+    Pending(VerificationId),
 }
 
 /// The message of a send: `texts` (body template, subject template)
@@ -429,6 +437,7 @@ impl OtpService {
             }
         }
         let test_code = p.test_destinations.get(&req.destination.key()).cloned();
+        let chose_code = req.password.is_some();
         let code = match (test_code.clone(), req.password) {
             (Some(code), _) => code,
             (None, Some(code)) => code,
@@ -512,30 +521,64 @@ impl OtpService {
                 lifetime,
                 expires_at: record.expires_at,
                 fraud_block: None,
+                reused: false,
             });
         }
-        let limits = Ready {
-            key,
+        // A service's create keeps its pending verification, unless the
+        // caller chose the code.
+        let reuse = req
+            .app
+            .as_ref()
+            .filter(|_| !chose_code)
+            .map(|a| a.service.as_str());
+        let mut staging = Ready {
+            key: key.clone(),
             record,
             user_key: req.user_key.as_deref(),
-            sms_fallback,
+            sms_fallback: sms_fallback.clone(),
             resend: false,
+            reuse,
         };
-        match self
-            .stage_and_deliver(limits, &verification, &message, now)
-            .await?
-        {
-            SendEnd::Sent { fraud_block } => Ok(SendReceipt {
-                id,
-                channel,
-                lifetime,
-                expires_at: record.expires_at,
-                fraud_block,
-            }),
-            // Only a resend can find its code gone.
-            SendEnd::Gone => Err(SendError::Store(StoreError::Corrupt(
-                "a new code was reported gone".into(),
-            ))),
+        loop {
+            match self
+                .stage_and_deliver(staging, &verification, &message, now)
+                .await?
+            {
+                SendEnd::Sent { fraud_block } => {
+                    return Ok(SendReceipt {
+                        id,
+                        channel,
+                        lifetime,
+                        expires_at: record.expires_at,
+                        fraud_block,
+                        reused: false,
+                    })
+                }
+                // Only a resend can find its code gone.
+                SendEnd::Gone => {
+                    return Err(SendError::Store(StoreError::Corrupt(
+                        "a new code was reported gone".into(),
+                    )))
+                }
+                SendEnd::Pending(pending) => {
+                    if let Some(app) = req.app.as_ref() {
+                        if let Some(receipt) =
+                            self.resend(&pending, app, req.user_key.as_deref()).await?
+                        {
+                            return Ok(receipt);
+                        }
+                    }
+                    // It ended meanwhile: a new one after all.
+                    staging = Ready {
+                        key: key.clone(),
+                        record,
+                        user_key: req.user_key.as_deref(),
+                        sms_fallback: sms_fallback.clone(),
+                        resend: false,
+                        reuse: None,
+                    };
+                }
+            }
         }
     }
 
@@ -596,6 +639,7 @@ impl OtpService {
             lifetime,
             expires_at: v.expires_at,
             fraud_block: None,
+            reused: true,
         };
         if self.is_test_destination(&destination) {
             // A test destination's code is never delivered, nor resent.
@@ -628,6 +672,7 @@ impl OtpService {
             user_key,
             sms_fallback,
             resend: true,
+            reuse: None,
         };
         Ok(
             match self.stage_and_deliver(staging, &v, &message, now).await? {
@@ -635,7 +680,7 @@ impl OtpService {
                     fraud_block,
                     ..receipt
                 }),
-                SendEnd::Gone => None,
+                SendEnd::Gone | SendEnd::Pending(_) => None,
             },
         )
     }
@@ -684,6 +729,7 @@ impl OtpService {
             user_key,
             sms_fallback,
             resend,
+            reuse,
         } = staging;
         let id = record.verification;
         let guarded = self.guarded(&message.destination);
@@ -699,6 +745,7 @@ impl OtpService {
             own: p.send_buckets(&key),
             shared: shared.iter().map(|(_, b)| b.clone()).collect(),
             resend,
+            reuse: reuse.map(str::to_owned),
         };
         // Step 1: the block, every limit and the code, in one store step.
         let refusal = match self
@@ -709,6 +756,7 @@ impl OtpService {
         {
             PutOutcome::Stored => None,
             PutOutcome::Gone => return Ok(SendEnd::Gone),
+            PutOutcome::Pending(id) => return Ok(SendEnd::Pending(id)),
             PutOutcome::FraudBlocked => return Err(SendError::FraudSuspected),
             PutOutcome::RateLimited { retry_after_ms } => {
                 Some((Limit::Destination, retry_after_ms))
@@ -891,21 +939,31 @@ impl OtpService {
     /// # Errors
     /// `Mismatch`, `NotFound`, `Locked` or `Store`, as [`CheckError`].
     pub async fn check_at(&self, target: &CheckTarget, password: &Code) -> Result<(), CheckError> {
+        self.check_in(target, password, None).await?.result()
+    }
+
+    /// [`OtpService::check_at`], touching only a code in `scope` (see
+    /// [`CodeStore::check_in`]), and answering what the check found: its
+    /// outcome and the code's verification.
+    ///
+    /// # Errors
+    /// `Store`, as [`CheckError`]; the outcome is in the answer.
+    pub async fn check_in(
+        &self,
+        target: &CheckTarget,
+        password: &Code,
+        scope: Option<&CheckScope>,
+    ) -> Result<Checked, StoreError> {
         let Some(key) = target.key() else {
-            return Err(CheckError::NotFound);
+            return Ok(Checked::NOT_FOUND);
         };
-        let mut outcome = self.check_key(target, &key, password).await?;
-        if outcome == CheckOutcome::NotFound {
+        let mut checked = self.check_key(target, &key, password, scope).await?;
+        if checked.outcome == CheckOutcome::NotFound {
             if let Some(key) = target.resolved_key() {
-                outcome = self.check_key(target, &key, password).await?;
+                checked = self.check_key(target, &key, password, scope).await?;
             }
         }
-        match outcome {
-            CheckOutcome::Approved => Ok(()),
-            CheckOutcome::Mismatch { attempts_left } => Err(CheckError::Mismatch { attempts_left }),
-            CheckOutcome::Locked => Err(CheckError::Locked),
-            CheckOutcome::NotFound => Err(CheckError::NotFound),
-        }
+        Ok(checked)
     }
 
     /// The fraud guard's count of an approval of `key`'s code, for an SMS
@@ -963,12 +1021,13 @@ impl OtpService {
         target: &CheckTarget,
         key: &str,
         password: &Code,
-    ) -> Result<CheckOutcome, StoreError> {
+        scope: Option<&CheckScope>,
+    ) -> Result<Checked, StoreError> {
         let digest = self.hasher.code(key, password);
         let tally = self.approval_tally(target, key);
         self.store
             .codes
-            .check_tallied(key, &digest, tally.as_ref(), self.clock.now())
+            .check_in(key, &digest, tally.as_ref(), scope, self.clock.now())
             .await
     }
 

@@ -397,10 +397,16 @@ async fn check_maps_every_store_outcome() {
     for (outcome, name) in cases {
         let mut store = MockCodeStore::new();
         store
-            .expect_check_tallied()
-            .with(eq("call:+77011234567"), eq(digest), always(), eq(NOW))
+            .expect_check_in()
+            .with(
+                eq("call:+77011234567"),
+                eq(digest),
+                always(),
+                always(),
+                eq(NOW),
+            )
             .times(1)
-            .returning(move |_, _, _, _| Ok(outcome));
+            .returning(move |_, _, _, _, _| Ok(outcome_only(outcome)));
         let svc = service(
             store,
             senders_with(Channel::Call, silent_sender()),
@@ -423,6 +429,14 @@ async fn check_maps_every_store_outcome() {
     }
 }
 
+/// What a mocked store's check answers: `outcome`, naming no verification.
+fn outcome_only(outcome: CheckOutcome) -> crate::ports::Checked {
+    crate::ports::Checked {
+        outcome,
+        verification: None,
+    }
+}
+
 fn check_target(input: &str, region: Option<&str>) -> CheckTarget {
     let region = region.map(|r| crate::types::Region::parse(r).expect("region"));
     CheckTarget::parse_in(Channel::Sms, input, region).expect("well-shaped")
@@ -434,10 +448,16 @@ async fn a_check_found_under_its_digits_looks_no_further() {
     let digest = hasher.code("sms:+77011234567", &code("12345"));
     let mut store = MockCodeStore::new();
     store
-        .expect_check_tallied()
-        .with(eq("sms:+77011234567"), eq(digest), always(), eq(NOW))
+        .expect_check_in()
+        .with(
+            eq("sms:+77011234567"),
+            eq(digest),
+            always(),
+            always(),
+            eq(NOW),
+        )
         .times(1)
-        .returning(|_, _, _, _| Ok(CheckOutcome::Mismatch { attempts_left: 2 }));
+        .returning(|_, _, _, _, _| Ok(outcome_only(CheckOutcome::Mismatch { attempts_left: 2 })));
     let svc = service(
         store,
         senders_with(Channel::Sms, silent_sender()),
@@ -459,15 +479,27 @@ async fn a_check_typed_with_a_national_prefix_after_the_country_code_finds_the_s
     let e164 = hasher.code("sms:+442079460958", &code("12345"));
     let mut store = MockCodeStore::new();
     store
-        .expect_check_tallied()
-        .with(eq("sms:+4402079460958"), eq(typed), always(), eq(NOW))
+        .expect_check_in()
+        .with(
+            eq("sms:+4402079460958"),
+            eq(typed),
+            always(),
+            always(),
+            eq(NOW),
+        )
         .times(1)
-        .returning(|_, _, _, _| Ok(CheckOutcome::NotFound));
+        .returning(|_, _, _, _, _| Ok(outcome_only(CheckOutcome::NotFound)));
     store
-        .expect_check_tallied()
-        .with(eq("sms:+442079460958"), eq(e164), always(), eq(NOW))
+        .expect_check_in()
+        .with(
+            eq("sms:+442079460958"),
+            eq(e164),
+            always(),
+            always(),
+            eq(NOW),
+        )
         .times(1)
-        .returning(|_, _, _, _| Ok(CheckOutcome::Approved));
+        .returning(|_, _, _, _, _| Ok(outcome_only(CheckOutcome::Approved)));
     let svc = service(
         store,
         senders_with(Channel::Sms, silent_sender()),
@@ -484,10 +516,16 @@ async fn a_check_for_a_number_no_send_accepts_is_not_found() {
     // Well-shaped, not valid: one lookup under its digits, no second.
     let mut store = MockCodeStore::new();
     store
-        .expect_check_tallied()
-        .with(eq("sms:+78001234567"), always(), always(), eq(NOW))
+        .expect_check_in()
+        .with(
+            eq("sms:+78001234567"),
+            always(),
+            always(),
+            always(),
+            eq(NOW),
+        )
         .times(1)
-        .returning(|_, _, _, _| Ok(CheckOutcome::NotFound));
+        .returning(|_, _, _, _, _| Ok(outcome_only(CheckOutcome::NotFound)));
     let svc = service(
         store,
         senders_with(Channel::Sms, silent_sender()),
@@ -514,8 +552,8 @@ async fn a_check_for_a_number_no_send_accepts_is_not_found() {
 async fn store_outage_is_reported_not_swallowed() {
     let mut store = MockCodeStore::new();
     store
-        .expect_check_tallied()
-        .returning(|_, _, _, _| Err(StoreError::Unavailable("connection refused".into())));
+        .expect_check_in()
+        .returning(|_, _, _, _, _| Err(StoreError::Unavailable("connection refused".into())));
     let svc = service(
         store,
         senders_with(Channel::Sms, silent_sender()),
@@ -1235,14 +1273,15 @@ impl CodeStore for FlakyBuckets {
     ) -> Result<(), StoreError> {
         self.inner.discard_code(key, digest, failure, now).await
     }
-    async fn check_tallied<'a>(
+    async fn check_in<'a>(
         &self,
         key: &str,
         digest: &CodeDigest,
         tally: Option<&'a FraudTally>,
+        scope: Option<&'a crate::ports::CheckScope>,
         now: Timestamp,
-    ) -> Result<CheckOutcome, StoreError> {
-        self.inner.check_tallied(key, digest, tally, now).await
+    ) -> Result<crate::ports::Checked, StoreError> {
+        self.inner.check_in(key, digest, tally, scope, now).await
     }
     async fn put_pairing(
         &self,
@@ -1382,12 +1421,26 @@ async fn a_service_s_resend_reuses_the_code_and_approval_takes_none() {
         assert!(sent[1].body.starts_with("Acme: "), "{}", sent[1].body);
         assert!(sent[1].body.contains("4829107"), "{}", sent[1].body);
     }
+    // The service's repeated send finds it in its store step, and resends.
+    let reused = svc
+        .send(SendRequest {
+            app: Some(app.clone()),
+            ..sms_request(None, None, None)
+        })
+        .await
+        .expect("send again");
+    assert_eq!((reused.id, reused.reused), (first.id, true));
+    assert_eq!(
+        sent.lock().expect("lock")[2].code.expose(),
+        "4829107",
+        "the same code a third time"
+    );
     let v = svc
         .verification(&first.id)
         .await
         .expect("get")
         .expect("there");
-    assert_eq!(v.deliveries.len(), 2);
+    assert_eq!(v.deliveries.len(), 3);
     assert_eq!(v.service.as_deref(), Some(app.service.as_str()));
     assert!(v.sealed.is_some(), "kept while pending");
 
@@ -1410,7 +1463,17 @@ async fn a_service_s_resend_reuses_the_code_and_approval_takes_none() {
         svc.approve(&first.id).await,
         Err(CheckError::NotFound)
     ));
-    assert_eq!(sent.lock().expect("lock").len(), 2, "nothing more went out");
+    assert_eq!(sent.lock().expect("lock").len(), 3, "nothing more went out");
+    // Once it ended, the service's send is a new verification.
+    let fresh = svc
+        .send(SendRequest {
+            app: Some(app.clone()),
+            ..sms_request(None, None, None)
+        })
+        .await
+        .expect("send after the end");
+    assert!(!fresh.reused);
+    assert_ne!(fresh.id, first.id);
 }
 
 /// A resend meets the country rules as they are now: a country refused

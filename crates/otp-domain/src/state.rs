@@ -7,6 +7,14 @@ use crate::digest::CodeDigest;
 use crate::outcome::{CheckOutcome, PutOutcome, RateBucket};
 use crate::ports::{CodeRecord, SendLimits};
 use crate::time::Timestamp;
+use crate::verification::Verification;
+
+/// Whether a send that keeps `service`'s pending verification
+/// ([`SendLimits::reuse`]) finds it: `code`, the code under the key, is
+/// the live code of `v`, and `v` is pending and was sent for `service`.
+pub fn reusable(service: &str, code: &CodeRecord, v: &Verification, now: Timestamp) -> bool {
+    code.is_live_for(&v.id, now) && v.is_pending() && v.service.as_deref() == Some(service)
+}
 
 /// The counter of one rate bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

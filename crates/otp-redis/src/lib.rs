@@ -116,8 +116,9 @@ use async_trait::async_trait;
 use otp_domain::fraud::{Block, Counters, Prefix};
 use otp_domain::ports::FraudLedger;
 use otp_domain::ports::{
-    CheckOutcome, CodeRecord, CodeStore, FraudTally, HitOutcome, IdempotencyStore, Outbox,
-    PairingOutcome, PutOutcome, RateBucket, SendLimits, TakeOutcome, Timestamp, VerificationStore,
+    CheckOutcome, CheckScope, Checked, CodeRecord, CodeStore, FraudTally, HitOutcome,
+    IdempotencyStore, Outbox, PairingOutcome, PutOutcome, RateBucket, SendLimits, TakeOutcome,
+    Timestamp, VerificationStore,
 };
 use otp_domain::verification::{
     CancelOutcome, DeliveryAttempt, EventSettle, EventType, IdempotencyBegin, ReportOutcome,
@@ -569,6 +570,49 @@ impl RedisStore {
 }
 
 impl RedisStore {
+    /// Cluster only: the pending verification of `service` whose live code
+    /// is under `key` ([`otp_domain::state::reusable`]), as `put_code.lua`
+    /// asks on a single Redis; two reads in the code's slot.
+    async fn pending_of(
+        &self,
+        key: &str,
+        service: &str,
+        now: Timestamp,
+    ) -> Result<Option<VerificationId>, StoreError> {
+        let code_key = self.keys.code(key);
+        let (v, e, a, m): (Option<String>, Option<u64>, Option<u32>, Option<u32>) = self
+            .run(|mut conn| async move {
+                redis::cmd("HMGET")
+                    .arg(code_key)
+                    .arg("v")
+                    .arg("e")
+                    .arg("a")
+                    .arg("m")
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        let live = e.is_some_and(|e| e > now) && matches!((a, m), (Some(a), Some(m)) if a < m);
+        let Some(hex) = v.filter(|_| live) else {
+            return Ok(None);
+        };
+        let rec = self.keys.verification(key, &hex);
+        let (status, sv): (Option<String>, Option<String>) = self
+            .run(|mut conn| async move {
+                redis::cmd("HMGET")
+                    .arg(rec)
+                    .arg("s")
+                    .arg("sv")
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        if status.as_deref() == Some("pending") && sv.as_deref() == Some(service) {
+            return Ok(record::id_of_hex(&hex));
+        }
+        Ok(None)
+    }
+
     /// Cluster only: the limits of a send, before its code is stored: the
     /// block (the `{fraud}` slot), the destination's own buckets (its
     /// slot, all or nothing), then each shared bucket (a slot each).
@@ -652,6 +696,13 @@ impl CodeStore for RedisStore {
                 return Ok(PutOutcome::Gone);
             }
         }
+        if let (true, Some(service)) = (self.cluster, &limits.reuse) {
+            // As for a resend: on a cluster the buckets are charged before
+            // the script, so ask first (the script is then not asked).
+            if let Some(id) = self.pending_of(key, service, now).await? {
+                return Ok(PutOutcome::Pending(id));
+            }
+        }
         if self.cluster {
             if let Some(outcome) = self.cluster_limits(key, limits, now).await? {
                 return Ok(outcome);
@@ -699,11 +750,15 @@ impl CodeStore for RedisStore {
             .arg(own.len())
             .arg(shared.len())
             .arg(if blocked.is_some() { "1" } else { "0" })
-            .arg(if limits.resend { "1" } else { "0" });
+            .arg(if limits.resend { "1" } else { "0" })
+            .arg(match &limits.reuse {
+                Some(service) if !self.cluster => service.as_str(),
+                _ => "",
+            });
         bucket_args(&mut inv, own);
         bucket_args(&mut inv, shared);
         inv.arg(record::fields(verification)?);
-        let (status, wait, at): (i64, i64, i64) = self.eval(inv).await?;
+        let (status, wait, at, pending): (i64, i64, i64, String) = self.eval(inv).await?;
         match status {
             0 => {}
             1 => {
@@ -720,6 +775,13 @@ impl CodeStore for RedisStore {
             }
             3 => return Ok(PutOutcome::FraudBlocked),
             4 => return Ok(PutOutcome::Gone),
+            5 => {
+                return Ok(PutOutcome::Pending(
+                    record::id_of_hex(&pending).ok_or_else(|| {
+                        RedisStoreError::Corrupt(format!("pending verification {pending}"))
+                    })?,
+                ))
+            }
             other => {
                 return Err(RedisStoreError::Corrupt(format!("send status {other}")).into());
             }
@@ -781,13 +843,14 @@ impl CodeStore for RedisStore {
         Ok(())
     }
 
-    async fn check_tallied<'a>(
+    async fn check_in<'a>(
         &self,
         key: &str,
         digest: &CodeDigest,
         tally: Option<&'a FraudTally>,
+        scope: Option<&'a CheckScope>,
         now: Timestamp,
-    ) -> Result<CheckOutcome, StoreError> {
+    ) -> Result<Checked, StoreError> {
         let tag = keys::tag(key);
         let outbox = self.outbox_of(&tag);
         let mut inv = scripts::CHECK_CODE.key(self.keys.code(key));
@@ -798,6 +861,11 @@ impl CodeStore for RedisStore {
             .arg(self.keys.prefix())
             .arg(&tag)
             .arg(self.event_outbox(outbox));
+        match scope {
+            Some(CheckScope::Verification(id)) => inv.arg(record::hex(id)).arg(""),
+            Some(CheckScope::Service(sid)) => inv.arg("").arg(sid),
+            None => inv.arg("").arg(""),
+        };
         // The counters are in the `{fraud}` slot: on a cluster, a second
         // step after an approval.
         let inline = tally.filter(|_| !self.cluster);
@@ -805,7 +873,8 @@ impl CodeStore for RedisStore {
             inv.key(self.keys.fraud_counters(t.prefix.as_str()));
             CounterArgs::new(t.window_ms, now).push(&mut inv);
         }
-        let (status, left, events): (i64, i64, i64) = self.eval(inv).await?;
+        let (status, left, events, hex, created): (i64, i64, i64, String, String) =
+            self.eval(inv).await?;
         if events > 0 {
             // Cluster only, and only for a check that ended its
             // verification: a second round trip.
@@ -830,7 +899,19 @@ impl CodeStore for RedisStore {
                 tracing::error!(error = %otp_domain::error::chain(&e), prefix = %t.prefix, "fraud guard: could not count an approval; the check stands");
             }
         }
-        Ok(outcome)
+        // A code written before verifications names none.
+        let verification = match (hex.as_str(), created.parse::<Timestamp>()) {
+            ("", _) | (_, Err(_)) => None,
+            (hex, Ok(created)) => Some((
+                record::id_of_hex(hex)
+                    .ok_or_else(|| RedisStoreError::Corrupt(format!("verification id {hex}")))?,
+                created,
+            )),
+        };
+        Ok(Checked {
+            outcome,
+            verification,
+        })
     }
 
     async fn put_pairing(

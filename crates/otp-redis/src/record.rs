@@ -17,6 +17,11 @@ pub(crate) fn hex(id: &VerificationId) -> String {
     id.to_string()[VerificationId::PREFIX.len()..].to_owned()
 }
 
+/// The id whose 32 hex digits `hex` is; `None` for anything else.
+pub(crate) fn id_of_hex(hex: &str) -> Option<VerificationId> {
+    VerificationId::parse(&format!("{}{hex}", VerificationId::PREFIX))
+}
+
 /// The record's fields and values, flat, for `HSET`.
 pub(crate) fn fields(v: &Verification) -> Result<Vec<String>, RedisStoreError> {
     let mut out = vec![

@@ -34,8 +34,9 @@ use async_trait::async_trait;
 use otp_domain::digest::CodeDigest;
 use otp_domain::fraud::Counters;
 use otp_domain::ports::{
-    CheckOutcome, CodeRecord, CodeStore, FraudTally, HitOutcome, IdempotencyStore, Outbox,
-    PairingOutcome, PutOutcome, RateBucket, SendLimits, TakeOutcome, Timestamp, VerificationStore,
+    CheckOutcome, CheckScope, Checked, CodeRecord, CodeStore, FraudTally, HitOutcome,
+    IdempotencyStore, Outbox, PairingOutcome, PutOutcome, RateBucket, SendLimits, TakeOutcome,
+    Timestamp, VerificationStore,
 };
 use otp_domain::state::{self, CheckStep};
 use otp_domain::verification::{
@@ -398,6 +399,16 @@ impl CodeStore for EmbeddedStore {
                     return Ok((PutOutcome::FraudBlocked, false));
                 }
             }
+            if let Some(service) = &limits.reuse {
+                let mut tx = Tx::new(txn);
+                if let Some(code) = tx.code(&key)? {
+                    if let Some(v) = tx.load(&code.verification)? {
+                        if state::reusable(service, &code, &v, now) {
+                            return Ok((PutOutcome::Pending(v.id), false));
+                        }
+                    }
+                }
+            }
             if limits.resend {
                 let live = txn
                     .open_table(CODES)?
@@ -506,20 +517,38 @@ impl CodeStore for EmbeddedStore {
         .await
     }
 
-    async fn check_tallied<'a>(
+    async fn check_in<'a>(
         &self,
         key: &str,
         digest: &CodeDigest,
         tally: Option<&'a FraudTally>,
+        scope: Option<&'a CheckScope>,
         now: Timestamp,
-    ) -> Result<CheckOutcome, StoreError> {
+    ) -> Result<Checked, StoreError> {
         let key = key.to_owned();
         let digest = *digest;
         let tally = tally.cloned();
+        let scope = scope.cloned();
         self.write(move |txn| {
             let mut tx = Tx::new(txn);
             let record = tx.code(&key)?;
+            let owner = match &record {
+                Some(r) => tx.load(&r.verification)?,
+                None => None,
+            };
+            if let (Some(scope), Some(r)) = (&scope, &record) {
+                if !scope.admits(r, owner.as_ref().and_then(|v| v.service.as_deref())) {
+                    return Ok((Checked::NOT_FOUND, false));
+                }
+            }
             let (outcome, step) = state::check(record.as_ref(), &digest, now);
+            let checked = Checked {
+                outcome,
+                verification: owner
+                    .as_ref()
+                    .filter(|_| outcome != CheckOutcome::NotFound)
+                    .map(|v| (v.id, v.created_at)),
+            };
             match step {
                 CheckStep::Delete => {
                     tx.codes()?.remove(key.as_str())?;
@@ -531,7 +560,7 @@ impl CodeStore for EmbeddedStore {
                 // A locked code, or none: the verification cannot change
                 // either (`after_check` counts nothing when locked), so
                 // the check stays a read and commits nothing.
-                CheckStep::Keep => return Ok((outcome, false)),
+                CheckStep::Keep => return Ok((checked, false)),
             }
             if let Some(r) = record {
                 let expired = now >= r.expires_at;
@@ -548,7 +577,7 @@ impl CodeStore for EmbeddedStore {
             if let (CheckOutcome::Approved, Some(t)) = (outcome, &tally) {
                 fraud::tally(txn, &t.prefix, 0, 1, t.window_ms, now)?;
             }
-            Ok((outcome, true))
+            Ok((checked, true))
         })
         .await
     }

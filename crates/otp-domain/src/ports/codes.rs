@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 
 use crate::digest::CodeDigest;
-use crate::error::StoreError;
+use crate::error::{CheckError, StoreError};
 use crate::fraud::{Counters, Prefix};
 use crate::outcome::{
     CheckOutcome, HitOutcome, PairingOutcome, PutOutcome, RateBucket, TakeOutcome,
@@ -56,6 +56,13 @@ pub struct SendLimits {
     /// verification are kept as they are (`record` and `verification`
     /// are not written).
     pub resend: bool,
+    /// Keep a pending verification of this service (a `/v2` service's
+    /// repeated create, Twilio's reuse): when the code under the key is
+    /// the live code of a pending verification whose `service` is this
+    /// one, the step answers [`PutOutcome::Pending`] with its id and
+    /// changes nothing (the caller resends it). Checked after the block,
+    /// before any bucket.
+    pub reuse: Option<String>,
 }
 
 impl SendLimits {
@@ -75,6 +82,60 @@ impl SendLimits {
 pub struct FraudTally {
     pub prefix: Prefix,
     pub window_ms: u64,
+}
+
+/// Which code a check may touch, beyond its key: a caller that names a
+/// verification (or a service) must never spend another's code, even one
+/// a concurrent send just stored under the same key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckScope {
+    /// Only the code of this verification.
+    Verification(VerificationId),
+    /// Only a code whose verification was sent for this service
+    /// ([`Verification::service`]).
+    Service(String),
+}
+
+impl CheckScope {
+    /// Whether a check in this scope may touch `record`, whose
+    /// verification's service is `service` (`None`: sent natively, or
+    /// its verification is gone).
+    pub fn admits(&self, record: &CodeRecord, service: Option<&str>) -> bool {
+        match self {
+            CheckScope::Verification(id) => record.verification == *id,
+            CheckScope::Service(s) => service == Some(s.as_str()),
+        }
+    }
+}
+
+/// What a check found: its outcome, and for a code it found (every
+/// outcome but `NotFound`), the code's verification and when that was
+/// created, so a caller can answer without reading the record back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checked {
+    pub outcome: CheckOutcome,
+    pub verification: Option<(VerificationId, Timestamp)>,
+}
+
+impl Checked {
+    /// No code (or an expired one, or one outside the scope).
+    pub const NOT_FOUND: Checked = Checked {
+        outcome: CheckOutcome::NotFound,
+        verification: None,
+    };
+
+    /// The outcome as a check's answer: `Ok` when it approved.
+    ///
+    /// # Errors
+    /// `Mismatch`, `Locked` or `NotFound`, as [`CheckError`].
+    pub fn result(&self) -> Result<(), CheckError> {
+        match self.outcome {
+            CheckOutcome::Approved => Ok(()),
+            CheckOutcome::Mismatch { attempts_left } => Err(CheckError::Mismatch { attempts_left }),
+            CheckOutcome::Locked => Err(CheckError::Locked),
+            CheckOutcome::NotFound => Err(CheckError::NotFound),
+        }
+    }
 }
 
 /// Codes and pairings, and the buckets that limit sends.
@@ -103,6 +164,9 @@ pub trait CodeStore: Send + Sync {
     /// # Errors
     /// - MUST return `Ok(PutOutcome::FraudBlocked)` and change nothing
     ///   when the prefix is blocked.
+    /// - With `limits.reuse`, MUST return `Ok(PutOutcome::Pending(id))`
+    ///   and change nothing when the code under `key` is the live code
+    ///   of the pending verification `id` of that service.
     /// - With `limits.resend`, MUST return `Ok(PutOutcome::Gone)` and
     ///   change nothing when the code under `key` is not the live code
     ///   of `record.verification`; when it is, count the buckets as above
@@ -203,6 +267,8 @@ pub trait CodeStore: Send + Sync {
     /// # Errors
     /// - MUST return `NotFound` when there is no code or it expired at `now`;
     ///   a pending verification of an expired code ends as `expired`.
+    /// - With `scope`, MUST return `NotFound` and change nothing when the
+    ///   code under `key` is outside it ([`CheckScope::admits`]).
     /// - MUST return `Locked`, and count nothing, once attempts reached
     ///   `max_attempts`, even for the right digest.
     /// - MUST return `Approved` and delete the code on a match, so exactly
@@ -213,13 +279,32 @@ pub trait CodeStore: Send + Sync {
     ///   ends the verification as `max_attempts_reached`
     ///   ([`Verification::mismatch`]).
     /// - MUST count the tally only with `Approved`.
+    /// - MUST name the code's verification and its `created_at` with every
+    ///   outcome but `NotFound` (with `NotFound`, none).
+    async fn check_in<'a>(
+        &self,
+        key: &str,
+        digest: &CodeDigest,
+        tally: Option<&'a FraudTally>,
+        scope: Option<&'a CheckScope>,
+        now: Timestamp,
+    ) -> Result<Checked, StoreError>;
+
+    /// [`CodeStore::check_in`] without a scope, answering the outcome.
+    ///
+    /// # Errors
+    /// As [`CodeStore::check_in`].
     async fn check_tallied<'a>(
         &self,
         key: &str,
         digest: &CodeDigest,
         tally: Option<&'a FraudTally>,
         now: Timestamp,
-    ) -> Result<CheckOutcome, StoreError>;
+    ) -> Result<CheckOutcome, StoreError> {
+        self.check_in(key, digest, tally, None, now)
+            .await
+            .map(|c| c.outcome)
+    }
 
     /// [`CodeStore::check_tallied`] without a tally.
     ///

@@ -34,7 +34,7 @@ pub use crate::outcome::{
     CheckOutcome, HitOutcome, PairingOutcome, PutOutcome, RateBucket, TakeOutcome,
 };
 pub use crate::time::{Clock, SystemClock, Timestamp};
-pub use codes::{CodeRecord, CodeStore, FraudTally, SendLimits};
+pub use codes::{CheckScope, Checked, CodeRecord, CodeStore, FraudTally, SendLimits};
 pub use fraud::FraudLedger;
 pub use idempotency::IdempotencyStore;
 pub use outbox::{EventMessage, EventSink, Outbox, SinkError};

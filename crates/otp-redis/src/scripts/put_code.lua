@@ -36,14 +36,21 @@
 --               already be the live code of verification ARGV[6], else
 --               {4, 0, 0} and nothing changes; when it is, only the buckets
 --               are counted and the code and the verification stay as they are
--- ARGV[16..]    limit, window_ms of each bucket, in KEYS order
+-- ARGV[16]      the service sid whose pending verification to keep
+--               (SendLimits::reuse), or '': when the code record is the live
+--               code of a pending verification with sv = it, {5, 0, 0, id}
+--               and nothing changes (checked after the block, before any
+--               bucket)
+-- ARGV[17..]    limit, window_ms of each bucket, in KEYS order
 -- ARGV[..]      then the new record's fields and values (see vrf.lua)
 --
--- Returns {status, wait_ms, index}: {0, 0, 0} stored; {1, wait, 0} an own
+-- Returns {status, wait_ms, index, id}: {0, 0, 0} stored; {1, wait, 0} an own
 -- bucket was full (nothing changed); {2, wait, i} the shared bucket i
 -- (from 0) was full (the buckets before it stay counted, no code was
 -- stored); {3, 0, 0} the prefix is blocked (nothing changed); {4, 0, 0} a
--- resend whose code is no longer live (nothing changed).
+-- resend whose code is no longer live (nothing changed); {5, 0, 0, id} the
+-- service's pending verification id (hex) to resend (nothing changed). id
+-- is '' but with status 5.
 
 local now = tonumber(ARGV[1])
 local own, shared = tonumber(ARGV[12]), tonumber(ARGV[13])
@@ -57,7 +64,21 @@ if ARGV[14] == '1' then
     end
     local ends = tonumber(block['until'])
     if block.mode == 'block' and ends and ends > now then
-      return {3, 0, 0}
+      return {3, 0, 0, ''}
+    end
+  end
+end
+if ARGV[16] ~= '' then
+  -- otp_domain::state::reusable: the live code of a pending verification
+  -- of this service.
+  local c = redis.call('HMGET', KEYS[1], 'v', 'e', 'a', 'm')
+  local live = c[1] and tonumber(c[2]) and tonumber(c[2]) > now
+    and tonumber(c[3]) and tonumber(c[4]) and tonumber(c[3]) < tonumber(c[4])
+  if live then
+    local rec = ARGV[7] .. ':{' .. ARGV[8] .. '}:vrf:' .. c[1]
+    local v = redis.call('HMGET', rec, 's', 'sv')
+    if v[1] == 'pending' and v[2] == ARGV[16] then
+      return {5, 0, 0, c[1]}
     end
   end
 end
@@ -68,21 +89,21 @@ if resend then
   local live = c[1] == ARGV[6] and tonumber(c[2]) and tonumber(c[2]) > now
     and tonumber(c[3]) and tonumber(c[4]) and tonumber(c[3]) < tonumber(c[4])
   if not live then
-    return {4, 0, 0}
+    return {4, 0, 0, ''}
   end
 end
-local wait = hit_buckets(4, 15, own, now, ARGV[1])
+local wait = hit_buckets(4, 16, own, now, ARGV[1])
 if wait > 0 then
-  return {1, wait, 0}
+  return {1, wait, 0, ''}
 end
 for j = 1, shared do
-  wait = hit_buckets(3 + own + j, 15 + 2 * (own + j - 1), 1, now, ARGV[1])
+  wait = hit_buckets(3 + own + j, 16 + 2 * (own + j - 1), 1, now, ARGV[1])
   if wait > 0 then
-    return {2, wait, j - 1}
+    return {2, wait, j - 1, ''}
   end
 end
 if resend then
-  return {0, 0, 0}
+  return {0, 0, 0, ''}
 end
 
 local key, tag, hex = KEYS[1], ARGV[8], ARGV[6]
@@ -97,7 +118,7 @@ redis.call('HSET', key, 'd', ARGV[2], 'e', ARGV[3], 'a', ARGV[4], 'm', ARGV[5], 
 redis.call('PEXPIRE', key, ttl_ms(tonumber(ARGV[3]), now))
 
 local fields = {}
-for i = 16 + 2 * (own + shared), #ARGV do
+for i = 17 + 2 * (own + shared), #ARGV do
   fields[#fields + 1] = ARGV[i]
 end
 local rec = vrf_key(ctx, tag, hex)
@@ -116,4 +137,4 @@ redis.call('SET', KEYS[2], hex, 'PX', ARGV[11])
 if ARGV[10] ~= '' then
   redis.call('SET', ARGV[10], tag, 'PX', ARGV[11])
 end
-return {0, 0, 0}
+return {0, 0, 0, ''}

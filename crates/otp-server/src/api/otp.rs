@@ -303,7 +303,7 @@ pub async fn observe_send(
 }
 
 /// Checks `password` against `target`'s code and records the check as
-/// every check is recorded: metrics and the log line.
+/// every check is recorded ([`record_check`]).
 ///
 /// # Errors
 /// As [`otp_domain::OtpService::check_at`].
@@ -312,18 +312,19 @@ pub async fn observe_check(
     target: &CheckTarget,
     password: &Code,
 ) -> Result<(), CheckError> {
-    let channel = target.channel();
     let result = state.otp.check_at(target, password).await;
-    if let Some(m) = &state.metrics {
-        m.check(
-            channel,
-            target,
-            || state.otp.is_test_target(target),
-            &result,
-        );
-    }
-    crate::error::log_check_result(channel, &target.masked(), &result);
+    record_check(state, target, &result);
     result
+}
+
+/// Records a check of `target` that ended with `result`, as every check
+/// is recorded: metrics and the log line.
+pub fn record_check(state: &AppState, target: &CheckTarget, result: &Result<(), CheckError>) {
+    let channel = target.channel();
+    if let Some(m) = &state.metrics {
+        m.check(channel, target, || state.otp.is_test_target(target), result);
+    }
+    crate::error::log_check_result(channel, &target.masked(), result);
 }
 
 /// Checks a code on `channel`. The address is read only as far as finding

@@ -21,10 +21,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use otp_domain::ports::ServiceStore;
+use otp_domain::ports::{CheckOutcome, CheckScope, Checked, ServiceStore};
 use otp_domain::service::{App, SendRequest};
 use otp_domain::verification::{AttemptOutcome, CancelOutcome, DeliveryAttempt, Status};
-use otp_domain::{Channel, CheckError, Code, Verification, VerificationId};
+use otp_domain::{
+    Channel, CheckError, CheckTarget, Code, StoreError, Verification, VerificationId,
+};
 use poem::web::Data;
 use poem::Request;
 use poem_openapi::param::{Path, Query};
@@ -32,13 +34,13 @@ use poem_openapi::payload::{Form, Json};
 use poem_openapi::{OpenApi, SecurityScheme};
 
 use crate::api::auth::Credentials;
-use crate::api::otp::{observe_check, observe_send};
+use crate::api::otp::{observe_send, record_check};
 use crate::api::{ApiTags, AppState};
 use errors::{bad_request_reply, reply, Fail};
 use forms::{CheckForm, ServiceCreate, ServiceUpdate, UpdateForm, VerificationForm};
 use resources::{
-    is_sid, new_service_sid, verification_id, CheckBody, Nullable, PageMeta, ServiceBody,
-    ServicePage, ServiceRecord, VerificationBody,
+    is_sid, new_service_sid, verification_id, CheckBody, CheckedCode, Nullable, PageMeta,
+    ServiceBody, ServicePage, ServiceRecord, VerificationBody,
 };
 
 /// The facade's state: on when `twilio_api.account_sid` and
@@ -235,41 +237,6 @@ async fn verification_of(
         .verification(&id)
         .await?
         .filter(|v| v.service.as_deref() == Some(service)))
-}
-
-/// The verification of service `service` sent to `to` on a channel that
-/// takes that address: the first pending one (SMS, then voice, then
-/// WhatsApp), else the latest ended one.
-async fn latest_to(
-    state: &AppState,
-    service: &str,
-    to: &str,
-) -> Result<Option<Verification>, Fail> {
-    let channels: &[Channel] = if to.contains('@') {
-        &[Channel::Email]
-    } else {
-        &[Channel::Sms, Channel::Call, Channel::WhatsApp]
-    };
-    let mut best: Option<Verification> = None;
-    for &channel in channels {
-        let Ok(destination) = state.otp.destination(channel, to) else {
-            continue;
-        };
-        if let Some(v) = state.otp.latest_verification(&destination).await? {
-            if v.service.as_deref() != Some(service) {
-                continue;
-            }
-            // A pending one is the one to check (a phone is checked
-            // mostly by SMS: one read).
-            if v.is_pending() {
-                return Ok(Some(v));
-            }
-            if best.as_ref().is_none_or(|b| v.created_at > b.created_at) {
-                best = Some(v);
-            }
-        }
-    }
-    Ok(best)
 }
 
 /// A pending verification, or the error a later use of an ended one gets.
@@ -483,43 +450,35 @@ impl TwilioVerifyApi {
             };
             let user_key = crate::api::user_key(req, req.header("x-otp-user-key"), &state);
             let password = f.custom_code.as_deref().map(Code::parse).transpose()?;
-            let reuse = match password {
-                Some(_) => None,
-                None => state
-                    .otp
-                    .latest_verification(&destination)
-                    .await?
-                    .filter(|v| v.is_pending() && v.service.as_deref() == Some(&service.sid)),
-            };
+            // The send keeps the service's pending verification, if there
+            // is one (`SendRequest::app`): no read before it.
             let request = SendRequest {
                 destination: destination.clone(),
                 password,
                 lifetime: None,
                 message: None,
                 subject: None,
-                user_key: user_key.clone(),
+                user_key,
                 locale: f.locale.clone(),
-                app: Some(app.clone()),
+                app: Some(app),
             };
-            let otp = &state.otp;
-            let send = async {
-                if let Some(v) = &reuse {
-                    if let Some(receipt) = otp.resend(&v.id, &app, user_key.as_deref()).await? {
-                        return Ok(receipt);
-                    }
-                }
-                otp.send(request).await
+            let receipt = observe_send(&state, &destination, state.otp.send(request)).await?;
+            let v = if receipt.reused {
+                // Its earlier deliveries are in the record.
+                state
+                    .otp
+                    .verification(&receipt.id)
+                    .await?
+                    .ok_or_else(Fail::not_found)?
+            } else {
+                // A new one, as the send left it, without reading it back.
+                let now = state.otp.now();
+                let mut v =
+                    Verification::new(receipt.id, &destination, now, receipt.expires_at, 0, 0);
+                v.deliveries
+                    .push(DeliveryAttempt::new("", AttemptOutcome::Delivered, now));
+                v
             };
-            let receipt = observe_send(&state, &destination, send).await?;
-            // The record as the send left it, without reading it back: the
-            // reused one, or a new one, with this delivery.
-            let now = otp.now();
-            let mut v = match reuse.filter(|v| v.id == receipt.id) {
-                Some(v) => v,
-                None => Verification::new(receipt.id, &destination, now, receipt.expires_at, 0, 0),
-            };
-            v.deliveries
-                .push(DeliveryAttempt::new("", AttemptOutcome::Delivered, now));
             Ok::<_, Fail>(VerificationReply::Created(Json(VerificationBody::of(
                 &v,
                 &service.sid,
@@ -625,41 +584,68 @@ impl TwilioVerifyApi {
             let t = facade(&state)?;
             let service = t.service(&service.0).await?;
             let f = form.0;
-            let found = match (&f.verification_sid, &f.to) {
-                (Some(sid), _) => verification_of(&state, &service.sid, sid).await?,
-                (None, Some(to)) => latest_to(&state, &service.sid, to).await?,
+            let (targets, scope) = match (&f.verification_sid, &f.to) {
+                (Some(sid), _) => {
+                    let found = verification_of(&state, &service.sid, sid).await?;
+                    if found
+                        .as_ref()
+                        .is_some_and(|v| v.status == Status::MaxAttemptsReached)
+                    {
+                        return Err(CheckError::Locked.into());
+                    }
+                    let v = pending(found)?;
+                    let target = state
+                        .otp
+                        .check_target(v.channel, &v.destination)
+                        .map_err(|_| Fail::not_found())?;
+                    (vec![target], CheckScope::Verification(v.id))
+                }
+                // The code sent to `to` for this service, on a channel that
+                // takes that address: SMS first (a phone is checked mostly
+                // by SMS: one store step), then voice, then WhatsApp.
+                (None, Some(to)) => (
+                    channels_of(to)
+                        .iter()
+                        .filter_map(|&c| state.otp.check_target(c, to).ok())
+                        .collect(),
+                    CheckScope::Service(service.sid.clone()),
+                ),
                 (None, None) => {
                     return Err(Fail::invalid(
                         "Missing required parameter: To or VerificationSid",
                     ))
                 }
             };
-            if found
-                .as_ref()
-                .is_some_and(|v| v.status == Status::MaxAttemptsReached)
-            {
-                return Err(CheckError::Locked.into());
-            }
-            let v = pending(found)?;
             let code = Code::parse(&f.code)
                 .map_err(|e| Fail::invalid(format!("Invalid parameter `Code`: {e}")))?;
-            let target = state
-                .otp
-                .check_target(v.channel, &v.destination)
-                .map_err(|_| Fail::not_found())?;
-            let status = match observe_check(&state, &target, &code).await {
+            let Some((target, checked)) = check_first(&state, &targets, &code, &scope).await else {
+                return Err(Fail::not_found());
+            };
+            let (result, found) = match checked {
+                Ok(c) => (c.result(), c.verification),
+                Err(e) => (Err(CheckError::Store(e)), None),
+            };
+            record_check(&state, target, &result);
+            let status = match result {
                 Ok(()) => "approved",
                 Err(CheckError::Mismatch { attempts_left: 0 }) => "max_attempts_reached",
                 Err(CheckError::Mismatch { .. }) => "pending",
                 Err(e) => return Err(e.into()),
             };
-            // The record as the check left it, without reading it back.
-            let mut v = v;
-            if status != "pending" {
-                v.ended_at = Some(state.otp.now());
-            }
+            let (id, created_at) = found.ok_or_else(Fail::not_found)?;
+            // The check as it left the record, without reading it back.
+            let to = target
+                .key()
+                .and_then(|k| k.split_once(':').map(|(_, a)| a.to_owned()))
+                .unwrap_or_default();
             Ok::<_, Fail>(CheckReply::Ok(Json(CheckBody::of(
-                &v,
+                &CheckedCode {
+                    id,
+                    to: &to,
+                    channel: target.channel(),
+                    created_at,
+                    updated_at: state.otp.now(),
+                },
                 &service.sid,
                 &t.account_sid,
                 status,
@@ -667,6 +653,39 @@ impl TwilioVerifyApi {
         };
         run.await.unwrap_or_else(Into::into)
     }
+}
+
+/// The channels whose codes `to` may have been sent on.
+fn channels_of(to: &str) -> &'static [Channel] {
+    if to.contains('@') {
+        &[Channel::Email]
+    } else {
+        &[Channel::Sms, Channel::Call, Channel::WhatsApp]
+    }
+}
+
+/// Checks `code` in `scope` against each target in turn, up to the first
+/// that holds a code: that target and what its check found (the first
+/// target's `NotFound` when none holds one; `None` when there is no
+/// target).
+async fn check_first<'t>(
+    state: &AppState,
+    targets: &'t [CheckTarget],
+    code: &Code,
+    scope: &CheckScope,
+) -> Option<(&'t CheckTarget, Result<Checked, StoreError>)> {
+    let mut first = None;
+    for target in targets {
+        let checked = state.otp.check_in(target, code, Some(scope)).await;
+        if checked
+            .as_ref()
+            .map_or(true, |c| c.outcome != CheckOutcome::NotFound)
+        {
+            return Some((target, checked));
+        }
+        first.get_or_insert((target, checked));
+    }
+    first
 }
 
 /// Approves `id` and reads it back, approved.

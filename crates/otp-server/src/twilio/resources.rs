@@ -5,7 +5,7 @@
 //! attempt's index.
 
 use otp_domain::verification::{AttemptOutcome, Status};
-use otp_domain::{Verification, VerificationId};
+use otp_domain::{Channel, Verification, VerificationId};
 use poem_openapi::Object;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -345,20 +345,30 @@ impl VerificationBody {
     }
 }
 
+/// What a check answers about the code it checked (see
+/// [`otp_domain::ports::Checked`]).
+pub struct CheckedCode<'a> {
+    pub id: VerificationId,
+    pub to: &'a str,
+    pub channel: Channel,
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+
 impl CheckBody {
-    pub fn of(v: &Verification, service: &str, account_sid: &str, status: &str) -> Self {
+    pub fn of(c: &CheckedCode<'_>, service: &str, account_sid: &str, status: &str) -> Self {
         CheckBody {
-            sid: verification_sid(&v.id),
+            sid: verification_sid(&c.id),
             service_sid: service.to_owned(),
             account_sid: account_sid.to_owned(),
-            to: v.destination.clone(),
-            channel: v.channel.as_str().to_owned(),
+            to: c.to.to_owned(),
+            channel: c.channel.as_str().to_owned(),
             status: status.to_owned(),
             valid: status == "approved",
             amount: Nullable(None),
             payee: Nullable(None),
-            date_created: DateTime::from_millis(v.created_at),
-            date_updated: DateTime::from_millis(updated_at(v)),
+            date_created: DateTime::from_millis(c.created_at),
+            date_updated: DateTime::from_millis(c.updated_at),
         }
     }
 }

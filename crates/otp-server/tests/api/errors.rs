@@ -126,8 +126,8 @@ fn broken_store() -> Arc<MockCodeStore> {
         .expect_ping()
         .returning(|| Err(StoreError::Unavailable("connection refused".into())));
     store
-        .expect_check_tallied()
-        .returning(|_, _, _, _| Err(StoreError::Unavailable("connection refused".into())));
+        .expect_check_in()
+        .returning(|_, _, _, _, _| Err(StoreError::Unavailable("connection refused".into())));
     store
         .expect_stage_send()
         .returning(|_, _, _, _, _| Err(StoreError::Unavailable("connection refused".into())));

@@ -138,10 +138,58 @@ async fn a_twilio_shaped_send_and_check_count_as_otpd_sends_and_checks() {
             .sum()
     };
     assert_eq!(value("otpd_sends_total{"), 1.0, "{scrape}");
-    assert!(value("otpd_checks_total{") >= 1.0, "{scrape}");
+    assert_eq!(value("otpd_checks_total{"), 1.0, "{scrape}");
     let sent = app.sent();
     assert_eq!(sent.len(), 1);
     assert!(sent[0].3.starts_with("Acme: "), "{:?}", sent[0]);
+}
+
+#[tokio::test]
+async fn a_check_by_to_finds_the_voice_code_and_never_spends_a_native_one() {
+    let app = spawn().await;
+    let va = service(&app, "Acme").await;
+    let (status, v) = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/v2/Services/{va}/Verifications"),
+        "To=%2B4915112345678&Channel=call",
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    // A native SMS to the same number: its code is no service's.
+    let (status, _) = app.send_sms("+4915112345678").await;
+    assert_eq!(status, 200);
+    let (status, c) = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/v2/Services/{va}/VerificationCheck"),
+        &format!("To=%2B4915112345678&Code={GENERATED}"),
+    )
+    .await;
+    assert_eq!(status, 200, "{c}");
+    assert_eq!(
+        (
+            c["status"].as_str(),
+            c["channel"].as_str(),
+            c["sid"].as_str()
+        ),
+        (Some("approved"), Some("call"), v["sid"].as_str()),
+        "{c}"
+    );
+    assert_eq!(c["to"], "+4915112345678");
+    assert_eq!(c["date_created"], v["date_created"], "{c}");
+    // The native code is untouched: no attempt was counted on it.
+    let (status, body) = app.check_sms("+4915112345678", GENERATED).await;
+    assert_eq!(status, 200, "{body}");
+    // Only the checks that found a code are counted: the SMS miss of the
+    // /v2 check is not.
+    let scrape = app.scrape().await;
+    let checks: f64 = scrape
+        .lines()
+        .filter(|l| l.starts_with("otpd_checks_total{"))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+        .sum();
+    assert_eq!(checks, 2.0, "{scrape}");
 }
 
 #[tokio::test]

@@ -8,9 +8,9 @@ use std::time::Instant;
 use async_trait::async_trait;
 use otp_domain::fraud::{Block, Counters, Prefix};
 use otp_domain::ports::{
-    CheckOutcome, CodeRecord, CodeStore, FraudLedger, FraudTally, HitOutcome, IdempotencyStore,
-    Outbox, PairingOutcome, PutOutcome, RateBucket, SendLimits, TakeOutcome, Timestamp,
-    VerificationStore,
+    CheckScope, Checked, CodeRecord, CodeStore, FraudLedger, FraudTally, HitOutcome,
+    IdempotencyStore, Outbox, PairingOutcome, PutOutcome, RateBucket, SendLimits, TakeOutcome,
+    Timestamp, VerificationStore,
 };
 use otp_domain::verification::{
     CancelOutcome, DeliveryAttempt, EventSettle, IdempotencyBegin, ReportOutcome, ReportUpdate,
@@ -199,16 +199,17 @@ impl<S: CodeStore + ?Sized> CodeStore for MeteredStore<S> {
         .await
     }
 
-    async fn check_tallied<'a>(
+    async fn check_in<'a>(
         &self,
         key: &str,
         digest: &CodeDigest,
         tally: Option<&'a FraudTally>,
+        scope: Option<&'a CheckScope>,
         now: Timestamp,
-    ) -> Result<CheckOutcome, StoreError> {
+    ) -> Result<Checked, StoreError> {
         self.timed(
             Operation::CheckCode,
-            self.inner.check_tallied(key, digest, tally, now),
+            self.inner.check_in(key, digest, tally, scope, now),
         )
         .await
     }

@@ -1396,13 +1396,13 @@ async fn a_service_s_resend_reuses_the_code_and_approval_takes_none() {
         name: "Acme".into(),
         code_length: Some(7),
     };
-    let first = svc
-        .send(SendRequest {
+    let app_send = || {
+        svc.send(SendRequest {
             app: Some(app.clone()),
             ..sms_request(None, None, None)
         })
-        .await
-        .expect("send");
+    };
+    let first = app_send().await.expect("send");
     let again = svc
         .resend(&first.id, &app, None)
         .await
@@ -1422,13 +1422,7 @@ async fn a_service_s_resend_reuses_the_code_and_approval_takes_none() {
         assert!(sent[1].body.contains("4829107"), "{}", sent[1].body);
     }
     // The service's repeated send finds it in its store step, and resends.
-    let reused = svc
-        .send(SendRequest {
-            app: Some(app.clone()),
-            ..sms_request(None, None, None)
-        })
-        .await
-        .expect("send again");
+    let reused = app_send().await.expect("send again");
     assert_eq!((reused.id, reused.reused), (first.id, true));
     assert_eq!(
         sent.lock().expect("lock")[2].code.expose(),
@@ -1465,13 +1459,7 @@ async fn a_service_s_resend_reuses_the_code_and_approval_takes_none() {
     ));
     assert_eq!(sent.lock().expect("lock").len(), 3, "nothing more went out");
     // Once it ended, the service's send is a new verification.
-    let fresh = svc
-        .send(SendRequest {
-            app: Some(app.clone()),
-            ..sms_request(None, None, None)
-        })
-        .await
-        .expect("send after the end");
+    let fresh = app_send().await.expect("send after the end");
     assert!(!fresh.reused);
     assert_ne!(fresh.id, first.id);
 }

@@ -570,15 +570,10 @@ impl RedisStore {
 }
 
 impl RedisStore {
-    /// Cluster only: the pending verification of `service` whose live code
-    /// is under `key` ([`otp_domain::state::reusable`]), as `put_code.lua`
-    /// asks on a single Redis; two reads in the code's slot.
-    async fn pending_of(
-        &self,
-        key: &str,
-        service: &str,
-        now: Timestamp,
-    ) -> Result<Option<VerificationId>, StoreError> {
+    /// The verification id (hex) of the code under `key` while it can
+    /// still be checked at `now` (unexpired, unlocked), in one read; a
+    /// cluster's probe before the buckets, as the scripts ask it inside.
+    async fn live_code(&self, key: &str, now: Timestamp) -> Result<Option<String>, StoreError> {
         let code_key = self.keys.code(key);
         let (v, e, a, m): (Option<String>, Option<u64>, Option<u32>, Option<u32>) = self
             .run(|mut conn| async move {
@@ -593,7 +588,19 @@ impl RedisStore {
             })
             .await?;
         let live = e.is_some_and(|e| e > now) && matches!((a, m), (Some(a), Some(m)) if a < m);
-        let Some(hex) = v.filter(|_| live) else {
+        Ok(v.filter(|_| live))
+    }
+
+    /// Cluster only: the pending verification of `service` whose live code
+    /// is under `key` ([`otp_domain::state::reusable`]), as `put_code.lua`
+    /// asks on a single Redis; two reads in the code's slot.
+    async fn pending_of(
+        &self,
+        key: &str,
+        service: &str,
+        now: Timestamp,
+    ) -> Result<Option<VerificationId>, StoreError> {
+        let Some(hex) = self.live_code(key, now).await? else {
             return Ok(None);
         };
         let rec = self.keys.verification(key, &hex);
@@ -676,23 +683,8 @@ impl CodeStore for RedisStore {
             // A resend charges nothing unless its code is still live: on a
             // cluster the buckets below are charged before the script
             // could tell, so ask first (the script asks again, atomically).
-            let code_key = self.keys.code(key);
-            let (v, e, a, m): (Option<String>, Option<u64>, Option<u32>, Option<u32>) = self
-                .run(|mut conn| async move {
-                    redis::cmd("HMGET")
-                        .arg(code_key)
-                        .arg("v")
-                        .arg("e")
-                        .arg("a")
-                        .arg("m")
-                        .query_async(&mut conn)
-                        .await
-                })
-                .await?;
-            let live = v.as_deref() == Some(record::hex(&record.verification).as_str())
-                && e.is_some_and(|e| e > now)
-                && matches!((a, m), (Some(a), Some(m)) if a < m);
-            if !live {
+            let live = self.live_code(key, now).await?;
+            if live.as_deref() != Some(record::hex(&record.verification).as_str()) {
                 return Ok(PutOutcome::Gone);
             }
         }

@@ -42,18 +42,44 @@ async fn service(app: &TestApp, name: &str) -> String {
     svc["sid"].as_str().expect("sid").to_owned()
 }
 
+/// Creates a verification of service `va` with `form`: 201, its body.
+async fn send(app: &TestApp, va: &str, form: &str) -> Value {
+    let (status, v) = call(
+        app,
+        reqwest::Method::POST,
+        &format!("/v2/Services/{va}/Verifications"),
+        form,
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    v
+}
+
+/// A VerificationCheck of service `va` with `form`.
+async fn check(app: &TestApp, va: &str, form: &str) -> (u16, Value) {
+    call(
+        app,
+        reqwest::Method::POST,
+        &format!("/v2/Services/{va}/VerificationCheck"),
+        form,
+    )
+    .await
+}
+
+/// The sum of the scraped samples whose line starts with `prefix`.
+fn metric_sum(scrape: &str, prefix: &str) -> f64 {
+    scrape
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+        .sum()
+}
+
 #[tokio::test]
 async fn an_expired_verification_is_gone_for_fetch_and_check() {
     let app = spawn().await;
     let va = service(&app, "Acme").await;
-    let (status, v) = call(
-        &app,
-        reqwest::Method::POST,
-        &format!("/v2/Services/{va}/Verifications"),
-        "To=%2B4915112345678&Channel=sms",
-    )
-    .await;
-    assert_eq!(status, 201, "{v}");
+    let v = send(&app, &va, "To=%2B4915112345678&Channel=sms").await;
     let ve = v["sid"].as_str().expect("sid");
     assert_eq!(
         v["url"],
@@ -73,13 +99,7 @@ async fn an_expired_verification_is_gone_for_fetch_and_check() {
         (404, Some(20404)),
         "{gone}"
     );
-    let (status, gone) = call(
-        &app,
-        reqwest::Method::POST,
-        &format!("/v2/Services/{va}/VerificationCheck"),
-        &format!("VerificationSid={ve}&Code={GENERATED}"),
-    )
-    .await;
+    let (status, gone) = check(&app, &va, &format!("VerificationSid={ve}&Code={GENERATED}")).await;
     assert_eq!(
         (status, gone["code"].as_u64()),
         (404, Some(20404)),
@@ -87,13 +107,7 @@ async fn an_expired_verification_is_gone_for_fetch_and_check() {
     );
     // A verification of another service is not this one's.
     let other = service(&app, "Other").await;
-    let (_, v) = call(
-        &app,
-        reqwest::Method::POST,
-        &format!("/v2/Services/{va}/Verifications"),
-        "To=%2B4915112345679&Channel=sms",
-    )
-    .await;
+    let v = send(&app, &va, "To=%2B4915112345679&Channel=sms").await;
     let ve = v["sid"].as_str().expect("sid");
     let (status, _) = call(
         &app,
@@ -109,36 +123,16 @@ async fn an_expired_verification_is_gone_for_fetch_and_check() {
 async fn a_twilio_shaped_send_and_check_count_as_otpd_sends_and_checks() {
     let app = spawn().await;
     let va = service(&app, "Acme").await;
-    let (status, _) = call(
-        &app,
-        reqwest::Method::POST,
-        &format!("/v2/Services/{va}/Verifications"),
-        "To=%2B4915112345678&Channel=sms",
-    )
-    .await;
-    assert_eq!(status, 201);
-    let (status, c) = call(
-        &app,
-        reqwest::Method::POST,
-        &format!("/v2/Services/{va}/VerificationCheck"),
-        &format!("To=%2B4915112345678&Code={GENERATED}"),
-    )
-    .await;
+    send(&app, &va, "To=%2B4915112345678&Channel=sms").await;
+    let (status, c) = check(&app, &va, &format!("To=%2B4915112345678&Code={GENERATED}")).await;
     assert_eq!(
         (status, c["status"].as_str()),
         (200, Some("approved")),
         "{c}"
     );
     let scrape = app.scrape().await;
-    let value = |prefix: &str| -> f64 {
-        scrape
-            .lines()
-            .filter(|l| l.starts_with(prefix))
-            .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
-            .sum()
-    };
-    assert_eq!(value("otpd_sends_total{"), 1.0, "{scrape}");
-    assert_eq!(value("otpd_checks_total{"), 1.0, "{scrape}");
+    assert_eq!(metric_sum(&scrape, "otpd_sends_total{"), 1.0, "{scrape}");
+    assert_eq!(metric_sum(&scrape, "otpd_checks_total{"), 1.0, "{scrape}");
     let sent = app.sent();
     assert_eq!(sent.len(), 1);
     assert!(sent[0].3.starts_with("Acme: "), "{:?}", sent[0]);
@@ -148,24 +142,11 @@ async fn a_twilio_shaped_send_and_check_count_as_otpd_sends_and_checks() {
 async fn a_check_by_to_finds_the_voice_code_and_never_spends_a_native_one() {
     let app = spawn().await;
     let va = service(&app, "Acme").await;
-    let (status, v) = call(
-        &app,
-        reqwest::Method::POST,
-        &format!("/v2/Services/{va}/Verifications"),
-        "To=%2B4915112345678&Channel=call",
-    )
-    .await;
-    assert_eq!(status, 201, "{v}");
+    let v = send(&app, &va, "To=%2B4915112345678&Channel=call").await;
     // A native SMS to the same number: its code is no service's.
     let (status, _) = app.send_sms("+4915112345678").await;
     assert_eq!(status, 200);
-    let (status, c) = call(
-        &app,
-        reqwest::Method::POST,
-        &format!("/v2/Services/{va}/VerificationCheck"),
-        &format!("To=%2B4915112345678&Code={GENERATED}"),
-    )
-    .await;
+    let (status, c) = check(&app, &va, &format!("To=%2B4915112345678&Code={GENERATED}")).await;
     assert_eq!(status, 200, "{c}");
     assert_eq!(
         (
@@ -184,12 +165,7 @@ async fn a_check_by_to_finds_the_voice_code_and_never_spends_a_native_one() {
     // Only the checks that found a code are counted: the SMS miss of the
     // /v2 check is not.
     let scrape = app.scrape().await;
-    let checks: f64 = scrape
-        .lines()
-        .filter(|l| l.starts_with("otpd_checks_total{"))
-        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
-        .sum();
-    assert_eq!(checks, 2.0, "{scrape}");
+    assert_eq!(metric_sum(&scrape, "otpd_checks_total{"), 2.0, "{scrape}");
 }
 
 #[tokio::test]

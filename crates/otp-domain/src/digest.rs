@@ -91,15 +91,27 @@ fn hex(bytes: &[u8]) -> String {
 /// Holds the server secret and derives digests from it.
 #[derive(Clone)]
 pub struct CodeHasher {
-    secret: Vec<u8>,
+    /// HMAC-SHA256 keyed with the server secret, once: each digest clones
+    /// it instead of hashing the key again.
+    keyed: Hmac<Sha256>,
+    /// The sealing key, derived from the secret once (see `sealer`).
+    seal_key: Key,
 }
 
 impl CodeHasher {
     /// `secret` should carry at least 32 random bytes.
     pub fn new(secret: impl Into<Vec<u8>>) -> Self {
-        CodeHasher {
-            secret: secret.into(),
-        }
+        // HMAC accepts keys of any length, so this cannot fail.
+        let keyed = match <Hmac<Sha256> as KeyInit>::new_from_slice(&secret.into()) {
+            Ok(mac) => mac,
+            Err(_) => unreachable!("HMAC takes keys of any length"),
+        };
+        let mut hasher = CodeHasher {
+            keyed,
+            seal_key: Key::default(),
+        };
+        hasher.seal_key = *Key::from_slice(hasher.mac(b"seal", b"", b"").as_bytes());
+        hasher
     }
 
     /// The digest of a code sent to the destination with store key `key`.
@@ -165,17 +177,12 @@ impl CodeHasher {
     }
 
     fn sealer(&self, id: &[u8; 16]) -> (ChaCha20Poly1305, Nonce) {
-        let key = self.mac(b"seal", b"", b"");
-        let cipher = ChaCha20Poly1305::new(Key::from_slice(key.as_bytes()));
+        let cipher = ChaCha20Poly1305::new(&self.seal_key);
         (cipher, *Nonce::from_slice(&id[..12]))
     }
 
     fn mac(&self, purpose: &[u8], key: &[u8], code: &[u8]) -> CodeDigest {
-        // HMAC accepts keys of any length, so this cannot fail.
-        let mut mac = match <Hmac<Sha256> as KeyInit>::new_from_slice(&self.secret) {
-            Ok(mac) => mac,
-            Err(_) => unreachable!("HMAC takes keys of any length"),
-        };
+        let mut mac = self.keyed.clone();
         // Length-prefix each part so ("ab", "c") and ("a", "bc") differ.
         for part in [purpose, key, code] {
             mac.update(&(part.len() as u64).to_be_bytes());
@@ -240,6 +247,23 @@ mod tests {
         assert_eq!(h.open(&id, &tampered), None, "a changed byte fails the tag");
         assert_eq!(SealedCode::from_hex("xyz"), None);
         assert_eq!(format!("{sealed:?}"), "SealedCode(..)");
+    }
+
+    /// Digests stored before are still found: the keyed HMAC is the one
+    /// Python's `hmac` computes over the length-prefixed parts.
+    #[test]
+    fn digest_is_hmac_sha256_of_the_length_prefixed_parts() {
+        let h = CodeHasher::new(b"secret-a".to_vec());
+        assert_eq!(
+            h.code("sms:+77011234567", &code("123456")).to_hex(),
+            "099ae4af75d04c5cf62b4f56ecdad89aec07e6f4763a313c6398adbf1e558ce6"
+        );
+        // The same hasher twice gives the same digest (the keyed state is
+        // cloned, never consumed).
+        assert_eq!(
+            h.code("sms:+77011234567", &code("123456")),
+            h.code("sms:+77011234567", &code("123456"))
+        );
     }
 
     #[test]

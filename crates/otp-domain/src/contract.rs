@@ -1891,11 +1891,12 @@ pub async fn a_service_s_send_finds_its_pending_verification_and_changes_nothing
     assert_eq!(outcome, PutOutcome::Stored);
     assert_eq!(get(s, &r.verification).await.status, Status::Canceled);
     assert_eq!(get(s, &other.verification).await.status, Status::Pending);
-    // A locked code is not reused: a new one replaces it.
+    // The replacing code is the one under the key now.
     assert_eq!(
-        check(s, &key, digest(9), NOW + 4).await,
-        CheckOutcome::Mismatch { attempts_left: 4 }
+        check(s, &key, digest(7), NOW + 4).await,
+        CheckOutcome::Approved
     );
+    // A locked code is not reused: a new one replaces it.
     let key2 = unique("reuse-locked");
     let r2 = record(digest(1), 1);
     send_for(s, &key2, r2, Some(SERVICE_A), NOW).await;

@@ -377,6 +377,11 @@ impl OtpService {
     /// and delivers it. When delivery fails the new code is removed again,
     /// so no code that nobody received stays checkable.
     ///
+    /// A send for an [`App`] (a `/v2` service) without a chosen code keeps
+    /// that service's pending verification of the destination: the first
+    /// store step finds it ([`SendLimits::reuse`]) and the send becomes
+    /// its [`OtpService::resend`] (`SendReceipt::reused`).
+    ///
     /// # Errors
     /// Input errors, `RateLimited`, `Delivery` and `Store`, as [`SendError`].
     pub async fn send(&self, req: SendRequest) -> Result<SendReceipt, SendError> {

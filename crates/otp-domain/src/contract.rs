@@ -1873,9 +1873,14 @@ pub async fn a_service_s_send_finds_its_pending_verification_and_changes_nothing
     let r = record(digest(1), 2);
     send_for(s, &key, r, Some(SERVICE_A), NOW).await;
     // The same service finds it: nothing stored, nothing charged.
-    let (outcome, _) =
+    let (outcome, unused) =
         stage_reusing(s, &key, SERVICE_A, std::slice::from_ref(&cooldown), NOW + 1).await;
     assert_eq!(outcome, PutOutcome::Pending(r.verification));
+    assert_eq!(
+        s.verification(&unused.verification).await.expect("get"),
+        None,
+        "no new verification was stored"
+    );
     assert_eq!(
         hit(s, &cooldown, NOW + 1).await,
         HitOutcome::Counted,
@@ -1937,21 +1942,32 @@ pub async fn a_scoped_check_touches_only_the_code_it_names(s: &dyn Store) {
     send_for(s, &key, r, Some(SERVICE_A), NOW).await;
     let named = Some((r.verification, NOW));
     // Another service, or another verification: not found, nothing counted.
+    // The right code and a wrong one alike: neither approves nor counts.
     for scope in [
         CheckScope::Service(SERVICE_B.to_owned()),
         CheckScope::Verification(fresh_id()),
     ] {
-        assert_eq!(
-            check_in(s, &key, digest(1), &scope, NOW + 1).await,
-            Checked::NOT_FOUND,
-            "{scope:?}"
-        );
+        for d in [digest(1), digest(9)] {
+            assert_eq!(
+                check_in(s, &key, d, &scope, NOW + 1).await,
+                Checked::NOT_FOUND,
+                "{scope:?}"
+            );
+        }
     }
+    let v = get(s, &r.verification).await;
     assert_eq!(
-        get(s, &r.verification).await.attempts,
-        0,
+        (v.status, v.attempts),
+        (Status::Pending, 0),
         "nothing was counted"
     );
+    // Nor does an out-of-scope check of an expired code end it.
+    let other = CheckScope::Service(SERVICE_B.to_owned());
+    assert_eq!(
+        check_in(s, &key, digest(1), &other, r.expires_at + 1).await,
+        Checked::NOT_FOUND
+    );
+    assert_eq!(get(s, &r.verification).await.status, Status::Pending);
     // Its own scope: counted, and the answer names the verification.
     let own = CheckScope::Service(SERVICE_A.to_owned());
     assert_eq!(

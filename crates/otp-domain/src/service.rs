@@ -501,14 +501,37 @@ impl OtpService {
             // service's repeated create resends it (`resend`).
             verification.sealed = Some(self.hasher.seal(id.as_bytes(), &code));
         }
+        // A service's create keeps its pending verification, unless the
+        // caller chose the code.
+        let reuse = req
+            .app
+            .as_ref()
+            .filter(|_| !chose_code)
+            .map(|a| a.service.as_str());
         if test_code.is_some() {
             // A test destination: fixed code, no limits, never delivered.
-            // With no buckets the put is never limited.
-            let outcome = self
+            // With no buckets the put is never limited; a service's
+            // pending verification is kept as for any destination (its
+            // resend sends nothing).
+            let limits = SendLimits {
+                reuse: reuse.map(str::to_owned),
+                ..SendLimits::default()
+            };
+            let mut outcome = self
                 .store
                 .codes
-                .stage_send(&key, record, &verification, &SendLimits::default(), now)
+                .stage_send(&key, record, &verification, &limits, now)
                 .await?;
+            if let (PutOutcome::Pending(pending), Some(app)) = (outcome, req.app.as_ref()) {
+                if let Some(receipt) = self.resend(&pending, app, req.user_key.as_deref()).await? {
+                    return Ok(receipt);
+                }
+                outcome = self
+                    .store
+                    .codes
+                    .stage_send(&key, record, &verification, &SendLimits::default(), now)
+                    .await?;
+            }
             if outcome == PutOutcome::Stored {
                 self.store
                     .codes
@@ -529,13 +552,6 @@ impl OtpService {
                 reused: false,
             });
         }
-        // A service's create keeps its pending verification, unless the
-        // caller chose the code.
-        let reuse = req
-            .app
-            .as_ref()
-            .filter(|_| !chose_code)
-            .map(|a| a.service.as_str());
         let mut staging = Ready {
             key: key.clone(),
             record,
@@ -713,7 +729,11 @@ impl OtpService {
         let target = self
             .check_target(v.channel, &v.destination)
             .map_err(|_| CheckError::NotFound)?;
-        self.check_at(&target, &code).await
+        // Only this verification's code: one a send put under the same
+        // key meanwhile is not approved by this one's sealed copy.
+        self.check_in(&target, &code, Some(&CheckScope::Verification(*id)))
+            .await?
+            .result()
     }
 
     /// The store steps of a send after its message is ready: the block,

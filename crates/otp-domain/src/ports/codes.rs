@@ -61,7 +61,8 @@ pub struct SendLimits {
     /// the live code of a pending verification whose `service` is this
     /// one, the step answers [`PutOutcome::Pending`] with its id and
     /// changes nothing (the caller resends it). Checked after the block,
-    /// before any bucket.
+    /// before any bucket (on Redis Cluster before the block too: the
+    /// resend that follows meets it).
     pub reuse: Option<String>,
 }
 

@@ -665,8 +665,10 @@ fn channels_of(to: &str) -> &'static [Channel] {
 }
 
 /// Checks `code` in `scope` against each target in turn, up to the first
-/// that holds a code: that target and what its check found (the first
-/// target's `NotFound` when none holds one; `None` when there is no
+/// that holds a code it can still check: that target and what its check
+/// found. A locked code is answered only when no later target holds a
+/// checkable one (an SMS code used up, a voice code sent since); with no
+/// code anywhere, the first target's `NotFound` (`None` when there is no
 /// target).
 async fn check_first<'t>(
     state: &AppState,
@@ -675,17 +677,20 @@ async fn check_first<'t>(
     scope: &CheckScope,
 ) -> Option<(&'t CheckTarget, Result<Checked, StoreError>)> {
     let mut first = None;
+    let mut locked = None;
     for target in targets {
         let checked = state.otp.check_in(target, code, Some(scope)).await;
-        if checked
-            .as_ref()
-            .map_or(true, |c| c.outcome != CheckOutcome::NotFound)
-        {
-            return Some((target, checked));
+        match checked.as_ref().map(|c| c.outcome) {
+            Ok(CheckOutcome::NotFound) => {
+                first.get_or_insert((target, checked));
+            }
+            Ok(CheckOutcome::Locked) => {
+                locked.get_or_insert((target, checked));
+            }
+            _ => return Some((target, checked)),
         }
-        first.get_or_insert((target, checked));
     }
-    first
+    locked.or(first)
 }
 
 /// Approves `id` and reads it back, approved.

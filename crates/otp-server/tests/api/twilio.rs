@@ -169,6 +169,36 @@ async fn a_check_by_to_finds_the_voice_code_and_never_spends_a_native_one() {
 }
 
 #[tokio::test]
+async fn a_check_by_to_passes_a_used_up_sms_code_for_a_voice_code_sent_since() {
+    let app = spawn().await;
+    let va = service(&app, "Acme").await;
+    send(&app, &va, "To=%2B4915112345678&Channel=sms").await;
+    let mut last = Value::Null;
+    for _ in 0..5 {
+        let (status, c) = check(&app, &va, "To=%2B4915112345678&Code=000000").await;
+        assert_eq!(status, 200, "{c}");
+        last = c;
+    }
+    assert_eq!(last["status"], "max_attempts_reached", "{last}");
+    // Only the used-up SMS code: 429 (60202).
+    let (status, c) = check(&app, &va, &format!("To=%2B4915112345678&Code={GENERATED}")).await;
+    assert_eq!((status, c["code"].as_u64()), (429, Some(60202)), "{c}");
+    // A voice code sent since is the one checked.
+    let v = send(&app, &va, "To=%2B4915112345678&Channel=call").await;
+    let (status, c) = check(&app, &va, &format!("To=%2B4915112345678&Code={GENERATED}")).await;
+    assert_eq!(status, 200, "{c}");
+    assert_eq!(
+        (
+            c["status"].as_str(),
+            c["channel"].as_str(),
+            c["sid"].as_str()
+        ),
+        (Some("approved"), Some("call"), v["sid"].as_str()),
+        "{c}"
+    );
+}
+
+#[tokio::test]
 async fn services_page_with_absolute_links_in_twilio_s_meta_block() {
     let app = spawn().await;
     for name in ["A", "B", "C"] {

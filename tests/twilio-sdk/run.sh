@@ -69,28 +69,25 @@ if ! python3 -m venv "$tmp/venv" >"$tmp/venv.log" 2>&1; then
   echo "FAIL: python3 -m venv failed (Debian/Ubuntu: apt-get install python3-venv)" >&2
   exit 1
 fi
-if ! "$tmp/venv/bin/pip" install -q --disable-pip-version-check --retries 2 --timeout 30 "$py_spec" \
-    >"$tmp/pip.log" 2>&1; then
-  if unreachable "$tmp/pip.log"; then
-    tail -5 "$tmp/pip.log" >&2
-    echo "SKIP: cannot reach PyPI/npm (pip install $py_spec)"
+# Runs an install; on failure skips when the registry is unreachable,
+# else fails with its log.
+install_or_skip() { # log what command...
+  local log=$1 what=$2
+  shift 2
+  "$@" >"$log" 2>&1 && return 0
+  if unreachable "$log"; then
+    tail -5 "$log" >&2
+    echo "SKIP: cannot reach PyPI/npm ($what)"
     exit 0
   fi
-  cat "$tmp/pip.log" >&2
-  echo "FAIL: pip install $py_spec failed" >&2
+  cat "$log" >&2
+  echo "FAIL: $what failed" >&2
   exit 1
-fi
-if ! npm install --prefix "$tmp/node" --no-audit --no-fund --loglevel=error "$node_spec" \
-    >"$tmp/npm.log" 2>&1; then
-  if unreachable "$tmp/npm.log"; then
-    tail -5 "$tmp/npm.log" >&2
-    echo "SKIP: cannot reach PyPI/npm (npm install $node_spec)"
-    exit 0
-  fi
-  cat "$tmp/npm.log" >&2
-  echo "FAIL: npm install $node_spec failed" >&2
-  exit 1
-fi
+}
+install_or_skip "$tmp/pip.log" "pip install $py_spec" \
+  "$tmp/venv/bin/pip" install -q --disable-pip-version-check --retries 2 --timeout 30 "$py_spec"
+install_or_skip "$tmp/npm.log" "npm install $node_spec" \
+  npm install --prefix "$tmp/node" --no-audit --no-fund --loglevel=error "$node_spec"
 echo "   twilio-python $("$tmp/venv/bin/python" -c 'import twilio; print(twilio.__version__)')," \
   "twilio-node $(node -p "require('$tmp/node/node_modules/twilio/package.json').version")"
 

@@ -66,6 +66,23 @@ async fn check(app: &TestApp, va: &str, form: &str) -> (u16, Value) {
     .await
 }
 
+/// Checks the right code by `To` +4915112345678: 200 approved, on voice,
+/// for verification `v`; the answer.
+async fn approves_by_voice(app: &TestApp, va: &str, v: &Value) -> Value {
+    let (status, c) = check(app, va, &format!("To=%2B4915112345678&Code={GENERATED}")).await;
+    assert_eq!(status, 200, "{c}");
+    assert_eq!(
+        (
+            c["status"].as_str(),
+            c["channel"].as_str(),
+            c["sid"].as_str()
+        ),
+        (Some("approved"), Some("call"), v["sid"].as_str()),
+        "{c}"
+    );
+    c
+}
+
 /// The sum of the scraped samples whose line starts with `prefix`.
 fn metric_sum(scrape: &str, prefix: &str) -> f64 {
     scrape
@@ -146,17 +163,7 @@ async fn a_check_by_to_finds_the_voice_code_and_never_spends_a_native_one() {
     // A native SMS to the same number: its code is no service's.
     let (status, _) = app.send_sms("+4915112345678").await;
     assert_eq!(status, 200);
-    let (status, c) = check(&app, &va, &format!("To=%2B4915112345678&Code={GENERATED}")).await;
-    assert_eq!(status, 200, "{c}");
-    assert_eq!(
-        (
-            c["status"].as_str(),
-            c["channel"].as_str(),
-            c["sid"].as_str()
-        ),
-        (Some("approved"), Some("call"), v["sid"].as_str()),
-        "{c}"
-    );
+    let c = approves_by_voice(&app, &va, &v).await;
     assert_eq!(c["to"], "+4915112345678");
     assert_eq!(c["date_created"], v["date_created"], "{c}");
     // The native code is untouched: no attempt was counted on it.
@@ -185,17 +192,7 @@ async fn a_check_by_to_passes_a_used_up_sms_code_for_a_voice_code_sent_since() {
     assert_eq!((status, c["code"].as_u64()), (429, Some(60202)), "{c}");
     // A voice code sent since is the one checked.
     let v = send(&app, &va, "To=%2B4915112345678&Channel=call").await;
-    let (status, c) = check(&app, &va, &format!("To=%2B4915112345678&Code={GENERATED}")).await;
-    assert_eq!(status, 200, "{c}");
-    assert_eq!(
-        (
-            c["status"].as_str(),
-            c["channel"].as_str(),
-            c["sid"].as_str()
-        ),
-        (Some("approved"), Some("call"), v["sid"].as_str()),
-        "{c}"
-    );
+    let c = approves_by_voice(&app, &va, &v).await;
 }
 
 #[tokio::test]

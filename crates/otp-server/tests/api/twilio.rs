@@ -192,7 +192,7 @@ async fn a_check_by_to_passes_a_used_up_sms_code_for_a_voice_code_sent_since() {
     assert_eq!((status, c["code"].as_u64()), (429, Some(60202)), "{c}");
     // A voice code sent since is the one checked.
     let v = send(&app, &va, "To=%2B4915112345678&Channel=call").await;
-    let c = approves_by_voice(&app, &va, &v).await;
+    approves_by_voice(&app, &va, &v).await;
 }
 
 #[tokio::test]

@@ -33,7 +33,7 @@ impl CodeDigest {
     }
 
     pub fn to_hex(&self) -> String {
-        hex(&self.0)
+        crate::hex::encode(&self.0)
     }
 }
 
@@ -76,16 +76,6 @@ impl fmt::Debug for SealedCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SealedCode(..)")
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 0x0f)]));
-    }
-    out
 }
 
 /// Holds the server secret and derives digests from it.
@@ -154,7 +144,7 @@ impl CodeHasher {
             aad: id,
         };
         match cipher.encrypt(&nonce, payload) {
-            Ok(bytes) => SealedCode(hex(&bytes)),
+            Ok(bytes) => SealedCode(crate::hex::encode(&bytes)),
             // Encryption fails only for messages of gigabytes.
             Err(_) => unreachable!("ChaCha20-Poly1305 seals any short message"),
         }

@@ -43,6 +43,7 @@ pub mod contract;
 pub mod digest;
 pub mod error;
 pub mod fraud;
+pub mod hex;
 pub mod locale;
 #[cfg(any(test, feature = "memory"))]
 pub mod memory;

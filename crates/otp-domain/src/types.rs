@@ -721,10 +721,7 @@ impl VerificationId {
 impl fmt::Display for VerificationId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(Self::PREFIX)?;
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
+        f.write_str(&crate::hex::encode(&self.0))
     }
 }
 

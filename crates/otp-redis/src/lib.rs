@@ -400,15 +400,6 @@ fn parse_counters(got: &[String]) -> Result<Counters, RedisStoreError> {
     })
 }
 
-/// 32 bytes as 64 lowercase hex digits.
-fn hex32(bytes: &[u8; 32]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
 impl RedisStore {
     /// Stops writing verification events (status changes still happen as
     /// ever): for a deployment with no event sink, where each event would
@@ -1351,7 +1342,9 @@ impl IdempotencyStore for RedisStore {
         now: Timestamp,
     ) -> Result<IdempotencyBegin, StoreError> {
         let mut inv = scripts::IDEMPOTENCY_BEGIN.key(self.keys.idempotency(key));
-        inv.arg(now).arg(hex32(fingerprint)).arg(lease_ms);
+        inv.arg(now)
+            .arg(otp_domain::hex::encode(fingerprint))
+            .arg(lease_ms);
         let (status, response): (i64, Vec<u8>) = self.eval(inv).await?;
         Ok(match status {
             0 => IdempotencyBegin::Started,
@@ -1374,7 +1367,7 @@ impl IdempotencyStore for RedisStore {
     ) -> Result<(), StoreError> {
         let mut inv = scripts::IDEMPOTENCY_END.key(self.keys.idempotency(key));
         inv.arg(now)
-            .arg(hex32(fingerprint))
+            .arg(otp_domain::hex::encode(fingerprint))
             .arg(if response.is_some() { "1" } else { "0" })
             .arg(ttl_ms)
             .arg(response.unwrap_or_default());

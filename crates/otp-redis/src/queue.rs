@@ -169,7 +169,7 @@ fn job_json(id: &str, message: &OutgoingMessage, created_at: u64) -> String {
 fn job_id() -> String {
     let mut bytes = [0u8; 8];
     rand::fill(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    otp_domain::hex::encode(&bytes)
 }
 
 #[async_trait]

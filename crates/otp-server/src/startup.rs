@@ -372,7 +372,7 @@ fn secret_file(path: &Path) -> Result<Vec<u8>, StartupError> {
     }
     let mut bytes = [0u8; 32];
     rand::fill(&mut bytes);
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = otp_domain::hex::encode(&bytes);
     write_private(path, &hex).map_err(err)?;
     tracing::info!(path = %path.display(), "generated a new server secret");
     Ok(hex.into_bytes())

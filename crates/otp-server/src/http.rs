@@ -184,14 +184,17 @@ impl RouteTable {
         if let Some(i) = self.exact.get(path) {
             return self.routes.get(*i);
         }
-        let given = segments(path);
+        // Segment by segment, without copying them: this runs for every
+        // request to a templated route.
+        let given = || path.split('/').filter(|s| !s.is_empty());
+        let count = given().count();
         self.templated
             .iter()
             .find(|(route, _)| {
-                route.len() == given.len()
+                route.len() == count
                     && route
                         .iter()
-                        .zip(&given)
+                        .zip(given())
                         .all(|(r, g)| r == g || (r.starts_with('{') && r.ends_with('}')))
             })
             .and_then(|(_, i)| self.routes.get(*i))

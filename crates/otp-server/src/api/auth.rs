@@ -25,6 +25,9 @@ use super::AppState;
 pub struct Credentials {
     user: [u8; 32],
     secret: [u8; 32],
+    /// Of the `Authorization` header as clients write it for this pair:
+    /// `Basic ` and the standard base64 of `user:secret`.
+    header: [u8; 32],
 }
 
 fn sha(s: &str) -> [u8; 32] {
@@ -33,10 +36,24 @@ fn sha(s: &str) -> [u8; 32] {
 
 impl Credentials {
     pub fn new(user: &str, secret: &str) -> Self {
+        use base64::Engine;
+        let pair = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}"));
         Credentials {
             user: sha(user),
             secret: sha(secret),
+            header: sha(&format!("Basic {pair}")),
         }
+    }
+
+    /// Whether an `Authorization` header carries this pair. The header as
+    /// clients write it is matched by one hash (constant time); any other
+    /// form (`basic`, padding spaces) is decoded and matched part by part.
+    pub fn admit_basic(&self, header: Option<&str>) -> bool {
+        let Some(value) = header else {
+            return false;
+        };
+        bool::from(self.header.ct_eq(&sha(value)))
+            || decode_basic(value).is_some_and(|(u, p)| self.matches(&u, &p))
     }
 
     /// Constant-time match of both parts (no short circuit).
@@ -119,7 +136,7 @@ pub async fn gate<E: Endpoint>(
         use crate::twilio::errors::Fail;
         let admitted = match &state.twilio {
             None => return Ok(Fail::not_found().response()),
-            Some(t) => basic_credentials(&req).is_some_and(|(u, p)| t.admits(&u, &p)),
+            Some(t) => t.admits(req.header(header::AUTHORIZATION)),
         };
         if !admitted {
             return Ok(Fail::unauthorized().response());
@@ -132,9 +149,10 @@ pub async fn gate<E: Endpoint>(
             req.header(WEBHOOK_SECRET_HEADER)
                 .is_some_and(|given| secret.matches("", given))
         }),
-        None => state.credentials.as_ref().is_none_or(|credentials| {
-            basic_credentials(&req).is_some_and(|(u, p)| credentials.matches(&u, &p))
-        }),
+        None => state
+            .credentials
+            .as_ref()
+            .is_none_or(|credentials| credentials.admit_basic(req.header(header::AUTHORIZATION))),
     };
     if !allowed {
         let basic = exempt.is_none();
@@ -146,9 +164,9 @@ pub async fn gate<E: Endpoint>(
     next.call(req).await.map(IntoResponse::into_response)
 }
 
-fn basic_credentials(req: &Request) -> Option<(String, String)> {
+/// The user and password of a Basic `Authorization` header's value.
+fn decode_basic(value: &str) -> Option<(String, String)> {
     use base64::Engine;
-    let value = req.header(header::AUTHORIZATION)?;
     let (scheme, encoded) = value.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
@@ -241,6 +259,27 @@ mod tests {
         assert!(!c.matches("admin", "123"));
         assert!(!c.matches("admin2", "0123"));
         assert!(!c.matches("", ""));
+    }
+
+    #[test]
+    fn a_basic_header_admits_only_its_pair_in_any_form() {
+        use base64::Engine;
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let c = Credentials::new("AC1", "token");
+        // As clients write it (the one-hash path), and in other forms.
+        assert!(c.admit_basic(Some(&format!("Basic {}", b64("AC1:token")))));
+        assert!(c.admit_basic(Some(&format!("basic {}", b64("AC1:token")))));
+        assert!(c.admit_basic(Some(&format!("BASIC  {} ", b64("AC1:token")))));
+        for wrong in ["AC1:tokeN", "AC1:", ":token", "AC2:token", "AC1:token:"] {
+            assert!(
+                !c.admit_basic(Some(&format!("Basic {}", b64(wrong)))),
+                "{wrong}"
+            );
+        }
+        assert!(!c.admit_basic(Some(&format!("Bearer {}", b64("AC1:token")))));
+        assert!(!c.admit_basic(Some("Basic !!!")));
+        assert!(!c.admit_basic(Some("")));
+        assert!(!c.admit_basic(None));
     }
 
     #[test]

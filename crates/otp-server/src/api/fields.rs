@@ -114,6 +114,13 @@ impl<S: FieldSpec> ToJSON for Field<S> {
     }
 }
 
+/// As [`ToJSON`] renders it: the string (for answers written by serde).
+impl<S> serde::Serialize for Field<S> {
+    fn serialize<Z: serde::Serializer>(&self, serializer: Z) -> Result<Z::Ok, Z::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
 fn string(pattern: Option<&str>, max_length: Option<usize>) -> MetaSchema {
     let mut s = MetaSchema::new("string");
     s.pattern = pattern.map(str::to_owned);

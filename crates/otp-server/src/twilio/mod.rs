@@ -30,8 +30,8 @@ use otp_domain::{
 use poem::web::Data;
 use poem::Request;
 use poem_openapi::param::{Path, Query};
-use poem_openapi::payload::{Form, Json};
-use poem_openapi::{OpenApi, SecurityScheme};
+use poem_openapi::payload::Form;
+use poem_openapi::OpenApi;
 
 use crate::api::auth::Credentials;
 use crate::api::otp::{observe_send, record_check};
@@ -39,7 +39,7 @@ use crate::api::{ApiTags, AppState};
 use errors::{bad_request_reply, reply, Fail};
 use forms::{CheckForm, ServiceCreate, ServiceUpdate, UpdateForm, VerificationForm};
 use resources::{
-    is_sid, new_service_sid, verification_id, CheckBody, CheckedCode, Nullable, PageMeta,
+    is_sid, new_service_sid, verification_id, CheckBody, CheckedCode, Direct, Nullable, PageMeta,
     ServiceBody, ServicePage, ServiceRecord, VerificationBody,
 };
 
@@ -53,7 +53,7 @@ pub struct TwilioApi {
     /// Services read lately, for [`SERVICE_TTL`]: a send or check reads
     /// its service without a store round trip. This instance's own
     /// updates and deletes replace or drop the entry at once.
-    cache: std::sync::Mutex<HashMap<String, (Instant, ServiceRecord)>>,
+    cache: std::sync::Mutex<HashMap<String, (Instant, Arc<ServiceRecord>)>>,
 }
 
 /// How long a service read stays cached: an update or delete made
@@ -79,9 +79,10 @@ impl TwilioApi {
         })
     }
 
-    /// Whether `user:pass` is the AccountSid and AuthToken (constant time).
-    pub fn admits(&self, user: &str, pass: &str) -> bool {
-        self.credentials.matches(user, pass)
+    /// Whether an `Authorization` header carries the AccountSid and
+    /// AuthToken (constant time).
+    pub fn admits(&self, header: Option<&str>) -> bool {
+        self.credentials.admit_basic(header)
     }
 
     /// The URL the client reached otpd at: `public_url`, else `http://`
@@ -98,7 +99,7 @@ impl TwilioApi {
         }
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, ServiceRecord)>> {
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, Arc<ServiceRecord>)>> {
         // Entries are whole values: a poisoned lock holds nothing torn.
         self.cache
             .lock()
@@ -106,17 +107,17 @@ impl TwilioApi {
     }
 
     /// Service `sid`, from the cache while fresh, else from the store.
-    async fn service(&self, sid: &str) -> Result<ServiceRecord, Fail> {
+    async fn service(&self, sid: &str) -> Result<Arc<ServiceRecord>, Fail> {
         if !is_sid(sid, "VA") {
             return Err(Fail::not_found());
         }
         if let Some((at, r)) = self.cache().get(sid) {
             if at.elapsed() < SERVICE_TTL {
-                return Ok(r.clone());
+                return Ok(Arc::clone(r));
             }
         }
         let record = match self.services.service(sid).await? {
-            Some(bytes) => ServiceRecord::from_bytes(&bytes)?,
+            Some(bytes) => Arc::new(ServiceRecord::from_bytes(&bytes)?),
             None => {
                 self.cache().remove(sid);
                 return Err(Fail::not_found());
@@ -126,20 +127,21 @@ impl TwilioApi {
         Ok(record)
     }
 
-    fn remember(&self, record: &ServiceRecord) {
+    fn remember(&self, record: &Arc<ServiceRecord>) {
         let mut cache = self.cache();
         if cache.len() >= CACHE_MAX {
             cache.clear();
         }
-        cache.insert(record.sid.clone(), (Instant::now(), record.clone()));
+        cache.insert(record.sid.clone(), (Instant::now(), Arc::clone(record)));
     }
 
-    async fn save(&self, record: &ServiceRecord) -> Result<(), Fail> {
+    async fn save(&self, record: ServiceRecord) -> Result<Arc<ServiceRecord>, Fail> {
         self.services
             .put_service(&record.sid, &record.to_bytes())
             .await?;
-        self.remember(record);
-        Ok(())
+        let record = Arc::new(record);
+        self.remember(&record);
+        Ok(record)
     }
 
     async fn delete(&self, sid: &str) -> Result<bool, Fail> {
@@ -150,21 +152,63 @@ impl TwilioApi {
 
 /// HTTP Basic with the AccountSid and AuthToken of `[twilio_api]`. The
 /// auth gate checks it; a missing or wrong pair is 401 code 20003.
-#[derive(SecurityScheme)]
-#[oai(ty = "basic", checker = "twilio_documented")]
-pub struct TwilioAuth(());
+///
+/// Written out rather than derived: a derived scheme of type `basic`
+/// decodes the header again for every request, after the gate did, only
+/// to hand the handler a pair it never reads. This one documents the
+/// scheme in the spec and extracts nothing.
+pub struct TwilioAuth;
 
-async fn twilio_documented(_req: &Request, _given: poem_openapi::auth::Basic) -> Option<()> {
-    Some(())
+/// The scheme's name in the spec.
+const TWILIO_AUTH: &str = "TwilioAuth";
+
+impl<'a> poem_openapi::ApiExtractor<'a> for TwilioAuth {
+    const TYPES: &'static [poem_openapi::ApiExtractorType] =
+        &[poem_openapi::ApiExtractorType::SecurityScheme];
+
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut poem_openapi::registry::Registry) {
+        registry.create_security_scheme(
+            TWILIO_AUTH,
+            poem_openapi::registry::MetaSecurityScheme {
+                ty: "http",
+                description: Some(
+                    "HTTP Basic with the AccountSid and AuthToken of `[twilio_api]`. The\n\
+                     auth gate checks it; a missing or wrong pair is 401 code 20003.",
+                ),
+                name: None,
+                key_in: None,
+                scheme: Some("basic"),
+                bearer_format: None,
+                flows: None,
+                openid_connect_url: None,
+            },
+        );
+    }
+
+    fn security_schemes() -> Vec<&'static str> {
+        vec![TWILIO_AUTH]
+    }
+
+    async fn from_request(
+        _req: &'a Request,
+        _body: &mut poem::RequestBody,
+        _param_opts: poem_openapi::ExtractParamOptions<Self::ParamType>,
+    ) -> poem::Result<Self> {
+        // The gate admitted the request before any route ran.
+        Ok(TwilioAuth)
+    }
 }
 
 reply!(
     /// A service.
     ServiceReply {
         /// The service.
-        Ok(Json<ServiceBody>) = 200,
+        Ok(Direct<ServiceBody>) = 200,
         /// The new service.
-        Created(Json<ServiceBody>) = 201,
+        Created(Direct<ServiceBody>) = 201,
     }
 );
 
@@ -172,7 +216,7 @@ reply!(
     /// A page of services.
     ServiceListReply {
         /// The page; `meta.next_page_url` is the next one's absolute URL.
-        Ok(Json<ServicePage>) = 200,
+        Ok(Direct<ServicePage>) = 200,
     }
 );
 
@@ -188,9 +232,9 @@ reply!(
     /// A verification.
     VerificationReply {
         /// The verification.
-        Ok(Json<VerificationBody>) = 200,
+        Ok(Direct<VerificationBody>) = 200,
         /// Sent: a new verification, or the pending one reused.
-        Created(Json<VerificationBody>) = 201,
+        Created(Direct<VerificationBody>) = 201,
     }
 );
 
@@ -198,7 +242,7 @@ reply!(
     /// A verification check.
     CheckReply {
         /// Checked: `valid` says whether the code was right.
-        Ok(Json<CheckBody>) = 200,
+        Ok(Direct<CheckBody>) = 200,
     }
 );
 
@@ -270,8 +314,8 @@ impl TwilioVerifyApi {
             let now = state.otp.now();
             let mut record = ServiceRecord::new(new_service_sid(), "", now);
             ServiceUpdate::from(form.0).apply(&mut record)?;
-            t.save(&record).await?;
-            Ok::<_, Fail>(ServiceReply::Created(Json(ServiceBody::of(
+            let record = t.save(record).await?;
+            Ok::<_, Fail>(ServiceReply::Created(Direct(ServiceBody::of(
                 &record,
                 &t.account_sid,
                 &t.base(req),
@@ -298,7 +342,7 @@ impl TwilioVerifyApi {
         let run = async {
             let t = facade(&state)?;
             let record = t.service(&sid.0).await?;
-            Ok::<_, Fail>(ServiceReply::Ok(Json(ServiceBody::of(
+            Ok::<_, Fail>(ServiceReply::Ok(Direct(ServiceBody::of(
                 &record,
                 &t.account_sid,
                 &t.base(req),
@@ -323,11 +367,11 @@ impl TwilioVerifyApi {
     ) -> ServiceReply {
         let run = async {
             let t = facade(&state)?;
-            let mut record = t.service(&sid.0).await?;
+            let mut record = ServiceRecord::clone(&*t.service(&sid.0).await?);
             form.0.apply(&mut record)?;
             record.date_updated = state.otp.now();
-            t.save(&record).await?;
-            Ok::<_, Fail>(ServiceReply::Ok(Json(ServiceBody::of(
+            let record = t.save(record).await?;
+            Ok::<_, Fail>(ServiceReply::Ok(Direct(ServiceBody::of(
                 &record,
                 &t.account_sid,
                 &t.base(req),
@@ -401,7 +445,7 @@ impl TwilioVerifyApi {
                 .collect();
             let at = |p: u32| format!("{base}/v2/Services?PageSize={size}&Page={p}");
             let more = all.len() > start.saturating_add(size as usize);
-            Ok::<_, Fail>(ServiceListReply::Ok(Json(ServicePage {
+            Ok::<_, Fail>(ServiceListReply::Ok(Direct(ServicePage {
                 services,
                 meta: PageMeta {
                     page,
@@ -479,7 +523,7 @@ impl TwilioVerifyApi {
                     .push(DeliveryAttempt::new("", AttemptOutcome::Delivered, now));
                 v
             };
-            Ok::<_, Fail>(VerificationReply::Created(Json(VerificationBody::of(
+            Ok::<_, Fail>(VerificationReply::Created(Direct(VerificationBody::of(
                 &v,
                 &service.sid,
                 &t.account_sid,
@@ -510,7 +554,7 @@ impl TwilioVerifyApi {
             let t = facade(&state)?;
             let service = t.service(&service.0).await?;
             let v = pending(verification_of(&state, &service.sid, &sid.0).await?)?;
-            Ok::<_, Fail>(VerificationReply::Ok(Json(VerificationBody::of(
+            Ok::<_, Fail>(VerificationReply::Ok(Direct(VerificationBody::of(
                 &v,
                 &service.sid,
                 &t.account_sid,
@@ -555,7 +599,7 @@ impl TwilioVerifyApi {
                     )))
                 }
             };
-            Ok::<_, Fail>(VerificationReply::Ok(Json(VerificationBody::of(
+            Ok::<_, Fail>(VerificationReply::Ok(Direct(VerificationBody::of(
                 &ended,
                 &service.sid,
                 &t.account_sid,
@@ -584,7 +628,11 @@ impl TwilioVerifyApi {
             let t = facade(&state)?;
             let service = t.service(&service.0).await?;
             let f = form.0;
-            let (targets, scope) = match (&f.verification_sid, &f.to) {
+            let code = |f: &CheckForm| {
+                Code::parse(&f.code)
+                    .map_err(|e| Fail::invalid(format!("Invalid parameter `Code`: {e}")))
+            };
+            let (target, checked) = match (&f.verification_sid, &f.to) {
                 (Some(sid), _) => {
                     let found = verification_of(&state, &service.sid, sid).await?;
                     if found
@@ -594,38 +642,30 @@ impl TwilioVerifyApi {
                         return Err(CheckError::Locked.into());
                     }
                     let v = pending(found)?;
-                    let target = state
-                        .otp
-                        .check_target(v.channel, &v.destination)
-                        .map_err(|_| Fail::not_found())?;
-                    (vec![target], CheckScope::Verification(v.id))
+                    let scope = CheckScope::Verification(v.id);
+                    let channel = std::slice::from_ref(&v.channel);
+                    check_first(&state, channel, &v.destination, &code(&f)?, &scope).await
                 }
                 // The code sent to `to` for this service, on a channel that
                 // takes that address: SMS first (a phone is checked mostly
-                // by SMS: one store step), then voice, then WhatsApp.
-                (None, Some(to)) => (
-                    channels_of(to)
-                        .iter()
-                        .filter_map(|&c| state.otp.check_target(c, to).ok())
-                        .collect(),
-                    CheckScope::Service(service.sid.clone()),
-                ),
+                // by SMS: one store step), then voice, then WhatsApp. Each
+                // address is read only when the one before held no code.
+                (None, Some(to)) => {
+                    let scope = CheckScope::Service(service.sid.clone());
+                    check_first(&state, channels_of(to), to, &code(&f)?, &scope).await
+                }
                 (None, None) => {
                     return Err(Fail::invalid(
                         "Missing required parameter: To or VerificationSid",
                     ))
                 }
-            };
-            let code = Code::parse(&f.code)
-                .map_err(|e| Fail::invalid(format!("Invalid parameter `Code`: {e}")))?;
-            let Some((target, checked)) = check_first(&state, &targets, &code, &scope).await else {
-                return Err(Fail::not_found());
-            };
+            }
+            .ok_or_else(Fail::not_found)?;
             let (result, found) = match checked {
                 Ok(c) => (c.result(), c.verification),
                 Err(e) => (Err(CheckError::Store(e)), None),
             };
-            record_check(&state, target, &result);
+            record_check(&state, &target, &result);
             let status = match result {
                 Ok(()) => "approved",
                 Err(CheckError::Mismatch { attempts_left: 0 }) => "max_attempts_reached",
@@ -638,7 +678,7 @@ impl TwilioVerifyApi {
                 .key()
                 .and_then(|k| k.split_once(':').map(|(_, a)| a.to_owned()))
                 .unwrap_or_default();
-            Ok::<_, Fail>(CheckReply::Ok(Json(CheckBody::of(
+            Ok::<_, Fail>(CheckReply::Ok(Direct(CheckBody::of(
                 &CheckedCode {
                     id,
                     to: &to,
@@ -664,22 +704,27 @@ fn channels_of(to: &str) -> &'static [Channel] {
     }
 }
 
-/// Checks `code` in `scope` against each target in turn, up to the first
-/// that holds a code it can still check: that target and what its check
-/// found. A locked code is answered only when no later target holds a
-/// checkable one (an SMS code used up, a voice code sent since); with no
-/// code anywhere, the first target's `NotFound` (`None` when there is no
-/// target).
-async fn check_first<'t>(
+/// Checks `code` in `scope` against `address` on each channel in turn,
+/// up to the first that holds a code it can still check: that target
+/// and what its check found. An address is read for a channel only when
+/// the channel before held no code. A locked code is answered only when
+/// no later channel holds a checkable one (an SMS code used up, a voice
+/// code sent since); with no code anywhere, the first target's
+/// `NotFound` (`None` when the address fits no channel).
+async fn check_first(
     state: &AppState,
-    targets: &'t [CheckTarget],
+    channels: &[Channel],
+    address: &str,
     code: &Code,
     scope: &CheckScope,
-) -> Option<(&'t CheckTarget, Result<Checked, StoreError>)> {
+) -> Option<(CheckTarget, Result<Checked, StoreError>)> {
     let mut first = None;
     let mut locked = None;
-    for target in targets {
-        let checked = state.otp.check_in(target, code, Some(scope)).await;
+    for &channel in channels {
+        let Ok(target) = state.otp.check_target(channel, address) else {
+            continue;
+        };
+        let checked = state.otp.check_in(&target, code, Some(scope)).await;
         match checked.as_ref().map(|c| c.outcome) {
             Ok(CheckOutcome::NotFound) => {
                 first.get_or_insert((target, checked));

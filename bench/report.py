@@ -137,4 +137,30 @@ if rounds > 1:
             + (f" ({min(ratios):.2f}–{max(ratios):.2f}×)" if mode != "healthz" else "")
         )
     out.append("- range over the rounds: " + "; ".join(spread) + ".")
+# The /v2 rows against the native ones of the same store and round: what
+# the Twilio-compatible API costs over the native one on the same run.
+pairs = [("send", "vsend", "send"), ("approving check", "vapprove", "approve")]
+v2 = []
+for store in ["redis", "embedded"]:
+    for name, mode, native in pairs:
+        cells = []
+        for rnd in sorted({r["round"] for r in by_key.get((store, mode), [])}):
+            a = [r for r in by_key.get((store, native), []) if r["round"] == rnd]
+            b = [r for r in by_key.get((store, mode), []) if r["round"] == rnd]
+            if a and b:
+                cells.append((b[0]["rps"] / a[0]["rps"], a[0]["cpu"], b[0]["cpu"]))
+        if cells:
+            ratios = sorted(c[0] for c in cells)
+            v2.append(
+                f"| {store} | {name} | "
+                + ", ".join(f"{x:.2f}× ({n:.0f} / {m:.0f} µs)" for x, n, m in cells)
+                + f" | {ratios[(len(ratios) - 1) // 2]:.2f}× |"
+            )
+if v2:
+    out.append("")
+    out.append(
+        "| store | `/v2` ÷ native | per round: req/s ratio (otpd CPU µs/req native / `/v2`) | median |"
+    )
+    out.append("|---|---|---|---|")
+    out.extend(v2)
 print("\n".join(out))

@@ -295,7 +295,10 @@ for round in $(seq 1 "$ROUNDS"); do
     if grep -qa '^\[whatsapp\]' "$BIN"; then row "$round" "$store" wsend; fi
     approve_row "$round" "$store" "$(rate "$store" count "$round")"
     if [ "$twilio" = 1 ]; then
-      row "$round" "$store" vsend VA="${va[$store]}" AUTH="$TWILIO_AUTH"
+      # New phones each round: a /v2 create for a phone whose code is
+      # still pending is a resend of that verification (Twilio's reuse),
+      # another operation than the native send's replace.
+      row "$round" "$store" vsend VA="${va[$store]}" AUTH="$TWILIO_AUTH" BASE=$(( (round - 1) * 3000000 ))
       v2_approve_row "$round" "$store"
     fi
   done

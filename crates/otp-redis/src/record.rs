@@ -14,7 +14,7 @@ use crate::RedisStoreError;
 
 /// The id's 32 hex digits, as keys and records hold it.
 pub(crate) fn hex(id: &VerificationId) -> String {
-    id.to_string()[VerificationId::PREFIX.len()..].to_owned()
+    otp_domain::hex::encode(id.as_bytes())
 }
 
 /// The id whose 32 hex digits `hex` is; `None` for anything else.

@@ -266,6 +266,9 @@ mod tests {
         use base64::Engine;
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
         let c = Credentials::new("AC1", "token");
+        // The one-hash path is built for the header clients write.
+        let written = format!("Basic {}", b64("AC1:token"));
+        assert!(bool::from(c.header.ct_eq(&sha(&written))));
         // As clients write it (the one-hash path), and in other forms.
         assert!(c.admit_basic(Some(&format!("Basic {}", b64("AC1:token")))));
         assert!(c.admit_basic(Some(&format!("basic {}", b64("AC1:token")))));

@@ -115,7 +115,9 @@ impl<S: FieldSpec> ToJSON for Field<S> {
 }
 
 /// As [`ToJSON`] renders it: the string (for answers written by serde).
-impl<S> serde::Serialize for Field<S> {
+/// Only for times: a password travels in a `Field` too, and serde is what
+/// a log or audit line would reach for.
+impl serde::Serialize for Field<DateTimeSpec> {
     fn serialize<Z: serde::Serializer>(&self, serializer: Z) -> Result<Z::Ok, Z::Error> {
         serializer.serialize_str(&self.0)
     }

@@ -642,6 +642,12 @@ impl TwilioVerifyApi {
                         return Err(CheckError::Locked.into());
                     }
                     let v = pending(found)?;
+                    // A stored address that no longer reads is no such
+                    // verification, before the code is looked at.
+                    state
+                        .otp
+                        .check_target(v.channel, &v.destination)
+                        .map_err(|_| Fail::not_found())?;
                     let scope = CheckScope::Verification(v.id);
                     let channel = std::slice::from_ref(&v.channel);
                     check_first(&state, channel, &v.destination, &code(&f)?, &scope).await
@@ -649,7 +655,8 @@ impl TwilioVerifyApi {
                 // The code sent to `to` for this service, on a channel that
                 // takes that address: SMS first (a phone is checked mostly
                 // by SMS: one store step), then voice, then WhatsApp. Each
-                // address is read only when the one before held no code.
+                // address is read only when no earlier channel held a code
+                // it can still check.
                 (None, Some(to)) => {
                     let scope = CheckScope::Service(service.sid.clone());
                     check_first(&state, channels_of(to), to, &code(&f)?, &scope).await
@@ -707,7 +714,7 @@ fn channels_of(to: &str) -> &'static [Channel] {
 /// Checks `code` in `scope` against `address` on each channel in turn,
 /// up to the first that holds a code it can still check: that target
 /// and what its check found. An address is read for a channel only when
-/// the channel before held no code. A locked code is answered only when
+/// no earlier channel held a code it can still check. A locked code is answered only when
 /// no later channel holds a checkable one (an SMS code used up, a voice
 /// code sent since); with no code anywhere, the first target's
 /// `NotFound` (`None` when the address fits no channel).

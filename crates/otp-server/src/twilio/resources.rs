@@ -17,7 +17,8 @@ use crate::api::fields::DateTime;
 /// a `serde_json::Value` of it (a map and a string per field) and then
 /// writes that: for an 800-byte verification, that tree was the largest
 /// part of the `/v2` answer's cost. The spec's schema is `T`'s, as for
-/// `Json<T>`; a test holds both renderings equal.
+/// `Json<T>`; a test holds both renderings equal in content (the keys
+/// now come in the struct's order, Twilio's own, not sorted).
 #[derive(Debug)]
 pub struct Direct<T>(pub T);
 
@@ -52,9 +53,10 @@ impl<T: Serialize + Send> poem::IntoResponse for Direct<T> {
         let mut buf = Vec::with_capacity(ANSWER_CAPACITY);
         match serde_json::to_writer(&mut buf, &self.0) {
             Ok(()) => poem::Response::builder().content_type(JSON).body(buf),
-            // Structs of strings, numbers and booleans always serialize;
-            // were one not to, the client gets Twilio's 503, not a 200
-            // without a body.
+            // Structs of strings, numbers and booleans always serialize.
+            // Were one not to, the body is Twilio's 20503 error (the
+            // reply's variant still sets its own status): logged, never
+            // an empty answer.
             Err(e) => {
                 tracing::error!(error = %e, "twilio api: an answer did not serialize");
                 crate::twilio::errors::Fail::new(

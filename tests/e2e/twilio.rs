@@ -40,7 +40,15 @@ fn call(otpd: &Otpd, method: &str, path: &str, form: &str) -> (u16, Value) {
 
 /// The code in the latest message to `to`, and that message's body.
 fn code_to(otpd: &Otpd, to: &str, n: usize) -> (String, String) {
-    let sink = otpd.outbox_at_least(n);
+    // The dev sink's lines reach the test through a reader thread: wait
+    // for one to `to`, not only for `n` lines in all (an earlier send's
+    // lines may already make up `n`).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut sink = otpd.outbox_at_least(n);
+    while !sink.iter().any(|m| m["to"] == to) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        sink = otpd.outbox();
+    }
     let body = sink
         .iter()
         .rev()

@@ -99,6 +99,27 @@ impl TwilioApi {
         }
     }
 
+    /// A service resource, as this request reached it.
+    fn service_body(&self, r: &ServiceRecord, req: &Request) -> Direct<ServiceBody> {
+        Direct(ServiceBody::of(r, &self.account_sid, &self.base(req)))
+    }
+
+    /// A verification resource of service `service`, as this request
+    /// reached it.
+    fn verification_body(
+        &self,
+        v: &Verification,
+        service: &str,
+        req: &Request,
+    ) -> Direct<VerificationBody> {
+        Direct(VerificationBody::of(
+            v,
+            service,
+            &self.account_sid,
+            &self.base(req),
+        ))
+    }
+
     fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, Arc<ServiceRecord>)>> {
         // Entries are whole values: a poisoned lock holds nothing torn.
         self.cache
@@ -291,6 +312,19 @@ fn pending(v: Option<Verification>) -> Result<Verification, Fail> {
     }
 }
 
+/// The facade, service `service` and its pending verification `sid`:
+/// what a fetch or an update of a verification starts from.
+async fn pending_of<'a>(
+    state: &'a AppState,
+    service: &str,
+    sid: &str,
+) -> Result<(&'a TwilioApi, Arc<ServiceRecord>, Verification), Fail> {
+    let t = facade(state)?;
+    let service = t.service(service).await?;
+    let v = pending(verification_of(state, &service.sid, sid).await?)?;
+    Ok((t, service, v))
+}
+
 pub struct TwilioVerifyApi;
 
 #[OpenApi(tag = "ApiTags::TwilioVerify")]
@@ -315,11 +349,7 @@ impl TwilioVerifyApi {
             let mut record = ServiceRecord::new(new_service_sid(), "", now);
             ServiceUpdate::from(form.0).apply(&mut record)?;
             let record = t.save(record).await?;
-            Ok::<_, Fail>(ServiceReply::Created(Direct(ServiceBody::of(
-                &record,
-                &t.account_sid,
-                &t.base(req),
-            ))))
+            Ok::<_, Fail>(ServiceReply::Created(t.service_body(&record, req)))
         };
         run.await.unwrap_or_else(Into::into)
     }
@@ -342,11 +372,7 @@ impl TwilioVerifyApi {
         let run = async {
             let t = facade(&state)?;
             let record = t.service(&sid.0).await?;
-            Ok::<_, Fail>(ServiceReply::Ok(Direct(ServiceBody::of(
-                &record,
-                &t.account_sid,
-                &t.base(req),
-            ))))
+            Ok::<_, Fail>(ServiceReply::Ok(t.service_body(&record, req)))
         };
         run.await.unwrap_or_else(Into::into)
     }
@@ -371,11 +397,7 @@ impl TwilioVerifyApi {
             form.0.apply(&mut record)?;
             record.date_updated = state.otp.now();
             let record = t.save(record).await?;
-            Ok::<_, Fail>(ServiceReply::Ok(Direct(ServiceBody::of(
-                &record,
-                &t.account_sid,
-                &t.base(req),
-            ))))
+            Ok::<_, Fail>(ServiceReply::Ok(t.service_body(&record, req)))
         };
         run.await.unwrap_or_else(Into::into)
     }
@@ -523,12 +545,11 @@ impl TwilioVerifyApi {
                     .push(DeliveryAttempt::new("", AttemptOutcome::Delivered, now));
                 v
             };
-            Ok::<_, Fail>(VerificationReply::Created(Direct(VerificationBody::of(
+            Ok::<_, Fail>(VerificationReply::Created(t.verification_body(
                 &v,
                 &service.sid,
-                &t.account_sid,
-                &t.base(req),
-            ))))
+                req,
+            )))
         };
         run.await.unwrap_or_else(Into::into)
     }
@@ -551,15 +572,12 @@ impl TwilioVerifyApi {
         sid: Path<String>,
     ) -> VerificationReply {
         let run = async {
-            let t = facade(&state)?;
-            let service = t.service(&service.0).await?;
-            let v = pending(verification_of(&state, &service.sid, &sid.0).await?)?;
-            Ok::<_, Fail>(VerificationReply::Ok(Direct(VerificationBody::of(
+            let (t, service, v) = pending_of(&state, &service.0, &sid.0).await?;
+            Ok::<_, Fail>(VerificationReply::Ok(t.verification_body(
                 &v,
                 &service.sid,
-                &t.account_sid,
-                &t.base(req),
-            ))))
+                req,
+            )))
         };
         run.await.unwrap_or_else(Into::into)
     }
@@ -582,9 +600,7 @@ impl TwilioVerifyApi {
         form: Form<UpdateForm>,
     ) -> VerificationReply {
         let run = async {
-            let t = facade(&state)?;
-            let service = t.service(&service.0).await?;
-            let v = pending(verification_of(&state, &service.sid, &sid.0).await?)?;
+            let (t, service, v) = pending_of(&state, &service.0, &sid.0).await?;
             let ended = match form.0.status.as_str() {
                 "canceled" => match state.otp.cancel(&v.id).await? {
                     CancelOutcome::Canceled(v) => v,
@@ -599,12 +615,11 @@ impl TwilioVerifyApi {
                     )))
                 }
             };
-            Ok::<_, Fail>(VerificationReply::Ok(Direct(VerificationBody::of(
+            Ok::<_, Fail>(VerificationReply::Ok(t.verification_body(
                 &ended,
                 &service.sid,
-                &t.account_sid,
-                &t.base(req),
-            ))))
+                req,
+            )))
         };
         run.await.unwrap_or_else(Into::into)
     }

@@ -16,7 +16,9 @@
 #   send                      new phones, log sink (its stdout to /dev/null)
 #   send by WhatsApp          the same on /whatsapp (binaries with the channel)
 #   /v2 send, /v2 check       the same send and approving check through the
-#                             Twilio Verify compatible API (binaries with it)
+#                             Twilio Verify compatible API (binaries with
+#                             it), each next to its native row on the same
+#                             store, the two in turns first
 # and reports per row: req/s, its ratio to /healthz, p50, p99, the status
 # mix (counted by the wrk script, bench/otpd.lua), CPU µs per request of
 # otpd, redis-server and wrk (from /proc/PID/stat and the shell's `times`),
@@ -242,39 +244,48 @@ presend() { # store prefix base per-thread secs [mode env...]
 echo "== pre-sending the $PHONES codes that the wrong-password checks hit"
 for store in embedded redis; do presend "$store" 7701 0 $((PHONES / THREADS)) 3; done
 
-# The approving-check row: enough codes pre-sent for it to run the whole
-# row. An approving check writes, like a counted attempt or a send; take
-# the faster of those two (`count_rate`, 0 where there is no count row),
-# plus a margin. A row that still runs out shows 404s in its status mix.
-approve_row() { # round store count_rate
-  local round=$1 store=$2 count_rate=$3 send_rate need secs base
-  send_rate=$(rate "$store" send "$round")
+# How many codes an approving-check row needs, and how long pre-sending
+# them takes: an approving check writes, like a counted attempt or a
+# send; take the faster of those two (`count_rate`, 0 where there is no
+# count row), plus a margin. A row that still runs out shows 404s in its
+# status mix (through /v2 three look-ups each: SMS, voice, WhatsApp).
+codes_for() { # count_rate send_rate → "need secs"
+  local count_rate=$1 send_rate=$2 need
   need=$(( (count_rate > send_rate ? count_rate : send_rate) * DURATION * 3 / 2 + 2000 ))
-  secs=$(( need * 8 / 5 / (send_rate > 0 ? send_rate : 1) + 3 ))
-  base=$(( (round - 1) * 3000000 ))
   [ "$need" -le 2900000 ] || need=2900000
+  echo "$need $(( need * 8 / 5 / (send_rate > 0 ? send_rate : 1) + 3 ))"
+}
+
+# The approving-check row, on codes pre-sent for it.
+approve_row() { # round store count_rate
+  local round=$1 store=$2 need secs base
+  read -r need secs < <(codes_for "$3" "$(rate "$store" send "$round")")
+  base=$(( (round - 1) * 3000000 ))
   presend "$store" 7702 "$base" $(( (need + THREADS - 1) / THREADS )) "$secs"
   row "$round" "$store" approve BASE="$base"
 }
 
-# The same through /v2: codes pre-sent by the Twilio-compatible API (a
-# /v2 check finds only its service's verifications), checked by To.
+# The approving check natively and through /v2 (codes pre-sent by the
+# Twilio-compatible API: a /v2 check finds only its service's
+# verifications; checked by To). Both sets of codes are pre-sent first,
+# then the two rows run next to each other, first one then the other by
+# turns, on the same store.
 declare -A va
-v2_approve_row() { # round store
-  local round=$1 store=$2 send_rate check_rate need secs base
-  send_rate=$(rate "$store" vsend "$round")
-  # A check outruns a send: size the codes by the native approving
-  # check of this round (a /v2 check runs about as fast), else the row
-  # runs short and its 404s (three look-ups each: SMS, voice, WhatsApp)
-  # skew it.
-  check_rate=$(rate "$store" approve "$round")
-  need=$(( (check_rate > send_rate ? check_rate : send_rate) * DURATION * 3 / 2 + 2000 ))
-  secs=$(( need * 8 / 5 / (send_rate > 0 ? send_rate : 1) + 3 ))
+check_pair() { # round store
+  local round=$1 store=$2 need secs vsecs base per
+  read -r need secs < <(codes_for "$(rate "$store" count "$round")" "$(rate "$store" send "$round")")
+  read -r _ vsecs < <(codes_for "$(rate "$store" count "$round")" "$(rate "$store" vsend "$round")")
   base=$(( (round - 1) * 3000000 ))
-  [ "$need" -le 2900000 ] || need=2900000
-  presend "$store" 7747 "$base" $(( (need + THREADS - 1) / THREADS )) "$secs" vpresend \
-    VA="${va[$store]}" AUTH="$TWILIO_AUTH"
-  row "$round" "$store" vapprove BASE="$base" VA="${va[$store]}" AUTH="$TWILIO_AUTH"
+  per=$(( (need + THREADS - 1) / THREADS ))
+  presend "$store" 7702 "$base" "$per" "$secs"
+  presend "$store" 7747 "$base" "$per" "$vsecs" vpresend VA="${va[$store]}" AUTH="$TWILIO_AUTH"
+  if [ $(( round % 2 )) = 0 ]; then
+    row "$round" "$store" vapprove BASE="$base" VA="${va[$store]}" AUTH="$TWILIO_AUTH"
+    row "$round" "$store" approve BASE="$base"
+  else
+    row "$round" "$store" approve BASE="$base"
+    row "$round" "$store" vapprove BASE="$base" VA="${va[$store]}" AUTH="$TWILIO_AUTH"
+  fi
 }
 if [ "$twilio" = 1 ]; then
   for store in redis embedded; do
@@ -290,22 +301,34 @@ for round in $(seq 1 "$ROUNDS"); do
     row "$round" "$store" healthz
     row "$round" "$store" count
     row "$round" "$store" miss
-    row "$round" "$store" send
+    # Sends go to new phones each round (a send to a phone whose code is
+    # still pending is another operation: the native send's replace, a
+    # /v2 create's resend). The native and the /v2 send run next to each
+    # other, first one then the other by turns: every send leaves a
+    # record behind and the pre-sends for the check rows leave thousands,
+    # so a row that ran later would measure a bigger store.
+    fresh=$(( (round - 1) * 3000000 ))
+    if [ "$twilio" = 1 ] && [ $(( round % 2 )) = 0 ]; then
+      row "$round" "$store" vsend VA="${va[$store]}" AUTH="$TWILIO_AUTH" BASE="$fresh"
+      row "$round" "$store" send BASE="$fresh"
+    else
+      row "$round" "$store" send BASE="$fresh"
+      if [ "$twilio" = 1 ]; then
+        row "$round" "$store" vsend VA="${va[$store]}" AUTH="$TWILIO_AUTH" BASE="$fresh"
+      fi
+    fi
     # WhatsApp's send (only where the binary has the channel).
-    if grep -qa '^\[whatsapp\]' "$BIN"; then row "$round" "$store" wsend; fi
-    approve_row "$round" "$store" "$(rate "$store" count "$round")"
+    if grep -qa '^\[whatsapp\]' "$BIN"; then row "$round" "$store" wsend BASE="$fresh"; fi
     if [ "$twilio" = 1 ]; then
-      # New phones each round: a /v2 create for a phone whose code is
-      # still pending is a resend of that verification (Twilio's reuse),
-      # another operation than the native send's replace.
-      row "$round" "$store" vsend VA="${va[$store]}" AUTH="$TWILIO_AUTH" BASE=$(( (round - 1) * 3000000 ))
-      v2_approve_row "$round" "$store"
+      check_pair "$round" "$store"
+    else
+      approve_row "$round" "$store" "$(rate "$store" count "$round")"
     fi
   done
   for store in redis-prod embedded-prod; do
     echo "== round $round, $store (default limits, webhook sink)"
     row "$round" "$store" healthz
-    row "$round" "$store" send
+    row "$round" "$store" send BASE=$(( (round - 1) * 3000000 ))
     approve_row "$round" "$store" 0
   done
 done

@@ -26,6 +26,7 @@ macro_rules! channel_api {
         check: $check_path:tt, $check_id:tt, $check_query_id:tt, $check_body:ty,
         field: $field:ident: $field_ty:ty
     ) => {
+        #[derive(Default)]
         pub struct $api;
 
         #[OpenApi(tag = $tag)]

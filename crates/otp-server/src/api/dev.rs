@@ -48,6 +48,7 @@ fn no_outbox() -> Json<ErrorBody> {
     )
 }
 
+#[derive(Default)]
 pub struct DevApi;
 
 #[OpenApi(tag = "ApiTags::Dev")]

@@ -104,6 +104,7 @@ fn unavailable(e: &otp_domain::StoreError) -> Json<ErrorBody> {
     crate::error::store_unavailable()
 }
 
+#[derive(Default)]
 pub struct FraudApi;
 
 #[OpenApi(tag = "ApiTags::Fraud")]

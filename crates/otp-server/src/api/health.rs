@@ -32,6 +32,7 @@ pub enum ReadyResponse {
     Unavailable(Json<ErrorBody>),
 }
 
+#[derive(Default)]
 pub struct HealthApi;
 
 #[OpenApi(tag = "ApiTags::Health")]

@@ -49,6 +49,7 @@ pub enum LocalesResponse {
     Ok(Json<LocaleList>),
 }
 
+#[derive(Default)]
 pub struct LocalesApi;
 
 #[OpenApi(tag = "ApiTags::Locales")]

@@ -116,12 +116,17 @@ pub enum ApiTags {
     TwilioVerify,
 }
 
+/// Every API of the service, in the order the spec lists their tags.
+/// (The channels are a tuple of their own: poem-openapi nests tuples,
+/// and `Default` is derived for tuples of at most twelve.)
 pub type Api = (
-    channels::SmsApi,
-    channels::CallApi,
-    channels::EmailApi,
-    channels::TelegramApi,
-    channels::WhatsAppApi,
+    (
+        channels::SmsApi,
+        channels::CallApi,
+        channels::EmailApi,
+        channels::TelegramApi,
+        channels::WhatsAppApi,
+    ),
     telegram_bot::TelegramBotApi,
     whatsapp_hook::WhatsAppHookApi,
     verifications::VerificationsApi,
@@ -134,26 +139,7 @@ pub type Api = (
 
 /// The whole API, without state (handlers take it as request data).
 pub fn api_service() -> OpenApiService<Api, ()> {
-    OpenApiService::new(
-        (
-            channels::SmsApi,
-            channels::CallApi,
-            channels::EmailApi,
-            channels::TelegramApi,
-            channels::WhatsAppApi,
-            telegram_bot::TelegramBotApi,
-            whatsapp_hook::WhatsAppHookApi,
-            verifications::VerificationsApi,
-            fraud::FraudApi,
-            locales::LocalesApi,
-            health::HealthApi,
-            dev::DevApi,
-            crate::twilio::TwilioVerifyApi,
-        ),
-        "otpd",
-        env!("CARGO_PKG_VERSION"),
-    )
-    .description(
+    OpenApiService::new(Api::default(), "otpd", env!("CARGO_PKG_VERSION")).description(
         "Self-hosted one-time passwords by SMS, voice call, email and Telegram.\n\n\
          Every error is a JSON body such as \
          `{\"error\": \"wrong_password\", \"message\": \"wrong password; 4 attempts left\"}`: \

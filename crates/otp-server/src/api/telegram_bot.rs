@@ -82,6 +82,7 @@ async fn redeem(
     }
 }
 
+#[derive(Default)]
 pub struct TelegramBotApi;
 
 #[OpenApi(tag = "ApiTags::Telegram")]

@@ -308,6 +308,7 @@ fn found(result: Result<Option<Verification>, StoreError>) -> LookupResponse {
     }
 }
 
+#[derive(Default)]
 pub struct VerificationsApi;
 
 #[OpenApi(tag = "ApiTags::Verifications")]

@@ -67,6 +67,7 @@ fn off() -> Json<ErrorBody> {
     )
 }
 
+#[derive(Default)]
 pub struct WhatsAppHookApi;
 
 #[OpenApi(tag = "ApiTags::Whatsapp")]

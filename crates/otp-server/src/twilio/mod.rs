@@ -325,6 +325,7 @@ async fn pending_of<'a>(
     Ok((t, service, v))
 }
 
+#[derive(Default)]
 pub struct TwilioVerifyApi;
 
 #[OpenApi(tag = "ApiTags::TwilioVerify")]

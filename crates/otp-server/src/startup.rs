@@ -128,96 +128,52 @@ fn log_sink(channel: Channel, outbox: &Arc<DevOutbox>) -> Arc<dyn Sender> {
     Arc::new(LogSink::new(outbox.clone()))
 }
 
-impl Build for PhoneProvider {
-    fn name(&self) -> &'static str {
-        PhoneProvider::name(self)
-    }
+/// `Build` for a provider enum: its `Log` variant is the dev sink, each
+/// other variant makes its adapter's sender.
+macro_rules! build {
+    ($provider:ident { $($variant:pat => $sender:expr),+ $(,)? }) => {
+        impl Build for $provider {
+            fn name(&self) -> &'static str {
+                $provider::name(self)
+            }
 
-    fn is_dev_sink(&self) -> bool {
-        matches!(self, PhoneProvider::Log)
-    }
+            fn is_dev_sink(&self) -> bool {
+                matches!(self, $provider::Log)
+            }
 
-    fn sender(
-        &self,
-        channel: Channel,
-        outbox: &Arc<DevOutbox>,
-    ) -> Result<Arc<dyn Sender>, BoxError> {
-        match self {
-            PhoneProvider::Log => Ok(log_sink(channel, outbox)),
-            PhoneProvider::Http(c) => boxed(HttpGatewaySender::new(c.clone())),
-            PhoneProvider::Twilio(c) => boxed(TwilioSender::new(c.clone())),
-            PhoneProvider::Queue(c) => boxed(RedisQueueSender::new(c)),
+            fn sender(
+                &self,
+                channel: Channel,
+                outbox: &Arc<DevOutbox>,
+            ) -> Result<Arc<dyn Sender>, BoxError> {
+                match self {
+                    $provider::Log => Ok(log_sink(channel, outbox)),
+                    $($variant => $sender),+
+                }
+            }
         }
-    }
+    };
 }
 
-impl Build for EmailProvider {
-    fn name(&self) -> &'static str {
-        EmailProvider::name(self)
-    }
-
-    fn is_dev_sink(&self) -> bool {
-        matches!(self, EmailProvider::Log)
-    }
-
-    fn sender(
-        &self,
-        channel: Channel,
-        outbox: &Arc<DevOutbox>,
-    ) -> Result<Arc<dyn Sender>, BoxError> {
-        match self {
-            EmailProvider::Log => Ok(log_sink(channel, outbox)),
-            EmailProvider::Smtp(c) => boxed(SmtpSender::new(c.clone())),
-            EmailProvider::Queue(c) => boxed(RedisQueueSender::new(c)),
-        }
-    }
-}
-
-impl Build for WhatsAppProvider {
-    fn name(&self) -> &'static str {
-        WhatsAppProvider::name(self)
-    }
-
-    fn is_dev_sink(&self) -> bool {
-        matches!(self, WhatsAppProvider::Log)
-    }
-
-    fn sender(
-        &self,
-        channel: Channel,
-        outbox: &Arc<DevOutbox>,
-    ) -> Result<Arc<dyn Sender>, BoxError> {
-        match self {
-            WhatsAppProvider::Log => Ok(log_sink(channel, outbox)),
-            WhatsAppProvider::Meta(c) => boxed(MetaSender::new(c.clone())),
-            WhatsAppProvider::Twilio(c) => boxed(TwilioSender::new(c.clone())),
-            WhatsAppProvider::Queue(c) => boxed(RedisQueueSender::new(c)),
-        }
-    }
-}
-
-impl Build for TelegramProvider {
-    fn name(&self) -> &'static str {
-        TelegramProvider::name(self)
-    }
-
-    fn is_dev_sink(&self) -> bool {
-        matches!(self, TelegramProvider::Log)
-    }
-
-    fn sender(
-        &self,
-        channel: Channel,
-        outbox: &Arc<DevOutbox>,
-    ) -> Result<Arc<dyn Sender>, BoxError> {
-        match self {
-            TelegramProvider::Log => Ok(log_sink(channel, outbox)),
-            TelegramProvider::Bot(c) => boxed(TelegramSender::new(c.clone())),
-            TelegramProvider::Notify(c) => boxed(HttpNotifySender::new(c.clone())),
-            TelegramProvider::Queue(c) => boxed(RedisQueueSender::new(c)),
-        }
-    }
-}
+build!(PhoneProvider {
+    PhoneProvider::Http(c) => boxed(HttpGatewaySender::new(c.clone())),
+    PhoneProvider::Twilio(c) => boxed(TwilioSender::new(c.clone())),
+    PhoneProvider::Queue(c) => boxed(RedisQueueSender::new(c)),
+});
+build!(EmailProvider {
+    EmailProvider::Smtp(c) => boxed(SmtpSender::new(c.clone())),
+    EmailProvider::Queue(c) => boxed(RedisQueueSender::new(c)),
+});
+build!(WhatsAppProvider {
+    WhatsAppProvider::Meta(c) => boxed(MetaSender::new(c.clone())),
+    WhatsAppProvider::Twilio(c) => boxed(TwilioSender::new(c.clone())),
+    WhatsAppProvider::Queue(c) => boxed(RedisQueueSender::new(c)),
+});
+build!(TelegramProvider {
+    TelegramProvider::Bot(c) => boxed(TelegramSender::new(c.clone())),
+    TelegramProvider::Notify(c) => boxed(HttpNotifySender::new(c.clone())),
+    TelegramProvider::Queue(c) => boxed(RedisQueueSender::new(c)),
+});
 
 /// A channel's providers in fallback order, with retries.
 fn channel_sender(

@@ -369,6 +369,15 @@ fn check_server(file: &ConfigFile) -> Result<(), ConfigError> {
         )
         .hint("set both auth.username and auth.password (HTTP_AUTH_USERNAME, HTTP_AUTH_PASSWORD), or neither").into());
     }
+    if file.auth.username.contains(':') {
+        // Basic auth splits user and password at the first colon
+        // (RFC 7617): such a name could never be told apart.
+        return Err(KeyError::new(
+            "auth.username",
+            Problem::Must("not contain `:` (Basic auth splits user and password there)"),
+        )
+        .into());
+    }
     check_twilio_api(&file.twilio_api)?;
     match file.store.kind {
         StoreKind::Embedded => {}
@@ -528,6 +537,23 @@ pub(crate) mod tests {
                     .contains("auth.password is required when auth.username is set"),
                 "{err}"
             );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_user_name_with_a_colon_is_refused() {
+        Jail::expect_with(|jail| {
+            jail.set_env("HTTP_AUTH_USERNAME", "ad:min");
+            jail.set_env("HTTP_AUTH_PASSWORD", "secret");
+            let err = load_in_jail(jail).map(|_| ()).expect_err("a colon");
+            assert!(
+                err.to_string()
+                    .contains("auth.username must not contain `:`"),
+                "{err}"
+            );
+            jail.set_env("HTTP_AUTH_USERNAME", "admin");
+            load_in_jail(jail).expect("the same pair without the colon loads");
             Ok(())
         });
     }

@@ -18,7 +18,7 @@
 #   /v2 send, /v2 check       the same send and approving check through the
 #                             Twilio Verify compatible API (binaries with
 #                             it), each next to its native row on the same
-#                             store, the two in turns first
+#                             store, in the order A B B A, half a row each
 # and reports per row: req/s, its ratio to /healthz, p50, p99, the status
 # mix (counted by the wrk script, bench/otpd.lua), CPU µs per request of
 # otpd, redis-server and wrk (from /proc/PID/stat and the shell's `times`),
@@ -186,7 +186,7 @@ row() { # round store mode env...
   local round=$1 store=$2 mode=$3; shift 3
   local o0 r0 c0 o1 r1 c1 result
   o0=$(ticks "${pid[$store]}"); r0=$(ticks "$redis_pid"); commandstats >"$work/cmd0"
-  result=$(wrk_run "$store" "$DURATION" MODE="$mode" "$@")
+  result=$(wrk_run "$store" "${ROW_SECS:-$DURATION}" MODE="$mode" "$@")
   o1=$(ticks "${pid[$store]}"); r1=$(ticks "$redis_pid"); commandstats >"$work/cmd1"
   python3 - "$round" "$store" "$mode" "$result" "$((o1 - o0))" "$((r1 - r0))" "$HZ" \
       "$work/wrk.times" "$work/cmd0" "$work/cmd1" >>"$rows" <<'EOF'
@@ -228,6 +228,34 @@ for l in open(sys.argv[1]):
     r=json.loads(l)
     if r["store"]==sys.argv[2] and r["mode"]==sys.argv[3] and r["round"]==int(sys.argv[4]):
         print(int(r["requests"]/r["duration_us"]*1e6))' "$rows" "$@"
+}
+
+# The requests of the row measured last.
+last_requests() { tail -n1 "$rows" | python3 -c 'import json,sys; print(json.load(sys.stdin)["requests"])'; }
+
+# Folds the two halves of a row (round, store, mode) into one: requests,
+# time, CPU, statuses and commands added up; p50 and p99 the worse half's.
+merge_halves() { # round store mode
+  python3 - "$rows" "$@" <<'EOF'
+import json, sys
+path, rnd, store, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+rows = [json.loads(l) for l in open(path) if l.strip()]
+mine = [r for r in rows if (r["round"], r["store"], r["mode"]) == (rnd, store, mode)]
+assert len(mine) == 2, f"{store}/{mode} round {rnd}: {len(mine)} halves"
+a, b = mine
+m = dict(a)
+for k in ["requests", "duration_us", "otpd_cpu_us", "redis_cpu_us", "wrk_cpu_us"]:
+    m[k] = a[k] + b[k]
+for k in ["p50_us", "p99_us"]:
+    m[k] = max(a[k], b[k])
+for k in ["statuses", "commands"]:
+    m[k] = {x: a[k].get(x, 0) + b[k].get(x, 0) for x in set(a[k]) | set(b[k])}
+with open(path, "w") as f:
+    for r in rows:
+        if r is not a and r is not b:
+            f.write(json.dumps(r) + "\n")
+    f.write(json.dumps(m) + "\n")
+EOF
 }
 
 # Sends QUOTA codes per wrk thread (code 123456) under PREFIX from BASE;
@@ -279,13 +307,18 @@ check_pair() { # round store
   per=$(( (need + THREADS - 1) / THREADS ))
   presend "$store" 7702 "$base" "$per" "$secs"
   presend "$store" 7747 "$base" "$per" "$vsecs" vpresend VA="${va[$store]}" AUTH="$TWILIO_AUTH"
-  if [ $(( round % 2 )) = 0 ]; then
-    row "$round" "$store" vapprove BASE="$base" VA="${va[$store]}" AUTH="$TWILIO_AUTH"
-    row "$round" "$store" approve BASE="$base"
-  else
-    row "$round" "$store" approve BASE="$base"
-    row "$round" "$store" vapprove BASE="$base" VA="${va[$store]}" AUTH="$TWILIO_AUTH"
-  fi
+  # A B B A, half a row each: whatever drifts over the four (the store
+  # grows, the machine's other load) weighs on both alike. Each second
+  # half starts past the codes its first half used.
+  local n1 n2 v=(VA="${va[$store]}" AUTH="$TWILIO_AUTH")
+  ROW_SECS=$(( (DURATION + 1) / 2 ))
+  row "$round" "$store" approve BASE="$base"; n1=$(last_requests)
+  row "$round" "$store" vapprove BASE="$base" "${v[@]}"; n2=$(last_requests)
+  row "$round" "$store" vapprove BASE=$(( base + n2 + n2 / 20 + 1000 )) "${v[@]}"
+  row "$round" "$store" approve BASE=$(( base + n1 + n1 / 20 + 1000 ))
+  ROW_SECS=
+  merge_halves "$round" "$store" approve
+  merge_halves "$round" "$store" vapprove
 }
 if [ "$twilio" = 1 ]; then
   for store in redis embedded; do
@@ -304,18 +337,24 @@ for round in $(seq 1 "$ROUNDS"); do
     # Sends go to new phones each round (a send to a phone whose code is
     # still pending is another operation: the native send's replace, a
     # /v2 create's resend). The native and the /v2 send run next to each
-    # other, first one then the other by turns: every send leaves a
-    # record behind and the pre-sends for the check rows leave thousands,
-    # so a row that ran later would measure a bigger store.
+    # other: every send leaves a record behind and the pre-sends for the
+    # check rows leave thousands, so a row that ran later would measure
+    # a bigger store.
     fresh=$(( (round - 1) * 3000000 ))
-    if [ "$twilio" = 1 ] && [ $(( round % 2 )) = 0 ]; then
-      row "$round" "$store" vsend VA="${va[$store]}" AUTH="$TWILIO_AUTH" BASE="$fresh"
+    if [ "$twilio" = 1 ]; then
+      # A B B A, half a row each, as the checks (`check_pair`); the
+      # second halves to phones of their own.
+      v=(VA="${va[$store]}" AUTH="$TWILIO_AUTH")
+      ROW_SECS=$(( (DURATION + 1) / 2 ))
       row "$round" "$store" send BASE="$fresh"
+      row "$round" "$store" vsend BASE="$fresh" "${v[@]}"
+      row "$round" "$store" vsend BASE=$(( fresh + 1000000 )) "${v[@]}"
+      row "$round" "$store" send BASE=$(( fresh + 1000000 ))
+      ROW_SECS=
+      merge_halves "$round" "$store" send
+      merge_halves "$round" "$store" vsend
     else
       row "$round" "$store" send BASE="$fresh"
-      if [ "$twilio" = 1 ]; then
-        row "$round" "$store" vsend VA="${va[$store]}" AUTH="$TWILIO_AUTH" BASE="$fresh"
-      fi
     fi
     # WhatsApp's send (only where the binary has the channel).
     if grep -qa '^\[whatsapp\]' "$BIN"; then row "$round" "$store" wsend BASE="$fresh"; fi

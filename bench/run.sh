@@ -37,6 +37,8 @@ DURATION="${DURATION:-10}"
 CONNECTIONS="${CONNECTIONS:-64}"
 THREADS="${THREADS:-2}"
 ROUNDS="${ROUNDS:-1}"
+# Set only around the A B B A pairs (half a row each).
+unset ROW_SECS
 OUT="${OUT:-bench/last-run.md}"
 PHONES=1000
 [ "$ROUNDS" -ge 1 ] && [ "$ROUNDS" -le 3 ] || { echo "ROUNDS must be 1 to 3" >&2; exit 2; }
@@ -249,7 +251,7 @@ for k in ["requests", "duration_us", "otpd_cpu_us", "redis_cpu_us", "wrk_cpu_us"
 for k in ["p50_us", "p99_us"]:
     m[k] = max(a[k], b[k])
 for k in ["statuses", "commands"]:
-    m[k] = {x: a[k].get(x, 0) + b[k].get(x, 0) for x in set(a[k]) | set(b[k])}
+    m[k] = {x: a[k].get(x, 0) + b[k].get(x, 0) for x in sorted(set(a[k]) | set(b[k]))}
 with open(path, "w") as f:
     for r in rows:
         if r is not a and r is not b:
@@ -296,8 +298,8 @@ approve_row() { # round store count_rate
 # The approving check natively and through /v2 (codes pre-sent by the
 # Twilio-compatible API: a /v2 check finds only its service's
 # verifications; checked by To). Both sets of codes are pre-sent first,
-# then the two rows run next to each other, first one then the other by
-# turns, on the same store.
+# then the two rows run next to each other on the same store, A B B A,
+# half a row each, folded by `merge_halves`.
 declare -A va
 check_pair() { # round store
   local round=$1 store=$2 need secs vsecs base per

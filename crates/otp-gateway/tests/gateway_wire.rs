@@ -5,18 +5,14 @@ use std::time::{Duration, Instant};
 
 use otp_domain::{DeliveryError, Destination, OutgoingMessage, Phone, Sender};
 use otp_gateway::{BodyEncoding, HttpGatewayConfig, HttpGatewaySender, HttpMethod};
-use otp_testkit::{chain_text, closed_port, FakePeer, Reply};
+use otp_testkit::{chain_text, closed_port, outgoing, FakePeer, Reply};
 use secrecy::SecretString;
 
 fn sms(body: &str) -> OutgoingMessage {
-    OutgoingMessage {
-        verification: None,
-        destination: Destination::Sms(Phone::parse("77011234567").expect("valid phone")),
-        subject: None,
-        body: body.to_owned(),
-        code: otp_domain::Code::parse("1234").expect("code"),
-        locale: None,
-    }
+    outgoing(
+        Destination::Sms(Phone::parse("77011234567").expect("valid phone")),
+        body,
+    )
 }
 
 fn json_config(url: String) -> HttpGatewayConfig {
@@ -266,14 +262,10 @@ async fn a_closed_port_is_a_transient_connect_error_without_url_or_code() {
 async fn a_telegram_destination_is_refused_without_a_request() {
     let peer = FakePeer::start(Reply::json(200, "{}")).await;
     let sender = HttpGatewaySender::new(json_config(peer.base_url.clone())).expect("valid");
-    let message = OutgoingMessage {
-        verification: None,
-        destination: Destination::Telegram(otp_domain::ChatId::from_i64(42).expect("valid")),
-        subject: None,
-        body: "x".to_owned(),
-        code: otp_domain::Code::parse("1234").expect("code"),
-        locale: None,
-    };
+    let message = outgoing(
+        Destination::Telegram(otp_domain::ChatId::from_i64(42).expect("valid")),
+        "x",
+    );
 
     let err = sender.send(&message).await.expect_err("wrong channel");
 

@@ -5,19 +5,18 @@ use std::time::Duration;
 
 use otp_domain::{DeliveryError, Destination, OutgoingMessage, Phone, Sender};
 use otp_gateway::{MetaConfig, MetaSender, TwilioConfig, TwilioSender};
-use otp_testkit::{FakePeer, Reply};
+use otp_testkit::{outgoing, FakePeer, Reply};
 use serde_json::json;
 
 const TOKEN: &str = "EAAG-test-token";
 
 fn whatsapp(code: &str) -> OutgoingMessage {
     OutgoingMessage {
-        verification: None,
-        destination: Destination::WhatsApp(Phone::parse("+5511987654321").expect("valid phone")),
-        subject: None,
-        body: format!("Seu código é {code}."),
         code: otp_domain::Code::parse(code).expect("code"),
-        locale: None,
+        ..outgoing(
+            Destination::WhatsApp(Phone::parse("+5511987654321").expect("valid phone")),
+            &format!("Seu código é {code}."),
+        )
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use otp_domain::{Destination, OutgoingMessage, Phone, Sender};
 use otp_gateway::{TwilioConfig, TwilioSender};
-use otp_testkit::{chain_text, FakePeer, Reply};
+use otp_testkit::{chain_text, outgoing, FakePeer, Reply};
 
 const SID: &str = "AC0123456789abcdef0123456789abcdef";
 const TOKEN: &str = "twilio-test-token";
@@ -25,25 +25,11 @@ fn phone() -> Phone {
 }
 
 fn sms(body: &str) -> OutgoingMessage {
-    OutgoingMessage {
-        verification: None,
-        destination: Destination::Sms(phone()),
-        subject: None,
-        body: body.to_owned(),
-        code: otp_domain::Code::parse("1234").expect("code"),
-        locale: None,
-    }
+    outgoing(Destination::Sms(phone()), body)
 }
 
 fn call(body: &str) -> OutgoingMessage {
-    OutgoingMessage {
-        verification: None,
-        destination: Destination::Call(phone()),
-        subject: None,
-        body: body.to_owned(),
-        code: otp_domain::Code::parse("1234").expect("code"),
-        locale: None,
-    }
+    outgoing(Destination::Call(phone()), body)
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use otp_testkit::{FakePeer, Reply};
+use otp_testkit::{chain, FakePeer, Reply};
 
 /// Long enough for loopback, short enough for a test.
 const TIMEOUT: Duration = Duration::from_millis(300);
@@ -129,18 +129,6 @@ fn full_listener() -> (tokio::net::TcpListener, SocketAddr, Vec<TcpStream>) {
         assert!(queued.len() < 64, "the accept queue never filled");
     }
     (listener, addr, queued)
-}
-
-/// Every cause of an error, one line, as a log shows it.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cause = c.source();
-    }
-    out
 }
 
 #[tokio::test]

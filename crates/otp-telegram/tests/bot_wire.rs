@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use otp_domain::{ChatId, DeliveryError, Destination, OutgoingMessage, Sender};
 use otp_telegram::{set_webhook, TelegramConfig, TelegramError, TelegramSender};
-use otp_testkit::{chain_text, closed_port, FakePeer, Reply};
+use otp_testkit::{chain_text, closed_port, outgoing, FakePeer, Reply};
 use secrecy::SecretString;
 
 const TOKEN: &str = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw";
@@ -18,14 +18,10 @@ fn config(api_url: &str) -> TelegramConfig {
 }
 
 fn to_chat(chat: i64, body: &str) -> OutgoingMessage {
-    OutgoingMessage {
-        verification: None,
-        destination: Destination::Telegram(ChatId::from_i64(chat).expect("valid chat id")),
-        subject: None,
-        body: body.to_owned(),
-        code: otp_domain::Code::parse("1234").expect("code"),
-        locale: None,
-    }
+    outgoing(
+        Destination::Telegram(ChatId::from_i64(chat).expect("valid chat id")),
+        body,
+    )
 }
 
 async fn send(api_url: &str, chat: i64, body: &str) -> Result<(), DeliveryError> {

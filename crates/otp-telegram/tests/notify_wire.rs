@@ -3,18 +3,14 @@
 
 use otp_domain::{ChatId, Destination, OutgoingMessage, Sender};
 use otp_telegram::{HttpNotifyConfig, HttpNotifySender};
-use otp_testkit::{FakePeer, Reply};
+use otp_testkit::{outgoing, FakePeer, Reply};
 use secrecy::SecretString;
 
 fn to_chat(body: &str) -> OutgoingMessage {
-    OutgoingMessage {
-        verification: None,
-        destination: Destination::Telegram(ChatId::from_i64(1234567890).expect("valid")),
-        subject: None,
-        body: body.to_owned(),
-        code: otp_domain::Code::parse("1234").expect("code"),
-        locale: None,
-    }
+    outgoing(
+        Destination::Telegram(ChatId::from_i64(1234567890).expect("valid")),
+        body,
+    )
 }
 
 fn config(base_url: &str) -> HttpNotifyConfig {

@@ -208,6 +208,22 @@ pub fn closed_port() -> u16 {
     listener.local_addr().expect("local addr").port()
 }
 
+/// A port on 127.0.0.1 that accepts every connection and never answers
+/// nor closes one: the worst peer, where only a timeout ends the wait.
+/// It listens until the test process ends.
+pub fn silent_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let port = listener.local_addr().expect("local addr").port();
+    std::thread::spawn(move || {
+        // Held, not dropped: a dropped stream would close the connection.
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    port
+}
+
 fn bind() -> (std::net::TcpListener, String) {
     bind_to(0)
 }

@@ -19,7 +19,8 @@
 //! # Layout
 //! - [`http`]: [`FakePeer`], a recording HTTP server that answers with a
 //!   canned [`Reply`] or a script of them (gateway, Twilio, Bot API,
-//!   notify relay), [`Recorded`] requests, and [`closed_port`].
+//!   notify relay), [`Recorded`] requests, [`closed_port`] and
+//!   [`silent_port`].
 //! - [`smtp`]: [`SmtpPeer`], a real SMTP server (Python's aiosmtpd) that
 //!   keeps each [`Received`] message with its envelope.
 //! - [`redis`]: [`redis::RedisServer`] (standalone, append-only file, TLS;
@@ -29,7 +30,8 @@
 //! - [`webhooks`]: Standard Webhooks signatures checked by the reference
 //!   library.
 //! - [`chain_text`]: an error's whole source chain as text, for "no secret
-//!   leaks" checks.
+//!   leaks" checks; [`chain`], any error's chain as a log line shows it.
+//! - [`outgoing`]: the message a sender gets, for the adapters' wire tests.
 
 use std::time::{Duration, Instant};
 
@@ -38,10 +40,13 @@ pub mod redis;
 pub mod smtp;
 pub mod webhooks;
 
-pub use http::{closed_port, FakePeer, Recorded, Reply};
+pub use http::{closed_port, silent_port, FakePeer, Recorded, Reply};
 /// The parser [`Received::parsed`] returns messages from, so tests use the
 /// same version for its traits (`MimeHeaders`).
 pub use mail_parser;
+/// An error and its causes as one log line, for the "no secret leaks"
+/// checks of suites whose crate does not depend on otp-domain.
+pub use otp_domain::error::chain;
 pub use smtp::{Received, SmtpPeer};
 
 /// Every message in an error's source chain, `Display` and `Debug`, joined
@@ -54,6 +59,20 @@ pub fn chain_text(err: &otp_domain::DeliveryError) -> String {
         source = s.source();
     }
     text
+}
+
+/// A message to `destination` with `body`, no subject, no locale and no
+/// verification, carrying the code `1234`: what a wire test hands a
+/// sender. A test that needs more sets those fields on the result.
+pub fn outgoing(destination: otp_domain::Destination, body: &str) -> otp_domain::OutgoingMessage {
+    otp_domain::OutgoingMessage {
+        verification: None,
+        destination,
+        subject: None,
+        body: body.to_owned(),
+        code: otp_domain::Code::parse("1234").expect("a valid code"),
+        locale: None,
+    }
 }
 
 /// How long a `wait_for` waits for the count it was given before it

@@ -297,6 +297,7 @@ mod tests {
 
     use figment::Jail;
 
+    use super::super::tests::load_error;
     use super::super::Config;
     use super::*;
 
@@ -372,13 +373,9 @@ mod tests {
             "whsec_not*base64!",
             "whsec_c2hvcnQ=",
         ] {
-            Jail::expect_with(|jail| {
-                let toml = webhook("").replace(SECRET, bad);
-                let err = load(jail, &toml).map(|_| ()).expect_err(bad).to_string();
-                assert!(err.contains("events.sinks[0].secret must"), "{err}");
-                assert!(!err.contains(bad), "the secret leaked: {err}");
-                Ok(())
-            });
+            let err = load_error(&[], &webhook("").replace(SECRET, bad));
+            assert!(err.contains("events.sinks[0].secret must"), "{err}");
+            assert!(!err.contains(bad), "the secret leaked: {err}");
         }
     }
 
@@ -412,14 +409,8 @@ mod tests {
                 "events.source is required",
             ),
         ] {
-            Jail::expect_with(|jail| {
-                let err = load(jail, &toml)
-                    .map(|_| ())
-                    .expect_err(expected)
-                    .to_string();
-                assert!(err.contains(expected), "{toml}\n=> {err}");
-                Ok(())
-            });
+            let err = load_error(&[], &toml);
+            assert!(err.contains(expected), "{toml}\n=> {err}");
         }
     }
 
@@ -433,15 +424,9 @@ mod tests {
                 "secret",
             ),
         ] {
-            Jail::expect_with(|jail| {
-                let err = load(jail, &toml)
-                    .map(|_| ())
-                    .expect_err(expected)
-                    .to_string();
-                assert!(err.contains("events.sinks"), "{err}");
-                assert!(err.contains(expected), "{err}");
-                Ok(())
-            });
+            let err = load_error(&[], &toml);
+            assert!(err.contains("events.sinks"), "{err}");
+            assert!(err.contains(expected), "{err}");
         }
     }
 

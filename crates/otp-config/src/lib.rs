@@ -463,46 +463,75 @@ pub(crate) mod tests {
         Config::load(None)
     }
 
-    #[test]
-    fn defaults_load_and_are_the_documented_ones() {
+    /// Loads the defaults, `env` and, unless empty, `toml` as the
+    /// `--config` file, inside a fresh `Jail` (so no other test's env or
+    /// files leak in).
+    fn load_with(env: &[(&str, &str)], toml: &str) -> Result<Config, ConfigError> {
+        let mut loaded = None;
         Jail::expect_with(|jail| {
-            let c = load_in_jail(jail).map_err(|e| e.to_string())?;
-            assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
-            assert_eq!(c.store.kind, StoreKind::Embedded);
-            assert_eq!(c.store.path, PathBuf::from("data/otpd.redb"));
-            assert!(!c.auth_enabled());
-            assert_eq!(c.policy.max_attempts, 5);
-            assert!(matches!(c.providers.sms[..], [PhoneProvider::Log]));
+            for (var, value) in env {
+                jail.set_env(var, value);
+            }
+            let file = if toml.is_empty() {
+                None
+            } else {
+                jail.create_file("otpd.toml", toml)?;
+                Some(Path::new("otpd.toml"))
+            };
+            loaded = Some(Config::load(file));
             Ok(())
         });
+        loaded.expect("the jail ran the load")
+    }
+
+    /// The config `load_with` loads, which must load.
+    pub(super) fn load_ok(env: &[(&str, &str)], toml: &str) -> Config {
+        load_with(env, toml).unwrap_or_else(|e| panic!("{env:?} {toml}: {e}"))
+    }
+
+    /// The error text of a config `load_with` loads, which must not load.
+    pub(super) fn load_error(env: &[(&str, &str)], toml: &str) -> String {
+        match load_with(env, toml) {
+            Ok(_) => panic!("loads, but must not: {env:?} {toml}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn defaults_load_and_are_the_documented_ones() {
+        let c = load_ok(&[], "");
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.store.kind, StoreKind::Embedded);
+        assert_eq!(c.store.path, PathBuf::from("data/otpd.redb"));
+        assert!(!c.auth_enabled());
+        assert_eq!(c.policy.max_attempts, 5);
+        assert!(matches!(c.providers.sms[..], [PhoneProvider::Log]));
     }
 
     #[test]
     fn logs_are_text_at_info_and_metrics_listen_on_loopback_by_default() {
-        Jail::expect_with(|jail| {
-            let c = load_in_jail(jail).map_err(|e| e.to_string())?;
-            assert_eq!(c.log.format, LogFormat::Text);
-            assert_eq!(c.log.level, "info");
-            assert_eq!(
-                c.metrics.listen.map(|a| a.to_string()).as_deref(),
-                Some("127.0.0.1:9464")
-            );
-            Ok(())
-        });
+        let c = load_ok(&[], "");
+        assert_eq!(c.log.format, LogFormat::Text);
+        assert_eq!(c.log.level, "info");
+        assert_eq!(
+            c.metrics.listen.map(|a| a.to_string()).as_deref(),
+            Some("127.0.0.1:9464")
+        );
     }
 
     #[test]
     fn an_empty_metrics_listen_turns_metrics_off_and_json_logs_load() {
-        Jail::expect_with(|jail| {
-            jail.set_env("OTP_METRICS__LISTEN", "");
-            jail.set_env("OTP_LOG__FORMAT", "json");
-            jail.set_env("OTP_LOG__LEVEL", "warn,otpd::http=info");
-            let c = load_in_jail(jail).map_err(|e| e.to_string())?;
-            assert_eq!(c.metrics.listen, None);
-            assert_eq!(c.log.format, LogFormat::Json);
-            assert_eq!(c.log.level, "warn,otpd::http=info");
-            Ok(())
-        });
+        let c = load_ok(
+            &[
+                ("OTP_METRICS__LISTEN", ""),
+                ("OTP_LOG__FORMAT", "json"),
+                ("OTP_LOG__LEVEL", "warn,otpd::http=info"),
+            ],
+            "",
+        );
+        assert_eq!(c.metrics.listen, None);
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert_eq!(c.log.level, "warn,otpd::http=info");
     }
 
     #[test]
@@ -517,72 +546,63 @@ pub(crate) mod tests {
                 "metrics.listen must differ from server.listen",
             ),
         ] {
-            Jail::expect_with(|jail| {
-                jail.set_env(var, value);
-                let err = load_in_jail(jail).map(|_| ()).expect_err(expected);
-                assert!(err.to_string().contains(expected), "{var}={value}: {err}");
-                Ok(())
-            });
+            let err = load_error(&[(var, value)], "");
+            assert!(err.contains(expected), "{var}={value}: {err}");
         }
     }
 
     #[test]
     fn half_configured_auth_is_refused() {
-        Jail::expect_with(|jail| {
-            jail.set_env("HTTP_AUTH_USERNAME", "admin");
-            let err = load_in_jail(jail).map(|_| ()).expect_err("half auth");
-            assert!(err.to_string().contains("auth"), "{err}");
-            assert!(
-                err.to_string()
-                    .contains("auth.password is required when auth.username is set"),
-                "{err}"
-            );
-            Ok(())
-        });
+        let err = load_error(&[("HTTP_AUTH_USERNAME", "admin")], "");
+        assert!(err.contains("auth"), "{err}");
+        assert!(
+            err.contains("auth.password is required when auth.username is set"),
+            "{err}"
+        );
     }
 
     #[test]
     fn a_user_name_with_a_colon_is_refused() {
-        Jail::expect_with(|jail| {
-            jail.set_env("HTTP_AUTH_USERNAME", "ad:min");
-            jail.set_env("HTTP_AUTH_PASSWORD", "secret");
-            let err = load_in_jail(jail).map(|_| ()).expect_err("a colon");
-            assert!(
-                err.to_string()
-                    .contains("auth.username must not contain `:`"),
-                "{err}"
-            );
-            jail.set_env("HTTP_AUTH_USERNAME", "admin");
-            load_in_jail(jail).expect("the same pair without the colon loads");
-            Ok(())
-        });
+        let err = load_error(
+            &[
+                ("HTTP_AUTH_USERNAME", "ad:min"),
+                ("HTTP_AUTH_PASSWORD", "secret"),
+            ],
+            "",
+        );
+        assert!(err.contains("auth.username must not contain `:`"), "{err}");
+        // The same pair without the colon loads.
+        load_ok(
+            &[
+                ("HTTP_AUTH_USERNAME", "admin"),
+                ("HTTP_AUTH_PASSWORD", "secret"),
+            ],
+            "",
+        );
     }
 
     #[test]
     fn redis_needs_a_secret_and_cluster_nodes_come_from_a_comma_list() {
-        Jail::expect_with(|jail| {
-            jail.set_env("OTP_STORE__KIND", "redis");
-            let err = load_in_jail(jail).map(|_| ()).expect_err("no secret");
-            assert!(err.to_string().contains("security.secret"), "{err}");
-            Ok(())
-        });
-        Jail::expect_with(|jail| {
-            jail.set_env("OTP_STORE__KIND", "redis-cluster");
-            jail.set_env("OTP_SECURITY__SECRET", "0123456789abcdef0123");
-            jail.set_env(
-                "OTP_STORE__NODES",
-                "redis://127.0.0.1:7000, redis://127.0.0.1:7001",
-            );
-            jail.set_env("OTP_STORE__URL", "redis://user:0123@db:6379");
-            let c = load_in_jail(jail).map_err(|e| e.to_string())?;
-            assert_eq!(c.store.kind, StoreKind::RedisCluster);
-            assert_eq!(
-                c.store.nodes,
-                vec!["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"]
-            );
-            assert_eq!(c.store.url, "redis://user:0123@db:6379");
-            Ok(())
-        });
+        let err = load_error(&[("OTP_STORE__KIND", "redis")], "");
+        assert!(err.contains("security.secret"), "{err}");
+        let c = load_ok(
+            &[
+                ("OTP_STORE__KIND", "redis-cluster"),
+                ("OTP_SECURITY__SECRET", "0123456789abcdef0123"),
+                (
+                    "OTP_STORE__NODES",
+                    "redis://127.0.0.1:7000, redis://127.0.0.1:7001",
+                ),
+                ("OTP_STORE__URL", "redis://user:0123@db:6379"),
+            ],
+            "",
+        );
+        assert_eq!(c.store.kind, StoreKind::RedisCluster);
+        assert_eq!(
+            c.store.nodes,
+            vec!["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"]
+        );
+        assert_eq!(c.store.url, "redis://user:0123@db:6379");
     }
 
     #[test]
@@ -599,14 +619,15 @@ pub(crate) mod tests {
                 "store.key_prefix must not contain { or }",
             ),
         ] {
-            Jail::expect_with(|jail| {
-                jail.set_env("OTP_STORE__KIND", "redis");
-                jail.set_env("OTP_SECURITY__SECRET", "0123456789abcdef0123");
-                jail.set_env(var, value);
-                let err = load_in_jail(jail).map(|_| ()).expect_err(expected);
-                assert!(err.to_string().contains(expected), "{err}");
-                Ok(())
-            });
+            let err = load_error(
+                &[
+                    ("OTP_STORE__KIND", "redis"),
+                    ("OTP_SECURITY__SECRET", "0123456789abcdef0123"),
+                    (var, value),
+                ],
+                "",
+            );
+            assert!(err.contains(expected), "{err}");
         }
     }
 

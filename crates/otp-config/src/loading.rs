@@ -154,13 +154,10 @@ fn is_secret(path: &[String]) -> bool {
 }
 
 #[cfg(test)]
-// figment's Jail closures return figment::Error, which is large; fine in tests.
-#[allow(clippy::result_large_err)]
 mod tests {
-    use super::super::tests::load_in_jail;
+    use super::super::tests::{load_error, load_ok};
     use std::path::PathBuf;
 
-    use figment::Jail;
     use secrecy::ExposeSecret;
 
     use super::super::{Config, ConfigError};
@@ -168,112 +165,82 @@ mod tests {
 
     #[test]
     fn a_secret_of_the_wrong_type_is_not_quoted_in_the_error() {
-        Jail::expect_with(|jail| {
-            jail.create_file(
-                "otpd.toml",
-                "[auth]\nusername = \"admin\"\npassword = 98765432\n[telegram]\nbot_token = 4242424242\n",
-            )?;
-            let err = Config::load(Some(std::path::Path::new("otpd.toml")))
-                .map(|_| ())
-                .expect_err("a number is no password");
-            let text = err.to_string();
-            assert!(text.contains("auth.password"), "{text}");
-            assert!(!text.contains("98765432"), "the secret leaked: {text}");
-            Ok(())
-        });
+        let text = load_error(
+            &[],
+            "[auth]\nusername = \"admin\"\npassword = 98765432\n[telegram]\nbot_token = 4242424242\n",
+        );
+        assert!(text.contains("auth.password"), "{text}");
+        assert!(!text.contains("98765432"), "the secret leaked: {text}");
     }
 
     #[test]
     fn seed_env_secrets_stay_strings_with_leading_zeros() {
-        Jail::expect_with(|jail| {
-            jail.set_env("HTTP_AUTH_USERNAME", "0042");
-            jail.set_env("HTTP_AUTH_PASSWORD", "0123");
-            jail.set_env("TELEGRAM_WEBHOOK_SECRET", "+4912345678");
-            let c = load_in_jail(jail).map_err(|e| e.to_string())?;
-            assert!(c.auth_enabled());
-            assert_eq!(c.auth.username, "0042");
-            assert_eq!(c.auth.password.expose_secret(), "0123");
-            assert_eq!(c.telegram.webhook_secret.expose_secret(), "+4912345678");
-            Ok(())
-        });
+        let c = load_ok(
+            &[
+                ("HTTP_AUTH_USERNAME", "0042"),
+                ("HTTP_AUTH_PASSWORD", "0123"),
+                ("TELEGRAM_WEBHOOK_SECRET", "+4912345678"),
+            ],
+            "",
+        );
+        assert!(c.auth_enabled());
+        assert_eq!(c.auth.username, "0042");
+        assert_eq!(c.auth.password.expose_secret(), "0123");
+        assert_eq!(c.telegram.webhook_secret.expose_secret(), "+4912345678");
     }
 
     #[test]
     fn otp_env_vars_split_on_double_underscore_and_keep_strings() {
-        Jail::expect_with(|jail| {
-            jail.set_env("OTP_SERVER__LISTEN", "0.0.0.0:9000");
-            jail.set_env("OTP_STORE__PATH", "/tmp/x.redb");
-            jail.set_env("OTP_OTP__MAX_ATTEMPTS", "3");
-            jail.set_env("OTP_AUTH__USERNAME", "007");
-            jail.set_env("OTP_AUTH__PASSWORD", "0123");
-            let c = load_in_jail(jail).map_err(|e| e.to_string())?;
-            assert_eq!(c.server.listen.to_string(), "0.0.0.0:9000");
-            assert_eq!(c.store.path, PathBuf::from("/tmp/x.redb"));
-            assert_eq!(c.policy.max_attempts, 3);
-            assert_eq!(c.auth.username, "007");
-            assert_eq!(c.auth.password.expose_secret(), "0123");
-            Ok(())
-        });
+        let c = load_ok(
+            &[
+                ("OTP_SERVER__LISTEN", "0.0.0.0:9000"),
+                ("OTP_STORE__PATH", "/tmp/x.redb"),
+                ("OTP_OTP__MAX_ATTEMPTS", "3"),
+                ("OTP_AUTH__USERNAME", "007"),
+                ("OTP_AUTH__PASSWORD", "0123"),
+            ],
+            "",
+        );
+        assert_eq!(c.server.listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(c.store.path, PathBuf::from("/tmp/x.redb"));
+        assert_eq!(c.policy.max_attempts, 3);
+        assert_eq!(c.auth.username, "007");
+        assert_eq!(c.auth.password.expose_secret(), "0123");
     }
 
     #[test]
     fn file_layer_overrides_defaults_and_env_overrides_file() {
-        Jail::expect_with(|jail| {
-            jail.create_file("otpd.toml", "[otp]\nmax_attempts = 7\ncode_length = 8\n")?;
-            jail.set_env("OTP_OTP__CODE_LENGTH", "4");
-            let c = Config::load(Some(Path::new("otpd.toml"))).map_err(|e| e.to_string())?;
-            assert_eq!(c.policy.max_attempts, 7);
-            assert_eq!(c.policy.code_length, 4);
-            Ok(())
-        });
+        let c = load_ok(
+            &[("OTP_OTP__CODE_LENGTH", "4")],
+            "[otp]\nmax_attempts = 7\ncode_length = 8\n",
+        );
+        assert_eq!(c.policy.max_attempts, 7);
+        assert_eq!(c.policy.code_length, 4);
     }
 
     #[test]
     fn unknown_keys_and_bad_values_name_the_key() {
-        Jail::expect_with(|jail| {
-            jail.set_env("OTP_REDIS_URL", "redis://x");
-            let err = load_in_jail(jail).map(|_| ()).expect_err("unknown key");
-            assert!(err.to_string().contains("redis_url"), "{err}");
-            assert!(
-                err.to_string().contains(
-                    "redis_url is not a known key (from environment variable OTP_REDIS_URL)"
-                ),
-                "{err}"
-            );
-            Ok(())
-        });
-        Jail::expect_with(|jail| {
-            jail.set_env("OTP_OTP__MAX_ATTEMPTS", "many");
-            let err = load_in_jail(jail).map(|_| ()).expect_err("bad value");
-            assert!(err.to_string().contains("max_attempts"), "{err}");
-            assert!(
-                err.to_string().contains("otp.max_attempts has a bad value")
-                    && err
-                        .to_string()
-                        .contains("environment variable OTP_OTP__MAX_ATTEMPTS"),
-                "{err}"
-            );
-            Ok(())
-        });
-        Jail::expect_with(|jail| {
-            jail.set_env("OTP_SERVER__LISTEN", "not-an-address");
-            let err = load_in_jail(jail).map(|_| ()).expect_err("bad value");
-            assert!(err.to_string().contains("listen"), "{err}");
-            assert!(err.to_string().contains("server.listen"), "{err}");
-            Ok(())
-        });
-        Jail::expect_with(|jail| {
-            jail.create_file("otpd.toml", "[store]\nkind = \"mysql\"\n")?;
-            let err = Config::load(Some(Path::new("otpd.toml")))
-                .map(|_| ())
-                .expect_err("bad kind");
-            assert!(
-                err.to_string().contains("store.kind has a bad value")
-                    && err.to_string().contains("otpd.toml"),
-                "{err}"
-            );
-            Ok(())
-        });
+        let err = load_error(&[("OTP_REDIS_URL", "redis://x")], "");
+        assert!(err.contains("redis_url"), "{err}");
+        assert!(
+            err.contains("redis_url is not a known key (from environment variable OTP_REDIS_URL)"),
+            "{err}"
+        );
+        let err = load_error(&[("OTP_OTP__MAX_ATTEMPTS", "many")], "");
+        assert!(err.contains("max_attempts"), "{err}");
+        assert!(
+            err.contains("otp.max_attempts has a bad value")
+                && err.contains("environment variable OTP_OTP__MAX_ATTEMPTS"),
+            "{err}"
+        );
+        let err = load_error(&[("OTP_SERVER__LISTEN", "not-an-address")], "");
+        assert!(err.contains("listen"), "{err}");
+        assert!(err.contains("server.listen"), "{err}");
+        let err = load_error(&[], "[store]\nkind = \"mysql\"\n");
+        assert!(
+            err.contains("store.kind has a bad value") && err.contains("otpd.toml"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -300,19 +267,17 @@ mod tests {
                 "fraud.never_block must list prefixes",
             ),
         ] {
-            Jail::expect_with(|jail| {
-                jail.set_env(key, value);
-                let err = load_in_jail(jail).map(|_| ()).expect_err("refused");
-                assert!(err.to_string().contains(named), "{key}: {err}");
-                Ok(())
-            });
+            let err = load_error(&[(key, value)], "");
+            assert!(err.contains(named), "{key}: {err}");
         }
-        Jail::expect_with(|jail| {
-            jail.set_env("OTP_VERIFICATIONS__RETENTION_SECS", "60");
-            jail.set_env("OTP_DELIVERY__DEADLINE_SECS", "45");
-            load_in_jail(jail).expect("the bounds themselves are fine");
-            Ok(())
-        });
+        // The bounds themselves are fine.
+        load_ok(
+            &[
+                ("OTP_VERIFICATIONS__RETENTION_SECS", "60"),
+                ("OTP_DELIVERY__DEADLINE_SECS", "45"),
+            ],
+            "",
+        );
     }
 
     #[test]

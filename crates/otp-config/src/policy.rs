@@ -197,28 +197,16 @@ pub(super) fn fraud(file: &ConfigFile) -> Result<otp_domain::fraud::FraudPolicy,
 }
 
 #[cfg(test)]
-// figment's Jail closures return figment::Error, which is large; fine in tests.
-#[allow(clippy::result_large_err)]
 mod tests {
-    use super::super::tests::load_in_jail;
-    use std::path::Path;
-
-    use figment::Jail;
-
-    use super::super::Config;
+    use super::super::tests::{load_error, load_ok};
 
     #[test]
     fn a_template_without_password_is_refused() {
-        Jail::expect_with(|jail| {
-            jail.set_env("OTP_TEMPLATES__SMS", "Hello");
-            let err = load_in_jail(jail).map(|_| ()).expect_err("bad template");
-            assert!(
-                err.to_string().contains("templates.sms")
-                    && err.to_string().contains("must contain {password}"),
-                "{err}"
-            );
-            Ok(())
-        });
+        let err = load_error(&[("OTP_TEMPLATES__SMS", "Hello")], "");
+        assert!(
+            err.contains("templates.sms") && err.contains("must contain {password}"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -276,23 +264,16 @@ mod tests {
                 "templates.locales.en must not be set: the English texts are the [templates] keys themselves",
             ),
         ] {
-            Jail::expect_with(|jail| {
-                for (var, value) in vars {
-                    jail.set_env(var, value);
-                }
-                let err = load_in_jail(jail).map(|_| ()).expect_err(expected);
-                assert_eq!(err.to_string(), format!("invalid config: {expected}"));
-                Ok(())
-            });
+            let err = load_error(vars, "");
+            assert_eq!(err, format!("invalid config: {expected}"));
         }
     }
 
     #[test]
     fn country_rules_region_and_test_destinations_reach_the_policy() {
-        Jail::expect_with(|jail| {
-            jail.create_file(
-                "otpd.toml",
-                r#"
+        let c = load_ok(
+            &[],
+            r#"
                 [otp]
                 default_region = "de"
                 [sms]
@@ -302,42 +283,27 @@ mod tests {
                 [security]
                 test_destinations = [{ channel = "sms", to = "030 1234567", code = "424242" }]
                 "#,
-            )?;
-            let c = Config::load(Some(Path::new("otpd.toml"))).map_err(|e| e.to_string())?;
-            let p = &c.policy;
-            assert!(p.sms_countries.permits(49) && !p.sms_countries.permits(7));
-            assert!(!p.call_countries.permits(7) && p.call_countries.permits(1));
-            assert!(p.test_destinations.contains_key("sms:+49301234567"));
-            Ok(())
-        });
-        Jail::expect_with(|jail| {
-            jail.set_env("OTP_OTP__DEFAULT_REGION", "XX");
-            let err = load_in_jail(jail).map(|_| ()).expect_err("bad region");
-            assert!(err.to_string().contains("otp.default_region"), "{err}");
-            assert!(
-                err.to_string()
-                    .contains("otp.default_region must be an ISO 3166 region code"),
-                "{err}"
-            );
-            Ok(())
-        });
-        Jail::expect_with(|jail| {
-            jail.create_file(
-                "otpd.toml",
-                r#"
+        );
+        let p = &c.policy;
+        assert!(p.sms_countries.permits(49) && !p.sms_countries.permits(7));
+        assert!(!p.call_countries.permits(7) && p.call_countries.permits(1));
+        assert!(p.test_destinations.contains_key("sms:+49301234567"));
+        let err = load_error(&[("OTP_OTP__DEFAULT_REGION", "XX")], "");
+        assert!(err.contains("otp.default_region"), "{err}");
+        assert!(
+            err.contains("otp.default_region must be an ISO 3166 region code"),
+            "{err}"
+        );
+        let err = load_error(
+            &[],
+            r#"
                 [security]
                 test_destinations = [{ channel = "email", to = "not-an-email", code = "424242" }]
                 "#,
-            )?;
-            let err = Config::load(Some(Path::new("otpd.toml")))
-                .map(|_| ())
-                .expect_err("bad destination");
-            assert!(
-                err.to_string()
-                    .contains("security.test_destinations[0].to is not accepted: invalid email"),
-                "{err}"
-            );
-            Ok(())
-        });
+        );
+        assert!(
+            err.contains("security.test_destinations[0].to is not accepted: invalid email"),
+            "{err}"
+        );
     }
 }

@@ -20,87 +20,70 @@ use super::schema::{
 };
 use super::{ConfigError, KeyError, Problem};
 
-/// A provider of SMS or voice calls, with its settings.
-#[derive(Debug, Clone)]
-pub enum PhoneProvider {
-    /// The development sink.
-    Log,
-    Http(otp_gateway::HttpGatewayConfig),
-    Twilio(otp_gateway::TwilioConfig),
-    Queue(otp_redis::QueueConfig),
-}
-
-/// A provider of WhatsApp messages, with its settings.
-#[derive(Debug, Clone)]
-pub enum WhatsAppProvider {
-    Log,
-    Meta(otp_gateway::MetaConfig),
-    Twilio(otp_gateway::TwilioConfig),
-    Queue(otp_redis::QueueConfig),
-}
-
-impl WhatsAppProvider {
-    /// Its name in config and logs.
-    pub fn name(&self) -> &'static str {
-        match self {
-            WhatsAppProvider::Log => "log",
-            WhatsAppProvider::Meta(_) => "meta",
-            WhatsAppProvider::Twilio(_) => "twilio",
-            WhatsAppProvider::Queue(_) => "queue",
+/// Declares a channel's provider enum and its `name`, so a variant and
+/// the name it has in config and logs are written once, side by side.
+macro_rules! provider_enum {
+    (
+        $(#[$meta:meta])*
+        $enum:ident {
+            $($(#[$vmeta:meta])* $variant:ident $(($settings:ty))? => $name:literal,)+
         }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone)]
+        pub enum $enum {
+            $($(#[$vmeta])* $variant $(($settings))?,)+
+        }
+
+        impl $enum {
+            /// Its name in config and logs.
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $($enum::$variant { .. } => $name,)+
+                }
+            }
+        }
+    };
+}
+
+provider_enum! {
+    /// A provider of SMS or voice calls, with its settings.
+    PhoneProvider {
+        /// The development sink.
+        Log => "log",
+        Http(otp_gateway::HttpGatewayConfig) => "http",
+        Twilio(otp_gateway::TwilioConfig) => "twilio",
+        Queue(otp_redis::QueueConfig) => "queue",
     }
 }
 
-/// A provider of email, with its settings.
-#[derive(Debug, Clone)]
-pub enum EmailProvider {
-    Log,
-    Smtp(otp_smtp::SmtpConfig),
-    Queue(otp_redis::QueueConfig),
-}
-
-/// A provider of Telegram messages, with its settings.
-#[derive(Debug, Clone)]
-pub enum TelegramProvider {
-    Log,
-    /// The Bot API, with `telegram.bot_token`.
-    Bot(otp_telegram::TelegramConfig),
-    Notify(otp_telegram::HttpNotifyConfig),
-    Queue(otp_redis::QueueConfig),
-}
-
-impl PhoneProvider {
-    /// Its name in config and logs.
-    pub fn name(&self) -> &'static str {
-        match self {
-            PhoneProvider::Log => "log",
-            PhoneProvider::Http(_) => "http",
-            PhoneProvider::Twilio(_) => "twilio",
-            PhoneProvider::Queue(_) => "queue",
-        }
+provider_enum! {
+    /// A provider of WhatsApp messages, with its settings.
+    WhatsAppProvider {
+        Log => "log",
+        Meta(otp_gateway::MetaConfig) => "meta",
+        Twilio(otp_gateway::TwilioConfig) => "twilio",
+        Queue(otp_redis::QueueConfig) => "queue",
     }
 }
 
-impl EmailProvider {
-    /// Its name in config and logs.
-    pub fn name(&self) -> &'static str {
-        match self {
-            EmailProvider::Log => "log",
-            EmailProvider::Smtp(_) => "smtp",
-            EmailProvider::Queue(_) => "queue",
-        }
+provider_enum! {
+    /// A provider of email, with its settings.
+    EmailProvider {
+        Log => "log",
+        Smtp(otp_smtp::SmtpConfig) => "smtp",
+        Queue(otp_redis::QueueConfig) => "queue",
     }
 }
 
-impl TelegramProvider {
-    /// Its name in config and logs.
-    pub fn name(&self) -> &'static str {
-        match self {
-            TelegramProvider::Log => "log",
-            TelegramProvider::Bot(_) => "telegram",
-            TelegramProvider::Notify(_) => "notify",
-            TelegramProvider::Queue(_) => "queue",
-        }
+provider_enum! {
+    /// A provider of Telegram messages, with its settings.
+    TelegramProvider {
+        Log => "log",
+        /// The Bot API, with `telegram.bot_token`.
+        Bot(otp_telegram::TelegramConfig) => "telegram",
+        Notify(otp_telegram::HttpNotifyConfig) => "notify",
+        Queue(otp_redis::QueueConfig) => "queue",
     }
 }
 
@@ -354,7 +337,7 @@ fn checked(section: &str, result: Result<(), FieldError>) -> Result<(), ConfigEr
 // figment's Jail closures return figment::Error, which is large; fine in tests.
 #[allow(clippy::result_large_err)]
 mod tests {
-    use super::super::tests::load_in_jail;
+    use super::super::tests::{load_error, load_in_jail};
     use std::path::Path;
 
     use figment::Jail;
@@ -364,18 +347,11 @@ mod tests {
 
     #[test]
     fn providers_are_checked_at_start_naming_the_key() {
-        Jail::expect_with(|jail| {
-            jail.set_env("OTP_SMS__PROVIDER", "twilio,http");
-            let err = load_in_jail(jail)
-                .map(|_| ())
-                .expect_err("no twilio section");
-            assert!(
-                err.to_string().contains("sms.provider")
-                    && err.to_string().contains("[sms.twilio]"),
-                "{err}"
-            );
-            Ok(())
-        });
+        let err = load_error(&[("OTP_SMS__PROVIDER", "twilio,http")], "");
+        assert!(
+            err.contains("sms.provider") && err.contains("[sms.twilio]"),
+            "{err}"
+        );
         Jail::expect_with(|jail| {
             jail.set_env("OTP_SMS__PROVIDER", "twilio");
             jail.set_env("OTP_SMS__TWILIO__ACCOUNT_SID", "AC123");
@@ -391,27 +367,13 @@ mod tests {
             assert_eq!(twilio.auth_token.expose_secret(), "0123");
             Ok(())
         });
-        Jail::expect_with(|jail| {
-            jail.set_env("OTP_EMAIL__PROVIDER", "twilio");
-            let err = load_in_jail(jail).map(|_| ()).expect_err("wrong channel");
-            assert!(
-                err.to_string().contains("twilio cannot deliver email"),
-                "{err}"
-            );
-            Ok(())
-        });
-        Jail::expect_with(|jail| {
-            jail.set_env("OTP_EMAIL__PROVIDER", "smtp");
-            jail.create_file(
-                "otpd.toml",
-                "[email.smtp]\nhost = \"localhost\"\nfrom = \"\"\n",
-            )?;
-            let err = Config::load(Some(Path::new("otpd.toml")))
-                .map(|_| ())
-                .expect_err("no from");
-            assert!(err.to_string().contains("email.smtp.from"), "{err}");
-            Ok(())
-        });
+        let err = load_error(&[("OTP_EMAIL__PROVIDER", "twilio")], "");
+        assert!(err.contains("twilio cannot deliver email"), "{err}");
+        let err = load_error(
+            &[("OTP_EMAIL__PROVIDER", "smtp")],
+            "[email.smtp]\nhost = \"localhost\"\nfrom = \"\"\n",
+        );
+        assert!(err.contains("email.smtp.from"), "{err}");
     }
 
     #[test]
@@ -433,38 +395,24 @@ mod tests {
                 "telegram.provider names http, but http cannot deliver telegram; use log, telegram, notify, queue",
             ),
         ] {
-            Jail::expect_with(|jail| {
-                jail.set_env(var, value);
-                let err = load_in_jail(jail).map(|_| ()).expect_err(expected);
-                assert!(err.to_string().contains(expected), "{err}");
-                Ok(())
-            });
+            let err = load_error(&[(var, value)], "");
+            assert!(err.contains(expected), "{err}");
         }
-        Jail::expect_with(|jail| {
-            jail.set_env("OTP_CALL__PROVIDER", ",");
-            let err = load_in_jail(jail).map(|_| ()).expect_err("empty list");
-            assert!(
-                err.to_string()
-                    .contains("call.provider has a bad value: name at least one provider"),
-                "{err}"
-            );
-            Ok(())
-        });
+        let err = load_error(&[("OTP_CALL__PROVIDER", ",")], "");
+        assert!(
+            err.contains("call.provider has a bad value: name at least one provider"),
+            "{err}"
+        );
     }
 
     #[test]
     fn a_missing_section_lists_every_key_it_needs() {
-        Jail::expect_with(|jail| {
-            jail.set_env("OTP_CALL__PROVIDER", "twilio");
-            let err = load_in_jail(jail).map(|_| ()).expect_err("no section");
-            assert_eq!(
-                err.to_string(),
-                "invalid config: call.twilio is missing: call.provider names twilio, which needs \
-                 [call.twilio] with call.twilio.account_sid, call.twilio.auth_token, \
-                 call.twilio.from"
-            );
-            Ok(())
-        });
+        assert_eq!(
+            load_error(&[("OTP_CALL__PROVIDER", "twilio")], ""),
+            "invalid config: call.twilio is missing: call.provider names twilio, which needs \
+             [call.twilio] with call.twilio.account_sid, call.twilio.auth_token, \
+             call.twilio.from"
+        );
         Jail::expect_with(|jail| {
             jail.set_env("OTP_WHATSAPP__PROVIDER", "meta");
             let err = load_in_jail(jail).map(|_| ()).expect_err("no section");
@@ -566,15 +514,8 @@ mod tests {
                 "telegram.api_url must be an http:// or https:// URL",
             ),
         ] {
-            Jail::expect_with(|jail| {
-                jail.create_file("otpd.toml", toml)?;
-                jail.set_env("TELEGRAM_WEBHOOK_SECRET", "s3cret");
-                let err = Config::load(Some(Path::new("otpd.toml")))
-                    .map(|_| ())
-                    .expect_err(expected);
-                assert!(err.to_string().contains(expected), "{err}");
-                Ok(())
-            });
+            let err = load_error(&[("TELEGRAM_WEBHOOK_SECRET", "s3cret")], toml);
+            assert!(err.contains(expected), "{err}");
         }
     }
 
@@ -594,25 +535,25 @@ mod tests {
             ));
             Ok(())
         });
-        Jail::expect_with(|jail| {
-            // Any delivering provider, not only the Bot API.
-            jail.set_env("OTP_TELEGRAM__PROVIDER", "notify");
-            jail.set_env("OTP_TELEGRAM__NOTIFY__URL", "http://127.0.0.1:9/msg");
-            let err = load_in_jail(jail).map(|_| ()).expect_err("no secret");
-            assert!(err.to_string().contains("telegram.webhook_secret"), "{err}");
-            Ok(())
-        });
-        Jail::expect_with(|jail| {
-            jail.set_env("OTP_TELEGRAM__PROVIDER", "telegram");
-            jail.set_env("TELEGRAM_WEBHOOK_SECRET", "s3cret");
-            let err = load_in_jail(jail).map(|_| ()).expect_err("no token");
-            assert!(
-                err.to_string().contains(
-                    "telegram.bot_token is required when telegram.provider names telegram"
-                ),
-                "{err}"
-            );
-            Ok(())
-        });
+        // Any delivering provider, not only the Bot API.
+        let err = load_error(
+            &[
+                ("OTP_TELEGRAM__PROVIDER", "notify"),
+                ("OTP_TELEGRAM__NOTIFY__URL", "http://127.0.0.1:9/msg"),
+            ],
+            "",
+        );
+        assert!(err.contains("telegram.webhook_secret"), "{err}");
+        let err = load_error(
+            &[
+                ("OTP_TELEGRAM__PROVIDER", "telegram"),
+                ("TELEGRAM_WEBHOOK_SECRET", "s3cret"),
+            ],
+            "",
+        );
+        assert!(
+            err.contains("telegram.bot_token is required when telegram.provider names telegram"),
+            "{err}"
+        );
     }
 }

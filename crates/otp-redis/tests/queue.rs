@@ -31,13 +31,10 @@ fn config(server: &RedisServer) -> QueueConfig {
 }
 
 fn message(channel: Channel, to: &str, subject: Option<&str>, body: &str) -> OutgoingMessage {
+    let destination = Destination::parse(channel, to).expect("valid destination");
     OutgoingMessage {
-        verification: None,
-        destination: Destination::parse(channel, to).expect("valid destination"),
         subject: subject.map(str::to_owned),
-        body: body.to_owned(),
-        code: otp_domain::Code::parse("1234").expect("code"),
-        locale: None,
+        ..otp_testkit::outgoing(destination, body)
     }
 }
 

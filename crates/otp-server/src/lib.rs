@@ -22,6 +22,8 @@
 //! - [`startup`]: building adapters from the resolved config and running
 //!   the server.
 //! - [`style`]: the CSS the pages share.
+//! - [`twilio`]: the Twilio Verify compatible routes under `/v2`, on
+//!   the wire format of [`otp_twilio_verify`].
 
 pub mod api;
 pub mod background;

@@ -133,7 +133,7 @@ pub async fn gate<E: Endpoint>(
 ) -> Result<Response> {
     let exempt = exemption(req.uri().path());
     if exempt == Some(Access::Twilio) {
-        use crate::twilio::errors::Fail;
+        use otp_twilio_verify::errors::Fail;
         let admitted = match &state.twilio {
             None => return Ok(Fail::not_found().response()),
             Some(t) => t.admits(req.header(header::AUTHORIZATION)),

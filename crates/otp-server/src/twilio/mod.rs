@@ -8,14 +8,9 @@
 //! console count it as any send), and renders Twilio's JSON. The native
 //! API knows nothing of it.
 //!
-//! - `errors`: Twilio's error body and codes, the domain errors' mapping.
-//! - `resources`: the JSON resources, the sids, the stored service.
-//! - `forms`: the form bodies, PascalCase as Twilio takes them.
-//! - this module: the state, the auth check and the operations.
-
-pub mod errors;
-mod forms;
-pub mod resources;
+//! Twilio's wire format (its forms, resources, sids and error codes) is
+//! the `otp-twilio-verify` crate; this module holds the state, the auth
+//! check and the operations.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,9 +31,12 @@ use poem_openapi::OpenApi;
 use crate::api::auth::Credentials;
 use crate::api::otp::{observe_send, record_check};
 use crate::api::{ApiTags, AppState};
-use errors::{bad_request_reply, reply, Fail};
-use forms::{CheckForm, ServiceCreate, ServiceUpdate, UpdateForm, VerificationForm};
-use resources::{
+use otp_twilio_verify::errors::{bad_request_reply, Fail};
+use otp_twilio_verify::forms::{
+    CheckForm, ServiceCreate, ServiceUpdate, UpdateForm, VerificationForm,
+};
+use otp_twilio_verify::reply;
+use otp_twilio_verify::resources::{
     is_sid, new_service_sid, verification_id, CheckBody, CheckedCode, Direct, Nullable, PageMeta,
     ServiceBody, ServicePage, ServiceRecord, VerificationBody,
 };

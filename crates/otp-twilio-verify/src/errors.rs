@@ -202,6 +202,7 @@ pub fn bad_request_reply<T: From<Fail>>(err: poem::Error) -> T {
 
 /// One `ApiResponse` per resource kind: the success variants given, and
 /// every error status the facade answers, each with [`TwilioError`].
+#[macro_export]
 macro_rules! reply {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident $( ( $($ty:ty),* ) )? = $status:literal),* $(,)? }) => {
         $(#[$meta])*
@@ -211,32 +212,32 @@ macro_rules! reply {
             $( $(#[$vmeta])* #[oai(status = $status)] $variant $( ( $($ty),* ) )?, )*
             /// An invalid parameter (code 60200).
             #[oai(status = 400)]
-            BadRequest(poem_openapi::payload::Json<$crate::twilio::errors::TwilioError>),
+            BadRequest(poem_openapi::payload::Json<$crate::errors::TwilioError>),
             /// Missing or wrong AccountSid/AuthToken (code 20003).
             #[oai(status = 401)]
-            Unauthorized(poem_openapi::payload::Json<$crate::twilio::errors::TwilioError>),
+            Unauthorized(poem_openapi::payload::Json<$crate::errors::TwilioError>),
             /// The country is not allowed (60605), or the fraud guard
             /// blocked the number (60410).
             #[oai(status = 403)]
-            Forbidden(poem_openapi::payload::Json<$crate::twilio::errors::TwilioError>),
+            Forbidden(poem_openapi::payload::Json<$crate::errors::TwilioError>),
             /// No such resource, or it is no longer pending (20404).
             #[oai(status = 404)]
-            NotFound(poem_openapi::payload::Json<$crate::twilio::errors::TwilioError>),
+            NotFound(poem_openapi::payload::Json<$crate::errors::TwilioError>),
             /// Max send attempts (60203), max check attempts (60202) or
             /// a shared limit (20429); see `Retry-After`.
             #[oai(status = 429)]
             TooMany(
-                poem_openapi::payload::Json<$crate::twilio::errors::TwilioError>,
+                poem_openapi::payload::Json<$crate::errors::TwilioError>,
                 #[oai(header = "Retry-After")] Option<u64>,
             ),
             /// The store cannot be reached, or no provider took the
             /// message (20503).
             #[oai(status = 503)]
-            Unavailable(poem_openapi::payload::Json<$crate::twilio::errors::TwilioError>),
+            Unavailable(poem_openapi::payload::Json<$crate::errors::TwilioError>),
         }
 
-        impl From<$crate::twilio::errors::Fail> for $name {
-            fn from(f: $crate::twilio::errors::Fail) -> Self {
+        impl From<$crate::errors::Fail> for $name {
+            fn from(f: $crate::errors::Fail) -> Self {
                 let body = poem_openapi::payload::Json(f.body());
                 match f.status {
                     401 => $name::Unauthorized(body),
@@ -250,7 +251,6 @@ macro_rules! reply {
         }
     };
 }
-pub(crate) use reply;
 
 #[cfg(test)]
 mod tests {

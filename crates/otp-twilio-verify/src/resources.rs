@@ -10,7 +10,7 @@ use poem_openapi::Object;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::api::fields::DateTime;
+use crate::time::DateTime;
 
 /// A resource as a JSON answer, written by serde straight from the
 /// struct into one pre-sized buffer. poem-openapi's `Json` first builds
@@ -59,9 +59,9 @@ impl<T: Serialize + Send> poem::IntoResponse for Direct<T> {
             // an empty answer.
             Err(e) => {
                 tracing::error!(error = %e, "twilio api: an answer did not serialize");
-                crate::twilio::errors::Fail::new(
+                crate::errors::Fail::new(
                     503,
-                    crate::twilio::errors::code::UNAVAILABLE,
+                    crate::errors::code::UNAVAILABLE,
                     "Service unavailable: the answer could not be written",
                 )
                 .response()

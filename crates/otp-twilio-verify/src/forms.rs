@@ -6,8 +6,8 @@
 use poem_openapi::Object;
 use serde::Deserialize;
 
-use super::errors::Fail;
-use super::resources::ServiceRecord;
+use crate::errors::Fail;
+use crate::resources::ServiceRecord;
 
 /// The longest `FriendlyName` Twilio takes.
 const NAME_MAX: usize = 30;

@@ -1168,6 +1168,7 @@ where
     a_prefix_is_blocked_once_with_one_event(store.clone()).await;
     unblock_lifts_a_block_at_once_with_its_event(store.as_ref()).await;
     concurrent_expiries_end_each_block_once(store.clone()).await;
+    an_ended_block_is_dated_when_it_ended(store.as_ref()).await;
 }
 
 pub async fn a_blocked_prefix_refuses_the_first_step_and_changes_nothing(s: &dyn Store) {
@@ -1430,6 +1431,71 @@ where
             .count();
         assert_eq!(unblocked, 1, "one unblocked event for {p}");
     }
+}
+
+/// A block's end is dated when it ended: an expired block at its `until`,
+/// whether a late sweep or the prefix's next block ends it (so a reader
+/// ordering by time sees the end before the next block); a lifted one
+/// at the lift.
+pub async fn an_ended_block_is_dated_when_it_ended<S>(s: &S)
+where
+    S: Store,
+{
+    // After the concurrent expiries' times (their blocks are ended) and
+    // before every other fraud test's, so the sweep below ends none of
+    // theirs on a shared backend.
+    let t = NOW - 2_000_000;
+    let (swept, reblocked, lifted) = (unique_prefix(), unique_prefix(), unique_prefix());
+    for p in [&swept, &reblocked] {
+        assert!(s.block(&block_of(p, t, t + 1_000), t).await.expect("block"));
+    }
+    assert!(s
+        .block(&block_of(&lifted, t, t + 60_000), t)
+        .await
+        .expect("block"));
+    // The next block comes 2 s after the first one expired, the sweep 3 s.
+    assert!(s
+        .block(&block_of(&reblocked, t + 3_000, t + 60_000), t + 3_000)
+        .await
+        .expect("block"));
+    let ended = s.expire_blocks(t + 4_000, 1_000).await.expect("expire");
+    assert!(ended.iter().any(|b| b.prefix == swept), "{ended:?}");
+    assert!(ended
+        .iter()
+        .all(|b| b.prefix != reblocked && b.prefix != lifted));
+    assert!(s
+        .unblock(&lifted, t + 5_000)
+        .await
+        .expect("unblock")
+        .is_some());
+    // Each read claims every due event for 1 ms: the next reads later.
+    let dated = |events: Vec<StoredEvent>| {
+        let mut out: Vec<(u64, EventType)> = events.iter().map(|e| (e.time, e.kind)).collect();
+        out.sort_by_key(|(time, _)| *time);
+        out
+    };
+    assert_eq!(
+        dated(fraud_events(s, &swept, t + 6_000).await),
+        [
+            (t, EventType::PrefixBlocked),
+            (t + 1_000, EventType::PrefixUnblocked)
+        ]
+    );
+    assert_eq!(
+        dated(fraud_events(s, &reblocked, t + 7_000).await),
+        [
+            (t, EventType::PrefixBlocked),
+            (t + 1_000, EventType::PrefixUnblocked),
+            (t + 3_000, EventType::PrefixBlocked)
+        ]
+    );
+    assert_eq!(
+        dated(fraud_events(s, &lifted, t + 8_000).await),
+        [
+            (t, EventType::PrefixBlocked),
+            (t + 5_000, EventType::PrefixUnblocked)
+        ]
+    );
 }
 
 /// For a store made with events off (no sink configured): statuses

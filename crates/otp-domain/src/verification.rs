@@ -615,17 +615,24 @@ impl StoredEvent {
     /// The fraud guard's event that a prefix was blocked
     /// (`unblocked: false`) or that its block ended. Its id names the
     /// prefix and the block's start, so every instance that would write it
-    /// writes the same id.
+    /// writes the same id. An end is dated when the block ended: at its
+    /// `until` when it expired, however late a sweep or the prefix's next
+    /// block writes it (so it reads before that next block's event); at
+    /// `now` when it is lifted early.
     pub fn fraud(block: &crate::fraud::Block, unblocked: bool, now: Timestamp) -> StoredEvent {
-        let (kind, what) = if unblocked {
-            (EventType::PrefixUnblocked, "unblocked")
+        let (kind, what, time) = if unblocked {
+            (
+                EventType::PrefixUnblocked,
+                "unblocked",
+                now.min(block.until),
+            )
         } else {
-            (EventType::PrefixBlocked, "blocked")
+            (EventType::PrefixBlocked, "blocked", now)
         };
         StoredEvent {
             id: format!("evt_fraud_{}_{}_{what}", block.prefix, block.since),
             kind,
-            time: now,
+            time,
             data: EventData::Block(block.clone()),
             tries: 0,
             delivered: Vec::new(),

@@ -29,5 +29,5 @@ if current or redis.call('EXISTS', KEYS[1]) == 1 then
 end
 redis.call('HSET', KEYS[1], 'j', ARGV[4], 'ue', ARGV[6])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
-fraud_emit(ARGV[7], KEYS[3], ARGV[5], ARGV[8], ARGV[1], ARGV[4])
+fraud_emit(ARGV[7], KEYS[3], ARGV[5], ARGV[8], ARGV[1], ARGV[1], ARGV[4])
 return 1

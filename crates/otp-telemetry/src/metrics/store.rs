@@ -150,264 +150,63 @@ impl<S: ?Sized> MeteredStore<S> {
     }
 }
 
-#[async_trait]
-impl<S: CodeStore + ?Sized> CodeStore for MeteredStore<S> {
-    // The send's first step keeps the `put_code` label: it is the same
-    // operation, with the limits across destinations and the fraud block
-    // read folded in.
-    async fn stage_send(
-        &self,
-        key: &str,
-        record: CodeRecord,
-        verification: &Verification,
-        limits: &SendLimits,
-        now: Timestamp,
-    ) -> Result<PutOutcome, StoreError> {
-        self.timed(
-            Operation::PutCode,
-            self.inner
-                .stage_send(key, record, verification, limits, now),
-        )
-        .await
-    }
-
-    async fn discard_code<'a>(
-        &self,
-        key: &str,
-        digest: &CodeDigest,
-        failure: Option<&'a [DeliveryAttempt]>,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.timed(
-            Operation::DiscardCode,
-            self.inner.discard_code(key, digest, failure, now),
-        )
-        .await
-    }
-
-    async fn record_delivery<'a>(
-        &self,
-        id: &VerificationId,
-        attempts: &[DeliveryAttempt],
-        tally: Option<&'a FraudTally>,
-        now: Timestamp,
-    ) -> Result<Option<Counters>, StoreError> {
-        self.timed(
-            Operation::Delivered,
-            self.inner.record_delivery(id, attempts, tally, now),
-        )
-        .await
-    }
-
-    async fn check_in<'a>(
-        &self,
-        key: &str,
-        digest: &CodeDigest,
-        tally: Option<&'a FraudTally>,
-        scope: Option<&'a CheckScope>,
-        now: Timestamp,
-    ) -> Result<Checked, StoreError> {
-        self.timed(
-            Operation::CheckCode,
-            self.inner.check_in(key, digest, tally, scope, now),
-        )
-        .await
-    }
-
-    async fn put_pairing(
-        &self,
-        chat: ChatId,
-        digest: &CodeDigest,
-        expires_at: Timestamp,
-        buckets: &[RateBucket],
-        now: Timestamp,
-    ) -> Result<PairingOutcome, StoreError> {
-        self.timed(
-            Operation::PutPairing,
-            self.inner
-                .put_pairing(chat, digest, expires_at, buckets, now),
-        )
-        .await
-    }
-
-    async fn discard_pairing(&self, digest: &CodeDigest) -> Result<(), StoreError> {
-        self.timed(
-            Operation::DiscardPairing,
-            self.inner.discard_pairing(digest),
-        )
-        .await
-    }
-
-    async fn take_pairing<'a>(
-        &self,
-        digest: &CodeDigest,
-        failures: Option<&'a RateBucket>,
-        now: Timestamp,
-    ) -> Result<TakeOutcome, StoreError> {
-        self.timed(
-            Operation::TakePairing,
-            self.inner.take_pairing(digest, failures, now),
-        )
-        .await
-    }
-
-    async fn hit_bucket(
-        &self,
-        bucket: &RateBucket,
-        now: Timestamp,
-    ) -> Result<HitOutcome, StoreError> {
-        self.timed(Operation::HitBucket, self.inner.hit_bucket(bucket, now))
-            .await
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.timed(Operation::Ping, self.inner.ping()).await
-    }
+/// Implements `port` for [`MeteredStore`]: each method calls the same
+/// method of `inner`, timed under its [`Operation`]. The wrapper has no
+/// other logic, so the methods are listed, not written out.
+macro_rules! metered {
+    ($port:ident {
+        $( $op:ident: fn $name:ident $(<$lt:lifetime>)? ( $($arg:ident: $ty:ty),* ) -> $out:ty; )*
+    }) => {
+        #[async_trait]
+        impl<S: $port + ?Sized> $port for MeteredStore<S> {
+            $(
+                async fn $name $(<$lt>)? (&self, $($arg: $ty),*) -> Result<$out, StoreError> {
+                    self.timed(Operation::$op, self.inner.$name($($arg),*)).await
+                }
+            )*
+        }
+    };
 }
 
-#[async_trait]
-impl<S: VerificationStore + ?Sized> VerificationStore for MeteredStore<S> {
-    async fn verification(&self, id: &VerificationId) -> Result<Option<Verification>, StoreError> {
-        self.timed(Operation::GetVerification, self.inner.verification(id))
-            .await
-    }
+// The send's first step keeps the `put_code` label: it is the same
+// operation, with the limits across destinations and the fraud block read
+// folded in. The ports' provided methods (`put_code`, `delivered`,
+// `check_code`, …) call these, so they are timed too.
+metered!(CodeStore {
+    PutCode: fn stage_send(key: &str, record: CodeRecord, verification: &Verification, limits: &SendLimits, now: Timestamp) -> PutOutcome;
+    DiscardCode: fn discard_code<'a>(key: &str, digest: &CodeDigest, failure: Option<&'a [DeliveryAttempt]>, now: Timestamp) -> ();
+    Delivered: fn record_delivery<'a>(id: &VerificationId, attempts: &[DeliveryAttempt], tally: Option<&'a FraudTally>, now: Timestamp) -> Option<Counters>;
+    CheckCode: fn check_in<'a>(key: &str, digest: &CodeDigest, tally: Option<&'a FraudTally>, scope: Option<&'a CheckScope>, now: Timestamp) -> Checked;
+    PutPairing: fn put_pairing(chat: ChatId, digest: &CodeDigest, expires_at: Timestamp, buckets: &[RateBucket], now: Timestamp) -> PairingOutcome;
+    DiscardPairing: fn discard_pairing(digest: &CodeDigest) -> ();
+    TakePairing: fn take_pairing<'a>(digest: &CodeDigest, failures: Option<&'a RateBucket>, now: Timestamp) -> TakeOutcome;
+    HitBucket: fn hit_bucket(bucket: &RateBucket, now: Timestamp) -> HitOutcome;
+    Ping: fn ping() -> ();
+});
 
-    async fn latest_verification(&self, key: &str) -> Result<Option<Verification>, StoreError> {
-        self.timed(
-            Operation::LatestVerification,
-            self.inner.latest_verification(key),
-        )
-        .await
-    }
+metered!(VerificationStore {
+    GetVerification: fn verification(id: &VerificationId) -> Option<Verification>;
+    LatestVerification: fn latest_verification(key: &str) -> Option<Verification>;
+    CancelVerification: fn cancel_verification(id: &VerificationId, now: Timestamp) -> CancelOutcome;
+    ReportDelivery: fn report_delivery(id: &VerificationId, update: &ReportUpdate, now: Timestamp) -> ReportOutcome;
+    Sweep: fn sweep(now: Timestamp, max: usize) -> usize;
+});
 
-    async fn cancel_verification(
-        &self,
-        id: &VerificationId,
-        now: Timestamp,
-    ) -> Result<CancelOutcome, StoreError> {
-        self.timed(
-            Operation::CancelVerification,
-            self.inner.cancel_verification(id, now),
-        )
-        .await
-    }
+metered!(Outbox {
+    ClaimEvents: fn claim_events(now: Timestamp, lease_ms: u64, max: usize) -> Vec<StoredEvent>;
+    SettleEvent: fn settle_event(id: &str, settle: &EventSettle) -> ();
+});
 
-    async fn report_delivery(
-        &self,
-        id: &VerificationId,
-        update: &ReportUpdate,
-        now: Timestamp,
-    ) -> Result<ReportOutcome, StoreError> {
-        self.timed(
-            Operation::ReportDelivery,
-            self.inner.report_delivery(id, update, now),
-        )
-        .await
-    }
+metered!(IdempotencyStore {
+    IdempotencyBegin: fn idempotency_begin(key: &str, fingerprint: &[u8; 32], lease_ms: u64, now: Timestamp) -> IdempotencyBegin;
+    IdempotencyEnd: fn idempotency_end<'a>(key: &str, fingerprint: &[u8; 32], response: Option<&'a [u8]>, ttl_ms: u64, now: Timestamp) -> ();
+});
 
-    async fn sweep(&self, now: Timestamp, max: usize) -> Result<usize, StoreError> {
-        self.timed(Operation::Sweep, self.inner.sweep(now, max))
-            .await
-    }
-}
-
-#[async_trait]
-impl<S: Outbox + ?Sized> Outbox for MeteredStore<S> {
-    async fn claim_events(
-        &self,
-        now: Timestamp,
-        lease_ms: u64,
-        max: usize,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.timed(
-            Operation::ClaimEvents,
-            self.inner.claim_events(now, lease_ms, max),
-        )
-        .await
-    }
-
-    async fn settle_event(&self, id: &str, settle: &EventSettle) -> Result<(), StoreError> {
-        self.timed(Operation::SettleEvent, self.inner.settle_event(id, settle))
-            .await
-    }
-}
-
-#[async_trait]
-impl<S: IdempotencyStore + ?Sized> IdempotencyStore for MeteredStore<S> {
-    async fn idempotency_begin(
-        &self,
-        key: &str,
-        fingerprint: &[u8; 32],
-        lease_ms: u64,
-        now: Timestamp,
-    ) -> Result<IdempotencyBegin, StoreError> {
-        self.timed(
-            Operation::IdempotencyBegin,
-            self.inner
-                .idempotency_begin(key, fingerprint, lease_ms, now),
-        )
-        .await
-    }
-
-    async fn idempotency_end<'a>(
-        &self,
-        key: &str,
-        fingerprint: &[u8; 32],
-        response: Option<&'a [u8]>,
-        ttl_ms: u64,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.timed(
-            Operation::IdempotencyEnd,
-            self.inner
-                .idempotency_end(key, fingerprint, response, ttl_ms, now),
-        )
-        .await
-    }
-}
-
-#[async_trait]
-impl<S: FraudLedger + ?Sized> FraudLedger for MeteredStore<S> {
-    async fn count(
-        &self,
-        prefix: &Prefix,
-        sends: u64,
-        approvals: u64,
-        window_ms: u64,
-        now: Timestamp,
-    ) -> Result<Counters, StoreError> {
-        self.timed(
-            Operation::FraudCount,
-            self.inner.count(prefix, sends, approvals, window_ms, now),
-        )
-        .await
-    }
-
-    async fn block_of(&self, prefix: &Prefix, now: Timestamp) -> Result<Option<Block>, StoreError> {
-        self.timed(Operation::FraudBlockOf, self.inner.block_of(prefix, now))
-            .await
-    }
-
-    async fn block(&self, block: &Block, now: Timestamp) -> Result<bool, StoreError> {
-        self.timed(Operation::FraudBlock, self.inner.block(block, now))
-            .await
-    }
-
-    async fn blocks(&self, now: Timestamp) -> Result<Vec<Block>, StoreError> {
-        self.timed(Operation::FraudBlocks, self.inner.blocks(now))
-            .await
-    }
-
-    async fn unblock(&self, prefix: &Prefix, now: Timestamp) -> Result<Option<Block>, StoreError> {
-        self.timed(Operation::FraudUnblock, self.inner.unblock(prefix, now))
-            .await
-    }
-
-    async fn expire_blocks(&self, now: Timestamp, max: usize) -> Result<Vec<Block>, StoreError> {
-        self.timed(
-            Operation::FraudExpireBlocks,
-            self.inner.expire_blocks(now, max),
-        )
-        .await
-    }
-}
+metered!(FraudLedger {
+    FraudCount: fn count(prefix: &Prefix, sends: u64, approvals: u64, window_ms: u64, now: Timestamp) -> Counters;
+    FraudBlockOf: fn block_of(prefix: &Prefix, now: Timestamp) -> Option<Block>;
+    FraudBlock: fn block(block: &Block, now: Timestamp) -> bool;
+    FraudBlocks: fn blocks(now: Timestamp) -> Vec<Block>;
+    FraudUnblock: fn unblock(prefix: &Prefix, now: Timestamp) -> Option<Block>;
+    FraudExpireBlocks: fn expire_blocks(now: Timestamp, max: usize) -> Vec<Block>;
+});

@@ -8,6 +8,9 @@ use otp_domain::ports::{EventMessage, EventSink, SinkError};
 use otp_domain::EventType;
 use otp_redis::RedisStreamSink;
 use otp_testkit::redis::RedisServer;
+use support::{connection, create_group};
+
+mod support;
 
 const STREAM: &str = "otpd:events";
 
@@ -25,27 +28,11 @@ fn event(n: usize, kind: EventType) -> EventMessage {
     }
 }
 
-async fn connection(server: &RedisServer) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(server.url())
-        .expect("client")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect")
-}
-
 #[tokio::test]
 async fn a_consumer_group_reads_each_event_with_its_id_type_and_cloud_event() {
     let server = RedisServer::start();
     let mut conn = connection(&server).await;
-    let _: () = redis::cmd("XGROUP")
-        .arg("CREATE")
-        .arg(STREAM)
-        .arg("app")
-        .arg("$")
-        .arg("MKSTREAM")
-        .query_async(&mut conn)
-        .await
-        .expect("XGROUP CREATE");
+    create_group(&mut conn, STREAM, "app", "$").await;
     let sink = RedisStreamSink::new(&server.url(), STREAM.into(), 0, Duration::from_secs(2))
         .expect("sink");
     let sent = [

@@ -2,22 +2,15 @@
 //! instead of hanging, the same store heals by itself, and an fsynced AOF
 //! keeps codes across a crash.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use otp_domain::ports::{CheckOutcome, CodeRecord, CodeStore, PutOutcome};
 use otp_domain::{CodeDigest, StoreError};
 use otp_redis::RedisStore;
 use otp_testkit::redis::RedisServer;
-use support::StoreConfig;
+use support::{now_ms, StoreConfig};
 
 mod support;
-
-fn now_ms() -> u64 {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970");
-    u64::try_from(since.as_millis()).expect("millis fit in u64")
-}
 
 fn record(byte: u8, now: u64) -> CodeRecord {
     CodeRecord {

@@ -11,7 +11,7 @@ use otp_domain::verification::{EventData, EventSettle, EventType, StoredEvent};
 use otp_domain::CodeDigest;
 use otp_redis::RedisStore;
 use otp_testkit::redis::{RedisCluster, RedisServer};
-use support::StoreConfig;
+use support::{connection, StoreConfig};
 
 mod support;
 
@@ -31,14 +31,6 @@ fn block(p: &Prefix, since: u64, until: u64) -> Block {
         approvals: 0.25,
         mode: FraudMode::Monitor,
     }
-}
-
-async fn plain_connection(server: &RedisServer) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(server.url())
-        .expect("redis url")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("plain connection")
 }
 
 /// A small deterministic generator (xorshift), so a failure replays.
@@ -89,7 +81,7 @@ async fn counters_follow_the_domains_sliding_window_step_for_step() {
 async fn fraud_keys_are_as_documented_and_counters_live_two_windows_and_a_minute() {
     let server = RedisServer::start();
     let store = RedisStore::standalone(&server.config("otpd")).expect("store");
-    let mut conn = plain_connection(&server).await;
+    let mut conn = connection(&server).await;
     let p = prefix("7701");
     store.count(&p, 3, 1, 60_000, T0).await.expect("count");
     let counters: std::collections::HashMap<String, String> = redis::cmd("HGETALL")

@@ -3,25 +3,22 @@
 //! `XREADGROUP` and `XACK`.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use otp_domain::ports::{OutgoingMessage, Sender};
-use otp_domain::{Channel, DeliveryError, Destination};
+use otp_domain::{Channel, Destination};
 use otp_redis::{QueueConfig, RedisQueueSender};
+use otp_testkit::chain_text;
 use otp_testkit::redis::RedisServer;
 use serde_json::Value;
+use support::{connection, create_group, now_ms};
+
+mod support;
 
 const STREAM: &str = "otpd:outbox";
 
 /// `XREADGROUP`'s reply: per stream, its entries as (id, fields).
 type ReadReply = Vec<(String, Vec<(String, HashMap<String, String>)>)>;
-
-fn now_ms() -> u64 {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970");
-    u64::try_from(since.as_millis()).expect("millis fit in u64")
-}
 
 fn config(server: &RedisServer) -> QueueConfig {
     QueueConfig {
@@ -36,14 +33,6 @@ fn message(channel: Channel, to: &str, subject: Option<&str>, body: &str) -> Out
         subject: subject.map(str::to_owned),
         ..otp_testkit::outgoing(destination, body)
     }
-}
-
-async fn connection(server: &RedisServer) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(server.url())
-        .expect("client")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect")
 }
 
 /// The job field of every entry in the stream, oldest first.
@@ -61,30 +50,11 @@ async fn all_jobs(conn: &mut redis::aio::MultiplexedConnection) -> Vec<Value> {
         .collect()
 }
 
-/// The error and every cause below it, as text.
-fn chain(e: &DeliveryError) -> String {
-    let mut text = e.to_string();
-    let mut cause = std::error::Error::source(e);
-    while let Some(c) = cause {
-        text.push_str(&format!(" | {c} | {c:?}"));
-        cause = c.source();
-    }
-    text
-}
-
 #[tokio::test]
 async fn a_consumer_group_reads_one_exact_job_per_channel() {
     let server = RedisServer::start();
     let mut conn = connection(&server).await;
-    let _: () = redis::cmd("XGROUP")
-        .arg("CREATE")
-        .arg(STREAM)
-        .arg("g")
-        .arg("0")
-        .arg("MKSTREAM")
-        .query_async(&mut conn)
-        .await
-        .expect("XGROUP CREATE");
+    create_group(&mut conn, STREAM, "g", "0").await;
     let sender = RedisQueueSender::new(&config(&server)).expect("sender");
     let messages = [
         message(Channel::Sms, "77011234567", None, "Your code: 4821"),
@@ -228,7 +198,7 @@ async fn a_killed_redis_gives_a_transient_error_quickly() {
         assert!(err.transient, "{err:?}");
         assert_eq!(err.provider, "redis-queue");
         assert!(took < Duration::from_secs(3), "took {took:?}");
-        assert!(!chain(&err).contains("4821"), "{}", chain(&err));
+        assert!(!chain_text(&err).contains("4821"), "{}", chain_text(&err));
     }
 }
 
@@ -288,7 +258,7 @@ async fn a_key_of_the_wrong_type_gives_a_permanent_error_without_the_body() {
     assert!(!err.transient, "{err:?}");
     assert_eq!(err.provider, "redis-queue");
     assert!(err.reason.contains("WRONGTYPE"), "{}", err.reason);
-    let text = chain(&err);
+    let text = chain_text(&err);
     assert!(!text.contains("4821"), "{text}");
     assert!(!text.contains("7391"), "{text}");
 }

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use otp_domain::ports::{
     CheckOutcome, CodeRecord, CodeStore, HitOutcome, PutOutcome, RateBucket, TakeOutcome,
@@ -14,24 +13,9 @@ use otp_domain::{ChatId, Code, CodeHasher, StoreError};
 use otp_redis::RedisStore;
 use otp_testkit::redis::RedisServer;
 use redis::AsyncCommands;
-use support::StoreConfig;
+use support::{connection, now_ms, StoreConfig};
 
 mod support;
-
-fn now_ms() -> u64 {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970");
-    u64::try_from(since.as_millis()).expect("millis fit in u64")
-}
-
-async fn plain_connection(server: &RedisServer) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(server.url())
-        .expect("redis url")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("plain connection")
-}
 
 fn record(hasher: &CodeHasher, key: &str, code: &str, now: u64) -> CodeRecord {
     CodeRecord {
@@ -67,7 +51,7 @@ async fn redis_holds_the_digest_and_never_the_code() {
         .await;
     assert_eq!(put.expect("put"), PutOutcome::Stored);
 
-    let mut conn = plain_connection(&server).await;
+    let mut conn = connection(&server).await;
     let mut keys: Vec<String> = conn.keys("*").await.expect("KEYS");
     keys.sort();
     let hex = rec.verification.to_string()["vrf_".len()..].to_owned();
@@ -159,7 +143,7 @@ async fn pairings_are_stored_by_digest_and_by_chat() {
         .await
         .expect("put_pairing");
 
-    let mut conn = plain_connection(&server).await;
+    let mut conn = connection(&server).await;
     let pairing_key = format!("otpd:{{pairing}}:d:{}", digest.to_hex());
     let mut keys: Vec<String> = conn.keys("*").await.expect("KEYS");
     keys.sort();
@@ -191,7 +175,7 @@ async fn pairings_are_stored_by_digest_and_by_chat() {
 async fn unreadable_records_are_reported_as_corrupt() {
     let server = RedisServer::start();
     let store = RedisStore::standalone(&server.config("otpd")).expect("store");
-    let mut conn = plain_connection(&server).await;
+    let mut conn = connection(&server).await;
     let digest = CodeHasher::new(vec![1u8; 32]).code("sms:+1", &Code::parse("1234").expect("code"));
 
     // A key of the wrong type.
@@ -252,7 +236,7 @@ async fn stores_with_different_prefixes_do_not_see_each_other() {
         CheckOutcome::Approved
     );
 
-    let mut conn = plain_connection(&server).await;
+    let mut conn = connection(&server).await;
     let keys: Vec<String> = conn.keys("*").await.expect("KEYS");
     assert!(!keys.is_empty());
     for k in &keys {
@@ -326,7 +310,7 @@ async fn concurrent_calls_share_the_configured_connections_and_send_one_command_
         .check_code("sms:+1", &warm.digest, now)
         .await
         .expect("check");
-    let mut conn = plain_connection(&server).await;
+    let mut conn = connection(&server).await;
     redis::cmd("CONFIG")
         .arg("RESETSTAT")
         .query_async::<()>(&mut conn)
@@ -381,7 +365,7 @@ async fn a_code_stored_before_verifications_still_checks() {
     let now = now_ms();
     let rec = record(&hasher, key, "123456", now);
     // The layout of the release before verifications: no `v`.
-    let mut conn = plain_connection(&server).await;
+    let mut conn = connection(&server).await;
     let _: () = conn
         .hset_multiple(
             "otpd:{sms:+77011234568}:code",
@@ -463,7 +447,7 @@ async fn with_events_off_statuses_change_and_no_event_is_written() {
         .without_events();
     otp_domain::contract::without_events_statuses_change_and_no_event_is_written(&store).await;
     // Nothing in the outbox at all.
-    let mut conn = plain_connection(&server).await;
+    let mut conn = connection(&server).await;
     let keys: Vec<String> = conn.keys("*:evt:*").await.expect("KEYS");
     assert!(keys.is_empty(), "{keys:?}");
 }

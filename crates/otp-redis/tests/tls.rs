@@ -5,33 +5,13 @@
 //! Alone in its own test binary because it sets a process environment
 //! variable.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use otp_domain::ports::{CheckOutcome, CodeRecord, CodeStore, PutOutcome};
 use otp_domain::{CodeDigest, StoreError};
 use otp_redis::{RedisConfig, RedisStore};
 use otp_testkit::redis::RedisServer;
+use support::now_ms;
 
-#[allow(dead_code)]
 mod support;
-
-fn now_ms() -> u64 {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970");
-    u64::try_from(since.as_millis()).expect("millis fit in u64")
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut next = e.source();
-    while let Some(e) = next {
-        out.push_str(": ");
-        out.push_str(&e.to_string());
-        next = e.source();
-    }
-    out
-}
 
 #[tokio::test]
 async fn rediss_urls_verify_the_server_certificate() {
@@ -63,7 +43,7 @@ async fn rediss_urls_verify_the_server_certificate() {
     let Err(StoreError::Unavailable(cause)) = refused else {
         panic!("expected Unavailable, got {refused:?}");
     };
-    let chain = error_chain(cause.as_ref());
+    let chain = otp_testkit::chain(cause.as_ref());
     assert!(
         chain.contains("certificate"),
         "refused for another reason: {chain}"

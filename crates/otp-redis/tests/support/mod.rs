@@ -1,5 +1,9 @@
-//! What the suites share: a store config for a test Redis. The harness
-//! in otp-testkit hands out URLs only, so it does not depend on this crate.
+//! What the suites share: a store config for a test Redis, the clock,
+//! a plain connection for reading what the crate wrote, and ids and
+//! records. The harness in otp-testkit hands out URLs only, so it does
+//! not depend on this crate.
+// Each suite uses a part of it.
+#![allow(dead_code)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -38,6 +42,42 @@ fn with_prefix(key_prefix: &str) -> RedisConfig {
         key_prefix: key_prefix.to_owned(),
         ..RedisConfig::default()
     }
+}
+
+/// The wall clock in Unix milliseconds, as the store's callers pass `now`.
+pub fn now_ms() -> u64 {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970");
+    u64::try_from(since.as_millis()).expect("millis fit in u64")
+}
+
+/// A plain connection to `server`, to read or change what the crate wrote.
+pub async fn connection(server: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(server.url())
+        .expect("redis url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("plain connection")
+}
+
+/// Creates consumer group `group` on `stream` (making the stream), to
+/// read the entries after `from` (`0`: all of them; `$`: the new ones).
+pub async fn create_group(
+    conn: &mut redis::aio::MultiplexedConnection,
+    stream: &str,
+    group: &str,
+    from: &str,
+) {
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(stream)
+        .arg(group)
+        .arg(from)
+        .arg("MKSTREAM")
+        .query_async(conn)
+        .await
+        .expect("XGROUP CREATE");
 }
 
 /// A verification id nobody else uses in this test process.

@@ -40,16 +40,7 @@ async fn redis_cluster_store_meets_the_contract() {
     };
     let keys: Vec<String> = (0..30).map(|i| format!("sms:+7701000{i:04}")).collect();
     for key in &keys {
-        let put = store
-            .put_code(
-                key,
-                record,
-                &support::verification_for(key, &record, 0),
-                &[],
-                0,
-            )
-            .await
-            .expect("put");
+        let put = support::put(&*store, key, record, 0).await;
         assert_eq!(put, PutOutcome::Stored);
     }
     let mut holding = 0;

@@ -32,16 +32,7 @@ fn pending(key: &str) -> otp_domain::verification::Verification {
 async fn put_when_back(store: &RedisStore, key: &str, rec: CodeRecord) -> Duration {
     let started = Instant::now();
     loop {
-        match store
-            .put_code(
-                key,
-                rec,
-                &support::verification_for(key, &rec, now_ms()),
-                &[],
-                now_ms(),
-            )
-            .await
-        {
+        match support::try_put(store, key, rec, now_ms()).await {
             Ok(out) => {
                 assert_eq!(out, PutOutcome::Stored);
                 return started.elapsed();
@@ -62,16 +53,7 @@ async fn a_call_while_redis_is_down_fails_fast_and_the_store_heals() {
     let key = "sms:+77011234567";
     let rec = record(1, now_ms());
     // Warm the pool, so the outage meets open connections.
-    store
-        .put_code(
-            key,
-            rec,
-            &support::verification_for(key, &rec, now_ms()),
-            &[],
-            now_ms(),
-        )
-        .await
-        .expect("put");
+    support::put(&store, key, rec, now_ms()).await;
     store.ping().await.expect("ping");
 
     server.kill();
@@ -104,16 +86,9 @@ async fn a_call_while_redis_is_down_fails_fast_and_the_store_heals() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_to_a_server_that_never_answers_gives_up_within_the_budget() {
-    // A listener that accepts connections and never replies: the worst
+    // A peer that accepts connections and never replies: the worst
     // case, where only timeouts end the wait.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let _hold = std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for stream in listener.incoming().flatten() {
-            held.push(stream);
-        }
-    });
+    let port = otp_testkit::silent_port();
     let config = otp_redis::RedisConfig {
         url: format!("redis://127.0.0.1:{port}"),
         ..otp_redis::RedisConfig::default()
@@ -135,16 +110,7 @@ async fn a_code_survives_a_redis_crash_with_an_fsynced_aof() {
     let key = "email:ann@example.kz";
     let now = now_ms();
     let rec = record(7, now);
-    let put = store
-        .put_code(
-            key,
-            rec,
-            &support::verification_for(key, &rec, now),
-            &[],
-            now,
-        )
-        .await
-        .expect("put");
+    let put = support::put(&store, key, rec, now).await;
     assert_eq!(put, PutOutcome::Stored);
 
     // SIGKILL: no chance to flush anything not already fsynced.

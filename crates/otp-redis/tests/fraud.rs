@@ -5,7 +5,7 @@
 //! still a verification's).
 
 use otp_domain::fraud::{Block, Counters, FraudMode, Prefix};
-use otp_domain::ports::{CodeRecord, CodeStore, FraudLedger, PutOutcome};
+use otp_domain::ports::{CodeRecord, FraudLedger, PutOutcome};
 use otp_domain::ports::{Outbox, VerificationStore};
 use otp_domain::verification::{EventData, EventSettle, EventType, StoredEvent};
 use otp_domain::CodeDigest;
@@ -200,16 +200,7 @@ async fn on_a_cluster_any_instance_settles_fraud_and_verification_events() {
         max_attempts: 5,
         verification: support::fresh_id(),
     };
-    let put = first
-        .put_code(
-            key,
-            record,
-            &support::verification_for(key, &record, T0),
-            &[],
-            T0,
-        )
-        .await
-        .expect("put");
+    let put = support::put(&first, key, record, T0).await;
     assert_eq!(put, PutOutcome::Stored);
     first
         .cancel_verification(&record.verification, T0 + 1)

@@ -205,14 +205,7 @@ async fn a_killed_redis_gives_a_transient_error_quickly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_that_never_answers_gives_a_transient_error_within_timeout_ms() {
     // Accepts connections and never replies: only the timeout ends it.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let _hold = std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for stream in listener.incoming().flatten() {
-            held.push(stream);
-        }
-    });
+    let port = otp_testkit::silent_port();
     let sender = RedisQueueSender::new(&QueueConfig {
         url: format!("redis://127.0.0.1:{port}"),
         timeout_ms: 500,

@@ -207,18 +207,7 @@ async fn stores_with_different_prefixes_do_not_see_each_other() {
         window_ms: 60_000,
     };
 
-    assert_eq!(
-        a.put_code(
-            key,
-            rec,
-            &support::verification_for(key, &rec, now),
-            &[],
-            now
-        )
-        .await
-        .expect("put"),
-        PutOutcome::Stored
-    );
+    assert_eq!(support::put(&a, key, rec, now).await, PutOutcome::Stored);
     assert_eq!(
         b.check_code(key, &rec.digest, now).await.expect("check"),
         CheckOutcome::NotFound
@@ -259,16 +248,7 @@ async fn two_pools_racing_100_correct_checks_approve_exactly_one() {
     let key = "call:+77011234567";
     let now = now_ms();
     let rec = record(&hasher, key, "4829", now);
-    stores[0]
-        .put_code(
-            key,
-            rec,
-            &support::verification_for(key, &rec, now),
-            &[],
-            now,
-        )
-        .await
-        .expect("put");
+    support::put(&*stores[0], key, rec, now).await;
 
     let tasks: Vec<_> = (0..100)
         .map(|i| {
@@ -296,16 +276,7 @@ async fn concurrent_calls_share_the_configured_connections_and_send_one_command_
     let now = now_ms();
     // Load the scripts first, so the counts below are of calls alone.
     let warm = record(&hasher, "sms:+1", "1111", now);
-    store
-        .put_code(
-            "sms:+1",
-            warm,
-            &support::verification_for("sms:+1", &warm, now),
-            &[],
-            now,
-        )
-        .await
-        .expect("put");
+    support::put(&*store, "sms:+1", warm, now).await;
     store
         .check_code("sms:+1", &warm.digest, now)
         .await

@@ -31,15 +31,7 @@ async fn rediss_urls_verify_the_server_certificate() {
     };
 
     let untrusting = RedisStore::standalone(&config).expect("store");
-    let refused = untrusting
-        .put_code(
-            "sms:+1",
-            record,
-            &support::verification_for("sms:+1", &record, now),
-            &[],
-            now,
-        )
-        .await;
+    let refused = support::try_put(&untrusting, "sms:+1", record, now).await;
     let Err(StoreError::Unavailable(cause)) = refused else {
         panic!("expected Unavailable, got {refused:?}");
     };
@@ -52,14 +44,7 @@ async fn rediss_urls_verify_the_server_certificate() {
     // Certificates are loaded per connection, so a new store sees this.
     std::env::set_var("SSL_CERT_FILE", &ca_cert);
     let store = RedisStore::standalone(&config).expect("store");
-    let put = store
-        .put_code(
-            "sms:+1",
-            record,
-            &support::verification_for("sms:+1", &record, now),
-            &[],
-            now,
-        )
+    let put = support::try_put(&store, "sms:+1", record, now)
         .await
         .expect("put over TLS");
     assert_eq!(put, PutOutcome::Stored);

@@ -8,9 +8,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use otp_domain::ports::CodeRecord;
+use otp_domain::ports::{CodeRecord, CodeStore, PutOutcome};
 use otp_domain::verification::{Status, Verification, VerificationId};
-use otp_domain::Channel;
+use otp_domain::{Channel, StoreError};
 use otp_redis::RedisConfig;
 use otp_testkit::redis::{RedisCluster, RedisServer};
 
@@ -78,6 +78,29 @@ pub async fn create_group(
         .query_async(conn)
         .await
         .expect("XGROUP CREATE");
+}
+
+/// Stores `record` under `key` as a send does, without buckets, with the
+/// pending verification it makes.
+pub async fn try_put<S: CodeStore + ?Sized>(
+    store: &S,
+    key: &str,
+    record: CodeRecord,
+    now: u64,
+) -> Result<PutOutcome, StoreError> {
+    store
+        .put_code(key, record, &verification_for(key, &record, now), &[], now)
+        .await
+}
+
+/// [`try_put`], which must reach the store.
+pub async fn put<S: CodeStore + ?Sized>(
+    store: &S,
+    key: &str,
+    record: CodeRecord,
+    now: u64,
+) -> PutOutcome {
+    try_put(store, key, record, now).await.expect("put")
 }
 
 /// A verification id nobody else uses in this test process.

@@ -1,55 +1,34 @@
 use serde_json::json;
 
-use crate::helpers::{error_code, Options, TestApp};
+use reqwest::Method;
+
+use crate::helpers::{assert_error_for, error_code, header, read, Options, TestApp};
 
 const AUTH: &str =
     "[auth]\nusername = \"admin\"\npassword = \"0123\"\n[limits]\ncooldown_secs = 0\n";
+/// The credentials `AUTH` configures.
+const ADMIN: (&str, &str) = ("admin", "0123");
 
 #[tokio::test]
 async fn basic_auth_guards_the_api_when_configured() {
-    let app = TestApp::spawn_with(Options {
-        toml: AUTH,
-        ..Default::default()
-    })
-    .await;
-    let url = format!("{}/sms", app.base);
-    let body = json!({"phone": "77011234567", "password": "12345"});
+    let app = TestApp::spawn_with(Options::toml(AUTH)).await;
+    let body = json!({"phone": "77011234567", "password": "12345"}).to_string();
 
-    let r = app
-        .client
-        .post(&url)
-        .json(&body)
-        .send()
-        .await
-        .expect("request");
+    let r = app.post_text("/sms", None, body.clone()).await;
     assert_eq!(r.status().as_u16(), 401);
     assert_eq!(
-        r.headers()
-            .get("www-authenticate")
-            .and_then(|v| v.to_str().ok()),
+        header(r.headers(), "www-authenticate"),
         Some("Basic realm=\"otpd\"")
     );
-    let (_, err) = crate::helpers::read(r).await;
+    let (_, err) = read(r).await;
     assert_eq!(error_code(&err), "unauthorized");
 
     let r = app
-        .client
-        .post(&url)
-        .basic_auth("admin", Some("123"))
-        .json(&body)
-        .send()
-        .await
-        .expect("request");
+        .post_text("/sms", Some(("admin", "123")), body.clone())
+        .await;
     assert_eq!(r.status().as_u16(), 401, "the leading zero matters");
 
-    let r = app
-        .client
-        .post(&url)
-        .basic_auth("admin", Some("0123"))
-        .json(&body)
-        .send()
-        .await
-        .expect("request");
+    let r = app.post_text("/sms", Some(ADMIN), body.clone()).await;
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(app.sent().len(), 1, "only the authorised send went out");
 
@@ -59,39 +38,22 @@ async fn basic_auth_guards_the_api_when_configured() {
         let (status, _) = app.check_sms("77011234567", "99999").await;
         assert_eq!(status, 401);
     }
-    let r = app
-        .client
-        .post(format!("{}/sms/check", app.base))
-        .basic_auth("admin", Some("0123"))
-        .json(&json!({"phone": "77011234567", "password": "12345"}))
-        .send()
+    let status = app
+        .post_text("/sms/check", Some(ADMIN), body)
         .await
-        .expect("request");
-    assert_eq!(
-        r.status().as_u16(),
-        200,
-        "no attempt was counted by the 401"
-    );
+        .status();
+    assert_eq!(status, 200, "no attempt was counted by the 401");
 }
 
 #[tokio::test]
 async fn health_docs_and_spec_stay_open_with_auth_on() {
-    let app = TestApp::spawn_with(Options {
-        toml: AUTH,
-        ..Default::default()
-    })
-    .await;
+    let app = TestApp::spawn_with(Options::toml(AUTH)).await;
     for path in ["/healthz", "/readyz"] {
         let (status, _) = app.get(path).await;
         assert_eq!(status, 200, "{path}");
     }
     for path in ["/openapi.json", "/openapi.yaml", "/docs"] {
-        let r = app
-            .client
-            .get(format!("{}{path}", app.base))
-            .send()
-            .await
-            .expect("request");
+        let r = app.raw(Method::GET, path).await;
         assert_eq!(r.status().as_u16(), 200, "{path}");
     }
 }
@@ -106,11 +68,7 @@ const AUTH_AND_WEBHOOK: &str = "[auth]\nusername = \"admin\"\npassword = \"0123\
 async fn every_operation_in_the_spec_needs_credentials_unless_exempt() {
     use otp_server::api::auth::{exemption, Access};
 
-    let app = TestApp::spawn_with(Options {
-        toml: AUTH_AND_WEBHOOK,
-        ..Default::default()
-    })
-    .await;
+    let app = TestApp::spawn_with(Options::toml(AUTH_AND_WEBHOOK)).await;
     let spec: serde_json::Value =
         serde_json::from_str(&otp_server::api::api_service().spec()).expect("spec is JSON");
     let paths = spec["paths"].as_object().expect("paths");
@@ -162,7 +120,7 @@ async fn every_operation_in_the_spec_needs_credentials_unless_exempt() {
                         let r = request(auth, None).await.expect("request");
                         assert_eq!(r.status().as_u16(), 401, "{what} with {auth:?}");
                         assert!(r.headers().contains_key("www-authenticate"), "{what}");
-                        let (_, body) = crate::helpers::read(r).await;
+                        let (_, body) = read(r).await;
                         assert_eq!(error_code(&body), "unauthorized", "{what}");
                     }
                     closed += 1;
@@ -188,7 +146,7 @@ async fn every_operation_in_the_spec_needs_credentials_unless_exempt() {
                     assert_eq!(schemes, expected, "{what}");
                     let r = request(None, None).await.expect("request");
                     assert_eq!(r.status().as_u16(), 404, "{what}");
-                    let (_, body) = crate::helpers::read(r).await;
+                    let (_, body) = read(r).await;
                     assert_eq!(error_code(&body), "not_found", "{what}");
                     signed += 1;
                 }
@@ -201,7 +159,7 @@ async fn every_operation_in_the_spec_needs_credentials_unless_exempt() {
                         let r = request(auth, None).await.expect("request");
                         assert_eq!(r.status().as_u16(), 401, "{what} with {auth:?}");
                         assert!(r.headers().contains_key("www-authenticate"), "{what}");
-                        let (_, body) = crate::helpers::read(r).await;
+                        let (_, body) = read(r).await;
                         assert_eq!(body["code"], 20003, "{what}: {body}");
                         assert_eq!(body["status"], 401, "{what}: {body}");
                     }
@@ -228,38 +186,15 @@ async fn every_operation_in_the_spec_needs_credentials_unless_exempt() {
 /// without credentials is a 401, not a 413, and nothing is buffered.
 #[tokio::test]
 async fn an_unauthenticated_oversized_body_is_refused_before_it_is_read() {
-    let app = TestApp::spawn_with(Options {
-        toml: AUTH,
-        ..Default::default()
-    })
-    .await;
+    let app = TestApp::spawn_with(Options::toml(AUTH)).await;
     let huge = format!(
         "{{\"phone\": \"77011234567\", \"message\": \"{}\"}}",
         "x".repeat(200_000)
     );
-    let r = app
-        .client
-        .post(format!("{}/sms", app.base))
-        .header("content-type", "application/json")
-        .body(huge.clone())
-        .send()
-        .await
-        .expect("request");
+    let r = app.post_text("/sms", None, huge.clone()).await;
     assert_eq!(r.status().as_u16(), 401);
-    let r = app
-        .client
-        .post(format!("{}/sms", app.base))
-        .basic_auth("admin", Some("0123"))
-        .header("content-type", "application/json")
-        .body(huge)
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(
-        r.status().as_u16(),
-        413,
-        "with credentials the size limit answers"
-    );
+    let status = app.post_text("/sms", Some(ADMIN), huge).await.status();
+    assert_eq!(status, 413, "with credentials the size limit answers");
 }
 
 /// The dev outbox's page, live feed and clear form are not in the spec;
@@ -267,11 +202,7 @@ async fn an_unauthenticated_oversized_body_is_refused_before_it_is_read() {
 /// not exist.
 #[tokio::test]
 async fn the_outbox_pages_are_closed_with_auth_and_absent_without_the_dev_sink() {
-    let with_auth = TestApp::spawn_with(Options {
-        toml: AUTH,
-        ..Default::default()
-    })
-    .await;
+    let with_auth = TestApp::spawn_with(Options::toml(AUTH)).await;
     let open = TestApp::spawn().await;
     for (method, path) in [
         ("GET", "/outbox"),
@@ -282,20 +213,13 @@ async fn the_outbox_pages_are_closed_with_auth_and_absent_without_the_dev_sink()
     ] {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         for (app, want) in [(&with_auth, 401), (&open, 404)] {
-            let r = app
-                .client
-                .request(method.clone(), format!("{}{path}", app.base))
-                .send()
-                .await
-                .expect("request");
-            let (status, body) = crate::helpers::read(r).await;
-            assert_eq!(status, want, "{method} {path}");
+            let answer = read(app.raw(method.clone(), path).await).await;
             let code = if want == 401 {
                 "unauthorized"
             } else {
                 "not_found"
             };
-            assert_eq!(error_code(&body), code, "{method} {path}");
+            assert_error_for(format!("{method} {path}"), &answer, want, code);
         }
     }
 }

@@ -1,6 +1,8 @@
 use serde_json::json;
 
-use crate::helpers::{error_code, TestApp, GENERATED};
+use crate::helpers::{
+    assert_error, assert_error_for, error_code, header, read, Options, TestApp, GENERATED,
+};
 
 #[tokio::test]
 async fn seed_requests_work_verbatim_on_all_four_channels() {
@@ -67,9 +69,8 @@ async fn seed_requests_work_verbatim_on_all_four_channels() {
         let (status, approved) = app.get_with_body(check, check_body.clone(), false).await;
         assert_eq!(status, 200, "{check}: {approved}");
         assert_eq!(approved, json!({"status": "approved"}));
-        let (status, again) = app.get_with_body(check, check_body, true).await;
-        assert_eq!(status, 404, "{check} is single-use: {again}");
-        assert_eq!(error_code(&again), "not_found");
+        let again = app.get_with_body(check, check_body, true).await;
+        assert_error_for(format!("{check} is single-use"), &again, 404, "not_found");
     }
 }
 
@@ -107,12 +108,8 @@ async fn generated_code_fills_the_default_template() {
 #[tokio::test]
 async fn email_defaults_and_placeholders_are_rendered() {
     let app = TestApp::spawn().await;
-    let (status, _) = app
-        .post(
-            "/email",
-            json!({"email": "Foo@Example.com", "subject": "Code {password}", "lifetime": 600}),
-        )
-        .await;
+    let email = json!({"email": "Foo@Example.com", "subject": "Code {password}", "lifetime": 600});
+    let (status, _) = app.post("/email", email).await;
     assert_eq!(status, 200);
     assert_eq!(
         app.sent(),
@@ -135,9 +132,8 @@ async fn five_wrong_checks_lock_the_code_even_for_the_right_password() {
         assert_eq!(error_code(&body), "wrong_password");
         assert_eq!(body["attempts_left"], left);
     }
-    let (status, body) = app.check_sms("77011234567", GENERATED).await;
-    assert_eq!(status, 429, "{body}");
-    assert_eq!(error_code(&body), "too_many_attempts");
+    let locked = app.check_sms("77011234567", GENERATED).await;
+    assert_error(&locked, 429, "too_many_attempts");
 }
 
 #[tokio::test]
@@ -146,20 +142,15 @@ async fn right_password_is_approved_once_then_not_found() {
     app.send_sms("77011234567").await;
     let (status, _) = app.check_sms("77011234567", GENERATED).await;
     assert_eq!(status, 200);
-    let (status, body) = app.check_sms("77011234567", GENERATED).await;
-    assert_eq!(status, 404);
-    assert_eq!(error_code(&body), "not_found");
+    let again = app.check_sms("77011234567", GENERATED).await;
+    assert_error(&again, 404, "not_found");
 }
 
 #[tokio::test]
 async fn a_code_expires_after_its_lifetime() {
     let app = TestApp::spawn().await;
-    let (status, _) = app
-        .post(
-            "/sms",
-            json!({"phone": "77011234567", "password": "5555", "lifetime": 60}),
-        )
-        .await;
+    let send = json!({"phone": "77011234567", "password": "5555", "lifetime": 60});
+    let (status, _) = app.post("/sms", send).await;
     assert_eq!(status, 200);
     app.advance_secs(59);
     let (status, _) = app.check_sms("77011234567", "0000").await;
@@ -172,10 +163,8 @@ async fn a_code_expires_after_its_lifetime() {
 #[tokio::test]
 async fn a_new_send_replaces_the_old_code() {
     let app = TestApp::spawn().await;
-    app.post("/sms", json!({"phone": "77011234567", "password": "1111"}))
-        .await;
-    app.post("/sms", json!({"phone": "77011234567", "password": "2222"}))
-        .await;
+    app.send_sms_code("77011234567", "1111").await;
+    app.send_sms_code("77011234567", "2222").await;
     let (status, _) = app.check_sms("77011234567", "1111").await;
     assert_eq!(status, 422);
     let (status, _) = app.check_sms("77011234567", "2222").await;
@@ -185,16 +174,9 @@ async fn a_new_send_replaces_the_old_code() {
 #[tokio::test]
 async fn sms_and_call_codes_are_separate() {
     let app = TestApp::spawn().await;
-    let (status, _) = app
-        .post("/sms", json!({"phone": "77011234567", "password": "1111"}))
-        .await;
+    let (status, _) = app.send_sms_code("77011234567", "1111").await;
     assert_eq!(status, 200);
-    let (status, _) = app
-        .post(
-            "/call/check",
-            json!({"phone": "77011234567", "password": "1111"}),
-        )
-        .await;
+    let (status, _) = app.check_call("77011234567", "1111").await;
     assert_eq!(status, 404);
 }
 
@@ -220,27 +202,16 @@ async fn checks_accept_query_parameters() {
 
 #[tokio::test]
 async fn cooldown_refuses_a_quick_resend_with_retry_after() {
-    let app = TestApp::spawn_with(crate::helpers::Options {
-        toml: "",
-        ..Default::default()
-    })
-    .await;
+    let app = TestApp::spawn_with(Options::toml("")).await;
     let (status, _) = app.send_sms("77011234567").await;
     assert_eq!(status, 200);
     app.advance_secs(10);
     let r = app
-        .client
-        .post(format!("{}/sms", app.base))
-        .json(&json!({"phone": "77011234567"}))
-        .send()
-        .await
-        .expect("request");
+        .post_text("/sms", None, r#"{"phone": "77011234567"}"#)
+        .await;
     assert_eq!(r.status().as_u16(), 429);
-    assert_eq!(
-        r.headers().get("retry-after").and_then(|v| v.to_str().ok()),
-        Some("20")
-    );
-    let (_, body) = crate::helpers::read(r).await;
+    assert_eq!(header(r.headers(), "retry-after"), Some("20"));
+    let (_, body) = read(r).await;
     assert_eq!(error_code(&body), "rate_limited");
     assert_eq!(body["retry_after"], 20);
     assert_eq!(app.sent().len(), 1, "a refused send delivers nothing");
@@ -271,20 +242,12 @@ async fn digits_sent_as_json_numbers_are_accepted() {
         .post("/sms", json!({"phone": 77011234567u64, "password": 48291}))
         .await;
     assert_eq!(status, 200, "{body}");
-    let (status, body) = app
-        .post(
-            "/sms/check",
-            json!({"phone": 77011234567u64, "password": 48291}),
-        )
-        .await;
+    let check = json!({"phone": 77011234567u64, "password": 48291});
+    let (status, body) = app.post("/sms/check", check).await;
     assert_eq!((status, body), (200, json!({"status": "approved"})));
     // A non-integer is refused without echoing it.
-    let (status, body) = app
-        .post(
-            "/sms/check",
-            json!({"phone": "77011234567", "password": 4829.5}),
-        )
-        .await;
+    let check = json!({"phone": "77011234567", "password": 4829.5});
+    let (status, body) = app.post("/sms/check", check).await;
     assert_eq!(status, 400);
     assert!(!body.to_string().contains("4829"), "{body}");
 }
@@ -294,20 +257,14 @@ async fn a_check_finds_the_code_however_the_same_number_was_typed() {
     let app = TestApp::spawn().await;
     // Sent with the national prefix after the country code; libphonenumber
     // stores it as +442079460958.
-    let (status, body) = app
-        .post(
-            "/sms",
-            json!({"phone": "+44 (0)20 7946 0958", "password": "1111"}),
-        )
-        .await;
+    let (status, body) = app.send_sms_code("+44 (0)20 7946 0958", "1111").await;
     assert_eq!(status, 200, "{body}");
     let (status, body) = app.check_sms("+44 (0)20 7946 0958", "0000").await;
     assert_eq!(status, 422, "the same input finds it: {body}");
     let (status, body) = app.check_sms("+442079460958", "1111").await;
     assert_eq!(status, 200, "the E.164 form finds it: {body}");
     // And the other way round.
-    app.post("/sms", json!({"phone": "442079460958", "password": "2222"}))
-        .await;
+    app.send_sms_code("442079460958", "2222").await;
     let (status, body) = app.check_sms("+44 (0) 20-7946-0958", "2222").await;
     assert_eq!(status, 200, "{body}");
 }
@@ -318,44 +275,34 @@ async fn a_check_for_a_number_no_send_accepts_is_404_and_a_malformed_one_400() {
     for invalid in ["+0123456789", "+78001234567", "1234"] {
         let (status, body) = app.send_sms(invalid).await;
         assert_eq!(status, 400, "send to {invalid}: {body}");
-        let (status, body) = app.check_sms(invalid, "1234").await;
-        assert_eq!(status, 404, "check of {invalid}: {body}");
-        assert_eq!(error_code(&body), "not_found");
+        let check = app.check_sms(invalid, "1234").await;
+        assert_error_for(format!("check of {invalid}"), &check, 404, "not_found");
     }
     for malformed in ["abc", "+", "123", "7701123456789012", "7701x234567"] {
-        let (status, body) = app.check_sms(malformed, "1234").await;
-        assert_eq!(status, 400, "check of {malformed:?}: {body}");
-        assert_eq!(error_code(&body), "invalid_request");
+        let check = app.check_sms(malformed, "1234").await;
+        let what = format!("check of {malformed:?}");
+        assert_error_for(what, &check, 400, "invalid_request");
     }
 }
 
 #[tokio::test]
 async fn with_a_default_region_a_check_of_a_national_number_finds_its_code() {
-    let app = TestApp::spawn_with(crate::helpers::Options {
-        toml: "[limits]\ncooldown_secs = 0\n[otp]\ndefault_region = \"KZ\"\n",
-        ..Default::default()
-    })
+    let app = TestApp::spawn_with(Options::toml(
+        "[limits]\ncooldown_secs = 0\n[otp]\ndefault_region = \"KZ\"\n",
+    ))
     .await;
-    let (status, body) = app
-        .post(
-            "/sms",
-            json!({"phone": "8 701 123 45 67", "password": "1111"}),
-        )
-        .await;
+    let (status, body) = app.send_sms_code("8 701 123 45 67", "1111").await;
     assert_eq!(status, 200, "{body}");
     let (status, body) = app.check_sms("87011234567", "1111").await;
     assert_eq!(status, 200, "{body}");
-    app.post("/sms", json!({"phone": "+77011234567", "password": "2222"}))
-        .await;
+    app.send_sms_code("+77011234567", "2222").await;
     let (status, body) = app.check_sms("8 (701) 123-45-67", "2222").await;
     assert_eq!(status, 200, "{body}");
     // Ambiguous without +: refused on check as on send.
-    let app = TestApp::spawn_with(crate::helpers::Options {
-        toml: "[limits]\ncooldown_secs = 0\n[otp]\ndefault_region = \"DE\"\n",
-        ..Default::default()
-    })
+    let app = TestApp::spawn_with(Options::toml(
+        "[limits]\ncooldown_secs = 0\n[otp]\ndefault_region = \"DE\"\n",
+    ))
     .await;
-    let (status, body) = app.check_sms("15123456789", "1111").await;
-    assert_eq!(status, 400, "{body}");
-    assert_eq!(error_code(&body), "invalid_request");
+    let ambiguous = app.check_sms("15123456789", "1111").await;
+    assert_error(&ambiguous, 400, "invalid_request");
 }

@@ -4,7 +4,9 @@
 
 use serde_json::{json, Value};
 
-use crate::helpers::{Options, TestApp, GENERATED};
+use reqwest::Method;
+
+use crate::helpers::{assert_error_for, Options, TestApp, GENERATED};
 
 /// A cooldown, so a second send to one phone is refused.
 const LIMITS: &str = "[limits]\ncooldown_secs = 60\n";
@@ -51,12 +53,7 @@ fn num(v: &Value) -> u64 {
 
 #[tokio::test]
 async fn the_consoles_counts_for_a_flow_equal_the_scrapes_deltas() {
-    let app = TestApp::spawn_with(Options {
-        toml: LIMITS,
-        metrics: true,
-        ..Default::default()
-    })
-    .await;
+    let app = TestApp::spawn_with(Options::toml(LIMITS).with_metrics()).await;
     let scrape_before = app.scrape().await;
     let before = data(&app).await;
 
@@ -192,11 +189,7 @@ async fn the_consoles_counts_for_a_flow_equal_the_scrapes_deltas() {
 
 #[tokio::test]
 async fn recent_verifications_are_listed_masked_with_their_status_and_record() {
-    let app = TestApp::spawn_with(Options {
-        metrics: true,
-        ..Default::default()
-    })
-    .await;
+    let app = TestApp::spawn_with(Options::default().with_metrics()).await;
     assert_eq!(app.send_sms("+77011234567").await.0, 200);
     let (_, sent) = app
         .post("/email", json!({"email": "ann@example.com"}))
@@ -222,14 +215,8 @@ async fn recent_verifications_are_listed_masked_with_their_status_and_record() {
     let (status, record) = app.get(link).await;
     assert_eq!((status, &record["status"]), (200, &json!("approved")));
 
-    let r = app
-        .client
-        .get(format!("{}/console", app.base))
-        .send()
-        .await
-        .expect("page");
-    assert_eq!(r.status().as_u16(), 200);
-    let html = r.text().await.expect("html");
+    let (status, html) = app.page("/console").await;
+    assert_eq!(status, 200);
     assert!(html.contains("+7701***4567") && html.contains("a***@example.com"));
     assert!(html.contains(&format!("href=\"{link}\"")));
     assert!(!html.contains(GENERATED), "a code on the console");
@@ -239,32 +226,14 @@ async fn recent_verifications_are_listed_masked_with_their_status_and_record() {
 
 #[tokio::test]
 async fn the_console_is_closed_without_credentials_when_auth_is_on() {
-    let app = TestApp::spawn_with(Options {
-        toml: AUTH,
-        metrics: true,
-        ..Default::default()
-    })
-    .await;
+    let app = TestApp::spawn_with(Options::toml(AUTH).with_metrics()).await;
     for path in ["/console", "/console/data"] {
-        let url = format!("{}{path}", app.base);
-        let r = app.client.get(&url).send().await.expect("request");
+        let r = app.raw(Method::GET, path).await;
         assert_eq!(r.status().as_u16(), 401, "{path}");
         assert!(r.headers().contains_key("www-authenticate"), "{path}");
-        let r = app
-            .client
-            .get(&url)
-            .basic_auth("admin", Some("wrong"))
-            .send()
-            .await
-            .expect("request");
+        let r = app.raw_as(Method::GET, path, ("admin", "wrong")).await;
         assert_eq!(r.status().as_u16(), 401, "{path} with a wrong password");
-        let r = app
-            .client
-            .get(&url)
-            .basic_auth("admin", Some("0123"))
-            .send()
-            .await
-            .expect("request");
+        let r = app.raw_as(Method::GET, path, ("admin", "0123")).await;
         assert_eq!(r.status().as_u16(), 200, "{path} with credentials");
     }
 }
@@ -276,32 +245,16 @@ async fn without_metrics_the_console_still_lists_the_store_and_recent_sends() {
     let data = data(&app).await;
     assert_eq!(data["metrics"], Value::Null);
     assert_eq!(data["recent"][0]["status"], json!("pending"));
-    let html = app
-        .client
-        .get(format!("{}/console", app.base))
-        .send()
-        .await
-        .expect("page")
-        .text()
-        .await
-        .expect("html");
+    let (status, html) = app.page("/console").await;
+    assert_eq!(status, 200, "{html}");
     assert!(html.contains("Metrics are off"), "{html}");
 }
 
 #[tokio::test]
 async fn the_console_is_404_when_turned_off() {
-    let app = crate::helpers::TestApp::spawn_with(crate::helpers::Options {
-        toml: "[console]\nenabled = false\n",
-        ..crate::helpers::Options::default()
-    })
-    .await;
+    let app = TestApp::spawn_with(Options::toml("[console]\nenabled = false\n")).await;
     for path in ["/console", "/console/data"] {
-        let (status, body) = app.get(path).await;
-        assert_eq!(
-            (status, crate::helpers::error_code(&body)),
-            (404, "not_found"),
-            "{path}"
-        );
+        assert_error_for(path, &app.get(path).await, 404, "not_found");
     }
     // Sends still work without it.
     assert_eq!(app.send_sms("77011234567").await.0, 200);

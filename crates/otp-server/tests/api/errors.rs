@@ -2,26 +2,17 @@ use std::sync::Arc;
 
 use otp_domain::ports::MockCodeStore;
 use otp_domain::StoreError;
+use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::{error_code, Options, TestApp, GENERATED};
+use crate::helpers::{assert_error, error_code, header, read, Options, TestApp, GENERATED};
 
 #[tokio::test]
 async fn bad_input_gets_a_4xx_json_error_never_a_500() {
     let app = TestApp::spawn().await;
-    let raw = |path: &'static str, body: &'static str| {
-        let app = &app;
-        async move {
-            let r = app
-                .client
-                .post(format!("{}{path}", app.base))
-                .header("content-type", "application/json")
-                .body(body)
-                .send()
-                .await
-                .expect("request");
-            crate::helpers::read(r).await
-        }
+    let app = &app;
+    let raw = |path: &'static str, body: &'static str| async move {
+        read(app.post_text(path, None, body).await).await
     };
     let cases = [
         raw("/sms", "{bad json").await,
@@ -52,41 +43,19 @@ async fn bad_input_gets_a_4xx_json_error_never_a_500() {
     }
     let (status, body) = app.get("/no/such/route").await;
     assert_eq!((status, error_code(&body)), (404, "not_found"));
-    let r = app
-        .client
-        .delete(format!("{}/sms", app.base))
-        .send()
-        .await
-        .expect("request");
+    let r = app.raw(Method::DELETE, "/sms").await;
     assert_eq!(
-        r.headers().get("allow").and_then(|v| v.to_str().ok()),
+        header(r.headers(), "allow"),
         Some("POST"),
         "RFC 9110: a 405 names the methods the route takes"
     );
-    let (status, body) = crate::helpers::read(r).await;
-    assert_eq!((status, error_code(&body)), (405, "method_not_allowed"));
+    assert_error(&read(r).await, 405, "method_not_allowed");
     for (path, allow) in [("/sms/check", "GET, HEAD, POST"), ("/healthz", "GET, HEAD")] {
-        let r = app
-            .client
-            .request(reqwest::Method::TRACE, format!("{}{path}", app.base))
-            .send()
-            .await
-            .expect("request");
+        let r = app.raw(Method::TRACE, path).await;
         assert_eq!(r.status().as_u16(), 405, "{path}");
-        assert_eq!(
-            r.headers().get("allow").and_then(|v| v.to_str().ok()),
-            Some(allow),
-            "{path}"
-        );
-        let head = app
-            .client
-            .head(format!(
-                "{}{path}?phone=77011234567&password=1234",
-                app.base
-            ))
-            .send()
-            .await
-            .expect("request");
+        assert_eq!(header(r.headers(), "allow"), Some(allow), "{path}");
+        let query = format!("{path}?phone=77011234567&password=1234");
+        let head = app.raw(Method::HEAD, &query).await;
         assert_ne!(head.status().as_u16(), 405, "HEAD is allowed on {path}");
     }
     let (status, body) = app.get("/sms/check?phone=77011234567").await;
@@ -105,11 +74,7 @@ async fn oversized_bodies_get_413() {
 
 #[tokio::test]
 async fn failed_delivery_is_502_and_leaves_no_checkable_code() {
-    let app = TestApp::spawn_with(Options {
-        failing_senders: true,
-        ..Default::default()
-    })
-    .await;
+    let app = TestApp::spawn_with(Options::failing_senders()).await;
     let (status, body) = app.send_sms("77011234567").await;
     assert_eq!((status, error_code(&body)), (502, "delivery_failed"));
     assert!(
@@ -136,11 +101,7 @@ fn broken_store() -> Arc<MockCodeStore> {
 
 #[tokio::test]
 async fn store_outage_is_503_and_readyz_says_so() {
-    let app = TestApp::spawn_with(Options {
-        store: Some(broken_store()),
-        ..Default::default()
-    })
-    .await;
+    let app = TestApp::spawn_with(Options::default().with_store(broken_store())).await;
     let (status, body) = app.get("/readyz").await;
     assert_eq!((status, error_code(&body)), (503, "store_unavailable"));
     let (status, body) = app.send_sms("77011234567").await;

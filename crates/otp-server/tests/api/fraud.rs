@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{error_code, Options, TestApp};
+use crate::helpers::{assert_error, error_code, Options, TestApp};
 
 const GUARD: &str =
     "[limits]\ncooldown_secs = 0\nsends_per_window = 0\nuser_sends_per_window = 0\n\
@@ -10,12 +10,7 @@ const GUARD: &str =
 
 #[tokio::test]
 async fn a_pumped_prefix_is_listed_refused_and_can_be_lifted() {
-    let app = TestApp::spawn_with(Options {
-        toml: GUARD,
-        metrics: true,
-        ..Options::default()
-    })
-    .await;
+    let app = TestApp::spawn_with(Options::toml(GUARD).with_metrics()).await;
     for i in 0..5 {
         let (status, body) = app.send_sms(&format!("+7701{:07}", 1_000_000 + i)).await;
         assert_eq!(status, 200, "{body}");
@@ -43,42 +38,22 @@ async fn a_pumped_prefix_is_listed_refused_and_can_be_lifted() {
     let (status, data) = app.get("/console/data").await;
     assert_eq!(status, 200, "{data}");
     assert_eq!(data["fraud_blocks"][0]["prefix"], "7701", "{data}");
-    let page = app
-        .client
-        .get(format!("{}/console", app.base))
-        .send()
-        .await
-        .expect("console")
-        .text()
-        .await
-        .expect("html");
+    let (status, page) = app.page("/console").await;
+    assert_eq!(status, 200, "{page}");
     assert!(page.contains(r#"data-prefix="7701""#), "{page}");
-    let r = app
-        .client
-        .delete(format!("{}/fraud/blocks/7701", app.base))
-        .send()
-        .await
-        .expect("delete");
-    assert_eq!(r.status().as_u16(), 200);
+    let (status, lifted) = app.delete("/fraud/blocks/7701").await;
+    assert_eq!(status, 200, "{lifted}");
     assert_eq!(app.send_sms("+77011999999").await.0, 200, "through at once");
-    let r = app
-        .client
-        .delete(format!("{}/fraud/blocks/7701", app.base))
-        .send()
-        .await
-        .expect("delete");
-    let (status, body) = crate::helpers::read(r).await;
-    assert_eq!((status, error_code(&body)), (404, "not_found"));
+    assert_error(&app.delete("/fraud/blocks/7701").await, 404, "not_found");
 }
 
 #[tokio::test]
 async fn approved_codes_keep_a_prefix_open_and_test_destinations_never_count() {
-    let app = TestApp::spawn_with(Options {
-        toml: "[limits]\ncooldown_secs = 0\nsends_per_window = 0\nuser_sends_per_window = 0\n\
-               [fraud]\nmin_sends = 5\nmin_conversion = 0.5\n\
-               [[security.test_destinations]]\nchannel = \"sms\"\nto = \"+77010000000\"\ncode = \"111111\"\n",
-        ..Options::default()
-    })
+    let app = TestApp::spawn_with(Options::toml(
+        "[limits]\ncooldown_secs = 0\nsends_per_window = 0\nuser_sends_per_window = 0\n\
+         [fraud]\nmin_sends = 5\nmin_conversion = 0.5\n\
+         [[security.test_destinations]]\nchannel = \"sms\"\nto = \"+77010000000\"\ncode = \"111111\"\n",
+    ))
     .await;
     for i in 0..12 {
         let phone = format!("+7701{:07}", 1_000_000 + i);
@@ -98,12 +73,6 @@ async fn approved_codes_keep_a_prefix_open_and_test_destinations_never_count() {
 #[tokio::test]
 async fn a_prefix_to_lift_must_be_digits() {
     let app = TestApp::spawn().await;
-    let r = app
-        .client
-        .delete(format!("{}/fraud/blocks/77a1", app.base))
-        .send()
-        .await
-        .expect("delete");
-    let (status, body) = crate::helpers::read(r).await;
-    assert_eq!((status, error_code(&body)), (400, "invalid_request"));
+    let answer = app.delete("/fraud/blocks/77a1").await;
+    assert_error(&answer, 400, "invalid_request");
 }

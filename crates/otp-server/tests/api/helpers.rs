@@ -16,7 +16,8 @@ use otp_domain::{Code, Senders};
 use otp_server::config::{Config, DEFAULT_TOML};
 use otp_server::startup::{app_state, Application, Ports};
 use otp_telemetry::metrics::Metrics;
-use serde_json::Value;
+use reqwest::Method;
+use serde_json::{json, Value};
 
 pub const START: u64 = 1_800_000_000_000;
 pub const GENERATED: &str = "482910";
@@ -39,18 +40,23 @@ fn recording_sender(outbox: Outbox, fail: bool) -> Arc<MockSender> {
     s.expect_send().returning(move |m| {
         outbox.lock().expect("outbox lock").push(m.clone());
         if fail {
-            Err(DeliveryError {
-                provider: "mock".into(),
-                reason: "HTTP 503 from mock".into(),
-                transient: true,
-                retry_after: None,
-                source: None,
-            })
+            Err(provider_outage())
         } else {
             Ok(otp_domain::Delivered::by("mock"))
         }
     });
     Arc::new(s)
+}
+
+/// What a failing sender answers: a transient provider error.
+fn provider_outage() -> DeliveryError {
+    DeliveryError {
+        provider: "mock".into(),
+        reason: "HTTP 503 from mock".into(),
+        transient: true,
+        retry_after: None,
+        source: None,
+    }
 }
 
 pub struct TestApp {
@@ -83,6 +89,41 @@ impl Default for Options {
             failing_senders: false,
             store: None,
             metrics: false,
+        }
+    }
+}
+
+impl Options {
+    /// The defaults with `toml` layered over the built-in config instead
+    /// of the no-cooldown default.
+    pub fn toml(toml: &'static str) -> Options {
+        Options {
+            toml,
+            ..Options::default()
+        }
+    }
+
+    /// The defaults with senders that fail every delivery.
+    pub fn failing_senders() -> Options {
+        Options {
+            failing_senders: true,
+            ..Options::default()
+        }
+    }
+
+    /// These options with metrics recorded and served.
+    pub fn with_metrics(self) -> Options {
+        Options {
+            metrics: true,
+            ..self
+        }
+    }
+
+    /// These options with `store` as the code store.
+    pub fn with_store(self, store: Arc<dyn CodeStore>) -> Options {
+        Options {
+            store: Some(store),
+            ..self
         }
     }
 }
@@ -157,15 +198,15 @@ impl TestApp {
         }
     }
 
-    /// The scrape, as `name{labels} value` lines (comments dropped).
-    pub async fn scrape(&self) -> String {
+    /// The scrape listener's answer to `GET /metrics`, as it came.
+    pub async fn scrape_response(&self) -> reqwest::Response {
         let base = self.metrics_base.as_ref().expect("metrics are on");
-        let r = self
-            .client
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .expect("scrape");
+        send(self.client.get(format!("{base}/metrics"))).await
+    }
+
+    /// The scrape's text, after asserting it answered 200.
+    pub async fn scrape(&self) -> String {
+        let r = self.scrape_response().await;
         assert_eq!(r.status().as_u16(), 200);
         r.text().await.expect("scrape body")
     }
@@ -192,52 +233,147 @@ impl TestApp {
             .collect()
     }
 
+    /// `path` on the API listener.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, self.url(path))
+    }
+
+    /// `method path` without body or credentials: the answer as it came.
+    pub async fn raw(&self, method: Method, path: &str) -> reqwest::Response {
+        self.raw_with(method, path, &[]).await
+    }
+
+    /// `method path` with extra headers and no body: the answer as it came.
+    pub async fn raw_with(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
+        send(with_headers(self.request(method, path), headers)).await
+    }
+
+    /// `method path` with basic-auth credentials `(user, password)` and no
+    /// body: the answer as it came.
+    pub async fn raw_as(
+        &self,
+        method: Method,
+        path: &str,
+        auth: (&str, &str),
+    ) -> reqwest::Response {
+        send(self.request(method, path).basic_auth(auth.0, Some(auth.1))).await
+    }
+
+    /// POST `json` as it is written (it may be malformed or oversized)
+    /// with a JSON content type, with basic-auth credentials when given:
+    /// the answer as it came.
+    pub async fn post_text(
+        &self,
+        path: &str,
+        auth: Option<(&str, &str)>,
+        json: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        let mut req = self
+            .request(Method::POST, path)
+            .header("content-type", "application/json")
+            .body(json);
+        if let Some((user, password)) = auth {
+            req = req.basic_auth(user, Some(password));
+        }
+        send(req).await
+    }
+
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let r = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .json(&body)
-            .send()
-            .await
-            .expect("request");
-        read(r).await
+        read(send(self.request(Method::POST, path).json(&body)).await).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        read(self.raw(Method::DELETE, path).await).await
+    }
+
+    /// GET a page: its status and its text (HTML, not JSON).
+    pub async fn page(&self, path: &str) -> (u16, String) {
+        let r = self.raw(Method::GET, path).await;
+        let status = r.status().as_u16();
+        (status, r.text().await.expect("page text"))
     }
 
     /// The seed's form: GET with a JSON body, with or without a JSON
     /// content type.
     pub async fn get_with_body(&self, path: &str, body: Value, json_type: bool) -> (u16, Value) {
-        let mut req = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .body(body.to_string());
+        let mut req = self.request(Method::GET, path).body(body.to_string());
         if json_type {
             req = req.header("content-type", "application/json");
         }
-        read(req.send().await.expect("request")).await
+        read(send(req).await).await
     }
 
     pub async fn get(&self, path_and_query: &str) -> (u16, Value) {
-        let r = self
-            .client
-            .get(format!("{}{path_and_query}", self.base))
-            .send()
-            .await
-            .expect("request");
-        read(r).await
+        read(self.raw(Method::GET, path_and_query).await).await
     }
 
     pub async fn send_sms(&self, phone: &str) -> (u16, Value) {
-        self.post("/sms", serde_json::json!({ "phone": phone }))
+        self.post("/sms", json!({ "phone": phone })).await
+    }
+
+    /// An SMS send that names its own code.
+    pub async fn send_sms_code(&self, phone: &str, password: &str) -> (u16, Value) {
+        self.post("/sms", json!({ "phone": phone, "password": password }))
+            .await
+    }
+
+    /// An SMS send that asks for `locale`.
+    pub async fn send_sms_in(&self, phone: &str, locale: &str) -> (u16, Value) {
+        self.post("/sms", json!({ "phone": phone, "locale": locale }))
             .await
     }
 
     pub async fn check_sms(&self, phone: &str, password: &str) -> (u16, Value) {
-        self.post(
-            "/sms/check",
-            serde_json::json!({ "phone": phone, "password": password }),
-        )
-        .await
+        self.check("sms", "phone", phone, password).await
     }
+
+    pub async fn check_call(&self, phone: &str, password: &str) -> (u16, Value) {
+        self.check("call", "phone", phone, password).await
+    }
+
+    pub async fn check_email(&self, email: &str, password: &str) -> (u16, Value) {
+        self.check("email", "email", email, password).await
+    }
+
+    /// `POST /{channel}/check` with the address under `field`.
+    async fn check(&self, channel: &str, field: &str, to: &str, password: &str) -> (u16, Value) {
+        let mut body = json!({ "password": password });
+        body[field] = json!(to);
+        self.post(&format!("/{channel}/check"), body).await
+    }
+
+    /// A Telegram update, with the webhook secret header when given.
+    pub async fn telegram_webhook(&self, secret: Option<&str>, update: Value) -> (u16, Value) {
+        let headers: Vec<_> = secret
+            .map(|s| ("X-Telegram-Bot-Api-Secret-Token", s))
+            .into_iter()
+            .collect();
+        let (status, _, body) = self.post_with("/telegram/webhook", &headers, update).await;
+        (status, body)
+    }
+}
+
+async fn send(req: reqwest::RequestBuilder) -> reqwest::Response {
+    req.send().await.expect("request")
+}
+
+fn with_headers(
+    mut req: reqwest::RequestBuilder,
+    headers: &[(&str, &str)],
+) -> reqwest::RequestBuilder {
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req
 }
 
 pub async fn read(r: reqwest::Response) -> (u16, Value) {
@@ -260,6 +396,30 @@ pub fn error_code(body: &Value) -> &str {
         "{code} is not in the spec's ErrorCode enum"
     );
     code
+}
+
+/// The value of header `name`, when it is there and visible ASCII.
+pub fn header<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Asserts that `answer` is the stable error body (see `error_code`)
+/// with this status and code.
+#[track_caller]
+pub fn assert_error(answer: &(u16, Value), status: u16, code: &str) {
+    assert_error_for("", answer, status, code);
+}
+
+/// `assert_error`, with `what` naming the case when it fails.
+#[track_caller]
+pub fn assert_error_for(
+    what: impl std::fmt::Display,
+    (got, body): &(u16, Value),
+    status: u16,
+    code: &str,
+) {
+    assert_eq!(*got, status, "{what}: {body}");
+    assert_eq!(error_code(body), code, "{what}: {body}");
 }
 
 /// The `ErrorCode` enum of the spec the server runs.
@@ -285,11 +445,8 @@ impl TestApp {
         headers: &[(&str, &str)],
         body: Value,
     ) -> (u16, reqwest::header::HeaderMap, Value) {
-        let mut req = self.client.post(format!("{}{path}", self.base)).json(&body);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let r = req.send().await.expect("request");
+        let req = self.request(Method::POST, path).json(&body);
+        let r = send(with_headers(req, headers)).await;
         let headers = r.headers().clone();
         let (status, value) = read(r).await;
         (status, headers, value)

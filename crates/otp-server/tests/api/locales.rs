@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{error_code, Options, TestApp, GENERATED};
+use crate::helpers::{assert_error, assert_error_for, Options, TestApp, GENERATED};
 
 /// The texts of the last message in the outbox: (subject, body).
 fn last(app: &TestApp) -> (Option<String>, String) {
@@ -37,9 +37,7 @@ async fn a_request_locale_picks_its_texts_along_the_fallback_chain() {
             format!("Your code is {GENERATED}. It expires in 300 seconds."),
         ),
     ] {
-        let (status, body) = app
-            .post("/sms", json!({"phone": "+4915123456789", "locale": locale}))
-            .await;
+        let (status, body) = app.send_sms_in("+4915123456789", locale).await;
         assert_eq!(status, 200, "{locale}: {body}");
         assert_eq!(last(&app).1, text, "{locale}");
     }
@@ -83,12 +81,7 @@ async fn without_a_locale_a_phone_gets_its_countrys_and_others_the_default() {
 #[tokio::test]
 async fn the_chosen_locale_is_on_the_verification() {
     let app = TestApp::spawn().await;
-    let (status, sent) = app
-        .post(
-            "/sms",
-            json!({"phone": "+4915123456789", "locale": "pt_br"}),
-        )
-        .await;
+    let (status, sent) = app.send_sms_in("+4915123456789", "pt_br").await;
     assert_eq!(status, 200, "{sent}");
     let id = sent["id"].as_str().expect("id");
     let (status, v) = app.get(&format!("/verifications/{id}")).await;
@@ -107,23 +100,16 @@ async fn the_chosen_locale_is_on_the_verification() {
 #[tokio::test]
 async fn an_unserved_locale_is_unsupported_and_a_malformed_one_invalid() {
     let app = TestApp::spawn().await;
-    let (status, body) = app
-        .post("/sms", json!({"phone": "+4915123456789", "locale": "xx"}))
-        .await;
-    assert_eq!((status, error_code(&body)), (400, "unsupported_locale"));
+    let answer = app.send_sms_in("+4915123456789", "xx").await;
+    assert_error(&answer, 400, "unsupported_locale");
+    let body = answer.1;
     assert!(
         body["message"].as_str().is_some_and(|m| m.contains("xx")),
         "{body}"
     );
     for bad in ["german!", "d", "de--DE", "x-private-only-too-long-subtag"] {
-        let (status, body) = app
-            .post("/sms", json!({"phone": "+4915123456789", "locale": bad}))
-            .await;
-        assert_eq!(
-            (status, error_code(&body)),
-            (400, "invalid_request"),
-            "{bad}"
-        );
+        let answer = app.send_sms_in("+4915123456789", bad).await;
+        assert_error_for(bad, &answer, 400, "invalid_request");
     }
     assert!(app.sent().is_empty(), "nothing went out");
 }
@@ -131,12 +117,8 @@ async fn an_unserved_locale_is_unsupported_and_a_malformed_one_invalid() {
 #[tokio::test]
 async fn a_requests_own_message_wins_over_every_locale() {
     let app = TestApp::spawn().await;
-    let (status, _) = app
-        .post(
-            "/sms",
-            json!({"phone": "+4915123456789", "locale": "fr", "message": "Code {password}!"}),
-        )
-        .await;
+    let send = json!({"phone": "+4915123456789", "locale": "fr", "message": "Code {password}!"});
+    let (status, _) = app.post("/sms", send).await;
     assert_eq!(status, 200);
     assert_eq!(last(&app).1, format!("Code {GENERATED}!"));
 }
@@ -175,8 +157,8 @@ async fn get_locales_lists_every_built_in_locale() {
 
 #[tokio::test]
 async fn config_overrides_texts_adds_locales_and_remaps_countries() {
-    let app = TestApp::spawn_with(Options {
-        toml: r#"
+    let app = TestApp::spawn_with(Options::toml(
+        r#"
 [limits]
 cooldown_secs = 0
 [templates.country_locales]
@@ -188,27 +170,20 @@ sms = "Code : {password}"
 name = "Schwiizerdütsch"
 sms = "Din Code isch {password}."
 "#,
-        ..Options::default()
-    })
+    ))
     .await;
     let (_, _) = app.send_sms("+77011234567").await;
     assert_eq!(
         last(&app).1,
         format!("Сіздің кодыңыз: {GENERATED}. Ол 5 минут бойы жарамды.")
     );
-    let (_, _) = app
-        .post("/sms", json!({"phone": "+4915123456789", "locale": "fr"}))
-        .await;
+    let (_, _) = app.send_sms_in("+4915123456789", "fr").await;
     assert_eq!(last(&app).1, format!("Code : {GENERATED}"));
     let (_, _) = app.send_sms("+4915123456789").await;
     assert_eq!(last(&app).1, format!("Din Code isch {GENERATED}."));
     // What de-CH does not set comes from de.
-    let (_, _) = app
-        .post(
-            "/email",
-            json!({"email": "a@example.com", "locale": "de-CH"}),
-        )
-        .await;
+    let email = json!({"email": "a@example.com", "locale": "de-CH"});
+    let (_, _) = app.post("/email", email).await;
     assert_eq!(last(&app).0.as_deref(), Some("Ihr Bestätigungscode"));
     let (_, body) = app.get("/locales").await;
     let find = |tag: &str| {

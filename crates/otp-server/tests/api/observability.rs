@@ -1,22 +1,18 @@
 //! Request ids and the metrics listener, through the real app.
 
+use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::{Options, TestApp};
+use crate::helpers::{header, Options, TestApp};
 
 const AUTH: &str =
     "[auth]\nusername = \"admin\"\npassword = \"0123\"\n[limits]\ncooldown_secs = 0\n";
 
 async fn request_id(app: &TestApp, sent: Option<&str>) -> String {
-    let mut req = app.client.get(format!("{}/healthz", app.base));
-    if let Some(id) = sent {
-        req = req.header("X-Request-Id", id);
-    }
-    let r = req.send().await.expect("request");
+    let headers: Vec<_> = sent.map(|id| ("X-Request-Id", id)).into_iter().collect();
+    let r = app.raw_with(Method::GET, "/healthz", &headers).await;
     assert_eq!(r.status().as_u16(), 200);
-    r.headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
+    header(r.headers(), "x-request-id")
         .expect("every answer carries an X-Request-Id")
         .to_owned()
 }
@@ -34,53 +30,26 @@ async fn a_sane_request_id_is_echoed_and_any_other_is_replaced() {
     assert_ne!(a, b, "each request gets its own");
     // Errors built outside the operations carry it too.
     let r = app
-        .client
-        .get(format!("{}/no-such-route", app.base))
-        .header("X-Request-Id", "err-1")
-        .send()
-        .await
-        .expect("request");
+        .raw_with(Method::GET, "/no-such-route", &[("X-Request-Id", "err-1")])
+        .await;
     assert_eq!(r.status().as_u16(), 404);
-    assert_eq!(
-        r.headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok()),
-        Some("err-1")
-    );
+    assert_eq!(header(r.headers(), "x-request-id"), Some("err-1"));
 }
 
 #[tokio::test]
 async fn metrics_have_a_listener_of_their_own_outside_the_api_and_its_auth() {
-    let app = TestApp::spawn_with(Options {
-        toml: AUTH,
-        metrics: true,
-        ..Default::default()
-    })
-    .await;
+    let app = TestApp::spawn_with(Options::toml(AUTH).with_metrics()).await;
     let metrics = app.metrics_base.clone().expect("metrics listener");
     assert_ne!(metrics, app.base);
-    let r = app
-        .client
-        .get(format!("{metrics}/metrics"))
-        .send()
-        .await
-        .expect("scrape");
+    let r = app.scrape_response().await;
     assert_eq!(r.status().as_u16(), 200, "no API credentials needed");
     assert_eq!(
-        r.headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok()),
+        header(r.headers(), "content-type"),
         Some("text/plain; version=0.0.4; charset=utf-8")
     );
     assert!(r.text().await.expect("body").contains("otpd_build_info"));
     // The API port has no /metrics; the scrape port has nothing else.
-    let on_api = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .basic_auth("admin", Some("0123"))
-        .send()
-        .await
-        .expect("request");
+    let on_api = app.raw_as(Method::GET, "/metrics", ("admin", "0123")).await;
     assert_eq!(on_api.status().as_u16(), 404);
     let sms_on_metrics = app
         .client
@@ -95,22 +64,13 @@ async fn metrics_have_a_listener_of_their_own_outside_the_api_and_its_auth() {
 
 #[tokio::test]
 async fn metrics_are_off_with_an_empty_listen() {
-    let app = TestApp::spawn_with(Options {
-        toml: "[metrics]\nlisten = \"\"\n",
-        metrics: true,
-        ..Default::default()
-    })
-    .await;
+    let app = TestApp::spawn_with(Options::toml("[metrics]\nlisten = \"\"\n").with_metrics()).await;
     assert_eq!(app.metrics_base, None);
 }
 
 #[tokio::test]
 async fn requests_are_counted_by_route_template_never_by_raw_path() {
-    let app = TestApp::spawn_with(Options {
-        metrics: true,
-        ..Default::default()
-    })
-    .await;
+    let app = TestApp::spawn_with(Options::default().with_metrics()).await;
     let (status, _) = app.send_sms("77011234567").await;
     assert_eq!(status, 200);
     let (status, _) = app.check_sms("77011234567", "000000").await;

@@ -12,7 +12,7 @@ use otp_store_embedded::EmbeddedStore;
 use otp_testkit::redis::RedisServer;
 use serde_json::json;
 
-use crate::helpers::{error_code, read, Options, TestApp};
+use crate::helpers::{assert_error_for, Options, TestApp};
 
 /// Keeps a store's backing file or server alive for the test.
 enum Backing {
@@ -36,12 +36,7 @@ fn stores() -> Vec<(&'static str, Arc<dyn CodeStore>, Backing)> {
 }
 
 async fn app_on(store: Arc<dyn CodeStore>, toml: &'static str) -> TestApp {
-    TestApp::spawn_with(Options {
-        toml,
-        store: Some(store),
-        ..Default::default()
-    })
-    .await
+    TestApp::spawn_with(Options::toml(toml).with_store(store)).await
 }
 
 const NO_COOLDOWN: &str = "[limits]\ncooldown_secs = 0\n";
@@ -50,12 +45,7 @@ const NO_COOLDOWN: &str = "[limits]\ncooldown_secs = 0\n";
 async fn ten_thousand_wrong_guesses_evaluate_at_most_the_limit_then_lock() {
     for (name, store, _backing) in stores() {
         let app = app_on(store, NO_COOLDOWN).await;
-        let (status, _) = app
-            .post(
-                "/sms",
-                json!({"phone": "77011234567", "password": "739184"}),
-            )
-            .await;
+        let (status, _) = app.send_sms_code("77011234567", "739184").await;
         assert_eq!(status, 200, "{name}");
         let statuses: Vec<u16> = stream::iter(0..10_000u32)
             .map(|i| {
@@ -77,12 +67,8 @@ async fn ten_thousand_wrong_guesses_evaluate_at_most_the_limit_then_lock() {
         let locked = statuses.iter().filter(|s| **s == 429).count();
         assert_eq!(evaluated, 5, "{name}: exactly the limit was evaluated");
         assert_eq!(locked, 10_000 - 5, "{name}: every other guess met the lock");
-        let (status, body) = app.check_sms("77011234567", "739184").await;
-        assert_eq!(
-            (status, error_code(&body)),
-            (429, "too_many_attempts"),
-            "{name}"
-        );
+        let locked = app.check_sms("77011234567", "739184").await;
+        assert_error_for(name, &locked, 429, "too_many_attempts");
     }
 }
 
@@ -90,11 +76,7 @@ async fn ten_thousand_wrong_guesses_evaluate_at_most_the_limit_then_lock() {
 async fn of_100_concurrent_correct_checks_exactly_one_is_approved() {
     for (name, store, _backing) in stores() {
         let app = app_on(store, NO_COOLDOWN).await;
-        app.post(
-            "/sms",
-            json!({"phone": "77011234567", "password": "482910"}),
-        )
-        .await;
+        app.send_sms_code("77011234567", "482910").await;
         let statuses: Vec<u16> = stream::iter(0..100)
             .map(|_| {
                 let app = &app;
@@ -116,49 +98,28 @@ async fn of_100_concurrent_correct_checks_exactly_one_is_approved() {
 async fn a_replay_after_success_and_an_expired_code_are_404() {
     for (name, store, _backing) in stores() {
         let app = app_on(store, NO_COOLDOWN).await;
-        app.post(
-            "/sms",
-            json!({"phone": "77011234567", "password": "482910"}),
-        )
-        .await;
+        app.send_sms_code("77011234567", "482910").await;
         assert_eq!(
             app.check_sms("77011234567", "482910").await.0,
             200,
             "{name}"
         );
-        let (status, body) = app.check_sms("77011234567", "482910").await;
-        assert_eq!(
-            (status, error_code(&body)),
-            (404, "not_found"),
-            "{name}: replay"
-        );
+        let replay = app.check_sms("77011234567", "482910").await;
+        assert_error_for(format!("{name}: replay"), &replay, 404, "not_found");
 
-        let (status, _) = app
-            .post(
-                "/sms",
-                json!({"phone": "77011234568", "password": "482910", "lifetime": 60}),
-            )
-            .await;
+        let send = json!({"phone": "77011234568", "password": "482910", "lifetime": 60});
+        let (status, _) = app.post("/sms", send).await;
         assert_eq!(status, 200, "{name}");
         app.advance_secs(59);
-        let (status, _) = app
-            .post(
-                "/call",
-                json!({"phone": "77011234568", "password": "111111", "lifetime": 60}),
-            )
-            .await;
+        let call = json!({"phone": "77011234568", "password": "111111", "lifetime": 60});
+        let (status, _) = app.post("/call", call).await;
         assert_eq!(status, 200, "{name}");
         let (status, _) = app.check_sms("77011234568", "000000").await;
         assert_eq!(status, 422, "{name}: alive one second before its end");
         app.advance_secs(1);
         let (status, _) = app.check_sms("77011234568", "482910").await;
         assert_eq!(status, 404, "{name}: expired at exactly its lifetime");
-        let (status, _) = app
-            .post(
-                "/call/check",
-                json!({"phone": "77011234568", "password": "111111"}),
-            )
-            .await;
+        let (status, _) = app.check_call("77011234568", "111111").await;
         assert_eq!(status, 200, "{name}: the younger code still lives");
     }
 }
@@ -188,23 +149,11 @@ async fn send_floods_hit_the_destination_user_and_channel_caps() {
         assert_eq!(status, 429, "{name}: the sixth send in the window");
 
         // One end user across destinations.
-        let user = |i: u32| {
-            let app = &app;
-            async move {
-                let r = app
-                    .client
-                    .post(format!("{}/sms", app.base))
-                    .header("X-OTP-User-Key", "198.51.100.23")
-                    .json(&json!({ "phone": format!("+7701123{i:04}") }))
-                    .send()
-                    .await
-                    .expect("request");
-                read(r).await.0
-            }
-        };
+        let key = [("X-OTP-User-Key", "198.51.100.23")];
         let mut statuses = Vec::new();
         for i in 0..10 {
-            statuses.push(user(i).await);
+            let phone = json!({ "phone": format!("+7701123{i:04}") });
+            statuses.push(app.post_with("/sms", &key, phone).await.0);
         }
         assert_eq!(
             statuses.iter().filter(|s| **s == 200).count(),
@@ -215,12 +164,8 @@ async fn send_floods_hit_the_destination_user_and_channel_caps() {
         // user = 11 of 12 in the hour. One more fits, then the channel is
         // closed for everyone.
         assert_eq!(app.send_sms("77011239998").await.0, 200, "{name}");
-        let (status, body) = app.send_sms("77011239999").await;
-        assert_eq!(
-            (status, error_code(&body)),
-            (429, "rate_limited"),
-            "{name}: channel cap"
-        );
+        let capped = app.send_sms("77011239999").await;
+        assert_error_for(format!("{name}: channel cap"), &capped, 429, "rate_limited");
     }
 }
 
@@ -231,14 +176,7 @@ async fn a_webhook_without_or_with_a_wrong_secret_is_401_and_sends_nothing() {
         let update = json!({"update_id": 9, "message": {"message_id": 1, "date": 0,
             "chat": {"id": 31, "type": "private"}, "from": {"id": 31, "is_bot": false, "first_name": "A"}, "text": "hi"}});
         for secret in [None, Some("wrong-secret"), Some("")] {
-            let mut req = app
-                .client
-                .post(format!("{}/telegram/webhook", app.base))
-                .json(&update);
-            if let Some(s) = secret {
-                req = req.header("X-Telegram-Bot-Api-Secret-Token", s);
-            }
-            let status = req.send().await.expect("request").status().as_u16();
+            let (status, _) = app.telegram_webhook(secret, update.clone()).await;
             assert_eq!(status, 401, "{name}: {secret:?}");
         }
         assert!(app.sent().is_empty(), "{name}");

@@ -1,6 +1,6 @@
 use serde_json::{json, Value};
 
-use crate::helpers::{error_code, Options, TestApp, PAIRING};
+use crate::helpers::{assert_error, Options, TestApp, PAIRING};
 
 fn update(id: i64, chat: i64, kind: &str, is_bot: bool, text: Option<&str>) -> Value {
     let mut message = json!({
@@ -15,29 +15,16 @@ fn update(id: i64, chat: i64, kind: &str, is_bot: bool, text: Option<&str>) -> V
     json!({"update_id": id, "message": message})
 }
 
-async fn webhook(app: &TestApp, secret: Option<&str>, body: Value) -> u16 {
-    let mut req = app
-        .client
-        .post(format!("{}/telegram/webhook", app.base))
-        .json(&body);
-    if let Some(s) = secret {
-        req = req.header("X-Telegram-Bot-Api-Secret-Token", s);
-    }
-    req.send().await.expect("request").status().as_u16()
+/// A `hi` from private chat 5, as update `id`.
+fn hi(id: i64) -> Value {
+    update(id, 5, "private", false, Some("hi"))
 }
 
 #[tokio::test]
 async fn bot_pairs_a_private_chat_and_target_trades_the_code_once() {
     let app = TestApp::spawn().await;
-    assert_eq!(
-        webhook(
-            &app,
-            None,
-            update(1, 4242, "private", false, Some("/start"))
-        )
-        .await,
-        200
-    );
+    let start = update(1, 4242, "private", false, Some("/start"));
+    assert_eq!(app.telegram_webhook(None, start).await.0, 200);
     assert_eq!(
         app.sent(),
         vec![(
@@ -56,10 +43,10 @@ async fn bot_pairs_a_private_chat_and_target_trades_the_code_once() {
         )
         .await;
     assert_eq!((status, body), (200, json!({"chat_id": 4242})));
-    let (status, body) = app
+    let again = app
         .get(&format!("/telegram/target?password={PAIRING}"))
         .await;
-    assert_eq!((status, error_code(&body)), (404, "not_found"));
+    assert_error(&again, 404, "not_found");
 }
 
 #[tokio::test]
@@ -71,40 +58,23 @@ async fn groups_bots_and_non_text_updates_get_200_and_no_code() {
         update(3, 77, "private", false, None),
         json!({"update_id": 4, "edited_message": {"text": "x"}}),
     ] {
-        assert_eq!(webhook(&app, None, u).await, 200);
+        assert_eq!(app.telegram_webhook(None, u).await.0, 200);
     }
     assert!(app.sent().is_empty());
 }
 
 #[tokio::test]
 async fn webhook_requires_the_secret_token_when_configured() {
-    let app = TestApp::spawn_with(Options {
-        toml: "[telegram]\nwebhook_secret = \"s3cret-token\"\n[auth]\nusername = \"admin\"\npassword = \"pw\"\n",
-        ..Default::default()
-    })
+    let app = TestApp::spawn_with(Options::toml(
+        "[telegram]\nwebhook_secret = \"s3cret-token\"\n[auth]\nusername = \"admin\"\npassword = \"pw\"\n",
+    ))
     .await;
-    assert_eq!(
-        webhook(&app, None, update(1, 5, "private", false, Some("hi"))).await,
-        401
-    );
-    assert_eq!(
-        webhook(
-            &app,
-            Some("wrong"),
-            update(2, 5, "private", false, Some("hi"))
-        )
-        .await,
-        401
-    );
+    assert_eq!(app.telegram_webhook(None, hi(1)).await.0, 401);
+    assert_eq!(app.telegram_webhook(Some("wrong"), hi(2)).await.0, 401);
     assert!(app.sent().is_empty(), "nothing is sent for a rejected call");
     // Basic auth does not apply to the webhook; the secret does.
     assert_eq!(
-        webhook(
-            &app,
-            Some("s3cret-token"),
-            update(3, 5, "private", false, Some("hi"))
-        )
-        .await,
+        app.telegram_webhook(Some("s3cret-token"), hi(3)).await.0,
         200
     );
     assert_eq!(app.sent().len(), 1);

@@ -21,13 +21,13 @@ async fn call(app: &TestApp, method: reqwest::Method, path: &str, form: &str) ->
     read(r).await
 }
 
+/// A GET of `path` with the account's credentials.
+async fn fetch(app: &TestApp, path: &str) -> (u16, Value) {
+    call(app, reqwest::Method::GET, path, "").await
+}
+
 async fn spawn() -> TestApp {
-    TestApp::spawn_with(Options {
-        toml: TWILIO,
-        metrics: true,
-        ..Default::default()
-    })
-    .await
+    TestApp::spawn_with(Options::toml(TWILIO).with_metrics()).await
 }
 
 async fn service(app: &TestApp, name: &str) -> String {
@@ -104,13 +104,7 @@ async fn an_expired_verification_is_gone_for_fetch_and_check() {
         "public_url makes the links"
     );
     app.advance_secs(301);
-    let (status, gone) = call(
-        &app,
-        reqwest::Method::GET,
-        &format!("/v2/Services/{va}/Verifications/{ve}"),
-        "",
-    )
-    .await;
+    let (status, gone) = fetch(&app, &format!("/v2/Services/{va}/Verifications/{ve}")).await;
     assert_eq!(
         (status, gone["code"].as_u64()),
         (404, Some(20404)),
@@ -126,13 +120,7 @@ async fn an_expired_verification_is_gone_for_fetch_and_check() {
     let other = service(&app, "Other").await;
     let v = send(&app, &va, "To=%2B4915112345679&Channel=sms").await;
     let ve = v["sid"].as_str().expect("sid");
-    let (status, _) = call(
-        &app,
-        reqwest::Method::GET,
-        &format!("/v2/Services/{other}/Verifications/{ve}"),
-        "",
-    )
-    .await;
+    let (status, _) = fetch(&app, &format!("/v2/Services/{other}/Verifications/{ve}")).await;
     assert_eq!(status, 404);
 }
 
@@ -203,7 +191,7 @@ async fn services_page_with_absolute_links_in_twilio_s_meta_block() {
         // Created a second apart: the order is by creation, not by sid.
         app.advance_secs(1);
     }
-    let (status, page) = call(&app, reqwest::Method::GET, "/v2/Services?PageSize=2", "").await;
+    let (status, page) = fetch(&app, "/v2/Services?PageSize=2").await;
     assert_eq!(status, 200, "{page}");
     assert_eq!(page["services"].as_array().map(Vec::len), Some(2));
     assert_eq!(page["meta"]["key"], "services");
@@ -212,13 +200,7 @@ async fn services_page_with_absolute_links_in_twilio_s_meta_block() {
         next,
         "https://otp.example.com/v2/Services?PageSize=2&Page=1"
     );
-    let (_, last) = call(
-        &app,
-        reqwest::Method::GET,
-        "/v2/Services?PageSize=2&Page=1",
-        "",
-    )
-    .await;
+    let (_, last) = fetch(&app, "/v2/Services?PageSize=2&Page=1").await;
     assert_eq!(last["services"].as_array().map(Vec::len), Some(1));
     assert!(last["meta"]["next_page_url"].is_null(), "{last}");
     assert_eq!(

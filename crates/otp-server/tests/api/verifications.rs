@@ -3,7 +3,9 @@
 
 use serde_json::{json, Value};
 
-use crate::helpers::{error_code, Options, TestApp, GENERATED};
+use crate::helpers::{
+    assert_error, assert_error_for, error_code, header, Options, TestApp, GENERATED,
+};
 
 /// Sends an SMS and returns the verification id from the answer.
 async fn send(app: &TestApp, phone: &str) -> String {
@@ -65,10 +67,9 @@ async fn the_right_code_ends_it_as_approved() {
 
 #[tokio::test]
 async fn too_many_wrong_codes_end_it_as_max_attempts_reached() {
-    let app = TestApp::spawn_with(Options {
-        toml: "[limits]\ncooldown_secs = 0\n[otp]\nmax_attempts = 2\n",
-        ..Options::default()
-    })
+    let app = TestApp::spawn_with(Options::toml(
+        "[limits]\ncooldown_secs = 0\n[otp]\nmax_attempts = 2\n",
+    ))
     .await;
     let id = send(&app, "77011234567").await;
     app.check_sms("77011234567", "000000").await;
@@ -110,11 +111,7 @@ async fn a_new_send_cancels_the_old_verification_as_replaced() {
 
 #[tokio::test]
 async fn a_failed_delivery_ends_it_as_failed_with_the_providers_reason() {
-    let app = TestApp::spawn_with(Options {
-        failing_senders: true,
-        ..Options::default()
-    })
-    .await;
+    let app = TestApp::spawn_with(Options::failing_senders()).await;
     let (status, body) = app.send_sms("77011234567").await;
     assert_eq!(status, 502, "{body}");
     let (status, latest) = app
@@ -153,8 +150,7 @@ async fn cancel_kills_the_code_once() {
         format!("/verifications/{unknown}/cancel"),
         "/verifications/nonsense/cancel".to_owned(),
     ] {
-        let (status, body) = app.post(&path, json!({})).await;
-        assert_eq!((status, error_code(&body)), (404, "not_found"), "{path}");
+        assert_error_for(&path, &app.post(&path, json!({})).await, 404, "not_found");
     }
     let (status, body) = app.get(&format!("/verifications/{unknown}")).await;
     assert_eq!((status, error_code(&body)), (404, "not_found"));
@@ -170,17 +166,12 @@ async fn looking_up_the_latest_needs_the_channels_own_address_field() {
         "/verifications?channel=sms&phone=12",
         "/verifications?channel=fax&phone=77011234567",
     ] {
-        let (status, body) = app.get(query).await;
-        assert_eq!(
-            (status, error_code(&body)),
-            (400, "invalid_request"),
-            "{query}"
-        );
+        assert_error_for(query, &app.get(query).await, 400, "invalid_request");
     }
-    let (status, body) = app
+    let nobody = app
         .get("/verifications?channel=email&email=nobody%40example.com")
         .await;
-    assert_eq!((status, error_code(&body)), (404, "not_found"));
+    assert_error(&nobody, 404, "not_found");
 }
 
 #[tokio::test]
@@ -194,10 +185,7 @@ async fn the_same_idempotency_key_and_body_answer_the_first_answer_and_send_once
     let (s2, h2, second) = app.post_with("/sms", &key, body.clone()).await;
     assert_eq!(s2, 200, "{second}");
     assert_eq!(second, first);
-    assert_eq!(
-        h2.get("idempotent-replayed").and_then(|v| v.to_str().ok()),
-        Some("true")
-    );
+    assert_eq!(header(&h2, "idempotent-replayed"), Some("true"));
     assert_eq!(app.sent().len(), 1, "one delivery");
     // The first code is still the live one.
     assert_eq!(app.check_sms("77011234567", GENERATED).await.0, 200);
@@ -245,11 +233,7 @@ async fn concurrent_sends_with_one_key_deliver_once() {
 
 #[tokio::test]
 async fn a_failed_send_frees_its_idempotency_key_for_a_retry() {
-    let app = TestApp::spawn_with(Options {
-        failing_senders: true,
-        ..Options::default()
-    })
-    .await;
+    let app = TestApp::spawn_with(Options::failing_senders()).await;
     let key = [("Idempotency-Key", "retry-me")];
     let body = json!({ "phone": "77011234567" });
     let (s1, _, _) = app.post_with("/sms", &key, body.clone()).await;
@@ -263,19 +247,11 @@ async fn a_failed_send_frees_its_idempotency_key_for_a_retry() {
 async fn an_idempotency_key_must_be_visible_ascii_of_at_most_255() {
     let app = TestApp::spawn().await;
     let long = "k".repeat(256);
+    let phone = json!({ "phone": "77011234567" });
     for key in [long.as_str(), "with space", "é"] {
-        let (status, _, body) = app
-            .post_with(
-                "/sms",
-                &[("Idempotency-Key", key)],
-                json!({ "phone": "77011234567" }),
-            )
-            .await;
-        assert_eq!(
-            (status, error_code(&body)),
-            (400, "invalid_request"),
-            "{key:?}"
-        );
+        let idempotency = [("Idempotency-Key", key)];
+        let (status, _, body) = app.post_with("/sms", &idempotency, phone.clone()).await;
+        assert_error_for(format!("{key:?}"), &(status, body), 400, "invalid_request");
     }
     assert!(app.sent().is_empty());
 }
@@ -290,8 +266,5 @@ async fn a_repeated_cancel_with_its_key_answers_the_first_cancel() {
     let (s2, h2, second) = app.post_with(&path, &key, json!({})).await;
     assert_eq!((s1, s2), (200, 200));
     assert_eq!(first, second);
-    assert_eq!(
-        h2.get("idempotent-replayed").and_then(|v| v.to_str().ok()),
-        Some("true")
-    );
+    assert_eq!(header(&h2, "idempotent-replayed"), Some("true"));
 }

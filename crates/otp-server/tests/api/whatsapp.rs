@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{error_code, TestApp, GENERATED};
+use crate::helpers::{assert_error, error_code, TestApp, GENERATED};
 
 #[tokio::test]
 async fn whatsapp_sends_checks_once_and_has_its_own_codes() {
@@ -46,22 +46,9 @@ async fn whatsapp_follows_the_phone_rules() {
     let app = TestApp::spawn().await;
     let (status, body) = app.post("/whatsapp", json!({"phone": "12"})).await;
     assert_eq!((status, error_code(&body)), (400, "invalid_request"));
-    let (status, body) = app
-        .post(
-            "/whatsapp",
-            json!({"phone": "+5511987654321", "lifetime": 5}),
-        )
-        .await;
-    assert_eq!((status, error_code(&body)), (400, "invalid_request"));
-    let (status, body) = app
-        .post(
-            "/whatsapp",
-            json!({"phone": "+5511987654321", "message": "no code"}),
-        )
-        .await;
-    assert_eq!(
-        (status, error_code(&body)),
-        (400, "invalid_request"),
-        "{body}"
-    );
+    let short = json!({"phone": "+5511987654321", "lifetime": 5});
+    assert_error(&app.post("/whatsapp", short).await, 400, "invalid_request");
+    let no_code = json!({"phone": "+5511987654321", "message": "no code"});
+    let answer = app.post("/whatsapp", no_code).await;
+    assert_error(&answer, 400, "invalid_request");
 }

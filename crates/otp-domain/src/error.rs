@@ -26,9 +26,11 @@ pub enum StoreError {
     /// The backend is down or timed out; the request may succeed later.
     #[error("store unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
-    /// The backend answered, but with data this version cannot read.
-    #[error("store data corrupt: {0}")]
-    Corrupt(String),
+    /// The backend answered, but with data this version cannot read; the
+    /// source says what and why (the store's own error, with the parser's
+    /// below it).
+    #[error("store data corrupt")]
+    Corrupt(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Why a send was refused or failed.

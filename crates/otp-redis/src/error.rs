@@ -96,14 +96,17 @@ impl From<RedisStoreError> for DeliveryError {
 
 impl From<RedisStoreError> for StoreError {
     fn from(e: RedisStoreError) -> Self {
-        match e {
-            RedisStoreError::Corrupt(what) => StoreError::Corrupt(what),
-            RedisStoreError::Command(ref inner) if RedisStoreError::is_corrupt_data(inner) => {
-                StoreError::Corrupt(inner.to_string())
-            }
+        let corrupt = match &e {
+            RedisStoreError::Corrupt(_) => true,
+            RedisStoreError::Command(inner) => RedisStoreError::is_corrupt_data(inner),
             // Everything else may pass: a restart, a failover, a slow
             // Redis. Callers answer 503 and the client retries.
-            other => StoreError::Unavailable(Box::new(other)),
+            _ => false,
+        };
+        if corrupt {
+            StoreError::Corrupt(Box::new(e))
+        } else {
+            StoreError::Unavailable(Box::new(e))
         }
     }
 }
@@ -124,10 +127,11 @@ mod tests {
     #[test]
     fn a_reply_of_the_wrong_shape_is_corrupt() {
         let parse = redis::RedisError::from((ErrorKind::UnexpectedReturnType, "bad reply"));
-        assert!(matches!(
-            StoreError::from(RedisStoreError::Command(parse)),
-            StoreError::Corrupt(_)
-        ));
+        let e = StoreError::from(RedisStoreError::Command(parse));
+        assert!(matches!(e, StoreError::Corrupt(_)), "{e:?}");
+        // The cause stays: Redis's own words are in the chain.
+        let chain = otp_domain::error::chain(&e);
+        assert!(chain.contains("bad reply"), "{chain}");
     }
 
     #[test]

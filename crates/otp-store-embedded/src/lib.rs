@@ -89,8 +89,9 @@ impl<E: Into<redb::Error>> From<E> for EmbeddedError {
 impl From<EmbeddedError> for StoreError {
     fn from(e: EmbeddedError) -> Self {
         match e {
-            EmbeddedError::Corrupt(what) => StoreError::Corrupt(what.to_owned()),
-            EmbeddedError::Json(e) => StoreError::Corrupt(format!("unreadable record: {e}")),
+            e @ (EmbeddedError::Corrupt(_) | EmbeddedError::Json(_)) => {
+                StoreError::Corrupt(Box::new(e))
+            }
             other => StoreError::Unavailable(Box::new(other)),
         }
     }

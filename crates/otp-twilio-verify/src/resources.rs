@@ -170,9 +170,14 @@ impl ServiceRecord {
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, otp_domain::StoreError> {
         serde_json::from_slice(bytes)
-            .map_err(|e| otp_domain::StoreError::Corrupt(format!("a /v2 service record: {e}")))
+            .map_err(|e| otp_domain::StoreError::Corrupt(Box::new(UnreadableService(e))))
     }
 }
+
+/// A stored service that does not read back as one.
+#[derive(Debug, thiserror::Error)]
+#[error("unreadable /v2 service record")]
+struct UnreadableService(#[source] serde_json::Error);
 
 /// A new service sid: `VA` and 32 random hex digits.
 pub fn new_service_sid() -> String {
@@ -557,6 +562,13 @@ mod tests {
             date_updated: 2,
         };
         assert_eq!(ServiceRecord::from_bytes(&r.to_bytes()).expect("decode"), r);
-        assert!(ServiceRecord::from_bytes(b"{").is_err());
+        let err = ServiceRecord::from_bytes(b"{").expect_err("not a record");
+        assert!(matches!(err, otp_domain::StoreError::Corrupt(_)), "{err:?}");
+        // What was unreadable, and serde's reason below it.
+        let chain = otp_domain::error::chain(&err);
+        assert!(
+            chain.contains("unreadable /v2 service record: EOF"),
+            "{chain}"
+        );
     }
 }

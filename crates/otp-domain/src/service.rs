@@ -8,7 +8,7 @@ use crate::digest::{CodeDigest, CodeHasher};
 use crate::fraud::{Block, Counters, FraudMode, FraudPolicy, Prefix};
 
 use crate::error::{CheckError, Limit, PairError, ParseError, SendError, StoreError, TargetError};
-use crate::locale::{Locale, LocaleTag};
+use crate::locale::{Locale, LocaleTag, Templates};
 use crate::policy::{body_limit, Policy, SUBJECT_LIMIT};
 use crate::ports::{
     CheckOutcome, CheckScope, Checked, Clock, CodeGenerator, CodeRecord, CodeStore, Delivered,
@@ -189,6 +189,47 @@ enum SendEnd {
     /// The service's verification is still pending: nothing happened,
     /// the caller resends it.
     Pending(VerificationId),
+}
+
+/// The message's template and (for email) subject: the request's own or
+/// the locale's, refused when it cannot carry the code or is too long.
+/// The Cloud API's WhatsApp template fixes the text (its code parameter
+/// takes at most 15 characters, which every otpd code, at most 12, fits),
+/// so a request cannot bring its own there.
+fn message_text<'a>(
+    channel: Channel,
+    (message, subject): (Option<&'a str>, Option<&'a str>),
+    password_given: bool,
+    texts: &'a Templates,
+    fixed_template: bool,
+) -> Result<(&'a str, Option<&'a str>), SendError> {
+    if channel == Channel::WhatsApp && fixed_template && message.is_some() {
+        return Err(SendError::FixedTemplate {
+            channel: channel.as_str(),
+        });
+    }
+    let template = message.unwrap_or(texts.body(channel));
+    if !password_given && !template.contains(PASSWORD) {
+        return Err(SendError::MessageWithoutCode);
+    }
+    let (field, max) = body_limit(channel);
+    if template.chars().count() > max {
+        return Err(SendError::TooLong { field, max });
+    }
+    if channel != Channel::Email {
+        return Ok((template, None));
+    }
+    let subject = subject.unwrap_or(&texts.email_subject);
+    if subject.contains(['\r', '\n']) {
+        return Err(SendError::MultilineSubject);
+    }
+    if subject.chars().count() > SUBJECT_LIMIT {
+        return Err(SendError::TooLong {
+            field: "subject",
+            max: SUBJECT_LIMIT,
+        });
+    }
+    Ok((template, Some(subject)))
 }
 
 /// The message of a send: `texts` (body template, subject template)
@@ -402,39 +443,14 @@ impl OtpService {
             }
             None => p.locales.for_region(region.as_ref().map(Region::as_str)),
         };
-        // The Cloud API's template fixes the text; its code parameter
-        // takes at most 15 characters, which every otpd code (at most 12)
-        // fits.
-        if channel == Channel::WhatsApp && p.whatsapp_fixed_template && req.message.is_some() {
-            return Err(SendError::FixedTemplate {
-                channel: channel.as_str(),
-            });
-        }
         let texts = &locale.templates;
-        let template = req.message.as_deref().unwrap_or(texts.body(channel));
-        if req.password.is_none() && !template.contains(PASSWORD) {
-            return Err(SendError::MessageWithoutCode);
-        }
-        let (field, max) = body_limit(channel);
-        if template.chars().count() > max {
-            return Err(SendError::TooLong { field, max });
-        }
-        let subject = match channel {
-            Channel::Email => {
-                let s = req.subject.as_deref().unwrap_or(&texts.email_subject);
-                if s.contains(['\r', '\n']) {
-                    return Err(SendError::MultilineSubject);
-                }
-                if s.chars().count() > SUBJECT_LIMIT {
-                    return Err(SendError::TooLong {
-                        field: "subject",
-                        max: SUBJECT_LIMIT,
-                    });
-                }
-                Some(s)
-            }
-            _ => None,
-        };
+        let (template, subject) = message_text(
+            channel,
+            (req.message.as_deref(), req.subject.as_deref()),
+            req.password.is_some(),
+            texts,
+            p.whatsapp_fixed_template,
+        )?;
 
         if let (Some(rules), Some(phone)) = (p.countries(channel), req.destination.phone()) {
             if !rules.permits(phone.calling_code()) {

@@ -1510,3 +1510,79 @@ async fn a_resend_is_refused_where_the_country_rules_now_refuse_it() {
         "the resend sent nothing"
     );
 }
+
+#[test]
+fn message_text_is_the_requests_or_the_locales_and_refuses_what_cannot_carry_the_code() {
+    let texts = crate::locale::Templates {
+        sms: "Code {password}".into(),
+        call: "Your code is {password}".into(),
+        email_subject: "Your code".into(),
+        email_text: "Code {password}".into(),
+        telegram: "Code {password}".into(),
+        pairing: "Pair {password}".into(),
+    };
+    let text = |channel, message, subject, password_given, fixed| {
+        super::message_text(channel, (message, subject), password_given, &texts, fixed)
+    };
+    // The locale's texts when the request has none; a subject only for email.
+    assert_eq!(
+        text(Channel::Sms, None, Some("ignored"), false, false).expect("sms"),
+        ("Code {password}", None)
+    );
+    assert_eq!(
+        text(Channel::Email, None, None, false, false).expect("email"),
+        ("Code {password}", Some("Your code"))
+    );
+    assert_eq!(
+        text(
+            Channel::Email,
+            Some("{password}!"),
+            Some("Hi"),
+            false,
+            false
+        )
+        .expect("own"),
+        ("{password}!", Some("Hi"))
+    );
+    // Without {password} only when the caller chose the code.
+    assert!(matches!(
+        text(Channel::Sms, Some("no code"), None, false, false),
+        Err(SendError::MessageWithoutCode)
+    ));
+    assert_eq!(
+        text(Channel::Sms, Some("no code"), None, true, false).expect("own code"),
+        ("no code", None)
+    );
+    // Each channel's body limit, counted in characters.
+    let at_limit = format!("{{password}}{}", "я".repeat(1600 - 10));
+    assert!(text(Channel::Sms, Some(&at_limit), None, false, false).is_ok());
+    let over = format!("{at_limit}я");
+    assert!(matches!(
+        text(Channel::Sms, Some(&over), None, false, false),
+        Err(SendError::TooLong {
+            field: "message",
+            max: 1600
+        })
+    ));
+    let subject = "s".repeat(256);
+    assert!(matches!(
+        text(Channel::Email, None, Some(&subject), false, false),
+        Err(SendError::TooLong {
+            field: "subject",
+            max: 255
+        })
+    ));
+    assert!(matches!(
+        text(Channel::Email, None, Some("a\r\nBcc: x"), false, false),
+        Err(SendError::MultilineSubject)
+    ));
+    // The Cloud API's fixed template takes no text of the request's.
+    assert!(matches!(
+        text(Channel::WhatsApp, Some("{password}"), None, false, true),
+        Err(SendError::FixedTemplate {
+            channel: "whatsapp"
+        })
+    ));
+    assert!(text(Channel::WhatsApp, None, None, false, true).is_ok());
+    assert!(text(Channel::WhatsApp, Some("{password}"), None, false, false).is_ok());
+}

@@ -27,6 +27,8 @@ use std::time::Duration;
 use otp_domain::{
     Channel, CheckError, CheckTarget, Destination, Limit, Region, SendError, SendErrorKind,
 };
+use prometheus::core::Collector;
+use prometheus::proto::MetricType;
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -199,6 +201,72 @@ const DELIVERY_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+/// The registry as [`Metrics::new`] fills it: each family is made and
+/// registered in one step, and its name and kind noted for
+/// [`Metrics::family_names`].
+#[derive(Default)]
+struct Families {
+    registry: Registry,
+    names: Vec<(String, MetricType)>,
+}
+
+impl Families {
+    fn add<C>(&mut self, c: C, kind: MetricType) -> Result<C, prometheus::Error>
+    where
+        C: Collector + Clone + 'static,
+    {
+        for desc in c.desc() {
+            self.names.push((desc.fq_name.clone(), kind));
+        }
+        self.registry.register(Box::new(c.clone()))?;
+        Ok(c)
+    }
+
+    fn counter(
+        &mut self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> Result<IntCounterVec, prometheus::Error> {
+        let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+        self.add(c, MetricType::COUNTER)
+    }
+
+    fn histogram(
+        &mut self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+        buckets: &[f64],
+    ) -> Result<HistogramVec, prometheus::Error> {
+        let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+        self.add(HistogramVec::new(opts, labels)?, MetricType::HISTOGRAM)
+    }
+
+    /// The families of the process and the event dispatcher, whose kind
+    /// their name says (`_total` counters; the one histogram is the
+    /// dispatcher's batch size).
+    fn others(
+        &mut self,
+        collectors: impl IntoIterator<Item = Box<dyn Collector>>,
+    ) -> Result<(), prometheus::Error> {
+        for c in collectors {
+            for desc in c.desc() {
+                let kind = if desc.fq_name == events::BATCH_HISTOGRAM {
+                    MetricType::HISTOGRAM
+                } else if desc.fq_name.ends_with("_total") {
+                    MetricType::COUNTER
+                } else {
+                    MetricType::GAUGE
+                };
+                self.names.push((desc.fq_name.clone(), kind));
+            }
+            self.registry.register(c)?;
+        }
+        Ok(())
+    }
+}
+
 impl Metrics {
     /// The families, with a zero series for every label set known at
     /// start, so `rate()` sees the first increment. (Providers and store
@@ -208,95 +276,91 @@ impl Metrics {
     /// # Errors
     /// Only on a programming error (a bad name or a duplicate family).
     pub fn new() -> Result<Metrics, prometheus::Error> {
-        let registry = Registry::new();
-        let mut families = Vec::new();
-        let counter = |name: &str, help: &str, labels: &[&str]| {
-            IntCounterVec::new(Opts::new(name, help), labels)
-        };
-        let histogram = |name: &str, help: &str, labels: &[&str], buckets: &[f64]| {
-            HistogramVec::new(
-                HistogramOpts::new(name, help).buckets(buckets.to_vec()),
-                labels,
-            )
-        };
-        let sends = counter(
+        let mut f = Families::default();
+        let sends = f.counter(
             names::SENDS,
             "Send requests, by channel and outcome (sent, test, invalid, country_refused, fraud_refused, rate_limited, delivery_failed, store_error).",
             &["channel", "outcome"],
         )?;
-        let sends_rate_limited = counter(
+        let sends_rate_limited = f.counter(
             names::RATE_LIMITED,
             "Sends refused with 429, by channel and the limit that refused them (destination, user, channel).",
             &["channel", "limit"],
         )?;
-        let checks = counter(
+        let checks = f.counter(
             names::CHECKS,
             "Checks, by channel and outcome (approved, wrong_password, locked, not_found, invalid, store_error).",
             &["channel", "outcome"],
         )?;
-        let started = counter(
+        let started = f.counter(
             names::STARTED,
             "Codes stored for delivery (test destinations excluded), by channel and country (ISO region of the phone, none otherwise).",
             &["channel", "country"],
         )?;
-        let ended = counter(
+        let ended = f.counter(
             names::ENDED,
             "Verifications that ended, by channel, country and status (approved, max_attempts_reached, failed).",
             &["channel", "country", "status"],
         )?;
-        let delivery_attempts = counter(
+        let delivery_attempts = f.counter(
             names::ATTEMPTS,
             "Attempts to hand a message to a provider, by channel, provider and outcome (delivered, transient_error, permanent_error, deadline).",
             &["channel", "provider", "outcome"],
         )?;
-        let delivery_seconds = histogram(
+        let delivery_seconds = f.histogram(
             "otpd_delivery_attempt_duration_seconds",
             "Time of one provider attempt, by channel and provider.",
             &["channel", "provider"],
             DELIVERY_BUCKETS,
         )?;
-        let store_seconds = histogram(
+        let store_seconds = f.histogram(
             names::STORE_SECONDS,
             "Time of one store call, by store kind and operation.",
             &["store", "operation"],
             FAST_BUCKETS,
         )?;
-        let store_errors = counter(
+        let store_errors = f.counter(
             names::STORE_ERRORS,
             "Store calls that failed (backend unreachable or corrupt data), by store kind and operation.",
             &["store", "operation"],
         )?;
-        let http_requests = counter(
+        let http_requests = f.counter(
             "otpd_http_requests_total",
             "HTTP requests, by route template, method and status class.",
             &["route", "method", "status"],
         )?;
-        let http_seconds = histogram(
+        let http_seconds = f.histogram(
             "otpd_http_request_duration_seconds",
             "Time to answer an HTTP request, by route template and method.",
             &["route", "method"],
             FAST_BUCKETS,
         )?;
-        let log_dropped = IntCounter::new(
-            "otpd_log_lines_dropped_total",
-            "Log lines dropped because the log writer was behind (logging never blocks a request).",
+        let log_dropped = f.add(
+            IntCounter::new(
+                "otpd_log_lines_dropped_total",
+                "Log lines dropped because the log writer was behind (logging never blocks a request).",
+            )?,
+            MetricType::COUNTER,
         )?;
-        let fraud_blocks = counter(
+        let fraud_blocks = f.counter(
             "otpd_fraud_blocks_total",
             "Number prefixes the fraud guard blocked (low conversion), by country (ISO region, none when unknown) and mode (block, monitor). Counted by the instance that made the block.",
             &["country", "mode"],
         )?;
-        let fraud_refused = counter(
+        let fraud_refused = f.counter(
             "otpd_fraud_refused_sends_total",
             "Sends refused because the fraud guard blocks their prefix, by channel and country.",
             &["channel", "country"],
         )?;
-        let build_info = IntGaugeVec::new(
-            Opts::new(
-                "otpd_build_info",
-                "Always 1; the labels say which otpd this is.",
-            ),
-            &["version"],
+        let build_info = f.add(
+            IntGaugeVec::new(
+                Opts::new(
+                    "otpd_build_info",
+                    "Always 1; the labels say which otpd this is.",
+                ),
+                &["version"],
+            )?,
+            MetricType::GAUGE,
         )?;
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
@@ -304,49 +368,7 @@ impl Metrics {
         let process = process::ProcessMetrics::new()?;
         let events = events::EventFamilies::new()?;
 
-        let mut register = |c: Box<dyn prometheus::core::Collector>| {
-            for desc in c.desc() {
-                families.push(desc.fq_name.clone());
-            }
-            registry.register(c)
-        };
-        register(Box::new(sends.clone()))?;
-        register(Box::new(sends_rate_limited.clone()))?;
-        register(Box::new(checks.clone()))?;
-        register(Box::new(started.clone()))?;
-        register(Box::new(ended.clone()))?;
-        register(Box::new(delivery_attempts.clone()))?;
-        register(Box::new(delivery_seconds.clone()))?;
-        register(Box::new(store_seconds.clone()))?;
-        register(Box::new(store_errors.clone()))?;
-        register(Box::new(http_requests.clone()))?;
-        register(Box::new(http_seconds.clone()))?;
-        register(Box::new(log_dropped.clone()))?;
-        register(Box::new(fraud_blocks.clone()))?;
-        register(Box::new(fraud_refused.clone()))?;
-        register(Box::new(build_info))?;
-        for c in process.collectors().into_iter().chain(events.collectors()) {
-            register(c)?;
-        }
-        let histograms = [
-            "otpd_delivery_attempt_duration_seconds",
-            "otpd_store_operation_duration_seconds",
-            "otpd_http_request_duration_seconds",
-            events::BATCH_HISTOGRAM,
-        ];
-        let families = families
-            .into_iter()
-            .map(|name| {
-                let kind = if histograms.contains(&name.as_str()) {
-                    prometheus::proto::MetricType::HISTOGRAM
-                } else if name.ends_with("_total") {
-                    prometheus::proto::MetricType::COUNTER
-                } else {
-                    prometheus::proto::MetricType::GAUGE
-                };
-                (name, kind)
-            })
-            .collect();
+        f.others(process.collectors().into_iter().chain(events.collectors()))?;
 
         for channel in Channel::ALL {
             let c = channel.as_str();
@@ -360,6 +382,7 @@ impl Metrics {
                 checks.with_label_values(&[c, outcome.as_str()]);
             }
         }
+        let Families { registry, names } = f;
         Ok(Metrics {
             registry,
             sends,
@@ -380,7 +403,7 @@ impl Metrics {
             provider_errors: std::sync::Mutex::new(Vec::new()),
             process,
             events,
-            families,
+            families: names,
         })
     }
 

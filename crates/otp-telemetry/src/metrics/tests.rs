@@ -367,3 +367,28 @@ fn provider_attempts_are_counted_by_channel_provider_and_outcome_with_the_last_e
     assert_eq!(reason("twilio").as_deref(), Some("HTTP 503"));
     assert_eq!(reason("http"), None);
 }
+
+#[test]
+fn family_names_spell_each_kind_as_a_scrape_does() {
+    let names = Metrics::new().expect("metrics").family_names();
+    let has = |n: &str| names.iter().any(|x| x == n);
+    // Counters and gauges by their name; histograms by their three series.
+    for n in [
+        "otpd_sends_total",
+        "otpd_log_lines_dropped_total",
+        "otpd_build_info",
+    ] {
+        assert!(has(n), "{n} in {names:?}");
+    }
+    for h in [
+        "otpd_http_request_duration_seconds",
+        "otpd_store_operation_duration_seconds",
+        "otpd_delivery_attempt_duration_seconds",
+        super::events::BATCH_HISTOGRAM,
+    ] {
+        assert!(!has(h), "{h} is a histogram: no bare series");
+        for suffix in ["_bucket", "_sum", "_count"] {
+            assert!(has(&format!("{h}{suffix}")), "{h}{suffix} in {names:?}");
+        }
+    }
+}

@@ -22,8 +22,6 @@
 //! - [`startup`]: building adapters from the resolved config and running
 //!   the server.
 //! - [`style`]: the CSS the pages share.
-//! - [`twilio`]: the Twilio Verify compatible routes under `/v2`, on
-//!   the wire format of [`otp_twilio_verify`].
 
 pub mod api;
 pub mod background;
@@ -37,4 +35,3 @@ pub mod probe;
 pub mod sinks;
 pub mod startup;
 pub mod style;
-pub mod twilio;

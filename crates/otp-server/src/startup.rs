@@ -406,7 +406,7 @@ pub fn app_state(config: &Config, ports: &Ports, secret: Vec<u8>) -> Arc<AppStat
         trusted_proxies: config.security.trusted_proxies.clone(),
         metrics: ports.metrics.clone(),
         outbox: ports.outbox.clone(),
-        twilio: crate::twilio::TwilioApi::new(&config.twilio_api, ports.services.clone()),
+        twilio: crate::api::twilio::TwilioApi::new(&config.twilio_api, ports.services.clone()),
         console: config.console.enabled.then(|| {
             Arc::new(crate::console::memory::Console::new(
                 ports.metrics.clone(),

@@ -14,6 +14,9 @@
 //! - `locales`: `/locales`, the locales messages are written in.
 //! - `health`: `/healthz` and `/readyz`.
 //! - `dev`: the dev outbox as JSON (`/outbox/messages`).
+//! - `twilio`: the Twilio Verify compatible routes under `/v2`, on the
+//!   wire format of `otp-twilio-verify`; the native API's modules know
+//!   nothing of it (only `AppState` holds its state).
 
 pub mod auth;
 pub mod channels;
@@ -26,6 +29,7 @@ pub mod locales;
 pub mod otp;
 pub mod responses;
 pub mod telegram_bot;
+pub mod twilio;
 pub mod verifications;
 pub mod whatsapp_hook;
 
@@ -55,7 +59,7 @@ pub struct AppState {
     pub console: Option<std::sync::Arc<crate::console::memory::Console>>,
     /// The Twilio Verify compatible API (`/v2`); `None` (404) unless
     /// `twilio_api.account_sid` and `auth_token` are set.
-    pub twilio: Option<crate::twilio::TwilioApi>,
+    pub twilio: Option<twilio::TwilioApi>,
 }
 
 /// The end user a request is for, for per-user limits: the
@@ -134,7 +138,7 @@ pub type Api = (
     locales::LocalesApi,
     health::HealthApi,
     dev::DevApi,
-    crate::twilio::TwilioVerifyApi,
+    twilio::TwilioVerifyApi,
 );
 
 /// The whole API, without state (handlers take it as request data).

@@ -85,6 +85,7 @@ COPY crates/otp-store-embedded/Cargo.toml crates/otp-store-embedded/
 COPY crates/otp-telegram/Cargo.toml crates/otp-telegram/
 COPY crates/otp-telemetry/Cargo.toml crates/otp-telemetry/
 COPY crates/otp-testkit/Cargo.toml crates/otp-testkit/
+COPY crates/otp-twilio-verify/Cargo.toml crates/otp-twilio-verify/
 RUN for c in crates/*/; do mkdir -p "$c/src" && : > "$c/src/lib.rs"; done \
  && echo 'fn main() {}' > crates/otp-server/src/main.rs \
  && mkdir -p tests/e2e && : > tests/e2e/main.rs \

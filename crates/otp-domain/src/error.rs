@@ -28,7 +28,7 @@ pub enum StoreError {
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The backend answered, but with data this version cannot read; the
     /// source says what and why (the store's own error, with the parser's
-    /// below it).
+    /// reason below it or in its message). Log it with [`chain`].
     #[error("store data corrupt")]
     Corrupt(#[source] Box<dyn std::error::Error + Send + Sync>),
 }

@@ -408,7 +408,7 @@ impl OtpService {
             }
             Ok(false) => None,
             Err(e) => {
-                tracing::error!(error = %e, prefix = %block.prefix, "fraud guard: could not block");
+                tracing::error!(error = %crate::error::chain(&e), prefix = %block.prefix, "fraud guard: could not block");
                 None
             }
         }
@@ -932,7 +932,7 @@ impl OtpService {
             Ok(counters) => counters,
             Err(e) => {
                 tracing::error!(
-                    error = %e,
+                    error = %crate::error::chain(&e),
                     verification = %id,
                     "could not record a delivery; the verification stays pending without its event"
                 );
@@ -957,7 +957,7 @@ impl OtpService {
         };
         if let Err(e) = result {
             tracing::error!(
-                error = %e,
+                error = %crate::error::chain(&e),
                 "could not remove an undelivered code; it expires on its own"
             );
         }

@@ -100,7 +100,7 @@ fn unblock_bad_request(err: poem::Error) -> UnblockResponse {
 }
 
 fn unavailable(e: &otp_domain::StoreError) -> Json<ErrorBody> {
-    tracing::error!(error = %e, "store unavailable");
+    tracing::error!(error = %otp_domain::error::chain(e), "store unavailable");
     crate::error::store_unavailable()
 }
 

@@ -296,7 +296,7 @@ fn not_found() -> Json<ErrorBody> {
 }
 
 fn store_error(e: &StoreError) -> Json<ErrorBody> {
-    tracing::error!(error = %e, "store unavailable");
+    tracing::error!(error = %otp_domain::error::chain(e), "store unavailable");
     crate::error::store_unavailable()
 }
 

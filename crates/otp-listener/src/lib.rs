@@ -36,6 +36,14 @@
 //! pipelined request that arrives while the previous one is answered is
 //! timed from the next read after that answer; that is the only case in
 //! which a phase lags, and it only delays a deadline.
+//!
+//! Why not hyper-util's serve loop with hyper's own timer: hyper 1.12's
+//! `header_read_timeout` is its only server deadline. It starts when an
+//! answer is out, so it would close idle connections at the header
+//! timeout, and a body that stops midway has no deadline at all.
+//! `tests/hyper_alone.rs` runs the same clients against both servers and
+//! shows it; `docs/experiments/hyper-serve-loop.patch` is otpd served that
+//! way, for the e2e slow-client tests (three of five fail).
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use otp_domain::policy::{Setting, Template};
+use otp_domain::policy::Setting;
 use otp_domain::{
     ChannelBudget, Code, CountryRules, Destination, Lifetime, Policy, PolicyError, Region,
 };
@@ -27,12 +27,9 @@ pub(super) fn key(setting: Setting) -> &'static str {
         Setting::UserSendWindowSecs => "limits.user_send_window_secs",
         Setting::TargetFailuresPerWindow => "limits.target_failures_per_window",
         Setting::TargetFailureWindowSecs => "limits.target_failure_window_secs",
-        Setting::Template(Template::Sms) => "templates.sms",
-        Setting::Template(Template::Call) => "templates.call",
-        Setting::Template(Template::EmailSubject) => "templates.email_subject",
-        Setting::Template(Template::EmailText) => "templates.email_text",
-        Setting::Template(Template::Telegram) => "templates.telegram",
-        Setting::Template(Template::Pairing) => "templates.pairing",
+        // The domain names a template by its key already
+        // (`templates.sms`, …).
+        Setting::Template(_) => setting.name(),
     }
 }
 
@@ -199,6 +196,29 @@ pub(super) fn fraud(file: &ConfigFile) -> Result<otp_domain::fraud::FraudPolicy,
 #[cfg(test)]
 mod tests {
     use super::super::tests::{load_error, load_ok};
+    use figment::providers::{Format, Toml};
+    use figment::Figment;
+    use otp_domain::policy::{Setting, Template};
+
+    #[test]
+    fn every_template_setting_names_a_key_of_the_default_config() {
+        let templates = [
+            Template::Sms,
+            Template::Call,
+            Template::EmailSubject,
+            Template::EmailText,
+            Template::Telegram,
+            Template::Pairing,
+        ];
+        let defaults = Figment::from(Toml::string(crate::DEFAULT_TOML));
+        for t in templates {
+            let key = super::key(Setting::Template(t));
+            assert!(
+                defaults.find_value(key).is_ok_and(|v| v.as_str().is_some()),
+                "{key} is not a text of config/default.toml"
+            );
+        }
+    }
 
     #[test]
     fn a_template_without_password_is_refused() {

@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use maud::{html, Markup, PreEscaped, DOCTYPE};
+use maud::{html, Markup, PreEscaped};
 use poem::http::{header, StatusCode};
 use poem::web::sse::{Event, SSE};
 use poem::web::{Data, Query};
@@ -140,52 +140,42 @@ async fn outbox_page(state: Data<&Arc<AppState>>, query: Query<FilterQuery>) -> 
     let entries = outbox.list(&filter);
     let selected = filter.channel.clone().unwrap_or_default();
     let to = filter.to.clone().unwrap_or_default();
-    let page = html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { "Dev outbox · otpd" }
-                style { (PreEscaped(crate::style::BASE)) }
+    let body = html! {
+        header {
+            h1 { "Dev outbox" }
+            p.lead { "What the log dev sink would have sent, newest first. Nothing here was delivered." }
+        }
+        main {
+            form.filter method="get" action="/outbox" role="search" aria-label="Filter messages" {
+                label {
+                    "Channel"
+                    select name="channel" {
+                        option value="" selected[selected.is_empty()] { "All" }
+                        @for c in Channel::ALL.map(Channel::as_str) {
+                            option value=(c) selected[selected == c] { (c) }
+                        }
+                    }
+                }
+                label {
+                    "Destination"
+                    input type="search" name="to" value=(to) placeholder="+7701…, @example.com";
+                }
+                button type="submit" { "Filter" }
             }
-            body {
-                header {
-                    h1 { "Dev outbox" }
-                    p.lead { "What the log dev sink would have sent, newest first. Nothing here was delivered." }
+            form method="post" action="/outbox/clear" {
+                button type="submit" { "Clear all messages" }
+            }
+            p #live role="status" aria-live="polite" { "Reload the page to see new messages." }
+            ol #messages aria-label="Messages" data-channel=(selected) data-to=(to) {
+                @if entries.is_empty() {
+                    li #empty .empty { "No messages yet. Send a code through the API and it appears here." }
                 }
-                main {
-                    form.filter method="get" action="/outbox" role="search" aria-label="Filter messages" {
-                        label {
-                            "Channel"
-                            select name="channel" {
-                                option value="" selected[selected.is_empty()] { "All" }
-                                @for c in Channel::ALL.map(Channel::as_str) {
-                                    option value=(c) selected[selected == c] { (c) }
-                                }
-                            }
-                        }
-                        label {
-                            "Destination"
-                            input type="search" name="to" value=(to) placeholder="+7701…, @example.com";
-                        }
-                        button type="submit" { "Filter" }
-                    }
-                    form method="post" action="/outbox/clear" {
-                        button type="submit" { "Clear all messages" }
-                    }
-                    p #live role="status" aria-live="polite" { "Reload the page to see new messages." }
-                    ol #messages aria-label="Messages" data-channel=(selected) data-to=(to) {
-                        @if entries.is_empty() {
-                            li #empty .empty { "No messages yet. Send a code through the API and it appears here." }
-                        }
-                        @for e in &entries { (entry(e)) }
-                    }
-                }
-                script { (PreEscaped(SCRIPT)) }
+                @for e in &entries { (entry(e)) }
             }
         }
+        script { (PreEscaped(SCRIPT)) }
     };
+    let page = crate::style::page("Dev outbox", "", body);
     Response::builder()
         .content_type("text/html; charset=utf-8")
         .header(header::CACHE_CONTROL, "no-store")

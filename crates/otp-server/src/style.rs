@@ -1,5 +1,24 @@
 //! The look the HTML pages share (`crate::pages`, `crate::console`),
-//! in one place that imports nothing.
+//! in one place that imports nothing of the crate.
+
+use maud::{html, Markup, PreEscaped, DOCTYPE};
+
+/// A whole page titled `title · otpd`: the shared head, with `style`
+/// after [`BASE`], around `body`.
+pub(crate) fn page(title: &str, style: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · otpd" }
+                style { (PreEscaped(BASE)) (PreEscaped(style)) }
+            }
+            body { (body) }
+        }
+    }
+}
 
 /// The pages' shared look; the console adds its own rules.
 pub(crate) const BASE: &str = r#"
@@ -27,3 +46,19 @@ pre.body { white-space: pre-wrap; overflow-wrap: anywhere; margin: .5rem 0; font
 code.code { font: 700 1.5rem/1.2 ui-monospace, monospace; letter-spacing: .1em; background: var(--code-bg); padding: .1rem .5rem; border-radius: .3rem; user-select: all; }
 .empty { color: var(--muted); }
 "#;
+
+#[cfg(test)]
+mod tests {
+    use maud::html;
+
+    #[test]
+    fn a_page_has_the_shared_head_then_its_own_style_around_its_body() {
+        let page = super::page("Dev <outbox>", ".own{}", html! { p { "hi" } }).into_string();
+        assert!(page.starts_with("<!DOCTYPE html><html lang=\"en\"><head>"), "{page}");
+        assert!(page.contains("<title>Dev &lt;outbox&gt; · otpd</title>"), "{page}");
+        let base = page.find(super::BASE).expect("the shared style");
+        let own = page.find(".own{}").expect("the page's style");
+        assert!(base < own, "the page's rules come after the shared ones");
+        assert!(page.ends_with("<body><p>hi</p></body></html>"), "{page}");
+    }
+}

@@ -3,7 +3,7 @@
 //! re-fetch the page and swap its content in. No code is ever rendered:
 //! the overview holds none.
 
-use maud::{html, Markup, PreEscaped, DOCTYPE};
+use maud::{html, Markup, PreEscaped};
 
 use super::{ChannelRow, FraudRow, MinuteRow, Numbers, Overview, RecentRow, StoreInfo};
 
@@ -110,49 +110,39 @@ pub fn render(o: &Overview) -> Markup {
     } else {
         format!("the last {}", duration(o.window.secs))
     };
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { "Console · otpd" }
-                style { (PreEscaped(crate::style::BASE)) (PreEscaped(STYLE)) }
-            }
-            body {
-                header {
-                    h1 { "Console" }
-                    p.lead { "What this otpd instance did " (window) ". Codes are never shown here." }
-                    p #live role="status" aria-live="polite" { "Reload the page to see newer numbers." }
-                    p #updated .lead {}
-                }
-                main #console {
-                    ul.facts aria-label="This instance" {
-                        li { "Version " strong { (o.version) } }
-                        li { "Up " strong { (duration(o.uptime_secs)) } }
-                        li { "Counts cover " strong #window data-secs=(o.window.secs) { (window) } ", from " (time(&o.window.from)) " to " (time(&o.now)) " UTC" }
-                    }
-                    @match &o.metrics {
-                        Some(n) => { (numbers(n, &window)) }
-                        None => {
-                            section aria-labelledby="no-metrics" {
-                                h2 #"no-metrics" { "Counts" }
-                                p { "Metrics are off (" code { "metrics.listen" } " is empty), so there are no counts to show. The store and the recent verifications are below." }
-                            }
-                        }
-                    }
-                    (store(&o.store))
-                    (fraud(o.fraud_blocks.as_deref()))
-                    (recent(&o.recent))
-                }
-                footer {
-                    p { "Every count is the increase of a counter that " code { "/metrics" } " exports, over the window above, so this page and a scrape agree. The same data as JSON: " a href="/console/data" { "/console/data" } "." }
-                    p { "Counters and the recent list are this instance's own: behind a load balancer, each instance shows its share." }
-                }
-                script { (PreEscaped(SCRIPT)) }
-            }
+    let body = html! {
+        header {
+            h1 { "Console" }
+            p.lead { "What this otpd instance did " (window) ". Codes are never shown here." }
+            p #live role="status" aria-live="polite" { "Reload the page to see newer numbers." }
+            p #updated .lead {}
         }
-    }
+        main #console {
+            ul.facts aria-label="This instance" {
+                li { "Version " strong { (o.version) } }
+                li { "Up " strong { (duration(o.uptime_secs)) } }
+                li { "Counts cover " strong #window data-secs=(o.window.secs) { (window) } ", from " (time(&o.window.from)) " to " (time(&o.now)) " UTC" }
+            }
+            @match &o.metrics {
+                Some(n) => { (numbers(n, &window)) }
+                None => {
+                    section aria-labelledby="no-metrics" {
+                        h2 #"no-metrics" { "Counts" }
+                        p { "Metrics are off (" code { "metrics.listen" } " is empty), so there are no counts to show. The store and the recent verifications are below." }
+                    }
+                }
+            }
+            (store(&o.store))
+            (fraud(o.fraud_blocks.as_deref()))
+            (recent(&o.recent))
+        }
+        footer {
+            p { "Every count is the increase of a counter that " code { "/metrics" } " exports, over the window above, so this page and a scrape agree. The same data as JSON: " a href="/console/data" { "/console/data" } "." }
+            p { "Counters and the recent list are this instance's own: behind a load balancer, each instance shows its share." }
+        }
+        script { (PreEscaped(SCRIPT)) }
+    };
+    crate::style::page("Console", STYLE, body)
 }
 
 fn numbers(n: &Numbers, window: &str) -> Markup {

@@ -48,22 +48,16 @@ mod tests {
 
     #[test]
     fn every_signed_part_changes_the_signature() {
-        let base = signature(b"0123456789abcdef01234567", "evt_1", 100, b"{}");
-        assert_ne!(
-            base,
-            signature(b"0123456789abcdef01234568", "evt_1", 100, b"{}")
-        );
-        assert_ne!(
-            base,
-            signature(b"0123456789abcdef01234567", "evt_2", 100, b"{}")
-        );
-        assert_ne!(
-            base,
-            signature(b"0123456789abcdef01234567", "evt_1", 101, b"{}")
-        );
-        assert_ne!(
-            base,
-            signature(b"0123456789abcdef01234567", "evt_1", 100, b"[]")
-        );
+        let secret: &[u8] = b"0123456789abcdef01234567";
+        let base = signature(secret, "evt_1", 100, b"{}");
+        let changed: [(&[u8], &str, u64, &[u8]); 4] = [
+            (b"0123456789abcdef01234568", "evt_1", 100, b"{}"),
+            (secret, "evt_2", 100, b"{}"),
+            (secret, "evt_1", 101, b"{}"),
+            (secret, "evt_1", 100, b"[]"),
+        ];
+        for (secret, id, at, body) in changed {
+            assert_ne!(base, signature(secret, id, at, body), "{id} {at}");
+        }
     }
 }

@@ -170,9 +170,8 @@ mod tests {
     #[test]
     fn control_characters_become_unicode_escapes() {
         let v = Values {
-            phone: "",
             message: "a\u{1}b\u{1f}",
-            locale: "",
+            ..V
         };
         assert_eq!(
             fill("{message}", &v, Escape::JsonString),

@@ -8,13 +8,13 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use otp_domain::{DeliveryError, Destination, FieldError, FieldProblem, OutgoingMessage, Sender};
+use otp_domain::{DeliveryError, FieldError, FieldProblem, OutgoingMessage, Sender};
 use reqwest::{Client, Response};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::error::TelegramError;
-use crate::http::{client_error, transport_error};
+use crate::http::{chat_of, client_error, transport_error};
 use crate::DEFAULT_TIMEOUT_SECS;
 
 /// The provider name in errors.
@@ -143,14 +143,9 @@ impl TelegramSender {
     /// See [`TelegramError`]; [`TelegramError::is_transient`] tells which
     /// are worth a retry.
     pub async fn deliver(&self, message: &OutgoingMessage) -> Result<(), TelegramError> {
-        let Destination::Telegram(chat) = &message.destination else {
-            return Err(TelegramError::WrongChannel {
-                provider: PROVIDER,
-                channel: message.destination.channel(),
-            });
-        };
+        let chat = chat_of(PROVIDER, message)?;
         let payload = SendMessage {
-            chat_id: chat.get(),
+            chat_id: chat,
             text: &message.body,
         };
         call(
@@ -166,9 +161,8 @@ impl TelegramSender {
 #[async_trait]
 impl Sender for TelegramSender {
     async fn send(&self, message: &OutgoingMessage) -> Result<Delivered, DeliveryError> {
-        let sent: Result<(), DeliveryError> =
-            async { self.deliver(message).await.map_err(DeliveryError::from) }.await;
-        sent.map(|()| Delivered::by("telegram"))
+        self.deliver(message).await?;
+        Ok(Delivered::by("telegram"))
     }
 }
 

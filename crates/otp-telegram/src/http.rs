@@ -1,9 +1,27 @@
-//! Transport error mapping shared by the senders; the client settings,
-//! `Retry-After` and the URL check come from `otp_http`.
+//! What the senders share: the chat a message goes to, the transport
+//! error mapping; the client settings, `Retry-After` and the URL check
+//! come from `otp_http`.
 
 use std::time::Duration;
 
+use otp_domain::{Destination, OutgoingMessage};
+
 use crate::error::TelegramError;
+
+/// The chat id `message` goes to; a message for another channel is
+/// [`TelegramError::WrongChannel`] for `provider`.
+pub(crate) fn chat_of(
+    provider: &'static str,
+    message: &OutgoingMessage,
+) -> Result<i64, TelegramError> {
+    match &message.destination {
+        Destination::Telegram(chat) => Ok(chat.get()),
+        other => Err(TelegramError::WrongChannel {
+            provider,
+            channel: other.channel(),
+        }),
+    }
+}
 
 /// Wraps a failure to build the client for `provider`.
 pub(crate) fn client_error(

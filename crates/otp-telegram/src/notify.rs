@@ -14,14 +14,14 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use otp_domain::{DeliveryError, Destination, FieldError, FieldProblem, OutgoingMessage, Sender};
+use otp_domain::{DeliveryError, FieldError, FieldProblem, OutgoingMessage, Sender};
 use reqwest::header::{HeaderName, HeaderValue};
 use reqwest::Client;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::error::TelegramError;
-use crate::http::{client_error, transport_error};
+use crate::http::{chat_of, client_error, transport_error};
 use crate::DEFAULT_TIMEOUT_SECS;
 
 /// The provider name in errors.
@@ -152,14 +152,9 @@ impl HttpNotifySender {
     /// # Errors
     /// See [`TelegramError`]: [`TelegramError::Status`] for a refusal.
     pub async fn deliver(&self, message: &OutgoingMessage) -> Result<(), TelegramError> {
-        let Destination::Telegram(chat) = &message.destination else {
-            return Err(TelegramError::WrongChannel {
-                provider: PROVIDER,
-                channel: message.destination.channel(),
-            });
-        };
+        let chat = chat_of(PROVIDER, message)?;
         let mut request = self.client.post(&self.url).json(&NotifyMessage {
-            to: chat.get(),
+            to: chat,
             message: &message.body,
             silent: self.silent,
         });
@@ -193,9 +188,8 @@ impl HttpNotifySender {
 #[async_trait]
 impl Sender for HttpNotifySender {
     async fn send(&self, message: &OutgoingMessage) -> Result<Delivered, DeliveryError> {
-        let sent: Result<(), DeliveryError> =
-            async { self.deliver(message).await.map_err(DeliveryError::from) }.await;
-        sent.map(|()| Delivered::by("notify"))
+        self.deliver(message).await?;
+        Ok(Delivered::by("notify"))
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use otp_domain::{ChatId, DeliveryError, Destination, OutgoingMessage, Sender};
+use otp_domain::{ChatId, DeliveryError, Destination, OutgoingMessage, Phone, Sender};
 use otp_telegram::{set_webhook, TelegramConfig, TelegramError, TelegramSender};
 use otp_testkit::{chain_text, closed_port, outgoing, FakePeer, Reply};
 use secrecy::SecretString;
@@ -271,5 +271,22 @@ async fn set_webhook_checks_its_arguments_before_sending() {
     .expect_err("Telegram calls only HTTPS");
     assert!(plain_http.to_string().contains("https://"), "{plain_http}");
 
+    assert!(peer.received().is_empty(), "nothing was sent");
+}
+
+#[tokio::test]
+async fn a_message_for_another_channel_is_refused_without_a_call() {
+    let peer = FakePeer::start(Reply::json(200, SENT)).await;
+    let sms = outgoing(
+        Destination::Sms(Phone::parse("77011234567").expect("valid phone")),
+        "Your code is 1234",
+    );
+    let err = TelegramSender::new(config(&peer.base_url))
+        .expect("valid config")
+        .send(&sms)
+        .await
+        .expect_err("not a chat");
+    assert!(!err.transient);
+    assert_eq!(err.reason, "the telegram sender cannot deliver to sms");
     assert!(peer.received().is_empty(), "nothing was sent");
 }

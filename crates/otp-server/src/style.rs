@@ -54,8 +54,14 @@ mod tests {
     #[test]
     fn a_page_has_the_shared_head_then_its_own_style_around_its_body() {
         let page = super::page("Dev <outbox>", ".own{}", html! { p { "hi" } }).into_string();
-        assert!(page.starts_with("<!DOCTYPE html><html lang=\"en\"><head>"), "{page}");
-        assert!(page.contains("<title>Dev &lt;outbox&gt; · otpd</title>"), "{page}");
+        assert!(
+            page.starts_with("<!DOCTYPE html><html lang=\"en\"><head>"),
+            "{page}"
+        );
+        assert!(
+            page.contains("<title>Dev &lt;outbox&gt; · otpd</title>"),
+            "{page}"
+        );
         let base = page.find(super::BASE).expect("the shared style");
         let own = page.find(".own{}").expect("the page's style");
         assert!(base < own, "the page's rules come after the shared ones");

@@ -15,6 +15,7 @@ use crate::ports::{
     CheckOutcome, CodeRecord, FraudTally, HitOutcome, PairingOutcome, PutOutcome, RateBucket,
     SendLimits, Store, TakeOutcome,
 };
+use crate::ports::{IdempotencyAnswer, IdempotencyClaim};
 use crate::types::{Channel, ChatId, Code, Destination};
 use crate::verification::{
     AttemptOutcome, CancelOutcome, CancelReason, DeliveryAttempt, DeliveryReport, EventSettle,
@@ -1066,13 +1067,36 @@ pub async fn concurrent_claims_hand_each_event_out_once(store: Arc<dyn Store>) {
     }
 }
 
+/// A start under `key` held for 30 s.
+fn claim<'a>(key: &'a str, fingerprint: &'a [u8; 32]) -> IdempotencyClaim<'a> {
+    IdempotencyClaim {
+        key,
+        fingerprint,
+        lease_ms: 30_000,
+    }
+}
+
+/// An end under `key`, its response kept for 60 s.
+fn answer<'a>(
+    key: &'a str,
+    fingerprint: &'a [u8; 32],
+    response: Option<&'a [u8]>,
+) -> IdempotencyAnswer<'a> {
+    IdempotencyAnswer {
+        key,
+        fingerprint,
+        response,
+        ttl_ms: 60_000,
+    }
+}
+
 pub async fn idempotency_keys_start_once_and_replay(s: &dyn Store) {
     let key = unique("idem");
     let (a, b) = ([1u8; 32], [2u8; 32]);
     let begin = |fp: [u8; 32], now: u64| {
         let key = key.clone();
         async move {
-            s.idempotency_begin(&key, &fp, 30_000, now)
+            s.idempotency_begin(claim(&key, &fp), now)
                 .await
                 .expect("begin")
         }
@@ -1081,10 +1105,10 @@ pub async fn idempotency_keys_start_once_and_replay(s: &dyn Store) {
     assert_eq!(begin(a, NOW + 1).await, IdempotencyBegin::InProgress);
     assert_eq!(begin(b, NOW + 1).await, IdempotencyBegin::Mismatch);
     // Another fingerprint cannot end it.
-    s.idempotency_end(&key, &b, Some(b"nope"), 60_000, NOW + 2)
+    s.idempotency_end(answer(&key, &b, Some(b"nope")), NOW + 2)
         .await
         .expect("end");
-    s.idempotency_end(&key, &a, Some(b"{\"ok\":1}"), 60_000, NOW + 2)
+    s.idempotency_end(answer(&key, &a, Some(b"{\"ok\":1}")), NOW + 2)
         .await
         .expect("end");
     assert_eq!(
@@ -1095,23 +1119,23 @@ pub async fn idempotency_keys_start_once_and_replay(s: &dyn Store) {
     // A request that ended without a response frees its key.
     let key2 = unique("idem-free");
     assert_eq!(
-        s.idempotency_begin(&key2, &a, 30_000, NOW)
+        s.idempotency_begin(claim(&key2, &a), NOW)
             .await
             .expect("begin"),
         IdempotencyBegin::Started
     );
-    s.idempotency_end(&key2, &a, None, 60_000, NOW + 1)
+    s.idempotency_end(answer(&key2, &a, None), NOW + 1)
         .await
         .expect("end");
     assert_eq!(
-        s.idempotency_begin(&key2, &b, 30_000, NOW + 2)
+        s.idempotency_begin(claim(&key2, &b), NOW + 2)
             .await
             .expect("begin"),
         IdempotencyBegin::Started
     );
     // A start whose request never ended frees its key after the lease.
     assert_eq!(
-        s.idempotency_begin(&key2, &a, 30_000, NOW + 30_002)
+        s.idempotency_begin(claim(&key2, &a), NOW + 30_002)
             .await
             .expect("begin"),
         IdempotencyBegin::Started

@@ -15,6 +15,7 @@ use crate::ports::{
     PairingOutcome, PutOutcome, RateBucket, SendLimits, TakeOutcome, Timestamp,
 };
 use crate::ports::{FraudLedger, IdempotencyStore, Outbox, VerificationStore};
+use crate::ports::{IdempotencyAnswer, IdempotencyClaim};
 use crate::state::{self, BucketState, CheckStep};
 use crate::types::ChatId;
 use crate::verification::{
@@ -555,14 +556,12 @@ impl Outbox for InMemoryStore {
 impl IdempotencyStore for InMemoryStore {
     async fn idempotency_begin(
         &self,
-        key: &str,
-        fingerprint: &[u8; 32],
-        lease_ms: u64,
+        claim: IdempotencyClaim<'_>,
         now: Timestamp,
     ) -> Result<IdempotencyBegin, StoreError> {
         let mut inner = self.lock();
-        if let Some(e) = inner.idempotency.get(key).filter(|e| e.until > now) {
-            return Ok(if e.fingerprint != *fingerprint {
+        if let Some(e) = inner.idempotency.get(claim.key).filter(|e| e.until > now) {
+            return Ok(if e.fingerprint != *claim.fingerprint {
                 IdempotencyBegin::Mismatch
             } else {
                 match &e.response {
@@ -572,45 +571,42 @@ impl IdempotencyStore for InMemoryStore {
             });
         }
         inner.idempotency.insert(
-            key.to_owned(),
+            claim.key.to_owned(),
             IdemEntry {
-                fingerprint: *fingerprint,
+                fingerprint: *claim.fingerprint,
                 response: None,
-                until: now.saturating_add(lease_ms),
+                until: now.saturating_add(claim.lease_ms),
             },
         );
         Ok(IdempotencyBegin::Started)
     }
 
-    async fn idempotency_end<'a>(
+    async fn idempotency_end(
         &self,
-        key: &str,
-        fingerprint: &[u8; 32],
-        response: Option<&'a [u8]>,
-        ttl_ms: u64,
+        answer: IdempotencyAnswer<'_>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let mut inner = self.lock();
         let ours = inner
             .idempotency
-            .get(key)
-            .is_some_and(|e| e.fingerprint == *fingerprint && e.response.is_none());
+            .get(answer.key)
+            .is_some_and(|e| e.fingerprint == *answer.fingerprint && e.response.is_none());
         if !ours {
             return Ok(());
         }
-        match response {
+        match answer.response {
             Some(r) => {
                 inner.idempotency.insert(
-                    key.to_owned(),
+                    answer.key.to_owned(),
                     IdemEntry {
-                        fingerprint: *fingerprint,
+                        fingerprint: *answer.fingerprint,
                         response: Some(r.to_vec()),
-                        until: now.saturating_add(ttl_ms),
+                        until: now.saturating_add(answer.ttl_ms),
                     },
                 );
             }
             None => {
-                inner.idempotency.remove(key);
+                inner.idempotency.remove(answer.key);
             }
         }
         Ok(())

@@ -16,6 +16,7 @@ use crate::ports::{
     OutgoingMessage, PairingOutcome, PutOutcome, RateBucket, SendLimits, Sender, Store,
     TakeOutcome, Timestamp, VerificationStore,
 };
+use crate::ports::{IdempotencyAnswer, IdempotencyClaim};
 use crate::template::{self, PASSWORD};
 use crate::types::{Channel, ChatId, CheckTarget, Code, Destination, Lifetime, Phone, Region};
 use crate::verification::{
@@ -1309,10 +1310,15 @@ impl OtpService {
         parts: &[&[u8]],
     ) -> Result<(IdempotencyBegin, [u8; 32]), StoreError> {
         let fingerprint = self.hasher.fingerprint(parts);
+        let claim = IdempotencyClaim {
+            key: scope,
+            fingerprint: &fingerprint,
+            lease_ms: IDEMPOTENCY_LEASE_MS,
+        };
         let begin = self
             .store
             .idempotency
-            .idempotency_begin(scope, &fingerprint, IDEMPOTENCY_LEASE_MS, self.clock.now())
+            .idempotency_begin(claim, self.clock.now())
             .await?;
         Ok((begin, fingerprint))
     }
@@ -1329,15 +1335,15 @@ impl OtpService {
         fingerprint: &[u8; 32],
         response: Option<&[u8]>,
     ) -> Result<(), StoreError> {
+        let answer = IdempotencyAnswer {
+            key: scope,
+            fingerprint,
+            response,
+            ttl_ms: IDEMPOTENCY_TTL_MS,
+        };
         self.store
             .idempotency
-            .idempotency_end(
-                scope,
-                fingerprint,
-                response,
-                IDEMPOTENCY_TTL_MS,
-                self.clock.now(),
-            )
+            .idempotency_end(answer, self.clock.now())
             .await
     }
 

@@ -120,6 +120,7 @@ use otp_domain::ports::{
     IdempotencyStore, Outbox, PairingOutcome, PutOutcome, RateBucket, SendLimits, TakeOutcome,
     Timestamp, VerificationStore,
 };
+use otp_domain::ports::{IdempotencyAnswer, IdempotencyClaim};
 use otp_domain::verification::{
     CancelOutcome, DeliveryAttempt, EventSettle, EventType, IdempotencyBegin, ReportOutcome,
     ReportUpdate, Status, StoredEvent, Verification, VerificationId,
@@ -1336,15 +1337,13 @@ impl otp_domain::ports::ServiceStore for RedisStore {
 impl IdempotencyStore for RedisStore {
     async fn idempotency_begin(
         &self,
-        key: &str,
-        fingerprint: &[u8; 32],
-        lease_ms: u64,
+        claim: IdempotencyClaim<'_>,
         now: Timestamp,
     ) -> Result<IdempotencyBegin, StoreError> {
-        let mut inv = scripts::IDEMPOTENCY_BEGIN.key(self.keys.idempotency(key));
+        let mut inv = scripts::IDEMPOTENCY_BEGIN.key(self.keys.idempotency(claim.key));
         inv.arg(now)
-            .arg(otp_domain::hex::encode(fingerprint))
-            .arg(lease_ms);
+            .arg(otp_domain::hex::encode(claim.fingerprint))
+            .arg(claim.lease_ms);
         let (status, response): (i64, Vec<u8>) = self.eval(inv).await?;
         Ok(match status {
             0 => IdempotencyBegin::Started,
@@ -1357,20 +1356,17 @@ impl IdempotencyStore for RedisStore {
         })
     }
 
-    async fn idempotency_end<'a>(
+    async fn idempotency_end(
         &self,
-        key: &str,
-        fingerprint: &[u8; 32],
-        response: Option<&'a [u8]>,
-        ttl_ms: u64,
+        answer: IdempotencyAnswer<'_>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        let mut inv = scripts::IDEMPOTENCY_END.key(self.keys.idempotency(key));
+        let mut inv = scripts::IDEMPOTENCY_END.key(self.keys.idempotency(answer.key));
         inv.arg(now)
-            .arg(otp_domain::hex::encode(fingerprint))
-            .arg(if response.is_some() { "1" } else { "0" })
-            .arg(ttl_ms)
-            .arg(response.unwrap_or_default());
+            .arg(otp_domain::hex::encode(answer.fingerprint))
+            .arg(if answer.response.is_some() { "1" } else { "0" })
+            .arg(answer.ttl_ms)
+            .arg(answer.response.unwrap_or_default());
         let _ended: i64 = self.eval(inv).await?;
         Ok(())
     }

@@ -38,6 +38,7 @@ use otp_domain::ports::{
     IdempotencyStore, Outbox, PairingOutcome, PutOutcome, RateBucket, SendLimits, TakeOutcome,
     Timestamp, VerificationStore,
 };
+use otp_domain::ports::{IdempotencyAnswer, IdempotencyClaim};
 use otp_domain::state::{self, CheckStep};
 use otp_domain::verification::{
     CancelOutcome, CancelReason, DeliveryAttempt, EventSettle, IdempotencyBegin, ReportOutcome,
@@ -947,13 +948,12 @@ impl otp_domain::ports::ServiceStore for EmbeddedStore {
 impl IdempotencyStore for EmbeddedStore {
     async fn idempotency_begin(
         &self,
-        key: &str,
-        fingerprint: &[u8; 32],
-        lease_ms: u64,
+        claim: IdempotencyClaim<'_>,
         now: Timestamp,
     ) -> Result<IdempotencyBegin, StoreError> {
-        let key = key.to_owned();
-        let fingerprint = *fingerprint;
+        let key = claim.key.to_owned();
+        let fingerprint = *claim.fingerprint;
+        let lease_ms = claim.lease_ms;
         self.write(move |txn| {
             let mut tx = Tx::new(txn);
             let held = idem_entry(&mut tx, &key)?;
@@ -979,17 +979,15 @@ impl IdempotencyStore for EmbeddedStore {
         .await
     }
 
-    async fn idempotency_end<'a>(
+    async fn idempotency_end(
         &self,
-        key: &str,
-        fingerprint: &[u8; 32],
-        response: Option<&'a [u8]>,
-        ttl_ms: u64,
+        answer: IdempotencyAnswer<'_>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        let key = key.to_owned();
-        let fingerprint = *fingerprint;
-        let response = response.map(<[u8]>::to_vec);
+        let key = answer.key.to_owned();
+        let fingerprint = *answer.fingerprint;
+        let response = answer.response.map(<[u8]>::to_vec);
+        let ttl_ms = answer.ttl_ms;
         self.write(move |txn| {
             let mut tx = Tx::new(txn);
             let held = idem_entry(&mut tx, &key)?;

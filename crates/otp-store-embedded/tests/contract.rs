@@ -11,7 +11,9 @@ use std::sync::Arc;
 use otp_domain::digest::CodeDigest;
 use otp_domain::fraud::{Block, FraudMode, Prefix};
 use otp_domain::ports::{CheckOutcome, CodeRecord, CodeStore, FraudLedger, PutOutcome};
-use otp_domain::ports::{IdempotencyStore, Outbox, VerificationStore};
+use otp_domain::ports::{
+    IdempotencyAnswer, IdempotencyClaim, IdempotencyStore, Outbox, VerificationStore,
+};
 use otp_domain::verification::{
     AttemptOutcome, DeliveryAttempt, EventData, EventType, IdempotencyBegin, Status, StoredEvent,
     Verification, VerificationId,
@@ -142,6 +144,11 @@ async fn codes_survive_closing_and_reopening_the_file() {
 async fn verifications_and_their_events_survive_closing_and_reopening_the_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("otpd.redb");
+    let claim = IdempotencyClaim {
+        key: "idem:k",
+        fingerprint: &[7; 32],
+        lease_ms: 30_000,
+    };
     {
         let store = EmbeddedStore::open(&path).expect("open");
         send(&store, 1, 1_000, 60_000).await;
@@ -161,14 +168,15 @@ async fn verifications_and_their_events_survive_closing_and_reopening_the_file()
         let v2 = verification(1, &second, 1_003);
         let put = store.put_code(&key(1), second, &v2, &[], 1_003).await;
         assert_eq!(put.expect("put"), PutOutcome::Stored);
-        let idem = store
-            .idempotency_begin("idem:k", &[7; 32], 30_000, 1_004)
-            .await;
+        let idem = store.idempotency_begin(claim, 1_004).await;
         assert_eq!(idem.expect("begin"), IdempotencyBegin::Started);
-        store
-            .idempotency_end("idem:k", &[7; 32], Some(b"{\"id\":1}"), 60_000, 1_005)
-            .await
-            .expect("end");
+        let answer = IdempotencyAnswer {
+            key: claim.key,
+            fingerprint: claim.fingerprint,
+            response: Some(b"{\"id\":1}"),
+            ttl_ms: 60_000,
+        };
+        store.idempotency_end(answer, 1_005).await.expect("end");
     }
     let store = EmbeddedStore::open(&path).expect("reopen");
     let first = store
@@ -185,9 +193,7 @@ async fn verifications_and_their_events_survive_closing_and_reopening_the_file()
     assert_eq!(status(&store, 2).await, Some(Status::Pending));
     let all = events(&store, 2_000).await;
     assert_eq!(kinds_of(&all, 1), [EventType::Pending, EventType::Canceled]);
-    let replay = store
-        .idempotency_begin("idem:k", &[7; 32], 30_000, 2_000)
-        .await;
+    let replay = store.idempotency_begin(claim, 2_000).await;
     assert_eq!(
         replay.expect("begin"),
         IdempotencyBegin::Replay(b"{\"id\":1}".to_vec())
@@ -396,17 +402,23 @@ async fn a_sweep_expires_at_most_max_verifications_oldest_first() {
 async fn a_sweep_drops_idempotency_keys_whose_time_is_up() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = EmbeddedStore::open(&dir.path().join("i.redb")).expect("open");
-    let begin = store.idempotency_begin("idem:a", &[1; 32], 30_000, 0).await;
+    let claim = IdempotencyClaim {
+        key: "idem:a",
+        fingerprint: &[1; 32],
+        lease_ms: 30_000,
+    };
+    let begin = store.idempotency_begin(claim, 0).await;
     assert_eq!(begin.expect("begin"), IdempotencyBegin::Started);
     store.sweep(30_000, 1_000).await.expect("sweep");
     // The entry is gone, so a late end of that request stores nothing.
-    store
-        .idempotency_end("idem:a", &[1; 32], Some(b"late"), 60_000, 30_001)
-        .await
-        .expect("end");
-    let again = store
-        .idempotency_begin("idem:a", &[1; 32], 30_000, 30_002)
-        .await;
+    let late = IdempotencyAnswer {
+        key: "idem:a",
+        fingerprint: &[1; 32],
+        response: Some(b"late"),
+        ttl_ms: 60_000,
+    };
+    store.idempotency_end(late, 30_001).await.expect("end");
+    let again = store.idempotency_begin(claim, 30_002).await;
     assert_eq!(again.expect("begin"), IdempotencyBegin::Started);
 }
 

@@ -7,30 +7,49 @@ use crate::error::StoreError;
 use crate::time::Timestamp;
 use crate::verification::IdempotencyBegin;
 
+/// A request starting under an idempotency key
+/// ([`IdempotencyStore::idempotency_begin`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdempotencyClaim<'a> {
+    /// Already namespaced by the caller.
+    pub key: &'a str,
+    /// Identifies the request's body and route.
+    pub fingerprint: &'a [u8; 32],
+    /// How long the key is held; then it is free again if its request
+    /// never ended (its instance died).
+    pub lease_ms: u64,
+}
+
+/// How a request started with [`IdempotencyStore::idempotency_begin`]
+/// ends ([`IdempotencyStore::idempotency_end`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdempotencyAnswer<'a> {
+    /// The key and fingerprint the request was started with.
+    pub key: &'a str,
+    pub fingerprint: &'a [u8; 32],
+    /// Kept for `ttl_ms` and replayed to the same request; `None` frees
+    /// the key.
+    pub response: Option<&'a [u8]>,
+    pub ttl_ms: u64,
+}
+
 /// Keys, their request fingerprints and the kept answers.
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync {
-    /// Starts a request under an idempotency key (already namespaced by
-    /// the caller). `fingerprint` identifies the request's body and route.
-    /// A started key is held for `lease_ms`, then free again if its
-    /// request never ended (its instance died).
+    /// Starts a request under an idempotency key: `claim.key`, held for
+    /// `claim.lease_ms` for the request `claim.fingerprint` identifies.
     async fn idempotency_begin(
         &self,
-        key: &str,
-        fingerprint: &[u8; 32],
-        lease_ms: u64,
+        claim: IdempotencyClaim<'_>,
         now: Timestamp,
     ) -> Result<IdempotencyBegin, StoreError>;
 
     /// Ends a request started with [`IdempotencyStore::idempotency_begin`]:
-    /// with a response, it is kept for `ttl_ms` and replayed to the same
-    /// request; without one, the key is free again.
-    async fn idempotency_end<'a>(
+    /// with `answer.response`, it is kept for `answer.ttl_ms` and replayed
+    /// to the same request; without one, the key is free again.
+    async fn idempotency_end(
         &self,
-        key: &str,
-        fingerprint: &[u8; 32],
-        response: Option<&'a [u8]>,
-        ttl_ms: u64,
+        answer: IdempotencyAnswer<'_>,
         now: Timestamp,
     ) -> Result<(), StoreError>;
 }

@@ -36,7 +36,7 @@ pub use crate::outcome::{
 pub use crate::time::{Clock, SystemClock, Timestamp};
 pub use codes::{CheckScope, Checked, CodeRecord, CodeStore, FraudTally, SendLimits};
 pub use fraud::FraudLedger;
-pub use idempotency::IdempotencyStore;
+pub use idempotency::{IdempotencyAnswer, IdempotencyClaim, IdempotencyStore};
 pub use outbox::{EventMessage, EventSink, Outbox, SinkError};
 pub use random::CodeGenerator;
 pub use senders::{Delivered, DeliveryError, MessageLocale, OutgoingMessage, Sender};

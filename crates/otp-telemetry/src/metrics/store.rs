@@ -12,6 +12,7 @@ use otp_domain::ports::{
     IdempotencyStore, Outbox, PairingOutcome, PutOutcome, RateBucket, SendLimits, TakeOutcome,
     Timestamp, VerificationStore,
 };
+use otp_domain::ports::{IdempotencyAnswer, IdempotencyClaim};
 use otp_domain::verification::{
     CancelOutcome, DeliveryAttempt, EventSettle, IdempotencyBegin, ReportOutcome, ReportUpdate,
     StoredEvent, Verification, VerificationId,
@@ -198,8 +199,8 @@ metered!(Outbox {
 });
 
 metered!(IdempotencyStore {
-    IdempotencyBegin: fn idempotency_begin(key: &str, fingerprint: &[u8; 32], lease_ms: u64, now: Timestamp) -> IdempotencyBegin;
-    IdempotencyEnd: fn idempotency_end<'a>(key: &str, fingerprint: &[u8; 32], response: Option<&'a [u8]>, ttl_ms: u64, now: Timestamp) -> ();
+    IdempotencyBegin: fn idempotency_begin(claim: IdempotencyClaim<'_>, now: Timestamp) -> IdempotencyBegin;
+    IdempotencyEnd: fn idempotency_end(answer: IdempotencyAnswer<'_>, now: Timestamp) -> ();
 });
 
 metered!(FraudLedger {

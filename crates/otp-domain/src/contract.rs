@@ -12,10 +12,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::digest::{CodeDigest, CodeHasher, SealedCode};
 use crate::ports::{
-    CheckOutcome, CodeRecord, FraudTally, HitOutcome, PairingOutcome, PutOutcome, RateBucket,
-    SendLimits, Store, TakeOutcome,
+    CheckOutcome, CodeCheck, CodeRecord, Delivery, FraudTally, HitOutcome, IdempotencyAnswer,
+    IdempotencyClaim, PairingOutcome, PutOutcome, RateBucket, SendLimits, StagedSend, Store,
+    TakeOutcome,
 };
-use crate::ports::{IdempotencyAnswer, IdempotencyClaim};
 use crate::types::{Channel, ChatId, Code, Destination};
 use crate::verification::{
     AttemptOutcome, CancelOutcome, CancelReason, DeliveryAttempt, DeliveryReport, EventSettle,
@@ -307,10 +307,14 @@ async fn stage(
     limits: &SendLimits,
     now: u64,
 ) -> PutOutcome {
-    match s
-        .stage_send(key, r, &verification_of(key, &r, now), limits, now)
-        .await
-    {
+    let verification = verification_of(key, &r, now);
+    let send = StagedSend {
+        key,
+        record: r,
+        verification: &verification,
+        limits,
+    };
+    match s.stage_send(send, now).await {
         Ok(o) => o,
         Err(e) => panic!("stage_send failed: {e:?}"),
     }
@@ -1269,21 +1273,27 @@ pub async fn the_fraud_tally_rides_with_the_delivery_and_the_approval(s: &dyn St
     let key = unique("tally");
     let r = record(digest(1), 5);
     assert_eq!(put(s, &key, r, &[], NOW).await, PutOutcome::Stored);
+    let delivery = Delivery {
+        id: &r.verification,
+        attempts: &[delivered_attempt(NOW + 1)],
+        tally: Some(&tally),
+    };
     let counted = s
-        .record_delivery(
-            &r.verification,
-            &[delivered_attempt(NOW + 1)],
-            Some(&tally),
-            NOW + 1,
-        )
+        .record_delivery(delivery, NOW + 1)
         .await
         .expect("record_delivery");
     assert_eq!(counted.map(|c| (c.sends, c.approvals)), Some((1, 0)));
     assert_eq!(get(s, &r.verification).await.deliveries.len(), 1);
     assert_eq!(
-        s.record_delivery(&r.verification, &[], None, NOW + 1)
-            .await
-            .expect("record_delivery"),
+        s.record_delivery(
+            Delivery {
+                tally: None,
+                ..delivery
+            },
+            NOW + 1
+        )
+        .await
+        .expect("record_delivery"),
         None,
         "no tally, no counters"
     );
@@ -1303,7 +1313,7 @@ pub async fn the_fraud_tally_rides_with_the_delivery_and_the_approval(s: &dyn St
         .await
         .expect("check");
     assert_eq!(gone, CheckOutcome::NotFound);
-    let c = s.count(&p, 0, 0, w, NOW + 5).await.expect("count");
+    let c = s.count(tally.add(0, 0), NOW + 5).await.expect("count");
     assert_eq!((c.sends, c.approvals), (1, 1));
 }
 
@@ -1311,19 +1321,24 @@ pub async fn counters_add_up_in_a_sliding_window<S: crate::ports::FraudLedger + 
     let p = unique_prefix();
     let w = 60_000;
     let t = NOW - NOW % w;
-    s.count(&p, 3, 0, w, t + 10).await.expect("count");
-    let c = s.count(&p, 0, 1, w, t + 20).await.expect("count");
+    let tally = FraudTally {
+        prefix: p,
+        window_ms: w,
+    };
+    s.count(tally.add(3, 0), t + 10).await.expect("count");
+    let c = s.count(tally.add(0, 1), t + 20).await.expect("count");
     assert_eq!((c.sends, c.approvals, c.window_start), (3, 1, t));
     // The next window starts from zero and remembers the last one.
-    let c = s.count(&p, 1, 0, w, t + w + 5).await.expect("count");
+    let c = s.count(tally.add(1, 0), t + w + 5).await.expect("count");
     assert_eq!((c.sends, c.prev_sends, c.prev_approvals), (1, 3, 1));
     let conversion = c.conversion(t + w + w / 2, w);
     assert!((conversion.sends - 2.5).abs() < 1e-9, "{conversion:?}");
     // Prefixes count apart.
-    let other = s
-        .count(&unique_prefix(), 1, 0, w, t + 10)
-        .await
-        .expect("count");
+    let other = FraudTally {
+        prefix: unique_prefix(),
+        window_ms: w,
+    };
+    let other = s.count(other.add(1, 0), t + 10).await.expect("count");
     assert_eq!(other.sends, 1);
 }
 
@@ -1379,7 +1394,11 @@ where
     assert_eq!(s.block_of(&p, NOW + 6).await.expect("block_of"), None);
     assert_eq!(s.unblock(&p, NOW + 7).await.expect("unblock"), None);
     // The prefix starts afresh: its counters are gone.
-    let fresh = s.count(&p, 0, 0, 60_000, NOW + 7).await.expect("count");
+    let tally = FraudTally {
+        prefix: p.clone(),
+        window_ms: 60_000,
+    };
+    let fresh = s.count(tally.add(0, 0), NOW + 7).await.expect("count");
     assert_eq!((fresh.sends, fresh.prev_sends), (0, 0));
     // A new block of the same prefix is possible at once.
     assert!(s
@@ -1794,7 +1813,13 @@ async fn resend(
     };
     // What the service passes: the verification as it reads it.
     let v = get(s, &r.verification).await;
-    match s.stage_send(key, r, &v, &limits, now).await {
+    let send = StagedSend {
+        key,
+        record: r,
+        verification: &v,
+        limits: &limits,
+    };
+    match s.stage_send(send, now).await {
         Ok(o) => o,
         Err(e) => panic!("stage_send (resend) failed: {e:?}"),
     }
@@ -1841,9 +1866,17 @@ pub async fn a_resend_counts_its_limits_and_keeps_the_live_code(s: &dyn Store) {
         ..SendLimits::default()
     };
     assert_eq!(
-        s.stage_send(&key, other, &v, &limits, NOW + 4)
-            .await
-            .expect("stage"),
+        s.stage_send(
+            StagedSend {
+                key: &key,
+                record: other,
+                verification: &v,
+                limits: &limits,
+            },
+            NOW + 4
+        )
+        .await
+        .expect("stage"),
         PutOutcome::Gone
     );
     // Under the same key (where a store keeps a destination's own
@@ -1950,10 +1983,13 @@ async fn stage_reusing(
         reuse: Some(service.to_owned()),
         ..SendLimits::default()
     };
-    let outcome = s
-        .stage_send(key, r, &v, &limits, now)
-        .await
-        .expect("stage_send (reuse)");
+    let send = StagedSend {
+        key,
+        record: r,
+        verification: &v,
+        limits: &limits,
+    };
+    let outcome = s.stage_send(send, now).await.expect("stage_send (reuse)");
     (outcome, r)
 }
 
@@ -2020,9 +2056,13 @@ async fn check_in(
     scope: &crate::ports::CheckScope,
     now: u64,
 ) -> crate::ports::Checked {
-    s.check_in(key, &d, None, Some(scope), now)
-        .await
-        .expect("check_in")
+    let check = CodeCheck {
+        key,
+        digest: &d,
+        tally: None,
+        scope: Some(scope),
+    };
+    s.check_in(check, now).await.expect("check_in")
 }
 
 pub async fn a_scoped_check_touches_only_the_code_it_names(s: &dyn Store) {
@@ -2088,10 +2128,13 @@ pub async fn a_scoped_check_touches_only_the_code_it_names(s: &dyn Store) {
         check_in(s, &key2, digest(1), &own, NOW + 1).await,
         Checked::NOT_FOUND
     );
-    let unscoped = s
-        .check_in(&key2, &digest(9), None, None, NOW + 2)
-        .await
-        .expect("check_in");
+    let check = CodeCheck {
+        key: &key2,
+        digest: &digest(9),
+        tally: None,
+        scope: None,
+    };
+    let unscoped = s.check_in(check, NOW + 2).await.expect("check_in");
     assert_eq!(
         unscoped,
         Checked {

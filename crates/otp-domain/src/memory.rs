@@ -11,11 +11,11 @@ use crate::digest::CodeDigest;
 use crate::error::StoreError;
 use crate::fraud::{Block, Counters, Prefix};
 use crate::ports::{
-    CheckOutcome, CheckScope, Checked, CodeRecord, CodeStore, FraudTally, HitOutcome,
-    PairingOutcome, PutOutcome, RateBucket, SendLimits, TakeOutcome, Timestamp,
+    CheckOutcome, Checked, CodeCheck, CodeRecord, CodeStore, Delivery, FraudCount, HitOutcome,
+    IdempotencyAnswer, IdempotencyClaim, PairingOutcome, PutOutcome, RateBucket, StagedSend,
+    TakeOutcome, Timestamp,
 };
 use crate::ports::{FraudLedger, IdempotencyStore, Outbox, VerificationStore};
-use crate::ports::{IdempotencyAnswer, IdempotencyClaim};
 use crate::state::{self, BucketState, CheckStep};
 use crate::types::ChatId;
 use crate::verification::{
@@ -95,13 +95,14 @@ impl Inner {
     }
 
     /// Adds to the fraud counters of the tally's prefix.
-    fn tally(&mut self, t: &FraudTally, sends: u64, approvals: u64, now: Timestamp) -> Counters {
+    fn tally(&mut self, add: FraudCount<'_>, now: Timestamp) -> Counters {
+        let t = add.tally;
         let c = self
             .fraud_counters
             .get(&t.prefix)
             .copied()
             .unwrap_or_default()
-            .add(sends, approvals, now, t.window_ms);
+            .add(add.sends, add.approvals, now, t.window_ms);
         self.fraud_counters.insert(t.prefix.clone(), c);
         c
     }
@@ -158,16 +159,13 @@ impl crate::ports::ServiceStore for InMemoryStore {
 
 #[async_trait]
 impl CodeStore for InMemoryStore {
-    async fn stage_send(
+    async fn stage_send<'a>(
         &self,
-        key: &str,
-        record: CodeRecord,
-        verification: &Verification,
-        limits: &SendLimits,
+        send: StagedSend<'a>,
         now: Timestamp,
     ) -> Result<PutOutcome, StoreError> {
         let mut inner = self.lock();
-        if let Some(prefix) = &limits.blocked {
+        if let Some(prefix) = &send.limits.blocked {
             if inner
                 .fraud_blocks
                 .get(prefix)
@@ -176,8 +174,8 @@ impl CodeStore for InMemoryStore {
                 return Ok(PutOutcome::FraudBlocked);
             }
         }
-        if let Some(service) = &limits.reuse {
-            let pending = inner.codes.get(key).and_then(|c| {
+        if let Some(service) = &send.limits.reuse {
+            let pending = inner.codes.get(send.key).and_then(|c| {
                 let v = inner.verifications.get(&c.verification)?;
                 state::reusable(service, c, v, now).then_some(v.id)
             });
@@ -185,11 +183,11 @@ impl CodeStore for InMemoryStore {
                 return Ok(PutOutcome::Pending(id));
             }
         }
-        if limits.resend
+        if send.limits.resend
             && !inner
                 .codes
-                .get(key)
-                .is_some_and(|c| c.is_live_for(&record.verification, now))
+                .get(send.key)
+                .is_some_and(|c| c.is_live_for(&send.record.verification, now))
         {
             return Ok(PutOutcome::Gone);
         }
@@ -199,41 +197,50 @@ impl CodeStore for InMemoryStore {
                 .map(|b| inner.buckets.get(&b.key).copied())
                 .collect()
         };
-        let (own, shared) = (states(&inner, &limits.own), states(&inner, &limits.shared));
-        let (writes, refused) = state::stage_limits(limits, &own, &shared, now);
-        for (bucket, s) in limits.own.iter().chain(&limits.shared).zip(writes) {
+        let (own, shared) = (
+            states(&inner, &send.limits.own),
+            states(&inner, &send.limits.shared),
+        );
+        let (writes, refused) = state::stage_limits(send.limits, &own, &shared, now);
+        for (bucket, s) in send
+            .limits
+            .own
+            .iter()
+            .chain(&send.limits.shared)
+            .zip(writes)
+        {
             inner.buckets.insert(bucket.key.clone(), s);
         }
         if let Some(refused) = refused {
             return Ok(refused);
         }
-        if limits.resend {
+        if send.limits.resend {
             return Ok(PutOutcome::Stored);
         }
-        if let Some(old) = inner.codes.insert(key.to_owned(), record) {
-            if old.verification != verification.id {
+        if let Some(old) = inner.codes.insert(send.key.to_owned(), send.record) {
+            if old.verification != send.verification.id {
                 inner.change(&old.verification, now, |v| v.replaced(now));
             }
         }
         inner
             .verifications
-            .insert(verification.id, verification.clone());
-        inner.latest.insert(key.to_owned(), verification.id);
+            .insert(send.verification.id, send.verification.clone());
+        inner
+            .latest
+            .insert(send.key.to_owned(), send.verification.id);
         Ok(PutOutcome::Stored)
     }
 
     async fn record_delivery<'a>(
         &self,
-        id: &VerificationId,
-        attempts: &[DeliveryAttempt],
-        tally: Option<&'a FraudTally>,
+        delivery: Delivery<'a>,
         now: Timestamp,
     ) -> Result<Option<Counters>, StoreError> {
         let mut inner = self.lock();
-        inner.change(id, now, |v| {
-            v.is_pending().then(|| v.delivered(attempts, now))
+        inner.change(delivery.id, now, |v| {
+            v.is_pending().then(|| v.delivered(delivery.attempts, now))
         });
-        Ok(tally.map(|t| inner.tally(t, 1, 0, now)))
+        Ok(delivery.tally.map(|t| inner.tally(t.add(1, 0), now)))
     }
 
     async fn discard_code<'a>(
@@ -275,30 +282,27 @@ impl CodeStore for InMemoryStore {
 
     async fn check_in<'a>(
         &self,
-        key: &str,
-        digest: &CodeDigest,
-        tally: Option<&'a FraudTally>,
-        scope: Option<&'a CheckScope>,
+        check: CodeCheck<'a>,
         now: Timestamp,
     ) -> Result<Checked, StoreError> {
         let mut inner = self.lock();
-        let found = inner.codes.get(key).copied();
+        let found = inner.codes.get(check.key).copied();
         let owner = found
             .as_ref()
             .and_then(|r| inner.verifications.get(&r.verification));
-        if let (Some(scope), Some(r)) = (scope, &found) {
+        if let (Some(scope), Some(r)) = (check.scope, &found) {
             if !scope.admits(r, owner.and_then(|v| v.service.as_deref())) {
                 return Ok(Checked::NOT_FOUND);
             }
         }
         let created = owner.map(|v| v.created_at);
-        let (outcome, step) = state::check(found.as_ref(), digest, now);
+        let (outcome, step) = state::check(found.as_ref(), check.digest, now);
         match step {
             CheckStep::Delete => {
-                inner.codes.remove(key);
+                inner.codes.remove(check.key);
             }
             CheckStep::Update(record) => {
-                inner.codes.insert(key.to_owned(), record);
+                inner.codes.insert(check.key.to_owned(), record);
             }
             CheckStep::Keep => {}
         }
@@ -308,8 +312,8 @@ impl CodeStore for InMemoryStore {
                 v.after_check(outcome, expired, now)
             });
         }
-        if let (CheckOutcome::Approved, Some(t)) = (outcome, tally) {
-            inner.tally(t, 0, 1, now);
+        if let (CheckOutcome::Approved, Some(t)) = (outcome, check.tally) {
+            inner.tally(t.add(0, 1), now);
         }
         Ok(Checked {
             outcome,
@@ -615,19 +619,8 @@ impl IdempotencyStore for InMemoryStore {
 
 #[async_trait]
 impl FraudLedger for InMemoryStore {
-    async fn count(
-        &self,
-        prefix: &Prefix,
-        sends: u64,
-        approvals: u64,
-        window_ms: u64,
-        now: Timestamp,
-    ) -> Result<Counters, StoreError> {
-        let tally = FraudTally {
-            prefix: prefix.clone(),
-            window_ms,
-        };
-        Ok(self.lock().tally(&tally, sends, approvals, now))
+    async fn count<'a>(&self, add: FraudCount<'a>, now: Timestamp) -> Result<Counters, StoreError> {
+        Ok(self.lock().tally(add, now))
     }
 
     async fn block_of(&self, prefix: &Prefix, now: Timestamp) -> Result<Option<Block>, StoreError> {

@@ -11,12 +11,11 @@ use crate::error::{CheckError, Limit, PairError, ParseError, SendError, StoreErr
 use crate::locale::{Locale, LocaleTag, Templates};
 use crate::policy::{body_limit, Policy, SUBJECT_LIMIT};
 use crate::ports::{
-    CheckOutcome, CheckScope, Checked, Clock, CodeGenerator, CodeRecord, CodeStore, Delivered,
-    DeliveryError, FraudLedger, FraudTally, HitOutcome, IdempotencyStore, MessageLocale,
-    OutgoingMessage, PairingOutcome, PutOutcome, RateBucket, SendLimits, Sender, Store,
-    TakeOutcome, Timestamp, VerificationStore,
+    CheckOutcome, CheckScope, Checked, Clock, CodeCheck, CodeGenerator, CodeRecord, CodeStore,
+    Delivered, Delivery, DeliveryError, FraudLedger, FraudTally, HitOutcome, IdempotencyAnswer,
+    IdempotencyClaim, IdempotencyStore, MessageLocale, OutgoingMessage, PairingOutcome, PutOutcome,
+    RateBucket, SendLimits, Sender, StagedSend, Store, TakeOutcome, Timestamp, VerificationStore,
 };
-use crate::ports::{IdempotencyAnswer, IdempotencyClaim};
 use crate::template::{self, PASSWORD};
 use crate::types::{Channel, ChatId, CheckTarget, Code, Destination, Lifetime, Phone, Region};
 use crate::verification::{
@@ -534,26 +533,31 @@ impl OtpService {
                 reuse: reuse.map(str::to_owned),
                 ..SendLimits::default()
             };
-            let mut outcome = self
-                .store
-                .codes
-                .stage_send(&key, record, &verification, &limits, now)
-                .await?;
+            let send = StagedSend {
+                key: &key,
+                record,
+                verification: &verification,
+                limits: &limits,
+            };
+            let mut outcome = self.store.codes.stage_send(send, now).await?;
             if let (PutOutcome::Pending(pending), Some(app)) = (outcome, req.app.as_ref()) {
                 if let Some(receipt) = self.resend(&pending, app, req.user_key.as_deref()).await? {
                     return Ok(receipt);
                 }
-                outcome = self
-                    .store
-                    .codes
-                    .stage_send(&key, record, &verification, &SendLimits::default(), now)
-                    .await?;
+                let limits = SendLimits::default();
+                let send = StagedSend {
+                    limits: &limits,
+                    ..send
+                };
+                outcome = self.store.codes.stage_send(send, now).await?;
             }
             if outcome == PutOutcome::Stored {
-                self.store
-                    .codes
-                    .record_delivery(&id, &[], None, now)
-                    .await?;
+                let delivery = Delivery {
+                    id: &id,
+                    attempts: &[],
+                    tally: None,
+                };
+                self.store.codes.record_delivery(delivery, now).await?;
             }
             tracing::warn!(
                 %channel,
@@ -790,12 +794,13 @@ impl OtpService {
             reuse: reuse.map(str::to_owned),
         };
         // Step 1: the block, every limit and the code, in one store step.
-        let refusal = match self
-            .store
-            .codes
-            .stage_send(&key, record, verification, &limits, now)
-            .await?
-        {
+        let send = StagedSend {
+            key: &key,
+            record,
+            verification,
+            limits: &limits,
+        };
+        let refusal = match self.store.codes.stage_send(send, now).await? {
             PutOutcome::Stored => None,
             PutOutcome::Gone => return Ok(SendEnd::Gone),
             PutOutcome::Pending(id) => return Ok(SendEnd::Pending(id)),
@@ -924,10 +929,15 @@ impl OtpService {
         attempts: &[DeliveryAttempt],
         tally: Option<&FraudTally>,
     ) -> Option<Counters> {
+        let delivery = Delivery {
+            id,
+            attempts,
+            tally,
+        };
         match self
             .store
             .codes
-            .record_delivery(id, attempts, tally, self.clock.now())
+            .record_delivery(delivery, self.clock.now())
             .await
         {
             Ok(counters) => counters,
@@ -1067,10 +1077,13 @@ impl OtpService {
     ) -> Result<Checked, StoreError> {
         let digest = self.hasher.code(key, password);
         let tally = self.approval_tally(target, key);
-        self.store
-            .codes
-            .check_in(key, &digest, tally.as_ref(), scope, self.clock.now())
-            .await
+        let check = CodeCheck {
+            key,
+            digest: &digest,
+            tally: tally.as_ref(),
+            scope,
+        };
+        self.store.codes.check_in(check, self.clock.now()).await
     }
 
     /// The Telegram bot flow: a user messaged the bot from `chat`, so hand

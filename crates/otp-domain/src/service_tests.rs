@@ -171,25 +171,26 @@ async fn send_stores_only_the_digest_and_delivers_the_rendered_message() {
     let mut store = MockCodeStore::new();
     store
         .expect_stage_send()
-        .withf(move |key, record, verification, buckets, now| {
-            key == "sms:+77011234567"
-                && record.digest == digest
-                && record.expires_at == NOW + 300_000
-                && (record.attempts, record.max_attempts) == (0, 5)
-                && verification.id == record.verification
-                && verification.status == Status::Pending
-                && verification.destination == "+77011234567"
-                && verification.country.as_deref() == Some("KZ")
-                && (verification.created_at, verification.expires_at) == (NOW, NOW + 300_000)
+        .withf(move |send, now| {
+            send.key == "sms:+77011234567"
+                && send.record.digest == digest
+                && send.record.expires_at == NOW + 300_000
+                && (send.record.attempts, send.record.max_attempts) == (0, 5)
+                && send.verification.id == send.record.verification
+                && send.verification.status == Status::Pending
+                && send.verification.destination == "+77011234567"
+                && send.verification.country.as_deref() == Some("KZ")
+                && (send.verification.created_at, send.verification.expires_at)
+                    == (NOW, NOW + 300_000)
                 && *now == NOW
-                && buckets.shared
+                && send.limits.shared
                     == [RateBucket {
                         key: "channel:sms".into(),
                         limit: 1000,
                         window_ms: 3_600_000,
                     }]
-                && buckets.blocked.is_none()
-                && buckets.own
+                && send.limits.blocked.is_none()
+                && send.limits.own
                     == [
                         RateBucket {
                             key: "cooldown:sms:+77011234567".into(),
@@ -204,11 +205,11 @@ async fn send_stores_only_the_digest_and_delivers_the_rendered_message() {
                     ]
         })
         .times(1)
-        .returning(|_, _, _, _, _| Ok(PutOutcome::Stored));
+        .returning(|_, _| Ok(PutOutcome::Stored));
     store
         .expect_record_delivery()
         .times(1)
-        .returning(|_, _, _, _| Ok(None));
+        .returning(|_, _| Ok(None));
     let (sender, sent) = recording_sender(false);
     let svc = service(
         store,
@@ -236,11 +237,11 @@ async fn send_uses_the_callers_password_and_message_verbatim() {
     store
         .expect_stage_send()
         .times(1)
-        .returning(|_, _, _, _, _| Ok(PutOutcome::Stored));
+        .returning(|_, _| Ok(PutOutcome::Stored));
     store
         .expect_record_delivery()
         .times(1)
-        .returning(|_, _, _, _| Ok(None));
+        .returning(|_, _| Ok(None));
     let (sender, sent) = recording_sender(false);
     // The generator must not be asked: the caller gave a password.
     let svc = service(store, senders_with(Channel::Sms, sender), ids_only());
@@ -289,7 +290,7 @@ async fn send_refuses_a_lifetime_out_of_bounds_and_stores_nothing() {
 #[tokio::test]
 async fn rate_limited_send_delivers_nothing_and_says_when_to_retry() {
     let mut store = MockCodeStore::new();
-    store.expect_stage_send().returning(|_, _, _, _, _| {
+    store.expect_stage_send().returning(|_, _| {
         Ok(PutOutcome::RateLimited {
             retry_after_ms: 12_001,
         })
@@ -322,7 +323,7 @@ async fn failed_delivery_removes_the_new_code() {
     let mut store = MockCodeStore::new();
     store
         .expect_stage_send()
-        .returning(|_, _, _, _, _| Ok(PutOutcome::Stored));
+        .returning(|_, _| Ok(PutOutcome::Stored));
     store
         .expect_discard_code()
         .with(eq("sms:+77011234567"), eq(digest), always(), always())
@@ -347,11 +348,11 @@ async fn email_subject_is_rendered_and_must_be_one_line() {
     store
         .expect_stage_send()
         .times(1)
-        .returning(|_, _, _, _, _| Ok(PutOutcome::Stored));
+        .returning(|_, _| Ok(PutOutcome::Stored));
     store
         .expect_record_delivery()
         .times(1)
-        .returning(|_, _, _, _| Ok(None));
+        .returning(|_, _| Ok(None));
     let (sender, sent) = recording_sender(false);
     let svc = service(
         store,
@@ -398,15 +399,11 @@ async fn check_maps_every_store_outcome() {
         let mut store = MockCodeStore::new();
         store
             .expect_check_in()
-            .with(
-                eq("call:+77011234567"),
-                eq(digest),
-                always(),
-                always(),
-                eq(NOW),
-            )
+            .withf(move |check, now| {
+                check.key == "call:+77011234567" && *check.digest == digest && *now == NOW
+            })
             .times(1)
-            .returning(move |_, _, _, _, _| Ok(outcome_only(outcome)));
+            .returning(move |_, _| Ok(outcome_only(outcome)));
         let svc = service(
             store,
             senders_with(Channel::Call, silent_sender()),
@@ -449,15 +446,11 @@ async fn a_check_found_under_its_digits_looks_no_further() {
     let mut store = MockCodeStore::new();
     store
         .expect_check_in()
-        .with(
-            eq("sms:+77011234567"),
-            eq(digest),
-            always(),
-            always(),
-            eq(NOW),
-        )
+        .withf(move |check, now| {
+            check.key == "sms:+77011234567" && *check.digest == digest && *now == NOW
+        })
         .times(1)
-        .returning(|_, _, _, _, _| Ok(outcome_only(CheckOutcome::Mismatch { attempts_left: 2 })));
+        .returning(|_, _| Ok(outcome_only(CheckOutcome::Mismatch { attempts_left: 2 })));
     let svc = service(
         store,
         senders_with(Channel::Sms, silent_sender()),
@@ -480,26 +473,18 @@ async fn a_check_typed_with_a_national_prefix_after_the_country_code_finds_the_s
     let mut store = MockCodeStore::new();
     store
         .expect_check_in()
-        .with(
-            eq("sms:+4402079460958"),
-            eq(typed),
-            always(),
-            always(),
-            eq(NOW),
-        )
+        .withf(move |check, now| {
+            check.key == "sms:+4402079460958" && *check.digest == typed && *now == NOW
+        })
         .times(1)
-        .returning(|_, _, _, _, _| Ok(outcome_only(CheckOutcome::NotFound)));
+        .returning(|_, _| Ok(outcome_only(CheckOutcome::NotFound)));
     store
         .expect_check_in()
-        .with(
-            eq("sms:+442079460958"),
-            eq(e164),
-            always(),
-            always(),
-            eq(NOW),
-        )
+        .withf(move |check, now| {
+            check.key == "sms:+442079460958" && *check.digest == e164 && *now == NOW
+        })
         .times(1)
-        .returning(|_, _, _, _, _| Ok(outcome_only(CheckOutcome::Approved)));
+        .returning(|_, _| Ok(outcome_only(CheckOutcome::Approved)));
     let svc = service(
         store,
         senders_with(Channel::Sms, silent_sender()),
@@ -517,15 +502,9 @@ async fn a_check_for_a_number_no_send_accepts_is_not_found() {
     let mut store = MockCodeStore::new();
     store
         .expect_check_in()
-        .with(
-            eq("sms:+78001234567"),
-            always(),
-            always(),
-            always(),
-            eq(NOW),
-        )
+        .withf(move |check, now| check.key == "sms:+78001234567" && *now == NOW)
         .times(1)
-        .returning(|_, _, _, _, _| Ok(outcome_only(CheckOutcome::NotFound)));
+        .returning(|_, _| Ok(outcome_only(CheckOutcome::NotFound)));
     let svc = service(
         store,
         senders_with(Channel::Sms, silent_sender()),
@@ -553,7 +532,7 @@ async fn store_outage_is_reported_not_swallowed() {
     let mut store = MockCodeStore::new();
     store
         .expect_check_in()
-        .returning(|_, _, _, _, _| Err(StoreError::Unavailable("connection refused".into())));
+        .returning(|_, _| Err(StoreError::Unavailable("connection refused".into())));
     let svc = service(
         store,
         senders_with(Channel::Sms, silent_sender()),
@@ -667,17 +646,17 @@ async fn a_full_shared_limit_refuses_in_the_first_step_and_sends_nothing() {
     let mut store = MockCodeStore::new();
     store
         .expect_stage_send()
-        .withf(|_, _, _, limits, _| {
-            limits.own.len() == 2
-                && limits.shared.len() == 2
-                && limits.shared[0].key == "user:203.0.113.9"
-                && limits.shared[0].limit == 10
-                && limits.shared[1].key == "channel:sms"
-                && limits.shared[1].limit == 1000
-                && limits.shared[1].window_ms == 3_600_000
+        .withf(|send, _| {
+            send.limits.own.len() == 2
+                && send.limits.shared.len() == 2
+                && send.limits.shared[0].key == "user:203.0.113.9"
+                && send.limits.shared[0].limit == 10
+                && send.limits.shared[1].key == "channel:sms"
+                && send.limits.shared[1].limit == 1000
+                && send.limits.shared[1].window_ms == 3_600_000
         })
         .times(1)
-        .returning(|_, _, _, _, _| {
+        .returning(|_, _| {
             Ok(PutOutcome::SharedLimited {
                 index: 1,
                 retry_after_ms: 1_500,
@@ -716,15 +695,15 @@ async fn one_store_step_gets_every_limit_in_order_and_a_destination_refusal_name
         .times(1)
         // Own buckets (cooldown, window) for the destination, then the
         // shared ones: the user's first, the channel's last.
-        .withf(|key, _, _, limits, _| {
-            limits.blocked.is_none()
-                && limits.own.len() == 2
-                && limits.own.iter().all(|b| b.key.contains(key))
-                && limits.shared.len() == 2
-                && limits.shared[0].key.contains("203.0.113.9")
-                && limits.shared[1].key.contains("sms")
+        .withf(|send, _| {
+            send.limits.blocked.is_none()
+                && send.limits.own.len() == 2
+                && send.limits.own.iter().all(|b| b.key.contains(send.key))
+                && send.limits.shared.len() == 2
+                && send.limits.shared[0].key.contains("203.0.113.9")
+                && send.limits.shared[1].key.contains("sms")
         })
-        .returning(|_, _, _, _, _| {
+        .returning(|_, _| {
             Ok(PutOutcome::RateLimited {
                 retry_after_ms: 30_000,
             })
@@ -791,17 +770,17 @@ async fn test_destinations_store_the_fixed_code_and_send_nothing() {
     let mut store = MockCodeStore::new();
     store
         .expect_stage_send()
-        .withf(move |key, record, _, buckets, _| {
-            key == "sms:+77011234567"
-                && record.digest == expected
-                && *buckets == SendLimits::default()
+        .withf(move |send, _| {
+            send.key == "sms:+77011234567"
+                && send.record.digest == expected
+                && *send.limits == SendLimits::default()
         })
         .times(1)
-        .returning(|_, _, _, _, _| Ok(PutOutcome::Stored));
+        .returning(|_, _| Ok(PutOutcome::Stored));
     store
         .expect_record_delivery()
         .times(1)
-        .returning(|_, _, _, _| Ok(None));
+        .returning(|_, _| Ok(None));
     let mut policy = policy();
     policy
         .test_destinations
@@ -955,7 +934,7 @@ fn staged_store() -> MockCodeStore {
     let mut store = MockCodeStore::new();
     store
         .expect_stage_send()
-        .returning(|_, _, _, _, _| Ok(PutOutcome::Stored));
+        .returning(|_, _| Ok(PutOutcome::Stored));
     store
 }
 
@@ -978,12 +957,13 @@ async fn the_sms_fallback_sends_the_same_code_and_records_both_deliveries() {
     store
         .expect_record_delivery()
         .times(1)
-        .withf(|_, attempts, _, _| {
+        .withf(|delivery, _| {
+            let attempts = delivery.attempts;
             attempts.len() == 2
                 && attempts[0].outcome == AttemptOutcome::Failed
                 && attempts[1].outcome == AttemptOutcome::Delivered
         })
-        .returning(|_, _, _, _| Ok(None));
+        .returning(|_, _| Ok(None));
     store.expect_discard_code().never();
     let (sms, sent) = recording_sender(false);
     let svc = whatsapp_with_fallback(store, sms, no_country_rules());
@@ -1243,26 +1223,19 @@ struct FlakyBuckets {
 
 #[async_trait::async_trait]
 impl CodeStore for FlakyBuckets {
-    async fn stage_send(
+    async fn stage_send<'a>(
         &self,
-        key: &str,
-        record: CodeRecord,
-        verification: &Verification,
-        limits: &SendLimits,
+        send: StagedSend<'a>,
         now: Timestamp,
     ) -> Result<PutOutcome, StoreError> {
-        self.inner
-            .stage_send(key, record, verification, limits, now)
-            .await
+        self.inner.stage_send(send, now).await
     }
     async fn record_delivery<'a>(
         &self,
-        id: &VerificationId,
-        attempts: &[DeliveryAttempt],
-        tally: Option<&'a FraudTally>,
+        delivery: Delivery<'a>,
         now: Timestamp,
     ) -> Result<Option<crate::fraud::Counters>, StoreError> {
-        self.inner.record_delivery(id, attempts, tally, now).await
+        self.inner.record_delivery(delivery, now).await
     }
     async fn discard_code<'a>(
         &self,
@@ -1275,13 +1248,10 @@ impl CodeStore for FlakyBuckets {
     }
     async fn check_in<'a>(
         &self,
-        key: &str,
-        digest: &CodeDigest,
-        tally: Option<&'a FraudTally>,
-        scope: Option<&'a crate::ports::CheckScope>,
+        check: CodeCheck<'a>,
         now: Timestamp,
     ) -> Result<crate::ports::Checked, StoreError> {
-        self.inner.check_in(key, digest, tally, scope, now).await
+        self.inner.check_in(check, now).await
     }
     async fn put_pairing(
         &self,

@@ -116,11 +116,10 @@ use async_trait::async_trait;
 use otp_domain::fraud::{Block, Counters, Prefix};
 use otp_domain::ports::FraudLedger;
 use otp_domain::ports::{
-    CheckOutcome, CheckScope, Checked, CodeRecord, CodeStore, FraudTally, HitOutcome,
-    IdempotencyStore, Outbox, PairingOutcome, PutOutcome, RateBucket, SendLimits, TakeOutcome,
-    Timestamp, VerificationStore,
+    CheckOutcome, CheckScope, Checked, CodeCheck, CodeStore, Delivery, FraudCount, HitOutcome,
+    IdempotencyAnswer, IdempotencyClaim, IdempotencyStore, Outbox, PairingOutcome, PutOutcome,
+    RateBucket, SendLimits, StagedSend, TakeOutcome, Timestamp, VerificationStore,
 };
-use otp_domain::ports::{IdempotencyAnswer, IdempotencyClaim};
 use otp_domain::verification::{
     CancelOutcome, DeliveryAttempt, EventSettle, EventType, IdempotencyBegin, ReportOutcome,
     ReportUpdate, Status, StoredEvent, Verification, VerificationId,
@@ -659,59 +658,61 @@ impl RedisStore {
 
 #[async_trait]
 impl CodeStore for RedisStore {
-    async fn stage_send(
+    async fn stage_send<'a>(
         &self,
-        key: &str,
-        record: CodeRecord,
-        verification: &Verification,
-        limits: &SendLimits,
+        send: StagedSend<'a>,
         now: Timestamp,
     ) -> Result<PutOutcome, StoreError> {
         // On a cluster the block and the shared buckets live in other
         // slots: one step each, before the code's script, in the order of
         // `state::stage_limits` (block, own buckets, shared ones), so a
         // refusal leaves the destination's earlier code as it was.
-        if self.cluster && limits.resend {
+        if self.cluster && send.limits.resend {
             // A resend charges nothing unless its code is still live: on a
             // cluster the buckets below are charged before the script
             // could tell, so ask first (the script asks again, atomically).
-            let live = self.live_code(key, now).await?;
-            if live.as_deref() != Some(record::hex(&record.verification).as_str()) {
+            let live = self.live_code(send.key, now).await?;
+            if live.as_deref() != Some(record::hex(&send.record.verification).as_str()) {
                 return Ok(PutOutcome::Gone);
             }
         }
-        if let (true, Some(service)) = (self.cluster, &limits.reuse) {
+        if let (true, Some(service)) = (self.cluster, &send.limits.reuse) {
             // As for a resend: on a cluster the buckets are charged before
             // the script, so ask first (the script is then not asked).
-            if let Some(id) = self.pending_of(key, service, now).await? {
+            if let Some(id) = self.pending_of(send.key, service, now).await? {
                 return Ok(PutOutcome::Pending(id));
             }
         }
         if self.cluster {
-            if let Some(outcome) = self.cluster_limits(key, limits, now).await? {
+            if let Some(outcome) = self.cluster_limits(send.key, send.limits, now).await? {
                 return Ok(outcome);
             }
         }
-        let tag = keys::tag(key);
+        let tag = keys::tag(send.key);
         let outbox = self.outbox_of(&tag);
-        let hex = record::hex(&record.verification);
+        let hex = record::hex(&send.record.verification);
         let index = self.keys.index(&hex);
-        let index_ttl = verification
+        let index_ttl = send
+            .verification
             .expires_at
-            .saturating_add(verification.retention_ms)
+            .saturating_add(send.verification.retention_ms)
             .saturating_add(INDEX_MARGIN_MS)
             .saturating_sub(now)
             .max(1);
         // On a cluster `cluster_limits` charged them already.
-        let own: &[RateBucket] = if self.cluster { &[] } else { &limits.own };
-        let shared: &[RateBucket] = if self.cluster { &[] } else { &limits.shared };
-        let blocked = limits.blocked.as_ref().filter(|_| !self.cluster);
-        let mut inv = scripts::PUT_CODE.key(self.keys.code(key));
-        inv.key(self.keys.latest(key))
+        let own: &[RateBucket] = if self.cluster { &[] } else { &send.limits.own };
+        let shared: &[RateBucket] = if self.cluster {
+            &[]
+        } else {
+            &send.limits.shared
+        };
+        let blocked = send.limits.blocked.as_ref().filter(|_| !self.cluster);
+        let mut inv = scripts::PUT_CODE.key(self.keys.code(send.key));
+        inv.key(self.keys.latest(send.key))
             .key(self.keys.due(outbox))
             .key(self.keys.pending(outbox));
         for b in own {
-            inv.key(self.keys.code_bucket(key, &b.key));
+            inv.key(self.keys.code_bucket(send.key, &b.key));
         }
         for b in shared {
             inv.key(self.keys.bucket(&b.key));
@@ -720,10 +721,10 @@ impl CodeStore for RedisStore {
             inv.key(self.keys.fraud_block(prefix.as_str()));
         }
         inv.arg(now)
-            .arg(record.digest.to_hex())
-            .arg(record.expires_at)
-            .arg(record.attempts)
-            .arg(record.max_attempts)
+            .arg(send.record.digest.to_hex())
+            .arg(send.record.expires_at)
+            .arg(send.record.attempts)
+            .arg(send.record.max_attempts)
             .arg(&hex)
             .arg(self.keys.prefix())
             .arg(&tag)
@@ -734,14 +735,14 @@ impl CodeStore for RedisStore {
             .arg(own.len())
             .arg(shared.len())
             .arg(if blocked.is_some() { "1" } else { "0" })
-            .arg(if limits.resend { "1" } else { "0" })
-            .arg(match &limits.reuse {
+            .arg(if send.limits.resend { "1" } else { "0" })
+            .arg(match &send.limits.reuse {
                 Some(service) if !self.cluster => service.as_str(),
                 _ => "",
             });
         bucket_args(&mut inv, own);
         bucket_args(&mut inv, shared);
-        inv.arg(record::fields(verification)?);
+        inv.arg(record::fields(send.verification)?);
         let (status, wait, at, pending): (i64, i64, i64, String) = self.eval(inv).await?;
         match status {
             0 => {}
@@ -770,7 +771,7 @@ impl CodeStore for RedisStore {
                 return Err(RedisStoreError::Corrupt(format!("send status {other}")).into());
             }
         }
-        if !self.cluster || limits.resend {
+        if !self.cluster || send.limits.resend {
             return Ok(PutOutcome::Stored);
         }
         // Cluster: the id index lives in another slot, and the outbox
@@ -792,7 +793,10 @@ impl CodeStore for RedisStore {
             self.mark(outbox, now).await
         };
         if let Err(e) = after.await {
-            if let Err(undo) = self.discard_code(key, &record.digest, None, now).await {
+            if let Err(undo) = self
+                .discard_code(send.key, &send.record.digest, None, now)
+                .await
+            {
                 tracing::error!(error = %otp_domain::error::chain(&undo), "could not undo a staged code after a failed step; it expires with its lifetime");
             }
             return Err(e.into());
@@ -829,30 +833,27 @@ impl CodeStore for RedisStore {
 
     async fn check_in<'a>(
         &self,
-        key: &str,
-        digest: &CodeDigest,
-        tally: Option<&'a FraudTally>,
-        scope: Option<&'a CheckScope>,
+        check: CodeCheck<'a>,
         now: Timestamp,
     ) -> Result<Checked, StoreError> {
-        let tag = keys::tag(key);
+        let tag = keys::tag(check.key);
         let outbox = self.outbox_of(&tag);
-        let mut inv = scripts::CHECK_CODE.key(self.keys.code(key));
+        let mut inv = scripts::CHECK_CODE.key(self.keys.code(check.key));
         inv.key(self.keys.due(outbox))
             .key(self.keys.pending(outbox))
             .arg(now)
-            .arg(digest.to_hex())
+            .arg(check.digest.to_hex())
             .arg(self.keys.prefix())
             .arg(&tag)
             .arg(self.event_outbox(outbox));
-        match scope {
+        match check.scope {
             Some(CheckScope::Verification(id)) => inv.arg(record::hex(id)).arg(""),
             Some(CheckScope::Service(sid)) => inv.arg("").arg(sid),
             None => inv.arg("").arg(""),
         };
         // The counters are in the `{fraud}` slot: on a cluster, a second
         // step after an approval.
-        let inline = tally.filter(|_| !self.cluster);
+        let inline = check.tally.filter(|_| !self.cluster);
         if let Some(t) = inline {
             inv.key(self.keys.fraud_counters(t.prefix.as_str()));
             CounterArgs::new(t.window_ms, now).push(&mut inv);
@@ -876,10 +877,10 @@ impl CodeStore for RedisStore {
                 return Err(RedisStoreError::Corrupt(format!("check status {other}")).into());
             }
         };
-        if let (Some(t), CheckOutcome::Approved, true) = (tally, outcome, self.cluster) {
+        if let (Some(t), CheckOutcome::Approved, true) = (check.tally, outcome, self.cluster) {
             // The code is used up already: a failed count must not turn
             // the approval into an error the user cannot retry.
-            if let Err(e) = self.count(&t.prefix, 0, 1, t.window_ms, now).await {
+            if let Err(e) = self.count(t.add(0, 1), now).await {
                 tracing::error!(error = %otp_domain::error::chain(&e), prefix = %t.prefix, "fraud guard: could not count an approval; the check stands");
             }
         }
@@ -995,13 +996,11 @@ impl CodeStore for RedisStore {
 
     async fn record_delivery<'a>(
         &self,
-        id: &VerificationId,
-        attempts: &[DeliveryAttempt],
-        tally: Option<&'a FraudTally>,
+        delivery: Delivery<'a>,
         now: Timestamp,
     ) -> Result<Option<Counters>, StoreError> {
-        let hex = record::hex(id);
-        let attempts = record::attempts_json(attempts)?;
+        let hex = record::hex(delivery.id);
+        let attempts = record::attempts_json(delivery.attempts)?;
         if !self.cluster {
             // One script: it reads the index itself, and counts the send.
             let mut inv = scripts::DELIVERED.key(self.keys.index(&hex));
@@ -1012,20 +1011,22 @@ impl CodeStore for RedisStore {
                 .arg(self.event_outbox(SINGLE_OUTBOX))
                 .arg(attempts)
                 .arg("1");
-            if let Some(t) = tally {
+            if let Some(t) = delivery.tally {
                 inv.key(self.keys.fraud_counters(t.prefix.as_str()));
                 CounterArgs::new(t.window_ms, now).push(&mut inv);
             }
             let got: Vec<String> = self.eval(inv).await?;
             return match got.split_first() {
-                Some((_, [])) if tally.is_none() => Ok(None),
+                Some((_, [])) if delivery.tally.is_none() => Ok(None),
                 // The script could not count (see delivered.lua): the
                 // delivery is recorded, the fraud count is not.
                 Some((_, [])) => Err(RedisStoreError::Corrupt(
                     "fraud counters unreadable; the delivery is recorded".to_owned(),
                 )
                 .into()),
-                Some((_, counters)) if tally.is_some() => Ok(Some(parse_counters(counters)?)),
+                Some((_, counters)) if delivery.tally.is_some() => {
+                    Ok(Some(parse_counters(counters)?))
+                }
                 _ => Err(RedisStoreError::Corrupt(format!(
                     "delivery reply of {} fields",
                     got.len()
@@ -1050,8 +1051,8 @@ impl CodeStore for RedisStore {
                 self.mark(outbox, now).await?;
             }
         }
-        match tally {
-            Some(t) => Ok(Some(self.count(&t.prefix, 1, 0, t.window_ms, now).await?)),
+        match delivery.tally {
+            Some(t) => Ok(Some(self.count(t.add(1, 0), now).await?)),
             None => Ok(None),
         }
     }
@@ -1378,20 +1379,14 @@ impl IdempotencyStore for RedisStore {
 /// change.
 #[async_trait]
 impl FraudLedger for RedisStore {
-    async fn count(
-        &self,
-        prefix: &Prefix,
-        sends: u64,
-        approvals: u64,
-        window_ms: u64,
-        now: Timestamp,
-    ) -> Result<Counters, StoreError> {
-        let mut inv = scripts::FRAUD_COUNT.key(self.keys.fraud_counters(prefix.as_str()));
-        let args = CounterArgs::new(window_ms, now);
+    async fn count<'a>(&self, add: FraudCount<'a>, now: Timestamp) -> Result<Counters, StoreError> {
+        let t = add.tally;
+        let mut inv = scripts::FRAUD_COUNT.key(self.keys.fraud_counters(t.prefix.as_str()));
+        let args = CounterArgs::new(t.window_ms, now);
         inv.arg(args.start)
             .arg(args.before)
-            .arg(sends)
-            .arg(approvals)
+            .arg(add.sends)
+            .arg(add.approvals)
             .arg(args.ttl);
         let got: Vec<String> = self.eval(inv).await?;
         Ok(parse_counters(&got)?)

@@ -5,7 +5,7 @@
 //! still a verification's).
 
 use otp_domain::fraud::{Block, Counters, FraudMode, Prefix};
-use otp_domain::ports::{CodeRecord, FraudLedger, PutOutcome};
+use otp_domain::ports::{CodeRecord, FraudLedger, FraudTally, PutOutcome};
 use otp_domain::ports::{Outbox, VerificationStore};
 use otp_domain::verification::{EventData, EventSettle, EventType, StoredEvent};
 use otp_domain::CodeDigest;
@@ -19,6 +19,13 @@ const T0: u64 = 1_800_000_000_000;
 
 fn prefix(s: &str) -> Prefix {
     Prefix::parse(s).expect("prefix")
+}
+
+fn tally(p: &Prefix, window_ms: u64) -> FraudTally {
+    FraudTally {
+        prefix: p.clone(),
+        window_ms,
+    }
 }
 
 fn block(p: &Prefix, since: u64, until: u64) -> Block {
@@ -65,7 +72,7 @@ async fn counters_follow_the_domains_sliding_window_step_for_step() {
             let (sends, approvals) = (steps.below(4), steps.below(2));
             expected = expected.add(sends, approvals, now, window);
             let got = store
-                .count(&p, sends, approvals, window, now)
+                .count(tally(&p, window).add(sends, approvals), now)
                 .await
                 .expect("count");
             assert_eq!(got, expected, "window {window}, step {i}, now {now}");
@@ -73,7 +80,10 @@ async fn counters_follow_the_domains_sliding_window_step_for_step() {
     }
     // A window of 0 is taken as 1 ms, as the domain does.
     let p = prefix("77020");
-    let got = store.count(&p, 2, 1, 0, T0 + 5).await.expect("count");
+    let got = store
+        .count(tally(&p, 0).add(2, 1), T0 + 5)
+        .await
+        .expect("count");
     assert_eq!(got, Counters::default().add(2, 1, T0 + 5, 0));
 }
 
@@ -83,7 +93,10 @@ async fn fraud_keys_are_as_documented_and_counters_live_two_windows_and_a_minute
     let store = RedisStore::standalone(&server.config("otpd")).expect("store");
     let mut conn = connection(&server).await;
     let p = prefix("7701");
-    store.count(&p, 3, 1, 60_000, T0).await.expect("count");
+    store
+        .count(tally(&p, 60_000).add(3, 1), T0)
+        .await
+        .expect("count");
     let counters: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
         .arg("otpd:{fraud}:c:7701")
         .query_async(&mut conn)

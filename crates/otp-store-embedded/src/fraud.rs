@@ -22,7 +22,7 @@
 
 use async_trait::async_trait;
 use otp_domain::fraud::{Block, Counters, Prefix};
-use otp_domain::ports::{FraudLedger, Timestamp};
+use otp_domain::ports::{FraudCount, FraudLedger, Timestamp};
 use otp_domain::verification::StoredEvent;
 use otp_domain::StoreError;
 use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
@@ -127,17 +127,11 @@ pub(crate) fn refuses(
 
 #[async_trait]
 impl FraudLedger for EmbeddedStore {
-    async fn count(
-        &self,
-        prefix: &Prefix,
-        sends: u64,
-        approvals: u64,
-        window_ms: u64,
-        now: Timestamp,
-    ) -> Result<Counters, StoreError> {
-        let prefix = prefix.clone();
+    async fn count<'a>(&self, add: FraudCount<'a>, now: Timestamp) -> Result<Counters, StoreError> {
+        let (sends, approvals) = (add.sends, add.approvals);
+        let t = add.tally.clone();
         self.write(move |txn: &WriteTransaction| {
-            tally(txn, &prefix, sends, approvals, window_ms, now)
+            tally(txn, &t.prefix, sends, approvals, t.window_ms, now)
         })
         .await
     }

@@ -34,11 +34,10 @@ use async_trait::async_trait;
 use otp_domain::digest::CodeDigest;
 use otp_domain::fraud::Counters;
 use otp_domain::ports::{
-    CheckOutcome, CheckScope, Checked, CodeRecord, CodeStore, FraudTally, HitOutcome,
-    IdempotencyStore, Outbox, PairingOutcome, PutOutcome, RateBucket, SendLimits, TakeOutcome,
-    Timestamp, VerificationStore,
+    CheckOutcome, Checked, CodeCheck, CodeStore, Delivery, HitOutcome, IdempotencyAnswer,
+    IdempotencyClaim, IdempotencyStore, Outbox, PairingOutcome, PutOutcome, RateBucket, SendLimits,
+    StagedSend, TakeOutcome, Timestamp, VerificationStore,
 };
-use otp_domain::ports::{IdempotencyAnswer, IdempotencyClaim};
 use otp_domain::state::{self, CheckStep};
 use otp_domain::verification::{
     CancelOutcome, CancelReason, DeliveryAttempt, EventSettle, IdempotencyBegin, ReportOutcome,
@@ -384,17 +383,15 @@ fn to_chat(n: i64) -> Result<ChatId, EmbeddedError> {
 
 #[async_trait]
 impl CodeStore for EmbeddedStore {
-    async fn stage_send(
+    async fn stage_send<'a>(
         &self,
-        key: &str,
-        record: CodeRecord,
-        verification: &Verification,
-        limits: &SendLimits,
+        send: StagedSend<'a>,
         now: Timestamp,
     ) -> Result<PutOutcome, StoreError> {
-        let key = key.to_owned();
-        let limits = limits.clone();
-        let verification = verification.clone();
+        let key = send.key.to_owned();
+        let record = send.record;
+        let limits = send.limits.clone();
+        let verification = send.verification.clone();
         self.write(move |txn| {
             if let Some(prefix) = &limits.blocked {
                 if fraud::refuses(txn, prefix, now)? {
@@ -451,14 +448,12 @@ impl CodeStore for EmbeddedStore {
 
     async fn record_delivery<'a>(
         &self,
-        id: &VerificationId,
-        attempts: &[DeliveryAttempt],
-        tally: Option<&'a FraudTally>,
+        delivery: Delivery<'a>,
         now: Timestamp,
     ) -> Result<Option<Counters>, StoreError> {
-        let id = *id;
-        let attempts = attempts.to_vec();
-        let tally = tally.cloned();
+        let id = *delivery.id;
+        let attempts = delivery.attempts.to_vec();
+        let tally = delivery.tally.cloned();
         self.write(move |txn| {
             let (_, changed) = Tx::new(txn).change(&id, now, |v| {
                 Change::event(v.is_pending().then(|| v.delivered(&attempts, now)))
@@ -521,16 +516,13 @@ impl CodeStore for EmbeddedStore {
 
     async fn check_in<'a>(
         &self,
-        key: &str,
-        digest: &CodeDigest,
-        tally: Option<&'a FraudTally>,
-        scope: Option<&'a CheckScope>,
+        check: CodeCheck<'a>,
         now: Timestamp,
     ) -> Result<Checked, StoreError> {
-        let key = key.to_owned();
-        let digest = *digest;
-        let tally = tally.cloned();
-        let scope = scope.cloned();
+        let key = check.key.to_owned();
+        let digest = *check.digest;
+        let tally = check.tally.cloned();
+        let scope = check.scope.cloned();
         self.write(move |txn| {
             let mut tx = Tx::new(txn);
             let record = tx.code(&key)?;

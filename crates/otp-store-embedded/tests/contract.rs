@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use otp_domain::digest::CodeDigest;
 use otp_domain::fraud::{Block, FraudMode, Prefix};
-use otp_domain::ports::{CheckOutcome, CodeRecord, CodeStore, FraudLedger, PutOutcome};
+use otp_domain::ports::{CheckOutcome, CodeRecord, CodeStore, FraudLedger, FraudTally, PutOutcome};
 use otp_domain::ports::{
     IdempotencyAnswer, IdempotencyClaim, IdempotencyStore, Outbox, VerificationStore,
 };
@@ -229,10 +229,14 @@ async fn fraud_blocks_counters_and_their_events_survive_closing_and_reopening_th
     let path = dir.path().join("otpd.redb");
     let w = 60_000;
     let kz = Prefix::parse("7701").expect("prefix");
+    let tally = FraudTally {
+        prefix: kz.clone(),
+        window_ms: w,
+    };
     let block = fraud_block("7701", 1_000, 61_000);
     {
         let store = EmbeddedStore::open(&path).expect("open");
-        store.count(&kz, 50, 1, w, 900).await.expect("count");
+        store.count(tally.add(50, 1), 900).await.expect("count");
         assert!(store.block(&block, 1_000).await.expect("block"));
     }
     let store = EmbeddedStore::open(&path).expect("reopen");
@@ -245,7 +249,7 @@ async fn fraud_blocks_counters_and_their_events_survive_closing_and_reopening_th
         std::slice::from_ref(&block)
     );
     // The counters go on from what was stored.
-    let c = store.count(&kz, 1, 0, w, 1_002).await.expect("count");
+    let c = store.count(tally.add(1, 0), 1_002).await.expect("count");
     assert_eq!((c.window_start, c.sends, c.approvals), (0, 51, 1));
     assert!(
         !store.block(&block, 1_003).await.expect("block"),

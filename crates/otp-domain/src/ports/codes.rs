@@ -85,6 +85,60 @@ pub struct FraudTally {
     pub window_ms: u64,
 }
 
+impl FraudTally {
+    /// `sends` and `approvals` to add under this tally's prefix
+    /// ([`super::FraudLedger::count`]).
+    pub fn add(&self, sends: u64, approvals: u64) -> FraudCount<'_> {
+        FraudCount {
+            tally: self,
+            sends,
+            approvals,
+        }
+    }
+}
+
+/// What [`super::FraudLedger::count`] adds: `sends` and `approvals` under
+/// the tally's prefix, in its windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FraudCount<'a> {
+    pub tally: &'a FraudTally,
+    pub sends: u64,
+    pub approvals: u64,
+}
+
+/// The first step of a send ([`CodeStore::stage_send`]): `record` to
+/// store under `key` with its pending `verification`, once the send
+/// passed `limits`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StagedSend<'a> {
+    pub key: &'a str,
+    pub record: CodeRecord,
+    /// Pending; `record.verification` is its id.
+    pub verification: &'a Verification,
+    pub limits: &'a SendLimits,
+}
+
+/// The second step of a send ([`CodeStore::record_delivery`]): the code
+/// of verification `id` went out after `attempts`; with `tally`, one send
+/// is counted under its prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery<'a> {
+    pub id: &'a VerificationId,
+    pub attempts: &'a [DeliveryAttempt],
+    pub tally: Option<&'a FraudTally>,
+}
+
+/// A check of the code under `key` against `digest`
+/// ([`CodeStore::check_in`]): with `tally`, an approval is counted under
+/// its prefix; with `scope`, only a code inside it is touched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CodeCheck<'a> {
+    pub key: &'a str,
+    pub digest: &'a CodeDigest,
+    pub tally: Option<&'a FraudTally>,
+    pub scope: Option<&'a CheckScope>,
+}
+
 /// Which code a check may touch, beyond its key: a caller that names a
 /// verification (or a service) must never spend another's code, even one
 /// a concurrent send just stored under the same key.
@@ -155,7 +209,8 @@ pub trait CodeStore: Send + Sync {
     /// one hit in every bucket of `limits.own`, then of `limits.shared`;
     /// and stores `record` under `key`, replacing any earlier code there,
     /// with `verification` (pending, `record.verification` is its id),
-    /// which becomes the latest verification of `key`.
+    /// which becomes the latest verification of `key` (all of them the
+    /// fields of `send`).
     ///
     /// When the replaced code's verification is still pending, it ends as
     /// `canceled` with reason `replaced`, and its event is written to the
@@ -183,12 +238,9 @@ pub trait CodeStore: Send + Sync {
     ///   one node; a store whose buckets live apart (Redis Cluster) takes
     ///   one step per place, and undoes the code when a later one refuses.
     /// - `StoreError::Unavailable` when the backend cannot be reached.
-    async fn stage_send(
+    async fn stage_send<'a>(
         &self,
-        key: &str,
-        record: CodeRecord,
-        verification: &Verification,
-        limits: &SendLimits,
+        send: StagedSend<'a>,
         now: Timestamp,
     ) -> Result<PutOutcome, StoreError>;
 
@@ -205,24 +257,29 @@ pub trait CodeStore: Send + Sync {
         buckets: &[RateBucket],
         now: Timestamp,
     ) -> Result<PutOutcome, StoreError> {
-        self.stage_send(key, record, verification, &SendLimits::own(buckets), now)
-            .await
+        let limits = SendLimits::own(buckets);
+        let send = StagedSend {
+            key,
+            record,
+            verification,
+            limits: &limits,
+        };
+        self.stage_send(send, now).await
     }
 
-    /// The second step of a send: the code of verification `id` went
-    /// out. Records `attempts` and writes its `pending` event
-    /// ([`Verification::delivered`]), and with `tally` counts one send
-    /// under its prefix ([`super::FraudLedger::count`]), returning the
-    /// counters after the add; in one step. The verification part does
-    /// nothing when it is gone or has ended; the tally counts all the same.
+    /// The second step of a send: the code of verification
+    /// `delivery.id` went out. Records `delivery.attempts` and writes its
+    /// `pending` event ([`Verification::delivered`]), and with
+    /// `delivery.tally` counts one send under its prefix
+    /// ([`super::FraudLedger::count`]), returning the counters after the
+    /// add; in one step. The verification part does nothing when it is
+    /// gone or has ended; the tally counts all the same.
     ///
     /// # Errors
     /// `StoreError::Unavailable` when the backend cannot be reached.
     async fn record_delivery<'a>(
         &self,
-        id: &VerificationId,
-        attempts: &[DeliveryAttempt],
-        tally: Option<&'a FraudTally>,
+        delivery: Delivery<'a>,
         now: Timestamp,
     ) -> Result<Option<Counters>, StoreError>;
 
@@ -236,9 +293,12 @@ pub trait CodeStore: Send + Sync {
         attempts: &[DeliveryAttempt],
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        self.record_delivery(id, attempts, None, now)
-            .await
-            .map(|_| ())
+        let delivery = Delivery {
+            id,
+            attempts,
+            tally: None,
+        };
+        self.record_delivery(delivery, now).await.map(|_| ())
     }
 
     /// Removes the code under `key` only if its digest is `digest`, so a
@@ -260,16 +320,17 @@ pub trait CodeStore: Send + Sync {
         now: Timestamp,
     ) -> Result<(), StoreError>;
 
-    /// Check-and-consume, in one atomic step with the verification's
-    /// change and its event, and, when it approves and `tally` is given,
+    /// Check-and-consume of the code under `check.key` against
+    /// `check.digest`, in one atomic step with the verification's change
+    /// and its event, and, when it approves and `check.tally` is given,
     /// one approval counted under the tally's prefix
     /// ([`super::FraudLedger::count`]).
     ///
     /// # Errors
     /// - MUST return `NotFound` when there is no code or it expired at `now`;
     ///   a pending verification of an expired code ends as `expired`.
-    /// - With `scope`, MUST return `NotFound` and change nothing when the
-    ///   code under `key` is outside it ([`CheckScope::admits`]).
+    /// - With `check.scope`, MUST return `NotFound` and change nothing when
+    ///   the code under the key is outside it ([`CheckScope::admits`]).
     /// - MUST return `Locked`, and count nothing, once attempts reached
     ///   `max_attempts`, even for the right digest.
     /// - MUST return `Approved` and delete the code on a match, so exactly
@@ -284,10 +345,7 @@ pub trait CodeStore: Send + Sync {
     ///   outcome but `NotFound` (with `NotFound`, none).
     async fn check_in<'a>(
         &self,
-        key: &str,
-        digest: &CodeDigest,
-        tally: Option<&'a FraudTally>,
-        scope: Option<&'a CheckScope>,
+        check: CodeCheck<'a>,
         now: Timestamp,
     ) -> Result<Checked, StoreError>;
 
@@ -302,9 +360,13 @@ pub trait CodeStore: Send + Sync {
         tally: Option<&'a FraudTally>,
         now: Timestamp,
     ) -> Result<CheckOutcome, StoreError> {
-        self.check_in(key, digest, tally, None, now)
-            .await
-            .map(|c| c.outcome)
+        let check = CodeCheck {
+            key,
+            digest,
+            tally,
+            scope: None,
+        };
+        self.check_in(check, now).await.map(|c| c.outcome)
     }
 
     /// [`CodeStore::check_tallied`] without a tally.

@@ -5,6 +5,7 @@ use async_trait::async_trait;
 
 use crate::error::StoreError;
 use crate::fraud::{Block, Counters, Prefix};
+use crate::ports::FraudCount;
 use crate::time::Timestamp;
 
 /// The fraud guard's counters and blocks, per number prefix (see
@@ -12,16 +13,10 @@ use crate::time::Timestamp;
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait FraudLedger: Send + Sync {
-    /// Adds `sends` and `approvals` to the prefix's counters at `now`, in
-    /// one atomic step, and returns them after the add.
-    async fn count(
-        &self,
-        prefix: &Prefix,
-        sends: u64,
-        approvals: u64,
-        window_ms: u64,
-        now: Timestamp,
-    ) -> Result<Counters, StoreError>;
+    /// Adds `add.sends` and `add.approvals` to the counters of the
+    /// tally's prefix, in windows of its `window_ms`, at `now`, in one
+    /// atomic step, and returns them after the add.
+    async fn count<'a>(&self, add: FraudCount<'a>, now: Timestamp) -> Result<Counters, StoreError>;
 
     /// The prefix's active block (`until > now`), if any.
     async fn block_of(&self, prefix: &Prefix, now: Timestamp) -> Result<Option<Block>, StoreError>;

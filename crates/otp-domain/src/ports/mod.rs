@@ -34,7 +34,10 @@ pub use crate::outcome::{
     CheckOutcome, HitOutcome, PairingOutcome, PutOutcome, RateBucket, TakeOutcome,
 };
 pub use crate::time::{Clock, SystemClock, Timestamp};
-pub use codes::{CheckScope, Checked, CodeRecord, CodeStore, FraudTally, SendLimits};
+pub use codes::{
+    CheckScope, Checked, CodeCheck, CodeRecord, CodeStore, Delivery, FraudCount, FraudTally,
+    SendLimits, StagedSend,
+};
 pub use fraud::FraudLedger;
 pub use idempotency::{IdempotencyAnswer, IdempotencyClaim, IdempotencyStore};
 pub use outbox::{EventMessage, EventSink, Outbox, SinkError};

@@ -92,10 +92,10 @@ fn broken_store() -> Arc<MockCodeStore> {
         .returning(|| Err(StoreError::Unavailable("connection refused".into())));
     store
         .expect_check_in()
-        .returning(|_, _, _, _, _| Err(StoreError::Unavailable("connection refused".into())));
+        .returning(|_, _| Err(StoreError::Unavailable("connection refused".into())));
     store
         .expect_stage_send()
-        .returning(|_, _, _, _, _| Err(StoreError::Unavailable("connection refused".into())));
+        .returning(|_, _| Err(StoreError::Unavailable("connection refused".into())));
     Arc::new(store)
 }
 

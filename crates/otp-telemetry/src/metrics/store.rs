@@ -8,11 +8,10 @@ use std::time::Instant;
 use async_trait::async_trait;
 use otp_domain::fraud::{Block, Counters, Prefix};
 use otp_domain::ports::{
-    CheckScope, Checked, CodeRecord, CodeStore, FraudLedger, FraudTally, HitOutcome,
-    IdempotencyStore, Outbox, PairingOutcome, PutOutcome, RateBucket, SendLimits, TakeOutcome,
-    Timestamp, VerificationStore,
+    Checked, CodeCheck, CodeStore, Delivery, FraudCount, FraudLedger, HitOutcome,
+    IdempotencyAnswer, IdempotencyClaim, IdempotencyStore, Outbox, PairingOutcome, PutOutcome,
+    RateBucket, StagedSend, TakeOutcome, Timestamp, VerificationStore,
 };
-use otp_domain::ports::{IdempotencyAnswer, IdempotencyClaim};
 use otp_domain::verification::{
     CancelOutcome, DeliveryAttempt, EventSettle, IdempotencyBegin, ReportOutcome, ReportUpdate,
     StoredEvent, Verification, VerificationId,
@@ -174,10 +173,10 @@ macro_rules! metered {
 // folded in. The ports' provided methods (`put_code`, `delivered`,
 // `check_code`, …) call these, so they are timed too.
 metered!(CodeStore {
-    PutCode: fn stage_send(key: &str, record: CodeRecord, verification: &Verification, limits: &SendLimits, now: Timestamp) -> PutOutcome;
+    PutCode: fn stage_send<'a>(send: StagedSend<'a>, now: Timestamp) -> PutOutcome;
     DiscardCode: fn discard_code<'a>(key: &str, digest: &CodeDigest, failure: Option<&'a [DeliveryAttempt]>, now: Timestamp) -> ();
-    Delivered: fn record_delivery<'a>(id: &VerificationId, attempts: &[DeliveryAttempt], tally: Option<&'a FraudTally>, now: Timestamp) -> Option<Counters>;
-    CheckCode: fn check_in<'a>(key: &str, digest: &CodeDigest, tally: Option<&'a FraudTally>, scope: Option<&'a CheckScope>, now: Timestamp) -> Checked;
+    Delivered: fn record_delivery<'a>(delivery: Delivery<'a>, now: Timestamp) -> Option<Counters>;
+    CheckCode: fn check_in<'a>(check: CodeCheck<'a>, now: Timestamp) -> Checked;
     PutPairing: fn put_pairing(chat: ChatId, digest: &CodeDigest, expires_at: Timestamp, buckets: &[RateBucket], now: Timestamp) -> PairingOutcome;
     DiscardPairing: fn discard_pairing(digest: &CodeDigest) -> ();
     TakePairing: fn take_pairing<'a>(digest: &CodeDigest, failures: Option<&'a RateBucket>, now: Timestamp) -> TakeOutcome;
@@ -204,7 +203,7 @@ metered!(IdempotencyStore {
 });
 
 metered!(FraudLedger {
-    FraudCount: fn count(prefix: &Prefix, sends: u64, approvals: u64, window_ms: u64, now: Timestamp) -> Counters;
+    FraudCount: fn count<'a>(add: FraudCount<'a>, now: Timestamp) -> Counters;
     FraudBlockOf: fn block_of(prefix: &Prefix, now: Timestamp) -> Option<Block>;
     FraudBlock: fn block(block: &Block, now: Timestamp) -> bool;
     FraudBlocks: fn blocks(now: Timestamp) -> Vec<Block>;

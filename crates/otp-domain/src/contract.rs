@@ -13,8 +13,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::digest::{CodeDigest, CodeHasher, SealedCode};
 use crate::ports::{
     CheckOutcome, CodeCheck, CodeRecord, Delivery, FraudTally, HitOutcome, IdempotencyAnswer,
-    IdempotencyClaim, PairingOutcome, PutOutcome, RateBucket, SendLimits, StagedSend, Store,
-    TakeOutcome,
+    IdempotencyClaim, NewPairing, PairingOutcome, PutOutcome, RateBucket, SendLimits, StagedSend,
+    Store, TakeOutcome,
 };
 use crate::types::{Channel, ChatId, Code, Destination};
 use crate::verification::{
@@ -478,11 +478,21 @@ pub async fn discard_removes_only_the_same_code(s: &dyn Store) {
     assert_eq!(check(s, &key, digest(1), NOW).await, CheckOutcome::NotFound);
 }
 
+/// A pairing of `chat` to `digest` until `expires_at`, with no bucket.
+fn pairing(chat: ChatId, digest: &CodeDigest, expires_at: u64) -> NewPairing<'_> {
+    NewPairing {
+        chat,
+        digest,
+        expires_at,
+        buckets: &[],
+    }
+}
+
 pub async fn pairing_is_traded_once_and_replaced_per_chat(s: &dyn Store) {
     let (d1, d2, d3) = (unique_digest(), unique_digest(), unique_digest());
     let c = chat(4242);
     let put = |d: CodeDigest, exp: u64| async move {
-        s.put_pairing(c, &d, exp, &[], NOW)
+        s.put_pairing(pairing(c, &d, exp), NOW)
             .await
             .expect("put_pairing")
     };
@@ -508,12 +518,24 @@ pub async fn pairing_is_traded_once_and_replaced_per_chat(s: &dyn Store) {
     }];
     let d5 = unique_digest();
     let first = s
-        .put_pairing(c, &d5, NOW + 1_000, &b, NOW)
+        .put_pairing(
+            NewPairing {
+                buckets: &b,
+                ..pairing(c, &d5, NOW + 1_000)
+            },
+            NOW,
+        )
         .await
         .expect("put");
     assert_eq!(first, PairingOutcome::Stored);
     let second = s
-        .put_pairing(c, &unique_digest(), NOW + 1_000, &b, NOW + 10)
+        .put_pairing(
+            NewPairing {
+                buckets: &b,
+                ..pairing(c, &unique_digest(), NOW + 1_000)
+            },
+            NOW + 10,
+        )
         .await
         .expect("put");
     assert_eq!(
@@ -529,13 +551,13 @@ pub async fn pairing_digests_are_unique_among_active_pairings(s: &dyn Store) {
     let d = unique_digest();
     let (a, b) = (chat(1001), chat(-1002));
     assert_eq!(
-        s.put_pairing(a, &d, NOW + 1_000, &[], NOW)
+        s.put_pairing(pairing(a, &d, NOW + 1_000), NOW)
             .await
             .expect("put"),
         PairingOutcome::Stored
     );
     assert_eq!(
-        s.put_pairing(b, &d, NOW + 1_000, &[], NOW)
+        s.put_pairing(pairing(b, &d, NOW + 1_000), NOW)
             .await
             .expect("put"),
         PairingOutcome::Collision
@@ -547,7 +569,7 @@ pub async fn a_chat_never_removes_a_pairing_another_chat_holds_now(s: &dyn Store
     let (d, d2) = (unique_digest(), unique_digest());
     let (a, b) = (chat(7001), chat(7002));
     let put =
-        |c, d, exp, now| async move { s.put_pairing(c, &d, exp, &[], now).await.expect("put") };
+        |c, d, exp, now| async move { s.put_pairing(pairing(c, &d, exp), now).await.expect("put") };
     assert_eq!(put(a, d, NOW + 1_000, NOW).await, PairingOutcome::Stored);
     // A's pairing expired; B happens to get the same digest.
     assert_eq!(
@@ -572,7 +594,7 @@ pub async fn failed_pairing_lookups_are_counted_and_limited(s: &dyn Store) {
     let d = unique_digest();
     let c = chat(31337);
     assert_eq!(
-        s.put_pairing(c, &d, NOW + 60_000, &[], NOW)
+        s.put_pairing(pairing(c, &d, NOW + 60_000), NOW)
             .await
             .expect("put"),
         PairingOutcome::Stored

@@ -12,8 +12,8 @@ use crate::error::StoreError;
 use crate::fraud::{Block, Counters, Prefix};
 use crate::ports::{
     CheckOutcome, Checked, CodeCheck, CodeRecord, CodeStore, Delivery, FraudCount, HitOutcome,
-    IdempotencyAnswer, IdempotencyClaim, PairingOutcome, PutOutcome, RateBucket, StagedSend,
-    TakeOutcome, Timestamp,
+    IdempotencyAnswer, IdempotencyClaim, NewPairing, PairingOutcome, PutOutcome, RateBucket,
+    StagedSend, TakeOutcome, Timestamp,
 };
 use crate::ports::{FraudLedger, IdempotencyStore, Outbox, VerificationStore};
 use crate::state::{self, BucketState, CheckStep};
@@ -323,35 +323,34 @@ impl CodeStore for InMemoryStore {
         })
     }
 
-    async fn put_pairing(
+    async fn put_pairing<'a>(
         &self,
-        chat: ChatId,
-        digest: &CodeDigest,
-        expires_at: Timestamp,
-        buckets: &[RateBucket],
+        pairing: NewPairing<'a>,
         now: Timestamp,
     ) -> Result<PairingOutcome, StoreError> {
         let mut inner = self.lock();
-        if let Some((owner, exp)) = inner.pairings.get(digest) {
-            if *owner != chat && now < *exp {
+        if let Some((owner, exp)) = inner.pairings.get(pairing.digest) {
+            if *owner != pairing.chat && now < *exp {
                 return Ok(PairingOutcome::Collision);
             }
         }
-        if let Err(retry_after_ms) = inner.hit(buckets, now) {
+        if let Err(retry_after_ms) = inner.hit(pairing.buckets, now) {
             return Ok(PairingOutcome::RateLimited { retry_after_ms });
         }
-        if let Some(old) = inner.chat_pairing.insert(chat, *digest) {
+        if let Some(old) = inner.chat_pairing.insert(pairing.chat, *pairing.digest) {
             // Only if that digest still belongs to this chat: after expiry
             // another chat may hold the same digest now.
             if inner
                 .pairings
                 .get(&old)
-                .is_some_and(|(owner, _)| *owner == chat)
+                .is_some_and(|(owner, _)| *owner == pairing.chat)
             {
                 inner.pairings.remove(&old);
             }
         }
-        inner.pairings.insert(*digest, (chat, expires_at));
+        inner
+            .pairings
+            .insert(*pairing.digest, (pairing.chat, pairing.expires_at));
         Ok(PairingOutcome::Stored)
     }
 

@@ -13,8 +13,9 @@ use crate::policy::{body_limit, Policy, SUBJECT_LIMIT};
 use crate::ports::{
     CheckOutcome, CheckScope, Checked, Clock, CodeCheck, CodeGenerator, CodeRecord, CodeStore,
     Delivered, Delivery, DeliveryError, FraudLedger, FraudTally, HitOutcome, IdempotencyAnswer,
-    IdempotencyClaim, IdempotencyStore, MessageLocale, OutgoingMessage, PairingOutcome, PutOutcome,
-    RateBucket, SendLimits, Sender, StagedSend, Store, TakeOutcome, Timestamp, VerificationStore,
+    IdempotencyClaim, IdempotencyStore, MessageLocale, NewPairing, OutgoingMessage, PairingOutcome,
+    PutOutcome, RateBucket, SendLimits, Sender, StagedSend, Store, TakeOutcome, Timestamp,
+    VerificationStore,
 };
 use crate::template::{self, PASSWORD};
 use crate::types::{Channel, ChatId, CheckTarget, Code, Destination, Lifetime, Phone, Region};
@@ -1107,7 +1108,15 @@ impl OtpService {
                 let outcome = self
                     .store
                     .codes
-                    .put_pairing(chat, &digest, now + lifetime.millis(), &buckets, now)
+                    .put_pairing(
+                        NewPairing {
+                            chat,
+                            digest: &digest,
+                            expires_at: now + lifetime.millis(),
+                            buckets: &buckets,
+                        },
+                        now,
+                    )
                     .await?;
                 return Ok(match outcome {
                     PairingOutcome::Collision => continue,

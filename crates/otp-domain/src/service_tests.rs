@@ -556,14 +556,18 @@ async fn pairing_retries_a_colliding_code_and_sends_the_free_one() {
     let mut store = MockCodeStore::new();
     store
         .expect_put_pairing()
-        .with(eq(chat), eq(taken), eq(NOW + 300_000), always(), eq(NOW))
+        .withf(move |p, now| {
+            (p.chat, *p.digest, p.expires_at, *now) == (chat, taken, NOW + 300_000, NOW)
+        })
         .times(1)
-        .returning(|_, _, _, _, _| Ok(PairingOutcome::Collision));
+        .returning(|_, _| Ok(PairingOutcome::Collision));
     store
         .expect_put_pairing()
-        .with(eq(chat), eq(free), eq(NOW + 300_000), always(), eq(NOW))
+        .withf(move |p, now| {
+            (p.chat, *p.digest, p.expires_at, *now) == (chat, free, NOW + 300_000, NOW)
+        })
         .times(1)
-        .returning(|_, _, _, _, _| Ok(PairingOutcome::Stored));
+        .returning(|_, _| Ok(PairingOutcome::Stored));
     let (sender, sent) = recording_sender(false);
     let svc = service(
         store,
@@ -589,7 +593,7 @@ async fn failed_pairing_delivery_removes_the_pairing() {
     let mut store = MockCodeStore::new();
     store
         .expect_put_pairing()
-        .returning(|_, _, _, _, _| Ok(PairingOutcome::Stored));
+        .returning(|_, _| Ok(PairingOutcome::Stored));
     store
         .expect_discard_pairing()
         .with(eq(digest))
@@ -1253,17 +1257,12 @@ impl CodeStore for FlakyBuckets {
     ) -> Result<crate::ports::Checked, StoreError> {
         self.inner.check_in(check, now).await
     }
-    async fn put_pairing(
+    async fn put_pairing<'a>(
         &self,
-        chat: ChatId,
-        digest: &CodeDigest,
-        expires_at: Timestamp,
-        buckets: &[RateBucket],
+        pairing: NewPairing<'a>,
         now: Timestamp,
     ) -> Result<PairingOutcome, StoreError> {
-        self.inner
-            .put_pairing(chat, digest, expires_at, buckets, now)
-            .await
+        self.inner.put_pairing(pairing, now).await
     }
     async fn discard_pairing(&self, digest: &CodeDigest) -> Result<(), StoreError> {
         self.inner.discard_pairing(digest).await

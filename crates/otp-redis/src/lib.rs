@@ -114,12 +114,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use otp_domain::fraud::{Block, Counters, Prefix};
-use otp_domain::ports::FraudLedger;
 use otp_domain::ports::{
     CheckOutcome, CheckScope, Checked, CodeCheck, CodeStore, Delivery, FraudCount, HitOutcome,
     IdempotencyAnswer, IdempotencyClaim, IdempotencyStore, Outbox, PairingOutcome, PutOutcome,
     RateBucket, SendLimits, StagedSend, TakeOutcome, Timestamp, VerificationStore,
 };
+use otp_domain::ports::{FraudLedger, NewPairing};
 use otp_domain::verification::{
     CancelOutcome, DeliveryAttempt, EventSettle, EventType, IdempotencyBegin, ReportOutcome,
     ReportUpdate, Status, StoredEvent, Verification, VerificationId,
@@ -899,21 +899,18 @@ impl CodeStore for RedisStore {
         })
     }
 
-    async fn put_pairing(
+    async fn put_pairing<'a>(
         &self,
-        chat: ChatId,
-        digest: &CodeDigest,
-        expires_at: Timestamp,
-        buckets: &[RateBucket],
+        pairing: NewPairing<'a>,
         now: Timestamp,
     ) -> Result<PairingOutcome, StoreError> {
-        let mut inv = scripts::PUT_PAIRING.key(self.keys.pairing(digest));
-        inv.key(self.keys.pairing_chat(chat));
-        for b in buckets {
+        let mut inv = scripts::PUT_PAIRING.key(self.keys.pairing(pairing.digest));
+        inv.key(self.keys.pairing_chat(pairing.chat));
+        for b in pairing.buckets {
             inv.key(self.keys.pairing_bucket(&b.key));
         }
-        inv.arg(now).arg(chat.get()).arg(expires_at);
-        bucket_args(&mut inv, buckets);
+        inv.arg(now).arg(pairing.chat.get()).arg(pairing.expires_at);
+        bucket_args(&mut inv, pairing.buckets);
         let (status, wait): (i64, i64) = self.eval(inv).await?;
         let outcome = match status {
             0 => PairingOutcome::Stored,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use otp_domain::ports::{
     CheckOutcome, CodeRecord, CodeStore, HitOutcome, PutOutcome, RateBucket, TakeOutcome,
 };
-use otp_domain::ports::{Outbox, Store};
+use otp_domain::ports::{NewPairing, Outbox, Store};
 use otp_domain::{ChatId, Code, CodeHasher, StoreError};
 use otp_redis::RedisStore;
 use otp_testkit::redis::RedisServer;
@@ -139,7 +139,15 @@ async fn pairings_are_stored_by_digest_and_by_chat() {
     let chat = ChatId::from_i64(-1001234567890).expect("chat");
     let now = now_ms();
     store
-        .put_pairing(chat, &digest, now + 600_000, &[], now)
+        .put_pairing(
+            NewPairing {
+                chat,
+                digest: &digest,
+                expires_at: now + 600_000,
+                buckets: &[],
+            },
+            now,
+        )
         .await
         .expect("put_pairing");
 

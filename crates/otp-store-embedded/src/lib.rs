@@ -35,8 +35,8 @@ use otp_domain::digest::CodeDigest;
 use otp_domain::fraud::Counters;
 use otp_domain::ports::{
     CheckOutcome, Checked, CodeCheck, CodeStore, Delivery, HitOutcome, IdempotencyAnswer,
-    IdempotencyClaim, IdempotencyStore, Outbox, PairingOutcome, PutOutcome, RateBucket, SendLimits,
-    StagedSend, TakeOutcome, Timestamp, VerificationStore,
+    IdempotencyClaim, IdempotencyStore, NewPairing, Outbox, PairingOutcome, PutOutcome, RateBucket,
+    SendLimits, StagedSend, TakeOutcome, Timestamp, VerificationStore,
 };
 use otp_domain::state::{self, CheckStep};
 use otp_domain::verification::{
@@ -576,16 +576,16 @@ impl CodeStore for EmbeddedStore {
         .await
     }
 
-    async fn put_pairing(
+    async fn put_pairing<'a>(
         &self,
-        chat: ChatId,
-        digest: &CodeDigest,
-        expires_at: Timestamp,
-        buckets: &[RateBucket],
+        pairing: NewPairing<'a>,
         now: Timestamp,
     ) -> Result<PairingOutcome, StoreError> {
-        let digest = *digest;
-        let buckets = buckets.to_vec();
+        let NewPairing {
+            chat, expires_at, ..
+        } = pairing;
+        let digest = *pairing.digest;
+        let buckets = pairing.buckets.to_vec();
         self.write(move |txn| {
             let mut pairings = txn.open_table(PAIRINGS)?;
             let mut chats = txn.open_table(CHAT_PAIRING)?;

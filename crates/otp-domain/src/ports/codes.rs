@@ -139,6 +139,16 @@ pub struct CodeCheck<'a> {
     pub scope: Option<&'a CheckScope>,
 }
 
+/// A Telegram pairing to store ([`CodeStore::put_pairing`]): `digest` →
+/// `chat` until `expires_at`, once a hit in every bucket passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewPairing<'a> {
+    pub chat: ChatId,
+    pub digest: &'a CodeDigest,
+    pub expires_at: Timestamp,
+    pub buckets: &'a [RateBucket],
+}
+
 /// Which code a check may touch, beyond its key: a caller that names a
 /// verification (or a service) must never spend another's code, even one
 /// a concurrent send just stored under the same key.
@@ -382,19 +392,17 @@ pub trait CodeStore: Send + Sync {
         self.check_tallied(key, digest, None, now).await
     }
 
-    /// Stores a Telegram pairing: `digest` → `chat`, replacing the chat's
-    /// earlier pairing, after counting one hit in every bucket.
+    /// Stores a Telegram pairing: `pairing.digest` → `pairing.chat`
+    /// until `pairing.expires_at`, replacing the chat's earlier pairing,
+    /// after counting one hit in every bucket of `pairing.buckets`.
     ///
     /// # Errors
     /// - MUST return `Collision` and change nothing when another active
     ///   pairing has the same digest.
     /// - MUST return `RateLimited` and change nothing when a bucket is full.
-    async fn put_pairing(
+    async fn put_pairing<'a>(
         &self,
-        chat: ChatId,
-        digest: &CodeDigest,
-        expires_at: Timestamp,
-        buckets: &[RateBucket],
+        pairing: NewPairing<'a>,
         now: Timestamp,
     ) -> Result<PairingOutcome, StoreError>;
 

@@ -36,7 +36,7 @@ pub use crate::outcome::{
 pub use crate::time::{Clock, SystemClock, Timestamp};
 pub use codes::{
     CheckScope, Checked, CodeCheck, CodeRecord, CodeStore, Delivery, FraudCount, FraudTally,
-    SendLimits, StagedSend,
+    NewPairing, SendLimits, StagedSend,
 };
 pub use fraud::FraudLedger;
 pub use idempotency::{IdempotencyAnswer, IdempotencyClaim, IdempotencyStore};

@@ -9,14 +9,14 @@ use async_trait::async_trait;
 use otp_domain::fraud::{Block, Counters, Prefix};
 use otp_domain::ports::{
     Checked, CodeCheck, CodeStore, Delivery, FraudCount, FraudLedger, HitOutcome,
-    IdempotencyAnswer, IdempotencyClaim, IdempotencyStore, Outbox, PairingOutcome, PutOutcome,
-    RateBucket, StagedSend, TakeOutcome, Timestamp, VerificationStore,
+    IdempotencyAnswer, IdempotencyClaim, IdempotencyStore, NewPairing, Outbox, PairingOutcome,
+    PutOutcome, RateBucket, StagedSend, TakeOutcome, Timestamp, VerificationStore,
 };
 use otp_domain::verification::{
     CancelOutcome, DeliveryAttempt, EventSettle, IdempotencyBegin, ReportOutcome, ReportUpdate,
     StoredEvent, Verification, VerificationId,
 };
-use otp_domain::{ChatId, CodeDigest, StoreError};
+use otp_domain::{CodeDigest, StoreError};
 use prometheus::{Histogram, IntCounter};
 
 use super::Metrics;
@@ -177,7 +177,7 @@ metered!(CodeStore {
     DiscardCode: fn discard_code<'a>(key: &str, digest: &CodeDigest, failure: Option<&'a [DeliveryAttempt]>, now: Timestamp) -> ();
     Delivered: fn record_delivery<'a>(delivery: Delivery<'a>, now: Timestamp) -> Option<Counters>;
     CheckCode: fn check_in<'a>(check: CodeCheck<'a>, now: Timestamp) -> Checked;
-    PutPairing: fn put_pairing(chat: ChatId, digest: &CodeDigest, expires_at: Timestamp, buckets: &[RateBucket], now: Timestamp) -> PairingOutcome;
+    PutPairing: fn put_pairing<'a>(pairing: NewPairing<'a>, now: Timestamp) -> PairingOutcome;
     DiscardPairing: fn discard_pairing(digest: &CodeDigest) -> ();
     TakePairing: fn take_pairing<'a>(digest: &CodeDigest, failures: Option<&'a RateBucket>, now: Timestamp) -> TakeOutcome;
     HitBucket: fn hit_bucket(bucket: &RateBucket, now: Timestamp) -> HitOutcome;

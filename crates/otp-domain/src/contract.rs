@@ -12,9 +12,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::digest::{CodeDigest, CodeHasher, SealedCode};
 use crate::ports::{
-    CheckOutcome, CodeCheck, CodeRecord, Delivery, FraudTally, HitOutcome, IdempotencyAnswer,
-    IdempotencyClaim, NewPairing, PairingOutcome, PutOutcome, RateBucket, SendLimits, StagedSend,
-    Store, TakeOutcome,
+    CheckOutcome, CodeCheck, CodeDiscard, CodeRecord, Delivery, FraudTally, HitOutcome,
+    IdempotencyAnswer, IdempotencyClaim, NewPairing, PairingOutcome, PutOutcome, RateBucket,
+    SendLimits, StagedSend, Store, TakeOutcome,
 };
 use crate::types::{Channel, ChatId, Code, Destination};
 use crate::verification::{
@@ -414,14 +414,12 @@ pub async fn shared_buckets_are_charged_after_the_own_ones_and_refuse_without_a_
         message_id: None,
         report: None,
     };
-    s.discard_code(
-        &third,
-        &digest(4),
-        Some(std::slice::from_ref(&failed)),
-        NOW + 1,
-    )
-    .await
-    .expect("discard");
+    let discard = CodeDiscard {
+        key: &third,
+        digest: &digest(4),
+        failure: Some(std::slice::from_ref(&failed)),
+    };
+    s.discard_code(discard, NOW + 1).await.expect("discard");
     assert_eq!(
         check(s, &third, digest(4), NOW + 2).await,
         CheckOutcome::NotFound
@@ -467,15 +465,25 @@ pub async fn shared_buckets_are_charged_after_the_own_ones_and_refuse_without_a_
 pub async fn discard_removes_only_the_same_code(s: &dyn Store) {
     let key = unique("discard");
     put(s, &key, record(digest(1), 5), &[], NOW).await;
-    s.discard_code(&key, &digest(2), None, NOW)
+    s.discard_code(refused(&key, &digest(2)), NOW)
         .await
         .expect("discard");
     assert_eq!(check(s, &key, digest(1), NOW).await, CheckOutcome::Approved);
     put(s, &key, record(digest(1), 5), &[], NOW).await;
-    s.discard_code(&key, &digest(1), None, NOW)
+    s.discard_code(refused(&key, &digest(1)), NOW)
         .await
         .expect("discard");
     assert_eq!(check(s, &key, digest(1), NOW).await, CheckOutcome::NotFound);
+}
+
+/// The code under `key` with `digest`, discarded after a limit refused
+/// its send.
+fn refused<'a>(key: &'a str, digest: &'a CodeDigest) -> CodeDiscard<'a> {
+    CodeDiscard {
+        key,
+        digest,
+        failure: None,
+    }
 }
 
 /// A pairing of `chat` to `digest` until `expires_at`, with no bucket.
@@ -847,14 +855,12 @@ pub async fn a_failed_delivery_ends_it_as_failed(s: &dyn Store) {
         message_id: None,
         report: None,
     };
-    s.discard_code(
-        &key,
-        &digest(1),
-        Some(std::slice::from_ref(&attempt)),
-        NOW + 1,
-    )
-    .await
-    .expect("discard");
+    let discard = CodeDiscard {
+        key: &key,
+        digest: &digest(1),
+        failure: Some(std::slice::from_ref(&attempt)),
+    };
+    s.discard_code(discard, NOW + 1).await.expect("discard");
     assert_eq!(
         check(s, &key, digest(1), NOW + 2).await,
         CheckOutcome::NotFound
@@ -868,7 +874,7 @@ pub async fn a_failed_delivery_ends_it_as_failed(s: &dyn Store) {
     );
     // A send that a limit refused after its code was stored never existed.
     let (key, r) = send(s, "vrf-refused", 5, NOW).await;
-    s.discard_code(&key, &digest(1), None, NOW + 1)
+    s.discard_code(refused(&key, &digest(1)), NOW + 1)
         .await
         .expect("discard");
     assert_eq!(s.verification(&r.verification).await.expect("get"), None);

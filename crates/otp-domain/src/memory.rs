@@ -11,16 +11,16 @@ use crate::digest::CodeDigest;
 use crate::error::StoreError;
 use crate::fraud::{Block, Counters, Prefix};
 use crate::ports::{
-    CheckOutcome, Checked, CodeCheck, CodeRecord, CodeStore, Delivery, FraudCount, HitOutcome,
-    IdempotencyAnswer, IdempotencyClaim, NewPairing, PairingOutcome, PutOutcome, RateBucket,
-    StagedSend, TakeOutcome, Timestamp,
+    CheckOutcome, Checked, CodeCheck, CodeDiscard, CodeRecord, CodeStore, Delivery, FraudCount,
+    HitOutcome, IdempotencyAnswer, IdempotencyClaim, NewPairing, PairingOutcome, PutOutcome,
+    RateBucket, StagedSend, TakeOutcome, Timestamp,
 };
 use crate::ports::{FraudLedger, IdempotencyStore, Outbox, VerificationStore};
 use crate::state::{self, BucketState, CheckStep};
 use crate::types::ChatId;
 use crate::verification::{
-    CancelOutcome, CancelReason, DeliveryAttempt, EventSettle, IdempotencyBegin, ReportOutcome,
-    ReportUpdate, Status, StoredEvent, Verification, VerificationId,
+    CancelOutcome, CancelReason, EventSettle, IdempotencyBegin, ReportOutcome, ReportUpdate,
+    Status, StoredEvent, Verification, VerificationId,
 };
 
 /// An outbox entry: when it is due next, and its order of arrival.
@@ -245,21 +245,19 @@ impl CodeStore for InMemoryStore {
 
     async fn discard_code<'a>(
         &self,
-        key: &str,
-        digest: &CodeDigest,
-        failure: Option<&'a [DeliveryAttempt]>,
+        discard: CodeDiscard<'a>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let mut inner = self.lock();
-        let Some(record) = inner.codes.get(key).copied() else {
+        let Some(record) = inner.codes.get(discard.key).copied() else {
             return Ok(());
         };
-        if !record.digest.ct_eq(digest) {
+        if !record.digest.ct_eq(discard.digest) {
             return Ok(());
         }
-        inner.codes.remove(key);
+        inner.codes.remove(discard.key);
         let id = record.verification;
-        match failure {
+        match discard.failure {
             Some(attempts) => {
                 let events = inner
                     .verifications
@@ -272,8 +270,8 @@ impl CodeStore for InMemoryStore {
             }
             None => {
                 inner.verifications.remove(&id);
-                if inner.latest.get(key) == Some(&id) {
-                    inner.latest.remove(key);
+                if inner.latest.get(discard.key) == Some(&id) {
+                    inner.latest.remove(discard.key);
                 }
             }
         }

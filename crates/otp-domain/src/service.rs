@@ -11,11 +11,11 @@ use crate::error::{CheckError, Limit, PairError, ParseError, SendError, StoreErr
 use crate::locale::{Locale, LocaleTag, Templates};
 use crate::policy::{body_limit, Policy, SUBJECT_LIMIT};
 use crate::ports::{
-    CheckOutcome, CheckScope, Checked, Clock, CodeCheck, CodeGenerator, CodeRecord, CodeStore,
-    Delivered, Delivery, DeliveryError, FraudLedger, FraudTally, HitOutcome, IdempotencyAnswer,
-    IdempotencyClaim, IdempotencyStore, MessageLocale, NewPairing, OutgoingMessage, PairingOutcome,
-    PutOutcome, RateBucket, SendLimits, Sender, StagedSend, Store, TakeOutcome, Timestamp,
-    VerificationStore,
+    CheckOutcome, CheckScope, Checked, Clock, CodeCheck, CodeDiscard, CodeGenerator, CodeRecord,
+    CodeStore, Delivered, Delivery, DeliveryError, FraudLedger, FraudTally, HitOutcome,
+    IdempotencyAnswer, IdempotencyClaim, IdempotencyStore, MessageLocale, NewPairing,
+    OutgoingMessage, PairingOutcome, PutOutcome, RateBucket, SendLimits, Sender, StagedSend, Store,
+    TakeOutcome, Timestamp, VerificationStore,
 };
 use crate::template::{self, PASSWORD};
 use crate::types::{Channel, ChatId, CheckTarget, Code, Destination, Lifetime, Phone, Region};
@@ -960,9 +960,14 @@ impl OtpService {
     async fn discard(&self, staged: &Staged, attempts: Option<&[DeliveryAttempt]>) {
         let result = match staged {
             Staged::Code { key, digest, .. } => {
+                let discard = CodeDiscard {
+                    key,
+                    digest,
+                    failure: attempts,
+                };
                 self.store
                     .codes
-                    .discard_code(key, digest, attempts, self.clock.now())
+                    .discard_code(discard, self.clock.now())
                     .await
             }
             Staged::Pairing(digest) => self.store.codes.discard_pairing(digest).await,

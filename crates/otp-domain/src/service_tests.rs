@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use mockall::predicate::{always, eq};
+use mockall::predicate::eq;
 
 use super::*;
 use crate::digest::CodeDigest;
@@ -326,9 +326,9 @@ async fn failed_delivery_removes_the_new_code() {
         .returning(|_, _| Ok(PutOutcome::Stored));
     store
         .expect_discard_code()
-        .with(eq("sms:+77011234567"), eq(digest), always(), always())
+        .withf(move |d, _| d.key == "sms:+77011234567" && *d.digest == digest)
         .times(1)
-        .returning(|_, _, _, _| Ok(()));
+        .returning(|_, _| Ok(()));
     let (sender, _) = recording_sender(true);
     let svc = service(
         store,
@@ -989,10 +989,8 @@ async fn the_sms_fallback_keeps_the_sms_country_rules_and_discards_when_they_ref
     store
         .expect_discard_code()
         .times(1)
-        .withf(|key, _, attempts, _| {
-            key == "whatsapp:+5511987654321" && attempts.is_some_and(|a| a.len() == 1)
-        })
-        .returning(|_, _, _, _| Ok(()));
+        .withf(|d, _| d.key == "whatsapp:+5511987654321" && d.failure.is_some_and(|a| a.len() == 1))
+        .returning(|_, _| Ok(()));
     store.expect_record_delivery().never();
     // SMS may go to Germany only: the fallback to a Brazilian number is
     // refused, and the SMS sender is never called.
@@ -1007,8 +1005,8 @@ async fn when_the_sms_fallback_fails_too_the_code_is_discarded_with_both_attempt
     store
         .expect_discard_code()
         .times(1)
-        .withf(|_, _, attempts, _| attempts.is_some_and(|a| a.len() == 2))
-        .returning(|_, _, _, _| Ok(()));
+        .withf(|d, _| d.failure.is_some_and(|a| a.len() == 2))
+        .returning(|_, _| Ok(()));
     store.expect_record_delivery().never();
     let (sms, _) = recording_sender(true);
     let svc = whatsapp_with_fallback(store, sms, no_country_rules());
@@ -1243,12 +1241,10 @@ impl CodeStore for FlakyBuckets {
     }
     async fn discard_code<'a>(
         &self,
-        key: &str,
-        digest: &CodeDigest,
-        failure: Option<&'a [DeliveryAttempt]>,
+        discard: CodeDiscard<'a>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        self.inner.discard_code(key, digest, failure, now).await
+        self.inner.discard_code(discard, now).await
     }
     async fn check_in<'a>(
         &self,

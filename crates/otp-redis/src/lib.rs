@@ -119,10 +119,10 @@ use otp_domain::ports::{
     IdempotencyAnswer, IdempotencyClaim, IdempotencyStore, Outbox, PairingOutcome, PutOutcome,
     RateBucket, SendLimits, StagedSend, TakeOutcome, Timestamp, VerificationStore,
 };
-use otp_domain::ports::{FraudLedger, NewPairing};
+use otp_domain::ports::{CodeDiscard, FraudLedger, NewPairing};
 use otp_domain::verification::{
-    CancelOutcome, DeliveryAttempt, EventSettle, EventType, IdempotencyBegin, ReportOutcome,
-    ReportUpdate, Status, StoredEvent, Verification, VerificationId,
+    CancelOutcome, EventSettle, EventType, IdempotencyBegin, ReportOutcome, ReportUpdate, Status,
+    StoredEvent, Verification, VerificationId,
 };
 use otp_domain::{ChatId, CodeDigest, StoreError};
 use redis::cluster::ClusterClient;
@@ -794,7 +794,14 @@ impl CodeStore for RedisStore {
         };
         if let Err(e) = after.await {
             if let Err(undo) = self
-                .discard_code(send.key, &send.record.digest, None, now)
+                .discard_code(
+                    CodeDiscard {
+                        key: send.key,
+                        digest: &send.record.digest,
+                        failure: None,
+                    },
+                    now,
+                )
                 .await
             {
                 tracing::error!(error = %otp_domain::error::chain(&undo), "could not undo a staged code after a failed step; it expires with its lifetime");
@@ -806,19 +813,17 @@ impl CodeStore for RedisStore {
 
     async fn discard_code<'a>(
         &self,
-        key: &str,
-        digest: &CodeDigest,
-        failure: Option<&'a [DeliveryAttempt]>,
+        discard: CodeDiscard<'a>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        let tag = keys::tag(key);
+        let tag = keys::tag(discard.key);
         let outbox = self.outbox_of(&tag);
-        let failure = failure.map(record::attempts_json).transpose()?;
-        let mut inv = scripts::DISCARD_CODE.key(self.keys.code(key));
+        let failure = discard.failure.map(record::attempts_json).transpose()?;
+        let mut inv = scripts::DISCARD_CODE.key(self.keys.code(discard.key));
         inv.key(self.keys.due(outbox))
             .key(self.keys.pending(outbox))
-            .key(self.keys.latest(key))
-            .arg(digest.to_hex())
+            .key(self.keys.latest(discard.key))
+            .arg(discard.digest.to_hex())
             .arg(now)
             .arg(self.keys.prefix())
             .arg(&tag)

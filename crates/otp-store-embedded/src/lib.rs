@@ -34,9 +34,9 @@ use async_trait::async_trait;
 use otp_domain::digest::CodeDigest;
 use otp_domain::fraud::Counters;
 use otp_domain::ports::{
-    CheckOutcome, Checked, CodeCheck, CodeStore, Delivery, HitOutcome, IdempotencyAnswer,
-    IdempotencyClaim, IdempotencyStore, NewPairing, Outbox, PairingOutcome, PutOutcome, RateBucket,
-    SendLimits, StagedSend, TakeOutcome, Timestamp, VerificationStore,
+    CheckOutcome, Checked, CodeCheck, CodeDiscard, CodeStore, Delivery, HitOutcome,
+    IdempotencyAnswer, IdempotencyClaim, IdempotencyStore, NewPairing, Outbox, PairingOutcome,
+    PutOutcome, RateBucket, SendLimits, StagedSend, TakeOutcome, Timestamp, VerificationStore,
 };
 use otp_domain::state::{self, CheckStep};
 use otp_domain::verification::{
@@ -469,14 +469,12 @@ impl CodeStore for EmbeddedStore {
 
     async fn discard_code<'a>(
         &self,
-        key: &str,
-        digest: &CodeDigest,
-        failure: Option<&'a [DeliveryAttempt]>,
+        discard: CodeDiscard<'a>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        let key = key.to_owned();
-        let digest = *digest;
-        let failure = failure.map(<[DeliveryAttempt]>::to_vec);
+        let key = discard.key.to_owned();
+        let digest = *discard.digest;
+        let failure = discard.failure.map(<[DeliveryAttempt]>::to_vec);
         self.write(move |txn| {
             let mut tx = Tx::new(txn);
             let Some(record) = tx.code(&key)? else {

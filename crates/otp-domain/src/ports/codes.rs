@@ -128,6 +128,16 @@ pub struct Delivery<'a> {
     pub tally: Option<&'a FraudTally>,
 }
 
+/// A code to remove ([`CodeStore::discard_code`]): the one under `key`,
+/// if its digest is still `digest`; `failure`, the attempts of a delivery
+/// that failed (none: a limit refused the send).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CodeDiscard<'a> {
+    pub key: &'a str,
+    pub digest: &'a CodeDigest,
+    pub failure: Option<&'a [DeliveryAttempt]>,
+}
+
 /// A check of the code under `key` against `digest`
 /// ([`CodeStore::check_in`]): with `tally`, an approval is counted under
 /// its prefix; with `scope`, only a code inside it is touched.
@@ -311,10 +321,10 @@ pub trait CodeStore: Send + Sync {
         self.record_delivery(delivery, now).await.map(|_| ())
     }
 
-    /// Removes the code under `key` only if its digest is `digest`, so a
-    /// failed delivery never removes a newer code sent meanwhile. In the
-    /// same step, its verification:
-    /// - with `failure` (the delivery failed): ends as `failed` with the
+    /// Removes the code under `discard.key` only if its digest is
+    /// `discard.digest`, so a failed delivery never removes a newer code
+    /// sent meanwhile. In the same step, its verification:
+    /// - with `discard.failure` (the delivery failed): ends as `failed` with the
     ///   attempts recorded, writing `otpd.delivery.failed` and
     ///   `otpd.verification.failed` ([`Verification::failed`]);
     /// - without (a limit refused the send after the code was stored, and
@@ -324,9 +334,7 @@ pub trait CodeStore: Send + Sync {
     /// `StoreError::Unavailable` when the backend cannot be reached.
     async fn discard_code<'a>(
         &self,
-        key: &str,
-        digest: &CodeDigest,
-        failure: Option<&'a [DeliveryAttempt]>,
+        discard: CodeDiscard<'a>,
         now: Timestamp,
     ) -> Result<(), StoreError>;
 

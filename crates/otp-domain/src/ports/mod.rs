@@ -35,8 +35,8 @@ pub use crate::outcome::{
 };
 pub use crate::time::{Clock, SystemClock, Timestamp};
 pub use codes::{
-    CheckScope, Checked, CodeCheck, CodeRecord, CodeStore, Delivery, FraudCount, FraudTally,
-    NewPairing, SendLimits, StagedSend,
+    CheckScope, Checked, CodeCheck, CodeDiscard, CodeRecord, CodeStore, Delivery, FraudCount,
+    FraudTally, NewPairing, SendLimits, StagedSend,
 };
 pub use fraud::FraudLedger;
 pub use idempotency::{IdempotencyAnswer, IdempotencyClaim, IdempotencyStore};

@@ -8,13 +8,13 @@ use std::time::Instant;
 use async_trait::async_trait;
 use otp_domain::fraud::{Block, Counters, Prefix};
 use otp_domain::ports::{
-    Checked, CodeCheck, CodeStore, Delivery, FraudCount, FraudLedger, HitOutcome,
+    Checked, CodeCheck, CodeDiscard, CodeStore, Delivery, FraudCount, FraudLedger, HitOutcome,
     IdempotencyAnswer, IdempotencyClaim, IdempotencyStore, NewPairing, Outbox, PairingOutcome,
     PutOutcome, RateBucket, StagedSend, TakeOutcome, Timestamp, VerificationStore,
 };
 use otp_domain::verification::{
-    CancelOutcome, DeliveryAttempt, EventSettle, IdempotencyBegin, ReportOutcome, ReportUpdate,
-    StoredEvent, Verification, VerificationId,
+    CancelOutcome, EventSettle, IdempotencyBegin, ReportOutcome, ReportUpdate, StoredEvent,
+    Verification, VerificationId,
 };
 use otp_domain::{CodeDigest, StoreError};
 use prometheus::{Histogram, IntCounter};
@@ -174,7 +174,7 @@ macro_rules! metered {
 // `check_code`, …) call these, so they are timed too.
 metered!(CodeStore {
     PutCode: fn stage_send<'a>(send: StagedSend<'a>, now: Timestamp) -> PutOutcome;
-    DiscardCode: fn discard_code<'a>(key: &str, digest: &CodeDigest, failure: Option<&'a [DeliveryAttempt]>, now: Timestamp) -> ();
+    DiscardCode: fn discard_code<'a>(discard: CodeDiscard<'a>, now: Timestamp) -> ();
     Delivered: fn record_delivery<'a>(delivery: Delivery<'a>, now: Timestamp) -> Option<Counters>;
     CheckCode: fn check_in<'a>(check: CodeCheck<'a>, now: Timestamp) -> Checked;
     PutPairing: fn put_pairing<'a>(pairing: NewPairing<'a>, now: Timestamp) -> PairingOutcome;

@@ -1315,6 +1315,7 @@ pub async fn the_fraud_tally_rides_with_the_delivery_and_the_approval(s: &dyn St
     assert_eq!(
         s.record_delivery(
             Delivery {
+                attempts: &[],
                 tally: None,
                 ..delivery
             },

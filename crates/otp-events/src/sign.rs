@@ -56,8 +56,8 @@ mod tests {
             (secret, "evt_1", 101, b"{}"),
             (secret, "evt_1", 100, b"[]"),
         ];
-        for (secret, id, at, body) in changed {
-            assert_ne!(base, signature(secret, id, at, body), "{id} {at}");
+        for (i, (secret, id, at, body)) in changed.into_iter().enumerate() {
+            assert_ne!(base, signature(secret, id, at, body), "change {i}");
         }
     }
 }

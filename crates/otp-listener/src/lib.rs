@@ -38,7 +38,7 @@
 //! which a phase lags, and it only delays a deadline.
 //!
 //! Why not hyper-util's serve loop with hyper's own timer: hyper 1.12's
-//! `header_read_timeout` is its only server deadline. It starts when an
+//! `header_read_timeout` is its only HTTP/1 server deadline. It starts when an
 //! answer is out, so it would close idle connections at the header
 //! timeout, and a body that stops midway has no deadline at all.
 //! `tests/hyper_alone.rs` runs the same clients against both servers and

@@ -130,9 +130,31 @@ async fn ask(stream: &mut TcpStream) -> bool {
     }
 }
 
+/// When the server closed a connection, counted from the moment its
+/// deadline started.
+#[derive(Debug, PartialEq)]
+enum Closed {
+    /// At the header timeout or later.
+    AtTheDeadline,
+    /// Before it: something else closed the connection.
+    Early(Duration),
+    /// Not while the scenario watched.
+    Never,
+}
+
+impl Closed {
+    fn after(elapsed: Duration) -> Self {
+        if elapsed >= HEADER - Duration::from_millis(100) {
+            Closed::AtTheDeadline
+        } else {
+            Closed::Early(elapsed)
+        }
+    }
+}
+
 /// A head sent a byte every 200 ms never completes: closed at the
 /// deadline, not kept alive by the trickle.
-async fn trickled_head_is_closed(server: Server) -> bool {
+async fn trickled_head(server: Server) -> Closed {
     let addr = start(server, Duration::from_secs(30)).await;
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     let started = Instant::now();
@@ -142,25 +164,30 @@ async fn trickled_head_is_closed(server: Server) -> bool {
             break;
         }
         if closed_within(&mut stream, Duration::from_millis(200)).await {
-            return started.elapsed() >= HEADER - Duration::from_millis(100);
+            return Closed::after(started.elapsed());
         }
     }
-    false
+    Closed::Never
 }
 
-/// A kept-alive connection idle for twice the header timeout but less
-/// than `idle` still takes the next request.
-async fn idle_outlives_the_header_timeout(server: Server) -> bool {
+/// A kept-alive connection after its answer, watched for three header
+/// timeouts (the guard's idle timeout is five); one that stays open must
+/// still take the next request.
+async fn idle_connection(server: Server) -> Closed {
     let addr = start(server, HEADER * 5).await;
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     assert!(ask(&mut stream).await, "{server:?}: the first request");
-    tokio::time::sleep(HEADER * 2).await;
-    ask(&mut stream).await
+    let answered = Instant::now();
+    if closed_within(&mut stream, HEADER * 3).await {
+        return Closed::after(answered.elapsed());
+    }
+    assert!(ask(&mut stream).await, "{server:?}: open, but not serving");
+    Closed::Never
 }
 
 /// A body that announces 60 bytes, sends 10 and then one more every
 /// 200 ms: closed within the header timeout again once the head is in.
-async fn stalled_body_is_closed(server: Server) -> bool {
+async fn stalled_body(server: Server) -> Closed {
     let addr = start(server, Duration::from_secs(30)).await;
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     let head = b"POST / HTTP/1.1\r\nHost: otpd\r\nContent-Length: 60\r\n\r\n{\"phone\": ";
@@ -170,14 +197,16 @@ async fn stalled_body_is_closed(server: Server) -> bool {
         if stream.write_all(b" ").await.is_err()
             || closed_within(&mut stream, Duration::from_millis(200)).await
         {
-            return sent.elapsed() >= HEADER - Duration::from_millis(100);
+            return Closed::after(sent.elapsed());
         }
     }
-    false
+    Closed::Never
 }
 
 /// The scenario's outcome on hyper alone, then on the guard.
-async fn on_both<F: std::future::Future<Output = bool>>(scenario: fn(Server) -> F) -> [bool; 2] {
+async fn on_both<F: std::future::Future<Output = Closed>>(
+    scenario: fn(Server) -> F,
+) -> [Closed; 2] {
     [
         scenario(Server::HyperAlone).await,
         scenario(Server::Guarded).await,
@@ -186,20 +215,26 @@ async fn on_both<F: std::future::Future<Output = bool>>(scenario: fn(Server) -> 
 
 #[tokio::test]
 async fn both_close_a_trickled_head_at_the_header_timeout() {
-    assert_eq!(on_both(trickled_head_is_closed).await, [true, true]);
+    assert_eq!(
+        on_both(trickled_head).await,
+        [Closed::AtTheDeadline, Closed::AtTheDeadline]
+    );
 }
 
 /// Fails on the hyper side once hyper times idle connections apart.
 #[tokio::test]
-async fn only_the_guard_lets_an_idle_connection_outlive_the_header_timeout() {
+async fn hyper_alone_closes_an_idle_connection_at_the_header_timeout() {
     assert_eq!(
-        on_both(idle_outlives_the_header_timeout).await,
-        [false, true]
+        on_both(idle_connection).await,
+        [Closed::AtTheDeadline, Closed::Never]
     );
 }
 
 /// Fails on the hyper side once hyper gives bodies a deadline.
 #[tokio::test]
 async fn only_the_guard_closes_a_body_that_stops_midway() {
-    assert_eq!(on_both(stalled_body_is_closed).await, [false, true]);
+    assert_eq!(
+        on_both(stalled_body).await,
+        [Closed::Never, Closed::AtTheDeadline]
+    );
 }
